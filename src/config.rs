@@ -1,0 +1,793 @@
+//! Broker and topic configuration: Apache Kafka's names, defaults, validation and sources.
+//!
+//! Owns the one table of every config key Cairn accepts. The broker reads a
+//! `server.properties`-style file plus `--set` overrides into [`BrokerConfig`];
+//! topics keep only their explicit overrides (Kafka names → strings), and
+//! [`LogConfig::resolve`] turns broker defaults plus overrides into the typed
+//! values the log engine uses. Depends on nothing else in the crate.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// A config value failed validation, or a key is unknown.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("unknown config key '{0}'")]
+    UnknownKey(String),
+    #[error("invalid value '{value}' for config '{key}': {reason}")]
+    InvalidValue {
+        key: String,
+        value: String,
+        reason: String,
+    },
+    #[error("cannot read config file {path}: {reason}")]
+    File { path: String, reason: String },
+}
+
+/// Kafka's DescribeConfigs config types (the `config_type` field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigType {
+    Boolean = 1,
+    String = 2,
+    Int = 3,
+    Short = 4,
+    Long = 5,
+    Double = 6,
+    List = 7,
+    Class = 8,
+    Password = 9,
+}
+
+/// Where an effective config value came from (Kafka's DescribeConfigs `config_source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigSource {
+    DynamicTopic,
+    DynamicBrokerLogger,
+    DynamicBroker,
+    DynamicDefaultBroker,
+    StaticBroker,
+    Default,
+}
+
+impl ConfigSource {
+    /// The wire value: Kafka numbers sources 1..=6 as
+    /// DYNAMIC_TOPIC_CONFIG(1), DYNAMIC_BROKER_CONFIG(2), DYNAMIC_DEFAULT_BROKER_CONFIG(3),
+    /// STATIC_BROKER_CONFIG(4), DEFAULT_CONFIG(5), DYNAMIC_BROKER_LOGGER_CONFIG(6).
+    pub fn wire(self) -> i8 {
+        match self {
+            ConfigSource::DynamicTopic => 1,
+            ConfigSource::DynamicBroker => 2,
+            ConfigSource::DynamicDefaultBroker => 3,
+            ConfigSource::StaticBroker => 4,
+            ConfigSource::Default => 5,
+            ConfigSource::DynamicBrokerLogger => 6,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Check {
+    Any,
+    /// Integer (i64) at least this value.
+    AtLeast(i64),
+    /// Integer in [min, max].
+    Range(i64, i64),
+    /// Double in [min, max].
+    DoubleRange(f64, f64),
+    Bool,
+    OneOf(&'static [&'static str]),
+    CleanupPolicy,
+    /// `host:port` or `PLAINTEXT://host:port`, possibly a comma list of one.
+    Listener,
+}
+
+/// One accepted config key.
+#[derive(Debug, Clone, Copy)]
+pub struct ConfigDef {
+    pub name: &'static str,
+    pub ty: ConfigType,
+    /// The default, as Kafka prints it; `None` means null.
+    pub default: Option<&'static str>,
+    check: Check,
+    pub doc: &'static str,
+}
+
+const fn def(
+    name: &'static str,
+    ty: ConfigType,
+    default: Option<&'static str>,
+    check: Check,
+    doc: &'static str,
+) -> ConfigDef {
+    ConfigDef {
+        name,
+        ty,
+        default,
+        check,
+        doc,
+    }
+}
+
+use Check::*;
+use ConfigType as T;
+
+const I64_MAX: &str = "9223372036854775807";
+const I32_MAX: &str = "2147483647";
+const COMPRESSION: &[&str] = &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
+const TIMESTAMP_TYPE: &[&str] = &["CreateTime", "LogAppendTime"];
+
+/// Every broker-level key Cairn accepts, with Kafka's defaults except where noted.
+pub static BROKER_CONFIGS: &[ConfigDef] = &[
+    def("listeners", T::String, Some("PLAINTEXT://127.0.0.1:9092"), Listener, "Address to listen on."),
+    def("advertised.listeners", T::String, None, Listener, "Address given to clients in Metadata; defaults to listeners."),
+    def("log.dirs", T::String, Some("./data"), Any, "Directory holding the data."),
+    def("log.dir", T::String, Some("./data"), Any, "Synonym of log.dirs (used when log.dirs is not set)."),
+    def("node.id", T::Int, Some("1"), AtLeast(0), "This broker's id."),
+    def("broker.id", T::Int, Some("1"), AtLeast(0), "Synonym of node.id."),
+    def("num.partitions", T::Int, Some("1"), AtLeast(1), "Partitions of an auto-created topic, or of one created with -1."),
+    def("default.replication.factor", T::Short, Some("1"), Range(1, 1), "Replication factor; a single node supports 1."),
+    def("auto.create.topics.enable", T::Boolean, Some("true"), Bool, "Create unknown topics named in Metadata requests."),
+    def("socket.request.max.bytes", T::Int, Some("104857600"), AtLeast(1), "Largest request frame accepted."),
+    def("max.connections", T::Int, Some("10000"), AtLeast(1), "Most client connections at once (Cairn's default; Kafka's is unbounded)."),
+    def("connections.max.idle.ms", T::Long, Some("600000"), AtLeast(-1), "Close connections idle this long."),
+    def("log.retention.ms", T::Long, None, AtLeast(-1), "Default retention.ms; -1 keeps data forever."),
+    def("log.retention.minutes", T::Int, None, AtLeast(-1), "Default retention in minutes, used when log.retention.ms is not set."),
+    def("log.retention.hours", T::Int, Some("168"), AtLeast(-1), "Default retention in hours, used when neither ms nor minutes is set."),
+    def("log.retention.bytes", T::Long, Some("-1"), AtLeast(-1), "Default retention.bytes per partition; -1 is unlimited."),
+    def("log.segment.bytes", T::Int, Some("1073741824"), AtLeast(14), "Default segment.bytes."),
+    def("log.roll.ms", T::Long, None, AtLeast(1), "Default segment.ms."),
+    def("log.roll.hours", T::Int, Some("168"), AtLeast(1), "Default segment roll time in hours, used when log.roll.ms is not set."),
+    def("log.cleanup.policy", T::List, Some("delete"), CleanupPolicy, "Default cleanup.policy."),
+    def("log.flush.interval.messages", T::Long, Some("1"), AtLeast(1), "Default flush.messages. Cairn's default 1 fsyncs before acknowledging (with group commit); Kafka's default 9223372036854775807 leaves data in the page cache."),
+    def("log.flush.interval.ms", T::Long, None, AtLeast(0), "Default flush.ms; null means no time-based flush."),
+    def("message.max.bytes", T::Int, Some("1048588"), AtLeast(0), "Default max.message.bytes (largest record batch)."),
+    def("log.message.timestamp.type", T::String, Some("CreateTime"), OneOf(TIMESTAMP_TYPE), "Default message.timestamp.type."),
+    def("log.message.timestamp.before.max.ms", T::Long, Some(I64_MAX), AtLeast(0), "Default message.timestamp.before.max.ms."),
+    def("log.message.timestamp.after.max.ms", T::Long, Some("3600000"), AtLeast(0), "Default message.timestamp.after.max.ms."),
+    def("compression.type", T::String, Some("producer"), OneOf(COMPRESSION), "Default compression.type (only 'producer' changes nothing on the way in)."),
+    def("log.index.interval.bytes", T::Int, Some("4096"), AtLeast(0), "Default index.interval.bytes."),
+    def("log.index.size.max.bytes", T::Int, Some("10485760"), AtLeast(4), "Default segment.index.bytes."),
+    def("log.segment.delete.delay.ms", T::Long, Some("60000"), AtLeast(0), "Default file.delete.delay.ms."),
+    def("log.retention.check.interval.ms", T::Long, Some("300000"), AtLeast(1), "How often retention runs."),
+    def("log.cleaner.enable", T::Boolean, Some("true"), Bool, "Run the log cleaner for compacted topics."),
+    def("log.cleaner.threads", T::Int, Some("1"), AtLeast(0), "Cleaner threads."),
+    def("log.cleaner.dedupe.buffer.size", T::Long, Some("134217728"), AtLeast(1024), "Memory for the cleaner's key to offset map."),
+    def("log.cleaner.io.max.bytes.per.second", T::Double, Some("1.7976931348623157E308"), DoubleRange(0.0, f64::MAX), "Cleaner I/O rate limit."),
+    def("log.cleaner.backoff.ms", T::Long, Some("15000"), AtLeast(0), "Cleaner sleep when nothing is cleanable."),
+    def("log.cleaner.min.cleanable.ratio", T::Double, Some("0.5"), DoubleRange(0.0, 1.0), "Default min.cleanable.dirty.ratio."),
+    def("log.cleaner.min.compaction.lag.ms", T::Long, Some("0"), AtLeast(0), "Default min.compaction.lag.ms."),
+    def("log.cleaner.max.compaction.lag.ms", T::Long, Some(I64_MAX), AtLeast(1), "Default max.compaction.lag.ms."),
+    def("log.cleaner.delete.retention.ms", T::Long, Some("86400000"), AtLeast(0), "Default delete.retention.ms."),
+    def("min.insync.replicas", T::Int, Some("1"), Range(1, 1), "Accepted for compatibility; a single node has one replica."),
+    def("unclean.leader.election.enable", T::Boolean, Some("false"), Bool, "Accepted for compatibility; no effect on a single node."),
+    def("group.initial.rebalance.delay.ms", T::Int, Some("3000"), AtLeast(0), "Wait for more members before the first rebalance of a new group."),
+    def("group.min.session.timeout.ms", T::Int, Some("6000"), AtLeast(0), "Smallest session timeout a member may ask for."),
+    def("group.max.session.timeout.ms", T::Int, Some("1800000"), AtLeast(0), "Largest session timeout a member may ask for."),
+    def("group.max.size", T::Int, Some(I32_MAX), AtLeast(1), "Most members in one group."),
+    def("offsets.retention.minutes", T::Int, Some("10080"), AtLeast(1), "Keep offsets of an empty group this long."),
+    def("offsets.retention.check.interval.ms", T::Long, Some("600000"), AtLeast(1), "How often expired offsets are removed."),
+    def("offsets.topic.num.partitions", T::Int, Some("50"), AtLeast(1), "Partitions of __consumer_offsets."),
+    def("offsets.topic.segment.bytes", T::Int, Some("104857600"), AtLeast(14), "segment.bytes of __consumer_offsets."),
+    def("producer.id.expiration.ms", T::Int, Some("86400000"), AtLeast(1), "Forget an idle producer's idempotence state after this long."),
+];
+
+/// A topic-level key: its definition and the broker keys it defaults from, most specific first.
+#[derive(Debug, Clone, Copy)]
+pub struct TopicConfigDef {
+    pub def: ConfigDef,
+    pub broker_synonyms: &'static [&'static str],
+}
+
+const fn topic(
+    name: &'static str,
+    ty: ConfigType,
+    check: Check,
+    broker_synonyms: &'static [&'static str],
+    doc: &'static str,
+) -> TopicConfigDef {
+    TopicConfigDef {
+        def: ConfigDef {
+            name,
+            ty,
+            default: None,
+            check,
+            doc,
+        },
+        broker_synonyms,
+    }
+}
+
+/// Every topic-level key Cairn accepts. Defaults come from the broker synonyms.
+pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
+    topic("cleanup.policy", T::List, CleanupPolicy, &["log.cleanup.policy"], "delete, compact, or compact,delete."),
+    topic("retention.ms", T::Long, AtLeast(-1), &["log.retention.ms", "log.retention.minutes", "log.retention.hours"], "Delete sealed segments older than this; -1 keeps forever."),
+    topic("retention.bytes", T::Long, AtLeast(-1), &["log.retention.bytes"], "Delete oldest sealed segments beyond this size; -1 is unlimited."),
+    topic("segment.bytes", T::Int, AtLeast(14), &["log.segment.bytes"], "Roll a segment at this size."),
+    topic("segment.ms", T::Long, AtLeast(1), &["log.roll.ms", "log.roll.hours"], "Roll a segment after this long."),
+    topic("segment.index.bytes", T::Int, AtLeast(4), &["log.index.size.max.bytes"], "Size of a segment's offset index."),
+    topic("index.interval.bytes", T::Int, AtLeast(0), &["log.index.interval.bytes"], "Bytes between offset index entries."),
+    topic("min.cleanable.dirty.ratio", T::Double, DoubleRange(0.0, 1.0), &["log.cleaner.min.cleanable.ratio"], "Clean when dirty bytes exceed this share of the log."),
+    topic("min.compaction.lag.ms", T::Long, AtLeast(0), &["log.cleaner.min.compaction.lag.ms"], "Leave records younger than this uncompacted."),
+    topic("max.compaction.lag.ms", T::Long, AtLeast(1), &["log.cleaner.max.compaction.lag.ms"], "Compact records at the latest after this long."),
+    topic("delete.retention.ms", T::Long, AtLeast(0), &["log.cleaner.delete.retention.ms"], "Keep tombstones this long after their first cleaning."),
+    topic("max.message.bytes", T::Int, AtLeast(0), &["message.max.bytes"], "Largest record batch accepted."),
+    topic("message.timestamp.type", T::String, OneOf(TIMESTAMP_TYPE), &["log.message.timestamp.type"], "CreateTime or LogAppendTime."),
+    topic("message.timestamp.before.max.ms", T::Long, AtLeast(0), &["log.message.timestamp.before.max.ms"], "Reject records whose timestamp is further in the past."),
+    topic("message.timestamp.after.max.ms", T::Long, AtLeast(0), &["log.message.timestamp.after.max.ms"], "Reject records whose timestamp is further in the future."),
+    topic("compression.type", T::String, OneOf(COMPRESSION), &["compression.type"], "Only 'producer' is applied: batches are stored as sent."),
+    topic("flush.messages", T::Long, AtLeast(1), &["log.flush.interval.messages"], "fsync after this many records; 1 means before every acknowledgement."),
+    topic("flush.ms", T::Long, AtLeast(0), &["log.flush.interval.ms"], "fsync at least this often."),
+    topic("file.delete.delay.ms", T::Long, AtLeast(0), &["log.segment.delete.delay.ms"], "Delay before deleted segment files are removed."),
+    topic("min.insync.replicas", T::Int, Range(1, 1), &["min.insync.replicas"], "Accepted for compatibility; a single node has one replica."),
+    topic("unclean.leader.election.enable", T::Boolean, Bool, &["unclean.leader.election.enable"], "Accepted for compatibility."),
+];
+
+fn check_value(def: &ConfigDef, value: &str) -> Result<(), ConfigError> {
+    let bad = |reason: &str| ConfigError::InvalidValue {
+        key: def.name.to_string(),
+        value: value.to_string(),
+        reason: reason.to_string(),
+    };
+    let v = value.trim();
+    match def.ty {
+        T::Int | T::Short | T::Long => {
+            let n: i64 = v.parse().map_err(|_| bad("not an integer"))?;
+            let (lo, hi) = match def.ty {
+                T::Int => (i32::MIN as i64, i32::MAX as i64),
+                T::Short => (i16::MIN as i64, i16::MAX as i64),
+                _ => (i64::MIN, i64::MAX),
+            };
+            if n < lo || n > hi {
+                return Err(bad("out of range for its type"));
+            }
+            match def.check {
+                AtLeast(min) if n < min => return Err(bad(&format!("must be at least {min}"))),
+                Range(min, max) if n < min || n > max => {
+                    return Err(bad(&format!("must be between {min} and {max}")))
+                }
+                _ => {}
+            }
+        }
+        T::Double => {
+            let x: f64 = v.parse().map_err(|_| bad("not a number"))?;
+            if let DoubleRange(min, max) = def.check {
+                if !(min..=max).contains(&x) {
+                    return Err(bad(&format!("must be between {min} and {max}")));
+                }
+            }
+        }
+        T::Boolean => {
+            if !v.eq_ignore_ascii_case("true") && !v.eq_ignore_ascii_case("false") {
+                return Err(bad("must be true or false"));
+            }
+        }
+        _ => match def.check {
+            OneOf(allowed) if !allowed.contains(&v) => {
+                return Err(bad(&format!("must be one of {}", allowed.join(", "))))
+            }
+            CleanupPolicy => {
+                CleanupPolicy::parse(v).map_err(|reason| bad(&reason))?;
+            }
+            Listener => {
+                parse_listener(v).map_err(|reason| bad(&reason))?;
+            }
+            _ => {}
+        },
+    }
+    Ok(())
+}
+
+/// Parses `host:port`, `PLAINTEXT://host:port` or a one-element comma list of those.
+pub fn parse_listener(value: &str) -> Result<(String, u16), String> {
+    let first = value.split(',').next().unwrap_or("").trim();
+    let addr = match first.split_once("://") {
+        Some((scheme, rest)) => {
+            if !scheme.eq_ignore_ascii_case("PLAINTEXT") {
+                return Err(format!("listener scheme '{scheme}' is not supported (only PLAINTEXT)"));
+            }
+            rest
+        }
+        None => first,
+    };
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| "expected HOST:PORT".to_string())?;
+    let port: u16 = port.parse().map_err(|_| format!("bad port '{port}'"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host = if host.is_empty() { "0.0.0.0" } else { host };
+    Ok((host.to_string(), port))
+}
+
+/// `cleanup.policy`: delete, compact, or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CleanupPolicy {
+    pub delete: bool,
+    pub compact: bool,
+}
+
+impl CleanupPolicy {
+    pub fn parse(value: &str) -> Result<CleanupPolicy, String> {
+        let mut policy = CleanupPolicy::default();
+        for part in value.split(',').map(str::trim) {
+            match part {
+                "delete" => policy.delete = true,
+                "compact" => policy.compact = true,
+                "" => {}
+                other => return Err(format!("unknown cleanup policy '{other}'")),
+            }
+        }
+        if !policy.delete && !policy.compact {
+            return Err("at least one of delete and compact is required".into());
+        }
+        Ok(policy)
+    }
+}
+
+impl fmt::Display for CleanupPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.compact, self.delete) {
+            (true, true) => f.write_str("compact,delete"),
+            (true, false) => f.write_str("compact"),
+            _ => f.write_str("delete"),
+        }
+    }
+}
+
+/// `message.timestamp.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampType {
+    CreateTime,
+    LogAppendTime,
+}
+
+/// The broker's static configuration: defaults, then the file, then `--set` values.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    values: BTreeMap<&'static str, String>,
+    explicit: BTreeSet<&'static str>,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        let values = BROKER_CONFIGS
+            .iter()
+            .filter_map(|d| d.default.map(|v| (d.name, v.to_string())))
+            .collect();
+        BrokerConfig {
+            values,
+            explicit: BTreeSet::new(),
+        }
+    }
+}
+
+fn broker_def(key: &str) -> Option<&'static ConfigDef> {
+    BROKER_CONFIGS.iter().find(|d| d.name == key)
+}
+
+/// The definition of a topic-level key.
+pub fn topic_def(key: &str) -> Option<&'static TopicConfigDef> {
+    TOPIC_CONFIGS.iter().find(|d| d.def.name == key)
+}
+
+impl BrokerConfig {
+    /// Sets one key, validating name and value.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let def = broker_def(key).ok_or_else(|| ConfigError::UnknownKey(key.to_string()))?;
+        check_value(def, value)?;
+        self.values.insert(def.name, value.trim().to_string());
+        self.explicit.insert(def.name);
+        Ok(())
+    }
+
+    /// Reads a `server.properties`-style file (`key=value` or `key: value`, `#`/`!` comments).
+    pub fn load_file(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+                continue;
+            }
+            let (key, value) = match (line.find('='), line.find(':')) {
+                (Some(e), Some(c)) => line.split_at(e.min(c)),
+                (Some(i), None) | (None, Some(i)) => line.split_at(i),
+                (None, None) => (line, "="),
+            };
+            self.set(key.trim(), &value[1..])?;
+        }
+        Ok(())
+    }
+
+    /// The value of a broker key (its default if never set); `None` when null.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(String::as_str)
+    }
+
+    /// True when the key was set in the file or with `--set`.
+    pub fn is_explicit(&self, key: &str) -> bool {
+        self.explicit.contains(key)
+    }
+
+    fn long(&self, key: &str) -> i64 {
+        self.get(key)
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("broker config {key} has a validated integer value"))
+    }
+
+    fn int(&self, key: &str) -> i32 {
+        self.long(key) as i32
+    }
+
+    fn boolean(&self, key: &str) -> bool {
+        self.get(key)
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    }
+
+    fn double(&self, key: &str) -> f64 {
+        self.get(key)
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(f64::MAX)
+    }
+
+    /// Where the server listens.
+    pub fn listen_addr(&self) -> (String, u16) {
+        parse_listener(self.get("listeners").unwrap_or("127.0.0.1:9092"))
+            .expect("listeners was validated")
+    }
+
+    /// What Metadata tells clients to connect to.
+    pub fn advertised_addr(&self) -> (String, u16) {
+        match self.get("advertised.listeners") {
+            Some(v) => parse_listener(v).expect("advertised.listeners was validated"),
+            None => {
+                let (host, port) = self.listen_addr();
+                let host = if host == "0.0.0.0" || host == "::" {
+                    "127.0.0.1".to_string()
+                } else {
+                    host
+                };
+                (host, port)
+            }
+        }
+    }
+
+    /// The resolved listen address, for binding.
+    pub fn listen_socket_addr(&self) -> Result<SocketAddr, ConfigError> {
+        let (host, port) = self.listen_addr();
+        use std::net::ToSocketAddrs;
+        (host.as_str(), port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| ConfigError::InvalidValue {
+                key: "listeners".into(),
+                value: format!("{host}:{port}"),
+                reason: "cannot resolve host".into(),
+            })
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        let dirs = if self.is_explicit("log.dirs") || !self.is_explicit("log.dir") {
+            self.get("log.dirs")
+        } else {
+            self.get("log.dir")
+        };
+        PathBuf::from(dirs.unwrap_or("./data").split(',').next().unwrap_or("./data"))
+    }
+
+    pub fn node_id(&self) -> i32 {
+        if self.is_explicit("node.id") || !self.is_explicit("broker.id") {
+            self.int("node.id")
+        } else {
+            self.int("broker.id")
+        }
+    }
+
+    pub fn num_partitions(&self) -> i32 {
+        self.int("num.partitions")
+    }
+    pub fn auto_create_topics(&self) -> bool {
+        self.boolean("auto.create.topics.enable")
+    }
+    pub fn socket_request_max_bytes(&self) -> usize {
+        self.int("socket.request.max.bytes") as usize
+    }
+    pub fn max_connections(&self) -> usize {
+        self.int("max.connections") as usize
+    }
+    pub fn connections_max_idle_ms(&self) -> i64 {
+        self.long("connections.max.idle.ms")
+    }
+    pub fn retention_check_interval_ms(&self) -> i64 {
+        self.long("log.retention.check.interval.ms")
+    }
+    pub fn cleaner_enable(&self) -> bool {
+        self.boolean("log.cleaner.enable")
+    }
+    pub fn cleaner_dedupe_buffer_size(&self) -> i64 {
+        self.long("log.cleaner.dedupe.buffer.size")
+    }
+    pub fn cleaner_io_max_bytes_per_second(&self) -> f64 {
+        self.double("log.cleaner.io.max.bytes.per.second")
+    }
+    pub fn cleaner_backoff_ms(&self) -> i64 {
+        self.long("log.cleaner.backoff.ms")
+    }
+    pub fn group_initial_rebalance_delay_ms(&self) -> i64 {
+        self.long("group.initial.rebalance.delay.ms")
+    }
+    pub fn group_min_session_timeout_ms(&self) -> i64 {
+        self.long("group.min.session.timeout.ms")
+    }
+    pub fn group_max_session_timeout_ms(&self) -> i64 {
+        self.long("group.max.session.timeout.ms")
+    }
+    pub fn group_max_size(&self) -> i64 {
+        self.long("group.max.size")
+    }
+    pub fn offsets_retention_ms(&self) -> i64 {
+        self.long("offsets.retention.minutes") * 60_000
+    }
+    pub fn offsets_retention_check_interval_ms(&self) -> i64 {
+        self.long("offsets.retention.check.interval.ms")
+    }
+    pub fn offsets_topic_num_partitions(&self) -> i32 {
+        self.int("offsets.topic.num.partitions")
+    }
+    pub fn offsets_topic_segment_bytes(&self) -> i32 {
+        self.int("offsets.topic.segment.bytes")
+    }
+    pub fn producer_id_expiration_ms(&self) -> i64 {
+        self.long("producer.id.expiration.ms")
+    }
+
+    /// The broker-level default of a topic key: (value, the broker key it came from, explicit?).
+    /// `None` for a null default (e.g. `flush.ms` when `log.flush.interval.ms` is unset).
+    pub fn topic_default(&self, topic_key: &str) -> Option<(String, &'static str, bool)> {
+        let tdef = topic_def(topic_key)?;
+        // The most specific explicitly set synonym wins; then the first with a default.
+        let pick = tdef
+            .broker_synonyms
+            .iter()
+            .find(|k| self.is_explicit(k))
+            .or_else(|| tdef.broker_synonyms.iter().find(|k| self.get(k).is_some()))?;
+        let raw = self.get(pick)?.trim().to_string();
+        let value = match *pick {
+            "log.retention.minutes" => scale(&raw, 60_000),
+            "log.retention.hours" | "log.roll.hours" => scale(&raw, 3_600_000),
+            _ => raw,
+        };
+        Some((value, pick, self.is_explicit(pick)))
+    }
+
+    /// Every broker key with its value and source, for DescribeConfigs on the broker.
+    pub fn describe(&self) -> Vec<(&'static ConfigDef, Option<String>, ConfigSource)> {
+        BROKER_CONFIGS
+            .iter()
+            .map(|d| {
+                let source = if self.is_explicit(d.name) {
+                    ConfigSource::StaticBroker
+                } else {
+                    ConfigSource::Default
+                };
+                (d, self.get(d.name).map(str::to_string), source)
+            })
+            .collect()
+    }
+}
+
+fn scale(raw: &str, factor: i64) -> String {
+    match raw.parse::<i64>() {
+        Ok(n) if n < 0 => "-1".to_string(),
+        Ok(n) => n.saturating_mul(factor).to_string(),
+        Err(_) => raw.to_string(),
+    }
+}
+
+/// Validates a topic's explicit overrides (CreateTopics, AlterConfigs).
+pub fn validate_topic_config(key: &str, value: &str) -> Result<(), ConfigError> {
+    let tdef = topic_def(key).ok_or_else(|| ConfigError::UnknownKey(key.to_string()))?;
+    check_value(&tdef.def, value)
+}
+
+/// One described topic config: value, source, and the synonyms in Kafka's order.
+#[derive(Debug, Clone)]
+pub struct DescribedConfig {
+    pub def: &'static ConfigDef,
+    pub value: Option<String>,
+    pub source: ConfigSource,
+    /// (name, value, source), most specific first.
+    pub synonyms: Vec<(String, Option<String>, ConfigSource)>,
+}
+
+/// Describes every topic key for a topic with these overrides.
+pub fn describe_topic(
+    broker: &BrokerConfig,
+    overrides: &BTreeMap<String, String>,
+) -> Vec<DescribedConfig> {
+    TOPIC_CONFIGS
+        .iter()
+        .map(|t| {
+            let mut synonyms = Vec::new();
+            if let Some(v) = overrides.get(t.def.name) {
+                synonyms.push((t.def.name.to_string(), Some(v.clone()), ConfigSource::DynamicTopic));
+            }
+            for syn in t.broker_synonyms {
+                if broker.is_explicit(syn) {
+                    synonyms.push((
+                        syn.to_string(),
+                        broker.get(syn).map(str::to_string),
+                        ConfigSource::StaticBroker,
+                    ));
+                }
+            }
+            for syn in t.broker_synonyms {
+                if let Some(d) = broker_def(syn).and_then(|d| d.default) {
+                    synonyms.push((syn.to_string(), Some(d.to_string()), ConfigSource::Default));
+                }
+            }
+            let (value, source) = match overrides.get(t.def.name) {
+                Some(v) => (Some(v.clone()), ConfigSource::DynamicTopic),
+                None => match broker.topic_default(t.def.name) {
+                    Some((v, _, true)) => (Some(v), ConfigSource::StaticBroker),
+                    Some((v, _, false)) => (Some(v), ConfigSource::Default),
+                    None => (None, ConfigSource::Default),
+                },
+            };
+            DescribedConfig {
+                def: &t.def,
+                value,
+                source,
+                synonyms,
+            }
+        })
+        .collect()
+}
+
+/// The typed, effective configuration of one topic's log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogConfig {
+    pub cleanup_policy: CleanupPolicy,
+    /// -1 = forever.
+    pub retention_ms: i64,
+    /// -1 = unlimited.
+    pub retention_bytes: i64,
+    pub segment_bytes: u64,
+    pub segment_ms: i64,
+    pub segment_index_bytes: u64,
+    pub index_interval_bytes: u64,
+    pub min_cleanable_dirty_ratio: f64,
+    pub min_compaction_lag_ms: i64,
+    pub max_compaction_lag_ms: i64,
+    pub delete_retention_ms: i64,
+    pub max_message_bytes: usize,
+    pub message_timestamp_type: TimestampType,
+    pub message_timestamp_before_max_ms: i64,
+    pub message_timestamp_after_max_ms: i64,
+    /// fsync after this many records; 1 = before every acknowledgement (Cairn's default).
+    pub flush_messages: i64,
+    /// fsync at least this often; `None` = no time-based flush.
+    pub flush_ms: Option<i64>,
+    pub file_delete_delay_ms: i64,
+}
+
+impl LogConfig {
+    /// True when acknowledgements wait for fsync (flush.messages = 1).
+    pub fn fsync_before_ack(&self) -> bool {
+        self.flush_messages <= 1
+    }
+
+    /// Broker defaults plus a topic's overrides. Overrides must have been validated.
+    pub fn resolve(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -> LogConfig {
+        let value = |key: &str| -> Option<String> {
+            overrides
+                .get(key)
+                .cloned()
+                .or_else(|| broker.topic_default(key).map(|(v, _, _)| v))
+        };
+        let long = |key: &str| -> i64 {
+            value(key)
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_else(|| panic!("topic config {key} has a validated integer value"))
+        };
+        let double = |key: &str| -> f64 {
+            value(key)
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0.5)
+        };
+        LogConfig {
+            cleanup_policy: CleanupPolicy::parse(&value("cleanup.policy").unwrap_or_default())
+                .unwrap_or(CleanupPolicy {
+                    delete: true,
+                    compact: false,
+                }),
+            retention_ms: long("retention.ms"),
+            retention_bytes: long("retention.bytes"),
+            segment_bytes: long("segment.bytes").max(14) as u64,
+            segment_ms: long("segment.ms"),
+            segment_index_bytes: long("segment.index.bytes").max(8) as u64,
+            index_interval_bytes: long("index.interval.bytes").max(0) as u64,
+            min_cleanable_dirty_ratio: double("min.cleanable.dirty.ratio"),
+            min_compaction_lag_ms: long("min.compaction.lag.ms"),
+            max_compaction_lag_ms: long("max.compaction.lag.ms"),
+            delete_retention_ms: long("delete.retention.ms"),
+            max_message_bytes: long("max.message.bytes").max(0) as usize,
+            message_timestamp_type: match value("message.timestamp.type").as_deref() {
+                Some("LogAppendTime") => TimestampType::LogAppendTime,
+                _ => TimestampType::CreateTime,
+            },
+            message_timestamp_before_max_ms: long("message.timestamp.before.max.ms"),
+            message_timestamp_after_max_ms: long("message.timestamp.after.max.ms"),
+            flush_messages: long("flush.messages"),
+            flush_ms: value("flush.ms").and_then(|v| v.trim().parse().ok()),
+            file_delete_delay_ms: long("file.delete.delay.ms"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_resolve_like_kafka() {
+        let broker = BrokerConfig::default();
+        let cfg = LogConfig::resolve(&broker, &BTreeMap::new());
+        assert_eq!(cfg.retention_ms, 604_800_000);
+        assert_eq!(cfg.retention_bytes, -1);
+        assert_eq!(cfg.segment_bytes, 1_073_741_824);
+        assert_eq!(cfg.segment_ms, 604_800_000);
+        assert_eq!(cfg.max_message_bytes, 1_048_588);
+        assert_eq!(cfg.delete_retention_ms, 86_400_000);
+        assert!(cfg.cleanup_policy.delete && !cfg.cleanup_policy.compact);
+        assert!(cfg.fsync_before_ack());
+        assert_eq!(cfg.flush_ms, None);
+    }
+
+    #[test]
+    fn broker_synonyms_and_overrides() {
+        let mut broker = BrokerConfig::default();
+        broker.set("log.retention.minutes", "2").unwrap();
+        let mut overrides = BTreeMap::new();
+        overrides.insert("cleanup.policy".to_string(), "compact,delete".to_string());
+        let cfg = LogConfig::resolve(&broker, &overrides);
+        assert_eq!(cfg.retention_ms, 120_000);
+        assert!(cfg.cleanup_policy.compact && cfg.cleanup_policy.delete);
+        let described = describe_topic(&broker, &overrides);
+        let retention = described
+            .iter()
+            .find(|d| d.def.name == "retention.ms")
+            .unwrap();
+        assert_eq!(retention.value.as_deref(), Some("120000"));
+        assert_eq!(retention.source, ConfigSource::StaticBroker);
+        let policy = described
+            .iter()
+            .find(|d| d.def.name == "cleanup.policy")
+            .unwrap();
+        assert_eq!(policy.source, ConfigSource::DynamicTopic);
+        assert_eq!(policy.synonyms[0].2, ConfigSource::DynamicTopic);
+    }
+
+    #[test]
+    fn validation_rejects_bad_values_and_keys() {
+        let mut broker = BrokerConfig::default();
+        assert!(matches!(
+            broker.set("no.such.key", "1"),
+            Err(ConfigError::UnknownKey(_))
+        ));
+        assert!(broker.set("num.partitions", "0").is_err());
+        assert!(broker.set("num.partitions", "abc").is_err());
+        assert!(broker.set("listeners", "SSL://x:1").is_err());
+        assert!(broker.set("listeners", "PLAINTEXT://127.0.0.1:9093").is_ok());
+        assert_eq!(broker.listen_addr(), ("127.0.0.1".to_string(), 9093));
+        assert!(validate_topic_config("cleanup.policy", "compact,delete").is_ok());
+        assert!(validate_topic_config("cleanup.policy", "squash").is_err());
+        assert!(validate_topic_config("retention.ms", "-2").is_err());
+        assert!(validate_topic_config("min.cleanable.dirty.ratio", "1.5").is_err());
+        assert!(validate_topic_config("bogus", "1").is_err());
+    }
+}

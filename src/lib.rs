@@ -1,0 +1,17 @@
+//! Cairn: a Kafka-wire-protocol-compatible broker built to be a primary, long-term data store.
+//!
+//! The layers, top to bottom (see ARCHITECTURE.md):
+//! - [`server`]: TCP accept loop, framing, per-connection ordering, limits, shutdown.
+//! - [`protocol`]: frame and header decoding with the kafka-protocol crate; no I/O.
+//! - [`broker`]: one handler file per API family; the only place that maps storage and group
+//!   errors to Kafka error codes.
+//! - [`group`]: the consumer group coordinator (a pure state machine plus the offsets topic).
+//! - [`log`]: the log engine (topics, partitions, segments, indexes, recovery, retention, cleaner).
+//! - [`config`]: broker and topic configuration with Kafka's names.
+
+pub mod broker;
+pub mod config;
+pub mod group;
+pub mod log;
+pub mod protocol;
+pub mod server;

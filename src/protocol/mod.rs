@@ -1,0 +1,1 @@
+//! Kafka framing and headers; no I/O.
