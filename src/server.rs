@@ -1,1 +1,222 @@
-//! TCP server.
+//! The TCP server: accept loop, connection limit, per-connection tasks, ordered responses,
+//! graceful shutdown.
+//!
+//! Each connection has a reader and a writer. The reader checks each length prefix before it
+//! allocates, decodes the frame, and spawns the handler; the handler's join handle goes, in
+//! arrival order, into a bounded queue that the writer drains one by one. So requests are
+//! handled concurrently (a Fetch parked in a long poll does not stop the next request from
+//! being read) while responses leave strictly in request order, and a client that never reads
+//! its responses stops being read once the queue is full (back-pressure, not a growing queue).
+//! Knows nothing of storage: it calls [`Broker::handle`] and writes what comes back.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::ApiKey;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::broker::Broker;
+use crate::protocol::codec::{self, Decoded};
+use crate::protocol::frame;
+
+/// Most requests of one connection in flight at once (Kafka clients pipeline at most 5 by
+/// default); beyond this the reader waits for the writer.
+const MAX_IN_FLIGHT_PER_CONNECTION: usize = 64;
+
+/// What the writer sends for one request.
+enum Outgoing {
+    /// A handler still running; its result is written when it completes.
+    Pending(JoinHandle<Option<Bytes>>),
+    /// An answer known at once.
+    Ready(Bytes),
+}
+
+/// A running server.
+pub struct Server {
+    listener: TcpListener,
+    broker: Arc<Broker>,
+}
+
+impl Server {
+    /// Binds the listener.
+    pub async fn bind(addr: SocketAddr, broker: Arc<Broker>) -> std::io::Result<Server> {
+        let listener = TcpListener::bind(addr).await?;
+        Ok(Server { listener, broker })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` becomes true, then stops accepting, lets every connection finish
+    /// its in-flight requests, and returns.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let limit = Arc::new(Semaphore::new(self.broker.config.max_connections()));
+        // Every connection task holds a clone of `done_tx`; when all are dropped, `done_rx` ends.
+        let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+        loop {
+            let accepted = tokio::select! {
+                accepted = self.listener.accept() => accepted,
+                _ = shutdown.changed() => break,
+            };
+            let (stream, peer) = match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = limit.clone().try_acquire_owned() else {
+                warn!(%peer, "connection refused: max.connections reached");
+                drop(stream);
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let broker = self.broker.clone();
+            let shutdown = shutdown.clone();
+            let done = done_tx.clone();
+            tokio::spawn(async move {
+                serve_connection(stream, peer, broker, shutdown).await;
+                drop(permit);
+                drop(done);
+            });
+        }
+        drop(done_tx);
+        // Wait for every connection to finish its in-flight requests.
+        let _ = done_rx.recv().await;
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    shutdown: watch::Receiver<bool>,
+) {
+    debug!(%peer, "connection opened");
+    let (reader, writer) = stream.into_split();
+    let (queue_tx, queue_rx) = mpsc::channel(MAX_IN_FLIGHT_PER_CONNECTION);
+    let writer_task = tokio::spawn(write_responses(writer, queue_rx, peer));
+    if let Err(reason) = read_requests(reader, &broker, queue_tx, shutdown).await {
+        warn!(%peer, "closing connection: {reason}");
+    }
+    // The reader dropped its sender: the writer finishes what is queued, then ends.
+    let _ = writer_task.await;
+    debug!(%peer, "connection closed");
+}
+
+/// Reads frames until EOF, shutdown, or a frame that must close the connection.
+async fn read_requests(
+    mut reader: OwnedReadHalf,
+    broker: &Arc<Broker>,
+    queue: mpsc::Sender<Outgoing>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), String> {
+    let max = broker.config.socket_request_max_bytes();
+    let idle_ms = broker.config.connections_max_idle_ms();
+    let idle = if idle_ms < 0 {
+        Duration::MAX
+    } else {
+        Duration::from_millis(idle_ms as u64)
+    };
+    loop {
+        let mut prefix = [0u8; 4];
+        let read = tokio::select! {
+            read = tokio::time::timeout(idle, reader.read_exact(&mut prefix)) => read,
+            _ = shutdown.changed() => return Ok(()),
+        };
+        match read {
+            Err(_) => return Err(format!("idle for more than {idle_ms} ms")),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Ok(Err(e)) => return Err(e.to_string()),
+            Ok(Ok(_)) => {}
+        }
+        let length = frame::check_length(prefix, max).map_err(|e| e.to_string())?;
+        let mut body = BytesMut::zeroed(length);
+        // A frame must arrive whole within the idle timeout too, so a client sending a byte a
+        // second cannot hold a buffer forever.
+        match tokio::time::timeout(idle, reader.read_exact(&mut body)).await {
+            Err(_) => return Err("frame not completed within connections.max.idle.ms".into()),
+            Ok(Err(e)) => return Err(format!("frame truncated: {e}")),
+            Ok(Ok(_)) => {}
+        }
+        let outgoing = match codec::decode_request(body.freeze(), broker.versions()) {
+            Ok(Decoded::ApiVersionsTooNew { correlation_id }) => Outgoing::Ready(
+                codec::api_versions_too_new(correlation_id, broker.versions()),
+            ),
+            Ok(Decoded::Request { header, body }) => {
+                let broker = broker.clone();
+                Outgoing::Pending(tokio::spawn(async move {
+                    let api_key = ApiKey::try_from(header.request_api_key).ok()?;
+                    let version = header.request_api_version;
+                    let correlation_id = header.correlation_id;
+                    let response = broker.handle(&header, body).await?;
+                    match codec::encode_response(correlation_id, api_key, version, &response) {
+                        Ok(frame) => Some(frame),
+                        Err(e) => {
+                            warn!("{e}");
+                            None
+                        }
+                    }
+                }))
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        if queue.send(outgoing).await.is_err() {
+            return Err("writer stopped".into());
+        }
+    }
+}
+
+/// Writes responses strictly in request order.
+async fn write_responses(
+    writer: OwnedWriteHalf,
+    mut queue: mpsc::Receiver<Outgoing>,
+    peer: SocketAddr,
+) {
+    let mut writer = BufWriter::new(writer);
+    while let Some(outgoing) = queue.recv().await {
+        let frame = match outgoing {
+            Outgoing::Ready(frame) => Some(frame),
+            Outgoing::Pending(handle) => match handle.await {
+                Ok(frame) => frame,
+                Err(e) => {
+                    warn!(%peer, "request handler failed: {e}");
+                    // The client would wait forever for this response: close instead.
+                    break;
+                }
+            },
+        };
+        if let Some(frame) = frame {
+            if let Err(e) = writer.write_all(&frame).await {
+                debug!(%peer, "write failed: {e}");
+                break;
+            }
+        }
+        // Flush when nothing else is ready, so pipelined responses share a syscall.
+        if queue.is_empty() && writer.flush().await.is_err() {
+            break;
+        }
+    }
+    let _ = writer.flush().await;
+    let _ = writer.shutdown().await;
+}
+
+/// Logs the startup line.
+pub fn log_startup(addr: SocketAddr, data_dir: &std::path::Path) {
+    info!(
+        listen = %addr,
+        data_dir = %data_dir.display(),
+        "cairn serving on {addr}, data in {}",
+        data_dir.display()
+    );
+}

@@ -1,1 +1,9 @@
-//! Kafka framing and headers; no I/O.
+//! Kafka framing, request headers and the version table; no I/O, no storage.
+//!
+//! [`frame`] checks a length prefix before anything is allocated; [`codec`] decodes a frame into
+//! a typed request (or a reason to refuse it) and encodes responses; [`versions`] is the one
+//! table of advertised API versions, built from the broker's dispatch table.
+
+pub mod codec;
+pub mod frame;
+pub mod versions;
