@@ -2,6 +2,8 @@
 //!
 //! PLACEHOLDER: being implemented. `GroupCoordinator::start` is the entry the broker calls.
 
+pub mod state;
+
 use std::sync::Arc;
 
 use crate::config::BrokerConfig;

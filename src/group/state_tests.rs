@@ -1,0 +1,898 @@
+//! Unit tests of the group state machine, driven by a fake clock.
+
+use super::*;
+
+const SESSION: i32 = 10_000;
+const REBALANCE: i32 = 20_000;
+const DELAY: i64 = 3_000;
+
+/// A consumer protocol subscription (version 0) to `topics`.
+fn subscription(topics: &[&str]) -> Bytes {
+    let mut b = Vec::new();
+    b.extend_from_slice(&0i16.to_be_bytes());
+    b.extend_from_slice(&(topics.len() as i32).to_be_bytes());
+    for t in topics {
+        b.extend_from_slice(&(t.len() as i16).to_be_bytes());
+        b.extend_from_slice(t.as_bytes());
+    }
+    b.extend_from_slice(&(-1i32).to_be_bytes());
+    Bytes::from(b)
+}
+
+fn protocols(names: &[&str]) -> Vec<Protocol> {
+    names
+        .iter()
+        .map(|n| Protocol {
+            name: n.to_string(),
+            metadata: subscription(&["events"]),
+        })
+        .collect()
+}
+
+struct Harness {
+    groups: Groups,
+    now: i64,
+    next_waiter: Waiter,
+    next_id: u32,
+    effects: Vec<Effect>,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness::with(GroupConfig {
+            initial_rebalance_delay_ms: DELAY,
+            ..GroupConfig::default()
+        })
+    }
+
+    fn with(config: GroupConfig) -> Harness {
+        Harness {
+            groups: Groups::new(config),
+            now: 1_000_000,
+            next_waiter: 1,
+            next_id: 1,
+            effects: Vec::new(),
+        }
+    }
+
+    fn request(member_id: &str, instance: Option<&str>, names: &[&str], v4: bool) -> JoinRequest {
+        JoinRequest {
+            member_id: member_id.to_string(),
+            group_instance_id: instance.map(str::to_string),
+            client_id: "client".to_string(),
+            client_host: "/127.0.0.1".to_string(),
+            session_timeout_ms: SESSION,
+            rebalance_timeout_ms: REBALANCE,
+            protocol_type: "consumer".to_string(),
+            protocols: protocols(names),
+            require_known_member_id: v4,
+        }
+    }
+
+    fn join_with(&mut self, req: JoinRequest) -> Waiter {
+        let waiter = self.next_waiter;
+        self.next_waiter += 1;
+        let fresh = format!("m{}", self.next_id);
+        self.next_id += 1;
+        let fx = self.groups.join("g", &req, &fresh, waiter, self.now);
+        self.effects.extend(fx);
+        waiter
+    }
+
+    /// A JoinGroup as an old (v3) client sends it: no member id handshake.
+    fn join(&mut self, member_id: &str) -> Waiter {
+        self.join_with(Self::request(member_id, None, &["range"], false))
+    }
+
+    fn join_reply(&mut self, waiter: Waiter) -> Option<Result<JoinResponse, GroupError>> {
+        let pos = self
+            .effects
+            .iter()
+            .position(|e| matches!(e, Effect::JoinReply { waiter: w, .. } if *w == waiter))?;
+        match self.effects.remove(pos) {
+            Effect::JoinReply { result, .. } => Some(result),
+            _ => unreachable!(),
+        }
+    }
+
+    fn joined(&mut self, waiter: Waiter) -> JoinResponse {
+        self.join_reply(waiter)
+            .expect("join answered")
+            .expect("join succeeded")
+    }
+
+    fn sync(&mut self, member_id: &str, generation: i32, assignments: &[(&str, &str)]) -> Waiter {
+        let waiter = self.next_waiter;
+        self.next_waiter += 1;
+        let req = SyncRequest {
+            generation_id: generation,
+            member_id: member_id.to_string(),
+            group_instance_id: None,
+            protocol_type: Some("consumer".to_string()),
+            protocol_name: None,
+            assignments: assignments
+                .iter()
+                .map(|(m, a)| (m.to_string(), Bytes::from(a.to_string())))
+                .collect(),
+        };
+        let fx = self.groups.sync("g", &req, waiter, self.now);
+        self.effects.extend(fx);
+        waiter
+    }
+
+    fn sync_reply(&mut self, waiter: Waiter) -> Option<Result<SyncResponse, GroupError>> {
+        let pos = self
+            .effects
+            .iter()
+            .position(|e| matches!(e, Effect::SyncReply { waiter: w, .. } if *w == waiter))?;
+        match self.effects.remove(pos) {
+            Effect::SyncReply { result, .. } => Some(result),
+            _ => unreachable!(),
+        }
+    }
+
+    fn heartbeat(&mut self, member_id: &str, generation: i32) -> Result<(), GroupError> {
+        self.groups
+            .heartbeat("g", member_id, None, generation, self.now)
+    }
+
+    fn leave(&mut self, members: &[(&str, Option<&str>)]) -> Vec<Result<(), GroupError>> {
+        let members: Vec<(String, Option<String>)> = members
+            .iter()
+            .map(|(m, i)| (m.to_string(), i.map(str::to_string)))
+            .collect();
+        let (results, fx) = self.groups.leave("g", &members, self.now);
+        self.effects.extend(fx);
+        results
+    }
+
+    fn advance(&mut self, ms: i64) {
+        self.now += ms;
+        let fx = self.groups.tick(self.now);
+        self.effects.extend(fx);
+    }
+
+    fn state(&self) -> GroupState {
+        self.groups.group("g").expect("group exists").state()
+    }
+
+    fn stored(&mut self) -> bool {
+        let before = self.effects.len();
+        self.effects
+            .retain(|e| !matches!(e, Effect::StoreGroup { .. }));
+        before != self.effects.len()
+    }
+
+    /// Two members "m1" (leader) and "m2", Stable at generation 1 with assignments.
+    fn stable_pair() -> Harness {
+        let mut h = Harness::new();
+        let a = h.join("");
+        let b = h.join("");
+        h.advance(DELAY);
+        assert!(
+            h.join_reply(a).is_none(),
+            "a second member extends the initial delay"
+        );
+        h.advance(DELAY);
+        let ra = h.joined(a);
+        let rb = h.joined(b);
+        assert_eq!((ra.generation_id, rb.generation_id), (1, 1));
+        let f = h.sync("m2", 1, &[]);
+        let l = h.sync("m1", 1, &[("m1", "A"), ("m2", "B")]);
+        assert_eq!(h.sync_reply(l).unwrap().unwrap().assignment, "A");
+        assert_eq!(h.sync_reply(f).unwrap().unwrap().assignment, "B");
+        assert_eq!(h.state(), GroupState::Stable);
+        assert!(h.stored());
+        h
+    }
+}
+
+#[test]
+fn member_id_handshake_then_initial_delay() {
+    let mut h = Harness::new();
+    let w = h.join_with(Harness::request("", None, &["range"], true));
+    assert_eq!(
+        h.join_reply(w),
+        Some(Err(GroupError::MemberIdRequired("m1".to_string())))
+    );
+    assert!(
+        h.groups.group("g").is_some(),
+        "the pending member keeps the group"
+    );
+    let w = h.join_with(Harness::request("m1", None, &["range"], true));
+    assert_eq!(h.state(), GroupState::PreparingRebalance);
+    h.advance(DELAY - 1);
+    assert!(
+        h.join_reply(w).is_none(),
+        "the initial delay has not passed"
+    );
+    h.advance(1);
+    let r = h.joined(w);
+    assert_eq!(r.generation_id, 1);
+    assert_eq!(r.member_id, "m1");
+    assert_eq!(r.leader, "m1");
+    assert_eq!(r.protocol_name.as_deref(), Some("range"));
+    assert_eq!(r.protocol_type.as_deref(), Some("consumer"));
+    assert_eq!(r.members.len(), 1);
+    assert_eq!(r.members[0].metadata, subscription(&["events"]));
+    assert_eq!(h.state(), GroupState::CompletingRebalance);
+}
+
+#[test]
+fn unknown_member_id_on_unknown_group_creates_nothing() {
+    let mut h = Harness::new();
+    let w = h.join("ghost");
+    assert_eq!(h.join_reply(w), Some(Err(GroupError::UnknownMemberId)));
+    assert!(h.groups.group("g").is_none());
+}
+
+#[test]
+fn session_timeout_bounds_and_group_id_are_checked() {
+    let mut h = Harness::new();
+    let mut req = Harness::request("", None, &["range"], true);
+    req.session_timeout_ms = 5_999;
+    let w = h.join_with(req.clone());
+    assert_eq!(
+        h.join_reply(w),
+        Some(Err(GroupError::InvalidSessionTimeout))
+    );
+    req.session_timeout_ms = 1_800_001;
+    let w = h.join_with(req.clone());
+    assert_eq!(
+        h.join_reply(w),
+        Some(Err(GroupError::InvalidSessionTimeout))
+    );
+    req.session_timeout_ms = 6_000;
+    let w = h.join_with(req.clone());
+    assert!(matches!(
+        h.join_reply(w),
+        Some(Err(GroupError::MemberIdRequired(_)))
+    ));
+    let fx = h.groups.join("", &req, "x", 99, h.now);
+    assert_eq!(
+        fx,
+        vec![Effect::JoinReply {
+            waiter: 99,
+            result: Err(GroupError::InvalidGroupId)
+        }]
+    );
+}
+
+#[test]
+fn initial_delay_is_bounded_by_the_rebalance_timeout() {
+    let mut h = Harness::new();
+    let mut req = Harness::request("", None, &["range"], false);
+    req.rebalance_timeout_ms = 5_000;
+    let a = h.join_with(req.clone());
+    h.advance(1_000);
+    let b = h.join_with(req.clone());
+    h.advance(2_000);
+    // Extended once by min(delay, remaining = 5000 - 3000) = 2000 ms.
+    assert!(h.join_reply(a).is_none());
+    let c = h.join_with(req);
+    h.advance(1_999);
+    assert!(h.join_reply(a).is_none());
+    h.advance(1);
+    // The remaining budget is spent: c's arrival does not extend it again.
+    assert_eq!(h.joined(a).generation_id, 1);
+    assert_eq!(h.joined(b).members.len(), 0);
+    assert_eq!(h.joined(c).generation_id, 1);
+}
+
+#[test]
+fn followers_wait_for_the_leader_assignment() {
+    let mut h = Harness::new();
+    let a = h.join("");
+    let b = h.join("");
+    h.advance(DELAY * 2);
+    let ra = h.joined(a);
+    let rb = h.joined(b);
+    assert_eq!(ra.leader, "m1");
+    assert_eq!(ra.members.len(), 2, "the leader sees every member");
+    assert!(rb.members.is_empty(), "followers see none");
+    let f = h.sync("m2", 1, &[]);
+    assert!(h.sync_reply(f).is_none(), "a follower waits for the leader");
+    assert_eq!(
+        h.heartbeat("m2", 1),
+        Ok(()),
+        "heartbeats are fine while completing"
+    );
+    let l = h.sync("m1", 1, &[("m1", "A"), ("m2", "B")]);
+    assert_eq!(h.sync_reply(l).unwrap().unwrap().assignment, "A");
+    let rf = h.sync_reply(f).unwrap().unwrap();
+    assert_eq!(rf.assignment, "B");
+    assert_eq!(rf.protocol_name.as_deref(), Some("range"));
+    assert_eq!(h.state(), GroupState::Stable);
+    assert!(h.stored());
+    // In Stable, SyncGroup answers at once with the member's assignment.
+    let again = h.sync("m2", 1, &[]);
+    assert_eq!(h.sync_reply(again).unwrap().unwrap().assignment, "B");
+}
+
+#[test]
+fn sync_errors() {
+    let mut h = Harness::stable_pair();
+    let w = h.sync("m1", 7, &[]);
+    assert_eq!(h.sync_reply(w), Some(Err(GroupError::IllegalGeneration)));
+    let w = h.sync("nobody", 1, &[]);
+    assert_eq!(h.sync_reply(w), Some(Err(GroupError::UnknownMemberId)));
+    let req = SyncRequest {
+        generation_id: 1,
+        member_id: "m1".into(),
+        group_instance_id: None,
+        protocol_type: Some("connect".into()),
+        protocol_name: None,
+        assignments: vec![],
+    };
+    let fx = h.groups.sync("g", &req, 500, h.now);
+    assert_eq!(
+        fx,
+        vec![Effect::SyncReply {
+            waiter: 500,
+            result: Err(GroupError::InconsistentGroupProtocol)
+        }]
+    );
+    let fx = h.groups.sync("other", &req, 501, h.now);
+    assert_eq!(
+        fx,
+        vec![Effect::SyncReply {
+            waiter: 501,
+            result: Err(GroupError::UnknownMemberId)
+        }]
+    );
+    h.join("");
+    let w = h.sync("m1", 1, &[]);
+    assert_eq!(h.sync_reply(w), Some(Err(GroupError::RebalanceInProgress)));
+}
+
+#[test]
+fn heartbeat_errors_by_state() {
+    let mut h = Harness::stable_pair();
+    assert_eq!(h.heartbeat("m1", 1), Ok(()));
+    assert_eq!(h.heartbeat("m1", 0), Err(GroupError::IllegalGeneration));
+    assert_eq!(h.heartbeat("zz", 1), Err(GroupError::UnknownMemberId));
+    assert_eq!(
+        h.groups.heartbeat("nogroup", "m1", None, 1, h.now),
+        Err(GroupError::UnknownMemberId)
+    );
+    let c = h.join("");
+    assert_eq!(h.state(), GroupState::PreparingRebalance);
+    assert_eq!(h.heartbeat("m1", 1), Err(GroupError::RebalanceInProgress));
+    assert_eq!(h.heartbeat("m2", 1), Err(GroupError::RebalanceInProgress));
+    // Every known member rejoins: the rebalance completes before its timeout.
+    let a = h.join("m1");
+    assert!(h.join_reply(a).is_none());
+    let b = h.join("m2");
+    let ra = h.joined(a);
+    assert_eq!(ra.generation_id, 2);
+    assert_eq!(ra.members.len(), 3);
+    assert_eq!(h.joined(b).generation_id, 2);
+    assert_eq!(h.joined(c).member_id, "m3");
+    assert_eq!(h.heartbeat("m1", 1), Err(GroupError::IllegalGeneration));
+    assert_eq!(h.heartbeat("m1", 2), Ok(()));
+}
+
+#[test]
+fn members_that_do_not_rejoin_are_removed_at_the_rebalance_timeout() {
+    let mut h = Harness::stable_pair();
+    let c = h.join("");
+    h.advance(1_000);
+    let a = h.join("m1");
+    // m2 keeps heartbeating but never rejoins.
+    for _ in 0..3 {
+        h.advance(5_000);
+        assert_eq!(h.heartbeat("m2", 1), Err(GroupError::RebalanceInProgress));
+    }
+    h.advance(REBALANCE as i64 - 16_001);
+    assert!(h.join_reply(a).is_none());
+    h.advance(1);
+    let ra = h.joined(a);
+    assert_eq!(ra.generation_id, 2);
+    let ids: Vec<&str> = ra.members.iter().map(|m| m.member_id.as_str()).collect();
+    assert_eq!(ids, vec!["m1", "m3"]);
+    assert_eq!(h.joined(c).generation_id, 2);
+    assert_eq!(h.heartbeat("m2", 2), Err(GroupError::UnknownMemberId));
+}
+
+#[test]
+fn an_expired_session_triggers_a_rebalance() {
+    let mut h = Harness::stable_pair();
+    for _ in 0..3 {
+        h.advance(3_000);
+        assert_eq!(h.heartbeat("m1", 1), Ok(()));
+    }
+    h.advance(3_000);
+    // 12 s without a heartbeat from m2 (session 10 s): it is gone.
+    assert_eq!(h.state(), GroupState::PreparingRebalance);
+    assert!(h.groups.group("g").unwrap().member("m2").is_none());
+    assert_eq!(h.heartbeat("m1", 1), Err(GroupError::RebalanceInProgress));
+    let a = h.join("m1");
+    let ra = h.joined(a);
+    assert_eq!(ra.generation_id, 2);
+    assert_eq!(ra.members.len(), 1);
+    assert_eq!(h.groups.next_deadline(), Some(h.now + SESSION as i64));
+}
+
+#[test]
+fn a_leader_whose_session_expires_hands_over_leadership() {
+    let mut h = Harness::stable_pair();
+    h.advance(SESSION as i64 - 1);
+    assert_eq!(h.heartbeat("m2", 1), Ok(()));
+    h.advance(1);
+    assert!(h.groups.group("g").unwrap().member("m1").is_none());
+    let b = h.join("m2");
+    let rb = h.joined(b);
+    assert_eq!(rb.leader, "m2");
+    assert_eq!(rb.members.len(), 1);
+}
+
+#[test]
+fn leave_group_single_and_batched() {
+    let mut h = Harness::stable_pair();
+    let results = h.leave(&[("m2", None)]);
+    assert_eq!(results, vec![Ok(())]);
+    assert_eq!(h.state(), GroupState::PreparingRebalance);
+    let results = h.leave(&[("m1", None), ("zz", None)]);
+    assert_eq!(results, vec![Ok(()), Err(GroupError::UnknownMemberId)]);
+    // The last member left: the group is Empty at the next generation, and persisted.
+    assert_eq!(h.state(), GroupState::Empty);
+    assert_eq!(h.groups.group("g").unwrap().generation_id(), 2);
+    assert!(h.stored());
+    let (results, _) = h.groups.leave("nope", &[("m1".into(), None)], h.now);
+    assert_eq!(results, vec![Err(GroupError::UnknownMemberId)]);
+}
+
+#[test]
+fn leaving_while_others_wait_completes_the_join() {
+    let mut h = Harness::stable_pair();
+    let a = h.join("m1");
+    assert!(h.join_reply(a).is_none(), "m2 has not rejoined yet");
+    let results = h.leave(&[("m2", None)]);
+    assert_eq!(results, vec![Ok(())]);
+    let ra = h.joined(a);
+    assert_eq!((ra.generation_id, ra.members.len()), (2, 1));
+}
+
+#[test]
+fn a_parked_join_of_a_leaving_member_is_answered() {
+    let mut h = Harness::new();
+    let a = h.join("");
+    let results = h.leave(&[("m1", None)]);
+    assert_eq!(results, vec![Ok(())]);
+    assert_eq!(h.join_reply(a), Some(Err(GroupError::UnknownMemberId)));
+}
+
+fn static_request(member_id: &str, names: &[&str]) -> JoinRequest {
+    Harness::request(member_id, Some("instance-1"), names, true)
+}
+
+#[test]
+fn static_member_rejoin_replaces_without_rebalance_and_fences_the_old_id() {
+    let mut h = Harness::new();
+    let a = h.join_with(static_request("", &["range"]));
+    let b = h.join("");
+    h.advance(DELAY * 2);
+    let old = h.joined(a).member_id;
+    assert_eq!(
+        old, "m1",
+        "a static member gets its id without the handshake"
+    );
+    h.joined(b);
+    let l = h.sync("m1", 1, &[("m1", "A"), ("m2", "B")]);
+    h.sync_reply(l).unwrap().unwrap();
+    h.stored();
+    // The same instance restarts: a new member id, the same generation, no rebalance.
+    let w = h.join_with(static_request("", &["range"]));
+    let r = h.joined(w);
+    assert_eq!(r.member_id, "m3");
+    assert_eq!(r.generation_id, 1);
+    assert_eq!(r.leader, "m3", "leadership follows the instance");
+    assert!(r.skip_assignment, "a static leader must not reassign");
+    assert_eq!(h.state(), GroupState::Stable);
+    assert!(h.stored(), "the new member id is persisted");
+    assert_eq!(h.heartbeat("m1", 1), Err(GroupError::UnknownMemberId));
+    assert_eq!(
+        h.groups.heartbeat("g", "m1", Some("instance-1"), 1, h.now),
+        Err(GroupError::FencedInstanceId)
+    );
+    assert_eq!(
+        h.groups
+            .check_commit("g", "m1", Some("instance-1"), 1, h.now),
+        Err(GroupError::FencedInstanceId)
+    );
+    let w = h.join_with(static_request("m1", &["range"]));
+    assert_eq!(h.join_reply(w), Some(Err(GroupError::FencedInstanceId)));
+    assert_eq!(h.heartbeat("m3", 1), Ok(()));
+    let s = h.sync("m3", 1, &[]);
+    assert_eq!(
+        h.sync_reply(s).unwrap().unwrap().assignment,
+        "A",
+        "assignment kept"
+    );
+}
+
+#[test]
+fn static_member_with_new_protocols_triggers_a_rebalance() {
+    let mut h = Harness::new();
+    let a = h.join_with(static_request("", &["range"]));
+    h.advance(DELAY);
+    h.joined(a);
+    let l = h.sync("m1", 1, &[("m1", "A")]);
+    h.sync_reply(l).unwrap().unwrap();
+    // The only member rejoined, so the rebalance it causes completes at once.
+    let w = h.join_with(static_request("", &["cooperative-sticky"]));
+    let r = h.joined(w);
+    assert_eq!(r.generation_id, 2);
+    assert_eq!(r.protocol_name.as_deref(), Some("cooperative-sticky"));
+}
+
+#[test]
+fn static_members_that_do_not_rejoin_stay_until_their_session_expires() {
+    let mut h = Harness::new();
+    let a = h.join_with(static_request("", &["range"]));
+    let b = h.join("");
+    h.advance(DELAY * 2);
+    h.joined(a);
+    h.joined(b);
+    let l = h.sync("m1", 1, &[]);
+    h.sync_reply(l).unwrap().unwrap();
+    // A new member starts a rebalance; m2 (dynamic) rejoins; the static m1 is silent.
+    let c = h.join("");
+    let b = h.join("m2");
+    assert!(h.join_reply(b).is_none());
+    h.advance(SESSION as i64 - 1);
+    assert!(
+        h.join_reply(b).is_none(),
+        "the static member is still in its session"
+    );
+    assert!(h.groups.group("g").unwrap().member("m1").is_some());
+    h.advance(1);
+    let rb = h.joined(b);
+    assert_eq!(rb.members.len(), 2);
+    assert_eq!(rb.leader, "m2");
+    assert_eq!(h.joined(c).generation_id, 2);
+}
+
+#[test]
+fn static_member_can_leave_by_instance_id() {
+    let mut h = Harness::new();
+    let a = h.join_with(static_request("", &["range"]));
+    h.advance(DELAY);
+    h.joined(a);
+    let results = h.leave(&[("", Some("instance-1"))]);
+    assert_eq!(results, vec![Ok(())]);
+    assert_eq!(h.state(), GroupState::Empty);
+    let results = h.leave(&[("", Some("instance-9"))]);
+    assert_eq!(results, vec![Err(GroupError::UnknownMemberId)]);
+}
+
+#[test]
+fn protocol_selection_prefers_the_most_voted_common_protocol() {
+    let mut h = Harness::new();
+    let a = h.join_with(Harness::request("", None, &["range", "roundrobin"], false));
+    let b = h.join_with(Harness::request("", None, &["roundrobin", "range"], false));
+    let c = h.join_with(Harness::request(
+        "",
+        None,
+        &["sticky", "roundrobin", "range"],
+        false,
+    ));
+    // No protocol in common with the others.
+    let d = h.join_with(Harness::request("", None, &["other"], false));
+    assert_eq!(
+        h.join_reply(d),
+        Some(Err(GroupError::InconsistentGroupProtocol))
+    );
+    let mut wrong_type = Harness::request("", None, &["range"], false);
+    wrong_type.protocol_type = "connect".into();
+    let e = h.join_with(wrong_type);
+    assert_eq!(
+        h.join_reply(e),
+        Some(Err(GroupError::InconsistentGroupProtocol))
+    );
+    h.advance(DELAY * 3);
+    // "sticky" is not common; roundrobin gets 2 votes (b, c), range 1 (a).
+    assert_eq!(h.joined(a).protocol_name.as_deref(), Some("roundrobin"));
+    h.joined(b);
+    h.joined(c);
+}
+
+#[test]
+fn an_empty_protocol_list_is_inconsistent() {
+    let mut h = Harness::new();
+    let w = h.join_with(Harness::request("", None, &[], false));
+    assert_eq!(
+        h.join_reply(w),
+        Some(Err(GroupError::InconsistentGroupProtocol))
+    );
+    assert!(h.groups.group("g").is_none());
+}
+
+#[test]
+fn waiting_followers_learn_of_a_new_rebalance() {
+    let mut h = Harness::new();
+    let a = h.join("");
+    let b = h.join("");
+    h.advance(DELAY * 2);
+    h.joined(a);
+    h.joined(b);
+    let f = h.sync("m2", 1, &[]);
+    // A new member arrives before the leader syncs.
+    h.join("");
+    assert_eq!(h.sync_reply(f), Some(Err(GroupError::RebalanceInProgress)));
+    assert_eq!(h.state(), GroupState::PreparingRebalance);
+}
+
+#[test]
+fn a_lost_join_response_is_repeated_during_completing_rebalance() {
+    let mut h = Harness::new();
+    let a = h.join("");
+    h.advance(DELAY);
+    let first = h.joined(a);
+    let again = h.join("m1");
+    assert_eq!(h.joined(again), first);
+    assert_eq!(h.state(), GroupState::CompletingRebalance);
+}
+
+#[test]
+fn a_rejoining_leader_in_stable_triggers_a_rebalance_but_a_follower_does_not() {
+    let mut h = Harness::stable_pair();
+    let b = h.join("m2");
+    let rb = h.joined(b);
+    assert_eq!(rb.generation_id, 1);
+    assert_eq!(h.state(), GroupState::Stable);
+    let a = h.join("m1");
+    assert!(h.join_reply(a).is_none());
+    assert_eq!(h.state(), GroupState::PreparingRebalance);
+}
+
+#[test]
+fn pending_member_ids_expire_and_block_completion_until_then() {
+    let mut h = Harness::stable_pair();
+    let w = h.join_with(Harness::request("", None, &["range"], true));
+    assert!(matches!(
+        h.join_reply(w),
+        Some(Err(GroupError::MemberIdRequired(_)))
+    ));
+    // The group is still stable; the pending member only joins when it comes back.
+    assert_eq!(h.state(), GroupState::Stable);
+    let a = h.join("m1");
+    assert_eq!(h.state(), GroupState::PreparingRebalance);
+    let b = h.join("m2");
+    assert!(
+        h.join_reply(a).is_none(),
+        "a pending member id holds the rebalance"
+    );
+    h.advance(SESSION as i64);
+    assert_eq!(h.joined(a).generation_id, 2);
+    h.joined(b);
+}
+
+#[test]
+fn group_max_size_is_enforced() {
+    let mut h = Harness::with(GroupConfig {
+        initial_rebalance_delay_ms: DELAY,
+        max_size: 1,
+        ..GroupConfig::default()
+    });
+    h.join("");
+    let w = h.join("");
+    assert_eq!(h.join_reply(w), Some(Err(GroupError::GroupMaxSizeReached)));
+}
+
+fn offset(o: i64, at: i64) -> CommittedOffset {
+    CommittedOffset {
+        offset: o,
+        leader_epoch: -1,
+        metadata: "meta".into(),
+        commit_timestamp_ms: at,
+        expire_timestamp_ms: None,
+    }
+}
+
+#[test]
+fn commit_checks() {
+    let mut h = Harness::new();
+    // Simple commit to an unknown group creates it, Empty, with no protocol type.
+    assert_eq!(h.groups.check_commit("simple", "", None, -1, h.now), Ok(()));
+    let g = h.groups.group("simple").unwrap();
+    assert_eq!((g.state(), g.protocol_type()), (GroupState::Empty, ""));
+    assert_eq!(
+        h.groups.check_commit("unknown", "m", None, 3, h.now),
+        Err(GroupError::IllegalGeneration)
+    );
+    let mut h = Harness::stable_pair();
+    assert_eq!(
+        h.groups.check_commit("g", "", None, -1, h.now),
+        Err(GroupError::UnknownMemberId)
+    );
+    assert_eq!(h.groups.check_commit("g", "m1", None, 1, h.now), Ok(()));
+    assert_eq!(
+        h.groups.check_commit("g", "m1", None, 0, h.now),
+        Err(GroupError::IllegalGeneration)
+    );
+    assert_eq!(
+        h.groups.check_commit("g", "zz", None, 1, h.now),
+        Err(GroupError::UnknownMemberId)
+    );
+    // A member may still commit its old generation while a rebalance is being prepared.
+    let a = h.join("m1");
+    assert_eq!(h.groups.check_commit("g", "m2", None, 1, h.now), Ok(()));
+    h.join("m2");
+    h.joined(a);
+    assert_eq!(
+        h.groups.check_commit("g", "m1", None, 2, h.now),
+        Err(GroupError::RebalanceInProgress)
+    );
+}
+
+#[test]
+fn commits_keep_the_group_and_read_back() {
+    let mut h = Harness::new();
+    let tp = TopicPartition::new("events", 0);
+    h.groups
+        .apply_commit("s", vec![(tp.clone(), offset(42, h.now))], h.now);
+    assert_eq!(h.groups.committed("s", &tp).unwrap().offset, 42);
+    assert_eq!(
+        h.groups.committed("s", &TopicPartition::new("events", 1)),
+        None
+    );
+    h.groups
+        .apply_commit("s", vec![(tp.clone(), offset(43, h.now))], h.now);
+    assert_eq!(h.groups.committed("s", &tp).unwrap().offset, 43);
+}
+
+#[test]
+fn offsets_of_empty_groups_expire_after_the_retention() {
+    let mut h = Harness::stable_pair();
+    let tp = TopicPartition::new("events", 0);
+    h.groups
+        .apply_commit("g", vec![(tp.clone(), offset(5, h.now))], h.now);
+    let retention = 60_000;
+    // Not while the group has members.
+    h.now += retention * 2;
+    assert_eq!(h.groups.expire_offsets(h.now, retention), vec![]);
+    h.leave(&[("m1", None), ("m2", None)]);
+    assert_eq!(h.state(), GroupState::Empty);
+    h.now += retention - 1;
+    assert_eq!(h.groups.expire_offsets(h.now, retention), vec![]);
+    h.now += 1;
+    let fx = h.groups.expire_offsets(h.now, retention);
+    assert_eq!(
+        fx,
+        vec![
+            Effect::RemoveOffsets {
+                group_id: "g".into(),
+                partitions: vec![tp.clone()]
+            },
+            Effect::RemoveGroup {
+                group_id: "g".into()
+            }
+        ]
+    );
+    assert!(h.groups.group("g").is_none());
+}
+
+#[test]
+fn offsets_of_simple_groups_expire_per_commit() {
+    let mut h = Harness::new();
+    let retention = 60_000;
+    let old = TopicPartition::new("events", 0);
+    let new = TopicPartition::new("events", 1);
+    h.groups.check_commit("s", "", None, -1, h.now).unwrap();
+    h.groups
+        .apply_commit("s", vec![(old.clone(), offset(1, h.now))], h.now);
+    h.groups
+        .apply_commit("s", vec![(new.clone(), offset(2, h.now + 30_000))], h.now);
+    let fx = h.groups.expire_offsets(h.now + retention, retention);
+    assert_eq!(
+        fx,
+        vec![Effect::RemoveOffsets {
+            group_id: "s".into(),
+            partitions: vec![old]
+        }]
+    );
+    assert_eq!(h.groups.committed("s", &new).unwrap().offset, 2);
+    // An explicit expire timestamp (OffsetCommit v2-v4 retention) wins.
+    let mut o = offset(3, h.now);
+    o.expire_timestamp_ms = Some(h.now + 10);
+    h.groups.apply_commit("s", vec![(new.clone(), o)], h.now);
+    assert_eq!(h.groups.expire_offsets(h.now + 10, retention).len(), 2);
+    assert!(h.groups.group("s").is_none());
+}
+
+#[test]
+fn delete_group_rules() {
+    let mut h = Harness::stable_pair();
+    assert_eq!(h.groups.delete_group("g"), Err(GroupError::NonEmptyGroup));
+    assert_eq!(h.groups.delete_group("x"), Err(GroupError::GroupIdNotFound));
+    let tp = TopicPartition::new("events", 3);
+    h.groups
+        .apply_commit("s", vec![(tp.clone(), offset(1, h.now))], h.now);
+    assert_eq!(
+        h.groups.delete_group("s"),
+        Ok(vec![
+            Effect::RemoveOffsets {
+                group_id: "s".into(),
+                partitions: vec![tp]
+            },
+            Effect::RemoveGroup {
+                group_id: "s".into()
+            }
+        ])
+    );
+    assert!(h.groups.group("s").is_none());
+}
+
+#[test]
+fn delete_offsets_refuses_subscribed_topics_of_active_groups() {
+    let mut h = Harness::stable_pair();
+    let subscribed = TopicPartition::new("events", 0);
+    let other = TopicPartition::new("old-topic", 0);
+    h.groups.apply_commit(
+        "g",
+        vec![
+            (subscribed.clone(), offset(1, h.now)),
+            (other.clone(), offset(2, h.now)),
+        ],
+        h.now,
+    );
+    let (results, fx) = h
+        .groups
+        .delete_offsets("g", &[subscribed.clone(), other.clone()])
+        .unwrap();
+    assert_eq!(
+        results,
+        vec![Err(GroupError::GroupSubscribedToTopic), Ok(())]
+    );
+    assert_eq!(
+        fx,
+        vec![Effect::RemoveOffsets {
+            group_id: "g".into(),
+            partitions: vec![other.clone()]
+        }]
+    );
+    assert!(h.groups.committed("g", &other).is_none());
+    assert!(h.groups.committed("g", &subscribed).is_some());
+    assert_eq!(
+        h.groups.delete_offsets("nope", &[other]).unwrap_err(),
+        GroupError::GroupIdNotFound
+    );
+}
+
+#[test]
+fn restored_groups_keep_their_generation_and_members() {
+    let mut h = Harness::stable_pair();
+    let stored = h.groups.group("g").unwrap().stored();
+    assert_eq!(stored.members.len(), 2);
+    assert_eq!(stored.members[1].assignment, "B");
+    let mut fresh = Harness::new();
+    let tp = TopicPartition::new("events", 0);
+    fresh
+        .groups
+        .apply_commit("g", vec![(tp.clone(), offset(9, 0))], 0);
+    fresh.groups.restore_group("g", stored, fresh.now);
+    assert_eq!(fresh.state(), GroupState::Stable);
+    assert_eq!(fresh.heartbeat("m2", 1), Ok(()));
+    assert_eq!(fresh.groups.committed("g", &tp).unwrap().offset, 9);
+    let s = fresh.sync("m2", 1, &[]);
+    assert_eq!(fresh.sync_reply(s).unwrap().unwrap().assignment, "B");
+    // m1 never comes back: its session expires and m2 rebalances alone.
+    fresh.advance(SESSION as i64 / 2);
+    assert_eq!(fresh.heartbeat("m2", 1), Ok(()));
+    fresh.advance(SESSION as i64 / 2);
+    assert_eq!(
+        fresh.heartbeat("m2", 1),
+        Err(GroupError::RebalanceInProgress)
+    );
+}
+
+#[test]
+fn consumer_subscription_parsing() {
+    assert_eq!(
+        parse_consumer_subscription(&subscription(&["a", "bc"])),
+        Some(vec!["a".to_string(), "bc".to_string()])
+    );
+    assert_eq!(parse_consumer_subscription(&[0, 0, 0, 0, 0, 5]), None);
+    assert_eq!(parse_consumer_subscription(&[]), None);
+}
