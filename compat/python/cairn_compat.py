@@ -1,0 +1,309 @@
+"""Shared pytest plugin for Cairn's non-Rust compatibility suites.
+
+Owns: starting and stopping the broker under test (Cairn's release binary, or
+real Apache Kafka through scripts/kafka-server for validating the suites), the
+helpers that run the Java CLI tools and kcat, and the allow-list of known gaps
+read from compat/FINDINGS.md. It must not depend on Cairn's internals: the
+suites talk to the broker only over the wire, like any user would.
+
+Environment:
+  COMPAT_TARGET     cairn (default) | kafka | external
+  CAIRN_BIN         Cairn binary (default: <repo>/target/release/cairn)
+  COMPAT_BOOTSTRAP  host:port of an already running broker (COMPAT_TARGET=external)
+  COMPAT_RUN_GAPS   1 = also run the allow-listed known gaps (as non-strict xfail)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPTS = REPO / "scripts"
+FINDINGS = REPO / "compat" / "FINDINGS.md"
+TARGET = os.environ.get("COMPAT_TARGET", "cairn")
+
+
+# ---------------------------------------------------------------- the broker
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def api_versions_answers(port: int, timeout: float = 2.0) -> bool:
+    """True when 127.0.0.1:port answers an ApiVersions v0 request with error 0."""
+    client_id = b"cairn-compat"
+    body = struct.pack(">hhih", 18, 0, 7, len(client_id)) + client_id
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.settimeout(timeout)
+            s.sendall(struct.pack(">i", len(body)) + body)
+            head = _recv_exact(s, 4)
+            (size,) = struct.unpack(">i", head)
+            if size < 6 or size > 1 << 20:
+                return False
+            resp = _recv_exact(s, size)
+            correlation_id, error_code = struct.unpack(">ih", resp[:6])
+            return correlation_id == 7 and error_code == 0
+    except OSError:
+        return False
+
+
+def _recv_exact(s: socket.socket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("closed")
+        buf += chunk
+    return buf
+
+
+class Broker:
+    """One broker under test, on 127.0.0.1 with its own data directory."""
+
+    def __init__(self, kind: str, workdir: Path, port: int | None = None):
+        self.kind = kind
+        self.workdir = Path(workdir)
+        self.port = port or free_port()
+        self.proc: subprocess.Popen | None = None
+        self.last_exit_code: int | None = None
+        self._log = None
+        if kind == "external":
+            host, _, port_s = os.environ["COMPAT_BOOTSTRAP"].rpartition(":")
+            self.host, self.port = host, int(port_s)
+        else:
+            self.host = "127.0.0.1"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.workdir / "data"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / ("cairn.log" if self.kind == "cairn" else "server.log")
+
+    def start(self, timeout: float = 60.0) -> None:
+        if self.kind == "external":
+            return
+        if self.kind == "kafka":
+            run_checked([str(SCRIPTS / "kafka-server"), "start", str(self.workdir), str(self.port)],
+                        timeout=180)
+            return
+        binary = Path(os.environ.get("CAIRN_BIN", REPO / "target" / "release" / "cairn"))
+        if not binary.exists():
+            raise RuntimeError(f"Cairn binary {binary} not found: run `cargo build --release` first")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [str(binary), "--listen", self.bootstrap, "--data-dir", str(self.data_dir)],
+            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"cairn exited with {self.proc.returncode} during startup:\n{self.log_tail()}")
+            if api_versions_answers(self.port):
+                return
+            time.sleep(0.1)
+        self.proc.kill()
+        self.proc.wait(10)
+        raise RuntimeError(f"cairn did not answer ApiVersions on {self.bootstrap} in {timeout}s:\n"
+                           f"{self.log_tail()}")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Graceful stop (SIGTERM); remembers the exit code in last_exit_code."""
+        if self.kind == "external":
+            return
+        if self.kind == "kafka":
+            run_checked([str(SCRIPTS / "kafka-server"), "stop", str(self.workdir)], timeout=60)
+            self.last_exit_code = 0
+            return
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.last_exit_code = self.proc.returncode
+        self.proc = None
+        if self._log:
+            self._log.close()
+            self._log = None
+
+    def restart(self) -> None:
+        if self.kind == "external":
+            pytest.skip("cannot restart an external broker")
+        self.stop()
+        self.start()
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+_shared: Broker | None = None
+_shared_dir: str | None = None
+
+
+def shared_broker() -> Broker:
+    global _shared, _shared_dir
+    if _shared is None:
+        _shared_dir = tempfile.mkdtemp(prefix="cairn-compat-")
+        broker = Broker(TARGET, Path(_shared_dir))
+        broker.start()
+        _shared = broker
+    return _shared
+
+
+def stop_shared_broker() -> None:
+    global _shared, _shared_dir
+    if _shared is not None:
+        _shared.stop()
+        _shared = None
+    if _shared_dir is not None:
+        shutil.rmtree(_shared_dir, ignore_errors=True)
+        _shared_dir = None
+
+
+@pytest.fixture(scope="session")
+def broker() -> Broker:
+    """The broker shared by all tests of the session (never restarted)."""
+    return shared_broker()
+
+
+@pytest.fixture
+def private_broker(tmp_path):
+    """A broker of its own, for tests that restart it."""
+    if TARGET == "external":
+        pytest.skip("needs a broker this suite can restart")
+    b = Broker(TARGET, tmp_path / "broker")
+    b.start()
+    try:
+        yield b
+    finally:
+        b.stop()
+
+
+@pytest.fixture
+def topic_name(request) -> str:
+    base = re.sub(r"[^A-Za-z0-9]+", "-", request.node.name)[:40].strip("-")
+    return f"{base}-{uuid.uuid4().hex[:8]}"
+
+
+# ---------------------------------------------------------------- tools
+
+
+def run_checked(cmd: list[str], input: str | None = None, timeout: float = 120,
+                check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    try:
+        p = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout,
+                           env=env)
+    except subprocess.TimeoutExpired as e:
+        raise AssertionError(f"timed out after {timeout}s: {' '.join(cmd)}\n"
+                             f"stdout:\n{e.stdout}\nstderr:\n{e.stderr}") from None
+    if check and p.returncode != 0:
+        raise AssertionError(f"exit code {p.returncode}: {' '.join(cmd)}\n"
+                             f"stdout:\n{p.stdout}\nstderr:\n{p.stderr}")
+    return p
+
+
+def kafka_tool(tool: str, *args: str, input: str | None = None, timeout: float = 120,
+               check: bool = True) -> subprocess.CompletedProcess:
+    """Run a standard Apache Kafka CLI tool (scripts/kafka-tool)."""
+    return run_checked([str(SCRIPTS / "kafka-tool"), tool, *args], input=input, timeout=timeout,
+                       check=check)
+
+
+def kcat(*args: str, input: str | None = None, timeout: float = 60,
+         check: bool = True) -> subprocess.CompletedProcess:
+    exe = shutil.which("kcat") or shutil.which("kafkacat")
+    if exe is None:
+        raise RuntimeError("kcat is not installed (apt-get install -y kcat)")
+    return run_checked([exe, *args], input=input, timeout=timeout, check=check)
+
+
+def wait_until(predicate, timeout: float = 30.0, interval: float = 0.2, what: str = "condition"):
+    """Poll predicate() until it returns a truthy value; return it, or fail after timeout."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+# ---------------------------------------------------------------- allow-list
+
+
+def known_gaps() -> dict[str, str]:
+    """Test ids allow-listed as known Cairn gaps in FINDINGS.md, with the reason.
+
+    The section "## Allow-list" holds lines of the form
+    - `compat/cli/test_x.py::test_name`: reason
+    """
+    gaps: dict[str, str] = {}
+    try:
+        text = FINDINGS.read_text()
+    except OSError:
+        return gaps
+    in_section = False
+    for line in text.splitlines():
+        if line.startswith("## "):
+            in_section = line.strip().lower().startswith("## allow-list")
+            continue
+        if in_section:
+            m = re.match(r"^\s*[-*]\s+`([^`]+::[^`]+)`\s*:?\s*(.*)$", line)
+            if m:
+                gaps[m.group(1)] = m.group(2).strip() or "known gap"
+    return gaps
+
+
+def pytest_collection_modifyitems(config, items):
+    if TARGET != "cairn":
+        return
+    gaps = known_gaps()
+    run_gaps = os.environ.get("COMPAT_RUN_GAPS") == "1"
+    for item in items:
+        try:
+            rel = Path(item.path).resolve().relative_to(REPO).as_posix()
+        except ValueError:
+            continue
+        reason = gaps.get(f"{rel}::{item.name}") or gaps.get(f"{rel}::{item.originalname}")
+        if reason:
+            item.add_marker(pytest.mark.xfail(reason=f"known Cairn gap (FINDINGS.md): {reason}",
+                                              run=run_gaps, strict=False))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    stop_shared_broker()
+
+
+def pytest_report_header(config):
+    return f"compat target: {TARGET}"
