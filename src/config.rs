@@ -201,27 +201,157 @@ const fn topic(
 
 /// Every topic-level key Cairn accepts. Defaults come from the broker synonyms.
 pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
-    topic("cleanup.policy", T::List, CleanupPolicy, &["log.cleanup.policy"], "delete, compact, or compact,delete."),
-    topic("retention.ms", T::Long, AtLeast(-1), &["log.retention.ms", "log.retention.minutes", "log.retention.hours"], "Delete sealed segments older than this; -1 keeps forever."),
-    topic("retention.bytes", T::Long, AtLeast(-1), &["log.retention.bytes"], "Delete oldest sealed segments beyond this size; -1 is unlimited."),
-    topic("segment.bytes", T::Int, AtLeast(14), &["log.segment.bytes"], "Roll a segment at this size."),
-    topic("segment.ms", T::Long, AtLeast(1), &["log.roll.ms", "log.roll.hours"], "Roll a segment after this long."),
-    topic("segment.index.bytes", T::Int, AtLeast(4), &["log.index.size.max.bytes"], "Size of a segment's offset index."),
-    topic("index.interval.bytes", T::Int, AtLeast(0), &["log.index.interval.bytes"], "Bytes between offset index entries."),
-    topic("min.cleanable.dirty.ratio", T::Double, DoubleRange(0.0, 1.0), &["log.cleaner.min.cleanable.ratio"], "Clean when dirty bytes exceed this share of the log."),
-    topic("min.compaction.lag.ms", T::Long, AtLeast(0), &["log.cleaner.min.compaction.lag.ms"], "Leave records younger than this uncompacted."),
-    topic("max.compaction.lag.ms", T::Long, AtLeast(1), &["log.cleaner.max.compaction.lag.ms"], "Compact records at the latest after this long."),
-    topic("delete.retention.ms", T::Long, AtLeast(0), &["log.cleaner.delete.retention.ms"], "Keep tombstones this long after their first cleaning."),
-    topic("max.message.bytes", T::Int, AtLeast(0), &["message.max.bytes"], "Largest record batch accepted."),
-    topic("message.timestamp.type", T::String, OneOf(TIMESTAMP_TYPE), &["log.message.timestamp.type"], "CreateTime or LogAppendTime."),
-    topic("message.timestamp.before.max.ms", T::Long, AtLeast(0), &["log.message.timestamp.before.max.ms"], "Reject records whose timestamp is further in the past."),
-    topic("message.timestamp.after.max.ms", T::Long, AtLeast(0), &["log.message.timestamp.after.max.ms"], "Reject records whose timestamp is further in the future."),
-    topic("compression.type", T::String, OneOf(COMPRESSION), &["compression.type"], "Only 'producer' is applied: batches are stored as sent."),
-    topic("flush.messages", T::Long, AtLeast(1), &["log.flush.interval.messages"], "fsync after this many records; 1 means before every acknowledgement."),
-    topic("flush.ms", T::Long, AtLeast(0), &["log.flush.interval.ms"], "fsync at least this often."),
-    topic("file.delete.delay.ms", T::Long, AtLeast(0), &["log.segment.delete.delay.ms"], "Delay before deleted segment files are removed."),
-    topic("min.insync.replicas", T::Int, Range(1, 1), &["min.insync.replicas"], "Accepted for compatibility; a single node has one replica."),
-    topic("unclean.leader.election.enable", T::Boolean, Bool, &["unclean.leader.election.enable"], "Accepted for compatibility."),
+    topic(
+        "cleanup.policy",
+        T::List,
+        CleanupPolicy,
+        &["log.cleanup.policy"],
+        "delete, compact, or compact,delete.",
+    ),
+    topic(
+        "retention.ms",
+        T::Long,
+        AtLeast(-1),
+        &[
+            "log.retention.ms",
+            "log.retention.minutes",
+            "log.retention.hours",
+        ],
+        "Delete sealed segments older than this; -1 keeps forever.",
+    ),
+    topic(
+        "retention.bytes",
+        T::Long,
+        AtLeast(-1),
+        &["log.retention.bytes"],
+        "Delete oldest sealed segments beyond this size; -1 is unlimited.",
+    ),
+    topic(
+        "segment.bytes",
+        T::Int,
+        AtLeast(14),
+        &["log.segment.bytes"],
+        "Roll a segment at this size.",
+    ),
+    topic(
+        "segment.ms",
+        T::Long,
+        AtLeast(1),
+        &["log.roll.ms", "log.roll.hours"],
+        "Roll a segment after this long.",
+    ),
+    topic(
+        "segment.index.bytes",
+        T::Int,
+        AtLeast(4),
+        &["log.index.size.max.bytes"],
+        "Size of a segment's offset index.",
+    ),
+    topic(
+        "index.interval.bytes",
+        T::Int,
+        AtLeast(0),
+        &["log.index.interval.bytes"],
+        "Bytes between offset index entries.",
+    ),
+    topic(
+        "min.cleanable.dirty.ratio",
+        T::Double,
+        DoubleRange(0.0, 1.0),
+        &["log.cleaner.min.cleanable.ratio"],
+        "Clean when dirty bytes exceed this share of the log.",
+    ),
+    topic(
+        "min.compaction.lag.ms",
+        T::Long,
+        AtLeast(0),
+        &["log.cleaner.min.compaction.lag.ms"],
+        "Leave records younger than this uncompacted.",
+    ),
+    topic(
+        "max.compaction.lag.ms",
+        T::Long,
+        AtLeast(1),
+        &["log.cleaner.max.compaction.lag.ms"],
+        "Compact records at the latest after this long.",
+    ),
+    topic(
+        "delete.retention.ms",
+        T::Long,
+        AtLeast(0),
+        &["log.cleaner.delete.retention.ms"],
+        "Keep tombstones this long after their first cleaning.",
+    ),
+    topic(
+        "max.message.bytes",
+        T::Int,
+        AtLeast(0),
+        &["message.max.bytes"],
+        "Largest record batch accepted.",
+    ),
+    topic(
+        "message.timestamp.type",
+        T::String,
+        OneOf(TIMESTAMP_TYPE),
+        &["log.message.timestamp.type"],
+        "CreateTime or LogAppendTime.",
+    ),
+    topic(
+        "message.timestamp.before.max.ms",
+        T::Long,
+        AtLeast(0),
+        &["log.message.timestamp.before.max.ms"],
+        "Reject records whose timestamp is further in the past.",
+    ),
+    topic(
+        "message.timestamp.after.max.ms",
+        T::Long,
+        AtLeast(0),
+        &["log.message.timestamp.after.max.ms"],
+        "Reject records whose timestamp is further in the future.",
+    ),
+    topic(
+        "compression.type",
+        T::String,
+        OneOf(COMPRESSION),
+        &["compression.type"],
+        "Only 'producer' is applied: batches are stored as sent.",
+    ),
+    topic(
+        "flush.messages",
+        T::Long,
+        AtLeast(1),
+        &["log.flush.interval.messages"],
+        "fsync after this many records; 1 means before every acknowledgement.",
+    ),
+    topic(
+        "flush.ms",
+        T::Long,
+        AtLeast(0),
+        &["log.flush.interval.ms"],
+        "fsync at least this often.",
+    ),
+    topic(
+        "file.delete.delay.ms",
+        T::Long,
+        AtLeast(0),
+        &["log.segment.delete.delay.ms"],
+        "Delay before deleted segment files are removed.",
+    ),
+    topic(
+        "min.insync.replicas",
+        T::Int,
+        Range(1, 1),
+        &["min.insync.replicas"],
+        "Accepted for compatibility; a single node has one replica.",
+    ),
+    topic(
+        "unclean.leader.election.enable",
+        T::Boolean,
+        Bool,
+        &["unclean.leader.election.enable"],
+        "Accepted for compatibility.",
+    ),
 ];
 
 fn check_value(def: &ConfigDef, value: &str) -> Result<(), ConfigError> {
@@ -285,7 +415,9 @@ pub fn parse_listener(value: &str) -> Result<(String, u16), String> {
     let addr = match first.split_once("://") {
         Some((scheme, rest)) => {
             if !scheme.eq_ignore_ascii_case("PLAINTEXT") {
-                return Err(format!("listener scheme '{scheme}' is not supported (only PLAINTEXT)"));
+                return Err(format!(
+                    "listener scheme '{scheme}' is not supported (only PLAINTEXT)"
+                ));
             }
             rest
         }
@@ -476,7 +608,12 @@ impl BrokerConfig {
         } else {
             self.get("log.dir")
         };
-        PathBuf::from(dirs.unwrap_or("./data").split(',').next().unwrap_or("./data"))
+        PathBuf::from(
+            dirs.unwrap_or("./data")
+                .split(',')
+                .next()
+                .unwrap_or("./data"),
+        )
     }
 
     pub fn node_id(&self) -> i32 {
@@ -614,7 +751,11 @@ pub fn describe_topic(
         .map(|t| {
             let mut synonyms = Vec::new();
             if let Some(v) = overrides.get(t.def.name) {
-                synonyms.push((t.def.name.to_string(), Some(v.clone()), ConfigSource::DynamicTopic));
+                synonyms.push((
+                    t.def.name.to_string(),
+                    Some(v.clone()),
+                    ConfigSource::DynamicTopic,
+                ));
             }
             for syn in t.broker_synonyms {
                 if broker.is_explicit(syn) {
@@ -782,7 +923,9 @@ mod tests {
         assert!(broker.set("num.partitions", "0").is_err());
         assert!(broker.set("num.partitions", "abc").is_err());
         assert!(broker.set("listeners", "SSL://x:1").is_err());
-        assert!(broker.set("listeners", "PLAINTEXT://127.0.0.1:9093").is_ok());
+        assert!(broker
+            .set("listeners", "PLAINTEXT://127.0.0.1:9093")
+            .is_ok());
         assert_eq!(broker.listen_addr(), ("127.0.0.1".to_string(), 9093));
         assert!(validate_topic_config("cleanup.policy", "compact,delete").is_ok());
         assert!(validate_topic_config("cleanup.policy", "squash").is_err());

@@ -1,1 +1,153 @@
-fn main() {}
+//! `cairn`: parse flags into a config, start the broker, serve until SIGTERM or SIGINT.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use cairn::broker::Broker;
+use cairn::config::BrokerConfig;
+use cairn::server::{log_startup, Server};
+use clap::{Parser, Subcommand};
+use tracing::{error, info};
+
+/// A Kafka-compatible broker built to keep data for years.
+///
+/// Kafka clients and the standard Kafka CLI tools work against it unchanged. Configuration uses
+/// Apache Kafka's names: a server.properties-style file (--config) and --set key=value, applied
+/// in that order, then the flags below.
+#[derive(Parser, Debug)]
+#[command(name = "cairn", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve the Kafka protocol (the default).
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args, Debug, Default)]
+struct ServeArgs {
+    /// Address to listen on, HOST:PORT (Kafka's `listeners`). Default 127.0.0.1:9092.
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Option<String>,
+    /// Address given to clients in Metadata (Kafka's `advertised.listeners`). Default: --listen.
+    #[arg(long, value_name = "HOST:PORT")]
+    advertised_listener: Option<String>,
+    /// Directory for all data (Kafka's `log.dirs`). Default ./data.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// A server.properties-style file using Apache Kafka's config names.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Set one config by its Kafka name, e.g. --set num.partitions=3 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+fn build_config(args: &ServeArgs) -> anyhow::Result<BrokerConfig> {
+    let mut config = BrokerConfig::default();
+    if let Some(path) = &args.config {
+        config.load_file(path)?;
+    }
+    for pair in &args.set {
+        let (key, value) = pair
+            .split_once('=')
+            .with_context(|| format!("--set expects KEY=VALUE, got '{pair}'"))?;
+        config.set(key.trim(), value)?;
+    }
+    if let Some(listen) = &args.listen {
+        config.set("listeners", listen)?;
+    }
+    if let Some(advertised) = &args.advertised_listener {
+        config.set("advertised.listeners", advertised)?;
+    }
+    if let Some(dir) = &args.data_dir {
+        config.set("log.dirs", &dir.display().to_string())?;
+    }
+    Ok(config)
+}
+
+async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
+    let addr = config.listen_socket_addr()?;
+    let data_dir = config.data_dir();
+    let started = std::time::Instant::now();
+    let broker = Broker::start(config)
+        .await
+        .with_context(|| format!("cannot open data directory {}", data_dir.display()))?;
+    let server = Server::bind(addr, broker.clone())
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    log_startup(server.local_addr()?, &data_dir);
+    info!(elapsed_ms = started.elapsed().as_millis() as u64, "started");
+
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let serving = tokio::spawn(server.run(shutdown_rx));
+    wait_for_signal().await?;
+    info!("shutting down: no new connections, finishing in-flight requests");
+    let _ = shutdown_tx.send(true);
+    if tokio::time::timeout(std::time::Duration::from_secs(30), serving)
+        .await
+        .is_err()
+    {
+        error!("connections did not finish within 30 s; closing anyway");
+    }
+    broker.shutdown().await?;
+    info!("stopped cleanly");
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => info!("received SIGTERM"),
+        _ = int.recv() => info!("received SIGINT"),
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .init();
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Some(Command::Serve(args)) => args,
+        None => cli.serve,
+    };
+    let config = match build_config(&args) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("cairn: invalid configuration: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cairn: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            eprintln!("cairn: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -4,15 +4,30 @@
 //! and the only place that maps their errors to Kafka error codes ([`errors`]). Handlers return
 //! responses; only the connection code encodes and writes them.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
+use tracing::warn;
 
 use crate::config::BrokerConfig;
 use crate::group::GroupCoordinator;
-use crate::log::LogManager;
+use crate::log::{LogManager, LogManagerOptions};
+use crate::protocol::versions::{VersionEntry, VersionTable};
 
+mod api_versions;
+mod configs;
+mod errors;
+mod fetch;
 pub mod groups;
+mod list_offsets;
+mod metadata;
+mod produce;
+mod producer_ids;
+mod records;
+mod topics;
+
+pub use topics::valid_topic_name;
 
 /// Shared state of the broker, handed to every handler.
 pub struct Broker {
@@ -24,21 +39,221 @@ pub struct Broker {
     /// The host and port given to clients.
     pub advertised: (String, u16),
     pub cluster_id: String,
+    versions: VersionTable,
+}
+
+/// The APIs handled in this module, with (advertised min, served min, max) versions.
+/// Kept beside [`Broker::handle`]'s match so the two are read together.
+const APIS: &[(ApiKey, i16, i16, i16)] = &[
+    // Produce advertises 0 (older librdkafka disables compression if min > 0, KAFKA-18659) but
+    // serves 3+: v0-2 carry message formats 0 and 1, removed in Kafka 4.0.
+    (ApiKey::Produce, 0, 3, 12),
+    (ApiKey::Fetch, 4, 4, 12),
+    (ApiKey::ListOffsets, 1, 1, 10),
+    (ApiKey::Metadata, 0, 0, 12),
+    (ApiKey::OffsetForLeaderEpoch, 2, 2, 4),
+    (ApiKey::ApiVersions, 0, 0, 4),
+    (ApiKey::CreateTopics, 2, 2, 7),
+    (ApiKey::DeleteTopics, 1, 1, 6),
+    (ApiKey::DeleteRecords, 0, 0, 2),
+    (ApiKey::InitProducerId, 0, 0, 5),
+    (ApiKey::DescribeConfigs, 1, 1, 4),
+    (ApiKey::AlterConfigs, 0, 0, 2),
+    (ApiKey::CreatePartitions, 0, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 0, 1),
+    (ApiKey::DescribeCluster, 0, 0, 1),
+];
+
+/// The full version table: this module's APIs plus the group APIs.
+pub fn version_table() -> VersionTable {
+    let own = APIS
+        .iter()
+        .map(|&(api_key, advertised_min, served_min, max)| VersionEntry {
+            api_key,
+            advertised_min,
+            served_min,
+            max,
+        });
+    let group = groups::APIS
+        .iter()
+        .map(|&(api_key, min, max)| VersionEntry {
+            api_key,
+            advertised_min: min,
+            served_min: min,
+            max,
+        });
+    VersionTable::new(own.chain(group).collect())
 }
 
 impl Broker {
+    /// Opens the log (running recovery), starts the group coordinator, and returns the broker.
+    pub async fn start(config: BrokerConfig) -> anyhow::Result<Arc<Broker>> {
+        let data_dir = config.data_dir();
+        std::fs::create_dir_all(&data_dir)?;
+        let cluster_id = load_or_create_cluster_id(&data_dir, config.node_id())?;
+        let log = LogManager::open(LogManagerOptions {
+            data_dir,
+            broker: config.clone(),
+        })?;
+        let groups = GroupCoordinator::start(&config, log.clone()).await?;
+        Ok(Arc::new(Broker {
+            node_id: config.node_id(),
+            advertised: config.advertised_addr(),
+            cluster_id,
+            log,
+            groups,
+            config,
+            versions: version_table(),
+        }))
+    }
+
+    /// The version table this broker serves.
+    pub fn versions(&self) -> &VersionTable {
+        &self.versions
+    }
+
+    /// Stops the group coordinator and closes the log cleanly.
+    pub async fn shutdown(&self) -> anyhow::Result<()> {
+        self.groups.shutdown().await;
+        self.log.shutdown()?;
+        Ok(())
+    }
+
     /// Handles one decoded request. `None` means "send no response" (Produce with acks=0).
     pub async fn handle(
         &self,
         header: &RequestHeader,
         request: RequestKind,
     ) -> Option<ResponseKind> {
-        let _ = (header, request);
-        None
+        let version = header.request_api_version;
+        let response = match request {
+            RequestKind::ApiVersions(r) => {
+                ResponseKind::ApiVersions(api_versions::handle(self, version, r))
+            }
+            RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(self, version, r)),
+            RequestKind::Produce(r) => {
+                return produce::handle(self, version, r)
+                    .await
+                    .map(ResponseKind::Produce)
+            }
+            RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(self, version, r).await),
+            RequestKind::ListOffsets(r) => {
+                ResponseKind::ListOffsets(list_offsets::handle(self, version, r))
+            }
+            RequestKind::OffsetForLeaderEpoch(r) => {
+                ResponseKind::OffsetForLeaderEpoch(list_offsets::offset_for_leader_epoch(self, r))
+            }
+            RequestKind::CreateTopics(r) => {
+                ResponseKind::CreateTopics(topics::create_topics(self, version, r))
+            }
+            RequestKind::DeleteTopics(r) => {
+                ResponseKind::DeleteTopics(topics::delete_topics(self, version, r))
+            }
+            RequestKind::CreatePartitions(r) => {
+                ResponseKind::CreatePartitions(topics::create_partitions(self, r))
+            }
+            RequestKind::DeleteRecords(r) => {
+                ResponseKind::DeleteRecords(records::delete_records(self, r))
+            }
+            RequestKind::InitProducerId(r) => {
+                ResponseKind::InitProducerId(producer_ids::init_producer_id(self, r))
+            }
+            RequestKind::DescribeCluster(r) => {
+                ResponseKind::DescribeCluster(metadata::describe_cluster(self, r))
+            }
+            RequestKind::DescribeConfigs(r) => {
+                ResponseKind::DescribeConfigs(configs::describe_configs(self, version, r))
+            }
+            RequestKind::AlterConfigs(r) => {
+                ResponseKind::AlterConfigs(configs::alter_configs(self, r))
+            }
+            RequestKind::IncrementalAlterConfigs(r) => {
+                ResponseKind::IncrementalAlterConfigs(configs::incremental_alter_configs(self, r))
+            }
+            other => {
+                let api_key = ApiKey::try_from(header.request_api_key).ok()?;
+                if groups::APIS.iter().any(|&(key, _, _)| key == api_key) {
+                    groups::handle(self, header, other).await
+                } else {
+                    // The version table only lets through what is dispatched above.
+                    warn!(?api_key, "request for an API with no handler");
+                    return None;
+                }
+            }
+        };
+        Some(response)
     }
 }
 
-/// The versions this broker advertises and accepts, per API.
-pub fn supported_apis() -> Vec<(ApiKey, i16, i16)> {
-    groups::APIS.to_vec()
+/// Reads `cluster.id` from `meta.properties` in the data directory, writing a new one (with
+/// Kafka's KRaft keys) the first time.
+fn load_or_create_cluster_id(data_dir: &Path, node_id: i32) -> std::io::Result<String> {
+    let path = data_dir.join("meta.properties");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        if let Some(id) = text
+            .lines()
+            .find_map(|l| l.strip_prefix("cluster.id="))
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
+        {
+            return Ok(id.to_string());
+        }
+    }
+    let cluster_id = base64_uuid(uuid::Uuid::new_v4());
+    let directory_id = base64_uuid(uuid::Uuid::new_v4());
+    let text = format!(
+        "#\n#Written by cairn\nversion=1\nnode.id={node_id}\ncluster.id={cluster_id}\ndirectory.id={directory_id}\n"
+    );
+    let tmp = data_dir.join("meta.properties.tmp");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, &path)?;
+    std::fs::File::open(data_dir)?.sync_all()?;
+    Ok(cluster_id)
+}
+
+/// A UUID in Kafka's text form: URL-safe base64 without padding (22 characters).
+fn base64_uuid(id: uuid::Uuid) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = id.as_bytes();
+    let mut out = String::with_capacity(22);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, &b)| acc | (b as u32) << (16 - 8 * i));
+        let chars = chunk.len() + 1;
+        for i in 0..chars {
+            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_uuid_is_22_url_safe_chars() {
+        let s = base64_uuid(uuid::Uuid::from_bytes([0xff; 16]));
+        assert_eq!(s.len(), 22);
+        assert_eq!(s, "_____________________w");
+        assert_eq!(base64_uuid(uuid::Uuid::nil()), "AAAAAAAAAAAAAAAAAAAAAA");
+    }
+
+    #[test]
+    fn version_table_has_every_dispatched_api_once() {
+        let table = version_table();
+        for &(key, ..) in APIS {
+            assert!(table.get(key).is_some(), "{key:?} missing");
+        }
+        let mut keys: Vec<i16> = table.entries().iter().map(|e| e.api_key as i16).collect();
+        keys.dedup();
+        assert_eq!(keys.len(), table.entries().len());
+    }
 }

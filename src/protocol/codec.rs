@@ -217,7 +217,10 @@ mod tests {
         let mut raw = f.to_vec();
         raw[2..4].copy_from_slice(&99i16.to_be_bytes());
         let decoded = decode_request(Bytes::from(raw), &table()).unwrap();
-        assert!(matches!(decoded, Decoded::ApiVersionsTooNew { correlation_id: 7 }));
+        assert!(matches!(
+            decoded,
+            Decoded::ApiVersionsTooNew { correlation_id: 7 }
+        ));
         let mut answer = api_versions_too_new(7, &table());
         assert_eq!(answer.get_i32() as usize, answer.len());
         assert_eq!(answer.get_i32(), 7);
@@ -235,7 +238,10 @@ mod tests {
         let unknown = Bytes::from_static(&[0x7f, 0x00, 0, 0, 0, 0, 0, 1]);
         assert!(matches!(
             decode_request(unknown, &table()),
-            Err(DecodeError::UnknownApiKey { correlation_id: 1, .. })
+            Err(DecodeError::UnknownApiKey {
+                correlation_id: 1,
+                ..
+            })
         ));
         let f = frame(ApiKey::Metadata, 12, MetadataRequest::default());
         let mut raw = f.to_vec();

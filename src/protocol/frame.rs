@@ -34,11 +34,20 @@ mod tests {
 
     #[test]
     fn refuses_zero_negative_and_oversized() {
-        assert_eq!(check_length(0i32.to_be_bytes(), 100), Err(FrameError::NotPositive(0)));
-        assert_eq!(check_length((-5i32).to_be_bytes(), 100), Err(FrameError::NotPositive(-5)));
+        assert_eq!(
+            check_length(0i32.to_be_bytes(), 100),
+            Err(FrameError::NotPositive(0))
+        );
+        assert_eq!(
+            check_length((-5i32).to_be_bytes(), 100),
+            Err(FrameError::NotPositive(-5))
+        );
         assert_eq!(
             check_length(i32::MAX.to_be_bytes(), 100),
-            Err(FrameError::TooLarge { length: i32::MAX as usize, max: 100 })
+            Err(FrameError::TooLarge {
+                length: i32::MAX as usize,
+                max: 100
+            })
         );
     }
 }

@@ -1,0 +1,9 @@
+//! Wire-level tests: the real `cairn` binary, requests in, responses checked.
+//!
+//! Every implemented API is exercised at its lowest and highest advertised version, and hostile
+//! input is shown to get an error or a closed connection while other clients keep being served.
+
+mod apis;
+mod harness;
+mod hostile;
+mod util;

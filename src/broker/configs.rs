@@ -1,0 +1,355 @@
+//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics and the broker.
+//!
+//! Topic overrides are durable in the log manager and take effect at once. Broker configs are
+//! static (file and `--set`): they are described, and refusing to alter them says so.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse as LegacyAlterResult;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
+use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::{
+    AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+use tracing::info;
+
+use super::errors::{code, log_error_code, NONE};
+use super::Broker;
+use crate::config::{self, describe_topic, ConfigType};
+
+const TOPIC: i8 = 2;
+const BROKER: i8 = 4;
+
+const SET: i8 = 0;
+const DELETE: i8 = 1;
+const APPEND: i8 = 2;
+const SUBTRACT: i8 = 3;
+
+type Failure = (i16, String);
+
+fn fail(e: ResponseError, message: impl Into<String>) -> Failure {
+    (code(e), message.into())
+}
+
+pub(super) fn describe_configs(
+    broker: &Broker,
+    version: i16,
+    request: DescribeConfigsRequest,
+) -> DescribeConfigsResponse {
+    let results = request
+        .resources
+        .into_iter()
+        .map(|resource| {
+            let wanted = |name: &str| {
+                resource
+                    .configuration_keys
+                    .as_ref()
+                    .is_none_or(|keys| keys.iter().any(|k| k.as_str() == name))
+            };
+            let result = DescribeConfigsResult::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name.clone());
+            let entry = |name: &'static str,
+                         value: Option<String>,
+                         source: config::ConfigSource,
+                         read_only: bool,
+                         ty: ConfigType,
+                         doc: &'static str,
+                         synonyms: Vec<DescribeConfigsSynonym>| {
+                let mut e = DescribeConfigsResourceResult::default()
+                    .with_name(StrBytes::from_static_str(name))
+                    .with_value(value.map(StrBytes::from_string))
+                    .with_read_only(read_only)
+                    .with_config_source(source.wire())
+                    .with_is_sensitive(false);
+                if request.include_synonyms {
+                    e.synonyms = synonyms;
+                }
+                if version >= 3 {
+                    e.config_type = ty as i8;
+                    if request.include_documentation {
+                        e.documentation = Some(StrBytes::from_static_str(doc));
+                    }
+                }
+                e
+            };
+            match resource.resource_type {
+                TOPIC => {
+                    let name = resource.resource_name.to_string();
+                    let Some(info) = broker.log.topic(&name) else {
+                        return result
+                            .with_error_code(code(ResponseError::UnknownTopicOrPartition))
+                            .with_error_message(Some(StrBytes::from_string(format!(
+                                "Topic '{name}' does not exist."
+                            ))));
+                    };
+                    let configs = describe_topic(&broker.config, &info.overrides)
+                        .into_iter()
+                        .filter(|d| wanted(d.def.name))
+                        .map(|d| {
+                            let synonyms = d
+                                .synonyms
+                                .into_iter()
+                                .map(|(name, value, source)| {
+                                    DescribeConfigsSynonym::default()
+                                        .with_name(StrBytes::from_string(name))
+                                        .with_value(value.map(StrBytes::from_string))
+                                        .with_source(source.wire())
+                                })
+                                .collect();
+                            entry(
+                                d.def.name, d.value, d.source, false, d.def.ty, d.def.doc, synonyms,
+                            )
+                        })
+                        .collect();
+                    result.with_error_code(NONE).with_configs(configs)
+                }
+                BROKER => {
+                    let name = resource.resource_name.to_string();
+                    if !name.is_empty() && name != broker.node_id.to_string() {
+                        return result
+                            .with_error_code(code(ResponseError::InvalidRequest))
+                            .with_error_message(Some(StrBytes::from_string(format!(
+                                "Broker {name} does not exist; this is broker {}.",
+                                broker.node_id
+                            ))));
+                    }
+                    // The cluster-wide default entity ("") has no dynamic configs.
+                    let configs = if name.is_empty() {
+                        Vec::new()
+                    } else {
+                        broker
+                            .config
+                            .describe()
+                            .into_iter()
+                            .filter(|(d, ..)| wanted(d.name))
+                            .map(|(d, value, source)| {
+                                let synonyms = vec![DescribeConfigsSynonym::default()
+                                    .with_name(StrBytes::from_static_str(d.name))
+                                    .with_value(value.clone().map(StrBytes::from_string))
+                                    .with_source(source.wire())];
+                                entry(d.name, value, source, true, d.ty, d.doc, synonyms)
+                            })
+                            .collect()
+                    };
+                    result.with_error_code(NONE).with_configs(configs)
+                }
+                other => result
+                    .with_error_code(code(ResponseError::InvalidRequest))
+                    .with_error_message(Some(StrBytes::from_string(format!(
+                        "Describing configs of resource type {other} is not supported."
+                    )))),
+            }
+        })
+        .collect();
+    DescribeConfigsResponse::default().with_results(results)
+}
+
+/// Validates new overrides for a topic and (unless validate-only) stores them.
+fn apply_topic_overrides(
+    broker: &Broker,
+    topic: &str,
+    overrides: BTreeMap<String, String>,
+    validate_only: bool,
+) -> Result<(), Failure> {
+    for (key, value) in &overrides {
+        config::validate_topic_config(key, value)
+            .map_err(|e| fail(ResponseError::InvalidConfig, e.to_string()))?;
+    }
+    if validate_only {
+        return Ok(());
+    }
+    broker
+        .log
+        .alter_topic_config(topic, overrides.clone())
+        .map_err(|e| (log_error_code(&e), e.to_string()))?;
+    info!(topic, ?overrides, "altered topic config");
+    Ok(())
+}
+
+fn broker_refusal(broker: &Broker, name: &str) -> Failure {
+    if !name.is_empty() && name != broker.node_id.to_string() {
+        return fail(
+            ResponseError::InvalidRequest,
+            format!("Broker {name} does not exist."),
+        );
+    }
+    fail(
+        ResponseError::InvalidConfig,
+        "Cairn's broker configs are static: set them in the config file or with --set and restart.",
+    )
+}
+
+fn topic_overrides(broker: &Broker, name: &str) -> Result<BTreeMap<String, String>, Failure> {
+    broker.log.topic(name).map(|t| t.overrides).ok_or_else(|| {
+        fail(
+            ResponseError::UnknownTopicOrPartition,
+            format!("Topic '{name}' does not exist."),
+        )
+    })
+}
+
+pub(super) fn alter_configs(broker: &Broker, request: AlterConfigsRequest) -> AlterConfigsResponse {
+    let responses = request
+        .resources
+        .into_iter()
+        .map(|resource| {
+            let name = resource.resource_name.to_string();
+            let outcome = match resource.resource_type {
+                TOPIC => topic_overrides(broker, &name).and_then(|_| {
+                    // The legacy API replaces the whole set of overrides.
+                    let mut overrides = BTreeMap::new();
+                    for c in &resource.configs {
+                        let Some(value) = &c.value else {
+                            return Err(fail(
+                                ResponseError::InvalidConfig,
+                                format!("Null value not supported for '{}'", c.name.as_str()),
+                            ));
+                        };
+                        overrides.insert(c.name.to_string(), value.to_string());
+                    }
+                    apply_topic_overrides(broker, &name, overrides, request.validate_only)
+                }),
+                BROKER => Err(broker_refusal(broker, &name)),
+                other => Err(fail(
+                    ResponseError::InvalidRequest,
+                    format!("Altering configs of resource type {other} is not supported."),
+                )),
+            };
+            let (error_code, message) = match outcome {
+                Ok(()) => (NONE, None),
+                Err((c, m)) => (c, Some(StrBytes::from_string(m))),
+            };
+            LegacyAlterResult::default()
+                .with_error_code(error_code)
+                .with_error_message(message)
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name)
+        })
+        .collect();
+    AlterConfigsResponse::default().with_responses(responses)
+}
+
+pub(super) fn incremental_alter_configs(
+    broker: &Broker,
+    request: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    let responses = request
+        .resources
+        .into_iter()
+        .map(|resource| {
+            let name = resource.resource_name.to_string();
+            let outcome = match resource.resource_type {
+                TOPIC => topic_overrides(broker, &name).and_then(|mut overrides| {
+                    for c in &resource.configs {
+                        incremental_op(
+                            broker,
+                            &mut overrides,
+                            c.name.as_str(),
+                            c.config_operation,
+                            c.value.as_ref().map(|v| v.as_str()),
+                        )?;
+                    }
+                    apply_topic_overrides(broker, &name, overrides, request.validate_only)
+                }),
+                BROKER => Err(broker_refusal(broker, &name)),
+                other => Err(fail(
+                    ResponseError::InvalidRequest,
+                    format!("Altering configs of resource type {other} is not supported."),
+                )),
+            };
+            let (error_code, message) = match outcome {
+                Ok(()) => (NONE, None),
+                Err((c, m)) => (c, Some(StrBytes::from_string(m))),
+            };
+            AlterConfigsResourceResponse::default()
+                .with_error_code(error_code)
+                .with_error_message(message)
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name)
+        })
+        .collect();
+    IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+/// Applies one SET / DELETE / APPEND / SUBTRACT to a topic's overrides.
+fn incremental_op(
+    broker: &Broker,
+    overrides: &mut BTreeMap<String, String>,
+    key: &str,
+    op: i8,
+    value: Option<&str>,
+) -> Result<(), Failure> {
+    let Some(def) = config::topic_def(key) else {
+        return Err(fail(
+            ResponseError::InvalidConfig,
+            format!("Unknown topic config name: {key}"),
+        ));
+    };
+    let is_list = def.def.ty == ConfigType::List;
+    let current_list = |overrides: &BTreeMap<String, String>| -> Vec<String> {
+        overrides
+            .get(key)
+            .cloned()
+            .or_else(|| broker.config.topic_default(key).map(|(v, _, _)| v))
+            .unwrap_or_default()
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
+    match op {
+        SET => {
+            let Some(value) = value else {
+                return Err(fail(
+                    ResponseError::InvalidConfig,
+                    format!("Null value not supported for '{key}'"),
+                ));
+            };
+            overrides.insert(key.to_string(), value.to_string());
+        }
+        DELETE => {
+            overrides.remove(key);
+        }
+        APPEND | SUBTRACT if !is_list => {
+            return Err(fail(
+                ResponseError::InvalidConfig,
+                format!("Config '{key}' is not a list: APPEND and SUBTRACT apply only to lists."),
+            ))
+        }
+        APPEND => {
+            let mut items = current_list(overrides);
+            for item in value
+                .unwrap_or("")
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+            {
+                if !items.iter().any(|i| i == item) {
+                    items.push(item.to_string());
+                }
+            }
+            overrides.insert(key.to_string(), items.join(","));
+        }
+        SUBTRACT => {
+            let remove: Vec<&str> = value.unwrap_or("").split(',').map(str::trim).collect();
+            let items: Vec<String> = current_list(overrides)
+                .into_iter()
+                .filter(|i| !remove.contains(&i.as_str()))
+                .collect();
+            overrides.insert(key.to_string(), items.join(","));
+        }
+        other => {
+            return Err(fail(
+                ResponseError::InvalidRequest,
+                format!("Unknown config operation {other}"),
+            ))
+        }
+    }
+    Ok(())
+}

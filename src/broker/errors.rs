@@ -1,0 +1,39 @@
+//! The one map from the log engine's and the config table's errors to Kafka error codes.
+
+use kafka_protocol::error::ResponseError;
+
+use crate::config::ConfigError;
+use crate::log::LogError;
+
+/// No error.
+pub(crate) const NONE: i16 = 0;
+
+/// The Kafka error code for a log engine error.
+pub(crate) fn log_error_code(error: &LogError) -> i16 {
+    let e = match error {
+        LogError::TopicExists(_) => ResponseError::TopicAlreadyExists,
+        LogError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
+        LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        LogError::CorruptBatch(_) => ResponseError::CorruptMessage,
+        LogError::InvalidRecord(_) => ResponseError::InvalidRecord,
+        LogError::BatchTooLarge { .. } => ResponseError::MessageTooLarge,
+        LogError::InvalidTimestamp(_) => ResponseError::InvalidTimestamp,
+        LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+        LogError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+        LogError::Io(_) => ResponseError::KafkaStorageError,
+        LogError::ShuttingDown => ResponseError::NotLeaderOrFollower,
+        #[allow(unreachable_patterns)]
+        _ => ResponseError::UnknownServerError,
+    };
+    e.code()
+}
+
+/// The Kafka error code for a config error.
+pub(crate) fn config_error_code(_error: &ConfigError) -> i16 {
+    ResponseError::InvalidConfig.code()
+}
+
+pub(crate) fn code(e: ResponseError) -> i16 {
+    e.code()
+}

@@ -1,0 +1,143 @@
+//! ListOffsets (by special value or timestamp) and OffsetForLeaderEpoch.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
+use kafka_protocol::messages::{
+    ListOffsetsRequest, ListOffsetsResponse, OffsetForLeaderEpochRequest,
+    OffsetForLeaderEpochResponse,
+};
+
+use super::errors::{code, log_error_code, NONE};
+use super::Broker;
+use crate::log::{LogError, Partition};
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
+const READ_COMMITTED: i8 = 1;
+
+/// The only leader epoch this single node has had.
+pub(super) const LEADER_EPOCH: i32 = 0;
+
+pub(super) fn handle(
+    broker: &Broker,
+    version: i16,
+    request: ListOffsetsRequest,
+) -> ListOffsetsResponse {
+    let read_committed = version >= 2 && request.isolation_level == READ_COMMITTED;
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|t| {
+            let name = t.name.0.to_string();
+            let partitions = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let r = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index);
+                    let Some(log) = broker.log.partition(&name, p.partition_index) else {
+                        return r
+                            .with_error_code(code(ResponseError::UnknownTopicOrPartition))
+                            .with_timestamp(-1)
+                            .with_offset(-1);
+                    };
+                    match lookup(&log, p.timestamp, read_committed, version) {
+                        Ok((offset, timestamp)) => {
+                            let mut r = r
+                                .with_error_code(NONE)
+                                .with_offset(offset)
+                                .with_timestamp(timestamp);
+                            if version >= 4 {
+                                r.leader_epoch = if offset >= 0 { LEADER_EPOCH } else { -1 };
+                            }
+                            r
+                        }
+                        Err(error_code) => r
+                            .with_error_code(error_code)
+                            .with_timestamp(-1)
+                            .with_offset(-1),
+                    }
+                })
+                .collect();
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// (offset, timestamp) for one ListOffsets query.
+fn lookup(
+    log: &Partition,
+    timestamp: i64,
+    read_committed: bool,
+    version: i16,
+) -> Result<(i64, i64), i16> {
+    let offsets = log.offsets();
+    let found = |r: Result<Option<(i64, i64)>, LogError>| match r {
+        Ok(Some((offset, ts))) => Ok((offset, ts)),
+        Ok(None) => Ok((-1, -1)),
+        Err(e) => Err(log_error_code(&e)),
+    };
+    match timestamp {
+        LATEST if read_committed => Ok((offsets.last_stable_offset, -1)),
+        LATEST => Ok((offsets.high_watermark, -1)),
+        EARLIEST => Ok((offsets.log_start_offset, -1)),
+        EARLIEST_LOCAL if version >= 8 => Ok((offsets.log_start_offset, -1)),
+        // No tiered storage: nothing lies in a remote tier.
+        LATEST_TIERED if version >= 9 => Ok((-1, -1)),
+        MAX_TIMESTAMP if version >= 7 => found(log.max_timestamp()),
+        ts if ts >= 0 => found(log.offset_for_timestamp(ts)),
+        _ => Err(code(ResponseError::InvalidRequest)),
+    }
+}
+
+/// This node has had one leader epoch (0) for every partition, so the end offset of epoch 0 is
+/// the log end offset, and any later epoch is unknown.
+pub(super) fn offset_for_leader_epoch(
+    broker: &Broker,
+    request: OffsetForLeaderEpochRequest,
+) -> OffsetForLeaderEpochResponse {
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|t| {
+            let name = t.topic.0.to_string();
+            let partitions = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let r = EpochEndOffset::default()
+                        .with_partition(p.partition)
+                        .with_leader_epoch(-1)
+                        .with_end_offset(-1);
+                    let Some(log) = broker.log.partition(&name, p.partition) else {
+                        return r.with_error_code(code(ResponseError::UnknownTopicOrPartition));
+                    };
+                    if p.current_leader_epoch > LEADER_EPOCH {
+                        return r.with_error_code(code(ResponseError::UnknownLeaderEpoch));
+                    }
+                    if p.leader_epoch > LEADER_EPOCH {
+                        return r.with_error_code(NONE);
+                    }
+                    r.with_error_code(NONE)
+                        .with_leader_epoch(LEADER_EPOCH)
+                        .with_end_offset(log.offsets().log_end_offset)
+                })
+                .collect();
+            OffsetForLeaderTopicResult::default()
+                .with_topic(t.topic)
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetForLeaderEpochResponse::default().with_topics(topics)
+}

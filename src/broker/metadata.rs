@@ -1,0 +1,151 @@
+//! Metadata and DescribeCluster: this broker is the only broker, leader of every partition and
+//! the controller.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{
+    BrokerId, DescribeClusterRequest, DescribeClusterResponse, MetadataRequest, MetadataResponse,
+    TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use tracing::info;
+
+use super::errors::{code, log_error_code, NONE};
+use super::{valid_topic_name, Broker};
+use crate::log::TopicInfo;
+
+/// Kafka's "authorized operations were not requested" marker.
+const OPERATIONS_OMITTED: i32 = i32::MIN;
+
+pub(super) fn handle(broker: &Broker, version: i16, request: MetadataRequest) -> MetadataResponse {
+    let (host, port) = &broker.advertised;
+    let brokers = vec![MetadataResponseBroker::default()
+        .with_node_id(BrokerId(broker.node_id))
+        .with_host(StrBytes::from_string(host.clone()))
+        .with_port(*port as i32)
+        .with_rack(None)];
+    // v0: an empty list means all topics; v1+: null means all, empty means none.
+    let requested: Option<Vec<String>> = match request.topics {
+        None => None,
+        Some(topics) if version == 0 && topics.is_empty() => None,
+        Some(topics) => Some(
+            topics
+                .into_iter()
+                .filter_map(|t| t.name.map(|n| n.0.to_string()))
+                .collect(),
+        ),
+    };
+    let allow_auto_create = version < 4 || request.allow_auto_topic_creation;
+    let topics = match requested {
+        None => broker
+            .log
+            .topics()
+            .iter()
+            .map(|t| topic_metadata(broker, t))
+            .collect(),
+        Some(names) => names
+            .into_iter()
+            .map(|name| requested_topic(broker, name, allow_auto_create))
+            .collect(),
+    };
+    let mut response = MetadataResponse::default()
+        .with_brokers(brokers)
+        .with_topics(topics);
+    if version >= 1 {
+        response.controller_id = BrokerId(broker.node_id);
+    }
+    if version >= 2 {
+        response.cluster_id = Some(StrBytes::from_string(broker.cluster_id.clone()));
+    }
+    if (8..=10).contains(&version) {
+        response.cluster_authorized_operations = OPERATIONS_OMITTED;
+    }
+    response
+}
+
+fn requested_topic(
+    broker: &Broker,
+    name: String,
+    allow_auto_create: bool,
+) -> MetadataResponseTopic {
+    if let Some(info) = broker.log.topic(&name) {
+        return topic_metadata(broker, &info);
+    }
+    let error = if valid_topic_name(&name).is_err() {
+        ResponseError::InvalidTopicException
+    } else if allow_auto_create && broker.config.auto_create_topics() {
+        match broker.log.create_topic(
+            &name,
+            broker.config.num_partitions(),
+            Default::default(),
+            false,
+        ) {
+            Ok(_) => {
+                info!(topic = %name, "auto-created topic");
+                // Clients retry on LEADER_NOT_AVAILABLE and then see the partitions.
+                ResponseError::LeaderNotAvailable
+            }
+            Err(crate::log::LogError::TopicExists(_)) => {
+                if let Some(info) = broker.log.topic(&name) {
+                    return topic_metadata(broker, &info);
+                }
+                ResponseError::LeaderNotAvailable
+            }
+            Err(e) => {
+                return MetadataResponseTopic::default()
+                    .with_name(Some(TopicName(StrBytes::from_string(name))))
+                    .with_error_code(log_error_code(&e))
+                    .with_topic_authorized_operations(OPERATIONS_OMITTED)
+            }
+        }
+    } else {
+        ResponseError::UnknownTopicOrPartition
+    };
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(name))))
+        .with_error_code(code(error))
+        .with_topic_authorized_operations(OPERATIONS_OMITTED)
+}
+
+fn topic_metadata(broker: &Broker, info: &TopicInfo) -> MetadataResponseTopic {
+    let node = BrokerId(broker.node_id);
+    let partitions = (0..info.partitions)
+        .map(|p| {
+            MetadataResponsePartition::default()
+                .with_error_code(NONE)
+                .with_partition_index(p)
+                .with_leader_id(node)
+                .with_leader_epoch(0)
+                .with_replica_nodes(vec![node])
+                .with_isr_nodes(vec![node])
+                .with_offline_replicas(vec![])
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_error_code(NONE)
+        .with_name(Some(TopicName(StrBytes::from_string(info.name.clone()))))
+        .with_topic_id(info.topic_id)
+        .with_is_internal(info.internal)
+        .with_partitions(partitions)
+        .with_topic_authorized_operations(OPERATIONS_OMITTED)
+}
+
+pub(super) fn describe_cluster(
+    broker: &Broker,
+    _request: DescribeClusterRequest,
+) -> DescribeClusterResponse {
+    let (host, port) = &broker.advertised;
+    DescribeClusterResponse::default()
+        .with_error_code(NONE)
+        .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
+        .with_controller_id(BrokerId(broker.node_id))
+        .with_brokers(vec![DescribeClusterBroker::default()
+            .with_broker_id(BrokerId(broker.node_id))
+            .with_host(StrBytes::from_string(host.clone()))
+            .with_port(*port as i32)
+            .with_rack(None)])
+        .with_cluster_authorized_operations(OPERATIONS_OMITTED)
+}

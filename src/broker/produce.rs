@@ -1,0 +1,151 @@
+//! Produce: validate, append, and (for acks=all) answer once the data is durable.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
+use tracing::debug;
+
+use super::errors::{code, log_error_code, NONE};
+use super::Broker;
+use crate::log::{AppendInfo, AppendOrigin, LogError, Partition};
+
+/// The lowest Produce version served (v0–2 carry message formats removed in Kafka 4.0).
+const MIN_SERVED_VERSION: i16 = 3;
+
+struct Outcome {
+    index: i32,
+    result: Result<AppendInfo, (i16, Option<String>)>,
+}
+
+pub(super) async fn handle(
+    broker: &Broker,
+    version: i16,
+    request: ProduceRequest,
+) -> Option<ProduceResponse> {
+    let acks = request.acks;
+    let refuse_all = if version < MIN_SERVED_VERSION {
+        Some(ResponseError::UnsupportedVersion)
+    } else if !matches!(acks, -1..=1) {
+        Some(ResponseError::InvalidRequiredAcks)
+    } else if request.transactional_id.is_some() {
+        // Transactions are not implemented (and InitProducerId never grants a transactional id).
+        Some(ResponseError::TransactionalIdAuthorizationFailed)
+    } else {
+        None
+    };
+    let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
+    let mut topics = Vec::with_capacity(request.topic_data.len());
+    let mut to_await: Vec<(usize, usize, std::sync::Arc<Partition>, i64)> = Vec::new();
+    for topic in request.topic_data {
+        let name = topic.name.0.to_string();
+        let mut outcomes = Vec::with_capacity(topic.partition_data.len());
+        for data in topic.partition_data {
+            let result = match refuse_all {
+                Some(e) => Err((code(e), None)),
+                None => append(broker, &name, data.index, data.records),
+            };
+            if let (Ok(info), -1) = (&result, acks) {
+                if let Some(partition) = broker.log.partition(&name, data.index) {
+                    to_await.push((
+                        topics.len(),
+                        outcomes.len(),
+                        partition,
+                        info.last_offset + 1,
+                    ));
+                }
+            }
+            outcomes.push(Outcome {
+                index: data.index,
+                result,
+            });
+        }
+        topics.push((topic.name, outcomes));
+    }
+    // acks=all: answer after fsync. Every partition was appended first, so one flush (group
+    // commit) usually covers them all.
+    for (t, p, partition, end) in to_await {
+        let waited = tokio::time::timeout(
+            timeout.max(Duration::from_millis(1)),
+            partition.wait_durable(end),
+        )
+        .await;
+        let failure = match waited {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some((log_error_code(&e), Some(e.to_string()))),
+            Err(_) => Some((code(ResponseError::RequestTimedOut), None)),
+        };
+        if let Some(f) = failure {
+            topics[t].1[p].result = Err(f);
+        }
+    }
+    if acks == 0 {
+        return None;
+    }
+    let responses = topics
+        .into_iter()
+        .map(|(name, outcomes)| {
+            let partition_responses = outcomes
+                .into_iter()
+                .map(|o| {
+                    let r = PartitionProduceResponse::default().with_index(o.index);
+                    match o.result {
+                        Ok(info) => {
+                            let mut r = r
+                                .with_error_code(NONE)
+                                .with_base_offset(info.base_offset)
+                                .with_log_append_time_ms(info.log_append_time);
+                            if version >= 5 {
+                                r.log_start_offset = info.log_start_offset;
+                            }
+                            r
+                        }
+                        Err((error_code, message)) => {
+                            let mut r = r
+                                .with_error_code(error_code)
+                                .with_base_offset(-1)
+                                .with_log_append_time_ms(-1);
+                            if version >= 5 {
+                                r.log_start_offset = -1;
+                            }
+                            if version >= 8 {
+                                r.error_message = message.map(StrBytes::from_string);
+                            }
+                            r
+                        }
+                    }
+                })
+                .collect();
+            TopicProduceResponse::default()
+                .with_name(name)
+                .with_partition_responses(partition_responses)
+        })
+        .collect();
+    Some(ProduceResponse::default().with_responses(responses))
+}
+
+fn append(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+    records: Option<Bytes>,
+) -> Result<AppendInfo, (i16, Option<String>)> {
+    let Some(log) = broker.log.partition(topic, partition) else {
+        return Err((code(ResponseError::UnknownTopicOrPartition), None));
+    };
+    let Some(records) = records.filter(|r| !r.is_empty()) else {
+        return Err((
+            code(ResponseError::CorruptMessage),
+            Some("no record batch in the request".into()),
+        ));
+    };
+    log.append(records, AppendOrigin::Client).map_err(|e| {
+        if !matches!(e, LogError::OutOfOrderSequence { .. }) {
+            debug!(topic, partition, error = %e, "produce refused");
+        }
+        (log_error_code(&e), Some(e.to_string()))
+    })
+}

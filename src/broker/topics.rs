@@ -1,0 +1,324 @@
+//! CreateTopics, DeleteTopics and CreatePartitions.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::{
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use tracing::info;
+
+use super::errors::{code, config_error_code, log_error_code, NONE};
+use super::Broker;
+use crate::config::{self, describe_topic};
+use crate::log::LogError;
+
+/// Kafka's longest topic name.
+const MAX_NAME_LENGTH: usize = 249;
+
+/// Checks a topic name against Kafka's rules: 1 to 249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn valid_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("topic name is empty".into());
+    }
+    if name == "." || name == ".." {
+        return Err(format!("topic name cannot be '{name}'"));
+    }
+    if name.len() > MAX_NAME_LENGTH {
+        return Err(format!(
+            "topic name is {} characters, more than {MAX_NAME_LENGTH}",
+            name.len()
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "topic name '{name}' contains '{c}'; only ASCII alphanumerics, '.', '_' and '-' are allowed"
+        ));
+    }
+    Ok(())
+}
+
+fn error(e: ResponseError, message: String) -> (i16, Option<StrBytes>) {
+    (code(e), Some(StrBytes::from_string(message)))
+}
+
+pub(super) fn create_topics(
+    broker: &Broker,
+    version: i16,
+    request: CreateTopicsRequest,
+) -> CreateTopicsResponse {
+    let mut results = Vec::with_capacity(request.topics.len());
+    for topic in request.topics {
+        let name = topic.name.0.to_string();
+        let mut result = CreatableTopicResult::default().with_name(topic.name.clone());
+        let outcome = (|| -> Result<(i32, BTreeMap<String, String>), (i16, Option<StrBytes>)> {
+            valid_topic_name(&name).map_err(|m| error(ResponseError::InvalidTopicException, m))?;
+            if broker.log.topic(&name).is_some() {
+                return Err(error(
+                    ResponseError::TopicAlreadyExists,
+                    format!("Topic '{name}' already exists."),
+                ));
+            }
+            if !topic.assignments.is_empty() {
+                if topic.num_partitions != -1 || topic.replication_factor != -1 {
+                    return Err(error(
+                        ResponseError::InvalidRequest,
+                        "both assignments and partitions/replication factor were given".into(),
+                    ));
+                }
+                if topic.assignments.iter().any(|a| {
+                    a.broker_ids.iter().any(|b| b.0 != broker.node_id) || a.broker_ids.len() != 1
+                }) {
+                    return Err(error(
+                        ResponseError::InvalidReplicaAssignment,
+                        format!("only broker {} with one replica exists", broker.node_id),
+                    ));
+                }
+            }
+            let partitions = match (topic.num_partitions, topic.assignments.len()) {
+                (-1, 0) => broker.config.num_partitions(),
+                (-1, n) => n as i32,
+                (n, _) if n >= 1 => n,
+                (n, _) => {
+                    return Err(error(
+                        ResponseError::InvalidPartitions,
+                        format!(
+                            "Number of partitions was set to an invalid non-positive value {n}."
+                        ),
+                    ))
+                }
+            };
+            match topic.replication_factor {
+                -1 | 1 => {}
+                rf => {
+                    return Err(error(
+                        ResponseError::InvalidReplicationFactor,
+                        format!("Replication factor {rf} is larger than the 1 available broker."),
+                    ))
+                }
+            }
+            let mut overrides = BTreeMap::new();
+            for c in &topic.configs {
+                let key = c.name.to_string();
+                let Some(value) = c.value.as_ref().map(|v| v.to_string()) else {
+                    return Err(error(
+                        ResponseError::InvalidConfig,
+                        format!("Null value not supported for topic config '{key}'"),
+                    ));
+                };
+                config::validate_topic_config(&key, &value).map_err(|e| {
+                    (
+                        config_error_code(&e),
+                        Some(StrBytes::from_string(e.to_string())),
+                    )
+                })?;
+                overrides.insert(key, value);
+            }
+            Ok((partitions, overrides))
+        })();
+        match outcome {
+            Err((error_code, message)) => {
+                result.error_code = error_code;
+                result.error_message = message;
+                if version >= 5 {
+                    result.num_partitions = -1;
+                    result.replication_factor = -1;
+                }
+            }
+            Ok((partitions, overrides)) => {
+                let created = if request.validate_only {
+                    Ok(None)
+                } else {
+                    broker
+                        .log
+                        .create_topic(&name, partitions, overrides.clone(), false)
+                        .map(Some)
+                };
+                match created {
+                    Err(e) => {
+                        result.error_code = log_error_code(&e);
+                        result.error_message = Some(StrBytes::from_string(e.to_string()));
+                        if version >= 5 {
+                            result.num_partitions = -1;
+                            result.replication_factor = -1;
+                        }
+                    }
+                    Ok(info) => {
+                        if let Some(info) = &info {
+                            info!(topic = %name, partitions, "created topic");
+                            if version >= 7 {
+                                result.topic_id = info.topic_id;
+                            }
+                        }
+                        result.error_code = NONE;
+                        if version >= 5 {
+                            result.num_partitions = partitions;
+                            result.replication_factor = 1;
+                            result.configs = Some(
+                                describe_topic(&broker.config, &overrides)
+                                    .into_iter()
+                                    .map(|d| {
+                                        CreatableTopicConfigs::default()
+                                            .with_name(StrBytes::from_static_str(d.def.name))
+                                            .with_value(d.value.map(StrBytes::from_string))
+                                            .with_read_only(false)
+                                            .with_config_source(d.source.wire())
+                                            .with_is_sensitive(false)
+                                    })
+                                    .collect(),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        results.push(result);
+    }
+    CreateTopicsResponse::default().with_topics(results)
+}
+
+pub(super) fn delete_topics(
+    broker: &Broker,
+    version: i16,
+    request: DeleteTopicsRequest,
+) -> DeleteTopicsResponse {
+    // v6 names topics in `topics` (by name or id); earlier versions in `topic_names`.
+    let targets: Vec<(Option<String>, uuid::Uuid)> = if version >= 6 {
+        request
+            .topics
+            .into_iter()
+            .map(|t| (t.name.map(|n| n.0.to_string()), t.topic_id))
+            .collect()
+    } else {
+        request
+            .topic_names
+            .into_iter()
+            .map(|n| (Some(n.0.to_string()), uuid::Uuid::nil()))
+            .collect()
+    };
+    let responses = targets
+        .into_iter()
+        .map(|(name, topic_id)| {
+            let name = name.or_else(|| {
+                broker
+                    .log
+                    .topics()
+                    .into_iter()
+                    .find(|t| t.topic_id == topic_id && !topic_id.is_nil())
+                    .map(|t| t.name)
+            });
+            let mut result = DeletableTopicResult::default();
+            let Some(name) = name else {
+                result.error_code = code(ResponseError::UnknownTopicId);
+                result.topic_id = topic_id;
+                return result;
+            };
+            result.name = Some(TopicName(StrBytes::from_string(name.clone())));
+            if version >= 6 {
+                result.topic_id = broker
+                    .log
+                    .topic(&name)
+                    .map(|t| t.topic_id)
+                    .unwrap_or(topic_id);
+            }
+            match broker.log.topic(&name) {
+                Some(info) if info.internal => {
+                    result.error_code = code(ResponseError::TopicDeletionDisabled);
+                    if version >= 5 {
+                        result.error_message = Some(StrBytes::from_string(format!(
+                            "internal topic {name} cannot be deleted"
+                        )));
+                    }
+                }
+                _ => match broker.log.delete_topic(&name) {
+                    Ok(()) => {
+                        info!(topic = %name, "deleted topic");
+                        result.error_code = NONE;
+                    }
+                    Err(e) => {
+                        result.error_code = log_error_code(&e);
+                        if version >= 5 {
+                            result.error_message = Some(StrBytes::from_string(e.to_string()));
+                        }
+                    }
+                },
+            }
+            result
+        })
+        .collect();
+    DeleteTopicsResponse::default().with_responses(responses)
+}
+
+pub(super) fn create_partitions(
+    broker: &Broker,
+    request: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
+    let results = request
+        .topics
+        .into_iter()
+        .map(|t| {
+            let name = t.name.0.to_string();
+            let outcome = match broker.log.topic(&name) {
+                None => Err((
+                    ResponseError::UnknownTopicOrPartition,
+                    format!("The topic '{name}' does not exist."),
+                )),
+                Some(info) if t.count <= info.partitions => Err((
+                    ResponseError::InvalidPartitions,
+                    format!(
+                        "Topic currently has {} partitions, which is higher than the requested {}.",
+                        info.partitions, t.count
+                    ),
+                )),
+                Some(_) if request.validate_only => Ok(()),
+                Some(_) => broker
+                    .log
+                    .create_partitions(&name, t.count)
+                    .map_err(|e| match e {
+                        LogError::InvalidPartitions(m) => (ResponseError::InvalidPartitions, m),
+                        other => (
+                            ResponseError::try_from_code(log_error_code(&other))
+                                .unwrap_or(ResponseError::UnknownServerError),
+                            other.to_string(),
+                        ),
+                    }),
+            };
+            let result = CreatePartitionsTopicResult::default().with_name(t.name);
+            match outcome {
+                Ok(()) => result.with_error_code(NONE).with_error_message(None),
+                Err((e, message)) => result
+                    .with_error_code(code(e))
+                    .with_error_message(Some(StrBytes::from_string(message))),
+            }
+        })
+        .collect();
+    CreatePartitionsResponse::default().with_results(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_topic_name;
+
+    #[test]
+    fn topic_name_rules() {
+        assert!(valid_topic_name("orders").is_ok());
+        assert!(valid_topic_name("a.b_c-D9").is_ok());
+        assert!(valid_topic_name(&"x".repeat(249)).is_ok());
+        assert!(valid_topic_name(&"x".repeat(250)).is_err());
+        assert!(valid_topic_name("").is_err());
+        assert!(valid_topic_name(".").is_err());
+        assert!(valid_topic_name("..").is_err());
+        assert!(valid_topic_name("a b").is_err());
+        assert!(valid_topic_name("a/b").is_err());
+    }
+}
