@@ -1142,6 +1142,9 @@ pub fn parse_consumer_subscription(data: &[u8]) -> Option<Vec<String>> {
     Some(topics)
 }
 
+/// One result per partition, in request order.
+pub type PartitionResults = Vec<Result<(), GroupError>>;
+
 /// Every group of this coordinator.
 #[derive(Debug, Default)]
 pub struct Groups {
@@ -1384,7 +1387,7 @@ impl Groups {
         &mut self,
         group_id: &str,
         partitions: &[TopicPartition],
-    ) -> Result<(Vec<Result<(), GroupError>>, Vec<Effect>), GroupError> {
+    ) -> Result<(PartitionResults, Vec<Effect>), GroupError> {
         let group = self
             .groups
             .get_mut(group_id)

@@ -862,7 +862,7 @@ fn delete_offsets_refuses_subscribed_topics_of_active_groups() {
 
 #[test]
 fn restored_groups_keep_their_generation_and_members() {
-    let mut h = Harness::stable_pair();
+    let h = Harness::stable_pair();
     let stored = h.groups.group("g").unwrap().stored();
     assert_eq!(stored.members.len(), 2);
     assert_eq!(stored.members[1].assignment, "B");
