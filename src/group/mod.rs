@@ -2,6 +2,7 @@
 //!
 //! PLACEHOLDER: being implemented. `GroupCoordinator::start` is the entry the broker calls.
 
+pub mod offsets;
 pub mod state;
 
 use std::sync::Arc;
