@@ -1,29 +1,12 @@
 //! Consumer group coordinator (classic protocol) and the `__consumer_offsets` topic.
 //!
-//! PLACEHOLDER: being implemented. `GroupCoordinator::start` is the entry the broker calls.
+//! [`state`] is the pure state machine (no I/O, no clock), [`offsets`] the record schemas and
+//! the offsets topic, [`coordinator`] the async shell that parks requests, runs the timers and
+//! persists. Nothing here knows Kafka request types or error codes: the handlers in
+//! `broker/groups.rs` translate. Depends on the log engine's contract and the config only.
 
+pub mod coordinator;
 pub mod offsets;
 pub mod state;
 
-use std::sync::Arc;
-
-use crate::config::BrokerConfig;
-use crate::log::LogManager;
-
-/// Coordinates every consumer group of this broker.
-pub struct GroupCoordinator {
-    _private: (),
-}
-
-impl GroupCoordinator {
-    /// Loads committed offsets from `__consumer_offsets` and starts the timers.
-    pub async fn start(
-        _config: &BrokerConfig,
-        _log: Arc<LogManager>,
-    ) -> anyhow::Result<Arc<GroupCoordinator>> {
-        Ok(Arc::new(GroupCoordinator { _private: () }))
-    }
-
-    /// Stops timers and flushes what must be flushed.
-    pub async fn shutdown(&self) {}
-}
+pub use coordinator::{CoordinatorError, GroupCoordinator};

@@ -1482,7 +1482,12 @@ impl Groups {
         group.generation_id = stored.generation_id;
         group.protocol_type = (!stored.protocol_type.is_empty()).then_some(stored.protocol_type);
         group.protocol_name = stored.protocol_name.clone();
-        group.state_timestamp_ms = stored.state_timestamp_ms;
+        // Records older than value version 2 carry no state timestamp (-1).
+        group.state_timestamp_ms = if stored.state_timestamp_ms >= 0 {
+            stored.state_timestamp_ms
+        } else {
+            now
+        };
         let protocol = stored.protocol_name.unwrap_or_default();
         for m in stored.members {
             let member = Member {

@@ -1,0 +1,534 @@
+//! The async shell around the group state machine: one mutex over every group, parked
+//! JoinGroup/SyncGroup requests (tokio oneshot channels), one timer task, and persistence to
+//! `__consumer_offsets`.
+//!
+//! The state machine ([`super::state`]) decides; this module only delivers its effects: it
+//! answers parked requests, appends group metadata and tombstones, and waits for durability
+//! before acknowledging a commit. It reads the wall clock and generates member ids. It must not
+//! know Kafka request types or error codes (the handlers map [`CoordinatorError`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::{oneshot, Notify};
+use tracing::{error, info};
+
+use super::offsets::{OffsetsError, OffsetsRecord, OffsetsTopic};
+use super::state::{
+    CommittedOffset, Effect, GroupConfig, GroupError, GroupState, Groups, JoinRequest,
+    JoinResponse, PartitionResults, SyncRequest, SyncResponse, TopicPartition, Waiter,
+};
+use crate::config::BrokerConfig;
+use crate::log::{LogError, LogManager, Partition};
+
+/// Why a coordinator operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CoordinatorError {
+    #[error(transparent)]
+    Group(#[from] GroupError),
+    #[error(transparent)]
+    Offsets(#[from] OffsetsError),
+    #[error("the group coordinator is shutting down")]
+    ShuttingDown,
+}
+
+impl From<LogError> for CoordinatorError {
+    fn from(e: LogError) -> Self {
+        CoordinatorError::Offsets(OffsetsError::Log(e))
+    }
+}
+
+/// A group as ListGroups shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupListing {
+    pub group_id: String,
+    pub protocol_type: String,
+    pub state: GroupState,
+}
+
+/// A member as DescribeGroups shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberDescription {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    /// The member's metadata for the group's protocol; empty unless the group is Stable.
+    pub metadata: bytes::Bytes,
+    /// Empty unless the group is Stable.
+    pub assignment: bytes::Bytes,
+}
+
+/// A group as DescribeGroups shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDescription {
+    pub state: GroupState,
+    pub protocol_type: String,
+    /// The selected protocol while Stable, else "".
+    pub protocol_name: String,
+    pub members: Vec<MemberDescription>,
+}
+
+enum Parked {
+    Join(oneshot::Sender<Result<JoinResponse, GroupError>>),
+    Sync(oneshot::Sender<Result<SyncResponse, GroupError>>),
+}
+
+struct Inner {
+    groups: Groups,
+    parked: HashMap<Waiter, Parked>,
+    next_waiter: Waiter,
+    /// The offsets-topic position of the newest commit applied per (group, partition), so a
+    /// commit whose durability wait finishes late cannot overwrite a newer one.
+    applied: HashMap<(String, TopicPartition), i64>,
+    shutting_down: bool,
+}
+
+/// Coordinates every consumer group of this broker.
+pub struct GroupCoordinator {
+    inner: Mutex<Inner>,
+    offsets: OffsetsTopic,
+    retention_ms: i64,
+    retention_check_interval_ms: i64,
+    wake: Notify,
+    timer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// Wall-clock milliseconds since the epoch.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl GroupCoordinator {
+    /// Opens (creating if needed) `__consumer_offsets`, rebuilds every group's offsets and
+    /// metadata from it, and starts the timer task. Must be called inside a tokio runtime.
+    pub async fn start(
+        config: &BrokerConfig,
+        log: Arc<LogManager>,
+    ) -> Result<Arc<GroupCoordinator>, CoordinatorError> {
+        let started = std::time::Instant::now();
+        let offsets = OffsetsTopic::open(config, log)?;
+        let loaded = offsets.load()?;
+        let now = now_ms();
+        let mut groups = Groups::new(GroupConfig {
+            initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms(),
+            min_session_timeout_ms: config.group_min_session_timeout_ms(),
+            max_session_timeout_ms: config.group_max_session_timeout_ms(),
+            max_size: usize::try_from(config.group_max_size()).unwrap_or(usize::MAX),
+        });
+        let (group_count, offset_count) = (loaded.groups.len(), loaded.offsets.len());
+        for (group_id, offsets) in loaded.offsets {
+            groups.apply_commit(&group_id, offsets, now);
+        }
+        for (group_id, stored) in loaded.groups {
+            groups.restore_group(&group_id, stored, now);
+        }
+        info!(
+            groups = group_count,
+            groups_with_offsets = offset_count,
+            records = loaded.records,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "loaded consumer groups from __consumer_offsets"
+        );
+        let coordinator = Arc::new(GroupCoordinator {
+            inner: Mutex::new(Inner {
+                groups,
+                parked: HashMap::new(),
+                next_waiter: 1,
+                applied: HashMap::new(),
+                shutting_down: false,
+            }),
+            offsets,
+            retention_ms: config.offsets_retention_ms(),
+            retention_check_interval_ms: config.offsets_retention_check_interval_ms(),
+            wake: Notify::new(),
+            timer: Mutex::new(None),
+        });
+        let handle = tokio::spawn(timer_loop(coordinator.clone()));
+        *coordinator.timer.lock().expect("timer lock") = Some(handle);
+        Ok(coordinator)
+    }
+
+    /// Stops the timer and answers every parked request with COORDINATOR_NOT_AVAILABLE, so
+    /// clients look for the coordinator again after the restart.
+    pub async fn shutdown(&self) {
+        {
+            let mut inner = self.lock();
+            inner.shutting_down = true;
+            for (_, parked) in inner.parked.drain() {
+                match parked {
+                    Parked::Join(tx) => {
+                        let _ = tx.send(Err(GroupError::CoordinatorNotAvailable));
+                    }
+                    Parked::Sync(tx) => {
+                        let _ = tx.send(Err(GroupError::CoordinatorNotAvailable));
+                    }
+                }
+            }
+        }
+        self.wake.notify_one();
+        let handle = self.timer.lock().expect("timer lock").take();
+        if let Some(handle) = handle {
+            handle.abort();
+            let _ = handle.await;
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock is a bug; the state is still the best there is.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// JoinGroup: resolves when the group answers (at once, or when the rebalance completes).
+    pub async fn join(
+        &self,
+        group_id: &str,
+        request: JoinRequest,
+    ) -> Result<JoinResponse, GroupError> {
+        let rx = {
+            let mut inner = self.lock();
+            if inner.shutting_down {
+                return Err(GroupError::CoordinatorNotAvailable);
+            }
+            let waiter = inner.next_waiter;
+            inner.next_waiter += 1;
+            let (tx, rx) = oneshot::channel();
+            inner.parked.insert(waiter, Parked::Join(tx));
+            let new_member_id = format!("{}-{}", request.client_id, uuid::Uuid::new_v4());
+            let fx = inner
+                .groups
+                .join(group_id, &request, &new_member_id, waiter, now_ms());
+            self.deliver(&mut inner, fx);
+            rx
+        };
+        self.wake.notify_one();
+        rx.await.unwrap_or(Err(GroupError::CoordinatorNotAvailable))
+    }
+
+    /// SyncGroup: followers resolve when the leader's assignment arrives.
+    pub async fn sync(
+        &self,
+        group_id: &str,
+        request: SyncRequest,
+    ) -> Result<SyncResponse, GroupError> {
+        let rx = {
+            let mut inner = self.lock();
+            if inner.shutting_down {
+                return Err(GroupError::CoordinatorNotAvailable);
+            }
+            let waiter = inner.next_waiter;
+            inner.next_waiter += 1;
+            let (tx, rx) = oneshot::channel();
+            inner.parked.insert(waiter, Parked::Sync(tx));
+            let fx = inner.groups.sync(group_id, &request, waiter, now_ms());
+            self.deliver(&mut inner, fx);
+            rx
+        };
+        self.wake.notify_one();
+        rx.await.unwrap_or(Err(GroupError::CoordinatorNotAvailable))
+    }
+
+    /// Heartbeat.
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        generation_id: i32,
+    ) -> Result<(), GroupError> {
+        let mut inner = self.lock();
+        inner.groups.heartbeat(
+            group_id,
+            member_id,
+            group_instance_id,
+            generation_id,
+            now_ms(),
+        )
+    }
+
+    /// LeaveGroup for several members (member id, instance id): one result each.
+    pub fn leave(&self, group_id: &str, members: &[(String, Option<String>)]) -> PartitionResults {
+        let results = {
+            let mut inner = self.lock();
+            let (results, fx) = inner.groups.leave(group_id, members, now_ms());
+            self.deliver(&mut inner, fx);
+            results
+        };
+        self.wake.notify_one();
+        results
+    }
+
+    /// OffsetCommit: checks the member and generation, appends the offsets to
+    /// `__consumer_offsets`, and returns once they are durable.
+    pub async fn commit(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        generation_id: i32,
+        offsets: Vec<(TopicPartition, CommittedOffset)>,
+    ) -> Result<(), CoordinatorError> {
+        if offsets.is_empty() {
+            let mut inner = self.lock();
+            inner.groups.check_commit(
+                group_id,
+                member_id,
+                group_instance_id,
+                generation_id,
+                now_ms(),
+            )?;
+            return Ok(());
+        }
+        let (partition, end) = {
+            let mut inner = self.lock();
+            if inner.shutting_down {
+                return Err(CoordinatorError::ShuttingDown);
+            }
+            let now = now_ms();
+            inner.groups.check_commit(
+                group_id,
+                member_id,
+                group_instance_id,
+                generation_id,
+                now,
+            )?;
+            let records: Vec<OffsetsRecord> = offsets
+                .iter()
+                .map(|(tp, o)| OffsetsRecord::Offset {
+                    group_id: group_id.to_string(),
+                    partition: tp.clone(),
+                    value: Some(o.clone()),
+                })
+                .collect();
+            // Appending under the lock keeps the topic's order equal to the order of checks.
+            self.offsets.append(group_id, &records, now)?
+        };
+        partition.wait_durable(end).await?;
+        let mut inner = self.lock();
+        let fresh: Vec<(TopicPartition, CommittedOffset)> = offsets
+            .into_iter()
+            .filter(|(tp, _)| {
+                let key = (group_id.to_string(), tp.clone());
+                match inner.applied.get(&key) {
+                    Some(&at) if at > end => false,
+                    _ => {
+                        inner.applied.insert(key, end);
+                        true
+                    }
+                }
+            })
+            .collect();
+        inner.groups.apply_commit(group_id, fresh, now_ms());
+        Ok(())
+    }
+
+    /// The committed offsets of a group: of the given partitions (`None` when nothing is
+    /// committed), or of every committed partition when `partitions` is `None`.
+    pub fn fetch(
+        &self,
+        group_id: &str,
+        partitions: Option<&[TopicPartition]>,
+    ) -> Vec<(TopicPartition, Option<CommittedOffset>)> {
+        let inner = self.lock();
+        match partitions {
+            Some(list) => list
+                .iter()
+                .map(|tp| (tp.clone(), inner.groups.committed(group_id, tp).cloned()))
+                .collect(),
+            None => inner
+                .groups
+                .group(group_id)
+                .map(|g| {
+                    g.offsets()
+                        .iter()
+                        .map(|(tp, o)| (tp.clone(), Some(o.clone())))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Every live group.
+    pub fn list(&self) -> Vec<GroupListing> {
+        let inner = self.lock();
+        let mut list: Vec<GroupListing> = inner
+            .groups
+            .groups()
+            .filter(|g| g.state() != GroupState::Dead)
+            .map(|g| GroupListing {
+                group_id: g.group_id().to_string(),
+                protocol_type: g.protocol_type().to_string(),
+                state: g.state(),
+            })
+            .collect();
+        list.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        list
+    }
+
+    /// A group's state and members; `None` for an unknown group.
+    pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {
+        let inner = self.lock();
+        let g = inner.groups.group(group_id)?;
+        let stable = g.state() == GroupState::Stable;
+        let protocol = g.protocol_name().unwrap_or_default().to_string();
+        Some(GroupDescription {
+            state: g.state(),
+            protocol_type: g.protocol_type().to_string(),
+            protocol_name: if stable {
+                protocol.clone()
+            } else {
+                String::new()
+            },
+            members: g
+                .members()
+                .map(|m| MemberDescription {
+                    member_id: m.member_id.clone(),
+                    group_instance_id: m.group_instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    metadata: if stable {
+                        m.metadata(&protocol)
+                    } else {
+                        bytes::Bytes::new()
+                    },
+                    assignment: if stable {
+                        m.assignment.clone()
+                    } else {
+                        bytes::Bytes::new()
+                    },
+                })
+                .collect(),
+        })
+    }
+
+    /// DeleteGroups for one group: removes it and its offsets, durably.
+    pub async fn delete_group(&self, group_id: &str) -> Result<(), CoordinatorError> {
+        let waits = {
+            let mut inner = self.lock();
+            let fx = inner.groups.delete_group(group_id)?;
+            inner.applied.retain(|(g, _), _| g != group_id);
+            self.deliver(&mut inner, fx)
+        };
+        for (partition, end) in waits {
+            partition.wait_durable(end).await?;
+        }
+        Ok(())
+    }
+
+    /// OffsetDelete: one result per partition, after the tombstones are durable.
+    pub async fn delete_offsets(
+        &self,
+        group_id: &str,
+        partitions: &[TopicPartition],
+    ) -> Result<PartitionResults, CoordinatorError> {
+        let (results, waits) = {
+            let mut inner = self.lock();
+            let (results, fx) = inner.groups.delete_offsets(group_id, partitions)?;
+            (results, self.deliver(&mut inner, fx))
+        };
+        for (partition, end) in waits {
+            partition.wait_durable(end).await?;
+        }
+        Ok(results)
+    }
+
+    /// Delivers the machine's effects: replies to parked requests, and records appended to
+    /// `__consumer_offsets` (returned, to wait for their durability when it matters).
+    fn deliver(&self, inner: &mut Inner, fx: Vec<Effect>) -> Vec<(Arc<Partition>, i64)> {
+        let mut waits = Vec::new();
+        let now = now_ms();
+        for effect in fx {
+            let (group_id, records) = match effect {
+                Effect::JoinReply { waiter, result } => {
+                    if let Some(Parked::Join(tx)) = inner.parked.remove(&waiter) {
+                        let _ = tx.send(result);
+                    }
+                    continue;
+                }
+                Effect::SyncReply { waiter, result } => {
+                    if let Some(Parked::Sync(tx)) = inner.parked.remove(&waiter) {
+                        let _ = tx.send(result);
+                    }
+                    continue;
+                }
+                Effect::StoreGroup { group_id } => {
+                    let Some(group) = inner.groups.group(&group_id) else {
+                        continue;
+                    };
+                    let record = OffsetsRecord::Group {
+                        group_id: group_id.clone(),
+                        value: Some(group.stored()),
+                    };
+                    (group_id, vec![record])
+                }
+                Effect::RemoveOffsets {
+                    group_id,
+                    partitions,
+                } => {
+                    let records = partitions
+                        .into_iter()
+                        .map(|tp| OffsetsRecord::Offset {
+                            group_id: group_id.clone(),
+                            partition: tp,
+                            value: None,
+                        })
+                        .collect();
+                    (group_id, records)
+                }
+                Effect::RemoveGroup { group_id } => {
+                    let record = OffsetsRecord::Group {
+                        group_id: group_id.clone(),
+                        value: None,
+                    };
+                    (group_id, vec![record])
+                }
+            };
+            match self.offsets.append(&group_id, &records, now) {
+                Ok(wait) => waits.push(wait),
+                Err(e) => error!(group = %group_id, error = %e, "cannot persist group state"),
+            }
+        }
+        waits
+    }
+
+    fn tick(&self, now: i64, expire: bool) -> Option<i64> {
+        let mut inner = self.lock();
+        if inner.shutting_down {
+            return None;
+        }
+        let mut fx = inner.groups.tick(now);
+        if expire {
+            fx.extend(inner.groups.expire_offsets(now, self.retention_ms));
+        }
+        self.deliver(&mut inner, fx);
+        inner.groups.next_deadline()
+    }
+}
+
+/// Completes rebalances and expires sessions at their deadlines (checked at least every
+/// 100 ms), and expires offsets every `offsets.retention.check.interval.ms`.
+async fn timer_loop(coordinator: Arc<GroupCoordinator>) {
+    let c = coordinator;
+    let mut next_expiry = now_ms();
+    loop {
+        let now = now_ms();
+        let expire = now >= next_expiry;
+        if expire {
+            next_expiry = now + c.retention_check_interval_ms;
+        }
+        let next = c.tick(now, expire);
+        if c.lock().shutting_down {
+            return;
+        }
+        let deadline = next.map_or(now + 100, |d| d.min(now + 100));
+        let wait = Duration::from_millis(deadline.saturating_sub(now_ms()).max(1) as u64);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = c.wake.notified() => {}
+        }
+    }
+}
