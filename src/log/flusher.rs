@@ -1,0 +1,103 @@
+//! Group commit: one background thread fsyncs dirty partitions and wakes every waiter of a
+//! partition at once, so concurrent producers share an fsync. Also runs time-based flushes
+//! (`flush.ms`) and writes the recovery-point checkpoint periodically.
+//!
+//! Owns the queue of partitions to flush and the thread loop; the fsync itself is
+//! [`Partition::flush`]. Depends on nothing but the partition and the manager's shared state.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use super::partition::Partition;
+use super::{now_ms, Shared};
+
+/// How often the thread looks for time-based flushes.
+const TICK: Duration = Duration::from_millis(50);
+/// How often the recovery-point checkpoint is rewritten (when it changed).
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
+/// Partitions fsynced in parallel at most.
+const PARALLEL_SYNCS: usize = 8;
+
+#[derive(Default)]
+struct QueueState {
+    dirty: Vec<Arc<Partition>>,
+    stop: bool,
+}
+
+/// Partitions waiting for an fsync.
+#[derive(Default)]
+pub(crate) struct FlushQueue {
+    state: Mutex<QueueState>,
+    cv: Condvar,
+}
+
+impl FlushQueue {
+    pub(crate) fn push(&self, partition: Arc<Partition>) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if !st.dirty.iter().any(|p| Arc::ptr_eq(p, &partition)) {
+            st.dirty.push(partition);
+        }
+        drop(st);
+        self.cv.notify_one();
+    }
+
+    pub(crate) fn stop(&self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).stop = true;
+        self.cv.notify_all();
+    }
+
+    /// Waits up to `timeout` for dirty partitions; `None` once stopped and drained.
+    fn take(&self, timeout: Duration) -> Option<Vec<Arc<Partition>>> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.dirty.is_empty() && !st.stop {
+            st = self
+                .cv
+                .wait_timeout(st, timeout)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        if st.stop && st.dirty.is_empty() {
+            return None;
+        }
+        Some(std::mem::take(&mut st.dirty))
+    }
+}
+
+fn flush_all(partitions: &[Arc<Partition>]) {
+    if partitions.len() <= 1 {
+        partitions.iter().for_each(|p| p.flush());
+        return;
+    }
+    // fsyncs of different files proceed in parallel on the device.
+    let chunk = partitions.len().div_ceil(PARALLEL_SYNCS);
+    std::thread::scope(|s| {
+        for group in partitions.chunks(chunk) {
+            s.spawn(move || group.iter().for_each(|p| p.flush()));
+        }
+    });
+}
+
+/// The flusher thread's loop; returns when the queue is stopped.
+pub(crate) fn run(shared: Arc<Shared>) {
+    let mut last_checkpoint = Instant::now();
+    let mut last_tick = Instant::now();
+    while let Some(dirty) = shared.flush_queue.take(TICK) {
+        flush_all(&dirty);
+        if last_tick.elapsed() >= TICK {
+            last_tick = Instant::now();
+            let now = now_ms();
+            let due: Vec<Arc<Partition>> = shared
+                .partitions()
+                .into_iter()
+                .filter(|p| p.flush_due(now))
+                .collect();
+            flush_all(&due);
+        }
+        if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+            last_checkpoint = Instant::now();
+            if let Err(e) = shared.write_recovery_checkpoint() {
+                tracing::warn!(error = %e, "cannot write the recovery-point checkpoint");
+            }
+        }
+    }
+}

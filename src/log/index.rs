@@ -1,0 +1,250 @@
+//! The sparse offset index of one segment (`<base>.index`): 8-byte big-endian entries
+//! (offset relative to the segment base as i32, `.log` position of a batch start as i32),
+//! byte-compatible with Kafka's so `kafka-dump-log` reads it.
+//!
+//! Entries live in memory and are appended to the file with plain positioned writes, so the file
+//! is always exactly `entries × 8` bytes (no preallocation, nothing to trim). Knows nothing of
+//! batches or the partition; file access goes through [`super::io`].
+
+use std::io;
+use std::sync::Arc;
+
+use super::io::{read_exact_at, IoFile};
+
+/// Bytes per offset index entry.
+pub const ENTRY_SIZE: usize = 8;
+
+/// Encodes one entry.
+pub fn encode_entry(relative_offset: u32, position: u32) -> [u8; ENTRY_SIZE] {
+    let mut out = [0u8; ENTRY_SIZE];
+    out[..4].copy_from_slice(&relative_offset.to_be_bytes());
+    out[4..].copy_from_slice(&position.to_be_bytes());
+    out
+}
+
+/// Decodes an index file and runs Kafka's sanity check plus ours: whole entries, strictly
+/// increasing offsets, non-decreasing positions below `log_size`.
+pub fn decode_entries(bytes: &[u8], log_size: u64) -> Result<Vec<(u32, u32)>, String> {
+    if bytes.len() % ENTRY_SIZE != 0 {
+        return Err(format!(
+            "index length {} is not a multiple of 8",
+            bytes.len()
+        ));
+    }
+    let mut entries = Vec::with_capacity(bytes.len() / ENTRY_SIZE);
+    for chunk in bytes.chunks_exact(ENTRY_SIZE) {
+        let rel = u32::from_be_bytes(chunk[..4].try_into().expect("4 bytes"));
+        let pos = u32::from_be_bytes(chunk[4..].try_into().expect("4 bytes"));
+        if rel > i32::MAX as u32 || pos > i32::MAX as u32 {
+            return Err(format!("index entry ({rel}, {pos}) is negative"));
+        }
+        if let Some(&(prev_rel, prev_pos)) = entries.last() {
+            if rel <= prev_rel || pos < prev_pos {
+                return Err(format!(
+                    "index entry ({rel}, {pos}) does not follow ({prev_rel}, {prev_pos})"
+                ));
+            }
+        }
+        if pos as u64 >= log_size {
+            return Err(format!(
+                "index position {pos} is past the log end {log_size}"
+            ));
+        }
+        entries.push((rel, pos));
+    }
+    Ok(entries)
+}
+
+/// One segment's offset index.
+pub struct OffsetIndex {
+    base_offset: i64,
+    entries: Vec<(u32, u32)>,
+    file: Arc<dyn IoFile>,
+    max_entries: usize,
+}
+
+impl OffsetIndex {
+    /// An index over `file`, emptied.
+    pub fn create(file: Arc<dyn IoFile>, base_offset: i64, max_bytes: u64) -> io::Result<Self> {
+        file.set_len(0)?;
+        Ok(OffsetIndex {
+            base_offset,
+            entries: Vec::new(),
+            file,
+            max_entries: (max_bytes as usize / ENTRY_SIZE).max(1),
+        })
+    }
+
+    /// Loads `file`; `Ok(Err(reason))` when it fails the sanity check and must be rebuilt.
+    pub fn load(
+        file: Arc<dyn IoFile>,
+        base_offset: i64,
+        max_bytes: u64,
+        log_size: u64,
+    ) -> io::Result<Result<Self, String>> {
+        let len = file.size()? as usize;
+        let mut bytes = vec![0u8; len];
+        read_exact_at(file.as_ref(), &mut bytes, 0)?;
+        Ok(decode_entries(&bytes, log_size).map(|entries| OffsetIndex {
+            base_offset,
+            entries,
+            file,
+            max_entries: (max_bytes as usize / ENTRY_SIZE).max(1),
+        }))
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+    pub fn is_full(&self) -> bool {
+        self.entries.len() >= self.max_entries
+    }
+    pub fn file(&self) -> &Arc<dyn IoFile> {
+        &self.file
+    }
+
+    /// The last entry as (absolute offset, position).
+    pub fn last_entry(&self) -> Option<(i64, u32)> {
+        self.entries
+            .last()
+            .map(|&(rel, pos)| (self.base_offset + rel as i64, pos))
+    }
+
+    /// Appends (offset, position). The offset must exceed the last entry's.
+    pub fn append(&mut self, offset: i64, position: u32) -> io::Result<()> {
+        let rel = offset - self.base_offset;
+        if !(0..=i32::MAX as i64).contains(&rel) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "offset {offset} does not fit the index of segment {}",
+                    self.base_offset
+                ),
+            ));
+        }
+        if self
+            .entries
+            .last()
+            .is_some_and(|&(last, _)| last as i64 >= rel)
+        {
+            return Ok(());
+        }
+        let at = (self.entries.len() * ENTRY_SIZE) as u64;
+        if let Err(e) = self
+            .file
+            .write_all_at(&encode_entry(rel as u32, position), at)
+        {
+            let _ = self.file.set_len(at);
+            return Err(e);
+        }
+        self.entries.push((rel as u32, position));
+        Ok(())
+    }
+
+    /// The position to start scanning from to find `offset`: that of the largest entry whose
+    /// offset is ≤ `offset` (each entry's batch ends at or before it), or 0.
+    pub fn lookup(&self, offset: i64) -> u32 {
+        let rel = offset - self.base_offset;
+        if rel < 0 {
+            return 0;
+        }
+        let idx = self.entries.partition_point(|&(r, _)| (r as i64) <= rel);
+        if idx == 0 {
+            0
+        } else {
+            self.entries[idx - 1].1
+        }
+    }
+
+    /// Drops entries whose offset is ≥ `offset`.
+    pub fn truncate_to(&mut self, offset: i64) -> io::Result<()> {
+        let rel = offset - self.base_offset;
+        let keep = self.entries.partition_point(|&(r, _)| (r as i64) < rel);
+        self.entries.truncate(keep);
+        self.file.set_len((keep * ENTRY_SIZE) as u64)
+    }
+
+    /// Drops every entry.
+    pub fn reset(&mut self) -> io::Result<()> {
+        self.entries.clear();
+        self.file.set_len(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::io::{FileIo, StdIo};
+
+    fn open(dir: &tempfile::TempDir, name: &str) -> Arc<dyn IoFile> {
+        StdIo.open(&dir.path().join(name), true).unwrap()
+    }
+
+    #[test]
+    fn lookup_finds_the_largest_entry_at_or_below() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut idx = OffsetIndex::create(open(&dir, "a.index"), 100, 1024).unwrap();
+        assert_eq!(idx.lookup(150), 0);
+        idx.append(110, 4096).unwrap();
+        idx.append(130, 8200).unwrap();
+        idx.append(130, 9000).unwrap(); // not increasing: ignored
+        assert_eq!(idx.len(), 2);
+        assert_eq!(idx.lookup(99), 0);
+        assert_eq!(idx.lookup(109), 0);
+        assert_eq!(idx.lookup(110), 4096);
+        assert_eq!(idx.lookup(129), 4096);
+        assert_eq!(idx.lookup(500), 8200);
+        assert_eq!(idx.last_entry(), Some((130, 8200)));
+    }
+
+    #[test]
+    fn file_is_kafka_format_and_reloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = open(&dir, "b.index");
+        let mut idx = OffsetIndex::create(file.clone(), 1000, 1024).unwrap();
+        idx.append(1005, 300).unwrap();
+        idx.append(1010, 700).unwrap();
+        let raw = std::fs::read(dir.path().join("b.index")).unwrap();
+        assert_eq!(raw, [0, 0, 0, 5, 0, 0, 1, 44, 0, 0, 0, 10, 0, 0, 2, 188]);
+        let loaded = OffsetIndex::load(file.clone(), 1000, 1024, 800)
+            .unwrap()
+            .unwrap();
+        assert_eq!(loaded.last_entry(), Some((1010, 700)));
+        // A log shorter than an indexed position makes the index stale.
+        assert!(OffsetIndex::load(file, 1000, 1024, 500).unwrap().is_err());
+    }
+
+    #[test]
+    fn truncation_and_fullness() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut idx = OffsetIndex::create(open(&dir, "c.index"), 0, 16).unwrap();
+        idx.append(5, 10).unwrap();
+        assert!(!idx.is_full());
+        idx.append(9, 20).unwrap();
+        assert!(idx.is_full());
+        idx.truncate_to(9).unwrap();
+        assert_eq!(idx.last_entry(), Some((5, 10)));
+        assert_eq!(
+            std::fs::metadata(dir.path().join("c.index")).unwrap().len(),
+            8
+        );
+        assert!(idx.append(1 << 40, 30).is_err());
+    }
+
+    #[test]
+    fn sanity_check_rejects_bad_files() {
+        assert!(decode_entries(&[0; 7], 100).is_err());
+        let mut bad = Vec::new();
+        bad.extend_from_slice(&encode_entry(5, 10));
+        bad.extend_from_slice(&encode_entry(5, 20));
+        assert!(decode_entries(&bad, 100).is_err());
+        // Trailing zeros from a preallocated Kafka index look like a non-increasing entry.
+        let mut zeros = encode_entry(5, 10).to_vec();
+        zeros.extend_from_slice(&[0; 8]);
+        assert!(decode_entries(&zeros, 100).is_err());
+        assert_eq!(decode_entries(&encode_entry(5, 10), 100), Ok(vec![(5, 10)]));
+    }
+}

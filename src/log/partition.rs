@@ -1,0 +1,897 @@
+//! One partition's log: its segments, offsets (log start, high watermark, log end, durable end),
+//! producer state, and the append / read / flush / roll / delete-records operations.
+//!
+//! Concurrency: one mutex guards the state; appends write under it, but no fsync ever happens
+//! under it (the flusher clones file handles, syncs outside, then publishes the durable offset).
+//! Reads hold the lock only to find positions, then read with positioned reads. Knows nothing of
+//! Kafka requests; talks to the manager only through [`Shared`].
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+
+use bytes::Bytes;
+use tokio::sync::watch;
+
+use super::batch::{self, BatchError, BatchHeader, Limits};
+use super::io::{read_exact_at, FileIo, IoFile};
+use super::producer_state::{self, PendingUpdates, ProducerStateManager, SequenceCheck};
+use super::segment::{BatchScanner, Scan, Segment, SegmentLimits};
+use super::{
+    now_ms, AppendInfo, AppendOrigin, Isolation, LogError, PartitionOffsets, ReadInfo, Shared,
+};
+use crate::config::{LogConfig, TimestampType};
+
+/// The durable end as published to [`Partition::wait_durable`] callers.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Durability {
+    /// Every offset below this is fsynced.
+    pub offset: i64,
+    /// Set when an fsync failed: the partition takes no more writes until restart.
+    pub failed: Option<Arc<str>>,
+    pub shutting_down: bool,
+}
+
+/// A segment as the cleaner sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentInfo {
+    pub base_offset: i64,
+    pub size: u64,
+    pub log_path: PathBuf,
+}
+
+pub(crate) struct PartitionState {
+    pub segments: Vec<Segment>,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+    pub durable_offset: i64,
+    pub high_watermark: i64,
+    pub producers: ProducerStateManager,
+    pub unflushed_messages: i64,
+    pub last_flush_ms: i64,
+    /// Files of sealed segments not yet fsynced.
+    pub pending_sync: Vec<Arc<dyn IoFile>>,
+    /// Directory entries changed since the last fsync of the directory.
+    pub dir_dirty: bool,
+    pub failed: Option<Arc<str>>,
+    pub deleted: bool,
+    pub closed: bool,
+}
+
+impl PartitionState {
+    fn active(&mut self) -> &mut Segment {
+        self.segments
+            .last_mut()
+            .expect("a partition always has a segment")
+    }
+
+    /// Index of the segment holding `offset`: the last one whose base is ≤ it.
+    fn segment_for(&self, offset: i64) -> usize {
+        self.segments
+            .partition_point(|s| s.base_offset <= offset)
+            .saturating_sub(1)
+    }
+
+    fn offsets(&self) -> PartitionOffsets {
+        PartitionOffsets {
+            log_start_offset: self.log_start_offset,
+            high_watermark: self.high_watermark,
+            last_stable_offset: self.high_watermark,
+            log_end_offset: self.log_end_offset,
+        }
+    }
+}
+
+/// One partition's log.
+pub struct Partition {
+    pub(crate) topic: String,
+    pub(crate) index: i32,
+    pub(crate) dir: PathBuf,
+    pub(crate) io: Arc<dyn FileIo>,
+    config: RwLock<Arc<LogConfig>>,
+    pub(crate) state: Mutex<PartitionState>,
+    durable: watch::Sender<Durability>,
+    pub(crate) shared: Arc<Shared>,
+    self_ref: Weak<Partition>,
+}
+
+fn map_batch_error(e: BatchError) -> LogError {
+    match e {
+        BatchError::Corrupt(m) => LogError::CorruptBatch(m),
+        BatchError::Invalid(m) => LogError::InvalidRecord(m),
+        BatchError::TooLarge { size, max } => LogError::BatchTooLarge { size, max },
+        BatchError::Timestamp(m) => LogError::InvalidTimestamp(m),
+    }
+}
+
+pub(crate) fn segment_limits(cfg: &LogConfig) -> SegmentLimits {
+    SegmentLimits {
+        segment_bytes: cfg.segment_bytes,
+        segment_ms: cfg.segment_ms,
+        index_bytes: cfg.segment_index_bytes,
+        index_interval_bytes: cfg.index_interval_bytes,
+    }
+}
+
+impl Partition {
+    pub(crate) fn new(
+        topic: String,
+        index: i32,
+        dir: PathBuf,
+        io: Arc<dyn FileIo>,
+        config: Arc<LogConfig>,
+        state: PartitionState,
+        shared: Arc<Shared>,
+    ) -> Arc<Partition> {
+        let durable = watch::Sender::new(Durability {
+            offset: state.durable_offset,
+            failed: None,
+            shutting_down: false,
+        });
+        Arc::new_cyclic(|weak| Partition {
+            topic,
+            index,
+            dir,
+            io,
+            config: RwLock::new(config),
+            state: Mutex::new(state),
+            durable,
+            shared,
+            self_ref: weak.clone(),
+        })
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, PartitionState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The topic this partition belongs to.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+    /// The partition number.
+    pub fn partition_index(&self) -> i32 {
+        self.index
+    }
+    /// The partition's directory (`<topic>-<p>`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The effective config, as of now.
+    pub fn config(&self) -> Arc<LogConfig> {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_config(&self, config: Arc<LogConfig>) {
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = config;
+    }
+
+    fn request_flush(&self) {
+        if let Some(me) = self.self_ref.upgrade() {
+            self.shared.flush_queue.push(me);
+        }
+    }
+
+    /// Validates and appends the record batches in `records` (one or more v2 batches, as sent).
+    /// Assigns offsets by patching baseOffset in place; applies LogAppendTime; checks producer
+    /// epochs and sequences (idempotence), answering a retry with its original offsets.
+    pub fn append(&self, records: Bytes, origin: AppendOrigin) -> Result<AppendInfo, LogError> {
+        if self.shared.is_shutting_down() {
+            return Err(LogError::ShuttingDown);
+        }
+        let cfg = self.config();
+        let now = now_ms();
+        let mut batches = batch::split_batches(&records).map_err(map_batch_error)?;
+        if origin == AppendOrigin::Client && batches.len() != 1 {
+            return Err(LogError::InvalidRecord(format!(
+                "a produce request must carry exactly one record batch per partition, got {}",
+                batches.len()
+            )));
+        }
+        let log_append_time = cfg.message_timestamp_type == TimestampType::LogAppendTime;
+        let limits = Limits {
+            max_message_bytes: cfg.max_message_bytes,
+            timestamp_bounds: (origin == AppendOrigin::Client && !log_append_time).then_some((
+                cfg.message_timestamp_before_max_ms,
+                cfg.message_timestamp_after_max_ms,
+            )),
+            reject_control: origin == AppendOrigin::Client,
+        };
+        for (range, h) in &batches {
+            batch::validate(h, range.len(), &limits, now).map_err(map_batch_error)?;
+            if cfg.cleanup_policy.compact && !h.is_control() {
+                if let Some(offset_delta) =
+                    batch::first_keyless_record(&records[range.clone()]).map_err(map_batch_error)?
+                {
+                    return Err(LogError::InvalidRecord(format!(
+                        "compacted topic {} refuses a record without a key (record {offset_delta} of its batch)",
+                        self.topic
+                    )));
+                }
+            }
+        }
+        let mut buf = records.to_vec();
+        let seg_limits = segment_limits(&cfg);
+
+        let mut st = self.lock();
+        if st.deleted {
+            return Err(LogError::UnknownTopicOrPartition);
+        }
+        if st.closed {
+            return Err(LogError::ShuttingDown);
+        }
+        if let Some(reason) = &st.failed {
+            return Err(LogError::Io(io::Error::other(format!(
+                "partition {}-{} is offline after a storage error: {reason}",
+                self.topic, self.index
+            ))));
+        }
+        let mut pending = PendingUpdates::default();
+        let mut next = st.log_end_offset;
+        let mut count = 0i64;
+        let single = batches.len() == 1;
+        for (_, h) in batches.iter_mut() {
+            match st.producers.check(&pending, h)? {
+                SequenceCheck::Duplicate {
+                    first_offset,
+                    last_offset,
+                } => {
+                    if single {
+                        return Ok(AppendInfo {
+                            base_offset: first_offset,
+                            last_offset,
+                            log_append_time: -1,
+                            log_start_offset: st.log_start_offset,
+                            duplicate: true,
+                        });
+                    }
+                    return Err(LogError::InvalidRecord(
+                        "a retried batch may not share an append with new batches".into(),
+                    ));
+                }
+                SequenceCheck::Append => {}
+            }
+            h.base_offset = next;
+            h.partition_leader_epoch = 0;
+            if log_append_time {
+                h.max_timestamp = now;
+                h.attributes |= 0x08;
+            }
+            st.producers.record(&mut pending, h, now);
+            next += h.last_offset_delta as i64 + 1;
+            count += h.records_count as i64;
+        }
+        let incoming_ts = batches
+            .iter()
+            .map(|(_, h)| h.max_timestamp)
+            .max()
+            .unwrap_or(now);
+        if st
+            .active()
+            .should_roll(&seg_limits, buf.len() as u64, incoming_ts, next - 1, now)
+        {
+            self.roll_locked(&mut st, &seg_limits)?;
+        }
+        for (range, h) in &batches {
+            let bytes = &mut buf[range.clone()];
+            batch::set_base_offset(bytes, h.base_offset);
+            batch::set_partition_leader_epoch(bytes, 0);
+            if log_append_time {
+                batch::set_log_append_time(bytes, now);
+            }
+        }
+        st.active().append(&buf, &batches, &seg_limits)?;
+        st.producers.commit(pending);
+        let base_offset = st.log_end_offset;
+        st.log_end_offset = next;
+        st.unflushed_messages += count;
+        let fsync_mode = cfg.fsync_before_ack();
+        let hw_advanced = !fsync_mode && st.high_watermark < next;
+        if hw_advanced {
+            st.high_watermark = next;
+        }
+        let flush_now = fsync_mode || st.unflushed_messages >= cfg.flush_messages;
+        let info = AppendInfo {
+            base_offset,
+            last_offset: next - 1,
+            log_append_time: if log_append_time { now } else { -1 },
+            log_start_offset: st.log_start_offset,
+            duplicate: false,
+        };
+        drop(st);
+        if hw_advanced {
+            self.shared.data_arrived.notify_waiters();
+        }
+        if flush_now {
+            self.request_flush();
+        }
+        Ok(info)
+    }
+
+    /// Seals the active segment and starts a new one at the log end offset. A no-op when the
+    /// active segment is empty.
+    pub fn roll(&self) -> Result<(), LogError> {
+        let limits = segment_limits(&self.config());
+        let mut st = self.lock();
+        if st.closed || st.deleted {
+            return Err(LogError::ShuttingDown);
+        }
+        if st.active().size == 0 {
+            return Ok(());
+        }
+        self.roll_locked(&mut st, &limits)
+    }
+
+    fn roll_locked(&self, st: &mut PartitionState, limits: &SegmentLimits) -> Result<(), LogError> {
+        let new_base = st.log_end_offset;
+        producer_state::write_snapshot(&self.dir, new_base, &st.producers)?;
+        let segment = Segment::create(self.io.as_ref(), &self.dir, new_base, limits)?;
+        let old = st.active();
+        old.finish_time_index()?;
+        let mut files = vec![old.log_file().clone()];
+        files.extend(old.index_files());
+        st.pending_sync.extend(files);
+        st.segments.push(segment);
+        st.dir_dirty = true;
+        tracing::debug!(topic = %self.topic, partition = self.index, base_offset = new_base, "rolled segment");
+        Ok(())
+    }
+
+    /// Resolves once every offset below `offset` is durable (fsynced). Returns at once in
+    /// page-cache mode. Group commit: concurrent waiters share one fsync.
+    pub async fn wait_durable(&self, offset: i64) -> Result<(), LogError> {
+        if !self.config().fsync_before_ack() {
+            return Ok(());
+        }
+        let mut rx = self.durable.subscribe();
+        let mut asked = false;
+        loop {
+            {
+                let d = rx.borrow_and_update();
+                if d.offset >= offset {
+                    return Ok(());
+                }
+                if let Some(reason) = &d.failed {
+                    return Err(LogError::Io(io::Error::other(format!(
+                        "fsync of partition {}-{} failed: {reason}",
+                        self.topic, self.index
+                    ))));
+                }
+                if d.shutting_down {
+                    return Err(LogError::ShuttingDown);
+                }
+            }
+            if !asked {
+                self.request_flush();
+                asked = true;
+            }
+            if rx.changed().await.is_err() {
+                return Err(LogError::ShuttingDown);
+            }
+        }
+    }
+
+    /// fsyncs everything appended so far (outside the lock) and publishes the new durable end.
+    pub(crate) fn flush(&self) {
+        let (files, dir_dirty, target, count) = {
+            let mut st = self.lock();
+            if st.failed.is_some()
+                || st.deleted
+                || st.durable_offset >= st.log_end_offset
+                    && st.pending_sync.is_empty()
+                    && !st.dir_dirty
+            {
+                return;
+            }
+            let mut files = std::mem::take(&mut st.pending_sync);
+            files.push(st.active().log_file().clone());
+            let dir_dirty = std::mem::take(&mut st.dir_dirty);
+            (files, dir_dirty, st.log_end_offset, st.unflushed_messages)
+        };
+        let result = files.iter().try_for_each(|f| f.sync()).and_then(|()| {
+            if dir_dirty {
+                self.io.sync_dir(&self.dir)
+            } else {
+                Ok(())
+            }
+        });
+        let fsync_mode = self.config().fsync_before_ack();
+        let mut st = self.lock();
+        let mut hw_advanced = false;
+        match result {
+            Ok(()) => {
+                st.durable_offset = st.durable_offset.max(target);
+                st.unflushed_messages = (st.unflushed_messages - count).max(0);
+                st.last_flush_ms = now_ms();
+                if fsync_mode && st.high_watermark < st.durable_offset {
+                    st.high_watermark = st.durable_offset;
+                    hw_advanced = true;
+                }
+            }
+            Err(e) => {
+                tracing::error!(topic = %self.topic, partition = self.index, error = %e,
+                    "fsync failed; the partition takes no more writes until restart");
+                st.failed = Some(Arc::from(e.to_string()));
+            }
+        }
+        let durable = Durability {
+            offset: st.durable_offset,
+            failed: st.failed.clone(),
+            shutting_down: st.closed,
+        };
+        drop(st);
+        self.durable.send_replace(durable);
+        if hw_advanced {
+            self.shared.data_arrived.notify_waiters();
+        }
+    }
+
+    /// True when time-based flushing (`flush.ms`) is due.
+    pub(crate) fn flush_due(&self, now: i64) -> bool {
+        let cfg = self.config();
+        let st = self.lock();
+        let dirty = st.durable_offset < st.log_end_offset || !st.pending_sync.is_empty();
+        dirty
+            && (cfg.fsync_before_ack()
+                || cfg.flush_ms.is_some_and(|ms| now - st.last_flush_ms >= ms))
+    }
+
+    /// Reads whole batches starting with the one containing `offset`, at most `max_bytes` unless
+    /// the first batch alone is larger (then exactly that batch).
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        isolation: Isolation,
+    ) -> Result<ReadInfo, LogError> {
+        let limits = segment_limits(&self.config());
+        let (offsets, upper, plan) = {
+            let mut st = self.lock();
+            if st.deleted {
+                return Err(LogError::UnknownTopicOrPartition);
+            }
+            let offsets = st.offsets();
+            let upper = match isolation {
+                Isolation::LogEnd => offsets.log_end_offset,
+                Isolation::ReadUncommitted | Isolation::ReadCommitted => offsets.high_watermark,
+            };
+            if offset < offsets.log_start_offset || offset > offsets.log_end_offset {
+                return Err(LogError::OffsetOutOfRange {
+                    offset,
+                    log_start_offset: offsets.log_start_offset,
+                    log_end_offset: offsets.log_end_offset,
+                });
+            }
+            let mut plan = Vec::new();
+            if offset < upper {
+                let first = st.segment_for(offset);
+                for i in first..st.segments.len() {
+                    let seg = &mut st.segments[i];
+                    if seg.base_offset >= upper || plan.len() >= 8 {
+                        break;
+                    }
+                    let position = if i == first {
+                        seg.lookup(self.io.as_ref(), &limits, offset)?
+                    } else {
+                        0
+                    };
+                    plan.push((seg.log_file().clone(), position, seg.size));
+                }
+            }
+            (offsets, upper, plan)
+        };
+        for (file, position, end) in plan {
+            if let Some(records) =
+                read_batches(file.as_ref(), position, end, offset, upper, max_bytes)?
+            {
+                return Ok(ReadInfo { records, offsets });
+            }
+        }
+        Ok(ReadInfo {
+            records: Bytes::new(),
+            offsets,
+        })
+    }
+
+    pub fn offsets(&self) -> PartitionOffsets {
+        self.lock().offsets()
+    }
+
+    /// The first offset whose record timestamp is ≥ `timestamp`, with that record's timestamp;
+    /// `None` when no such record exists below the high watermark.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, LogError> {
+        let limits = segment_limits(&self.config());
+        let (upper, plan) = {
+            let mut st = self.lock();
+            let upper = st.high_watermark;
+            let start = st.log_start_offset;
+            let mut plan = None;
+            for seg in st.segments.iter_mut() {
+                if seg.base_offset >= upper {
+                    break;
+                }
+                let Some((max_ts, _)) = seg.max_timestamp(self.io.as_ref(), &limits)? else {
+                    continue;
+                };
+                if max_ts < timestamp {
+                    continue;
+                }
+                let from = seg
+                    .lookup_time(self.io.as_ref(), &limits, timestamp)?
+                    .max(start);
+                let position = seg.lookup(self.io.as_ref(), &limits, from)?;
+                plan = Some((seg.log_file().clone(), position, seg.size));
+                break;
+            }
+            (upper, plan)
+        };
+        let Some((file, position, end)) = plan else {
+            return Ok(None);
+        };
+        let start = self.offsets().log_start_offset;
+        let mut scan = BatchScanner::new(file.as_ref(), position, end);
+        loop {
+            match scan.next(false)? {
+                Scan::Batch(b) => {
+                    let h = b.header;
+                    if h.base_offset >= upper {
+                        return Ok(None);
+                    }
+                    if h.last_offset() < start || h.max_timestamp < timestamp {
+                        continue;
+                    }
+                    if h.is_log_append_time() {
+                        return Ok(Some((h.base_offset.max(start), h.max_timestamp)));
+                    }
+                    let bytes = read_whole(file.as_ref(), b.position, h.size())?;
+                    let found = batch::record_timestamps(&bytes)
+                        .map_err(map_batch_error)?
+                        .into_iter()
+                        .find(|&(o, ts)| o >= start && ts >= timestamp);
+                    if let Some(found) = found {
+                        return Ok(Some(found));
+                    }
+                }
+                _ => return Ok(None),
+            }
+        }
+    }
+
+    /// The record with the largest timestamp: (offset, timestamp); `None` when empty.
+    pub fn max_timestamp(&self) -> Result<Option<(i64, i64)>, LogError> {
+        let limits = segment_limits(&self.config());
+        let (upper, start, plan) = {
+            let mut st = self.lock();
+            let upper = st.high_watermark;
+            let start = st.log_start_offset;
+            let mut best: Option<(i64, usize)> = None;
+            for (i, seg) in st.segments.iter_mut().enumerate() {
+                if seg.base_offset >= upper {
+                    break;
+                }
+                if let Some((ts, _)) = seg.max_timestamp(self.io.as_ref(), &limits)? {
+                    if best.is_none_or_less(ts) {
+                        best = Some((ts, i));
+                    }
+                }
+            }
+            let plan = match best {
+                Some((ts, i)) => {
+                    let seg = &mut st.segments[i];
+                    let from = seg.lookup_time(self.io.as_ref(), &limits, ts)?.max(start);
+                    let position = seg.lookup(self.io.as_ref(), &limits, from)?;
+                    Some((seg.log_file().clone(), position, seg.size, ts))
+                }
+                None => None,
+            };
+            (upper, start, plan)
+        };
+        let Some((file, position, end, _)) = plan else {
+            return Ok(None);
+        };
+        // The segment's largest timestamp may sit above the high watermark; scan for the
+        // largest below it.
+        let mut best: Option<(i64, i64)> = None;
+        let mut scan = BatchScanner::new(file.as_ref(), position, end);
+        while let Scan::Batch(b) = scan.next(false)? {
+            let h = b.header;
+            if h.base_offset >= upper {
+                break;
+            }
+            if h.last_offset() < start || best.is_some_and(|(_, ts)| ts >= h.max_timestamp) {
+                continue;
+            }
+            let found = if h.is_log_append_time() {
+                Some((h.base_offset.max(start), h.max_timestamp))
+            } else {
+                let bytes = read_whole(file.as_ref(), b.position, h.size())?;
+                let records = batch::record_timestamps(&bytes).map_err(map_batch_error)?;
+                records.into_iter().filter(|&(o, _)| o >= start).fold(
+                    None,
+                    |acc: Option<(i64, i64)>, (o, ts)| match acc {
+                        Some((_, best_ts)) if best_ts >= ts => acc,
+                        _ => Some((o, ts)),
+                    },
+                )
+            };
+            if let Some((o, ts)) = found {
+                if best.is_none_or_less(ts) {
+                    best = Some((o, ts));
+                }
+            }
+        }
+        Ok(best)
+    }
+
+    /// Moves the log start offset forward to `offset` (≤ high watermark), deleting whole
+    /// segments below it. Returns the new log start offset.
+    pub fn delete_records_before(&self, offset: i64) -> Result<i64, LogError> {
+        let (new_start, removed) = {
+            let mut st = self.lock();
+            if st.deleted {
+                return Err(LogError::UnknownTopicOrPartition);
+            }
+            if offset > st.high_watermark || offset < 0 {
+                return Err(LogError::OffsetOutOfRange {
+                    offset,
+                    log_start_offset: st.log_start_offset,
+                    log_end_offset: st.high_watermark,
+                });
+            }
+            if offset <= st.log_start_offset {
+                return Ok(st.log_start_offset);
+            }
+            st.log_start_offset = offset;
+            self.shared
+                .set_log_start(&self.topic, self.index, st.log_start_offset);
+            let removed = remove_segments_below_start(&mut st);
+            (st.log_start_offset, removed)
+        };
+        self.shared.write_log_start_checkpoint()?;
+        delete_segment_files(&self.topic, self.index, removed);
+        Ok(new_start)
+    }
+
+    /// Final flush at shutdown: fsync, the closing time index entry, a producer snapshot at the
+    /// log end offset, and fsync of the indexes. Appends are refused afterwards.
+    pub(crate) fn close(&self) -> Result<(), LogError> {
+        self.flush();
+        let mut st = self.lock();
+        if st.deleted || st.closed {
+            return Ok(());
+        }
+        st.closed = true;
+        if let Some(reason) = &st.failed {
+            return Err(LogError::Io(io::Error::other(reason.to_string())));
+        }
+        let active = st.active();
+        active.finish_time_index()?;
+        let files = active.index_files();
+        producer_state::write_snapshot(&self.dir, st.log_end_offset, &st.producers)?;
+        drop(st);
+        for f in files {
+            f.sync()?;
+        }
+        self.publish_closed(None);
+        Ok(())
+    }
+
+    fn publish_closed(&self, failed: Option<Arc<str>>) {
+        self.durable.send_modify(|d| {
+            d.shutting_down = true;
+            if failed.is_some() {
+                d.failed = failed;
+            }
+        });
+    }
+
+    /// Refuses further work without flushing (a simulated crash).
+    pub(crate) fn mark_closed(&self) {
+        self.lock().closed = true;
+        self.publish_closed(None);
+    }
+
+    /// The topic was deleted: refuse all further work and release waiters.
+    pub(crate) fn mark_deleted(&self) {
+        {
+            let mut st = self.lock();
+            st.deleted = true;
+            st.closed = true;
+        }
+        self.publish_closed(Some(Arc::from("the topic was deleted")));
+    }
+
+    /// Replaces the consecutive sealed segments starting at `old_bases[0]` with the cleaned
+    /// segment the cleaner wrote as `<old_bases[0]>.log.cleaned` (plus optional
+    /// `.index.cleaned` / `.timeindex.cleaned`). Crash-safe: `.cleaned` files are fsynced and
+    /// renamed to `.swap`, the old files deleted, then `.swap` renamed to the final names, with a
+    /// directory fsync between steps; start-up completes an interrupted swap.
+    pub fn replace_segments(&self, old_bases: &[i64]) -> Result<(), LogError> {
+        let limits = segment_limits(&self.config());
+        let Some(&base) = old_bases.first() else {
+            return Ok(());
+        };
+        let mut st = self.lock();
+        if st.closed || st.deleted {
+            return Err(LogError::ShuttingDown);
+        }
+        let start = st
+            .segments
+            .iter()
+            .position(|s| s.base_offset == base)
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, format!("no segment at {base}"))
+            })?;
+        let end = start + old_bases.len();
+        if end >= st.segments.len()
+            || st.segments[start..end]
+                .iter()
+                .zip(old_bases)
+                .any(|(s, &b)| s.base_offset != b)
+        {
+            return Err(LogError::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "replace_segments needs consecutive sealed segments",
+            )));
+        }
+        let exts = ["log", "index", "timeindex"];
+        let with_suffix = |ext: &str, suffix: &str| {
+            let mut p = super::segment::segment_file(&self.dir, base, ext).into_os_string();
+            p.push(suffix);
+            PathBuf::from(p)
+        };
+        if !with_suffix("log", ".cleaned").exists() {
+            return Err(LogError::Io(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{base:020}.log.cleaned is missing"),
+            )));
+        }
+        for ext in exts {
+            let cleaned = with_suffix(ext, ".cleaned");
+            if cleaned.exists() {
+                self.io.open(&cleaned, false)?.sync()?;
+            }
+        }
+        // Highest offset first, as Kafka does; one segment here, so any order is equivalent.
+        for ext in exts {
+            let cleaned = with_suffix(ext, ".cleaned");
+            if cleaned.exists() {
+                std::fs::rename(&cleaned, with_suffix(ext, ".swap"))?;
+            }
+        }
+        self.io.sync_dir(&self.dir)?;
+        let old: Vec<Segment> = st.segments.drain(start..end).collect();
+        for seg in &old {
+            seg.delete_files()?;
+        }
+        for ext in exts {
+            let swap = with_suffix(ext, ".swap");
+            if swap.exists() {
+                std::fs::rename(&swap, super::segment::segment_file(&self.dir, base, ext))?;
+            }
+        }
+        self.io.sync_dir(&self.dir)?;
+        let mut segment = Segment::open(self.io.as_ref(), &self.dir, base)?;
+        segment.ensure_indexes(self.io.as_ref(), &limits)?;
+        st.segments.insert(start, segment);
+        Ok(())
+    }
+
+    /// The sealed segments (all but the active one), oldest first: what a cleaner may rewrite.
+    pub fn sealed_segments(&self) -> Vec<SegmentInfo> {
+        let st = self.lock();
+        let n = st.segments.len();
+        st.segments[..n.saturating_sub(1)]
+            .iter()
+            .map(|s| SegmentInfo {
+                base_offset: s.base_offset,
+                size: s.size,
+                log_path: s.path("log"),
+            })
+            .collect()
+    }
+}
+
+/// Drops segments entirely below the log start offset (never the active one).
+pub(crate) fn remove_segments_below_start(st: &mut PartitionState) -> Vec<Segment> {
+    let mut keep_from = 0;
+    while keep_from + 1 < st.segments.len()
+        && st.segments[keep_from + 1].base_offset <= st.log_start_offset
+    {
+        keep_from += 1;
+    }
+    st.segments.drain(..keep_from).collect()
+}
+
+pub(crate) fn delete_segment_files(topic: &str, partition: i32, segments: Vec<Segment>) {
+    for seg in segments {
+        match seg.delete_files() {
+            Ok(()) => tracing::info!(
+                topic,
+                partition,
+                base_offset = seg.base_offset,
+                size = seg.size,
+                "deleted segment"
+            ),
+            Err(e) => {
+                tracing::warn!(topic, partition, base_offset = seg.base_offset, error = %e, "cannot delete segment files")
+            }
+        }
+    }
+}
+
+trait BestTs {
+    fn is_none_or_less(&self, ts: i64) -> bool;
+}
+impl BestTs for Option<(i64, usize)> {
+    fn is_none_or_less(&self, ts: i64) -> bool {
+        self.map_or(true, |(best, _)| ts > best)
+    }
+}
+impl BestTs for Option<(i64, i64)> {
+    fn is_none_or_less(&self, ts: i64) -> bool {
+        self.map_or(true, |(_, best)| ts > best)
+    }
+}
+
+fn read_whole(file: &dyn IoFile, position: u64, size: usize) -> io::Result<Vec<u8>> {
+    let mut bytes = vec![0u8; size];
+    read_exact_at(file, &mut bytes, position)?;
+    Ok(bytes)
+}
+
+/// Reads whole batches from `position` (at or before the batch holding `offset`) up to `end`:
+/// the batch holding `offset` and those after it below `upper`, within `max_bytes` but at least
+/// one batch. `None` when no batch in [position, end) reaches `offset`.
+fn read_batches(
+    file: &dyn IoFile,
+    position: u64,
+    end: u64,
+    offset: i64,
+    upper: i64,
+    max_bytes: usize,
+) -> io::Result<Option<Bytes>> {
+    let mut scan = BatchScanner::new(file, position, end);
+    let first = loop {
+        match scan.next(false)? {
+            Scan::Batch(b) if b.header.last_offset() < offset => continue,
+            Scan::Batch(b) => break b,
+            _ => return Ok(None),
+        }
+    };
+    if first.header.base_offset >= upper {
+        return Ok(Some(Bytes::new()));
+    }
+    let first_size = first.header.size();
+    let available = (end - first.position) as usize;
+    let want = first_size.max(max_bytes.min(available));
+    let mut buf = vec![0u8; want];
+    read_exact_at(file, &mut buf, first.position)?;
+    let mut cut = 0usize;
+    while let Some((base, size, _)) = batch::peek(&buf[cut..]) {
+        if base >= upper || size <= 0 || cut + size as usize > want {
+            break;
+        }
+        cut += size as usize;
+    }
+    buf.truncate(cut.max(first_size));
+    Ok(Some(Bytes::from(buf)))
+}
+
+/// Recovery support: the byte range of the batches starting at or after `from_offset`.
+pub(crate) fn scan_headers(
+    file: &dyn IoFile,
+    position: u64,
+    end: u64,
+    mut f: impl FnMut(&BatchHeader),
+) -> io::Result<()> {
+    let mut scan = BatchScanner::new(file, position, end);
+    while let Scan::Batch(b) = scan.next(false)? {
+        f(&b.header);
+    }
+    Ok(())
+}

@@ -1,0 +1,599 @@
+//! One segment: a `<base>.log` file of record batches plus its `.index` and `.timeindex`.
+//!
+//! Owns appending whole batches with their sparse index entries, scanning batch headers
+//! ([`BatchScanner`]), rebuilding indexes and validating a tail during recovery. Indexes of sealed
+//! segments load lazily on first use, so start-up does not read them. Knows nothing of producers,
+//! topics or the flusher; every file access goes through [`super::io`].
+
+use std::io;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::batch::{self, BatchHeader, HEADER_SIZE, LOG_OVERHEAD};
+use super::index::OffsetIndex;
+use super::io::{read_exact_at, FileIo, IoFile};
+use super::time_index::TimeIndex;
+
+/// `<dir>/<base:020>.<ext>`.
+pub fn segment_file(dir: &Path, base_offset: i64, ext: &str) -> PathBuf {
+    dir.join(format!("{base_offset:020}.{ext}"))
+}
+
+/// Sizes that shape a segment (from the topic's `LogConfig`).
+#[derive(Debug, Clone, Copy)]
+pub struct SegmentLimits {
+    pub segment_bytes: u64,
+    pub segment_ms: i64,
+    pub index_bytes: u64,
+    pub index_interval_bytes: u64,
+}
+
+struct Indexes {
+    offset: OffsetIndex,
+    time: TimeIndex,
+}
+
+/// One segment. All mutation happens under the owning partition's lock.
+pub struct Segment {
+    pub base_offset: i64,
+    dir: PathBuf,
+    log: Arc<dyn IoFile>,
+    /// Bytes of whole batches in the `.log` file.
+    pub size: u64,
+    indexes: Option<Indexes>,
+    /// (largest timestamp, offset of the batch carrying it), once known.
+    max_timestamp: Option<(i64, i64)>,
+    bytes_since_index: u64,
+    /// The first batch's max timestamp, or the wall-clock creation time: the `segment.ms` clock.
+    rolling_timestamp: Option<i64>,
+    created_ms: i64,
+}
+
+/// One batch found by [`BatchScanner`].
+pub struct ScannedBatch {
+    pub position: u64,
+    pub header: BatchHeader,
+    /// The whole batch, when the scan was asked for bodies.
+    pub bytes: Option<Vec<u8>>,
+}
+
+/// What a scan step found.
+pub enum Scan {
+    Batch(ScannedBatch),
+    /// Clean end of the scanned range.
+    End,
+    /// A partial batch at the end (a torn write).
+    Torn {
+        position: u64,
+        reason: String,
+    },
+    /// A batch that is not valid (bad length, magic or CRC).
+    Corrupt {
+        position: u64,
+        reason: String,
+    },
+}
+
+const SCAN_CHUNK: usize = 64 * 1024;
+
+/// Walks the batches of a `.log` file from a position, reading in chunks.
+pub struct BatchScanner<'a> {
+    file: &'a dyn IoFile,
+    pos: u64,
+    end: u64,
+    buf: Vec<u8>,
+    buf_start: u64,
+}
+
+impl<'a> BatchScanner<'a> {
+    pub fn new(file: &'a dyn IoFile, from: u64, end: u64) -> Self {
+        BatchScanner {
+            file,
+            pos: from,
+            end,
+            buf: Vec::new(),
+            buf_start: from,
+        }
+    }
+
+    /// Makes `buf` hold [at, at + need); `need` must fit before `end`.
+    fn fill(&mut self, at: u64, need: usize) -> io::Result<&[u8]> {
+        let have =
+            at >= self.buf_start && at + need as u64 <= self.buf_start + self.buf.len() as u64;
+        if !have {
+            let len = (need.max(SCAN_CHUNK) as u64).min(self.end - at) as usize;
+            self.buf.resize(len, 0);
+            read_exact_at(self.file, &mut self.buf, at)?;
+            self.buf_start = at;
+        }
+        let from = (at - self.buf_start) as usize;
+        Ok(&self.buf[from..from + need])
+    }
+
+    /// The next batch; with `bodies`, reads it whole and checks its CRC.
+    pub fn next(&mut self, bodies: bool) -> io::Result<Scan> {
+        let position = self.pos;
+        let remaining = self.end.saturating_sub(position);
+        if remaining == 0 {
+            return Ok(Scan::End);
+        }
+        if remaining < LOG_OVERHEAD as u64 {
+            return Ok(Scan::Torn {
+                position,
+                reason: format!("{remaining} trailing bytes"),
+            });
+        }
+        let head = self.fill(position, LOG_OVERHEAD)?;
+        let batch_length = i32::from_be_bytes(head[8..12].try_into().expect("4 bytes"));
+        if batch_length < (HEADER_SIZE - LOG_OVERHEAD) as i32 {
+            return Ok(Scan::Corrupt {
+                position,
+                reason: format!("batch length {batch_length} below the minimum"),
+            });
+        }
+        let size = batch_length as u64 + LOG_OVERHEAD as u64;
+        if size > remaining {
+            return Ok(Scan::Torn {
+                position,
+                reason: format!("batch of {size} bytes but only {remaining} left"),
+            });
+        }
+        let header =
+            BatchHeader::parse(self.fill(position, HEADER_SIZE)?).expect("61 bytes are present");
+        if header.magic != 2 {
+            return Ok(Scan::Corrupt {
+                position,
+                reason: format!("magic {}", header.magic),
+            });
+        }
+        let bytes = if bodies {
+            let mut body = vec![0u8; size as usize];
+            if size as usize <= SCAN_CHUNK {
+                body.copy_from_slice(self.fill(position, size as usize)?);
+            } else {
+                read_exact_at(self.file, &mut body, position)?;
+            }
+            if let Err(e) = batch::check_batch(&body) {
+                return Ok(Scan::Corrupt {
+                    position,
+                    reason: e.to_string(),
+                });
+            }
+            Some(body)
+        } else {
+            None
+        };
+        self.pos = position + size;
+        Ok(Scan::Batch(ScannedBatch {
+            position,
+            header,
+            bytes,
+        }))
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Segment {
+    /// Creates a new, empty segment (truncating any files of that name).
+    pub fn create(
+        io: &dyn FileIo,
+        dir: &Path,
+        base_offset: i64,
+        limits: &SegmentLimits,
+    ) -> io::Result<Segment> {
+        let log = io.open(&segment_file(dir, base_offset, "log"), true)?;
+        log.set_len(0)?;
+        let offset = OffsetIndex::create(
+            io.open(&segment_file(dir, base_offset, "index"), true)?,
+            base_offset,
+            limits.index_bytes,
+        )?;
+        let time = TimeIndex::create(
+            io.open(&segment_file(dir, base_offset, "timeindex"), true)?,
+            base_offset,
+            limits.index_bytes,
+        )?;
+        Ok(Segment {
+            base_offset,
+            dir: dir.to_path_buf(),
+            log,
+            size: 0,
+            indexes: Some(Indexes { offset, time }),
+            max_timestamp: None,
+            bytes_since_index: 0,
+            rolling_timestamp: None,
+            created_ms: now_ms(),
+        })
+    }
+
+    /// Opens an existing segment without reading its indexes.
+    pub fn open(io: &dyn FileIo, dir: &Path, base_offset: i64) -> io::Result<Segment> {
+        let log = io.open(&segment_file(dir, base_offset, "log"), false)?;
+        let size = log.size()?;
+        Ok(Segment {
+            base_offset,
+            dir: dir.to_path_buf(),
+            log,
+            size,
+            indexes: None,
+            max_timestamp: None,
+            bytes_since_index: 0,
+            rolling_timestamp: None,
+            created_ms: now_ms(),
+        })
+    }
+
+    pub fn log_file(&self) -> &Arc<dyn IoFile> {
+        &self.log
+    }
+
+    /// The index files, once loaded (for fsync).
+    pub fn index_files(&self) -> Vec<Arc<dyn IoFile>> {
+        match &self.indexes {
+            Some(ix) => vec![ix.offset.file().clone(), ix.time.file().clone()],
+            None => Vec::new(),
+        }
+    }
+
+    pub fn path(&self, ext: &str) -> PathBuf {
+        segment_file(&self.dir, self.base_offset, ext)
+    }
+
+    /// Loads the indexes if needed; rebuilds them from the log when missing or inconsistent.
+    /// Returns true when a rebuild happened.
+    pub fn ensure_indexes(&mut self, io: &dyn FileIo, limits: &SegmentLimits) -> io::Result<bool> {
+        if self.indexes.is_some() {
+            return Ok(false);
+        }
+        let index_path = self.path("index");
+        let time_path = self.path("timeindex");
+        let loaded = if index_path.exists() && time_path.exists() {
+            let offset = OffsetIndex::load(
+                io.open(&index_path, false)?,
+                self.base_offset,
+                limits.index_bytes,
+                self.size.max(1),
+            )?;
+            let time = TimeIndex::load(
+                io.open(&time_path, false)?,
+                self.base_offset,
+                limits.index_bytes,
+            )?;
+            match (offset, time) {
+                (Ok(offset), Ok(time)) => Some(Indexes { offset, time }),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!(segment = %self.path("log").display(), reason = %e, "index is inconsistent; rebuilding");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        match loaded {
+            Some(ix) => {
+                self.max_timestamp = ix.time.last_entry();
+                self.indexes = Some(ix);
+                Ok(false)
+            }
+            None => {
+                self.rebuild_indexes(io, limits)?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Recreates both indexes from the batches in the log (which must all be valid).
+    fn rebuild_indexes(&mut self, io: &dyn FileIo, limits: &SegmentLimits) -> io::Result<()> {
+        let offset = OffsetIndex::create(
+            io.open(&self.path("index"), true)?,
+            self.base_offset,
+            limits.index_bytes,
+        )?;
+        let time = TimeIndex::create(
+            io.open(&self.path("timeindex"), true)?,
+            self.base_offset,
+            limits.index_bytes,
+        )?;
+        self.indexes = Some(Indexes { offset, time });
+        self.max_timestamp = None;
+        self.bytes_since_index = 0;
+        let log = self.log.clone();
+        let mut scan = BatchScanner::new(log.as_ref(), 0, self.size);
+        while let Scan::Batch(b) = scan.next(false)? {
+            self.index_batch(&b.header, b.position, limits)?;
+        }
+        self.finish_time_index()?;
+        tracing::info!(segment = %self.path("log").display(), "rebuilt offset and time indexes");
+        Ok(())
+    }
+
+    /// Scans every batch from position 0, checking CRCs; truncates the log at the first torn or
+    /// corrupt batch and rebuilds the indexes. Returns (next offset, bytes truncated, reason).
+    pub fn recover(
+        &mut self,
+        io: &dyn FileIo,
+        limits: &SegmentLimits,
+    ) -> io::Result<(Option<i64>, u64, Option<String>)> {
+        let offset = OffsetIndex::create(
+            io.open(&self.path("index"), true)?,
+            self.base_offset,
+            limits.index_bytes,
+        )?;
+        let time = TimeIndex::create(
+            io.open(&self.path("timeindex"), true)?,
+            self.base_offset,
+            limits.index_bytes,
+        )?;
+        self.indexes = Some(Indexes { offset, time });
+        self.max_timestamp = None;
+        self.bytes_since_index = 0;
+        self.rolling_timestamp = None;
+        let file_len = self.log.size()?;
+        let log = self.log.clone();
+        let mut scan = BatchScanner::new(log.as_ref(), 0, file_len);
+        let mut next_offset = None;
+        let mut valid = 0u64;
+        let mut reason = None;
+        loop {
+            match scan.next(true)? {
+                Scan::Batch(b) => {
+                    if next_offset.is_some_and(|n| b.header.base_offset < n)
+                        || b.header.base_offset < self.base_offset
+                    {
+                        reason = Some(format!(
+                            "batch at position {} has offset {} out of order",
+                            b.position, b.header.base_offset
+                        ));
+                        break;
+                    }
+                    if b.header.last_offset() - self.base_offset > i32::MAX as i64 {
+                        reason = Some("offset does not fit the segment".to_string());
+                        break;
+                    }
+                    self.index_batch(&b.header, b.position, limits)?;
+                    if self.rolling_timestamp.is_none() {
+                        self.rolling_timestamp = Some(b.header.max_timestamp);
+                    }
+                    valid = b.position + b.header.size() as u64;
+                    next_offset = Some(b.header.last_offset() + 1);
+                }
+                Scan::End => break,
+                Scan::Torn {
+                    position,
+                    reason: r,
+                }
+                | Scan::Corrupt {
+                    position,
+                    reason: r,
+                } => {
+                    reason = Some(format!("at position {position}: {r}"));
+                    break;
+                }
+            }
+        }
+        let truncated = file_len - valid;
+        if truncated > 0 {
+            self.log.set_len(valid)?;
+        }
+        self.size = valid;
+        self.finish_time_index()?;
+        Ok((next_offset, truncated, reason))
+    }
+
+    /// Adds the sparse index entries a batch at `position` calls for (Kafka's rule: an entry when
+    /// more than `index.interval.bytes` were appended since the last one, checked before adding
+    /// this batch's bytes) and updates the largest timestamp.
+    fn index_batch(
+        &mut self,
+        h: &BatchHeader,
+        position: u64,
+        limits: &SegmentLimits,
+    ) -> io::Result<()> {
+        if self
+            .max_timestamp
+            .map_or(true, |(ts, _)| h.max_timestamp > ts)
+        {
+            self.max_timestamp = Some((h.max_timestamp, h.last_offset()));
+        }
+        if self.bytes_since_index > limits.index_interval_bytes {
+            let (max_ts, max_off) = self.max_timestamp.expect("set above");
+            let ix = self
+                .indexes
+                .as_mut()
+                .expect("indexes are loaded while appending");
+            ix.offset.append(h.last_offset(), position as u32)?;
+            ix.time.maybe_append(max_ts, max_off)?;
+            self.bytes_since_index = 0;
+        }
+        self.bytes_since_index += h.size() as u64;
+        Ok(())
+    }
+
+    /// Appends the final time index entry (largest timestamp so far), as at roll or close.
+    pub fn finish_time_index(&mut self) -> io::Result<()> {
+        if let (Some((ts, off)), Some(ix)) = (self.max_timestamp, self.indexes.as_mut()) {
+            ix.time.maybe_append(ts, off)?;
+        }
+        Ok(())
+    }
+
+    /// Scans from the last index entry to the end to learn the next offset and the largest
+    /// timestamp of a segment whose indexes are trusted (the active one after a clean start).
+    pub fn load_tail(
+        &mut self,
+        io: &dyn FileIo,
+        limits: &SegmentLimits,
+    ) -> io::Result<Option<i64>> {
+        self.ensure_indexes(io, limits)?;
+        let start = self
+            .indexes
+            .as_ref()
+            .and_then(|ix| ix.offset.last_entry())
+            .map_or(0, |(_, p)| p as u64);
+        let log = self.log.clone();
+        let mut scan = BatchScanner::new(log.as_ref(), start, self.size);
+        let mut next = None;
+        let mut end = start;
+        while let Scan::Batch(b) = scan.next(false)? {
+            if self
+                .max_timestamp
+                .map_or(true, |(ts, _)| b.header.max_timestamp > ts)
+            {
+                self.max_timestamp = Some((b.header.max_timestamp, b.header.last_offset()));
+            }
+            end = b.position + b.header.size() as u64;
+            next = Some(b.header.last_offset() + 1);
+        }
+        self.bytes_since_index = end - start;
+        if self.size > 0 {
+            let mut head = [0u8; HEADER_SIZE];
+            if read_exact_at(self.log.as_ref(), &mut head, 0).is_ok() {
+                self.rolling_timestamp = BatchHeader::parse(&head).ok().map(|h| h.max_timestamp);
+            }
+        }
+        if end != self.size {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{} has invalid data at position {end}",
+                    self.path("log").display()
+                ),
+            ));
+        }
+        Ok(next)
+    }
+
+    /// True when appending `incoming` bytes whose largest timestamp is `incoming_ts` and whose
+    /// last offset is `last_offset` needs a new segment first.
+    pub fn should_roll(
+        &self,
+        limits: &SegmentLimits,
+        incoming: u64,
+        incoming_ts: i64,
+        last_offset: i64,
+        now_ms: i64,
+    ) -> bool {
+        if self.size == 0 {
+            return false;
+        }
+        let waited = match self.rolling_timestamp {
+            Some(ts) if ts >= 0 => incoming_ts - ts,
+            _ => now_ms - self.created_ms,
+        };
+        let full = self
+            .indexes
+            .as_ref()
+            .is_some_and(|ix| ix.offset.is_full() || ix.time.is_full());
+        self.size + incoming > limits.segment_bytes
+            || waited > limits.segment_ms
+            || full
+            || last_offset - self.base_offset > i32::MAX as i64
+    }
+
+    /// Writes `bytes` (whole batches with final offsets) at the end, indexing each batch. On any
+    /// error the log and indexes are cut back to where they were.
+    pub fn append(
+        &mut self,
+        bytes: &[u8],
+        batches: &[(Range<usize>, BatchHeader)],
+        limits: &SegmentLimits,
+    ) -> io::Result<()> {
+        let start = self.size;
+        if start + bytes.len() as u64 > u32::MAX as u64 / 2 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "segment would exceed 2 GiB",
+            ));
+        }
+        if let Err(e) = self.log.write_all_at(bytes, start) {
+            let _ = self.log.set_len(start);
+            return Err(e);
+        }
+        let saved = (
+            self.max_timestamp,
+            self.bytes_since_index,
+            self.rolling_timestamp,
+        );
+        for (range, h) in batches {
+            if self.rolling_timestamp.is_none() {
+                self.rolling_timestamp = Some(h.max_timestamp);
+            }
+            if let Err(e) = self.index_batch(h, start + range.start as u64, limits) {
+                let _ = self.log.set_len(start);
+                let first = batches.first().map_or(0, |(_, h)| h.base_offset);
+                if let Some(ix) = self.indexes.as_mut() {
+                    let _ = ix.offset.truncate_to(first);
+                    let _ = ix.time.truncate_to(first);
+                }
+                (
+                    self.max_timestamp,
+                    self.bytes_since_index,
+                    self.rolling_timestamp,
+                ) = saved;
+                return Err(e);
+            }
+        }
+        self.size = start + bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Position from which to scan for `offset` (loads indexes if needed).
+    pub fn lookup(
+        &mut self,
+        io: &dyn FileIo,
+        limits: &SegmentLimits,
+        offset: i64,
+    ) -> io::Result<u64> {
+        self.ensure_indexes(io, limits)?;
+        Ok(self
+            .indexes
+            .as_ref()
+            .map_or(0, |ix| ix.offset.lookup(offset)) as u64)
+    }
+
+    /// Offset from which to scan for the first timestamp ≥ `timestamp`.
+    pub fn lookup_time(
+        &mut self,
+        io: &dyn FileIo,
+        limits: &SegmentLimits,
+        timestamp: i64,
+    ) -> io::Result<i64> {
+        self.ensure_indexes(io, limits)?;
+        Ok(self
+            .indexes
+            .as_ref()
+            .map_or(self.base_offset, |ix| ix.time.lookup(timestamp)))
+    }
+
+    /// (largest timestamp, offset of its batch's last record); loads indexes if needed.
+    pub fn max_timestamp(
+        &mut self,
+        io: &dyn FileIo,
+        limits: &SegmentLimits,
+    ) -> io::Result<Option<(i64, i64)>> {
+        self.ensure_indexes(io, limits)?;
+        Ok(self.max_timestamp)
+    }
+
+    /// Renames the segment's files to `<name>.deleted` and then removes them.
+    pub fn delete_files(&self) -> io::Result<()> {
+        for ext in ["log", "index", "timeindex", "txnindex"] {
+            let path = self.path(ext);
+            let mut deleted = path.clone().into_os_string();
+            deleted.push(".deleted");
+            match std::fs::rename(&path, &deleted) {
+                Ok(()) => std::fs::remove_file(&deleted)?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
