@@ -1,6 +1,723 @@
-//! Handlers of the consumer group APIs. PLACEHOLDER: being implemented.
+//! Handlers of the consumer group APIs: FindCoordinator, JoinGroup, SyncGroup, Heartbeat,
+//! LeaveGroup, OffsetCommit, OffsetFetch, OffsetDelete, DeleteGroups, ListGroups and
+//! DescribeGroups (classic protocol only; KIP-848 is not advertised).
+//!
+//! Turns Kafka requests into calls on [`crate::group::GroupCoordinator`] and its answers into
+//! responses at the negotiated version, leaving fields the version lacks at their defaults. The
+//! only place that maps group and offsets-topic errors to Kafka error codes.
 
-use kafka_protocol::messages::ApiKey;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{
+    delete_groups_response::DeletableGroupResult, ApiKey, DeleteGroupsRequest,
+    DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse, FindCoordinatorRequest,
+    FindCoordinatorResponse, GroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest,
+    JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
+    ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest,
+    OffsetDeleteResponse, OffsetFetchRequest, OffsetFetchResponse, RequestHeader, RequestKind,
+    ResponseKind, SyncGroupRequest, SyncGroupResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::Broker;
+use crate::group::offsets::OffsetsError;
+use crate::group::state::{
+    CommittedOffset, GroupError, JoinRequest, Protocol, SyncRequest, TopicPartition,
+};
+use crate::group::CoordinatorError;
+use crate::log::LogError;
 
 /// The group APIs this broker implements, with the versions it accepts (min, max).
-pub const APIS: &[(ApiKey, i16, i16)] = &[];
+pub const APIS: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
+];
+
+/// Builds a (non-exhaustive) message struct from its default and the named fields.
+macro_rules! build {
+    (@set $m:ident $field:ident : $value:expr) => {
+        $m.$field = $value;
+    };
+    (@set $m:ident $field:ident) => {
+        $m.$field = $field;
+    };
+    ($ty:ident { $($field:ident $(: $value:expr)?),* $(,)? }) => {{
+        let mut message = $ty::default();
+        $(build!(@set message $field $(: $value)?);)*
+        message
+    }};
+}
+
+/// Kafka's `offset.metadata.max.bytes` default: longer commit metadata is refused.
+const OFFSET_METADATA_MAX_BYTES: usize = 4096;
+
+/// Handles a request whose api key is in [`APIS`].
+pub(crate) async fn handle(
+    broker: &Broker,
+    header: &RequestHeader,
+    request: RequestKind,
+) -> ResponseKind {
+    let v = header.request_api_version;
+    let client_id = header
+        .client_id
+        .as_ref()
+        .map(|c| c.to_string())
+        .unwrap_or_default();
+    match request {
+        RequestKind::FindCoordinator(r) => {
+            ResponseKind::FindCoordinator(find_coordinator(broker, v, r))
+        }
+        RequestKind::JoinGroup(r) => {
+            ResponseKind::JoinGroup(join_group(broker, v, client_id, r).await)
+        }
+        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(sync_group(broker, v, r).await),
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(heartbeat(broker, r)),
+        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(leave_group(broker, v, r)),
+        RequestKind::OffsetCommit(r) => {
+            ResponseKind::OffsetCommit(offset_commit(broker, v, r).await)
+        }
+        RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(offset_fetch(broker, v, r)),
+        RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(offset_delete(broker, r).await),
+        RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(delete_groups(broker, r).await),
+        RequestKind::ListGroups(r) => ResponseKind::ListGroups(list_groups(broker, v, r)),
+        RequestKind::DescribeGroups(r) => {
+            ResponseKind::DescribeGroups(describe_groups(broker, v, r))
+        }
+        other => unreachable!(
+            "the dispatch routes only the APIs in groups::APIS here, not {:?}",
+            std::mem::discriminant(&other)
+        ),
+    }
+}
+
+/// The Kafka error code of a group state machine error.
+fn group_error_code(e: &GroupError) -> i16 {
+    let e = match e {
+        GroupError::InvalidGroupId => ResponseError::InvalidGroupId,
+        GroupError::UnknownMemberId => ResponseError::UnknownMemberId,
+        GroupError::InvalidSessionTimeout => ResponseError::InvalidSessionTimeout,
+        GroupError::RebalanceInProgress => ResponseError::RebalanceInProgress,
+        GroupError::IllegalGeneration => ResponseError::IllegalGeneration,
+        GroupError::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol,
+        GroupError::MemberIdRequired(_) => ResponseError::MemberIdRequired,
+        GroupError::FencedInstanceId => ResponseError::FencedInstanceId,
+        GroupError::GroupMaxSizeReached => ResponseError::GroupMaxSizeReached,
+        GroupError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
+        GroupError::GroupIdNotFound => ResponseError::GroupIdNotFound,
+        GroupError::NonEmptyGroup => ResponseError::NonEmptyGroup,
+        GroupError::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic,
+    };
+    e.code()
+}
+
+/// The Kafka error code of a coordinator error. Storage problems become the retriable codes
+/// Kafka's coordinator gives for them, so clients retry instead of failing.
+fn coordinator_error_code(e: &CoordinatorError) -> i16 {
+    match e {
+        CoordinatorError::Group(g) => group_error_code(g),
+        CoordinatorError::ShuttingDown => ResponseError::CoordinatorNotAvailable.code(),
+        CoordinatorError::Offsets(o) => {
+            tracing::warn!(error = %o, "group coordinator storage error");
+            match o {
+                OffsetsError::Log(LogError::BatchTooLarge { .. }) => {
+                    ResponseError::InvalidCommitOffsetSize.code()
+                }
+                OffsetsError::Log(LogError::Io(_)) => ResponseError::NotCoordinator.code(),
+                OffsetsError::Log(_) | OffsetsError::MissingPartition(_) => {
+                    ResponseError::CoordinatorNotAvailable.code()
+                }
+                OffsetsError::Encode(_) | OffsetsError::Corrupt { .. } => {
+                    ResponseError::UnknownServerError.code()
+                }
+            }
+        }
+    }
+}
+
+fn str_bytes(s: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(s.into())
+}
+
+fn find_coordinator(broker: &Broker, v: i16, r: FindCoordinatorRequest) -> FindCoordinatorResponse {
+    let (host, port) = &broker.advertised;
+    // Groups (0) and transactions (1) are both coordinated by this single broker.
+    let error = match r.key_type {
+        0 | 1 => 0,
+        _ => ResponseError::InvalidRequest.code(),
+    };
+    let ok = error == 0;
+    if v >= 4 {
+        let coordinators = r
+            .coordinator_keys
+            .into_iter()
+            .map(|key| {
+                build!(Coordinator {
+                    key: key,
+                    node_id: (if ok { broker.node_id } else { -1 }).into(),
+                    host: if ok {
+                        str_bytes(host.clone())
+                    } else {
+                        StrBytes::default()
+                    },
+                    port: if ok { i32::from(*port) } else { -1 },
+                    error_code: error,
+                    error_message: None,
+                })
+            })
+            .collect();
+        return build!(FindCoordinatorResponse {
+            error_message: None,
+            coordinators: coordinators,
+        });
+    }
+    build!(FindCoordinatorResponse {
+        error_code: error,
+        error_message: None,
+        node_id: (if ok { broker.node_id } else { -1 }).into(),
+        host: if ok {
+            str_bytes(host.clone())
+        } else {
+            StrBytes::default()
+        },
+        port: if ok { i32::from(*port) } else { -1 },
+    })
+}
+
+async fn join_group(
+    broker: &Broker,
+    v: i16,
+    client_id: String,
+    r: JoinGroupRequest,
+) -> JoinGroupResponse {
+    let request = JoinRequest {
+        member_id: r.member_id.to_string(),
+        group_instance_id: r.group_instance_id.as_ref().map(|s| s.to_string()),
+        client_id,
+        // The handler does not see the connection's peer address.
+        client_host: String::new(),
+        session_timeout_ms: r.session_timeout_ms,
+        rebalance_timeout_ms: if v >= 1 {
+            r.rebalance_timeout_ms
+        } else {
+            r.session_timeout_ms
+        },
+        protocol_type: r.protocol_type.to_string(),
+        protocols: r
+            .protocols
+            .iter()
+            .map(|p| Protocol {
+                name: p.name.to_string(),
+                metadata: p.metadata.clone(),
+            })
+            .collect(),
+        require_known_member_id: v >= 4,
+    };
+    // Before v7 the protocol name is a non-nullable string.
+    let name = |n: Option<String>| -> Option<StrBytes> {
+        match n {
+            Some(n) => Some(str_bytes(n)),
+            None if v >= 7 => None,
+            None => Some(StrBytes::default()),
+        }
+    };
+    match broker.groups.join(&r.group_id, request).await {
+        Ok(res) => {
+            // KIP-814: only v9 can tell a static leader to keep the current assignment; older
+            // versions get no member list, so the leader has nothing to reassign.
+            let skip = res.skip_assignment && v >= 9;
+            let members = if res.skip_assignment && v < 9 {
+                Vec::new()
+            } else {
+                res.members
+                    .into_iter()
+                    .map(|m| {
+                        build!(JoinGroupResponseMember {
+                            member_id: str_bytes(m.member_id),
+                            group_instance_id: if v >= 5 {
+                                m.group_instance_id.map(str_bytes)
+                            } else {
+                                None
+                            },
+                            metadata: m.metadata,
+                        })
+                    })
+                    .collect()
+            };
+            build!(JoinGroupResponse {
+                error_code: 0,
+                generation_id: res.generation_id,
+                protocol_type: if v >= 7 {
+                    res.protocol_type.map(str_bytes)
+                } else {
+                    None
+                },
+                protocol_name: name(res.protocol_name),
+                leader: str_bytes(res.leader),
+                skip_assignment: skip,
+                member_id: str_bytes(res.member_id),
+                members: members,
+            })
+        }
+        Err(e) => {
+            let member_id = match &e {
+                GroupError::MemberIdRequired(id) => str_bytes(id.clone()),
+                _ => r.member_id.clone(),
+            };
+            build!(JoinGroupResponse {
+                error_code: group_error_code(&e),
+                generation_id: -1,
+                protocol_type: None,
+                protocol_name: name(None),
+                leader: StrBytes::default(),
+                member_id: member_id,
+            })
+        }
+    }
+}
+
+async fn sync_group(broker: &Broker, v: i16, r: SyncGroupRequest) -> SyncGroupResponse {
+    let request = SyncRequest {
+        generation_id: r.generation_id,
+        member_id: r.member_id.to_string(),
+        group_instance_id: r.group_instance_id.as_ref().map(|s| s.to_string()),
+        protocol_type: r.protocol_type.as_ref().map(|s| s.to_string()),
+        protocol_name: r.protocol_name.as_ref().map(|s| s.to_string()),
+        assignments: r
+            .assignments
+            .iter()
+            .map(|a| (a.member_id.to_string(), a.assignment.clone()))
+            .collect(),
+    };
+    match broker.groups.sync(&r.group_id, request).await {
+        Ok(res) => build!(SyncGroupResponse {
+            error_code: 0,
+            protocol_type: if v >= 5 {
+                res.protocol_type.map(str_bytes)
+            } else {
+                None
+            },
+            protocol_name: if v >= 5 {
+                res.protocol_name.map(str_bytes)
+            } else {
+                None
+            },
+            assignment: res.assignment,
+        }),
+        Err(e) => build!(SyncGroupResponse {
+            error_code: group_error_code(&e),
+        }),
+    }
+}
+
+fn heartbeat(broker: &Broker, r: HeartbeatRequest) -> HeartbeatResponse {
+    let result = broker.groups.heartbeat(
+        &r.group_id,
+        &r.member_id,
+        r.group_instance_id.as_deref(),
+        r.generation_id,
+    );
+    build!(HeartbeatResponse {
+        error_code: result.err().map_or(0, |e| group_error_code(&e)),
+    })
+}
+
+fn leave_group(broker: &Broker, v: i16, r: LeaveGroupRequest) -> LeaveGroupResponse {
+    if v < 3 {
+        let results = broker
+            .groups
+            .leave(&r.group_id, &[(r.member_id.to_string(), None)]);
+        let error_code = results
+            .first()
+            .and_then(|res| res.as_ref().err())
+            .map_or(0, group_error_code);
+        return build!(LeaveGroupResponse {
+            error_code: error_code
+        });
+    }
+    let members: Vec<(String, Option<String>)> = r
+        .members
+        .iter()
+        .map(|m| {
+            (
+                m.member_id.to_string(),
+                m.group_instance_id.as_ref().map(|s| s.to_string()),
+            )
+        })
+        .collect();
+    let results = broker.groups.leave(&r.group_id, &members);
+    let responses = r
+        .members
+        .into_iter()
+        .zip(results)
+        .map(|(m, res)| {
+            build!(MemberResponse {
+                member_id: m.member_id,
+                group_instance_id: m.group_instance_id,
+                error_code: res.err().map_or(0, |e| group_error_code(&e)),
+            })
+        })
+        .collect();
+    build!(LeaveGroupResponse {
+        error_code: 0,
+        members: responses,
+    })
+}
+
+fn partition_exists(broker: &Broker, topic: &str, partition: i32) -> bool {
+    partition >= 0
+        && broker
+            .log
+            .topic(topic)
+            .is_some_and(|t| partition < t.partitions)
+}
+
+async fn offset_commit(broker: &Broker, v: i16, r: OffsetCommitRequest) -> OffsetCommitResponse {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let expire = (v <= 4 && r.retention_time_ms >= 0).then(|| now + r.retention_time_ms);
+    // Per-partition errors decided before the commit; `None` = to be committed.
+    let mut codes: Vec<Vec<Option<i16>>> = Vec::new();
+    let mut offsets = Vec::new();
+    for topic in &r.topics {
+        let mut topic_codes = Vec::new();
+        for p in &topic.partitions {
+            let metadata = p.committed_metadata.as_deref().unwrap_or("").to_string();
+            let code = if metadata.len() > OFFSET_METADATA_MAX_BYTES {
+                Some(ResponseError::OffsetMetadataTooLarge.code())
+            } else if !partition_exists(broker, &topic.name, p.partition_index) {
+                Some(ResponseError::UnknownTopicOrPartition.code())
+            } else {
+                offsets.push((
+                    TopicPartition::new(topic.name.to_string(), p.partition_index),
+                    CommittedOffset {
+                        offset: p.committed_offset,
+                        leader_epoch: if v >= 6 { p.committed_leader_epoch } else { -1 },
+                        metadata,
+                        commit_timestamp_ms: now,
+                        expire_timestamp_ms: expire,
+                    },
+                ));
+                None
+            };
+            topic_codes.push(code);
+        }
+        codes.push(topic_codes);
+    }
+    let result = broker
+        .groups
+        .commit(
+            &r.group_id,
+            &r.member_id,
+            r.group_instance_id.as_deref(),
+            r.generation_id_or_member_epoch,
+            offsets,
+        )
+        .await;
+    let commit_code = result.err().map_or(0, |e| coordinator_error_code(&e));
+    let topics = r
+        .topics
+        .into_iter()
+        .zip(codes)
+        .map(|(topic, topic_codes)| {
+            build!(OffsetCommitResponseTopic {
+                name: topic.name,
+                partitions: topic
+                    .partitions
+                    .iter()
+                    .zip(topic_codes)
+                    .map(|(p, code)| build!(OffsetCommitResponsePartition {
+                        partition_index: p.partition_index,
+                        error_code: code.unwrap_or(commit_code),
+                    }))
+                    .collect(),
+            })
+        })
+        .collect();
+    build!(OffsetCommitResponse { topics })
+}
+
+/// One group's committed offsets, as (topic, [(partition, offset)]) in request order, or every
+/// committed partition grouped by topic when `topics` is `None`.
+#[allow(clippy::type_complexity)]
+fn fetch_group(
+    broker: &Broker,
+    group_id: &str,
+    topics: Option<Vec<(TopicName, Vec<i32>)>>,
+) -> Vec<(TopicName, Vec<(i32, Option<CommittedOffset>)>)> {
+    match topics {
+        Some(topics) => {
+            let wanted: Vec<TopicPartition> = topics
+                .iter()
+                .flat_map(|(t, ps)| {
+                    ps.iter()
+                        .map(move |p| TopicPartition::new(t.to_string(), *p))
+                })
+                .collect();
+            let mut found = broker.groups.fetch(group_id, Some(&wanted)).into_iter();
+            topics
+                .into_iter()
+                .map(|(t, ps)| {
+                    let partitions = ps
+                        .iter()
+                        .map(|p| (*p, found.next().and_then(|(_, o)| o)))
+                        .collect();
+                    (t, partitions)
+                })
+                .collect()
+        }
+        None => {
+            let mut out: Vec<(TopicName, Vec<(i32, Option<CommittedOffset>)>)> = Vec::new();
+            for (tp, o) in broker.groups.fetch(group_id, None) {
+                match out.last_mut() {
+                    Some((t, ps)) if **t == *tp.topic => ps.push((tp.partition, o)),
+                    _ => out.push((TopicName(str_bytes(tp.topic)), vec![(tp.partition, o)])),
+                }
+            }
+            out
+        }
+    }
+}
+
+fn offset_fetch(broker: &Broker, v: i16, r: OffsetFetchRequest) -> OffsetFetchResponse {
+    let metadata = |o: &Option<CommittedOffset>| {
+        Some(str_bytes(
+            o.as_ref().map(|o| o.metadata.clone()).unwrap_or_default(),
+        ))
+    };
+    if v >= 8 {
+        let groups = r
+            .groups
+            .into_iter()
+            .map(|g| {
+                let topics = g.topics.map(|ts| {
+                    ts.into_iter()
+                        .map(|t| (t.name, t.partition_indexes))
+                        .collect()
+                });
+                let fetched = fetch_group(broker, &g.group_id, topics);
+                build!(OffsetFetchResponseGroup {
+                    group_id: g.group_id,
+                    topics: fetched
+                        .into_iter()
+                        .map(|(name, ps)| build!(OffsetFetchResponseTopics {
+                            name: name,
+                            partitions: ps
+                                .into_iter()
+                                .map(|(p, o)| build!(OffsetFetchResponsePartitions {
+                                    partition_index: p,
+                                    committed_offset: o.as_ref().map_or(-1, |o| o.offset),
+                                    committed_leader_epoch: o
+                                        .as_ref()
+                                        .map_or(-1, |o| o.leader_epoch),
+                                    metadata: metadata(&o),
+                                    error_code: 0,
+                                }))
+                                .collect(),
+                        }))
+                        .collect(),
+                    error_code: 0,
+                })
+            })
+            .collect();
+        return build!(OffsetFetchResponse { groups });
+    }
+    let topics = r.topics.map(|ts| {
+        ts.into_iter()
+            .map(|t| (t.name, t.partition_indexes))
+            .collect()
+    });
+    let fetched = fetch_group(broker, &r.group_id, topics);
+    build!(OffsetFetchResponse {
+        topics: fetched
+            .into_iter()
+            .map(|(name, ps)| build!(OffsetFetchResponseTopic {
+                name: name,
+                partitions: ps
+                    .into_iter()
+                    .map(|(p, o)| build!(OffsetFetchResponsePartition {
+                        partition_index: p,
+                        committed_offset: o.as_ref().map_or(-1, |o| o.offset),
+                        committed_leader_epoch: if v >= 5 {
+                            o.as_ref().map_or(-1, |o| o.leader_epoch)
+                        } else {
+                            -1
+                        },
+                        metadata: metadata(&o),
+                        error_code: 0,
+                    }))
+                    .collect(),
+            }))
+            .collect(),
+        error_code: 0,
+    })
+}
+
+async fn offset_delete(broker: &Broker, r: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    let partitions: Vec<TopicPartition> = r
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| TopicPartition::new(t.name.to_string(), p.partition_index))
+        })
+        .collect();
+    match broker.groups.delete_offsets(&r.group_id, &partitions).await {
+        Err(e) => build!(OffsetDeleteResponse {
+            error_code: coordinator_error_code(&e),
+        }),
+        Ok(results) => {
+            let mut results = results.into_iter();
+            let topics = r
+                .topics
+                .into_iter()
+                .map(|t| {
+                    build!(OffsetDeleteResponseTopic {
+                        name: t.name,
+                        partitions: t
+                            .partitions
+                            .iter()
+                            .map(|p| build!(OffsetDeleteResponsePartition {
+                                partition_index: p.partition_index,
+                                error_code: results
+                                    .next()
+                                    .and_then(|res| res.err())
+                                    .map_or(0, |e| group_error_code(&e)),
+                            }))
+                            .collect(),
+                    })
+                })
+                .collect();
+            build!(OffsetDeleteResponse {
+                error_code: 0,
+                topics: topics,
+            })
+        }
+    }
+}
+
+async fn delete_groups(broker: &Broker, r: DeleteGroupsRequest) -> DeleteGroupsResponse {
+    let mut results = Vec::new();
+    for group_id in r.groups_names {
+        let error_code = if group_id.is_empty() {
+            ResponseError::InvalidGroupId.code()
+        } else {
+            match broker.groups.delete_group(&group_id).await {
+                Ok(()) => 0,
+                Err(e) => coordinator_error_code(&e),
+            }
+        };
+        results.push(build!(DeletableGroupResult {
+            group_id: group_id,
+            error_code,
+        }));
+    }
+    build!(DeleteGroupsResponse { results })
+}
+
+fn list_groups(broker: &Broker, v: i16, r: ListGroupsRequest) -> ListGroupsResponse {
+    let states: Vec<String> = r.states_filter.iter().map(|s| s.to_lowercase()).collect();
+    let types: Vec<String> = r.types_filter.iter().map(|s| s.to_lowercase()).collect();
+    let groups = broker
+        .groups
+        .list()
+        .into_iter()
+        .filter(|g| states.is_empty() || states.contains(&g.state.name().to_lowercase()))
+        // Every group here is a classic group.
+        .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))
+        .map(|g| {
+            build!(ListedGroup {
+                group_id: GroupId(str_bytes(g.group_id)),
+                protocol_type: str_bytes(g.protocol_type),
+                group_state: if v >= 4 {
+                    StrBytes::from_static_str(g.state.name())
+                } else {
+                    StrBytes::default()
+                },
+                group_type: if v >= 5 {
+                    StrBytes::from_static_str("classic")
+                } else {
+                    StrBytes::default()
+                },
+            })
+        })
+        .collect();
+    build!(ListGroupsResponse {
+        error_code: 0,
+        groups: groups,
+    })
+}
+
+fn describe_groups(broker: &Broker, v: i16, r: DescribeGroupsRequest) -> DescribeGroupsResponse {
+    let groups = r
+        .groups
+        .into_iter()
+        .map(|group_id| {
+            if group_id.is_empty() {
+                return build!(DescribedGroup {
+                    error_code: ResponseError::InvalidGroupId.code(),
+                    group_id: group_id,
+                    group_state: StrBytes::from_static_str("Dead"),
+                });
+            }
+            match broker.groups.describe(&group_id) {
+                None => build!(DescribedGroup {
+                    error_code: 0,
+                    group_id: group_id,
+                    group_state: StrBytes::from_static_str("Dead"),
+                    protocol_type: StrBytes::default(),
+                    protocol_data: StrBytes::default(),
+                }),
+                Some(d) => build!(DescribedGroup {
+                    error_code: 0,
+                    group_id: group_id,
+                    group_state: StrBytes::from_static_str(d.state.name()),
+                    protocol_type: str_bytes(d.protocol_type),
+                    protocol_data: str_bytes(d.protocol_name),
+                    members: d
+                        .members
+                        .into_iter()
+                        .map(|m| build!(DescribedGroupMember {
+                            member_id: str_bytes(m.member_id),
+                            group_instance_id: if v >= 4 {
+                                m.group_instance_id.map(str_bytes)
+                            } else {
+                                None
+                            },
+                            client_id: str_bytes(m.client_id),
+                            client_host: str_bytes(m.client_host),
+                            member_metadata: m.metadata,
+                            member_assignment: m.assignment,
+                        }))
+                        .collect(),
+                }),
+            }
+        })
+        .collect();
+    build!(DescribeGroupsResponse { groups })
+}
