@@ -37,6 +37,7 @@
 
 pub mod batch;
 pub mod checkpoint;
+pub mod cleaner;
 pub(crate) mod flusher;
 pub mod index;
 pub mod io;
@@ -550,6 +551,15 @@ impl LogManager {
                 .name("cairn-retention".into())
                 .spawn(move || retention::run(s, interval))?,
         );
+        if options.broker.cleaner_enable() {
+            let s = shared.clone();
+            let config = cleaner::CleanerConfig::from_broker(&options.broker);
+            threads.push(
+                std::thread::Builder::new()
+                    .name("cairn-cleaner".into())
+                    .spawn(move || cleaner::run(s, config))?,
+            );
+        }
         *manager.threads.lock().unwrap_or_else(|e| e.into_inner()) = threads;
         tracing::info!(data_dir = %data_dir.display(), partitions = partition_count, clean_shutdown = clean,
             elapsed_ms = started.elapsed().as_millis() as u64, "log opened");

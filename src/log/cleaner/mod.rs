@@ -1,0 +1,898 @@
+//! The log cleaner: compaction of `cleanup.policy=compact` partitions, as Kafka defines it
+//! (protocol.md §4).
+//!
+//! Owns scheduling (a background thread picks the dirtiest due log, see [`plan`]), the bounded
+//! key → offset map ([`key_map`]), the record rewrite ([`rewrite`]), writing cleaned segments
+//! beside the originals as `<base>.{log,index,timeindex}.cleaned` (fsynced, outside any lock),
+//! and `cleaner-offset-checkpoint` (Kafka's text format) recording where each partition's cleaned
+//! section ends. The swap itself is the partition's [`Partition::replace_segments`] (`.cleaned` →
+//! `.swap` → final, under the partition lock, completed or discarded by start-up recovery).
+//!
+//! One cleaning pass: build the map over the dirty section [first dirty, first uncleanable) until
+//! it is full, then rewrite every sealed segment from the log start up to where the map ended,
+//! in groups of small neighbours merged up to `segment.bytes`; a key's latest record stays, older
+//! ones and keyless ones go, tombstones stay until their delete horizon. The last batch of each
+//! group always stays (emptied if needed), so a cleaned segment ends at the same offset as the
+//! segments it replaces and an interrupted swap is completed exactly. I/O is rate limited by
+//! `log.cleaner.io.max.bytes.per.second`.
+//!
+//! Depends on the log engine's partition, segment and batch types only; never on requests,
+//! handlers or the group coordinator.
+
+pub mod key_map;
+pub mod plan;
+pub mod rewrite;
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use key_map::KeyOffsetMap;
+use plan::{GroupLimits, Plan, PlanInput, SegmentSummary};
+use rewrite::{BatchOutcome, FilterStats, RetainRules, RewriteError};
+
+use super::batch::{BatchHeader, HEADER_SIZE};
+use super::checkpoint::{self, OffsetMap};
+use super::io::{read_exact_at, IoFile};
+use super::partition::{segment_limits, Partition};
+use super::producer_state::ProducerStateManager;
+use super::segment::{segment_file, BatchScanner, Scan};
+use super::{now_ms, LogError, Shared};
+use crate::config::BrokerConfig;
+
+/// Kafka's file recording the end of each compacted partition's cleaned section.
+pub const CHECKPOINT_FILE: &str = "cleaner-offset-checkpoint";
+
+/// How long a partition whose cleaning failed is left alone.
+const FAILURE_BACKOFF: Duration = Duration::from_secs(60);
+/// How often the idle cleaner looks for a newly rolled segment on a compacted topic.
+const ROLL_POLL: Duration = Duration::from_millis(200);
+/// Output is written in chunks of this size.
+const WRITE_CHUNK: usize = 1 << 20;
+
+/// Why a cleaning failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CleanerError {
+    #[error("storage error: {0}")]
+    Io(#[from] io::Error),
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error(transparent)]
+    Rewrite(#[from] RewriteError),
+    #[error("corrupt segment {path}: {reason}")]
+    CorruptSegment { path: PathBuf, reason: String },
+    #[error("cleaning stopped: the log is shutting down")]
+    Stopped,
+}
+
+/// Broker-level cleaner settings.
+#[derive(Debug, Clone)]
+pub struct CleanerConfig {
+    /// `log.cleaner.dedupe.buffer.size`: memory for the key → offset map.
+    pub dedupe_buffer_size: usize,
+    /// `log.cleaner.io.max.bytes.per.second` (read + written).
+    pub io_max_bytes_per_second: f64,
+    /// `log.cleaner.backoff.ms`: sleep when nothing is due.
+    pub backoff: Duration,
+}
+
+impl CleanerConfig {
+    pub fn from_broker(broker: &BrokerConfig) -> CleanerConfig {
+        CleanerConfig {
+            dedupe_buffer_size: usize::try_from(broker.cleaner_dedupe_buffer_size().max(1024))
+                .unwrap_or(usize::MAX),
+            io_max_bytes_per_second: broker.cleaner_io_max_bytes_per_second(),
+            backoff: Duration::from_millis(broker.cleaner_backoff_ms().max(0) as u64),
+        }
+    }
+}
+
+impl Default for CleanerConfig {
+    fn default() -> Self {
+        CleanerConfig::from_broker(&BrokerConfig::default())
+    }
+}
+
+/// What one cleaning pass did.
+#[derive(Debug, Clone, Default)]
+pub struct CleanStats {
+    pub first_dirty_offset: i64,
+    /// The new end of the cleaned section (where the map stopped).
+    pub end_offset: i64,
+    /// The end of the cleanable range; `end_offset` < this means another pass is needed.
+    pub first_uncleanable_offset: i64,
+    pub dirty_ratio: f64,
+    pub segments_before: usize,
+    pub segments_after: usize,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    pub records_read: u64,
+    pub records_kept: u64,
+    pub tombstones_removed: u64,
+    pub map_keys: usize,
+    pub map_capacity: usize,
+    pub map_memory_bytes: usize,
+    pub bytes_read: u64,
+    pub duration: Duration,
+}
+
+impl CleanStats {
+    /// True when this pass reached the end of the cleanable range.
+    pub fn complete(&self) -> bool {
+        self.end_offset >= self.first_uncleanable_offset
+    }
+}
+
+/// Options of one cleaning call.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CleanOptions {
+    /// Clean even when the log is not due (dirty ratio and max lag ignored).
+    pub force: bool,
+    /// Write the first group's `.cleaned` files and stop without swapping them in (crash tests:
+    /// the files on disk are then exactly what a crash before the swap leaves).
+    pub prepare_only: bool,
+}
+
+/// A sealed segment as the cleaner read it under the partition lock.
+struct SegmentView {
+    summary: SegmentSummary,
+    file: Arc<dyn IoFile>,
+    log_path: PathBuf,
+}
+
+/// A partition's state copied under its lock.
+struct Snapshot {
+    sealed: Vec<SegmentView>,
+    active_base_offset: i64,
+    log_start_offset: i64,
+    last_stable_offset: i64,
+    producers: ProducerStateManager,
+}
+
+struct CheckpointEntry {
+    offset: i64,
+    /// The partition the offset belongs to, once seen (a re-created topic is a new partition).
+    owner: Option<Weak<Partition>>,
+}
+
+/// The cleaner: plans and runs cleanings and keeps `cleaner-offset-checkpoint`.
+pub struct Cleaner {
+    data_dir: PathBuf,
+    config: CleanerConfig,
+    checkpoints: HashMap<(String, i32), CheckpointEntry>,
+    failed: HashMap<(String, i32), Instant>,
+}
+
+fn key_of(p: &Partition) -> (String, i32) {
+    (p.topic.clone(), p.index)
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s: OsString = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Rate limiter over the bytes the cleaner reads and writes.
+struct Throttle<'a> {
+    rate: f64,
+    started: Instant,
+    bytes: f64,
+    shared: &'a Shared,
+}
+
+impl Throttle<'_> {
+    fn account(&mut self, n: usize) -> Result<(), CleanerError> {
+        if self.shared.is_shutting_down() {
+            return Err(CleanerError::Stopped);
+        }
+        if !(self.rate.is_finite() && self.rate > 0.0 && self.rate < 1e300) {
+            return Ok(());
+        }
+        self.bytes += n as f64;
+        let due = Duration::from_secs_f64(self.bytes / self.rate);
+        let elapsed = self.started.elapsed();
+        if due > elapsed + Duration::from_millis(10) && self.shared.wait_stop(due - elapsed) {
+            return Err(CleanerError::Stopped);
+        }
+        Ok(())
+    }
+}
+
+/// The sparse offset and time indexes of a segment being written (Kafka's rules, as the
+/// segment applies them on append).
+struct IndexBuilder {
+    base_offset: i64,
+    interval: u64,
+    bytes_since_entry: u64,
+    max_timestamp: (i64, i64),
+    last_time_entry: i64,
+    offsets: Vec<u8>,
+    times: Vec<u8>,
+}
+
+impl IndexBuilder {
+    fn new(base_offset: i64, interval: u64) -> IndexBuilder {
+        IndexBuilder {
+            base_offset,
+            interval,
+            bytes_since_entry: 0,
+            max_timestamp: (-1, base_offset),
+            last_time_entry: -1,
+            offsets: Vec::new(),
+            times: Vec::new(),
+        }
+    }
+
+    fn rel(&self, offset: i64) -> u32 {
+        (offset - self.base_offset) as u32
+    }
+
+    fn push_time(&mut self) {
+        let (ts, offset) = self.max_timestamp;
+        if ts > self.last_time_entry {
+            let entry = super::time_index::encode_entry(ts, self.rel(offset));
+            self.times.extend_from_slice(&entry);
+            self.last_time_entry = ts;
+        }
+    }
+
+    fn add(&mut self, h: &BatchHeader, position: u64) {
+        if h.max_timestamp > self.max_timestamp.0 {
+            self.max_timestamp = (h.max_timestamp, h.last_offset());
+        }
+        if self.bytes_since_entry > self.interval {
+            let entry = super::index::encode_entry(self.rel(h.last_offset()), position as u32);
+            self.offsets.extend_from_slice(&entry);
+            self.push_time();
+            self.bytes_since_entry = 0;
+        }
+        self.bytes_since_entry += h.size() as u64;
+    }
+
+    fn finish(mut self) -> (Vec<u8>, Vec<u8>) {
+        self.push_time();
+        (self.offsets, self.times)
+    }
+}
+
+/// The `.cleaned` segment being written.
+struct CleanedWriter {
+    file: Arc<dyn IoFile>,
+    position: u64,
+    buf: Vec<u8>,
+    index: IndexBuilder,
+}
+
+impl CleanedWriter {
+    fn write(&mut self, batch: &[u8], throttle: &mut Throttle<'_>) -> Result<(), CleanerError> {
+        let h = BatchHeader::parse(batch).map_err(|e| RewriteError::Corrupt {
+            base_offset: -1,
+            reason: e.to_string(),
+        })?;
+        let at = self.position + self.buf.len() as u64;
+        if at + batch.len() as u64 > i32::MAX as u64 {
+            return Err(CleanerError::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cleaned segment would exceed 2 GiB",
+            )));
+        }
+        self.index.add(&h, at);
+        self.buf.extend_from_slice(batch);
+        if self.buf.len() >= WRITE_CHUNK {
+            self.flush(throttle)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, throttle: &mut Throttle<'_>) -> Result<(), CleanerError> {
+        if !self.buf.is_empty() {
+            self.file.write_all_at(&self.buf, self.position)?;
+            self.position += self.buf.len() as u64;
+            throttle.account(self.buf.len())?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+}
+
+impl Cleaner {
+    /// A cleaner for the partitions of `data_dir`, starting from its `cleaner-offset-checkpoint`.
+    pub fn new(data_dir: &Path, config: CleanerConfig) -> Cleaner {
+        let checkpoints = checkpoint::read_offsets(&data_dir.join(CHECKPOINT_FILE))
+            .into_iter()
+            .map(|(k, offset)| {
+                (
+                    k,
+                    CheckpointEntry {
+                        offset,
+                        owner: None,
+                    },
+                )
+            })
+            .collect();
+        Cleaner {
+            data_dir: data_dir.to_path_buf(),
+            config,
+            checkpoints,
+            failed: HashMap::new(),
+        }
+    }
+
+    /// The end of `partition`'s cleaned section as checkpointed (None when never cleaned).
+    pub fn cleaned_offset(&mut self, partition: &Arc<Partition>) -> Option<i64> {
+        let entry = self.checkpoints.get_mut(&key_of(partition))?;
+        match &entry.owner {
+            Some(w) if !std::ptr::eq(w.as_ptr(), Arc::as_ptr(partition)) => None,
+            Some(_) => Some(entry.offset),
+            None => {
+                entry.owner = Some(Arc::downgrade(partition));
+                Some(entry.offset)
+            }
+        }
+    }
+
+    fn set_cleaned_offset(&mut self, partition: &Arc<Partition>, offset: i64) -> io::Result<()> {
+        self.checkpoints.insert(
+            key_of(partition),
+            CheckpointEntry {
+                offset,
+                owner: Some(Arc::downgrade(partition)),
+            },
+        );
+        // Partitions that no longer exist (deleted topics) leave the file.
+        self.checkpoints
+            .retain(|_, e| e.owner.as_ref().map_or(true, |w| w.strong_count() > 0));
+        let map: OffsetMap = self
+            .checkpoints
+            .iter()
+            .map(|(k, e)| (k.clone(), e.offset))
+            .collect();
+        checkpoint::write_atomic(
+            &self.data_dir.join(CHECKPOINT_FILE),
+            checkpoint::encode_offsets(&map).as_bytes(),
+        )
+    }
+
+    /// Copies what planning and cleaning need from the partition, under its lock.
+    fn snapshot(
+        &self,
+        p: &Partition,
+        min_lag_needed: bool,
+    ) -> Result<Option<Snapshot>, CleanerError> {
+        let limits = segment_limits(&p.config());
+        let mut st = p.lock();
+        if st.deleted || st.closed {
+            return Ok(None);
+        }
+        let n = st.segments.len();
+        let active_base_offset = st.segments[n - 1].base_offset;
+        let mut sealed = Vec::with_capacity(n - 1);
+        for seg in st.segments[..n - 1].iter_mut() {
+            let max_timestamp = if min_lag_needed {
+                seg.max_timestamp(p.io.as_ref(), &limits)?
+                    .map_or(-1, |(ts, _)| ts)
+            } else {
+                -1
+            };
+            sealed.push(SegmentView {
+                summary: SegmentSummary {
+                    base_offset: seg.base_offset,
+                    size: seg.size,
+                    max_timestamp,
+                },
+                file: seg.log_file().clone(),
+                log_path: seg.path("log"),
+            });
+        }
+        Ok(Some(Snapshot {
+            sealed,
+            active_base_offset,
+            log_start_offset: st.log_start_offset,
+            last_stable_offset: st.high_watermark,
+            producers: st.producers.clone(),
+        }))
+    }
+
+    /// Plans `partition`: (plan, whether it is due). None for partitions that are not compacted
+    /// or are closed.
+    fn evaluate(
+        &mut self,
+        partition: &Arc<Partition>,
+        now: i64,
+    ) -> Result<Option<(Plan, bool, Snapshot)>, CleanerError> {
+        let cfg = partition.config();
+        if !cfg.cleanup_policy.compact {
+            return Ok(None);
+        }
+        let Some(snap) = self.snapshot(partition, cfg.min_compaction_lag_ms > 0)? else {
+            return Ok(None);
+        };
+        let summaries: Vec<SegmentSummary> = snap.sealed.iter().map(|s| s.summary).collect();
+        let plan = plan::plan(&PlanInput {
+            sealed: &summaries,
+            active_base_offset: snap.active_base_offset,
+            log_start_offset: snap.log_start_offset,
+            last_stable_offset: snap.last_stable_offset,
+            checkpoint: self.cleaned_offset(partition),
+            now_ms: now,
+            min_compaction_lag_ms: cfg.min_compaction_lag_ms,
+            min_cleanable_dirty_ratio: cfg.min_cleanable_dirty_ratio,
+        });
+        let lag_exceeded = plan.has_dirty()
+            && cfg.max_compaction_lag_ms < i64::MAX
+            && plan::max_lag_exceeded(
+                first_batch_timestamp(&snap, plan.first_dirty_offset)?,
+                now,
+                cfg.max_compaction_lag_ms,
+            );
+        let due = plan::is_due(&plan, cfg.min_cleanable_dirty_ratio, lag_exceeded);
+        Ok(Some((plan, due, snap)))
+    }
+
+    /// The dirty ratio and due-ness of `partition` now (for tests and diagnostics).
+    pub fn plan(
+        &mut self,
+        partition: &Arc<Partition>,
+        now: i64,
+    ) -> Result<Option<(Plan, bool)>, CleanerError> {
+        Ok(self.evaluate(partition, now)?.map(|(p, due, _)| (p, due)))
+    }
+
+    /// Runs one cleaning pass on `partition` at time `now` if it is due (or `options.force`).
+    /// Returns None when there was nothing to do.
+    pub fn clean(
+        &mut self,
+        partition: &Arc<Partition>,
+        now: i64,
+        options: CleanOptions,
+    ) -> Result<Option<CleanStats>, CleanerError> {
+        let Some((plan, due, snap)) = self.evaluate(partition, now)? else {
+            return Ok(None);
+        };
+        if !plan.has_dirty() || !(due || options.force) {
+            return Ok(None);
+        }
+        self.run_pass(partition, plan, snap, now, options)
+    }
+
+    /// Cleans `partition` until its whole cleanable range is clean (several passes when the
+    /// dirty section has more keys than the map holds). Returns the passes' stats.
+    pub fn clean_fully(
+        &mut self,
+        partition: &Arc<Partition>,
+        now: i64,
+        force: bool,
+    ) -> Result<Vec<CleanStats>, CleanerError> {
+        let mut passes = Vec::new();
+        let mut options = CleanOptions {
+            force,
+            prepare_only: false,
+        };
+        // Bounded: each pass advances the cleaned offset by at least one record.
+        while let Some(stats) = self.clean(partition, now, options)? {
+            let complete = stats.complete();
+            passes.push(stats);
+            if complete {
+                break;
+            }
+            options.force = true;
+        }
+        Ok(passes)
+    }
+
+    fn run_pass(
+        &mut self,
+        partition: &Arc<Partition>,
+        plan: Plan,
+        snap: Snapshot,
+        now: i64,
+        options: CleanOptions,
+    ) -> Result<Option<CleanStats>, CleanerError> {
+        let started = Instant::now();
+        let cfg = partition.config();
+        let mut throttle = Throttle {
+            rate: self.config.io_max_bytes_per_second,
+            started,
+            bytes: 0.0,
+            shared: &partition.shared,
+        };
+        let mut stats = CleanStats {
+            first_dirty_offset: plan.first_dirty_offset,
+            first_uncleanable_offset: plan.first_uncleanable_offset,
+            dirty_ratio: plan.dirty_ratio(),
+            ..CleanStats::default()
+        };
+        // The dirty section holds at most this many records (offsets are unique).
+        let expected_keys =
+            (plan.first_uncleanable_offset - plan.first_dirty_offset).max(1) as usize;
+        let mut map = KeyOffsetMap::new(self.config.dedupe_buffer_size, expected_keys);
+        let end_offset = build_map(&snap, &plan, &mut map, &mut throttle, &mut stats)?;
+        stats.end_offset = end_offset;
+        stats.map_keys = map.len();
+        stats.map_capacity = map.capacity();
+        stats.map_memory_bytes = map.memory_bytes();
+
+        let summaries: Vec<SegmentSummary> = snap.sealed.iter().map(|s| s.summary).collect();
+        let group_limits = GroupLimits {
+            max_bytes: cfg.segment_bytes.min(i32::MAX as u64),
+            max_index_entries: (cfg.segment_index_bytes / super::index::ENTRY_SIZE as u64).max(1),
+            index_interval_bytes: cfg.index_interval_bytes,
+        };
+        let groups = plan::group_segments(
+            &summaries,
+            snap.active_base_offset,
+            end_offset,
+            &group_limits,
+        );
+        let rules = RetainRules {
+            map: &map,
+            now_ms: now,
+            delete_retention_ms: cfg.delete_retention_ms,
+        };
+        let mut filter = FilterStats::default();
+        for group in groups {
+            let segments = &snap.sealed[group];
+            let bases: Vec<i64> = segments.iter().map(|s| s.summary.base_offset).collect();
+            let before: u64 = segments.iter().map(|s| s.summary.size).sum();
+            let written = self.write_group(
+                partition,
+                segments,
+                &snap.producers,
+                &rules,
+                &mut throttle,
+                &mut filter,
+                &mut stats,
+            );
+            let size = match written {
+                Ok(Some(size)) => size,
+                Ok(None) => continue,
+                Err(e) => {
+                    remove_cleaned(partition, bases[0]);
+                    return Err(e);
+                }
+            };
+            if options.prepare_only {
+                stats.segments_before = bases.len();
+                stats.bytes_before = before;
+                stats.bytes_after = size;
+                return Ok(Some(stats));
+            }
+            if let Err(e) = partition.replace_segments(&bases) {
+                remove_cleaned(partition, bases[0]);
+                return Err(e.into());
+            }
+            stats.segments_before += bases.len();
+            stats.segments_after += 1;
+            stats.bytes_before += before;
+            stats.bytes_after += size;
+        }
+        stats.records_read = filter.records_read;
+        stats.records_kept = filter.records_kept;
+        stats.tombstones_removed = filter.tombstones_removed;
+        self.set_cleaned_offset(partition, end_offset)?;
+        stats.duration = started.elapsed();
+        let secs = stats.duration.as_secs_f64().max(1e-6);
+        tracing::info!(
+            topic = %partition.topic,
+            partition = partition.index,
+            from_offset = stats.first_dirty_offset,
+            to_offset = stats.end_offset,
+            dirty_ratio = format!("{:.3}", stats.dirty_ratio),
+            bytes_before = stats.bytes_before,
+            bytes_after = stats.bytes_after,
+            segments_before = stats.segments_before,
+            segments_after = stats.segments_after,
+            records_removed = stats.records_read - stats.records_kept,
+            tombstones_removed = stats.tombstones_removed,
+            map_keys = stats.map_keys,
+            duration_ms = stats.duration.as_millis() as u64,
+            mb_per_sec = format!("{:.1}", (stats.bytes_read + stats.bytes_before) as f64 / 1e6 / secs),
+            "cleaned log"
+        );
+        Ok(Some(stats))
+    }
+
+    /// Writes the cleaned version of `segments` as `<first base>.*.cleaned`, fsynced. Returns its
+    /// size, or None when the group holds no batch at all (nothing to replace).
+    #[allow(clippy::too_many_arguments)]
+    fn write_group(
+        &self,
+        partition: &Partition,
+        segments: &[SegmentView],
+        producers: &ProducerStateManager,
+        rules: &RetainRules<'_>,
+        throttle: &mut Throttle<'_>,
+        filter: &mut FilterStats,
+        stats: &mut CleanStats,
+    ) -> Result<Option<u64>, CleanerError> {
+        let cfg = partition.config();
+        let base = segments[0].summary.base_offset;
+        let io = partition.io.as_ref();
+        let log_path = with_suffix(&segment_file(&partition.dir, base, "log"), ".cleaned");
+        let file = io.open(&log_path, true)?;
+        file.set_len(0)?;
+        let mut out = CleanedWriter {
+            file,
+            position: 0,
+            buf: Vec::with_capacity(WRITE_CHUNK + 64 * 1024),
+            index: IndexBuilder::new(base, cfg.index_interval_bytes),
+        };
+        // The previous batch waits until we know whether it is the group's last one, which
+        // always stays (emptied if need be) so the cleaned segment ends where the group ended.
+        let mut pending: Option<(Vec<u8>, BatchOutcome)> = None;
+        let mut any = false;
+        for seg in segments {
+            let mut scan = BatchScanner::new(seg.file.as_ref(), 0, seg.summary.size);
+            loop {
+                let b = match scan.next(true)? {
+                    Scan::Batch(b) => b,
+                    Scan::End => break,
+                    Scan::Torn { position, reason } | Scan::Corrupt { position, reason } => {
+                        return Err(CleanerError::CorruptSegment {
+                            path: seg.log_path.clone(),
+                            reason: format!("at position {position}: {reason}"),
+                        });
+                    }
+                };
+                let bytes = b.bytes.expect("the scan was asked for bodies");
+                throttle.account(bytes.len())?;
+                stats.bytes_read += bytes.len() as u64;
+                any = true;
+                let h = b.header;
+                let producer_last = h.producer_id >= 0
+                    && producers
+                        .get(h.producer_id)
+                        .and_then(|e| e.batches.back())
+                        .is_some_and(|m| m.last_offset == h.last_offset());
+                let outcome = rewrite::filter_batch(&bytes, rules, producer_last, filter)?;
+                if let Some((prev, prev_outcome)) = pending.replace((bytes, outcome)) {
+                    emit(&mut out, &prev, prev_outcome, false, throttle)?;
+                }
+            }
+        }
+        if !any {
+            let _ = std::fs::remove_file(&log_path);
+            return Ok(None);
+        }
+        if let Some((prev, prev_outcome)) = pending {
+            emit(&mut out, &prev, prev_outcome, true, throttle)?;
+        }
+        out.flush(throttle)?;
+        let size = out.position;
+        out.file.sync()?;
+        let (offsets, times) = out.index.finish();
+        for (ext, bytes) in [("index", offsets), ("timeindex", times)] {
+            let path = with_suffix(&segment_file(&partition.dir, base, ext), ".cleaned");
+            let f = io.open(&path, true)?;
+            f.set_len(0)?;
+            f.write_all_at(&bytes, 0)?;
+            f.sync()?;
+        }
+        // Kafka copies the last replaced segment's modification time (time-based retention of
+        // segments without timestamps looks at it).
+        if let Some(last) = segments.last() {
+            if let Ok(modified) = std::fs::metadata(&last.log_path).and_then(|m| m.modified()) {
+                if let Ok(f) = std::fs::File::options().write(true).open(&log_path) {
+                    let _ = f.set_modified(modified);
+                }
+            }
+        }
+        Ok(Some(size))
+    }
+}
+
+/// Writes one batch's outcome; the group's last batch is kept (as an empty batch) even when
+/// every record of it goes.
+fn emit(
+    out: &mut CleanedWriter,
+    original: &[u8],
+    outcome: BatchOutcome,
+    last_of_group: bool,
+    throttle: &mut Throttle<'_>,
+) -> Result<(), CleanerError> {
+    match outcome {
+        BatchOutcome::Unchanged => out.write(original, throttle),
+        BatchOutcome::Rewritten(bytes) => out.write(&bytes, throttle),
+        BatchOutcome::Dropped if last_of_group => {
+            let h = BatchHeader::parse(original).map_err(|e| RewriteError::Corrupt {
+                base_offset: -1,
+                reason: e.to_string(),
+            })?;
+            out.write(&rewrite::empty_batch(&h), throttle)
+        }
+        BatchOutcome::Dropped => Ok(()),
+    }
+}
+
+/// Removes the `.cleaned` files of an abandoned group (best effort).
+fn remove_cleaned(partition: &Partition, base: i64) {
+    for ext in ["log", "index", "timeindex"] {
+        let path = with_suffix(&segment_file(&partition.dir, base, ext), ".cleaned");
+        if let Err(e) = std::fs::remove_file(&path) {
+            if e.kind() != io::ErrorKind::NotFound {
+                tracing::warn!(file = %path.display(), error = %e, "cannot remove an abandoned cleaned file");
+            }
+        }
+    }
+}
+
+/// The first batch's max timestamp of the segment holding `offset` (Kafka's
+/// `getFirstBatchTimestamp`), for the max-compaction-lag rule.
+fn first_batch_timestamp(snap: &Snapshot, offset: i64) -> Result<Option<i64>, CleanerError> {
+    let i = snap
+        .sealed
+        .partition_point(|s| s.summary.base_offset <= offset)
+        .saturating_sub(1);
+    let Some(seg) = snap.sealed.get(i) else {
+        return Ok(None);
+    };
+    if seg.summary.size < HEADER_SIZE as u64 {
+        return Ok(None);
+    }
+    let mut head = [0u8; HEADER_SIZE];
+    read_exact_at(seg.file.as_ref(), &mut head, 0)?;
+    Ok(BatchHeader::parse(&head).ok().map(|h| h.max_timestamp))
+}
+
+/// Fills `map` with the latest offset of each key in [first dirty, first uncleanable), stopping
+/// when the map is full. Returns where it stopped: the offset of the first record not mapped.
+fn build_map(
+    snap: &Snapshot,
+    plan: &Plan,
+    map: &mut KeyOffsetMap,
+    throttle: &mut Throttle<'_>,
+    stats: &mut CleanStats,
+) -> Result<i64, CleanerError> {
+    let (from, to) = (plan.first_dirty_offset, plan.first_uncleanable_offset);
+    for (i, seg) in snap.sealed.iter().enumerate() {
+        let next_base = snap
+            .sealed
+            .get(i + 1)
+            .map_or(snap.active_base_offset, |s| s.summary.base_offset);
+        if next_base <= from {
+            continue;
+        }
+        if seg.summary.base_offset >= to {
+            break;
+        }
+        let mut scan = BatchScanner::new(seg.file.as_ref(), 0, seg.summary.size);
+        loop {
+            let b = match scan.next(true)? {
+                Scan::Batch(b) => b,
+                Scan::End => break,
+                Scan::Torn { position, reason } | Scan::Corrupt { position, reason } => {
+                    return Err(CleanerError::CorruptSegment {
+                        path: seg.log_path.clone(),
+                        reason: format!("at position {position}: {reason}"),
+                    });
+                }
+            };
+            let h = b.header;
+            if h.last_offset() < from || h.is_control() {
+                continue;
+            }
+            let bytes = b.bytes.expect("the scan was asked for bodies");
+            throttle.account(bytes.len())?;
+            stats.bytes_read += bytes.len() as u64;
+            if h.records_count == 0 {
+                continue;
+            }
+            let block = rewrite::decompress(h.compression(), h.base_offset, &bytes[HEADER_SIZE..])?;
+            let records =
+                rewrite::parse_records(&block).map_err(|reason| RewriteError::Corrupt {
+                    base_offset: h.base_offset,
+                    reason,
+                })?;
+            for r in &records {
+                let offset = h.base_offset + r.offset_delta as i64;
+                if offset < from || offset >= to {
+                    continue;
+                }
+                if let Some(key) = r.key {
+                    if !map.put(key, offset) {
+                        return Ok(offset);
+                    }
+                }
+            }
+        }
+    }
+    Ok(to)
+}
+
+/// What changes when a compacted partition rolls: (topic, partition, segments, active base).
+fn roll_signature(shared: &Shared) -> Vec<(String, i32, usize, i64)> {
+    let mut sig = Vec::new();
+    for p in shared.partitions() {
+        if !p.config().cleanup_policy.compact {
+            continue;
+        }
+        let st = p.lock();
+        let n = st.segments.len();
+        let active = st.segments.last().map_or(0, |s| s.base_offset);
+        sig.push((p.topic.clone(), p.index, n, active));
+    }
+    sig
+}
+
+impl Cleaner {
+    /// Picks the due compacted partition with the most overdue or dirtiest log and cleans it
+    /// fully. Returns true when something was cleaned.
+    pub fn clean_dirtiest(&mut self, partitions: &[Arc<Partition>], now: i64) -> bool {
+        let mut best: Option<(bool, f64, &Arc<Partition>)> = None;
+        for p in partitions {
+            let key = key_of(p);
+            if self
+                .failed
+                .get(&key)
+                .is_some_and(|until| Instant::now() < *until)
+            {
+                continue;
+            }
+            let (plan, due) = match self.evaluate(p, now) {
+                Ok(Some((plan, due, _))) => (plan, due),
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "cannot plan cleaning");
+                    self.failed.insert(key, Instant::now() + FAILURE_BACKOFF);
+                    continue;
+                }
+            };
+            if !due {
+                continue;
+            }
+            let cfg = p.config();
+            let overdue = plan.dirty_ratio() <= cfg.min_cleanable_dirty_ratio;
+            let better = best
+                .as_ref()
+                .map_or(true, |(o, r, _)| (overdue, plan.dirty_ratio()) > (*o, *r));
+            if better {
+                best = Some((overdue, plan.dirty_ratio(), p));
+            }
+        }
+        let Some((_, _, p)) = best else {
+            return false;
+        };
+        let p = p.clone();
+        match self.clean_fully(&p, now, true) {
+            Ok(passes) => !passes.is_empty(),
+            Err(CleanerError::Stopped) => false,
+            Err(e) => {
+                tracing::warn!(topic = %p.topic, partition = p.index, error = %e,
+                    "cleaning failed; the partition is skipped for a while");
+                self.failed
+                    .insert(key_of(&p), Instant::now() + FAILURE_BACKOFF);
+                false
+            }
+        }
+    }
+}
+
+/// The cleaner thread: cleans due logs, sleeps `log.cleaner.backoff.ms` when none is due (waking
+/// early when a compacted partition rolls a segment), returns when the manager stops.
+pub(crate) fn run(shared: Arc<Shared>, config: CleanerConfig) {
+    let backoff = config.backoff;
+    let mut cleaner = Cleaner::new(&shared.data_dir, config);
+    while !shared.is_shutting_down() {
+        if cleaner.clean_dirtiest(&shared.partitions(), now_ms()) {
+            continue;
+        }
+        let deadline = Instant::now() + backoff;
+        let signature = roll_signature(&shared);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            if shared.wait_stop(left.min(ROLL_POLL)) {
+                return;
+            }
+            if roll_signature(&shared) != signature {
+                break;
+            }
+        }
+    }
+}
