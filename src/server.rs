@@ -2,15 +2,19 @@
 //! graceful shutdown.
 //!
 //! Each connection has a reader and a writer. The reader checks each length prefix before it
-//! allocates, decodes the frame, and spawns the handler; the handler's join handle goes, in
-//! arrival order, into a bounded queue that the writer drains one by one. So requests are
-//! handled concurrently (a Fetch parked in a long poll does not stop the next request from
-//! being read) while responses leave strictly in request order, and a client that never reads
-//! its responses stops being read once the queue is full (back-pressure, not a growing queue).
+//! allocates, decodes the frame, and runs the handler up to its first suspension point, so
+//! every handler's synchronous work (a Produce's appends) happens in arrival order; what is left
+//! (an fsync wait, a long poll, a rebalance) is spawned, and its join handle goes, in arrival
+//! order, into a bounded queue that the writer drains one by one. So waiting requests overlap
+//! (a Fetch parked in a long poll does not stop the next request from being read) while
+//! responses leave strictly in request order, and a client that never reads its responses
+//! stops being read once the queue is full (back-pressure, not a growing queue).
 //! Knows nothing of storage: it calls [`Broker::handle`] and writes what comes back.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -36,6 +40,8 @@ enum Outgoing {
     Pending(JoinHandle<Option<Bytes>>),
     /// An answer known at once.
     Ready(Bytes),
+    /// No answer (Produce with acks=0).
+    Nothing,
 }
 
 /// A running server.
@@ -155,7 +161,7 @@ async fn read_requests(
             ),
             Ok(Decoded::Request { header, body }) => {
                 let broker = broker.clone();
-                Outgoing::Pending(tokio::spawn(async move {
+                let mut handling = Box::pin(async move {
                     let api_key = ApiKey::try_from(header.request_api_key).ok()?;
                     let version = header.request_api_version;
                     let correlation_id = header.correlation_id;
@@ -167,7 +173,16 @@ async fn read_requests(
                             None
                         }
                     }
-                }))
+                });
+                // Run the handler here, in arrival order, up to its first suspension point:
+                // everything a handler does before it first waits (a Produce's appends, for
+                // one) happens in the order the requests came, as if they were served one by
+                // one. Only what waits (fsync, long poll, rebalance) goes on concurrently.
+                match std::future::poll_fn(|cx| Poll::Ready(handling.as_mut().poll(cx))).await {
+                    Poll::Ready(Some(frame)) => Outgoing::Ready(frame),
+                    Poll::Ready(None) => Outgoing::Nothing,
+                    Poll::Pending => Outgoing::Pending(tokio::spawn(handling)),
+                }
             }
             Err(e) => return Err(e.to_string()),
         };
@@ -187,6 +202,7 @@ async fn write_responses(
     while let Some(outgoing) = queue.recv().await {
         let frame = match outgoing {
             Outgoing::Ready(frame) => Some(frame),
+            Outgoing::Nothing => None,
             Outgoing::Pending(handle) => match handle.await {
                 Ok(frame) => frame,
                 Err(e) => {

@@ -120,6 +120,11 @@ impl Broker {
     }
 
     /// Handles one decoded request. `None` means "send no response" (Produce with acks=0).
+    ///
+    /// Ordering contract with the server: the server polls this future once, in request
+    /// arrival order, before reading the next request. So every effect that must follow the
+    /// request order (appends, commits) happens before a handler's first `.await` that can
+    /// suspend; only waiting (fsync, long poll, rebalance) may come after it.
     pub async fn handle(
         &self,
         header: &RequestHeader,
