@@ -1,0 +1,370 @@
+//! The cleaner on a real partition: latest value per key across merged segments, tombstones
+//! until their delete horizon, multiple passes under a tiny key map, every codec written back,
+//! an idempotent producer's last batch kept, `compact,delete` retention alongside, the checkpoint
+//! file, and the background thread compacting a small-segment topic within seconds.
+
+#[path = "cleaner_support/mod.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use cairn::log::cleaner::{CleanOptions, Cleaner, CleanerConfig, CHECKPOINT_FILE};
+use cairn::log::{retention, AppendOrigin};
+use kafka_protocol::records::Compression;
+use support::*;
+
+fn config(buffer: usize) -> CleanerConfig {
+    CleanerConfig {
+        dedupe_buffer_size: buffer,
+        io_max_bytes_per_second: f64::MAX,
+        backoff: Duration::from_millis(100),
+    }
+}
+
+/// Writes `rounds` rounds of `keys` keys (value `v<round>-<key>`), one record per batch.
+fn write_rounds(p: &cairn::log::Partition, keys: usize, rounds: usize) -> BTreeMap<String, String> {
+    let mut model = BTreeMap::new();
+    for round in 0..rounds {
+        for k in 0..keys {
+            let key = format!("key-{k:05}");
+            let value = format!("v{round}-{k}");
+            put(p, &key, Some(&value));
+            model.insert(key, value);
+        }
+    }
+    model
+}
+
+#[test]
+fn keeps_the_latest_value_per_key_and_merges_small_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), &[]);
+    log.create_topic("t", 1, compacted(&[]), false).unwrap();
+    let p = log.partition("t", 0).unwrap();
+    let model = write_rounds(&p, 200, 3);
+    p.roll().unwrap();
+    let segments_before = p.sealed_segments().len();
+    let bytes_before = total_log_bytes(p.dir());
+    let end_before = p.offsets();
+
+    let mut cleaner = Cleaner::new(dir.path(), config(1 << 20));
+    let passes = cleaner.clean_fully(&p, now_ms(), false).unwrap();
+    assert_eq!(
+        passes.len(),
+        1,
+        "a dirty ratio of 1.0 is due and the map holds every key"
+    );
+    let stats = &passes[0];
+    assert_eq!(stats.records_read, 600);
+    assert_eq!(stats.records_kept, 200);
+
+    let (_, records) = read_all(&p);
+    assert_eq!(records.len(), 200, "exactly one record per key");
+    assert_eq!(fold(&records), model);
+    // The survivors are the last round, at their original offsets.
+    assert_eq!(records[0].offset, 400);
+    assert_eq!(records[199].offset, 599);
+    assert_eq!(
+        p.offsets(),
+        end_before,
+        "offsets and the log start never move"
+    );
+    assert!(total_log_bytes(p.dir()) < bytes_before / 2);
+    // Groups are formed from the sizes before cleaning (as Kafka does), so the now small
+    // neighbours merge on the next cleaning.
+    put(&p, "key-00001", Some("v3-1"));
+    p.roll().unwrap();
+    cleaner.clean_fully(&p, now_ms(), true).unwrap();
+    let mut model = model;
+    model.insert("key-00001".into(), "v3-1".into());
+    let segments_after = p.sealed_segments().len();
+    assert!(
+        segments_after < segments_before / 2,
+        "{segments_after} segments after, {segments_before} before"
+    );
+    assert_eq!(fold(&read_all(&p).1), model);
+
+    // The cleaned end is checkpointed in Kafka's format.
+    let text = std::fs::read_to_string(dir.path().join(CHECKPOINT_FILE)).unwrap();
+    assert_eq!(text, "0\n1\nt 0 601\n");
+    // Nothing left to do, and appends go on at the right offset.
+    assert!(cleaner
+        .clean(&p, now_ms(), CleanOptions::default())
+        .unwrap()
+        .is_none());
+    put(&p, "key-00000", Some("after"));
+    assert_eq!(p.offsets().log_end_offset, 602);
+    log.shutdown().unwrap();
+
+    // After a restart the checkpoint is read back: nothing is dirty.
+    let log = open(dir.path(), &[]);
+    let p = log.partition("t", 0).unwrap();
+    let mut cleaner = Cleaner::new(dir.path(), config(1 << 20));
+    assert_eq!(cleaner.cleaned_offset(&p), Some(601));
+    let mut expected = model.clone();
+    expected.insert("key-00000".into(), "after".into());
+    assert_eq!(fold(&read_all(&p).1), expected);
+    log.shutdown().unwrap();
+}
+
+#[test]
+fn tombstones_stay_until_their_delete_horizon_then_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), &[]);
+    log.create_topic(
+        "t",
+        1,
+        compacted(&[("delete.retention.ms", "60000")]),
+        false,
+    )
+    .unwrap();
+    let p = log.partition("t", 0).unwrap();
+    put(&p, "a", Some("1"));
+    put(&p, "b", Some("1"));
+    put(&p, "a", None);
+    p.roll().unwrap();
+    let now = now_ms();
+    let mut cleaner = Cleaner::new(dir.path(), config(1 << 20));
+    cleaner.clean_fully(&p, now, true).unwrap();
+    let (headers, records) = read_all(&p);
+    assert_eq!(
+        records,
+        vec![
+            Stored {
+                offset: 1,
+                key: "b".into(),
+                value: Some("1".into())
+            },
+            Stored {
+                offset: 2,
+                key: "a".into(),
+                value: None
+            },
+        ]
+    );
+    let stamped = headers.iter().find(|h| h.base_offset == 2).unwrap();
+    assert_ne!(stamped.attributes & 0x40, 0, "KIP-534 delete-horizon bit");
+    assert_eq!(stamped.base_timestamp, now + 60_000);
+
+    // Before the horizon a later cleaning keeps the tombstone.
+    put(&p, "c", Some("1"));
+    p.roll().unwrap();
+    cleaner.clean_fully(&p, now + 59_999, true).unwrap();
+    assert!(read_all(&p)
+        .1
+        .iter()
+        .any(|r| r.key == "a" && r.value.is_none()));
+    // At the horizon it goes.
+    put(&p, "d", Some("1"));
+    p.roll().unwrap();
+    let passes = cleaner.clean_fully(&p, now + 60_000, true).unwrap();
+    assert_eq!(passes.iter().map(|s| s.tombstones_removed).sum::<u64>(), 1);
+    let keys: Vec<String> = read_all(&p).1.into_iter().map(|r| r.key).collect();
+    assert_eq!(keys, vec!["b", "c", "d"]);
+    log.shutdown().unwrap();
+}
+
+#[test]
+fn more_keys_than_the_map_holds_cleans_in_several_exact_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), &[]);
+    log.create_topic("t", 1, compacted(&[]), false).unwrap();
+    let p = log.partition("t", 0).unwrap();
+    let mut model = write_rounds(&p, 150, 2);
+    // Tombstones for a third of the keys.
+    for k in (0..150).step_by(3) {
+        let key = format!("key-{k:05}");
+        put(&p, &key, None);
+        model.remove(&key);
+    }
+    p.roll().unwrap();
+    let budget = 1024; // 42 slots: 37 keys per pass
+    let mut cleaner = Cleaner::new(dir.path(), config(budget));
+    let passes = cleaner.clean_fully(&p, now_ms(), true).unwrap();
+    assert!(
+        passes.len() >= 4,
+        "only {} passes for 150 keys in a 37-key map",
+        passes.len()
+    );
+    for s in &passes {
+        assert!(
+            s.map_memory_bytes <= budget,
+            "map used {} bytes",
+            s.map_memory_bytes
+        );
+        assert!(s.map_keys <= s.map_capacity);
+    }
+    assert!(passes.last().unwrap().complete());
+    let (_, records) = read_all(&p);
+    assert_eq!(fold(&records), model);
+    let live = records.iter().filter(|r| r.value.is_some()).count();
+    assert_eq!(live, model.len(), "exactly one record per live key");
+    assert_eq!(
+        records.len(),
+        150,
+        "live keys plus the 50 tombstones before their horizon"
+    );
+    log.shutdown().unwrap();
+}
+
+#[test]
+fn every_codec_is_decompressed_cleaned_and_written_back_in_the_same_codec() {
+    let codecs = [
+        (Compression::None, 0),
+        (Compression::Gzip, 1),
+        (Compression::Snappy, 2),
+        (Compression::Lz4, 3),
+        (Compression::Zstd, 4),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), &[]);
+    log.create_topic("t", 1, compacted(&[("segment.bytes", "1048576")]), false)
+        .unwrap();
+    let p = log.partition("t", 0).unwrap();
+    let mut model = BTreeMap::new();
+    for round in 0..2 {
+        for (c, (compression, _)) in codecs.iter().enumerate() {
+            let entries: Vec<(String, Option<String>)> = (0..20)
+                .map(|i| {
+                    // Odd keys are rewritten in round 1; even keys only live in round 0.
+                    let key = format!("c{c}-k{}", if round == 1 { 2 * i + 1 } else { i });
+                    (key, Some(format!("r{round}-{}", "x".repeat(50))))
+                })
+                .collect();
+            for (k, v) in &entries {
+                model.insert(k.clone(), v.clone().unwrap());
+            }
+            p.append(keyed_batch(&entries, *compression), AppendOrigin::Client)
+                .unwrap();
+        }
+    }
+    p.roll().unwrap();
+    let mut cleaner = Cleaner::new(dir.path(), config(1 << 20));
+    cleaner.clean_fully(&p, now_ms(), true).unwrap();
+    let (headers, records) = read_all(&p);
+    assert_eq!(fold(&records), model);
+    assert_eq!(records.len(), model.len());
+    // Round 0's batches lost their odd keys and keep their codec; round 1's are untouched.
+    assert_eq!(headers.len(), 10);
+    for (i, h) in headers.iter().enumerate() {
+        let expected_codec = codecs[i % 5].1;
+        assert_eq!(h.compression(), expected_codec, "batch {i}");
+        assert_eq!(h.last_offset_delta, 19, "lastOffsetDelta preserved");
+        let expected_count = if i < 5 { 10 } else { 20 };
+        assert_eq!(h.records_count, expected_count, "batch {i}");
+    }
+    log.shutdown().unwrap();
+}
+
+#[test]
+fn an_active_producers_emptied_last_batch_stays_as_an_empty_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), &[]);
+    log.create_topic("t", 1, compacted(&[]), false).unwrap();
+    let p = log.partition("t", 0).unwrap();
+    let pid = log.allocate_producer_id().unwrap();
+    let entries = vec![
+        ("a".to_string(), Some("1".to_string())),
+        ("b".to_string(), Some("1".to_string())),
+    ];
+    p.append(
+        keyed_batch_from(&entries, Compression::Lz4, Some((pid, 0, 0))),
+        AppendOrigin::Client,
+    )
+    .unwrap();
+    put(&p, "a", Some("2"));
+    put(&p, "b", Some("2"));
+    put(&p, "z", Some("tail"));
+    p.roll().unwrap();
+    let mut cleaner = Cleaner::new(dir.path(), config(1 << 20));
+    cleaner.clean_fully(&p, now_ms(), true).unwrap();
+    let (headers, records) = read_all(&p);
+    assert_eq!(
+        records.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        vec![2, 3, 4]
+    );
+    let first = headers[0];
+    assert_eq!(first.base_offset, 0);
+    assert_eq!(first.records_count, 0, "emptied but kept");
+    assert_eq!(
+        (first.producer_id, first.producer_epoch, first.base_sequence),
+        (pid, 0, 0)
+    );
+    assert_eq!(first.last_offset(), 1);
+    // The producer continues at the next sequence.
+    let next = vec![("c".to_string(), Some("1".to_string()))];
+    p.append(
+        keyed_batch_from(&next, Compression::None, Some((pid, 0, 2))),
+        AppendOrigin::Client,
+    )
+    .unwrap();
+    log.shutdown().unwrap();
+}
+
+#[test]
+fn compact_delete_topics_get_both_retention_and_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), &[]);
+    log.create_topic(
+        "t",
+        1,
+        compacted(&[
+            ("cleanup.policy", "compact,delete"),
+            ("retention.ms", "3600000"),
+        ]),
+        false,
+    )
+    .unwrap();
+    let p = log.partition("t", 0).unwrap();
+    let model = write_rounds(&p, 100, 3);
+    p.roll().unwrap();
+    let mut cleaner = Cleaner::new(dir.path(), config(1 << 20));
+    cleaner.clean_fully(&p, now_ms(), false).unwrap();
+    assert_eq!(fold(&read_all(&p).1), model);
+    // Retention still deletes whole segments once they are old enough, and moves the log start.
+    let deleted = retention::apply_retention(&p, now_ms() + 7_200_000).unwrap();
+    assert!(deleted > 0);
+    assert!(p.offsets().log_start_offset > 0);
+    // Cleaning goes on from the new log start.
+    write_rounds(&p, 10, 2);
+    p.roll().unwrap();
+    let passes = cleaner.clean_fully(&p, now_ms(), true).unwrap();
+    assert!(!passes.is_empty());
+    let keys: Vec<String> = read_all(&p).1.into_iter().map(|r| r.key).collect();
+    assert_eq!(keys.len(), 10);
+    log.shutdown().unwrap();
+}
+
+#[test]
+fn the_background_cleaner_compacts_a_small_segment_topic_within_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    // Default backoff (15 s): the cleaner must wake on the roll, not on its timer.
+    let log = open(dir.path(), &[("log.cleaner.enable", "true")]);
+    log.create_topic(
+        "t",
+        1,
+        compacted(&[("min.cleanable.dirty.ratio", "0.01")]),
+        false,
+    )
+    .unwrap();
+    let p = log.partition("t", 0).unwrap();
+    let model = write_rounds(&p, 50, 20);
+    let written = 1000;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = written;
+    while Instant::now() < deadline {
+        seen = read_all(&p).1.len();
+        if seen < written / 4 && dir.path().join(CHECKPOINT_FILE).exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        seen < written / 4,
+        "still {seen} of {written} records after 10 s"
+    );
+    assert_eq!(fold(&read_all(&p).1), model);
+    assert!(dir.path().join(CHECKPOINT_FILE).exists());
+    log.shutdown().unwrap();
+}
