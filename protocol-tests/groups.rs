@@ -310,6 +310,7 @@ fn one_member_lifecycle_at_highest_versions() {
     assert_eq!(described.members.len(), 1);
     assert_eq!(described.members[0].member_id.to_string(), me);
     assert_eq!(described.members[0].client_id.to_string(), "protocol-tests");
+    assert_eq!(described.members[0].client_host.to_string(), "/127.0.0.1");
     assert_eq!(
         described.members[0].member_assignment,
         Bytes::from("my-assignment")

@@ -112,7 +112,7 @@ async fn serve_connection(
     let (reader, writer) = stream.into_split();
     let (queue_tx, queue_rx) = mpsc::channel(MAX_IN_FLIGHT_PER_CONNECTION);
     let writer_task = tokio::spawn(write_responses(writer, queue_rx, peer));
-    if let Err(reason) = read_requests(reader, &broker, queue_tx, shutdown).await {
+    if let Err(reason) = read_requests(reader, peer, &broker, queue_tx, shutdown).await {
         warn!(%peer, "closing connection: {reason}");
     }
     // The reader dropped its sender: the writer finishes what is queued, then ends.
@@ -123,6 +123,7 @@ async fn serve_connection(
 /// Reads frames until EOF, shutdown, or a frame that must close the connection.
 async fn read_requests(
     mut reader: OwnedReadHalf,
+    peer: SocketAddr,
     broker: &Arc<Broker>,
     queue: mpsc::Sender<Outgoing>,
     mut shutdown: watch::Receiver<bool>,
@@ -165,7 +166,15 @@ async fn read_requests(
                     let api_key = ApiKey::try_from(header.request_api_key).ok()?;
                     let version = header.request_api_version;
                     let correlation_id = header.correlation_id;
-                    let response = broker.handle(&header, body).await?;
+                    // JoinGroup records the member's host, as Kafka shows it in DescribeGroups.
+                    let response = if api_key == ApiKey::JoinGroup {
+                        let host = format!("/{}", peer.ip());
+                        crate::broker::groups::CLIENT_HOST
+                            .scope(host, broker.handle(&header, body))
+                            .await?
+                    } else {
+                        broker.handle(&header, body).await?
+                    };
                     match codec::encode_response(correlation_id, api_key, version, &response) {
                         Ok(frame) => Some(frame),
                         Err(e) => {

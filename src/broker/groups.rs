@@ -71,6 +71,13 @@ macro_rules! build {
     }};
 }
 
+tokio::task_local! {
+    /// The client's address as Kafka shows it in DescribeGroups ("/127.0.0.1"). The
+    /// connection code sets it around each request with `CLIENT_HOST.scope(..)`; JoinGroup
+    /// records it for the member.
+    pub static CLIENT_HOST: String;
+}
+
 /// Kafka's `offset.metadata.max.bytes` default: longer commit metadata is refused.
 const OFFSET_METADATA_MAX_BYTES: usize = 4096;
 
@@ -216,8 +223,7 @@ async fn join_group(
         member_id: r.member_id.to_string(),
         group_instance_id: r.group_instance_id.as_ref().map(|s| s.to_string()),
         client_id,
-        // The handler does not see the connection's peer address.
-        client_host: String::new(),
+        client_host: CLIENT_HOST.try_with(Clone::clone).unwrap_or_default(),
         session_timeout_ms: r.session_timeout_ms,
         rebalance_timeout_ms: if v >= 1 {
             r.rebalance_timeout_ms
