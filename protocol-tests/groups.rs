@@ -231,6 +231,21 @@ fn fetch_offsets(
 fn find_coordinator_every_version() {
     let cairn = Cairn::start(FAST);
     let mut client = cairn.client();
+    let topics = |client: &mut Client| -> Vec<(String, bool, usize)> {
+        let metadata = client.call(12, &MetadataRequest::default().with_topics(None));
+        metadata
+            .topics
+            .iter()
+            .map(|t| {
+                let name = t.name.as_ref().map(|n| n.to_string()).unwrap_or_default();
+                (name, t.is_internal, t.partitions.len())
+            })
+            .collect()
+    };
+    assert!(
+        topics(&mut client).is_empty(),
+        "a fresh broker has no topics"
+    );
     for version in 0..=3 {
         let response = client.call(
             version,
@@ -241,6 +256,11 @@ fn find_coordinator_every_version() {
         assert_eq!(response.host.to_string(), "127.0.0.1");
         assert_eq!(response.port, i32::from(cairn.addr.port()));
     }
+    // Looking for a group coordinator created the internal offsets topic.
+    assert_eq!(
+        topics(&mut client),
+        vec![("__consumer_offsets".to_string(), true, 4)]
+    );
     for version in 4..=6 {
         let response = client.call(
             version,

@@ -170,9 +170,15 @@ fn str_bytes(s: impl Into<String>) -> StrBytes {
 
 fn find_coordinator(broker: &Broker, v: i16, r: FindCoordinatorRequest) -> FindCoordinatorResponse {
     let (host, port) = &broker.advertised;
-    // Groups (0) and transactions (1) are both coordinated by this single broker.
+    // Groups (0) and transactions (1) are both coordinated by this single broker. The offsets
+    // topic is created when a group coordinator is first looked for, as Kafka does.
     let error = match r.key_type {
-        0 | 1 => 0,
+        0 => broker
+            .groups
+            .ensure_offsets_topic()
+            .err()
+            .map_or(0, |e| coordinator_error_code(&e)),
+        1 => 0,
         _ => ResponseError::InvalidRequest.code(),
     };
     let ok = error == 0;

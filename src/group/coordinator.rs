@@ -111,7 +111,7 @@ impl GroupCoordinator {
         log: Arc<LogManager>,
     ) -> Result<Arc<GroupCoordinator>, CoordinatorError> {
         let started = std::time::Instant::now();
-        let offsets = OffsetsTopic::open(config, log)?;
+        let offsets = OffsetsTopic::open(config, log);
         let loaded = offsets.load()?;
         let now = now_ms();
         let mut groups = Groups::new(GroupConfig {
@@ -176,6 +176,13 @@ impl GroupCoordinator {
             handle.abort();
             let _ = handle.await;
         }
+    }
+
+    /// Creates `__consumer_offsets` if it does not exist yet (FindCoordinator calls this, as
+    /// Kafka creates the topic when a client first looks for a coordinator).
+    pub fn ensure_offsets_topic(&self) -> Result<(), CoordinatorError> {
+        self.offsets.ensure()?;
+        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {

@@ -278,45 +278,68 @@ pub struct Loaded {
     pub records: u64,
 }
 
-/// The offsets topic of one broker.
+/// The offsets topic of one broker. Like Kafka, the topic is created on first use (a group
+/// lookup or the first write), so a fresh broker lists no topics.
 pub struct OffsetsTopic {
     log: Arc<LogManager>,
-    partitions: i32,
+    num_partitions: i32,
+    segment_bytes: i32,
+    /// The partition count once the topic exists.
+    partitions: std::sync::OnceLock<i32>,
+    creating: std::sync::Mutex<()>,
 }
 
 impl OffsetsTopic {
-    /// Opens `__consumer_offsets`, creating it (compacted, internal) on first start.
-    pub fn open(config: &BrokerConfig, log: Arc<LogManager>) -> Result<OffsetsTopic, OffsetsError> {
-        let partitions = match log.topic(OFFSETS_TOPIC) {
+    /// Opens `__consumer_offsets` if it exists; [`OffsetsTopic::ensure`] creates it.
+    pub fn open(config: &BrokerConfig, log: Arc<LogManager>) -> OffsetsTopic {
+        let partitions = std::sync::OnceLock::new();
+        if let Some(info) = log.topic(OFFSETS_TOPIC) {
+            let _ = partitions.set(info.partitions);
+        }
+        OffsetsTopic {
+            log,
+            num_partitions: config.offsets_topic_num_partitions(),
+            segment_bytes: config.offsets_topic_segment_bytes(),
+            partitions,
+            creating: std::sync::Mutex::new(()),
+        }
+    }
+
+    /// Creates the topic (compacted, internal, `offsets.topic.num.partitions` partitions,
+    /// `offsets.topic.segment.bytes` segments) unless it exists; returns its partition count.
+    pub fn ensure(&self) -> Result<i32, OffsetsError> {
+        if let Some(n) = self.partitions.get() {
+            return Ok(*n);
+        }
+        let _creating = self.creating.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = self.partitions.get() {
+            return Ok(*n);
+        }
+        let n = match self.log.topic(OFFSETS_TOPIC) {
             Some(info) => info.partitions,
             None => {
                 let mut overrides = std::collections::BTreeMap::new();
                 overrides.insert("cleanup.policy".to_string(), "compact".to_string());
-                overrides.insert(
-                    "segment.bytes".to_string(),
-                    config.offsets_topic_segment_bytes().to_string(),
-                );
-                let n = config.offsets_topic_num_partitions();
-                match log.create_topic(OFFSETS_TOPIC, n, overrides, true) {
+                overrides.insert("segment.bytes".to_string(), self.segment_bytes.to_string());
+                match self
+                    .log
+                    .create_topic(OFFSETS_TOPIC, self.num_partitions, overrides, true)
+                {
                     Ok(info) => info.partitions,
-                    Err(LogError::TopicExists(_)) => {
-                        log.topic(OFFSETS_TOPIC).map(|t| t.partitions).unwrap_or(n)
-                    }
+                    Err(LogError::TopicExists(_)) => self
+                        .log
+                        .topic(OFFSETS_TOPIC)
+                        .map_or(self.num_partitions, |t| t.partitions),
                     Err(e) => return Err(e.into()),
                 }
             }
         };
-        Ok(OffsetsTopic { log, partitions })
+        Ok(*self.partitions.get_or_init(|| n))
     }
 
-    /// The number of partitions of the topic.
-    pub fn partitions(&self) -> i32 {
-        self.partitions
-    }
-
-    /// The partition that holds a group's records.
+    /// The partition that holds a group's records (creating the topic if needed).
     pub fn partition(&self, group_id: &str) -> Result<Arc<Partition>, OffsetsError> {
-        let p = partition_for(group_id, self.partitions);
+        let p = partition_for(group_id, self.ensure()?);
         self.log
             .partition(OFFSETS_TOPIC, p)
             .ok_or(OffsetsError::MissingPartition(p))
@@ -342,7 +365,8 @@ impl OffsetsTopic {
             HashMap::new();
         let mut groups: HashMap<String, Option<StoredGroup>> = HashMap::new();
         let mut records = 0u64;
-        for p in 0..self.partitions {
+        let existing = self.partitions.get().copied().unwrap_or(0);
+        for p in 0..existing {
             let partition = self
                 .log
                 .partition(OFFSETS_TOPIC, p)
