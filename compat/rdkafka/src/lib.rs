@@ -597,3 +597,21 @@ where
         tokio::time::sleep(every).await;
     }
 }
+
+/// Session timeout of group members in these tests: a killed member's partitions move after it.
+pub const SESSION_TIMEOUT_MS: u64 = 6_000;
+
+/// Config for a consumer in `group` with manual commits, reading from the earliest offset when the
+/// group has no committed offset.
+pub fn group_consumer_config(bootstrap: &str, group: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .set("session.timeout.ms", SESSION_TIMEOUT_MS.to_string())
+        .set("heartbeat.interval.ms", "500")
+        .set("socket.timeout.ms", "10000");
+    c
+}
