@@ -22,17 +22,25 @@ def groups_tool(broker, *args, check=True):
 
 
 def table(out):
-    """Parse a whitespace-aligned table with an upper-case header line into dicts."""
-    rows, header = [], None
+    """Parse the tool's tables (a header line starting with GROUP) into dicts. A row with a
+    cell per column is split on whitespace; a row with an empty cell is cut at the header's
+    column positions, so that the empty cell stays a cell."""
+    rows, columns = [], None
     for line in out.splitlines():
-        cells = line.split()
-        if not cells:
+        if not line.strip():
             continue
-        if cells[0] == "GROUP":
-            header = cells
+        if line.startswith("GROUP "):
+            names = line.split()
+            starts = [line.index(" " + n + " ") + 1 if i else 0 for i, n in
+                      enumerate(names[:-1])] + [line.rindex(names[-1])]
+            columns = list(zip(names, starts, starts[1:] + [None]))
             continue
-        if header and len(cells) == len(header):
-            rows.append(dict(zip(header, cells)))
+        if columns and not line.startswith(("Consumer group", "Error", "Warning")):
+            cells = line.split()
+            if len(cells) == len(columns):  # values wider than a column shift the alignment
+                rows.append({n: v for (n, _, _), v in zip(columns, cells)})
+            else:
+                rows.append({n: line[a:b].strip() for n, a, b in columns})
     return rows
 
 
@@ -153,5 +161,27 @@ def test_describe_active_member_and_reset_refused(broker, topic_name):
         refused = groups_tool(broker, "--reset-offsets", "--group", group, "--topic", topic,
                               "--to-earliest", "--execute", check=False)
         assert "inactive" in (refused.stdout + refused.stderr), refused
+    finally:
+        c.close()
+
+
+def test_describe_shows_member_host(broker, topic_name):
+    """--describe --members shows where each member connects from, as Kafka does ("/ip")."""
+    from confluent_kafka import Consumer
+
+    topic, group = topic_name, f"group-{topic_name}"
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group,
+                  "client.id": "compat-host", "auto.offset.reset": "earliest",
+                  "allow.auto.create.topics": True})
+    try:
+        kafka_tool("kafka-topics", "--bootstrap-server", broker.bootstrap, "--create",
+                   "--topic", topic, "--partitions", "1")
+        c.subscribe([topic])
+        wait_until(lambda: (c.poll(0.2), len(c.assignment()) == 1)[1], timeout=60,
+                   what="the member to be assigned the partition")
+        out = groups_tool(broker, "--describe", "--group", group, "--members").stdout
+        [row] = [r for r in table(out) if r["GROUP"] == group]
+        assert row["CLIENT-ID"] == "compat-host"
+        assert row["HOST"] == "/127.0.0.1", row
     finally:
         c.close()
