@@ -548,7 +548,14 @@ impl Cleaner {
                 &mut stats,
             );
             let size = match written {
-                Ok(Some(size)) => size,
+                Ok(Some((size, changed))) => {
+                    if !changed && bases.len() == 1 {
+                        // Already clean: swapping in an identical copy would only cost I/O.
+                        remove_cleaned(partition, bases[0]);
+                        continue;
+                    }
+                    size
+                }
                 Ok(None) => continue,
                 Err(e) => {
                     remove_cleaned(partition, bases[0]);
@@ -597,7 +604,7 @@ impl Cleaner {
     }
 
     /// Writes the cleaned version of `segments` as `<first base>.*.cleaned`, fsynced. Returns its
-    /// size, or None when the group holds no batch at all (nothing to replace).
+    /// size and whether any batch changed, or None when the group holds no batch at all.
     #[allow(clippy::too_many_arguments)]
     fn write_group(
         &self,
@@ -608,7 +615,7 @@ impl Cleaner {
         throttle: &mut Throttle<'_>,
         filter: &mut FilterStats,
         stats: &mut CleanStats,
-    ) -> Result<Option<u64>, CleanerError> {
+    ) -> Result<Option<(u64, bool)>, CleanerError> {
         let cfg = partition.config();
         let base = segments[0].summary.base_offset;
         let io = partition.io.as_ref();
@@ -625,6 +632,7 @@ impl Cleaner {
         // always stays (emptied if need be) so the cleaned segment ends where the group ended.
         let mut pending: Option<(Vec<u8>, BatchOutcome)> = None;
         let mut any = false;
+        let mut changed = false;
         for seg in segments {
             let mut scan = BatchScanner::new(seg.file.as_ref(), 0, seg.summary.size);
             loop {
@@ -649,6 +657,7 @@ impl Cleaner {
                         .and_then(|e| e.batches.back())
                         .is_some_and(|m| m.last_offset == h.last_offset());
                 let outcome = rewrite::filter_batch(&bytes, rules, producer_last, filter)?;
+                changed |= outcome != BatchOutcome::Unchanged;
                 if let Some((prev, prev_outcome)) = pending.replace((bytes, outcome)) {
                     emit(&mut out, &prev, prev_outcome, false, throttle)?;
                 }
@@ -681,7 +690,7 @@ impl Cleaner {
                 }
             }
         }
-        Ok(Some(size))
+        Ok(Some((size, changed)))
     }
 }
 

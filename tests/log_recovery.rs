@@ -1,0 +1,332 @@
+//! Start-up recovery of the log engine: torn tails, corrupt batches, missing indexes, leftover
+//! and swap files, and recovery bounded by the recovery point.
+
+mod log_support;
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use cairn::log::{AppendOrigin, Isolation};
+use log_support::*;
+
+fn seg(dir: &Path, topic: &str, base: i64, ext: &str) -> PathBuf {
+    dir.join(format!("{topic}-0/{base:020}.{ext}"))
+}
+
+fn read_all(p: &cairn::log::Partition) -> Vec<(i64, String)> {
+    let mut out = Vec::new();
+    let mut next = p.offsets().log_start_offset;
+    let end = p.offsets().high_watermark;
+    while next < end {
+        let r = p.read(next, 4096, Isolation::ReadUncommitted).unwrap();
+        let got: Vec<_> = decode(&r.records)
+            .into_iter()
+            .filter(|r| r.0 >= next)
+            .collect();
+        assert!(!got.is_empty(), "read at {next} returned nothing");
+        next = got.last().unwrap().0 + 1;
+        out.extend(got.into_iter().map(|(o, v, _)| (o, v)));
+    }
+    out
+}
+
+/// Writes `n` single-record batches and stops without a clean shutdown.
+fn write_then_crash(
+    dir: &Path,
+    topic: &str,
+    n: usize,
+    topic_overrides: &[(&str, &str)],
+) -> Vec<u64> {
+    let log = open(dir, &[]);
+    log.create_topic(topic, 1, overrides(topic_overrides), false)
+        .unwrap();
+    let p = log.partition(topic, 0).unwrap();
+    let mut sizes = Vec::new();
+    for i in 0..n {
+        let b = batch(&[&format!("v{i}")], now_ms());
+        sizes.push(b.len() as u64);
+        p.append(b, AppendOrigin::Client).unwrap();
+    }
+    block_on(p.wait_durable(n as i64)).unwrap();
+    log.halt();
+    sizes
+}
+
+#[test]
+fn a_torn_tail_is_truncated() {
+    let dir = tempfile::tempdir().unwrap();
+    let sizes = write_then_crash(dir.path(), "torn", 5, &[]);
+    let log_path = seg(dir.path(), "torn", 0, "log");
+    // Half of a sixth batch reached the disk before the crash.
+    let partial = batch(&["never acknowledged"], now_ms());
+    OpenOptions::new()
+        .append(true)
+        .open(&log_path)
+        .unwrap()
+        .write_all(&partial[..partial.len() / 2])
+        .unwrap();
+
+    let log = open(dir.path(), &[]);
+    let p = log.partition("torn", 0).unwrap();
+    assert_eq!(p.offsets().log_end_offset, 5);
+    assert_eq!(
+        fs::metadata(&log_path).unwrap().len(),
+        sizes.iter().sum::<u64>()
+    );
+    assert_eq!(read_all(&p).len(), 5);
+    assert_eq!(
+        p.append(batch(&["v5"], now_ms()), AppendOrigin::Client)
+            .unwrap()
+            .base_offset,
+        5
+    );
+    log.shutdown().unwrap();
+    let log = open(dir.path(), &[]);
+    let p = log.partition("torn", 0).unwrap();
+    let all = read_all(&p);
+    assert_eq!(all.len(), 6);
+    assert!(all
+        .iter()
+        .enumerate()
+        .all(|(i, (o, v))| *o == i as i64 && v == &format!("v{i}")));
+    log.shutdown().unwrap();
+}
+
+#[test]
+fn a_corrupt_batch_in_the_tail_cuts_the_log_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let sizes = write_then_crash(dir.path(), "bad", 10, &[]);
+    let log_path = seg(dir.path(), "bad", 0, "log");
+    let mut bytes = fs::read(&log_path).unwrap();
+    let sixth: u64 = sizes[..6].iter().sum();
+    bytes[sixth as usize + 70] ^= 0xff; // inside batch 6's records: the CRC no longer holds
+    fs::write(&log_path, &bytes).unwrap();
+
+    let log = open(dir.path(), &[]);
+    let p = log.partition("bad", 0).unwrap();
+    assert_eq!(p.offsets().log_end_offset, 6);
+    assert_eq!(p.offsets().high_watermark, 6);
+    assert_eq!(fs::metadata(&log_path).unwrap().len(), sixth);
+    let all = read_all(&p);
+    assert_eq!(
+        all.iter().map(|r| r.0).collect::<Vec<_>>(),
+        (0..6).collect::<Vec<_>>()
+    );
+    log.shutdown().unwrap();
+}
+
+#[test]
+fn a_corrupt_segment_in_the_middle_of_the_tail_drops_later_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    write_then_crash(dir.path(), "mid", 30, &[("segment.bytes", "300")]);
+    let mut logs: Vec<i64> = fs::read_dir(dir.path().join("mid-0"))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".log").map(|s| s.parse().unwrap())
+        })
+        .collect();
+    logs.sort();
+    assert!(logs.len() >= 4, "{logs:?}");
+    let broken = logs[1];
+    let path = seg(dir.path(), "mid", broken, "log");
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[30] ^= 0x55; // inside the first batch's CRC-covered header
+    fs::write(&path, &bytes).unwrap();
+
+    let log = open(dir.path(), &[]);
+    let p = log.partition("mid", 0).unwrap();
+    assert_eq!(p.offsets().log_end_offset, broken);
+    assert_eq!(read_all(&p).len() as i64, broken);
+    assert!(!seg(dir.path(), "mid", logs[2], "log").exists());
+    assert_eq!(
+        p.append(batch(&["next"], now_ms()), AppendOrigin::Client)
+            .unwrap()
+            .base_offset,
+        broken
+    );
+    log.shutdown().unwrap();
+}
+
+#[test]
+fn missing_indexes_are_rebuilt_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = now_ms() - 10_000;
+    {
+        let log = open(dir.path(), &[]);
+        log.create_topic(
+            "ix",
+            1,
+            overrides(&[("segment.bytes", "3000"), ("index.interval.bytes", "100")]),
+            false,
+        )
+        .unwrap();
+        let p = log.partition("ix", 0).unwrap();
+        for i in 0..60 {
+            p.append(
+                batch(&[&format!("value-{i:03}")], t0 + i * 10),
+                AppendOrigin::Client,
+            )
+            .unwrap();
+        }
+        log.shutdown().unwrap();
+    }
+    let index = seg(dir.path(), "ix", 0, "index");
+    let time_index = seg(dir.path(), "ix", 0, "timeindex");
+    let original = (fs::read(&index).unwrap(), fs::read(&time_index).unwrap());
+    assert!(!original.0.is_empty() && !original.1.is_empty());
+    fs::remove_file(&index).unwrap();
+    fs::remove_file(&time_index).unwrap();
+
+    let log = open(dir.path(), &[]);
+    let p = log.partition("ix", 0).unwrap();
+    assert_eq!(read_all(&p).len(), 60);
+    assert_eq!(
+        p.offset_for_timestamp(t0 + 205).unwrap(),
+        Some((21, t0 + 210))
+    );
+    assert_eq!(
+        (fs::read(&index).unwrap(), fs::read(&time_index).unwrap()),
+        original
+    );
+    log.shutdown().unwrap();
+}
+
+#[test]
+fn recovery_scans_only_from_the_recovery_point() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = open(dir.path(), &[]);
+        log.create_topic("rp", 1, overrides(&[("segment.bytes", "300")]), false)
+            .unwrap();
+        let p = log.partition("rp", 0).unwrap();
+        for i in 0..20 {
+            p.append(batch(&[&format!("v{i}")], now_ms()), AppendOrigin::Client)
+                .unwrap();
+        }
+        log.shutdown().unwrap(); // recovery point = 20
+    }
+    let checkpoint =
+        fs::read_to_string(dir.path().join("recovery-point-offset-checkpoint")).unwrap();
+    assert!(checkpoint.contains("rp 0 20"), "{checkpoint}");
+    // Damage below the recovery point is not looked at (it was fsynced and checkpointed); a
+    // torn tail above it is.
+    let first = seg(dir.path(), "rp", 0, "log");
+    let mut bytes = fs::read(&first).unwrap();
+    bytes[70] ^= 1;
+    fs::write(&first, &bytes).unwrap();
+    {
+        let log = open(dir.path(), &[]);
+        let p = log.partition("rp", 0).unwrap();
+        p.append(batch(&["v20"], now_ms()), AppendOrigin::Client)
+            .unwrap();
+        block_on(p.wait_durable(21)).unwrap();
+        log.halt();
+    }
+    let active = fs::read_dir(dir.path().join("rp-0"))
+        .unwrap()
+        .filter_map(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .strip_suffix(".log")
+                .map(|s| s.parse::<i64>().unwrap())
+        })
+        .max()
+        .unwrap();
+    OpenOptions::new()
+        .append(true)
+        .open(seg(dir.path(), "rp", active, "log"))
+        .unwrap()
+        .write_all(&[0, 0, 0, 0, 0, 0, 0, 21, 0, 0])
+        .unwrap();
+    let log = open(dir.path(), &[]);
+    let p = log.partition("rp", 0).unwrap();
+    assert_eq!(p.offsets().log_end_offset, 21);
+    assert_eq!(
+        fs::read(&first).unwrap(),
+        bytes,
+        "the first segment was not rewritten"
+    );
+    log.shutdown().unwrap();
+}
+
+#[test]
+fn leftover_files_are_removed_and_swaps_completed() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = open(dir.path(), &[]);
+        log.create_topic("sw", 1, overrides(&[("segment.bytes", "300")]), false)
+            .unwrap();
+        let p = log.partition("sw", 0).unwrap();
+        for i in 0..20 {
+            p.append(batch(&[&format!("v{i}")], now_ms()), AppendOrigin::Client)
+                .unwrap();
+        }
+        block_on(p.wait_durable(20)).unwrap();
+        let sealed = p.sealed_segments();
+        assert!(sealed.len() >= 2);
+        // The cleaner hook: an identity "cleaning" of the first sealed segment.
+        let base = sealed[0].base_offset;
+        fs::copy(
+            &sealed[0].log_path,
+            seg(dir.path(), "sw", base, "log.cleaned"),
+        )
+        .unwrap();
+        p.replace_segments(&[base]).unwrap();
+        assert!(!seg(dir.path(), "sw", base, "log.cleaned").exists());
+        assert_eq!(read_all(&p).len(), 20);
+        log.shutdown().unwrap();
+    }
+    let sealed_base = {
+        let mut bases: Vec<i64> = fs::read_dir(dir.path().join("sw-0"))
+            .unwrap()
+            .filter_map(|e| {
+                e.unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .strip_suffix(".log")
+                    .map(|s| s.parse().unwrap())
+            })
+            .collect();
+        bases.sort();
+        bases[1]
+    };
+    // A crash mid-swap: the .swap is complete, the old segment still present; plus leftovers.
+    fs::copy(
+        seg(dir.path(), "sw", sealed_base, "log"),
+        seg(dir.path(), "sw", sealed_base, "log.swap"),
+    )
+    .unwrap();
+    fs::write(seg(dir.path(), "sw", 0, "log.deleted"), b"junk").unwrap();
+    fs::write(seg(dir.path(), "sw", 0, "log.cleaned"), b"junk").unwrap();
+    let log = open(dir.path(), &[]);
+    let p = log.partition("sw", 0).unwrap();
+    assert!(!seg(dir.path(), "sw", sealed_base, "log.swap").exists());
+    assert!(!seg(dir.path(), "sw", 0, "log.deleted").exists());
+    assert!(!seg(dir.path(), "sw", 0, "log.cleaned").exists());
+    let all = read_all(&p);
+    assert_eq!(all.len(), 20);
+    assert!(all
+        .iter()
+        .enumerate()
+        .all(|(i, (o, v))| *o == i as i64 && v == &format!("v{i}")));
+    log.shutdown().unwrap();
+}
+
+#[test]
+fn partition_directories_of_unknown_topics_are_moved_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir_all(dir.path().join("ghost-0")).unwrap();
+    fs::write(dir.path().join("ghost-0/00000000000000000000.log"), b"").unwrap();
+    let log = open(dir.path(), &[]);
+    assert!(log.topics().is_empty());
+    assert!(!dir.path().join("ghost-0").exists());
+    log.create_topic("ghost", 1, overrides(&[]), false).unwrap();
+    assert_eq!(
+        log.partition("ghost", 0).unwrap().offsets().log_end_offset,
+        0
+    );
+    log.shutdown().unwrap();
+}
