@@ -510,6 +510,10 @@ impl GroupCoordinator {
         let mut fx = inner.groups.tick(now);
         if expire {
             fx.extend(inner.groups.expire_offsets(now, self.retention_ms));
+            let Inner {
+                groups, applied, ..
+            } = &mut *inner;
+            applied.retain(|(group_id, tp), _| groups.committed(group_id, tp).is_some());
         }
         self.deliver(&mut inner, fx);
         inner.groups.next_deadline()
