@@ -249,8 +249,8 @@ impl Cairn {
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
-    /// Total size in bytes of the files in the partition directories of `topic`.
-    pub fn topic_disk_bytes(&self, topic: &str) -> Result<u64> {
+    /// Total size in bytes of the files named `*.<ext>` in the partition directories of `topic`.
+    pub fn topic_disk_bytes_with_ext(&self, topic: &str, ext: &str) -> Result<u64> {
         let mut total = 0;
         for entry in std::fs::read_dir(self.data_dir())? {
             let entry = entry?;
@@ -259,7 +259,7 @@ impl Cairn {
                 .rsplit_once('-')
                 .is_some_and(|(t, p)| t == topic && p.parse::<u32>().is_ok());
             if is_partition && entry.file_type()?.is_dir() {
-                total += dir_bytes(&entry.path())?;
+                total += dir_bytes(&entry.path(), ext)?;
             }
         }
         Ok(total)
@@ -275,12 +275,12 @@ impl Drop for Cairn {
     }
 }
 
-fn dir_bytes(dir: &Path) -> Result<u64> {
+fn dir_bytes(dir: &Path, ext: &str) -> Result<u64> {
     let mut total = 0;
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let meta = entry.metadata()?;
-        if meta.is_file() {
+        if meta.is_file() && entry.path().extension().is_some_and(|e| e == ext) {
             total += meta.len();
         }
     }
