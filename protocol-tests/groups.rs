@@ -492,47 +492,43 @@ fn two_members_rebalance_and_followers_wait_for_the_leader() {
 
 #[test]
 fn an_expired_session_removes_the_member() {
-    // An initial delay long enough for both members to make the first generation.
-    let cairn = Cairn::start(&[
-        "group.initial.rebalance.delay.ms=500",
-        "group.min.session.timeout.ms=500",
-        "offsets.topic.num.partitions=4",
-    ]);
+    let cairn = Cairn::start(FAST);
     let mut a = cairn.client();
     let mut b = cairn.client();
-    let fa = a.call(9, &join_request("expiry", "", None, 10_000));
-    let a_id = fa.member_id.to_string();
-    let fb = b.call(9, &join_request("expiry", "", None, 1_000));
-    let b_id = fb.member_id.to_string();
-    let (a_join, frame) = a.frame(9, &join_request("expiry", &a_id, None, 10_000));
-    a.send_raw(&frame).unwrap();
-    let rb = b.call(9, &join_request("expiry", &b_id, None, 1_000));
-    let ra = a.response::<JoinGroupRequest>(a_join, 9);
-    assert_eq!((ra.generation_id, rb.generation_id), (1, 1));
-    let leader = ra.leader.to_string();
-    let (leader_client, leader_id) = if leader == a_id {
-        (&mut a, &a_id)
-    } else {
-        (&mut b, &b_id)
-    };
-    let s = leader_client.call(5, &sync_request("expiry", 1, leader_id, &[]));
-    assert_eq!(s.error_code, 0);
-    // b (1 s session) goes silent; a keeps heartbeating until the group rebalances.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let code = heartbeat(&mut a, 4, "expiry", 1, &a_id);
-        if code == 27 {
-            break;
+    let a_id = join(&mut a, "expiry").member_id.to_string();
+    let sa = a.call(5, &sync_request("expiry", 1, &a_id, &[]));
+    assert_eq!(sa.error_code, 0);
+    // b joins with a 1 s session; a learns of the rebalance from its heartbeat and rejoins.
+    let first = b.call(9, &join_request("expiry", "", None, 1_000));
+    assert_eq!(first.error_code, 79);
+    let b_id = first.member_id.to_string();
+    let (b_join, frame) = b.frame(9, &join_request("expiry", &b_id, None, 1_000));
+    b.send_raw(&frame).unwrap();
+    let until_rebalance = |a: &mut Client, generation: i32| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let code = heartbeat(a, 4, "expiry", generation, &a_id);
+            if code == 27 {
+                return;
+            }
+            assert_eq!(code, 0);
+            assert!(Instant::now() < deadline, "no rebalance within 10 s");
+            std::thread::sleep(Duration::from_millis(50));
         }
-        assert_eq!(code, 0);
-        assert!(Instant::now() < deadline, "b's session never expired");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    };
+    until_rebalance(&mut a, 1);
     let ra = a.call(9, &join_request("expiry", &a_id, None, 10_000));
-    assert_eq!((ra.error_code, ra.generation_id), (0, 2));
+    let rb = b.response::<JoinGroupRequest>(b_join, 9);
+    assert_eq!((ra.generation_id, rb.generation_id), (2, 2));
+    let sa = a.call(5, &sync_request("expiry", 2, &a_id, &[]));
+    assert_eq!(sa.error_code, 0);
+    // b goes silent; its session expires and the group rebalances without it.
+    until_rebalance(&mut a, 2);
+    let ra = a.call(9, &join_request("expiry", &a_id, None, 10_000));
+    assert_eq!((ra.error_code, ra.generation_id), (0, 3));
     let ids: Vec<String> = ra.members.iter().map(|m| m.member_id.to_string()).collect();
     assert_eq!(ids, vec![a_id.clone()]);
-    assert_eq!(heartbeat(&mut b, 4, "expiry", 1, &b_id), 25);
+    assert_eq!(heartbeat(&mut b, 4, "expiry", 2, &b_id), 25);
 }
 
 #[test]
