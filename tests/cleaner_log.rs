@@ -337,6 +337,47 @@ fn compact_delete_topics_get_both_retention_and_compaction() {
 }
 
 #[test]
+fn max_compaction_lag_makes_a_barely_dirty_log_due_and_rolls_the_active_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), &[]);
+    let overrides = compacted(&[
+        ("segment.bytes", "1048576"),
+        ("min.cleanable.dirty.ratio", "0.9"),
+        ("max.compaction.lag.ms", "60000"),
+    ]);
+    log.create_topic("t", 1, overrides, false).unwrap();
+    let p = log.partition("t", 0).unwrap();
+    let ts = now_ms();
+    for k in 0..200 {
+        put_at(&p, &format!("key-{k}"), Some("value"), ts);
+    }
+    p.roll().unwrap();
+    let mut cleaner = Cleaner::new(dir.path(), config(1 << 20));
+    assert_eq!(cleaner.clean_fully(&p, ts, false).unwrap().len(), 1);
+    // A little dirty data: far below the ratio, so not due until it is older than the lag.
+    put_at(&p, "key-0", Some("new"), ts + 10);
+    p.roll().unwrap();
+    let (plan, due) = cleaner.plan(&p, ts + 1_000).unwrap().unwrap();
+    assert!(plan.dirty_ratio() < 0.1, "ratio {}", plan.dirty_ratio());
+    assert!(!due);
+    let (_, due) = cleaner.plan(&p, ts + 60_011).unwrap().unwrap();
+    assert!(due, "dirty data older than max.compaction.lag.ms is due");
+    assert_eq!(
+        cleaner.clean_fully(&p, ts + 60_011, false).unwrap().len(),
+        1
+    );
+
+    // The active segment rolls once its data spans max.compaction.lag.ms (segment.ms is a week).
+    let sealed = p.sealed_segments().len();
+    put_at(&p, "key-1", Some("a"), ts + 100_000);
+    put_at(&p, "key-1", Some("b"), ts + 130_000);
+    assert_eq!(p.sealed_segments().len(), sealed);
+    put_at(&p, "key-1", Some("c"), ts + 160_001);
+    assert_eq!(p.sealed_segments().len(), sealed + 1);
+    log.shutdown().unwrap();
+}
+
+#[test]
 fn the_background_cleaner_compacts_a_small_segment_topic_within_seconds() {
     let dir = tempfile::tempdir().unwrap();
     // Default backoff (15 s): the cleaner must wake on the roll, not on its timer.

@@ -67,8 +67,17 @@ pub fn keyed_batch_from(
     compression: Compression,
     producer: Option<(i64, i16, i32)>,
 ) -> Bytes {
+    keyed_batch_at(entries, compression, producer, now_ms())
+}
+
+/// A keyed batch whose records carry timestamp `ts`.
+pub fn keyed_batch_at(
+    entries: &[(String, Option<String>)],
+    compression: Compression,
+    producer: Option<(i64, i16, i32)>,
+    ts: i64,
+) -> Bytes {
     let (pid, epoch, seq) = producer.unwrap_or((-1, -1, -1));
-    let ts = now_ms();
     let records: Vec<Record> = entries
         .iter()
         .enumerate()
@@ -99,6 +108,13 @@ pub fn keyed_batch_from(
     )
     .expect("encode batch");
     buf.freeze()
+}
+
+/// Appends one record with timestamp `ts`.
+pub fn put_at(p: &Partition, key: &str, value: Option<&str>, ts: i64) {
+    let entries = [(key.to_string(), value.map(str::to_string))];
+    let batch = keyed_batch_at(&entries, Compression::None, None, ts);
+    p.append(batch, AppendOrigin::Client).expect("append");
 }
 
 pub fn put(p: &Partition, key: &str, value: Option<&str>) {
