@@ -807,3 +807,41 @@ fn offset_delete_and_delete_groups() {
     );
     assert_eq!(response.results[0].error_code, 69);
 }
+
+#[test]
+fn sigterm_answers_a_join_parked_in_a_rebalance() {
+    let mut cairn = Cairn::start(FAST);
+    let mut a = cairn.client();
+    let mut b = cairn.client();
+    // a's long rebalance timeout would keep b's join parked for a minute.
+    let slow = |member: &str| {
+        join_request("parked", member, None, 10_000).with_rebalance_timeout_ms(60_000)
+    };
+    let first = a.call(9, &slow(""));
+    let a_id = first.member_id.to_string();
+    assert_eq!(a.call(9, &slow(&a_id)).error_code, 0);
+    assert_eq!(
+        a.call(5, &sync_request("parked", 1, &a_id, &[])).error_code,
+        0
+    );
+    let b_id = b.call(9, &slow("")).member_id.to_string();
+    let (b_join, frame) = b.frame(9, &slow(&b_id));
+    b.send_raw(&frame).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while heartbeat(&mut a, 4, "parked", 1, &a_id) != 27 {
+        assert!(
+            Instant::now() < deadline,
+            "b's join never started a rebalance"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let started = Instant::now();
+    assert!(cairn.stop().success());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "shutdown waited {:?} for the parked join",
+        started.elapsed()
+    );
+    let response = b.response::<JoinGroupRequest>(b_join, 9);
+    assert_eq!(response.error_code, 15, "COORDINATOR_NOT_AVAILABLE");
+}

@@ -90,6 +90,9 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
     wait_for_signal().await?;
     info!("shutting down: no new connections, finishing in-flight requests");
     let _ = shutdown_tx.send(true);
+    // Answer JoinGroup/SyncGroup requests parked in a rebalance now (COORDINATOR_NOT_AVAILABLE),
+    // so connections can finish without waiting out a rebalance timeout.
+    broker.groups.shutdown().await;
     if tokio::time::timeout(std::time::Duration::from_secs(30), serving)
         .await
         .is_err()

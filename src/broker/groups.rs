@@ -145,7 +145,6 @@ fn group_error_code(e: &GroupError) -> i16 {
 fn coordinator_error_code(e: &CoordinatorError) -> i16 {
     match e {
         CoordinatorError::Group(g) => group_error_code(g),
-        CoordinatorError::ShuttingDown => ResponseError::CoordinatorNotAvailable.code(),
         CoordinatorError::Offsets(o) => {
             tracing::warn!(error = %o, "group coordinator storage error");
             match o {

@@ -29,8 +29,6 @@ pub enum CoordinatorError {
     Group(#[from] GroupError),
     #[error(transparent)]
     Offsets(#[from] OffsetsError),
-    #[error("the group coordinator is shutting down")]
-    ShuttingDown,
 }
 
 impl From<LogError> for CoordinatorError {
@@ -153,8 +151,9 @@ impl GroupCoordinator {
         Ok(coordinator)
     }
 
-    /// Stops the timer and answers every parked request with COORDINATOR_NOT_AVAILABLE, so
-    /// clients look for the coordinator again after the restart.
+    /// Stops the timer and answers every parked request (and every later JoinGroup or
+    /// SyncGroup) with COORDINATOR_NOT_AVAILABLE, so clients look for the coordinator again
+    /// after the restart. Safe to call more than once.
     pub async fn shutdown(&self) {
         {
             let mut inner = self.lock();
@@ -291,10 +290,9 @@ impl GroupCoordinator {
             return Ok(());
         }
         let (partition, end) = {
+            // Commits are still taken while shutting down: the log stays open until the
+            // broker closes it, and a commit that arrives in time should not be lost.
             let mut inner = self.lock();
-            if inner.shutting_down {
-                return Err(CoordinatorError::ShuttingDown);
-            }
             let now = now_ms();
             inner.groups.check_commit(
                 group_id,
