@@ -896,3 +896,46 @@ fn consumer_subscription_parsing() {
     assert_eq!(parse_consumer_subscription(&[0, 0, 0, 0, 0, 5]), None);
     assert_eq!(parse_consumer_subscription(&[]), None);
 }
+
+#[test]
+fn nobody_rejoining_empties_the_group_at_the_rebalance_timeout() {
+    let mut h = Harness::stable_pair();
+    // Both members keep heartbeating (in their sessions) but neither rejoins: the new member
+    // that triggered the rebalance leaves again before it completes.
+    let c = h.join("");
+    let results = h.leave(&[("m3", None)]);
+    assert_eq!(results, vec![Ok(())]);
+    assert_eq!(h.join_reply(c), Some(Err(GroupError::UnknownMemberId)));
+    for _ in 0..3 {
+        h.advance(5_000);
+        assert_eq!(h.heartbeat("m1", 1), Err(GroupError::RebalanceInProgress));
+        assert_eq!(h.heartbeat("m2", 1), Err(GroupError::RebalanceInProgress));
+    }
+    h.advance(REBALANCE as i64 - 15_000);
+    assert_eq!(h.state(), GroupState::Empty);
+    assert_eq!(h.groups.group("g").unwrap().generation_id(), 2);
+    assert!(h.stored(), "the empty generation is persisted");
+    assert_eq!(h.heartbeat("m1", 2), Err(GroupError::UnknownMemberId));
+}
+
+#[test]
+fn a_leader_that_never_syncs_is_replaced_after_its_session() {
+    let mut h = Harness::new();
+    let a = h.join("");
+    let b = h.join("");
+    h.advance(DELAY * 2);
+    h.joined(a);
+    h.joined(b);
+    // The follower waits in SyncGroup; the leader is silent.
+    let f = h.sync("m2", 1, &[]);
+    h.advance(SESSION as i64 - 1);
+    assert!(h.sync_reply(f).is_none());
+    assert_eq!(h.state(), GroupState::CompletingRebalance);
+    h.advance(1);
+    // The leader's session ended: a new rebalance starts and the follower is told to rejoin.
+    assert_eq!(h.sync_reply(f), Some(Err(GroupError::RebalanceInProgress)));
+    assert_eq!(h.state(), GroupState::PreparingRebalance);
+    let b = h.join("m2");
+    let rb = h.joined(b);
+    assert_eq!((rb.generation_id, rb.leader.as_str()), (2, "m2"));
+}
