@@ -34,6 +34,10 @@ pub(crate) struct FlushQueue {
 impl FlushQueue {
     pub(crate) fn push(&self, partition: Arc<Partition>) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.stop {
+            // Nobody would flush it; shutdown flushes every partition itself.
+            return;
+        }
         if !st.dirty.iter().any(|p| Arc::ptr_eq(p, &partition)) {
             st.dirty.push(partition);
         }

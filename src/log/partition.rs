@@ -334,7 +334,7 @@ impl Partition {
 
     fn roll_locked(&self, st: &mut PartitionState, limits: &SegmentLimits) -> Result<(), LogError> {
         let new_base = st.log_end_offset;
-        producer_state::write_snapshot(&self.dir, new_base, &st.producers)?;
+        producer_state::write_snapshot(&self.dir, new_base, &st.producers, false)?;
         let segment = Segment::create(self.io.as_ref(), &self.dir, new_base, limits)?;
         let old = st.active();
         old.finish_time_index()?;
@@ -343,6 +343,8 @@ impl Partition {
         st.pending_sync.extend(files);
         st.segments.push(segment);
         st.dir_dirty = true;
+        // A sealed segment is flushed soon in every mode, so the recovery point keeps up.
+        self.request_flush();
         tracing::debug!(topic = %self.topic, partition = self.index, base_offset = new_base, "rolled segment");
         Ok(())
     }
@@ -443,6 +445,7 @@ impl Partition {
         let dirty = st.durable_offset < st.log_end_offset || !st.pending_sync.is_empty();
         dirty
             && (cfg.fsync_before_ack()
+                || !st.pending_sync.is_empty()
                 || cfg.flush_ms.is_some_and(|ms| now - st.last_flush_ms >= ms))
     }
 
@@ -511,13 +514,16 @@ impl Partition {
     /// `None` when no such record exists below the high watermark.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, LogError> {
         let limits = segment_limits(&self.config());
-        let (upper, plan) = {
+        let (upper, start, plan) = {
             let mut st = self.lock();
             let upper = st.high_watermark;
             let start = st.log_start_offset;
-            let mut plan = None;
+            // Candidate segments: those whose largest timestamp reaches the target. Usually the
+            // first one holds the answer; later ones matter only when its match lies below the
+            // log start offset.
+            let mut plan = Vec::new();
             for seg in st.segments.iter_mut() {
-                if seg.base_offset >= upper {
+                if seg.base_offset >= upper || plan.len() >= 4 {
                     break;
                 }
                 let Some((max_ts, _)) = seg.max_timestamp(self.io.as_ref(), &limits)? else {
@@ -530,41 +536,34 @@ impl Partition {
                     .lookup_time(self.io.as_ref(), &limits, timestamp)?
                     .max(start);
                 let position = seg.lookup(self.io.as_ref(), &limits, from)?;
-                plan = Some((seg.log_file().clone(), position, seg.size));
-                break;
+                plan.push((seg.log_file().clone(), position, seg.size));
             }
-            (upper, plan)
+            (upper, start, plan)
         };
-        let Some((file, position, end)) = plan else {
-            return Ok(None);
-        };
-        let start = self.offsets().log_start_offset;
-        let mut scan = BatchScanner::new(file.as_ref(), position, end);
-        loop {
-            match scan.next(false)? {
-                Scan::Batch(b) => {
-                    let h = b.header;
-                    if h.base_offset >= upper {
-                        return Ok(None);
-                    }
-                    if h.last_offset() < start || h.max_timestamp < timestamp {
-                        continue;
-                    }
-                    if h.is_log_append_time() {
-                        return Ok(Some((h.base_offset.max(start), h.max_timestamp)));
-                    }
-                    let bytes = read_whole(file.as_ref(), b.position, h.size())?;
-                    let found = batch::record_timestamps(&bytes)
-                        .map_err(map_batch_error)?
-                        .into_iter()
-                        .find(|&(o, ts)| o >= start && ts >= timestamp);
-                    if let Some(found) = found {
-                        return Ok(Some(found));
-                    }
+        for (file, position, end) in plan {
+            let mut scan = BatchScanner::new(file.as_ref(), position, end);
+            while let Scan::Batch(b) = scan.next(false)? {
+                let h = b.header;
+                if h.base_offset >= upper {
+                    return Ok(None);
                 }
-                _ => return Ok(None),
+                if h.last_offset() < start || h.max_timestamp < timestamp {
+                    continue;
+                }
+                if h.is_log_append_time() {
+                    return Ok(Some((h.base_offset.max(start), h.max_timestamp)));
+                }
+                let bytes = read_whole(file.as_ref(), b.position, h.size())?;
+                let found = batch::record_timestamps(&bytes)
+                    .map_err(map_batch_error)?
+                    .into_iter()
+                    .find(|&(o, ts)| o >= start && o < upper && ts >= timestamp);
+                if let Some(found) = found {
+                    return Ok(Some(found));
+                }
             }
         }
+        Ok(None)
     }
 
     /// The record with the largest timestamp: (offset, timestamp); `None` when empty.
@@ -677,7 +676,7 @@ impl Partition {
         let active = st.active();
         active.finish_time_index()?;
         let files = active.index_files();
-        producer_state::write_snapshot(&self.dir, st.log_end_offset, &st.producers)?;
+        producer_state::write_snapshot(&self.dir, st.log_end_offset, &st.producers, true)?;
         drop(st);
         for f in files {
             f.sync()?;

@@ -293,8 +293,22 @@ pub fn list_snapshots(dir: &Path) -> io::Result<Vec<i64>> {
 }
 
 /// Writes the state as of `offset` (exclusive) and deletes older snapshots but the previous one.
-pub fn write_snapshot(dir: &Path, offset: i64, state: &ProducerStateManager) -> io::Result<()> {
-    write_atomic(&snapshot_path(dir, offset), &state.encode_snapshot())?;
+/// With `durable` the file is fsynced; without (at roll, under the partition lock) a lost or torn
+/// snapshot is detected by its CRC at start-up and the previous one is used instead.
+pub fn write_snapshot(
+    dir: &Path,
+    offset: i64,
+    state: &ProducerStateManager,
+    durable: bool,
+) -> io::Result<()> {
+    let path = snapshot_path(dir, offset);
+    if durable {
+        write_atomic(&path, &state.encode_snapshot())?;
+    } else {
+        let tmp = path.with_extension("snapshot.tmp");
+        fs::write(&tmp, state.encode_snapshot())?;
+        fs::rename(&tmp, &path)?;
+    }
     let existing = list_snapshots(dir)?;
     let older: Vec<i64> = existing.into_iter().filter(|&o| o < offset).collect();
     for &o in older.iter().rev().skip(1) {
@@ -458,9 +472,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = ProducerStateManager::new();
         append(&mut s, header(5, 0, 0, 1, 0)).unwrap();
-        write_snapshot(dir.path(), 10, &s).unwrap();
-        write_snapshot(dir.path(), 20, &ProducerStateManager::new()).unwrap();
-        write_snapshot(dir.path(), 30, &s).unwrap();
+        write_snapshot(dir.path(), 10, &s, true).unwrap();
+        write_snapshot(dir.path(), 20, &ProducerStateManager::new(), false).unwrap();
+        write_snapshot(dir.path(), 30, &s, true).unwrap();
         assert_eq!(list_snapshots(dir.path()).unwrap(), vec![20, 30]);
         let (off, loaded) = load_latest_snapshot(dir.path(), 25).unwrap().unwrap();
         assert_eq!((off, loaded.len()), (20, 0));
