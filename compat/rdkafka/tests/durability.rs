@@ -235,7 +235,14 @@ async fn kill9_during_acks_all_production_loses_no_acknowledged_record() -> Resu
     };
     let bootstrap = cairn.bootstrap();
     let topic = unique_topic("crash");
-    create_topic(&bootstrap, &topic, PARTITIONS, &[]).await?;
+    // Small segments, so kills also land around segment rolls and recovery spans many segments.
+    create_topic(
+        &bootstrap,
+        &topic,
+        PARTITIONS,
+        &[("segment.bytes", "1048576")],
+    )
+    .await?;
 
     let all_acked: Arc<Mutex<Vec<Acked>>> = Arc::new(Mutex::new(Vec::new()));
     for cycle in 0..crash_cycles() {
