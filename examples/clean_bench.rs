@@ -105,7 +105,19 @@ fn main() -> Result<()> {
     log.create_topic("bench", 1, overrides, false)?;
     let p = log.partition("bench", 0).context("partition")?;
 
-    let value = Bytes::from("v".repeat(args.value_bytes));
+    // Values are random letters: compressible about as much as typical text, not trivially.
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next_value = move || {
+        let bytes: Vec<u8> = (0..args.value_bytes)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                b'a' + (seed % 26) as u8
+            })
+            .collect();
+        Bytes::from(bytes)
+    };
     let write_started = Instant::now();
     let ts = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
@@ -127,7 +139,7 @@ fn main() -> Result<()> {
                     sequence: -1,
                     timestamp: ts,
                     key: Some(Bytes::from(format!("key-{:010}", k + i))),
-                    value: Some(value.clone()),
+                    value: Some(next_value()),
                     headers: vec![],
                 })
                 .collect();

@@ -828,10 +828,10 @@ fn roll_signature(shared: &Shared) -> Vec<(String, i32, usize, i64)> {
 }
 
 impl Cleaner {
-    /// Picks the due compacted partition with the most overdue or dirtiest log and cleans it
-    /// fully. Returns true when something was cleaned.
+    /// Picks the due compacted partition with the dirtiest log and cleans it fully. Returns true when something was cleaned.
     pub fn clean_dirtiest(&mut self, partitions: &[Arc<Partition>], now: i64) -> bool {
-        let mut best: Option<(bool, f64, &Arc<Partition>)> = None;
+        // Kafka's choice: the due log with the highest dirty ratio.
+        let mut best: Option<(f64, &Arc<Partition>)> = None;
         for p in partitions {
             let key = key_of(p);
             if self
@@ -841,28 +841,20 @@ impl Cleaner {
             {
                 continue;
             }
-            let (plan, due) = match self.evaluate(p, now) {
-                Ok(Some((plan, due, _))) => (plan, due),
-                Ok(None) => continue,
+            let plan = match self.evaluate(p, now) {
+                Ok(Some((plan, true, _))) => plan,
+                Ok(_) => continue,
                 Err(e) => {
                     tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "cannot plan cleaning");
                     self.failed.insert(key, Instant::now() + FAILURE_BACKOFF);
                     continue;
                 }
             };
-            if !due {
-                continue;
-            }
-            let cfg = p.config();
-            let overdue = plan.dirty_ratio() <= cfg.min_cleanable_dirty_ratio;
-            let better = best
-                .as_ref()
-                .map_or(true, |(o, r, _)| (overdue, plan.dirty_ratio()) > (*o, *r));
-            if better {
-                best = Some((overdue, plan.dirty_ratio(), p));
+            if best.map_or(true, |(ratio, _)| plan.dirty_ratio() > ratio) {
+                best = Some((plan.dirty_ratio(), p));
             }
         }
-        let Some((_, _, p)) = best else {
+        let Some((_, p)) = best else {
             return false;
         };
         let p = p.clone();
