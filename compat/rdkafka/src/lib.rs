@@ -76,15 +76,21 @@ pub fn external_bootstrap() -> Option<String> {
         .filter(|s| !s.trim().is_empty())
 }
 
+/// Prints a notice that the test harness does not capture, so a skip is never silent.
+pub fn notice(text: &str) {
+    use std::io::Write as _;
+    // Written to the stderr handle directly: libtest captures only the print macros.
+    let _ = writeln!(std::io::stderr(), "NOTICE: {text}");
+}
+
 /// Starts Cairn for a test that must own the process (restart and crash tests). Against an external
 /// broker it prints a skip notice and returns `None`.
 pub fn owned_cairn(test: &str, sets: &[(&str, &str)]) -> Result<Option<Cairn>> {
     if let Some(b) = external_bootstrap() {
-        eprintln!(
-            "NOTICE: {test} SKIPPED: KAFKA_BOOTSTRAP={b} targets an external broker that this test \
+        notice(&format!(
+            "{test} SKIPPED: KAFKA_BOOTSTRAP={b} targets an external broker that this test \
              cannot restart or kill"
-        );
-        println!("NOTICE: {test} SKIPPED (external broker {b})");
+        ));
         return Ok(None);
     }
     Cairn::start(sets).map(Some)

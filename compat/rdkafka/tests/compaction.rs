@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Result};
 use cairn_compat_rdkafka::{
-    base_consumer_config, create_topic, idempotent_producer, produce_ordered, read_all,
+    base_consumer_config, create_topic, idempotent_producer, notice, produce_ordered, read_all,
     unique_topic, wait_for, watermarks, Broker, Fetched, Outgoing,
 };
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -211,7 +211,7 @@ async fn cache_rebuild_reads_exactly_the_live_keys() -> Result<()> {
             "after restart the topic holds duplicate keys or tombstones again"
         );
     } else {
-        println!("NOTICE: external broker: on-disk size and restart checks of the compacted topic skipped");
+        notice("external broker: on-disk size and restart checks of the compacted topic skipped");
     }
     Ok(())
 }
