@@ -144,7 +144,7 @@ pub(crate) fn load_partition(
         while i < segments.len() {
             let seg = &mut segments[i];
             let seg_base = seg.base_offset;
-            let (next, truncated, reason) = seg.recover(io, limits)?;
+            let (next, truncated, reason) = seg.recover(io, limits, recovery_point)?;
             report.recovered_segments += 1;
             report.indexes_rebuilt += 1;
             if let Some(reason) = reason {

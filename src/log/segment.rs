@@ -249,6 +249,17 @@ impl Segment {
     /// Loads the indexes if needed; rebuilds them from the log when missing or inconsistent.
     /// Returns true when a rebuild happened.
     pub fn ensure_indexes(&mut self, io: &dyn FileIo, limits: &SegmentLimits) -> io::Result<bool> {
+        self.ensure_indexes_inner(io, limits, true)
+    }
+
+    /// Loads the indexes; when they are missing or fail the sanity check, rebuilds them if
+    /// `rebuild`, else leaves them unloaded. Returns true unless valid indexes were loaded.
+    fn ensure_indexes_inner(
+        &mut self,
+        io: &dyn FileIo,
+        limits: &SegmentLimits,
+        rebuild: bool,
+    ) -> io::Result<bool> {
         if self.indexes.is_some() {
             return Ok(false);
         }
@@ -282,10 +293,11 @@ impl Segment {
                 self.indexes = Some(ix);
                 Ok(false)
             }
-            None => {
+            None if rebuild => {
                 self.rebuild_indexes(io, limits)?;
                 Ok(true)
             }
+            None => Ok(true),
         }
     }
 
@@ -314,55 +326,90 @@ impl Segment {
         Ok(())
     }
 
-    /// Scans every batch from position 0, checking CRCs; truncates the log at the first torn or
-    /// corrupt batch and rebuilds the indexes. Returns (next offset, bytes truncated, reason).
+    /// Validates the segment after an unclean stop and truncates the log at the first torn or
+    /// corrupt batch. Batches entirely below `trusted_below` (the recovery point: fsynced before
+    /// the crash) are walked by header only, starting from the last index entry below it when
+    /// the existing indexes pass their sanity check; every later batch has its CRC checked. The
+    /// indexes are rebuilt for everything that is walked. Returns (next offset, bytes truncated,
+    /// reason for the truncation).
     pub fn recover(
         &mut self,
         io: &dyn FileIo,
         limits: &SegmentLimits,
+        trusted_below: i64,
     ) -> io::Result<(Option<i64>, u64, Option<String>)> {
-        let offset = OffsetIndex::create(
-            io.open(&self.path("index"), true)?,
-            self.base_offset,
-            limits.index_bytes,
-        )?;
-        let time = TimeIndex::create(
-            io.open(&self.path("timeindex"), true)?,
-            self.base_offset,
-            limits.index_bytes,
-        )?;
-        self.indexes = Some(Indexes { offset, time });
-        self.max_timestamp = None;
+        let file_len = self.log.size()?;
+        self.size = file_len;
+        self.indexes = None;
         self.bytes_since_index = 0;
         self.rolling_timestamp = None;
-        let file_len = self.log.size()?;
+        let mut start = 0u64;
+        let reuse = trusted_below > self.base_offset
+            && self.segment_index_files_exist()
+            && !self.ensure_indexes_inner(io, limits, false)?;
+        if reuse {
+            let ix = self.indexes.as_mut().expect("loaded above");
+            ix.offset.truncate_to(trusted_below)?;
+            ix.time.truncate_to(trusted_below)?;
+            start = ix.offset.last_entry().map_or(0, |(_, p)| p as u64);
+            self.max_timestamp = ix.time.last_entry();
+            if start > 0 {
+                let mut head = [0u8; HEADER_SIZE];
+                if read_exact_at(self.log.as_ref(), &mut head, 0).is_ok() {
+                    self.rolling_timestamp =
+                        BatchHeader::parse(&head).ok().map(|h| h.max_timestamp);
+                }
+            }
+        } else {
+            let offset = OffsetIndex::create(
+                io.open(&self.path("index"), true)?,
+                self.base_offset,
+                limits.index_bytes,
+            )?;
+            let time = TimeIndex::create(
+                io.open(&self.path("timeindex"), true)?,
+                self.base_offset,
+                limits.index_bytes,
+            )?;
+            self.indexes = Some(Indexes { offset, time });
+            self.max_timestamp = None;
+        }
         let log = self.log.clone();
-        let mut scan = BatchScanner::new(log.as_ref(), 0, file_len);
+        let mut scan = BatchScanner::new(log.as_ref(), start, file_len);
         let mut next_offset = None;
-        let mut valid = 0u64;
+        let mut valid = start;
         let mut reason = None;
         loop {
-            match scan.next(true)? {
+            match scan.next(false)? {
                 Scan::Batch(b) => {
-                    if next_offset.is_some_and(|n| b.header.base_offset < n)
-                        || b.header.base_offset < self.base_offset
+                    let h = &b.header;
+                    if next_offset.is_some_and(|n| h.base_offset < n)
+                        || h.base_offset < self.base_offset
                     {
                         reason = Some(format!(
                             "batch at position {} has offset {} out of order",
-                            b.position, b.header.base_offset
+                            b.position, h.base_offset
                         ));
                         break;
                     }
-                    if b.header.last_offset() - self.base_offset > i32::MAX as i64 {
+                    if h.last_offset() - self.base_offset > i32::MAX as i64 {
                         reason = Some("offset does not fit the segment".to_string());
                         break;
                     }
-                    self.index_batch(&b.header, b.position, limits)?;
-                    if self.rolling_timestamp.is_none() {
-                        self.rolling_timestamp = Some(b.header.max_timestamp);
+                    if h.last_offset() >= trusted_below {
+                        let mut body = vec![0u8; h.size()];
+                        read_exact_at(log.as_ref(), &mut body, b.position)?;
+                        if let Err(e) = batch::check_batch(&body) {
+                            reason = Some(format!("at position {}: {e}", b.position));
+                            break;
+                        }
                     }
-                    valid = b.position + b.header.size() as u64;
-                    next_offset = Some(b.header.last_offset() + 1);
+                    self.index_batch(h, b.position, limits)?;
+                    if self.rolling_timestamp.is_none() {
+                        self.rolling_timestamp = Some(h.max_timestamp);
+                    }
+                    valid = b.position + h.size() as u64;
+                    next_offset = Some(h.last_offset() + 1);
                 }
                 Scan::End => break,
                 Scan::Torn {
@@ -385,6 +432,10 @@ impl Segment {
         self.size = valid;
         self.finish_time_index()?;
         Ok((next_offset, truncated, reason))
+    }
+
+    fn segment_index_files_exist(&self) -> bool {
+        self.path("index").exists() && self.path("timeindex").exists()
     }
 
     /// Adds the sparse index entries a batch at `position` calls for (Kafka's rule: an entry when
