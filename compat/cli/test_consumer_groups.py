@@ -185,3 +185,38 @@ def test_describe_shows_member_host(broker, topic_name):
         assert row["HOST"] == "/127.0.0.1", row
     finally:
         c.close()
+
+
+def test_list_groups_by_state_and_describe_all(broker, topic_name):
+    """--list --state filters by group state; --describe --all-groups covers every group."""
+    from confluent_kafka import Consumer
+
+    topic = topic_name
+    kafka_tool("kafka-topics", "--bootstrap-server", broker.bootstrap, "--create", "--topic", topic,
+               "--partitions", "1")
+    empty_group, stable_group = f"empty-{topic}", f"stable-{topic}"
+    # An Empty group: offsets committed with no member (generation -1 commit).
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": empty_group})
+    try:
+        c.commit(offsets=[TopicPartition(topic, 0, 0)], asynchronous=False)
+    finally:
+        c.close()
+    member = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": stable_group,
+                       "auto.offset.reset": "earliest"})
+    try:
+        member.subscribe([topic])
+        wait_until(lambda: (member.poll(0.2), len(member.assignment()) == 1)[1], timeout=60,
+                   what="the member to be assigned the partition")
+        out = groups_tool(broker, "--list", "--state", "Stable,Empty").stdout
+        states = {r["GROUP"]: r["STATE"] for r in table(out)}
+        assert states.get(empty_group) == "Empty", out
+        assert states.get(stable_group) == "Stable", out
+        only_empty = groups_tool(broker, "--list", "--state", "Empty").stdout
+        names = {r["GROUP"] for r in table(only_empty)}
+        assert empty_group in names and stable_group not in names, only_empty
+
+        out = groups_tool(broker, "--describe", "--all-groups").stdout
+        described = {r["GROUP"] for r in table(out)}
+        assert {empty_group, stable_group} <= described
+    finally:
+        member.close()

@@ -78,7 +78,24 @@ def test_topics_create_rejects_bad_input(broker, topic_name):
                         "--config", "retention.ms=not-a-number", check=False)
     assert bad_config.returncode != 0
     assert "retention.ms" in (bad_config.stdout + bad_config.stderr)
+    # One broker: a replication factor of 2 cannot be met.
+    bad_rf = topics(broker, "--create", "--topic", topic_name, "--partitions", "1",
+                    "--replication-factor", "2", check=False)
+    assert bad_rf.returncode != 0
+    assert "eplication factor" in (bad_rf.stdout + bad_rf.stderr)
     assert topic_name not in listed_topics(broker)
+
+
+def test_topics_alter_adds_partitions(broker, topic_name):
+    topics(broker, "--create", "--topic", topic_name, "--partitions", "2")
+    topics(broker, "--alter", "--topic", topic_name, "--partitions", "5")
+    header, parts = describe_lines(broker, topic_name)
+    assert header["PartitionCount"] == "5"
+    assert sorted(int(p["Partition"]) for p in parts) == [0, 1, 2, 3, 4]
+    # Fewer partitions than now is refused.
+    shrink = topics(broker, "--alter", "--topic", topic_name, "--partitions", "3", check=False)
+    assert shrink.returncode != 0
+    assert "partition" in (shrink.stdout + shrink.stderr).lower()
 
 
 def test_console_producer_then_consumer_with_keys(broker, topic_name):
