@@ -200,6 +200,17 @@ fn main() -> Result<()> {
         mb / secs,
         records_read as f64 / 1e6 / secs
     );
+    let map_secs: f64 = passes.iter().map(|s| s.map_duration.as_secs_f64()).sum();
+    let swap_secs: f64 = passes.iter().map(|s| s.swap_duration.as_secs_f64()).sum();
+    let longest_swap = passes
+        .iter()
+        .map(|s| s.longest_swap.as_secs_f64())
+        .fold(0.0, f64::max);
+    println!(
+        "phases: key map {map_secs:.2} s, rewrite {:.2} s, swaps {swap_secs:.3} s (partition lock held at most {:.1} ms)",
+        secs - map_secs - swap_secs,
+        longest_swap * 1e3
+    );
     println!(
         "memory: key map {:.1} MiB; process RSS {:.1} MiB before, peak {:.1} MiB during cleaning",
         map_bytes as f64 / (1 << 20) as f64,

@@ -117,6 +117,12 @@ pub struct CleanStats {
     pub map_memory_bytes: usize,
     pub bytes_read: u64,
     pub duration: Duration,
+    /// Time spent building the key map.
+    pub map_duration: Duration,
+    /// Time spent in [`Partition::replace_segments`] (under the partition lock).
+    pub swap_duration: Duration,
+    /// The longest single swap: the longest the partition lock was held by this pass.
+    pub longest_swap: Duration,
 }
 
 impl CleanStats {
@@ -511,6 +517,7 @@ impl Cleaner {
             (plan.first_uncleanable_offset - plan.first_dirty_offset).max(1) as usize;
         let mut map = KeyOffsetMap::new(self.config.dedupe_buffer_size, expected_keys);
         let end_offset = build_map(&snap, &plan, &mut map, &mut throttle, &mut stats)?;
+        stats.map_duration = started.elapsed();
         stats.end_offset = end_offset;
         stats.map_keys = map.len();
         stats.map_capacity = map.capacity();
@@ -568,7 +575,11 @@ impl Cleaner {
                 stats.bytes_after = size;
                 return Ok(Some(stats));
             }
-            if let Err(e) = partition.replace_segments(&bases) {
+            let swap_started = Instant::now();
+            let swapped = partition.replace_segments(&bases);
+            stats.swap_duration += swap_started.elapsed();
+            stats.longest_swap = stats.longest_swap.max(swap_started.elapsed());
+            if let Err(e) = swapped {
                 remove_cleaned(partition, bases[0]);
                 return Err(e.into());
             }
@@ -597,6 +608,7 @@ impl Cleaner {
             tombstones_removed = stats.tombstones_removed,
             map_keys = stats.map_keys,
             duration_ms = stats.duration.as_millis() as u64,
+            swap_ms = stats.swap_duration.as_millis() as u64,
             mb_per_sec = format!("{:.1}", (stats.bytes_read + stats.bytes_before) as f64 / 1e6 / secs),
             "cleaned log"
         );
