@@ -212,3 +212,115 @@ fn a_crash_at_any_step_of_the_swap_reads_as_before_or_after() {
     }
     assert!(image_part.exists());
 }
+
+/// Where the child process of the kill -9 test cleans (set only in that child).
+const CHILD_DIR_ENV: &str = "CAIRN_CLEANER_CRASH_CHILD_DIR";
+
+/// The child side of `kill_9_during_compaction_recovers_exactly`: cleans the given data dir in
+/// a loop, rate limited so that a kill lands anywhere in the map scan, the rewrite or a swap.
+/// A no-op unless started by that test.
+#[test]
+fn child_cleaner_process() {
+    let Ok(dir) = std::env::var(CHILD_DIR_ENV) else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let log = open(&dir, &[]);
+    let p = log.partition("t", 0).expect("topic");
+    let mut cleaner = Cleaner::new(
+        &dir,
+        CleanerConfig {
+            dedupe_buffer_size: 4096,
+            io_max_bytes_per_second: 2_000_000.0,
+            backoff: Duration::from_millis(10),
+        },
+    );
+    // Runs until the parent kills it (bounded in case the parent dies first).
+    for _ in 0..10_000 {
+        if cleaner
+            .clean_fully(&p, now_ms(), true)
+            .expect("clean")
+            .is_empty()
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+#[test]
+fn kill_9_during_compaction_recovers_exactly() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("data");
+    let mut model = std::collections::BTreeMap::new();
+    {
+        let log = open(&dir, &[]);
+        log.create_topic("t", 1, compacted(&[]), false).unwrap();
+        log.shutdown().unwrap();
+    }
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut random = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    for round in 0..6 {
+        // New updates (and some tombstones), written by this process.
+        {
+            let log = open(&dir, &[]);
+            let p = log.partition("t", 0).unwrap();
+            for i in 0..400 {
+                let key = format!("key-{}", random(300));
+                if i % 10 == 9 {
+                    put(&p, &key, None);
+                    model.remove(&key);
+                } else {
+                    let value = format!("r{round}-{i}-{}", "x".repeat(60));
+                    put(&p, &key, Some(&value));
+                    model.insert(key, value);
+                }
+            }
+            p.roll().unwrap();
+            log.shutdown().unwrap();
+        }
+        // A cleaner process, killed at a random moment.
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "child_cleaner_process",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_DIR_ENV, &dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // A random kill time, not a wait for a condition: the point is to land anywhere.
+        std::thread::sleep(Duration::from_millis(100 + random(600)));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Start-up recovery, then the log must read as the model.
+        let log = open(&dir, &[]);
+        let p = log.partition("t", 0).unwrap();
+        let (_, records) = read_all(&p);
+        assert_eq!(fold(&records), model, "round {round}");
+        log.shutdown().unwrap();
+    }
+    // And a final uninterrupted cleaning still reaches one record per key.
+    let log = open(&dir, &[]);
+    let p = log.partition("t", 0).unwrap();
+    let mut cleaner = Cleaner::new(&dir, CleanerConfig::default());
+    cleaner.clean_fully(&p, now_ms(), true).unwrap();
+    let (_, records) = read_all(&p);
+    assert_eq!(fold(&records), model);
+    let mut keys: Vec<&String> = records.iter().map(|r| &r.key).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(
+        keys.len(),
+        records.len(),
+        "one record per key after a full cleaning"
+    );
+    log.shutdown().unwrap();
+}
