@@ -409,3 +409,64 @@ fn the_background_cleaner_compacts_a_small_segment_topic_within_seconds() {
     assert!(dir.path().join(CHECKPOINT_FILE).exists());
     log.shutdown().unwrap();
 }
+
+#[test]
+fn a_rate_limited_cleaning_never_blocks_appends_or_reads_for_long() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), &[]);
+    log.create_topic("t", 1, compacted(&[]), false).unwrap();
+    let p = log.partition("t", 0).unwrap();
+    let model = write_rounds(&p, 300, 4);
+    p.roll().unwrap();
+    let log_bytes: u64 = p.sealed_segments().iter().map(|s| s.size).sum();
+    // Reads at least the whole log once (map scan) and again (rewrite): at 100 KB/s that is
+    // at least 2 × log_bytes / 100_000 seconds.
+    let rate = 100_000.0;
+    let min_secs = 2.0 * log_bytes as f64 / rate;
+    assert!(
+        min_secs > 1.5,
+        "log of {log_bytes} bytes is too small for this test"
+    );
+    let cleaning = {
+        let p = p.clone();
+        let data_dir = dir.path().to_path_buf();
+        std::thread::spawn(move || {
+            let mut cleaner = Cleaner::new(
+                &data_dir,
+                CleanerConfig {
+                    io_max_bytes_per_second: rate,
+                    ..config(1 << 20)
+                },
+            );
+            let started = Instant::now();
+            let passes = cleaner.clean_fully(&p, now_ms(), true).unwrap();
+            (started.elapsed(), passes)
+        })
+    };
+    // Meanwhile appends and reads go on, each one quick.
+    let mut slowest = Duration::ZERO;
+    let mut appended = 0;
+    while !cleaning.is_finished() && appended < 100_000 {
+        let started = Instant::now();
+        put(&p, "live", Some(&format!("{appended}")));
+        p.read(0, 4096, cairn::log::Isolation::LogEnd).unwrap();
+        slowest = slowest.max(started.elapsed());
+        appended += 1;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (elapsed, passes) = cleaning.join().unwrap();
+    assert!(
+        elapsed.as_secs_f64() >= min_secs * 0.9,
+        "cleaning took {elapsed:?}, the limit allows no less than {min_secs:.2} s"
+    );
+    assert!(appended > 10);
+    assert!(
+        slowest < Duration::from_secs(1),
+        "an append or read waited {slowest:?}"
+    );
+    assert_eq!(passes.len(), 1);
+    let mut expected = model;
+    expected.insert("live".into(), format!("{}", appended - 1));
+    assert_eq!(fold(&read_all(&p).1), expected);
+    log.shutdown().unwrap();
+}
