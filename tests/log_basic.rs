@@ -648,3 +648,31 @@ fn a_failed_fsync_is_never_acknowledged_and_reads_go_on() {
         .unwrap();
     log.shutdown().unwrap();
 }
+
+#[test]
+fn segment_ms_rolls_on_record_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), &[]);
+    log.create_topic("timed", 1, overrides(&[("segment.ms", "1000")]), false)
+        .unwrap();
+    let p = log.partition("timed", 0).unwrap();
+    let now = now_ms();
+    p.append(batch(&["old"], now - 5_000), AppendOrigin::Client)
+        .unwrap();
+    p.append(batch(&["older still"], now - 4_500), AppendOrigin::Client)
+        .unwrap();
+    assert!(p.sealed_segments().is_empty());
+    // More than segment.ms after the segment's first batch: a new segment.
+    p.append(batch(&["new"], now), AppendOrigin::Client)
+        .unwrap();
+    let sealed = p.sealed_segments();
+    assert_eq!(sealed.len(), 1);
+    assert_eq!(sealed[0].base_offset, 0);
+    assert!(dir.path().join("timed-0/00000000000000000002.log").exists());
+    // A snapshot of producer state is written at each roll, named by the new base offset.
+    assert!(dir
+        .path()
+        .join("timed-0/00000000000000000002.snapshot")
+        .exists());
+    log.shutdown().unwrap();
+}

@@ -306,7 +306,7 @@ impl Shared {
     }
 }
 
-type PartitionLoad = Result<Arc<Partition>, LogError>;
+type PartitionLoad = Result<(Arc<Partition>, recovery::LoadReport), LogError>;
 
 struct TopicEntry {
     info: TopicInfo,
@@ -510,7 +510,9 @@ impl LogManager {
                         ),
                         None => {
                             tracing::warn!(topic = %info.name, partition = p, "partition directory missing; creating it empty");
-                            manager.create_partition_dir(&info, p, config)
+                            manager
+                                .create_partition_dir(&info, p, config)
+                                .map(|part| (part, recovery::LoadReport::default()))
                         }
                     };
                     results.lock().unwrap_or_else(|e| e.into_inner()).insert(key, result);
@@ -519,14 +521,22 @@ impl LogManager {
         });
         let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
         let mut partition_count = 0;
+        let mut recovered = recovery::LoadReport::default();
+        let mut recovered_partitions = 0;
         {
             let mut topics = manager.topics.write().unwrap_or_else(|e| e.into_inner());
             for (name, info) in infos {
                 let mut partitions = Vec::new();
                 for p in 0..info.partitions {
-                    let part = results
+                    let (part, report) = results
                         .remove(&(name.clone(), p))
                         .expect("every partition was loaded")?;
+                    if report.recovered_segments > 0 {
+                        recovered_partitions += 1;
+                    }
+                    recovered.recovered_segments += report.recovered_segments;
+                    recovered.truncated_bytes += report.truncated_bytes;
+                    recovered.indexes_rebuilt += report.indexes_rebuilt;
                     partitions.push(part);
                     partition_count += 1;
                 }
@@ -561,8 +571,15 @@ impl LogManager {
             );
         }
         *manager.threads.lock().unwrap_or_else(|e| e.into_inner()) = threads;
-        tracing::info!(data_dir = %data_dir.display(), partitions = partition_count, clean_shutdown = clean,
-            elapsed_ms = started.elapsed().as_millis() as u64, "log opened");
+        if clean {
+            tracing::info!(data_dir = %data_dir.display(), partitions = partition_count,
+                elapsed_ms = started.elapsed().as_millis() as u64, "log opened after a clean shutdown");
+        } else {
+            tracing::info!(data_dir = %data_dir.display(), partitions = partition_count,
+                recovered_partitions, recovered_segments = recovered.recovered_segments,
+                truncated_bytes = recovered.truncated_bytes, indexes_rebuilt = recovered.indexes_rebuilt,
+                elapsed_ms = started.elapsed().as_millis() as u64, "log opened after an unclean shutdown; recovery done");
+        }
         Ok(manager)
     }
 
@@ -576,9 +593,9 @@ impl LogManager {
         clean: bool,
         recovery_point: i64,
         log_start: i64,
-    ) -> Result<Arc<Partition>, LogError> {
+    ) -> PartitionLoad {
         let limits = partition::segment_limits(&config);
-        let (state, _report) = recovery::load_partition(
+        let (state, report) = recovery::load_partition(
             self.io.as_ref(),
             dir,
             &limits,
@@ -604,7 +621,7 @@ impl LogManager {
             self.shared.clone(),
         );
         self.shared.register(&part);
-        Ok(part)
+        Ok((part, report))
     }
 
     /// Creates `<topic>-<p>/` with its metadata and an empty first segment.
