@@ -19,12 +19,12 @@
 //! Depends on the log engine's partition, segment and batch types only; never on requests,
 //! handlers or the group coordinator.
 
+mod cleaned;
 pub mod key_map;
 pub mod plan;
 pub mod rewrite;
 
 use std::collections::HashMap;
-use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
@@ -32,14 +32,14 @@ use std::time::{Duration, Instant};
 
 use key_map::KeyOffsetMap;
 use plan::{GroupLimits, Plan, PlanInput, SegmentSummary};
-use rewrite::{BatchOutcome, FilterStats, RetainRules, RewriteError};
+use rewrite::{FilterStats, RetainRules, RewriteError};
 
 use super::batch::{BatchHeader, HEADER_SIZE};
 use super::checkpoint::{self, OffsetMap};
 use super::io::{read_exact_at, IoFile};
 use super::partition::{segment_limits, Partition};
 use super::producer_state::ProducerStateManager;
-use super::segment::{segment_file, BatchScanner, Scan};
+use super::segment::{BatchScanner, Scan};
 use super::{now_ms, LogError, Shared};
 use crate::config::BrokerConfig;
 
@@ -50,8 +50,6 @@ pub const CHECKPOINT_FILE: &str = "cleaner-offset-checkpoint";
 const FAILURE_BACKOFF: Duration = Duration::from_secs(60);
 /// How often the idle cleaner looks for a newly rolled segment on a compacted topic.
 const ROLL_POLL: Duration = Duration::from_millis(200);
-/// Output is written in chunks of this size.
-const WRITE_CHUNK: usize = 1 << 20;
 
 /// Why a cleaning failed.
 #[derive(Debug, thiserror::Error)]
@@ -143,10 +141,10 @@ pub struct CleanOptions {
 }
 
 /// A sealed segment as the cleaner read it under the partition lock.
-struct SegmentView {
-    summary: SegmentSummary,
-    file: Arc<dyn IoFile>,
-    log_path: PathBuf,
+pub(super) struct SegmentView {
+    pub(super) summary: SegmentSummary,
+    pub(super) file: Arc<dyn IoFile>,
+    pub(super) log_path: PathBuf,
 }
 
 /// A partition's state copied under its lock.
@@ -176,14 +174,8 @@ fn key_of(p: &Partition) -> (String, i32) {
     (p.topic.clone(), p.index)
 }
 
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut s: OsString = path.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
-}
-
 /// Rate limiter over the bytes the cleaner reads and writes.
-struct Throttle<'a> {
+pub(super) struct Throttle<'a> {
     rate: f64,
     started: Instant,
     bytes: f64,
@@ -191,7 +183,7 @@ struct Throttle<'a> {
 }
 
 impl Throttle<'_> {
-    fn account(&mut self, n: usize) -> Result<(), CleanerError> {
+    pub(super) fn account(&mut self, n: usize) -> Result<(), CleanerError> {
         if self.shared.is_shutting_down() {
             return Err(CleanerError::Stopped);
         }
@@ -203,103 +195,6 @@ impl Throttle<'_> {
         let elapsed = self.started.elapsed();
         if due > elapsed + Duration::from_millis(10) && self.shared.wait_stop(due - elapsed) {
             return Err(CleanerError::Stopped);
-        }
-        Ok(())
-    }
-}
-
-/// The sparse offset and time indexes of a segment being written (Kafka's rules, as the
-/// segment applies them on append).
-struct IndexBuilder {
-    base_offset: i64,
-    interval: u64,
-    bytes_since_entry: u64,
-    max_timestamp: (i64, i64),
-    last_time_entry: i64,
-    offsets: Vec<u8>,
-    times: Vec<u8>,
-}
-
-impl IndexBuilder {
-    fn new(base_offset: i64, interval: u64) -> IndexBuilder {
-        IndexBuilder {
-            base_offset,
-            interval,
-            bytes_since_entry: 0,
-            max_timestamp: (-1, base_offset),
-            last_time_entry: -1,
-            offsets: Vec::new(),
-            times: Vec::new(),
-        }
-    }
-
-    fn rel(&self, offset: i64) -> u32 {
-        (offset - self.base_offset) as u32
-    }
-
-    fn push_time(&mut self) {
-        let (ts, offset) = self.max_timestamp;
-        if ts > self.last_time_entry {
-            let entry = super::time_index::encode_entry(ts, self.rel(offset));
-            self.times.extend_from_slice(&entry);
-            self.last_time_entry = ts;
-        }
-    }
-
-    fn add(&mut self, h: &BatchHeader, position: u64) {
-        if h.max_timestamp > self.max_timestamp.0 {
-            self.max_timestamp = (h.max_timestamp, h.last_offset());
-        }
-        if self.bytes_since_entry > self.interval {
-            let entry = super::index::encode_entry(self.rel(h.last_offset()), position as u32);
-            self.offsets.extend_from_slice(&entry);
-            self.push_time();
-            self.bytes_since_entry = 0;
-        }
-        self.bytes_since_entry += h.size() as u64;
-    }
-
-    fn finish(mut self) -> (Vec<u8>, Vec<u8>) {
-        self.push_time();
-        (self.offsets, self.times)
-    }
-}
-
-/// The `.cleaned` segment being written.
-struct CleanedWriter {
-    file: Arc<dyn IoFile>,
-    position: u64,
-    buf: Vec<u8>,
-    index: IndexBuilder,
-}
-
-impl CleanedWriter {
-    fn write(&mut self, batch: &[u8], throttle: &mut Throttle<'_>) -> Result<(), CleanerError> {
-        let h = BatchHeader::parse(batch).map_err(|e| RewriteError::Corrupt {
-            base_offset: -1,
-            reason: e.to_string(),
-        })?;
-        let at = self.position + self.buf.len() as u64;
-        if at + batch.len() as u64 > i32::MAX as u64 {
-            return Err(CleanerError::Io(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "cleaned segment would exceed 2 GiB",
-            )));
-        }
-        self.index.add(&h, at);
-        self.buf.extend_from_slice(batch);
-        if self.buf.len() >= WRITE_CHUNK {
-            self.flush(throttle)?;
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self, throttle: &mut Throttle<'_>) -> Result<(), CleanerError> {
-        if !self.buf.is_empty() {
-            self.file.write_all_at(&self.buf, self.position)?;
-            self.position += self.buf.len() as u64;
-            throttle.account(self.buf.len())?;
-            self.buf.clear();
         }
         Ok(())
     }
@@ -545,7 +440,7 @@ impl Cleaner {
             let segments = &snap.sealed[group];
             let bases: Vec<i64> = segments.iter().map(|s| s.summary.base_offset).collect();
             let before: u64 = segments.iter().map(|s| s.summary.size).sum();
-            let written = self.write_group(
+            let written = cleaned::write_group(
                 partition,
                 segments,
                 &snap.producers,
@@ -558,14 +453,14 @@ impl Cleaner {
                 Ok(Some((size, changed))) => {
                     if !changed && bases.len() == 1 {
                         // Already clean: swapping in an identical copy would only cost I/O.
-                        remove_cleaned(partition, bases[0]);
+                        cleaned::remove_cleaned(partition, bases[0]);
                         continue;
                     }
                     size
                 }
                 Ok(None) => continue,
                 Err(e) => {
-                    remove_cleaned(partition, bases[0]);
+                    cleaned::remove_cleaned(partition, bases[0]);
                     return Err(e);
                 }
             };
@@ -580,7 +475,7 @@ impl Cleaner {
             stats.swap_duration += swap_started.elapsed();
             stats.longest_swap = stats.longest_swap.max(swap_started.elapsed());
             if let Err(e) = swapped {
-                remove_cleaned(partition, bases[0]);
+                cleaned::remove_cleaned(partition, bases[0]);
                 return Err(e.into());
             }
             stats.segments_before += bases.len();
@@ -609,135 +504,10 @@ impl Cleaner {
             map_keys = stats.map_keys,
             duration_ms = stats.duration.as_millis() as u64,
             swap_ms = stats.swap_duration.as_millis() as u64,
-            mb_per_sec = format!("{:.1}", (stats.bytes_read + stats.bytes_before) as f64 / 1e6 / secs),
+            mb_per_sec = format!("{:.1}", stats.bytes_before as f64 / 1e6 / secs),
             "cleaned log"
         );
         Ok(Some(stats))
-    }
-
-    /// Writes the cleaned version of `segments` as `<first base>.*.cleaned`, fsynced. Returns its
-    /// size and whether any batch changed, or None when the group holds no batch at all.
-    #[allow(clippy::too_many_arguments)]
-    fn write_group(
-        &self,
-        partition: &Partition,
-        segments: &[SegmentView],
-        producers: &ProducerStateManager,
-        rules: &RetainRules<'_>,
-        throttle: &mut Throttle<'_>,
-        filter: &mut FilterStats,
-        stats: &mut CleanStats,
-    ) -> Result<Option<(u64, bool)>, CleanerError> {
-        let cfg = partition.config();
-        let base = segments[0].summary.base_offset;
-        let io = partition.io.as_ref();
-        let log_path = with_suffix(&segment_file(&partition.dir, base, "log"), ".cleaned");
-        let file = io.open(&log_path, true)?;
-        file.set_len(0)?;
-        let mut out = CleanedWriter {
-            file,
-            position: 0,
-            buf: Vec::with_capacity(WRITE_CHUNK + 64 * 1024),
-            index: IndexBuilder::new(base, cfg.index_interval_bytes),
-        };
-        // The previous batch waits until we know whether it is the group's last one, which
-        // always stays (emptied if need be) so the cleaned segment ends where the group ended.
-        let mut pending: Option<(Vec<u8>, BatchOutcome)> = None;
-        let mut any = false;
-        let mut changed = false;
-        for seg in segments {
-            let mut scan = BatchScanner::new(seg.file.as_ref(), 0, seg.summary.size);
-            loop {
-                let b = match scan.next(true)? {
-                    Scan::Batch(b) => b,
-                    Scan::End => break,
-                    Scan::Torn { position, reason } | Scan::Corrupt { position, reason } => {
-                        return Err(CleanerError::CorruptSegment {
-                            path: seg.log_path.clone(),
-                            reason: format!("at position {position}: {reason}"),
-                        });
-                    }
-                };
-                let bytes = b.bytes.expect("the scan was asked for bodies");
-                throttle.account(bytes.len())?;
-                stats.bytes_read += bytes.len() as u64;
-                any = true;
-                let h = b.header;
-                let producer_last = h.producer_id >= 0
-                    && producers
-                        .get(h.producer_id)
-                        .and_then(|e| e.batches.back())
-                        .is_some_and(|m| m.last_offset == h.last_offset());
-                let outcome = rewrite::filter_batch(&bytes, rules, producer_last, filter)?;
-                changed |= outcome != BatchOutcome::Unchanged;
-                if let Some((prev, prev_outcome)) = pending.replace((bytes, outcome)) {
-                    emit(&mut out, &prev, prev_outcome, false, throttle)?;
-                }
-            }
-        }
-        if !any {
-            let _ = std::fs::remove_file(&log_path);
-            return Ok(None);
-        }
-        if let Some((prev, prev_outcome)) = pending {
-            emit(&mut out, &prev, prev_outcome, true, throttle)?;
-        }
-        out.flush(throttle)?;
-        let size = out.position;
-        out.file.sync()?;
-        let (offsets, times) = out.index.finish();
-        for (ext, bytes) in [("index", offsets), ("timeindex", times)] {
-            let path = with_suffix(&segment_file(&partition.dir, base, ext), ".cleaned");
-            let f = io.open(&path, true)?;
-            f.set_len(0)?;
-            f.write_all_at(&bytes, 0)?;
-            f.sync()?;
-        }
-        // Kafka copies the last replaced segment's modification time (time-based retention of
-        // segments without timestamps looks at it).
-        if let Some(last) = segments.last() {
-            if let Ok(modified) = std::fs::metadata(&last.log_path).and_then(|m| m.modified()) {
-                if let Ok(f) = std::fs::File::options().write(true).open(&log_path) {
-                    let _ = f.set_modified(modified);
-                }
-            }
-        }
-        Ok(Some((size, changed)))
-    }
-}
-
-/// Writes one batch's outcome; the group's last batch is kept (as an empty batch) even when
-/// every record of it goes.
-fn emit(
-    out: &mut CleanedWriter,
-    original: &[u8],
-    outcome: BatchOutcome,
-    last_of_group: bool,
-    throttle: &mut Throttle<'_>,
-) -> Result<(), CleanerError> {
-    match outcome {
-        BatchOutcome::Unchanged => out.write(original, throttle),
-        BatchOutcome::Rewritten(bytes) => out.write(&bytes, throttle),
-        BatchOutcome::Dropped if last_of_group => {
-            let h = BatchHeader::parse(original).map_err(|e| RewriteError::Corrupt {
-                base_offset: -1,
-                reason: e.to_string(),
-            })?;
-            out.write(&rewrite::empty_batch(&h), throttle)
-        }
-        BatchOutcome::Dropped => Ok(()),
-    }
-}
-
-/// Removes the `.cleaned` files of an abandoned group (best effort).
-fn remove_cleaned(partition: &Partition, base: i64) {
-    for ext in ["log", "index", "timeindex"] {
-        let path = with_suffix(&segment_file(&partition.dir, base, ext), ".cleaned");
-        if let Err(e) = std::fs::remove_file(&path) {
-            if e.kind() != io::ErrorKind::NotFound {
-                tracing::warn!(file = %path.display(), error = %e, "cannot remove an abandoned cleaned file");
-            }
-        }
     }
 }
 
