@@ -109,6 +109,37 @@ fn keeps_the_latest_value_per_key_and_merges_small_segments() {
 }
 
 #[test]
+fn a_deleted_and_recreated_topic_does_not_inherit_the_cleaned_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), &[]);
+    log.create_topic("t", 1, compacted(&[]), false).unwrap();
+    let p = log.partition("t", 0).unwrap();
+    write_rounds(&p, 50, 2);
+    p.roll().unwrap();
+    let mut cleaner = Cleaner::new(dir.path(), config(1 << 20));
+    cleaner.clean_fully(&p, now_ms(), true).unwrap();
+    assert_eq!(cleaner.cleaned_offset(&p), Some(100));
+    log.delete_topic("t").unwrap();
+    drop(p);
+    log.create_topic("t", 1, compacted(&[]), false).unwrap();
+    let p = log.partition("t", 0).unwrap();
+    write_rounds(&p, 10, 2);
+    p.roll().unwrap();
+    assert_eq!(
+        cleaner.cleaned_offset(&p),
+        None,
+        "a new partition starts dirty"
+    );
+    cleaner.forget_missing(&[p.clone()]).unwrap();
+    let text = std::fs::read_to_string(dir.path().join(CHECKPOINT_FILE)).unwrap();
+    assert_eq!(text, "0\n0\n");
+    let passes = cleaner.clean_fully(&p, now_ms(), false).unwrap();
+    assert_eq!(passes[0].first_dirty_offset, 0);
+    assert_eq!(read_all(&p).1.len(), 10);
+    log.shutdown().unwrap();
+}
+
+#[test]
 fn tombstones_stay_until_their_delete_horizon_then_go() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path(), &[]);

@@ -227,7 +227,8 @@ impl Cleaner {
     pub fn cleaned_offset(&mut self, partition: &Arc<Partition>) -> Option<i64> {
         let entry = self.checkpoints.get_mut(&key_of(partition))?;
         match &entry.owner {
-            Some(w) if !std::ptr::eq(w.as_ptr(), Arc::as_ptr(partition)) => None,
+            // Compared through upgrade: a dropped partition's address may be reused.
+            Some(w) if !w.upgrade().is_some_and(|a| Arc::ptr_eq(&a, partition)) => None,
             Some(_) => Some(entry.offset),
             None => {
                 entry.owner = Some(Arc::downgrade(partition));
@@ -247,6 +248,25 @@ impl Cleaner {
         // Partitions that no longer exist (deleted topics) leave the file.
         self.checkpoints
             .retain(|_, e| e.owner.as_ref().map_or(true, |w| w.strong_count() > 0));
+        self.write_checkpoint()
+    }
+
+    /// Forgets the entries of partitions that are gone (deleted topics, also those deleted while
+    /// the broker was down), as Kafka does on deletion, so a re-created topic starts dirty.
+    pub fn forget_missing(&mut self, live: &[Arc<Partition>]) -> io::Result<()> {
+        let keys: std::collections::HashSet<(String, i32)> =
+            live.iter().map(|p| key_of(p)).collect();
+        let before = self.checkpoints.len();
+        self.checkpoints.retain(|k, e| {
+            keys.contains(k) && e.owner.as_ref().map_or(true, |w| w.strong_count() > 0)
+        });
+        if self.checkpoints.len() == before {
+            return Ok(());
+        }
+        self.write_checkpoint()
+    }
+
+    fn write_checkpoint(&self) -> io::Result<()> {
         let map: OffsetMap = self
             .checkpoints
             .iter()
@@ -610,8 +630,12 @@ fn roll_signature(shared: &Shared) -> Vec<(String, i32, usize, i64)> {
 }
 
 impl Cleaner {
-    /// Picks the due compacted partition with the dirtiest log and cleans it fully. Returns true when something was cleaned.
+    /// Picks the due compacted partition with the dirtiest log and cleans it fully.
+    /// `partitions` must be every live partition (checkpoint entries of others are forgotten). Returns true when something was cleaned.
     pub fn clean_dirtiest(&mut self, partitions: &[Arc<Partition>], now: i64) -> bool {
+        if let Err(e) = self.forget_missing(partitions) {
+            tracing::warn!(error = %e, "cannot write {CHECKPOINT_FILE}");
+        }
         // Kafka's choice: the due log with the highest dirty ratio.
         let mut best: Option<(f64, &Arc<Partition>)> = None;
         for p in partitions {
