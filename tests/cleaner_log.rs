@@ -130,7 +130,7 @@ fn a_deleted_and_recreated_topic_does_not_inherit_the_cleaned_offset() {
         None,
         "a new partition starts dirty"
     );
-    cleaner.forget_missing(&[p.clone()]).unwrap();
+    cleaner.forget_missing(std::slice::from_ref(&p)).unwrap();
     let text = std::fs::read_to_string(dir.path().join(CHECKPOINT_FILE)).unwrap();
     assert_eq!(text, "0\n0\n");
     let passes = cleaner.clean_fully(&p, now_ms(), false).unwrap();
