@@ -140,6 +140,33 @@ fn a_deleted_and_recreated_topic_does_not_inherit_the_cleaned_offset() {
 }
 
 #[test]
+fn segments_with_nothing_to_remove_are_not_rewritten() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), &[]);
+    log.create_topic("t", 1, compacted(&[]), false).unwrap();
+    let p = log.partition("t", 0).unwrap();
+    let model = write_rounds(&p, 200, 1);
+    p.roll().unwrap();
+    let inodes = |p: &cairn::log::Partition| -> Vec<u64> {
+        p.sealed_segments()
+            .iter()
+            .map(|s| std::fs::metadata(&s.log_path).unwrap().ino())
+            .collect()
+    };
+    let before = inodes(&p);
+    assert!(before.len() > 2);
+    let mut cleaner = Cleaner::new(dir.path(), config(1 << 20));
+    let passes = cleaner.clean_fully(&p, now_ms(), true).unwrap();
+    assert_eq!(passes[0].records_kept, 200);
+    assert_eq!(passes[0].segments_before, 0, "no segment was replaced");
+    assert_eq!(inodes(&p), before);
+    assert_eq!(fold(&read_all(&p).1), model);
+    assert_eq!(cleaner.cleaned_offset(&p), Some(200));
+    log.shutdown().unwrap();
+}
+
+#[test]
 fn tombstones_stay_until_their_delete_horizon_then_go() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path(), &[]);

@@ -178,9 +178,8 @@ pub(super) fn write_group(
                     .and_then(|e| e.batches.back())
                     .is_some_and(|m| m.last_offset == h.last_offset());
             let outcome = rewrite::filter_batch(&bytes, rules, producer_last, filter)?;
-            changed |= outcome != BatchOutcome::Unchanged;
             if let Some((prev, prev_outcome)) = pending.replace((bytes, outcome)) {
-                emit(&mut out, &prev, prev_outcome, false, throttle)?;
+                changed |= emit(&mut out, &prev, prev_outcome, false, throttle)?;
             }
         }
     }
@@ -189,7 +188,7 @@ pub(super) fn write_group(
         return Ok(None);
     }
     if let Some((prev, prev_outcome)) = pending {
-        emit(&mut out, &prev, prev_outcome, true, throttle)?;
+        changed |= emit(&mut out, &prev, prev_outcome, true, throttle)?;
     }
     out.flush(throttle)?;
     let size = out.position;
@@ -215,25 +214,27 @@ pub(super) fn write_group(
 }
 
 /// Writes one batch's outcome; the group's last batch is kept (as an empty batch) even when
-/// every record of it goes.
+/// every record of it goes. Returns true when the output differs from the original batch.
 fn emit(
     out: &mut CleanedWriter,
     original: &[u8],
     outcome: BatchOutcome,
     last_of_group: bool,
     throttle: &mut Throttle<'_>,
-) -> Result<(), CleanerError> {
+) -> Result<bool, CleanerError> {
     match outcome {
-        BatchOutcome::Unchanged => out.write(original, throttle),
-        BatchOutcome::Rewritten(bytes) => out.write(&bytes, throttle),
+        BatchOutcome::Unchanged => out.write(original, throttle).map(|()| false),
+        BatchOutcome::Rewritten(bytes) => out.write(&bytes, throttle).map(|()| true),
         BatchOutcome::Dropped if last_of_group => {
             let h = BatchHeader::parse(original).map_err(|e| RewriteError::Corrupt {
                 base_offset: -1,
                 reason: e.to_string(),
             })?;
-            out.write(&rewrite::empty_batch(&h), throttle)
+            let empty = rewrite::empty_batch(&h);
+            out.write(&empty, throttle)?;
+            Ok(empty != original)
         }
-        BatchOutcome::Dropped => Ok(()),
+        BatchOutcome::Dropped => Ok(true),
     }
 }
 
