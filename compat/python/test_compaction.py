@@ -1,14 +1,18 @@
-"""Job 2 of the design (cache rebuild) end to end with confluent-kafka: a compacted topic,
-written many times per key with some keys deleted (tombstones), is compacted in the
-background; an application reading it from offset 0, also after a restart, gets exactly the
-latest value of every live key, at its original offset, and deleted keys are gone."""
+"""Jobs 2 and 4 of the design end to end with confluent-kafka.
+
+Cache rebuild: a compacted topic, written many times per key with some keys deleted
+(tombstones), is compacted in the background; an application reading it from offset 0, also
+after a restart, gets exactly the latest value of every live key, at its original offset, and
+deleted keys are gone. CDC snapshot: a topic switched to `compact,delete` with kafka-configs
+(no restart) is compacted; a new consumer group reads it as a snapshot and then follows live
+changes."""
 
 import time
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from cairn_compat import wait_until
+from cairn_compat import kafka_tool, wait_until
 
 KEYS = 50
 VERSIONS = 20
@@ -38,24 +42,29 @@ def read_all(broker, topic):
         c.close()
 
 
-def test_compacted_topic_keeps_latest_value_per_key(private_broker, topic_name):
-    broker, topic = private_broker, topic_name
-    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
-    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1, config={
-        "cleanup.policy": "compact",
-        "segment.ms": "100",                 # roll often: the active segment is never cleaned
-        "min.cleanable.dirty.ratio": "0.01",
-        "min.compaction.lag.ms": "0",
-        "delete.retention.ms": "100",        # tombstones may go 100 ms after a cleaning
-    })], operation_timeout=30)[topic].result(timeout=30)
+FAST_CLEANING = {
+    "segment.ms": "100",                 # roll often: the active segment is never cleaned
+    "min.cleanable.dirty.ratio": "0.01",
+    "min.compaction.lag.ms": "0",
+    "delete.retention.ms": "100",        # tombstones may go 100 ms after a cleaning
+}
 
+
+def create_topic(broker, topic, config):
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1, config=config)],
+                        operation_timeout=30)[topic].result(timeout=30)
+
+
+def write_versions(p, topic):
+    """KEYS keys x VERSIONS values, then tombstones for the first DELETED keys.
+    Returns {key: (offset, value)} for the live keys, from the delivery reports."""
     reports = {}
 
     def on_delivery(err, msg):
         assert err is None, err
         reports[msg.offset()] = (msg.key(), msg.value())
 
-    p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5})
     for version in range(VERSIONS):
         for k in range(KEYS):
             p.produce(topic, key=f"k{k}", value=f"v{k}-{version}", partition=0,
@@ -63,14 +72,18 @@ def test_compacted_topic_keeps_latest_value_per_key(private_broker, topic_name):
     for k in range(DELETED):
         p.produce(topic, key=f"k{k}", value=None, partition=0, on_delivery=on_delivery)
     assert p.flush(30) == 0
-
     latest = {}
     for offset in sorted(reports):
         key, value = reports[offset]
-        latest[key] = (offset, value)
-    expected = {k: ov for k, ov in latest.items() if ov[1] is not None}  # live keys
-    assert len(expected) == KEYS - DELETED
+        latest[key.decode()] = (offset, value)
+    live = {k: (o, v.decode()) for k, (o, v) in latest.items() if v is not None}
+    assert len(live) == KEYS - DELETED
+    return live
 
+
+def wait_compacted(broker, p, topic, live):
+    """Wait until reading the topic from its start gives exactly one record per live key
+    (its latest value, at its original offset) and no tombstone; return those records."""
     state = {}
 
     def compacted_view():
@@ -81,17 +94,23 @@ def test_compacted_topic_keeps_latest_value_per_key(private_broker, topic_name):
         records = [r for r in read_all(broker, topic) if r[1] != b"heartbeat"]
         keys = [k for _, k, _ in records]
         view = {k.decode(): (o, v.decode()) for o, k, v in records if v is not None}
-        done = len(keys) == len(set(keys)) == KEYS - DELETED and view == {
-            k.decode(): (o, v.decode()) for k, (o, v) in expected.items()}
         state["last"] = f"{len(records)} records, {len(set(keys))} distinct keys, " \
                         f"{sum(v is None for _, _, v in records)} tombstones"
-        return done and records
+        return len(keys) == len(set(keys)) == len(live) and view == live and records
 
     try:
-        records = wait_until(compacted_view, timeout=150, interval=0.5,
-                             what="compaction to leave one record per live key, no tombstones")
+        return wait_until(compacted_view, timeout=150, interval=0.5,
+                          what="compaction to leave one record per live key, no tombstones")
     except AssertionError as e:
         raise AssertionError(f"{e}; last read: {state.get('last')}") from None
+
+
+def test_compacted_topic_keeps_latest_value_per_key(private_broker, topic_name):
+    broker, topic = private_broker, topic_name
+    create_topic(broker, topic, {"cleanup.policy": "compact", **FAST_CLEANING})
+    p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5})
+    live = write_versions(p, topic)
+    records = wait_compacted(broker, p, topic, live)
     assert len(records) == KEYS - DELETED
 
     # A restarted broker serves the same compacted log: the cache rebuilds identically.
@@ -99,3 +118,44 @@ def test_compacted_topic_keeps_latest_value_per_key(private_broker, topic_name):
     broker.restart()
     after = [r for r in read_all(broker, topic) if r[1] != b"heartbeat"]
     assert after == records
+
+
+def test_cdc_snapshot_then_live_changes(broker, topic_name):
+    topic, group = topic_name, f"cdc-{topic_name}"
+    create_topic(broker, topic, {"cleanup.policy": "delete", "retention.ms": "-1",
+                                 **FAST_CLEANING})
+    p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5})
+    live = write_versions(p, topic)
+
+    # The operator turns on compaction, keeping retention, without a restart.
+    kafka_tool("kafka-configs", "--bootstrap-server", broker.bootstrap, "--entity-type", "topics",
+               "--entity-name", topic, "--alter", "--add-config",
+               "cleanup.policy=[compact,delete]")
+    wait_compacted(broker, p, topic, live)
+
+    # A new consumer reads the snapshot (one row per live key) and then follows changes.
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group,
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    try:
+        c.subscribe([topic])
+        snapshot, changes = {}, []
+        deadline = time.monotonic() + 60
+        while len(snapshot) < len(live) and time.monotonic() < deadline:
+            for m in c.consume(num_messages=1000, timeout=0.5):
+                assert m.error() is None, m.error()
+                if m.key() != b"heartbeat":
+                    snapshot[m.key().decode()] = (m.offset(), m.value().decode())
+        assert snapshot == live
+
+        for k in range(DELETED, DELETED + 5):
+            p.produce(topic, key=f"k{k}", value=f"v{k}-live", partition=0)
+        assert p.flush(30) == 0
+        deadline = time.monotonic() + 60
+        while len(changes) < 5 and time.monotonic() < deadline:
+            for m in c.consume(num_messages=1000, timeout=0.5):
+                assert m.error() is None, m.error()
+                if m.key() != b"heartbeat":
+                    changes.append((m.key().decode(), m.value().decode()))
+        assert changes == [(f"k{k}", f"v{k}-live") for k in range(DELETED, DELETED + 5)]
+    finally:
+        c.close()
