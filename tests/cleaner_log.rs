@@ -268,6 +268,51 @@ fn tombstones_stay_until_their_delete_horizon_then_go() {
 }
 
 #[test]
+fn tombstones_past_their_horizon_go_without_new_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), &[]);
+    log.create_topic(
+        "t",
+        1,
+        compacted(&[("delete.retention.ms", "60000")]),
+        false,
+    )
+    .unwrap();
+    let p = log.partition("t", 0).unwrap();
+    put(&p, "a", Some("1"));
+    put(&p, "b", Some("1"));
+    put(&p, "a", None);
+    p.roll().unwrap();
+    let now = now_ms();
+    let mut cleaner = Cleaner::new(dir.path(), config(1 << 20));
+    assert_eq!(cleaner.clean_fully(&p, now, false).unwrap().len(), 1);
+    assert_eq!(cleaner.next_horizon(now), Some(now + 60_000));
+    assert_eq!(read_all(&p).1.len(), 2);
+    // Nothing is dirty: not due before the horizon...
+    let (plan, due) = cleaner.plan(&p, now + 59_999).unwrap().unwrap();
+    assert!(!plan.has_dirty());
+    assert!(!due);
+    assert!(cleaner
+        .clean(&p, now + 59_999, CleanOptions::default())
+        .unwrap()
+        .is_none());
+    // ...and due at it: the tombstone goes.
+    let passes = cleaner.clean_fully(&p, now + 60_000, false).unwrap();
+    assert_eq!(passes.len(), 1);
+    assert_eq!(passes[0].tombstones_removed, 1);
+    assert_eq!(
+        read_all(&p).1,
+        vec![Stored {
+            offset: 1,
+            key: "b".into(),
+            value: Some("1".into())
+        }]
+    );
+    assert_eq!(cleaner.next_horizon(now + 60_000), None);
+    log.shutdown().unwrap();
+}
+
+#[test]
 fn more_keys_than_the_map_holds_cleans_in_several_exact_passes() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path(), &[]);
@@ -511,6 +556,40 @@ fn the_background_cleaner_compacts_a_small_segment_topic_within_seconds() {
         assert_eq!(fold(&read_all(&p).1), model);
         log.shutdown().unwrap();
     }
+}
+
+#[test]
+fn the_background_cleaner_removes_deleted_keys_once_delete_retention_has_passed() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), &[("log.cleaner.enable", "true")]);
+    let overrides = compacted(&[
+        ("min.cleanable.dirty.ratio", "0.01"),
+        ("delete.retention.ms", "1000"),
+    ]);
+    log.create_topic("t", 1, overrides, false).unwrap();
+    let p = log.partition("t", 0).unwrap();
+    let mut model = write_rounds(&p, 50, 4);
+    for k in 0..25 {
+        let key = format!("key-{k:05}");
+        put(&p, &key, None);
+        model.remove(&key);
+    }
+    p.roll().unwrap();
+    // No more writes: the tombstones go when their horizon passes (1 s after the cleaning
+    // that first kept them), not at the next roll.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut records = read_all(&p).1;
+    while Instant::now() < deadline {
+        records = read_all(&p).1;
+        if records.len() == model.len() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(records.len(), model.len(), "{} records left", records.len());
+    assert!(records.iter().all(|r| r.value.is_some()));
+    assert_eq!(fold(&records), model);
+    log.shutdown().unwrap();
 }
 
 #[test]

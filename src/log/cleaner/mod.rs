@@ -168,6 +168,10 @@ pub struct Cleaner {
     config: CleanerConfig,
     checkpoints: HashMap<(String, i32), CheckpointEntry>,
     failed: HashMap<(String, i32), Instant>,
+    /// Per partition, the earliest delete horizon among the tombstones its last cleaning kept
+    /// (KIP-534's "latest delete horizon"): once passed, the log is cleaned even with nothing
+    /// dirty, so deleted keys disappear without new writes. In memory only.
+    horizons: HashMap<(String, i32), i64>,
 }
 
 fn key_of(p: &Partition) -> (String, i32) {
@@ -220,6 +224,7 @@ impl Cleaner {
             config,
             checkpoints,
             failed: HashMap::new(),
+            horizons: HashMap::new(),
         }
     }
 
@@ -256,6 +261,7 @@ impl Cleaner {
     pub fn forget_missing(&mut self, live: &[Arc<Partition>]) -> io::Result<()> {
         let keys: std::collections::HashSet<(String, i32)> =
             live.iter().map(|p| key_of(p)).collect();
+        self.horizons.retain(|k, _| keys.contains(k));
         let before = self.checkpoints.len();
         self.checkpoints.retain(|k, e| {
             keys.contains(k) && e.owner.as_ref().map_or(true, |w| w.strong_count() > 0)
@@ -350,7 +356,12 @@ impl Cleaner {
                 now,
                 cfg.max_compaction_lag_ms,
             );
-        let due = plan::is_due(&plan, cfg.min_cleanable_dirty_ratio, lag_exceeded);
+        let horizon_passed = self
+            .horizons
+            .get(&key_of(partition))
+            .is_some_and(|&h| h <= now);
+        let due =
+            plan::is_due(&plan, cfg.min_cleanable_dirty_ratio, lag_exceeded) || horizon_passed;
         Ok(Some((plan, due, snap)))
     }
 
@@ -374,7 +385,9 @@ impl Cleaner {
         let Some((plan, due, snap)) = self.evaluate(partition, now)? else {
             return Ok(None);
         };
-        if !plan.has_dirty() || !(due || options.force) {
+        // Due with nothing dirty means a tombstone's delete horizon has passed: the pass then
+        // rewrites the clean section with an empty map, removing expired tombstones.
+        if !(due || options.force && plan.has_dirty()) {
             return Ok(None);
         }
         self.run_pass(partition, plan, snap, now, options)
@@ -506,6 +519,10 @@ impl Cleaner {
         stats.records_read = filter.records_read;
         stats.records_kept = filter.records_kept;
         stats.tombstones_removed = filter.tombstones_removed;
+        match filter.earliest_horizon {
+            Some(h) => self.horizons.insert(key_of(partition), h),
+            None => self.horizons.remove(&key_of(partition)),
+        };
         self.set_cleaned_offset(partition, end_offset)?;
         stats.duration = started.elapsed();
         let secs = stats.duration.as_secs_f64().max(1e-6);
@@ -630,6 +647,11 @@ fn roll_signature(shared: &Shared) -> Vec<(String, i32, usize, i64)> {
 }
 
 impl Cleaner {
+    /// The earliest delete horizon after `now` of any tombstone kept by the last cleanings.
+    pub fn next_horizon(&self, now: i64) -> Option<i64> {
+        self.horizons.values().copied().filter(|&h| h > now).min()
+    }
+
     /// Picks the due compacted partition with the dirtiest log and cleans it fully.
     /// `partitions` must be every live partition (checkpoint entries of others are forgotten). Returns true when something was cleaned.
     pub fn clean_dirtiest(&mut self, partitions: &[Arc<Partition>], now: i64) -> bool {
@@ -649,7 +671,12 @@ impl Cleaner {
             }
             let plan = match self.evaluate(p, now) {
                 Ok(Some((plan, true, _))) => plan,
-                Ok(_) => continue,
+                Ok(Some(_)) => continue,
+                Ok(None) => {
+                    // Not compacted (any more) or closed.
+                    self.horizons.remove(&key);
+                    continue;
+                }
                 Err(e) => {
                     tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "cannot plan cleaning");
                     self.failed.insert(key, Instant::now() + FAILURE_BACKOFF);
@@ -687,7 +714,12 @@ pub(crate) fn run(shared: Arc<Shared>, config: CleanerConfig) {
         if cleaner.clean_dirtiest(&shared.partitions(), now_ms()) {
             continue;
         }
-        let deadline = Instant::now() + backoff;
+        // Wake at the next tombstone horizon too, so deleted keys go on time.
+        let now = now_ms();
+        let until_horizon = cleaner
+            .next_horizon(now)
+            .map(|h| Duration::from_millis((h - now) as u64 + 1));
+        let deadline = Instant::now() + until_horizon.map_or(backoff, |d| d.min(backoff));
         let signature = roll_signature(&shared);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());

@@ -63,6 +63,8 @@ pub enum BatchOutcome {
 /// Counts for the progress log and tests.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct FilterStats {
+    /// The earliest delete horizon of the tombstones kept: when a cleaning can next remove one.
+    pub earliest_horizon: Option<i64>,
     pub records_read: u64,
     pub records_kept: u64,
     pub tombstones_removed: u64,
@@ -287,6 +289,14 @@ pub fn filter_batch(
     }
     stats.records_kept += kept.len() as u64;
     let stamp = kept_tombstone && !has_horizon;
+    if kept_tombstone {
+        let horizon = if stamp {
+            rules.now_ms.saturating_add(rules.delete_retention_ms)
+        } else {
+            h.base_timestamp
+        };
+        stats.earliest_horizon = Some(stats.earliest_horizon.map_or(horizon, |e| e.min(horizon)));
+    }
     if kept.len() == records.len() && !stamp && kept.len() as i32 == h.records_count {
         return Ok(BatchOutcome::Unchanged);
     }
