@@ -313,6 +313,45 @@ fn tombstones_past_their_horizon_go_without_new_writes() {
 }
 
 #[test]
+fn an_expired_tombstone_beyond_the_map_never_brings_an_old_value_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), &[]);
+    let overrides = compacted(&[("segment.bytes", "1048576"), ("delete.retention.ms", "0")]);
+    log.create_topic("t", 1, overrides, false).unwrap();
+    let p = log.partition("t", 0).unwrap();
+    put(&p, "victim", Some("old"));
+    let mut model = BTreeMap::new();
+    for k in 0..100 {
+        put(&p, &format!("filler-{k}"), Some("x"));
+        model.insert(format!("filler-{k}"), "x".to_string());
+    }
+    put(&p, "victim", None); // offset 101
+    p.roll().unwrap();
+    // A 37-key map: pass 1 maps [0, 37) and stamps the tombstone (horizon = now) as it rewrites
+    // the whole segment; pass 2 maps [37, 74) with the horizon passed, but the tombstone lies
+    // beyond its map and must stay, or "victim" = "old" would come back.
+    let mut cleaner = Cleaner::new(dir.path(), config(1024));
+    let now = now_ms();
+    let force = CleanOptions {
+        force: true,
+        prepare_only: false,
+    };
+    for pass in 1..=5 {
+        let Some(stats) = cleaner.clean(&p, now + pass, force).unwrap() else {
+            break;
+        };
+        assert_eq!(fold(&read_all(&p).1), model, "after pass {pass}");
+        if stats.complete() {
+            break;
+        }
+    }
+    let (_, records) = read_all(&p);
+    assert!(records.iter().all(|r| r.key != "victim"), "{records:?}");
+    assert_eq!(fold(&records), model);
+    log.shutdown().unwrap();
+}
+
+#[test]
 fn more_keys_than_the_map_holds_cleans_in_several_exact_passes() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path(), &[]);

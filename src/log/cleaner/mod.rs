@@ -467,6 +467,7 @@ impl Cleaner {
             map: &map,
             now_ms: now,
             delete_retention_ms: cfg.delete_retention_ms,
+            upper_bound_offset: end_offset,
         };
         let mut filter = FilterStats::default();
         for group in groups {

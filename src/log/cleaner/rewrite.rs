@@ -47,6 +47,10 @@ pub struct RetainRules<'a> {
     pub map: &'a KeyOffsetMap,
     pub now_ms: i64,
     pub delete_retention_ms: i64,
+    /// Where the map ends (the cleaning round's upper bound). A tombstone at or above it is
+    /// never removed: the map does not cover the older records of its key that may still exist
+    /// below it, and removing the tombstone would bring them back.
+    pub upper_bound_offset: i64,
 }
 
 /// The fate of one batch.
@@ -279,7 +283,8 @@ pub fn filter_batch(
         }
         if r.value_is_null {
             // Unstamped tombstones stay (this cleaning stamps them); stamped ones until the horizon.
-            if has_horizon && rules.now_ms >= h.base_timestamp {
+            if has_horizon && rules.now_ms >= h.base_timestamp && offset < rules.upper_bound_offset
+            {
                 stats.tombstones_removed += 1;
                 continue;
             }
@@ -432,6 +437,7 @@ mod tests {
                 map: &map,
                 now_ms: now,
                 delete_retention_ms: 5_000,
+                upper_bound_offset: i64::MAX,
             };
             let mut stats = FilterStats::default();
             let BatchOutcome::Rewritten(out) =
@@ -479,6 +485,7 @@ mod tests {
                 map: &map,
                 now_ms: now + 4_999,
                 delete_retention_ms: 5_000,
+                upper_bound_offset: i64::MAX,
             };
             let outcome = filter_batch(&out, &before, false, &mut FilterStats::default()).unwrap();
             assert_eq!(outcome, BatchOutcome::Unchanged);
@@ -487,6 +494,7 @@ mod tests {
                 map: &map,
                 now_ms: now + 5_000,
                 delete_retention_ms: 5_000,
+                upper_bound_offset: i64::MAX,
             };
             let mut stats = FilterStats::default();
             let BatchOutcome::Rewritten(out2) =
@@ -517,6 +525,7 @@ mod tests {
                 map: &map,
                 now_ms: TS,
                 delete_retention_ms: 1,
+                upper_bound_offset: i64::MAX,
             };
             let outcome = filter_batch(&batch, &rules, false, &mut FilterStats::default()).unwrap();
             assert_eq!(outcome, BatchOutcome::Unchanged);
@@ -535,6 +544,7 @@ mod tests {
             map: &map,
             now_ms: TS,
             delete_retention_ms: 1,
+            upper_bound_offset: i64::MAX,
         };
         let outcome = filter_batch(&batch, &rules, false, &mut FilterStats::default()).unwrap();
         assert_eq!(outcome, BatchOutcome::Dropped);
@@ -563,6 +573,38 @@ mod tests {
         // An empty batch that is no longer needed goes.
         let outcome = filter_batch(&empty, &rules, false, &mut FilterStats::default()).unwrap();
         assert_eq!(outcome, BatchOutcome::Dropped);
+    }
+
+    #[test]
+    fn an_expired_tombstone_at_or_above_the_upper_bound_stays() {
+        let batch = stored(&[(Some("a"), None)], Compression::None);
+        let map = KeyOffsetMap::new(1 << 16, 16);
+        let stamp = RetainRules {
+            map: &map,
+            now_ms: TS,
+            delete_retention_ms: 0,
+            upper_bound_offset: i64::MAX,
+        };
+        let BatchOutcome::Rewritten(stamped) =
+            filter_batch(&batch, &stamp, false, &mut FilterStats::default()).unwrap()
+        else {
+            panic!("stamped");
+        };
+        let later = |upper_bound_offset| RetainRules {
+            map: &map,
+            now_ms: TS + 1,
+            delete_retention_ms: 0,
+            upper_bound_offset,
+        };
+        let outcome = filter_batch(&stamped, &later(BASE), false, &mut FilterStats::default());
+        assert_eq!(outcome.unwrap(), BatchOutcome::Unchanged);
+        let outcome = filter_batch(
+            &stamped,
+            &later(BASE + 1),
+            false,
+            &mut FilterStats::default(),
+        );
+        assert_eq!(outcome.unwrap(), BatchOutcome::Dropped);
     }
 
     #[test]
