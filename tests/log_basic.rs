@@ -676,3 +676,70 @@ fn segment_ms_rolls_on_record_time() {
         .exists());
     log.shutdown().unwrap();
 }
+
+#[test]
+fn concurrent_appends_and_reads_see_a_consistent_log() {
+    const WRITERS: usize = 4;
+    const PER_WRITER: usize = 100;
+    const TOTAL: i64 = (WRITERS * PER_WRITER) as i64;
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), &[]);
+    log.create_topic(
+        "busy",
+        1,
+        overrides(&[("segment.bytes", "4000"), ("index.interval.bytes", "300")]),
+        false,
+    )
+    .unwrap();
+    let p = log.partition("busy", 0).unwrap();
+    std::thread::scope(|s| {
+        for w in 0..WRITERS {
+            let p = p.clone();
+            s.spawn(move || {
+                for i in 0..PER_WRITER {
+                    let info = p
+                        .append(
+                            batch(&[&format!("w{w}-{i:03}")], now_ms()),
+                            AppendOrigin::Client,
+                        )
+                        .unwrap();
+                    block_on(p.wait_durable(info.last_offset + 1)).unwrap();
+                }
+            });
+        }
+        for _ in 0..2 {
+            let p = p.clone();
+            s.spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(60);
+                let mut next = 0;
+                let mut last_seen = [-1i64; WRITERS];
+                while next < TOTAL {
+                    assert!(Instant::now() < deadline, "reader stuck at {next}");
+                    let read = p.read(next, 700, Isolation::ReadUncommitted).unwrap();
+                    assert!(next <= read.offsets.high_watermark);
+                    for (o, v) in values(&read.records) {
+                        assert!(
+                            o < read.offsets.high_watermark,
+                            "read above the high watermark"
+                        );
+                        if o < next {
+                            continue;
+                        }
+                        assert_eq!(o, next, "offsets are contiguous");
+                        let (w, i) = v[1..].split_once('-').unwrap();
+                        let (w, i): (usize, i64) = (w.parse().unwrap(), i.parse().unwrap());
+                        assert!(i > last_seen[w], "writer {w} order");
+                        last_seen[w] = i;
+                        next += 1;
+                    }
+                    if read.records.is_empty() {
+                        std::thread::yield_now();
+                    }
+                }
+                assert!(last_seen.iter().all(|&i| i == PER_WRITER as i64 - 1));
+            });
+        }
+    });
+    assert_eq!(p.offsets().log_end_offset, TOTAL);
+    log.shutdown().unwrap();
+}

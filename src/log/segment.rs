@@ -623,14 +623,43 @@ impl Segment {
             .map_or(self.base_offset, |ix| ix.time.lookup(timestamp)))
     }
 
-    /// (largest timestamp, offset of its batch's last record); loads indexes if needed.
+    /// (largest timestamp, offset of its batch's last record). For a sealed segment whose
+    /// indexes are not loaded, only the last time index entry is read (the entry written at
+    /// roll), so retention and timestamp lookups do not load every segment's indexes.
     pub fn max_timestamp(
         &mut self,
         io: &dyn FileIo,
         limits: &SegmentLimits,
     ) -> io::Result<Option<(i64, i64)>> {
+        if self.indexes.is_none() && self.max_timestamp.is_none() {
+            if let Some(last) = self.read_last_time_entry(io)? {
+                self.max_timestamp = Some(last);
+                return Ok(self.max_timestamp);
+            }
+        }
         self.ensure_indexes(io, limits)?;
         Ok(self.max_timestamp)
+    }
+
+    fn read_last_time_entry(&self, io: &dyn FileIo) -> io::Result<Option<(i64, i64)>> {
+        let path = self.path("timeindex");
+        if !path.exists() {
+            return Ok(None);
+        }
+        let file = io.open(&path, false)?;
+        let len = file.size()?;
+        let entry = super::time_index::ENTRY_SIZE as u64;
+        if len == 0 || len % entry != 0 {
+            return Ok(None);
+        }
+        let mut buf = [0u8; super::time_index::ENTRY_SIZE];
+        read_exact_at(file.as_ref(), &mut buf, len - entry)?;
+        let ts = i64::from_be_bytes(buf[..8].try_into().expect("8 bytes"));
+        let rel = u32::from_be_bytes(buf[8..].try_into().expect("4 bytes"));
+        if rel > i32::MAX as u32 {
+            return Ok(None);
+        }
+        Ok(Some((ts, self.base_offset + rel as i64)))
     }
 
     /// Renames the segment's files to `<name>.deleted` and then removes them.
