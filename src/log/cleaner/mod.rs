@@ -11,10 +11,18 @@
 //! One cleaning pass: build the map over the dirty section [first dirty, first uncleanable) until
 //! it is full, then rewrite every sealed segment from the log start up to where the map ended,
 //! in groups of small neighbours merged up to `segment.bytes`; a key's latest record stays, older
-//! ones and keyless ones go, tombstones stay until their delete horizon. The last batch of each
+//! ones and keyless ones go, tombstones stay until their delete horizon (and always when they lie
+//! beyond where the map ended, whose older values the map does not cover). The last batch of each
 //! group always stays (emptied if needed), so a cleaned segment ends at the same offset as the
 //! segments it replaces and an interrupted swap is completed exactly. I/O is rate limited by
 //! `log.cleaner.io.max.bytes.per.second`.
+//!
+//! Scheduling: a log is due when its dirty ratio exceeds `min.cleanable.dirty.ratio`, when its
+//! oldest dirty data is older than `max.compaction.lag.ms`, or when a tombstone kept by its last
+//! cleaning has passed its delete horizon (remembered in memory only: after a restart such
+//! tombstones go at the next cleaning the log needs anyway). The thread sleeps
+//! `log.cleaner.backoff.ms` when nothing is due, waking early when a compacted partition rolls a
+//! segment or a kept tombstone's horizon arrives.
 //!
 //! Depends on the log engine's partition, segment and batch types only; never on requests,
 //! handlers or the group coordinator.
