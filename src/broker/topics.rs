@@ -48,7 +48,10 @@ pub fn valid_topic_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn error(e: ResponseError, message: String) -> (i16, Option<StrBytes>) {
+/// An error code with its message, as CreateTopics answers it.
+type Failure = (i16, Option<StrBytes>);
+
+fn error(e: ResponseError, message: String) -> Failure {
     (code(e), Some(StrBytes::from_string(message)))
 }
 
@@ -61,7 +64,7 @@ pub(super) fn create_topics(
     for topic in request.topics {
         let name = topic.name.0.to_string();
         let mut result = CreatableTopicResult::default().with_name(topic.name.clone());
-        let outcome = (|| -> Result<(i32, BTreeMap<String, String>), (i16, Option<StrBytes>)> {
+        let outcome = (|| -> Result<(i32, BTreeMap<String, String>), Failure> {
             valid_topic_name(&name).map_err(|m| error(ResponseError::InvalidTopicException, m))?;
             if broker.log.topic(&name).is_some() {
                 return Err(error(

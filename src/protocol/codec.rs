@@ -18,6 +18,8 @@ use super::versions::VersionTable;
 const UNSUPPORTED_VERSION: i16 = 35;
 
 /// A frame decoded as far as it could be.
+// The request is moved once, straight into its handler: boxing it would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Decoded {
     /// A request of a supported API and version.
