@@ -73,6 +73,13 @@ def _recv_exact(s: socket.socket, n: int) -> bytes:
     return buf
 
 
+class _PortTaken(Exception):
+    pass
+
+
+_live: set = set()  # started Cairn brokers, whose log tails go into failure reports
+
+
 class Broker:
     """One broker under test, on 127.0.0.1 with its own data directory."""
 
@@ -82,6 +89,7 @@ class Broker:
         self.port = port or free_port()
         self.proc: subprocess.Popen | None = None
         self.last_exit_code: int | None = None
+        self.started_once = False
         self._log = None
         if kind == "external":
             host, _, port_s = os.environ["COMPAT_BOOTSTRAP"].rpartition(":")
@@ -112,6 +120,22 @@ class Broker:
         if not binary.exists():
             raise RuntimeError(f"Cairn binary {binary} not found: run `cargo build --release` first")
         self.workdir.mkdir(parents=True, exist_ok=True)
+        # A free port can be taken by someone else before Cairn binds it: on a first start,
+        # try again on another port. A restart keeps its port (clients know it).
+        attempts = 1 if self.started_once else 3
+        for attempt in range(attempts):
+            try:
+                self._spawn(binary, timeout)
+                self.started_once = True
+                _live.add(self)
+                return
+            except _PortTaken:
+                if attempt == attempts - 1:
+                    raise RuntimeError(f"port {self.port} in use:\n{self.log_tail()}") from None
+                self.port = free_port()
+
+    def _spawn(self, binary: Path, timeout: float) -> None:
+        log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [str(binary), "--listen", self.bootstrap, "--data-dir", str(self.data_dir)],
@@ -120,8 +144,13 @@ class Broker:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"cairn exited with {self.proc.returncode} during startup:\n{self.log_tail()}")
+                self._log.close()
+                self._log = None
+                self.proc = None
+                tail = self.log_path.read_bytes()[log_start:].decode(errors="replace")
+                if "in use" in tail.lower():
+                    raise _PortTaken()
+                raise RuntimeError(f"cairn exited during startup:\n{self.log_tail()}")
             if api_versions_answers(self.port):
                 return
             time.sleep(0.1)
@@ -149,6 +178,7 @@ class Broker:
                 self.proc.wait(10)
         self.last_exit_code = self.proc.returncode
         self.proc = None
+        _live.discard(self)
         if self._log:
             self._log.close()
             self._log = None
@@ -299,6 +329,15 @@ def pytest_collection_modifyitems(config, items):
         if reason:
             item.add_marker(pytest.mark.xfail(reason=f"known Cairn gap (FINDINGS.md): {reason}",
                                               run=run_gaps, strict=False))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.failed:
+        for b in list(_live):
+            rep.sections.append((f"cairn log tail ({b.bootstrap})", b.log_tail(60)))
 
 
 def pytest_sessionfinish(session, exitstatus):
