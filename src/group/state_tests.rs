@@ -939,3 +939,173 @@ fn a_leader_that_never_syncs_is_replaced_after_its_session() {
     let rb = h.joined(b);
     assert_eq!((rb.generation_id, rb.leader.as_str()), (2, "m2"));
 }
+
+impl Harness {
+    /// Advances the clock by `ms` in steps shorter than a session, each member of `members`
+    /// heartbeating at generation `generation` after every step (errors are ignored).
+    fn advance_heartbeating(&mut self, ms: i64, members: &[&str], generation: i32) {
+        let mut left = ms;
+        while left > 0 {
+            let step = left.min(i64::from(SESSION) / 2);
+            self.advance(step);
+            left -= step;
+            for m in members {
+                let _ = self.heartbeat(m, generation);
+            }
+        }
+    }
+}
+
+/// Two members joined at generation 1 (CompletingRebalance), nobody synced yet. The second
+/// member's rebalance timeout is `follower_rebalance_ms`.
+fn completing_pair(follower_rebalance_ms: i32) -> Harness {
+    let mut h = Harness::new();
+    let a = h.join("");
+    let mut req = Harness::request("", None, &["range"], false);
+    req.rebalance_timeout_ms = follower_rebalance_ms;
+    let b = h.join_with(req);
+    h.advance(DELAY * 2);
+    assert_eq!(h.joined(a).generation_id, 1);
+    assert_eq!(h.joined(b).generation_id, 1);
+    assert_eq!(h.state(), GroupState::CompletingRebalance);
+    h
+}
+
+#[test]
+fn a_heartbeating_leader_that_never_syncs_is_removed_at_the_rebalance_timeout() {
+    let mut h = completing_pair(REBALANCE);
+    let f = h.sync("m2", 1, &[]);
+    // The leader keeps its session alive but never sends SyncGroup.
+    let mut elapsed = 0;
+    while elapsed + 5_000 < REBALANCE as i64 {
+        h.advance(5_000);
+        elapsed += 5_000;
+        assert_eq!(h.heartbeat("m1", 1), Ok(()));
+    }
+    h.advance(REBALANCE as i64 - elapsed - 1);
+    assert!(
+        h.sync_reply(f).is_none(),
+        "still inside the rebalance timeout"
+    );
+    assert_eq!(h.state(), GroupState::CompletingRebalance);
+    h.advance(1);
+    // The leader is gone; the waiting follower is told to rejoin.
+    assert_eq!(h.sync_reply(f), Some(Err(GroupError::RebalanceInProgress)));
+    assert_eq!(h.state(), GroupState::PreparingRebalance);
+    assert_eq!(h.heartbeat("m1", 1), Err(GroupError::UnknownMemberId));
+    let members: Vec<&str> = h
+        .groups
+        .group("g")
+        .unwrap()
+        .members()
+        .map(|m| m.member_id.as_str())
+        .collect();
+    assert_eq!(members, vec!["m2"]);
+    // m2 is the only member left: its rejoin completes generation 2 at once, as leader.
+    let b = h.join("m2");
+    let rb = h.joined(b);
+    assert_eq!((rb.generation_id, rb.leader.as_str()), (2, "m2"));
+    assert_eq!(h.state(), GroupState::CompletingRebalance);
+}
+
+#[test]
+fn a_follower_that_never_syncs_is_removed_even_once_stable() {
+    let mut h = completing_pair(REBALANCE);
+    h.advance_heartbeating(1_000, &["m1", "m2"], 1);
+    let l = h.sync("m1", 1, &[("m1", "A"), ("m2", "B")]);
+    assert_eq!(h.sync_reply(l).unwrap().unwrap().assignment, "A");
+    assert_eq!(h.state(), GroupState::Stable);
+    assert!(h.stored());
+    let pending: Vec<&str> = h
+        .groups
+        .group("g")
+        .unwrap()
+        .pending_sync_members()
+        .collect();
+    assert_eq!(pending, vec!["m2"]);
+    // m2 heartbeats successfully but never fetches its assignment.
+    h.advance_heartbeating(REBALANCE as i64 - 1_000 - 1, &["m1", "m2"], 1);
+    assert_eq!(h.heartbeat("m2", 1), Ok(()));
+    assert_eq!(h.heartbeat("m1", 1), Ok(()));
+    assert_eq!(h.state(), GroupState::Stable);
+    h.advance(1);
+    assert_eq!(h.state(), GroupState::PreparingRebalance);
+    assert_eq!(h.heartbeat("m2", 1), Err(GroupError::UnknownMemberId));
+    assert_eq!(h.heartbeat("m1", 1), Err(GroupError::RebalanceInProgress));
+    let a = h.join("m1");
+    let ra = h.joined(a);
+    assert_eq!((ra.generation_id, ra.members.len()), (2, 1));
+}
+
+#[test]
+fn members_that_all_sync_in_time_are_not_removed() {
+    let mut h = completing_pair(REBALANCE);
+    let f = h.sync("m2", 1, &[]);
+    h.advance_heartbeating(REBALANCE as i64 - 1, &["m1"], 1);
+    let l = h.sync("m1", 1, &[("m1", "A"), ("m2", "B")]);
+    assert_eq!(h.sync_reply(f).unwrap().unwrap().assignment, "B");
+    assert_eq!(h.sync_reply(l).unwrap().unwrap().assignment, "A");
+    let group = h.groups.group("g").unwrap();
+    assert_eq!(group.pending_sync_members().count(), 0);
+    // Nothing is due before the sessions end.
+    assert_eq!(h.groups.next_deadline(), Some(h.now + i64::from(SESSION)));
+    h.advance_heartbeating(REBALANCE as i64, &["m1", "m2"], 1);
+    assert_eq!(h.heartbeat("m1", 1), Ok(()));
+    assert_eq!(h.heartbeat("m2", 1), Ok(()));
+    assert_eq!(h.state(), GroupState::Stable);
+}
+
+#[test]
+fn the_pending_sync_timeout_is_the_largest_rebalance_timeout() {
+    let long = REBALANCE * 2;
+    let mut h = completing_pair(long);
+    // The sync deadline is the first thing due after the session (both members keep heartbeats).
+    assert_eq!(
+        h.groups.next_deadline(),
+        Some(h.now + i64::from(SESSION)),
+        "sessions first"
+    );
+    let mut elapsed = 0;
+    while elapsed < i64::from(long) - 1 {
+        let step = 5_000.min(i64::from(long) - 1 - elapsed);
+        h.advance(step);
+        elapsed += step;
+        assert_eq!(h.heartbeat("m1", 1), Ok(()));
+        assert_eq!(h.heartbeat("m2", 1), Ok(()));
+    }
+    assert_eq!(h.state(), GroupState::CompletingRebalance);
+    assert_eq!(h.groups.next_deadline(), Some(h.now + 1));
+    h.advance(1);
+    // Neither synced: both are removed and the group empties.
+    assert_eq!(h.state(), GroupState::Empty);
+    assert_eq!(h.groups.group("g").unwrap().generation_id(), 2);
+    assert_eq!(h.heartbeat("m1", 2), Err(GroupError::UnknownMemberId));
+}
+
+#[test]
+fn a_new_rebalance_cancels_the_pending_sync_timeout() {
+    let mut h = completing_pair(REBALANCE);
+    h.advance_heartbeating(5_000, &["m1", "m2"], 1);
+    // A third member joins before anyone syncs: generation 1 is abandoned.
+    let c = h.join("");
+    assert_eq!(h.state(), GroupState::PreparingRebalance);
+    let a = h.join("m1");
+    let b = h.join("m2");
+    let (ra, rb, rc) = (h.joined(a), h.joined(b), h.joined(c));
+    assert_eq!(
+        (ra.generation_id, rb.generation_id, rc.generation_id),
+        (2, 2, 2)
+    );
+    // Generation 1's sync deadline passes: generation 2 still has time.
+    h.advance_heartbeating(REBALANCE as i64 - 5_000, &["m1", "m2", "m3"], 2);
+    assert_eq!(h.state(), GroupState::CompletingRebalance);
+    assert_eq!(h.groups.group("g").unwrap().members().count(), 3);
+    h.advance_heartbeating(4_999, &["m1", "m2", "m3"], 2);
+    let l = h.sync("m1", 2, &[]);
+    h.sync("m2", 2, &[]);
+    h.sync("m3", 2, &[]);
+    assert!(h.sync_reply(l).unwrap().is_ok());
+    h.advance_heartbeating(REBALANCE as i64, &["m1", "m2", "m3"], 2);
+    assert_eq!(h.state(), GroupState::Stable);
+    assert_eq!(h.groups.group("g").unwrap().members().count(), 3);
+}

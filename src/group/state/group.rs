@@ -42,6 +42,10 @@ pub struct Group {
     pub(super) pending_members: HashMap<String, i64>,
     rebalance: Option<Rebalance>,
     new_member_added: bool,
+    /// Members of the current generation that have not sent SyncGroup yet, and when they will
+    /// be removed for it (the group's rebalance timeout after the join phase completed).
+    pending_sync: HashSet<String>,
+    pending_sync_deadline_ms: Option<i64>,
     pub(super) offsets: BTreeMap<TopicPartition, CommittedOffset>,
 }
 
@@ -59,6 +63,8 @@ impl Group {
             pending_members: HashMap::new(),
             rebalance: None,
             new_member_added: false,
+            pending_sync: HashSet::new(),
+            pending_sync_deadline_ms: None,
             offsets: BTreeMap::new(),
         }
     }
@@ -327,6 +333,8 @@ impl Group {
     }
 
     pub(super) fn prepare_rebalance(&mut self, cfg: &GroupConfig, now: i64, fx: &mut Vec<Effect>) {
+        // The generation whose syncs were awaited is over.
+        self.clear_pending_sync();
         if self.state == GroupState::CompletingRebalance {
             for m in self.members.values_mut() {
                 m.assignment = Bytes::new();
@@ -452,6 +460,9 @@ impl Group {
         }
         self.protocol_name = self.select_protocol();
         self.transition(GroupState::CompletingRebalance, now);
+        // Every member of the new generation must sync within the rebalance timeout.
+        self.pending_sync = self.members.keys().cloned().collect();
+        self.pending_sync_deadline_ms = Some(now + self.max_rebalance_timeout_ms());
         let ids: Vec<String> = self.members.keys().cloned().collect();
         for id in ids {
             let is_leader = self.leader.as_deref() == Some(id.as_str());
@@ -469,6 +480,7 @@ impl Group {
 
     /// Removes a member, answering its parked requests with UNKNOWN_MEMBER_ID.
     pub(super) fn remove_member_entry(&mut self, member_id: &str, fx: &mut Vec<Effect>) {
+        self.remove_pending_sync(member_id);
         if let Some(m) = self.members.shift_remove(member_id) {
             if let Some(w) = m.awaiting_join {
                 fx.push(Effect::JoinReply {
@@ -612,6 +624,9 @@ impl Group {
         member.last_heartbeat_ms = now;
         member.awaiting_join = Some(waiter);
         self.members.insert(new_id.to_string(), member);
+        if self.pending_sync.remove(old_id) {
+            self.pending_sync.insert(new_id.to_string());
+        }
         if self.leader.as_deref() == Some(old_id) {
             self.leader = Some(new_id.to_string());
         }
@@ -725,6 +740,7 @@ impl Group {
             GroupState::Empty | GroupState::Dead => reply(fx, Err(GroupError::UnknownMemberId)),
             GroupState::PreparingRebalance => reply(fx, Err(GroupError::RebalanceInProgress)),
             GroupState::CompletingRebalance => {
+                self.remove_pending_sync(id);
                 let member = self.members.get_mut(id).expect("checked");
                 member.last_heartbeat_ms = now;
                 if let Some(old) = member.awaiting_sync.replace(waiter) {
@@ -767,6 +783,7 @@ impl Group {
                 }
             }
             GroupState::Stable => {
+                self.remove_pending_sync(id);
                 let member = self.members.get_mut(id).expect("checked");
                 member.last_heartbeat_ms = now;
                 let assignment = member.assignment.clone();
@@ -847,6 +864,7 @@ impl Group {
         for id in expired {
             self.remove_member_and_update(cfg, &id, now, fx);
         }
+        self.expire_pending_sync(cfg, now, fx);
         self.pending_members.retain(|_, deadline| *deadline > now);
         self.maybe_complete_join(cfg, now, fx);
     }
@@ -862,7 +880,58 @@ impl Group {
             .filter(|m| m.awaiting_join.is_none() && m.awaiting_sync.is_none())
             .map(|m| m.last_heartbeat_ms + i64::from(m.session_timeout_ms));
         let pending = self.pending_members.values().copied();
-        rebalance.into_iter().chain(sessions).chain(pending).min()
+        rebalance
+            .into_iter()
+            .chain(self.pending_sync_deadline_ms)
+            .chain(sessions)
+            .chain(pending)
+            .min()
+    }
+
+    /// The members of the current generation that have not sent SyncGroup yet.
+    pub fn pending_sync_members(&self) -> impl Iterator<Item = &str> {
+        self.pending_sync.iter().map(String::as_str)
+    }
+
+    fn remove_pending_sync(&mut self, member_id: &str) {
+        if self.pending_sync.remove(member_id) && self.pending_sync.is_empty() {
+            self.pending_sync_deadline_ms = None;
+        }
+    }
+
+    fn clear_pending_sync(&mut self) {
+        self.pending_sync.clear();
+        self.pending_sync_deadline_ms = None;
+    }
+
+    /// Kafka's pending-sync expiry: when the rebalance timeout has passed since the join phase
+    /// completed, the members of that generation that never sent SyncGroup (leader or follower,
+    /// static or dynamic) are removed and the group rebalances again. Followers parked in
+    /// SyncGroup during CompletingRebalance are told REBALANCE_IN_PROGRESS by the new rebalance.
+    fn expire_pending_sync(&mut self, cfg: &GroupConfig, now: i64, fx: &mut Vec<Effect>) {
+        let Some(deadline) = self.pending_sync_deadline_ms else {
+            return;
+        };
+        if now < deadline {
+            return;
+        }
+        if !matches!(
+            self.state,
+            GroupState::CompletingRebalance | GroupState::Stable
+        ) {
+            self.clear_pending_sync();
+            return;
+        }
+        let mut gone: Vec<String> = self.pending_sync.drain().collect();
+        gone.sort();
+        self.pending_sync_deadline_ms = None;
+        for id in &gone {
+            self.remove_member_entry(id, fx);
+        }
+        if !gone.is_empty() {
+            self.prepare_rebalance(cfg, now, fx);
+            self.maybe_complete_join(cfg, now, fx);
+        }
     }
 
     /// The topics the members subscribe to, when every subscription parses as the consumer
