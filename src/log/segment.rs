@@ -352,6 +352,17 @@ impl Segment {
             ix.offset.truncate_to(trusted_below)?;
             ix.time.truncate_to(trusted_below)?;
             start = ix.offset.last_entry().map_or(0, |(_, p)| p as u64);
+            // The entry must point at the batch it names; otherwise rebuild from scratch.
+            if let Some((offset, position)) = ix.offset.last_entry() {
+                let mut head = [0u8; batch::PEEK_SIZE];
+                let points_right = read_exact_at(self.log.as_ref(), &mut head, position as u64)
+                    .is_ok()
+                    && batch::peek(&head).is_some_and(|(_, _, last)| last == offset);
+                if !points_right {
+                    tracing::warn!(segment = %self.path("log").display(), "offset index does not match the log; rebuilding");
+                    return self.recover(io, limits, self.base_offset);
+                }
+            }
             self.max_timestamp = ix.time.last_entry();
             if start > 0 {
                 let mut head = [0u8; HEADER_SIZE];
@@ -675,5 +686,99 @@ impl Segment {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::batch::tests::batch_with;
+    use crate::log::io::StdIo;
+
+    const LIMITS: SegmentLimits = SegmentLimits {
+        segment_bytes: 1 << 20,
+        segment_ms: i64::MAX,
+        index_bytes: 4096,
+        index_interval_bytes: 150,
+    };
+
+    /// A segment at base 100 holding `n` one-record batches; returns it and each batch's end.
+    fn filled(dir: &Path, n: i64) -> (Segment, Vec<u64>) {
+        let mut seg = Segment::create(&StdIo, dir, 100, &LIMITS).unwrap();
+        let mut ends = Vec::new();
+        for i in 0..n {
+            let mut b = batch_with(1, 1_000 + i, None, true);
+            batch::set_base_offset(&mut b, 100 + i);
+            let h = BatchHeader::parse(&b).unwrap();
+            let len = b.len();
+            seg.append(&b, &[(0..len, h)], &LIMITS).unwrap();
+            ends.push(seg.size);
+        }
+        seg.finish_time_index().unwrap();
+        (seg, ends)
+    }
+
+    #[test]
+    fn scanner_tells_torn_from_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let (seg, ends) = filled(dir.path(), 3);
+        let file = seg.log_file().clone();
+        let mut scan = BatchScanner::new(file.as_ref(), 0, ends[2] - 5);
+        assert!(matches!(scan.next(true).unwrap(), Scan::Batch(b) if b.header.base_offset == 100));
+        assert!(matches!(scan.next(true).unwrap(), Scan::Batch(_)));
+        assert!(
+            matches!(scan.next(true).unwrap(), Scan::Torn { position, .. } if position == ends[1])
+        );
+        file.write_all_at(&[0xff], ends[0] + 40).unwrap();
+        let mut scan = BatchScanner::new(file.as_ref(), 0, ends[2]);
+        assert!(matches!(scan.next(true).unwrap(), Scan::Batch(_)));
+        assert!(
+            matches!(scan.next(true).unwrap(), Scan::Corrupt { position, .. } if position == ends[0])
+        );
+    }
+
+    #[test]
+    fn recovery_keeps_the_trusted_prefix_and_cuts_a_corrupt_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let (seg, ends) = filled(dir.path(), 10);
+        let index_before = std::fs::read(seg.path("index")).unwrap();
+        assert!(!index_before.is_empty());
+        // Corrupt batch 7 (offset 107) and add a torn partial batch at the end.
+        seg.log_file().write_all_at(&[0xee], ends[6] + 50).unwrap();
+        seg.log_file().write_all_at(&[0, 0, 0], ends[9]).unwrap();
+        drop(seg);
+        let mut seg = Segment::open(&StdIo, dir.path(), 100).unwrap();
+        let (next, truncated, reason) = seg.recover(&StdIo, &LIMITS, 105).unwrap();
+        assert_eq!(next, Some(107));
+        assert_eq!(truncated, ends[9] + 3 - ends[6]);
+        assert!(reason.unwrap().contains("CRC"));
+        assert_eq!(seg.size, ends[6]);
+        assert!(seg.lookup(&StdIo, &LIMITS, 106).unwrap() <= ends[5]);
+        // The rebuilt index is the original one cut at the new end.
+        let index_after = std::fs::read(seg.path("index")).unwrap();
+        assert!(index_before.starts_with(&index_after));
+        assert_eq!(
+            seg.max_timestamp(&StdIo, &LIMITS).unwrap(),
+            Some((1_006, 106))
+        );
+    }
+
+    #[test]
+    fn recovery_rebuilds_from_scratch_when_the_index_lies() {
+        let dir = tempfile::tempdir().unwrap();
+        let (seg, ends) = filled(dir.path(), 10);
+        // Point the last index entry one byte off its batch.
+        let mut index = std::fs::read(seg.path("index")).unwrap();
+        let last = index.len() - 1;
+        index[last] = index[last].wrapping_add(1);
+        std::fs::write(seg.path("index"), &index).unwrap();
+        drop(seg);
+        let mut seg = Segment::open(&StdIo, dir.path(), 100).unwrap();
+        let (next, truncated, reason) = seg.recover(&StdIo, &LIMITS, 110).unwrap();
+        assert_eq!((next, truncated, reason), (Some(110), 0, None));
+        assert_eq!(seg.size, ends[9]);
+        let mut fixed = index.clone();
+        fixed[last] = fixed[last].wrapping_sub(1);
+        assert_eq!(std::fs::read(seg.path("index")).unwrap(), fixed);
     }
 }
