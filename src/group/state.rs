@@ -552,26 +552,40 @@ impl Groups {
         Ok((results, fx))
     }
 
-    /// Removes offsets past `offsets.retention.minutes`: for an Empty group counted from when it
-    /// became Empty, for a simple group from each commit. A group left with no members and no
-    /// offsets is removed too.
+    /// Removes offsets past `offsets.retention.minutes`, by Kafka's rule for each kind of group:
+    /// - a group with a protocol type that is Empty: counted from when it became Empty;
+    /// - a Stable "consumer" group whose subscriptions parse: offsets of topics no member
+    ///   subscribes to, counted from each commit;
+    /// - a simple group (no protocol type): counted from each commit;
+    /// - any other group (rebalancing, or a subscription it cannot read): nothing expires.
+    ///
+    /// An explicit expire timestamp (OffsetCommit v2–v4) replaces the retention where the group's
+    /// rule lets the offset expire at all. A group left with no members and no offsets is
+    /// removed too.
     pub fn expire_offsets(&mut self, now: i64, retention_ms: i64) -> Vec<Effect> {
         let mut fx = Vec::new();
         let mut dead = Vec::new();
         for group in self.groups.values_mut() {
-            let base = |o: &CommittedOffset| -> Option<i64> {
-                match (&group.protocol_type, group.state) {
-                    (None, _) => Some(o.commit_timestamp_ms),
-                    (Some(_), GroupState::Empty) => Some(group.state_timestamp_ms),
-                    _ => None,
+            let rule = match (group.protocol_type.as_deref(), group.state) {
+                (None, _) => Some((None, HashSet::new())),
+                (Some(_), GroupState::Empty) => {
+                    Some((Some(group.state_timestamp_ms), HashSet::new()))
                 }
+                (Some("consumer"), GroupState::Stable) => {
+                    group.subscribed_topics().map(|topics| (None, topics))
+                }
+                _ => None,
+            };
+            let Some((group_base, subscribed)) = rule else {
+                continue;
             };
             let expired: Vec<TopicPartition> = group
                 .offsets
                 .iter()
+                .filter(|(tp, _)| !subscribed.contains(&tp.topic))
                 .filter(|(_, o)| match o.expire_timestamp_ms {
                     Some(at) => now >= at,
-                    None => base(o).is_some_and(|b| now - b >= retention_ms),
+                    None => now - group_base.unwrap_or(o.commit_timestamp_ms) >= retention_ms,
                 })
                 .map(|(tp, _)| tp.clone())
                 .collect();

@@ -898,6 +898,161 @@ fn consumer_subscription_parsing() {
 }
 
 #[test]
+fn consumer_subscription_parsing_reads_the_v0_prefix_of_every_version() {
+    // Version 3: topics, user data, owned partitions, generation, rack.
+    let mut v3 = subscription(&["orders"]).to_vec();
+    v3[..2].copy_from_slice(&3i16.to_be_bytes());
+    let len = v3.len();
+    // User data of 2 bytes instead of null.
+    v3[len - 4..].copy_from_slice(&2i32.to_be_bytes());
+    v3.extend_from_slice(b"ud");
+    v3.extend_from_slice(&1i32.to_be_bytes()); // one owned topic
+    v3.extend_from_slice(&6i16.to_be_bytes());
+    v3.extend_from_slice(b"orders");
+    v3.extend_from_slice(&1i32.to_be_bytes());
+    v3.extend_from_slice(&0i32.to_be_bytes());
+    v3.extend_from_slice(&7i32.to_be_bytes()); // generation
+    v3.extend_from_slice(&(-1i16).to_be_bytes()); // rack: null
+    assert_eq!(
+        parse_consumer_subscription(&v3),
+        Some(vec!["orders".to_string()])
+    );
+    // Bad bytes: no panic, just unknown.
+    let good = subscription(&["a"]).to_vec();
+    for cut in 0..good.len() {
+        assert_eq!(
+            parse_consumer_subscription(&good[..cut]),
+            None,
+            "cut at {cut}"
+        );
+    }
+    let mut negative_version = good.clone();
+    negative_version[..2].copy_from_slice(&(-1i16).to_be_bytes());
+    assert_eq!(parse_consumer_subscription(&negative_version), None);
+    let null_topics = [0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+    assert_eq!(parse_consumer_subscription(&null_topics), None);
+    let huge_count = [0, 0, 0x7f, 0xff, 0xff, 0xff, 0, 1, b'a'];
+    assert_eq!(parse_consumer_subscription(&huge_count), None);
+    let mut bad_utf8 = good.clone();
+    bad_utf8[8] = 0xff;
+    assert_eq!(parse_consumer_subscription(&bad_utf8), None);
+    let mut bad_user_data = good;
+    let len = bad_user_data.len();
+    bad_user_data[len - 4..].copy_from_slice(&(-2i32).to_be_bytes());
+    assert_eq!(parse_consumer_subscription(&bad_user_data), None);
+}
+
+/// `stable_pair` with both members subscribed to `topics`.
+fn stable_pair_subscribed(metadata: Bytes) -> Harness {
+    let mut h = Harness::new();
+    let mut req = Harness::request("", None, &["range"], false);
+    req.protocols[0].metadata = metadata;
+    let a = h.join_with(req.clone());
+    let b = h.join_with(req);
+    h.advance(DELAY * 2);
+    h.joined(a);
+    h.joined(b);
+    h.sync("m2", 1, &[]);
+    h.sync("m1", 1, &[("m1", "A"), ("m2", "B")]);
+    assert_eq!(h.state(), GroupState::Stable);
+    h
+}
+
+#[test]
+fn offsets_of_unsubscribed_topics_expire_in_a_stable_consumer_group() {
+    let mut h = stable_pair_subscribed(subscription(&["events", "audit"]));
+    let retention = 60_000;
+    let t0 = h.now;
+    let events = TopicPartition::new("events", 0);
+    let old = TopicPartition::new("old-topic", 0);
+    let older = TopicPartition::new("old-topic", 1);
+    h.groups.apply_commit(
+        "g",
+        vec![
+            (events.clone(), offset(1, t0 - retention * 10)),
+            (old.clone(), offset(2, t0)),
+            (older.clone(), offset(3, t0 - 1)),
+        ],
+        t0,
+    );
+    assert_eq!(
+        h.groups.expire_offsets(t0 + retention - 2, retention),
+        vec![]
+    );
+    // Each unsubscribed offset goes `retention` after its own commit; subscribed ones stay.
+    assert_eq!(
+        h.groups.expire_offsets(t0 + retention - 1, retention),
+        vec![Effect::RemoveOffsets {
+            group_id: "g".into(),
+            partitions: vec![older.clone()]
+        }]
+    );
+    assert_eq!(
+        h.groups.expire_offsets(t0 + retention, retention),
+        vec![Effect::RemoveOffsets {
+            group_id: "g".into(),
+            partitions: vec![old.clone()]
+        }]
+    );
+    assert_eq!(h.groups.committed("g", &events).unwrap().offset, 1);
+    assert!(h.groups.committed("g", &old).is_none());
+    assert_eq!(
+        h.groups.expire_offsets(t0 + retention * 100, retention),
+        vec![]
+    );
+    assert_eq!(h.state(), GroupState::Stable, "the group itself stays");
+}
+
+#[test]
+fn active_groups_keep_offsets_they_cannot_judge() {
+    let retention = 60_000;
+    let old = TopicPartition::new("old-topic", 0);
+    // A consumer group whose subscriptions do not parse keeps everything.
+    let mut h = stable_pair_subscribed(Bytes::from_static(b"\x00\x00junk"));
+    h.groups
+        .apply_commit("g", vec![(old.clone(), offset(1, h.now))], h.now);
+    assert_eq!(
+        h.groups.expire_offsets(h.now + retention, retention),
+        vec![]
+    );
+    // So does a rebalancing consumer group, even for an explicit expire timestamp.
+    let mut h = Harness::stable_pair();
+    let mut o = offset(1, h.now);
+    o.expire_timestamp_ms = Some(h.now + 10);
+    h.groups.apply_commit("g", vec![(old.clone(), o)], h.now);
+    h.join("m1");
+    assert_eq!(h.state(), GroupState::PreparingRebalance);
+    assert_eq!(
+        h.groups.expire_offsets(h.now + retention, retention),
+        vec![]
+    );
+    // And a stable group of another protocol type.
+    let mut h = Harness::new();
+    let mut req = Harness::request("", None, &["range"], false);
+    req.protocol_type = "connect".into();
+    let a = h.join_with(req);
+    h.advance(DELAY);
+    h.joined(a);
+    let req = SyncRequest {
+        generation_id: 1,
+        member_id: "m1".into(),
+        group_instance_id: None,
+        protocol_type: None,
+        protocol_name: None,
+        assignments: vec![],
+    };
+    h.groups.sync("g", &req, 99, h.now);
+    assert_eq!(h.state(), GroupState::Stable);
+    h.groups
+        .apply_commit("g", vec![(old.clone(), offset(1, h.now))], h.now);
+    assert_eq!(
+        h.groups.expire_offsets(h.now + retention, retention),
+        vec![]
+    );
+    assert!(h.groups.committed("g", &old).is_some());
+}
+
+#[test]
 fn nobody_rejoining_empties_the_group_at_the_rebalance_timeout() {
     let mut h = Harness::stable_pair();
     // Both members keep heartbeating (in their sessions) but neither rejoins: the new member

@@ -949,21 +949,37 @@ impl Group {
     }
 }
 
-/// Reads the topic list of a consumer protocol subscription (ConsumerProtocolSubscription:
-/// version int16, then an int16-length-prefixed string array).
+/// Reads the topic list of a consumer protocol subscription (ConsumerProtocolSubscription).
+///
+/// Like Kafka, it reads only the version-0 prefix that every later version starts with: a
+/// non-negative int16 version, the topics (int32 count, then int16-length UTF-8 names) and the
+/// user data (int32 length, -1 for null, then the bytes). Later fields (owned partitions, the
+/// generation, the rack) are ignored. `None` when the bytes do not hold that prefix.
 pub fn parse_consumer_subscription(data: &[u8]) -> Option<Vec<String>> {
-    let mut pos = 2usize;
+    let mut pos = 0usize;
     let read = |pos: &mut usize, n: usize| -> Option<&[u8]> {
-        let s = data.get(*pos..*pos + n)?;
+        let s = data.get(*pos..pos.checked_add(n)?)?;
         *pos += n;
         Some(s)
     };
+    let version = i16::from_be_bytes(read(&mut pos, 2)?.try_into().ok()?);
+    if version < 0 {
+        return None;
+    }
     let count = i32::from_be_bytes(read(&mut pos, 4)?.try_into().ok()?);
-    let mut topics = Vec::new();
-    for _ in 0..count.max(0) {
+    // A null (negative) topics array is invalid: the field is not nullable.
+    let count = usize::try_from(count).ok()?;
+    let mut topics = Vec::with_capacity(count.min(data.len() / 2));
+    for _ in 0..count {
         let len = i16::from_be_bytes(read(&mut pos, 2)?.try_into().ok()?);
         let name = read(&mut pos, usize::try_from(len).ok()?)?;
         topics.push(String::from_utf8(name.to_vec()).ok()?);
+    }
+    let user_data_len = i32::from_be_bytes(read(&mut pos, 4)?.try_into().ok()?);
+    if user_data_len >= 0 {
+        read(&mut pos, usize::try_from(user_data_len).ok()?)?;
+    } else if user_data_len != -1 {
+        return None;
     }
     Some(topics)
 }
