@@ -395,6 +395,58 @@ fn more_keys_than_the_map_holds_cleans_in_several_exact_passes() {
 }
 
 #[test]
+fn the_key_map_grows_to_the_keys_it_needs_within_its_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), &[]);
+    log.create_topic("t", 1, compacted(&[("segment.bytes", "1048576")]), false)
+        .unwrap();
+    let p = log.partition("t", 0).unwrap();
+    let keys = 70_000;
+    let mut model = BTreeMap::new();
+    for round in 0..2 {
+        for chunk in (0..keys).collect::<Vec<_>>().chunks(1000) {
+            let entries: Vec<(String, Option<String>)> = chunk
+                .iter()
+                .map(|k| (format!("k{k}"), Some(format!("r{round}"))))
+                .collect();
+            for (k, v) in &entries {
+                model.insert(k.clone(), v.clone().unwrap());
+            }
+            p.append(
+                keyed_batch(&entries, Compression::Lz4),
+                AppendOrigin::Client,
+            )
+            .unwrap();
+        }
+    }
+    p.roll().unwrap();
+    // 64 Ki slots hold fewer than 60,000 keys: the first map fills, the scan restarts with a
+    // bigger one, and one pass still covers everything.
+    let budget = 8 << 20;
+    let mut cleaner = Cleaner::new(dir.path(), config(budget));
+    let passes = cleaner.clean_fully(&p, now_ms(), true).unwrap();
+    assert_eq!(passes.len(), 1);
+    let s = &passes[0];
+    assert!(
+        s.map_memory_bytes > (1 << 16) * 24,
+        "the map grew: {} bytes",
+        s.map_memory_bytes
+    );
+    assert!(s.map_memory_bytes <= budget);
+    // Sized by the 140,000 records of the dirty section, not by the whole budget.
+    assert!(
+        s.map_memory_bytes < budget / 2,
+        "{} bytes",
+        s.map_memory_bytes
+    );
+    assert_eq!(s.map_keys, keys);
+    let (_, records) = read_all(&p);
+    assert_eq!(records.len(), keys);
+    assert_eq!(fold(&records), model);
+    log.shutdown().unwrap();
+}
+
+#[test]
 fn every_codec_is_decompressed_cleaned_and_written_back_in_the_same_codec() {
     let codecs = [
         (Compression::None, 0),

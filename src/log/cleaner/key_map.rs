@@ -1,8 +1,9 @@
 //! The cleaner's key → offset map: a fixed-size open-addressing table of 128-bit key digests
 //! and offsets, like Kafka's `SkimpyOffsetMap` (24 bytes per slot, filled to 90% at most).
 //!
-//! Its memory never exceeds the budget it is created with (`log.cleaner.dedupe.buffer.size`);
-//! when it is full, [`KeyOffsetMap::put`] refuses new keys and the cleaner ends the pass there.
+//! Its table never grows after creation; the cleaner sizes it (never above
+//! `log.cleaner.dedupe.buffer.size`) and, when it is full, [`KeyOffsetMap::put`] refuses new keys
+//! and the cleaner either retries with a larger table or ends the pass there.
 //! Keys are digested with two SipHash instances under random per-map keys, so a collision needs
 //! two 64-bit matches at once (probability ~2⁻¹²⁸ per pair) and cannot be aimed at by a client.
 //! Pure: no I/O, knows nothing of batches or segments.
@@ -54,6 +55,29 @@ impl KeyOffsetMap {
             hash_hi: RandomState::new(),
             hash_lo: RandomState::new(),
         }
+    }
+
+    /// A map of exactly `slots` slots (at least 2).
+    pub fn with_slots(slots: usize) -> KeyOffsetMap {
+        let slots = slots.max(2);
+        let max_entries = ((slots as f64 * LOAD_FACTOR) as usize).clamp(1, slots - 1);
+        KeyOffsetMap {
+            slots: vec![EMPTY; slots],
+            entries: 0,
+            max_entries,
+            hash_hi: RandomState::new(),
+            hash_lo: RandomState::new(),
+        }
+    }
+
+    /// Slots that fit in `memory_bytes`.
+    pub fn slots_for(memory_bytes: usize) -> usize {
+        (memory_bytes / BYTES_PER_ENTRY).max(2)
+    }
+
+    /// Slot count.
+    pub fn slots(&self) -> usize {
+        self.slots.len()
     }
 
     /// The largest number of distinct keys a map of `memory_bytes` holds.

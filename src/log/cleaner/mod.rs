@@ -449,10 +449,13 @@ impl Cleaner {
             ..CleanStats::default()
         };
         // The dirty section holds at most this many records (offsets are unique).
-        let expected_keys =
-            (plan.first_uncleanable_offset - plan.first_dirty_offset).max(1) as usize;
-        let mut map = KeyOffsetMap::new(self.config.dedupe_buffer_size, expected_keys);
-        let end_offset = build_map(&snap, &plan, &mut map, &mut throttle, &mut stats)?;
+        let (map, end_offset) = build_sized_map(
+            &snap,
+            &plan,
+            self.config.dedupe_buffer_size,
+            &mut throttle,
+            &mut stats,
+        )?;
         stats.map_duration = started.elapsed();
         stats.end_offset = end_offset;
         stats.map_keys = map.len();
@@ -573,6 +576,42 @@ fn first_batch_timestamp(snap: &Snapshot, offset: i64) -> Result<Option<i64>, Cl
     let mut head = [0u8; HEADER_SIZE];
     read_exact_at(seg.file.as_ref(), &mut head, 0)?;
     Ok(BatchHeader::parse(&head).ok().map(|h| h.max_timestamp))
+}
+
+/// Slots of the first map tried; a map that fills up is replaced by one this many times larger.
+const INITIAL_SLOTS: usize = 1 << 16;
+const GROWTH: usize = 8;
+
+/// Builds the key map over the dirty section with a table as small as its distinct keys allow:
+/// it starts small and, when full, is dropped and the scan restarted with a table `GROWTH` times
+/// larger, up to `log.cleaner.dedupe.buffer.size` (never two tables at once, so memory stays
+/// within the budget; the re-read prefix costs little next to the cache misses a needlessly
+/// large table causes). Returns the map and where it stopped.
+fn build_sized_map(
+    snap: &Snapshot,
+    plan: &Plan,
+    budget: usize,
+    throttle: &mut Throttle<'_>,
+    stats: &mut CleanStats,
+) -> Result<(KeyOffsetMap, i64), CleanerError> {
+    let max_slots = KeyOffsetMap::slots_for(budget);
+    // The dirty section holds at most this many records, hence keys (offsets are unique).
+    let records = (plan.first_uncleanable_offset - plan.first_dirty_offset).max(1) as usize;
+    let wanted = ((records as f64 / key_map::LOAD_FACTOR) as usize).saturating_add(2);
+    let mut slots = max_slots
+        .min(wanted)
+        .min(INITIAL_SLOTS)
+        .max(16.min(max_slots));
+    loop {
+        let mut map = KeyOffsetMap::with_slots(slots);
+        let end = build_map(snap, plan, &mut map, throttle, stats)?;
+        let bigger = max_slots.min(wanted).min(slots.saturating_mul(GROWTH));
+        if end >= plan.first_uncleanable_offset || bigger <= slots {
+            return Ok((map, end));
+        }
+        drop(map);
+        slots = bigger;
+    }
 }
 
 /// Fills `map` with the latest offset of each key in [first dirty, first uncleanable), stopping
