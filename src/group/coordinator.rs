@@ -310,10 +310,26 @@ impl GroupCoordinator {
                 })
                 .collect();
             // Appending under the lock keeps the topic's order equal to the order of checks.
-            self.offsets.append(group_id, &records, now)?
+            let appended = self.offsets.append(group_id, &records, now)?;
+            let partitions: Vec<TopicPartition> =
+                offsets.iter().map(|(tp, _)| tp.clone()).collect();
+            inner.groups.begin_commit(group_id, &partitions, now);
+            appended
         };
-        partition.wait_durable(end).await?;
+        // Ends the in-flight mark however this future finishes (durable, failed or dropped).
+        let mut in_flight = InFlightCommit {
+            coordinator: self,
+            group_id,
+            partitions: offsets.iter().map(|(tp, _)| tp.clone()).collect(),
+        };
+        let durable = partition.wait_durable(end).await;
+        // The mark ends under the same lock that applies the offsets, so expiry never sees
+        // the partition unmarked and not yet applied.
         let mut inner = self.lock();
+        inner
+            .groups
+            .end_commit(group_id, &std::mem::take(&mut in_flight.partitions));
+        durable?;
         let fresh: Vec<(TopicPartition, CommittedOffset)> = offsets
             .into_iter()
             .filter(|(tp, _)| {
@@ -515,6 +531,25 @@ impl GroupCoordinator {
         }
         self.deliver(&mut inner, fx);
         inner.groups.next_deadline()
+    }
+}
+
+/// A commit appended to `__consumer_offsets` whose durability is awaited; dropping it ends
+/// the state machine's in-flight mark.
+struct InFlightCommit<'a> {
+    coordinator: &'a GroupCoordinator,
+    group_id: &'a str,
+    partitions: Vec<TopicPartition>,
+}
+
+impl Drop for InFlightCommit<'_> {
+    fn drop(&mut self) {
+        if !self.partitions.is_empty() {
+            self.coordinator
+                .lock()
+                .groups
+                .end_commit(self.group_id, &self.partitions);
+        }
     }
 }
 

@@ -466,6 +466,36 @@ impl Groups {
         }
     }
 
+    /// Marks commits of `partitions` as in flight: appended to `__consumer_offsets`, not yet
+    /// durable. Until [`Groups::end_commit`], expiry neither removes those partitions' offsets
+    /// (its tombstone would land after the commit and erase it on the next start) nor the
+    /// group. Call after a successful [`Groups::check_commit`].
+    pub fn begin_commit(&mut self, group_id: &str, partitions: &[TopicPartition], now: i64) {
+        let group = self
+            .groups
+            .entry(group_id.to_string())
+            .or_insert_with(|| Group::new(group_id, now));
+        for tp in partitions {
+            *group.pending_commits.entry(tp.clone()).or_default() += 1;
+        }
+    }
+
+    /// Ends commits begun with [`Groups::begin_commit`], durable or failed (the durable ones
+    /// are then applied with [`Groups::apply_commit`]).
+    pub fn end_commit(&mut self, group_id: &str, partitions: &[TopicPartition]) {
+        let Some(group) = self.groups.get_mut(group_id) else {
+            return;
+        };
+        for tp in partitions {
+            if let Some(n) = group.pending_commits.get_mut(tp) {
+                *n -= 1;
+                if *n == 0 {
+                    group.pending_commits.remove(tp);
+                }
+            }
+        }
+    }
+
     /// Records offsets that are now durable in `__consumer_offsets`.
     pub fn apply_commit(
         &mut self,
@@ -582,7 +612,9 @@ impl Groups {
             let expired: Vec<TopicPartition> = group
                 .offsets
                 .iter()
-                .filter(|(tp, _)| !subscribed.contains(&tp.topic))
+                .filter(|(tp, _)| {
+                    !subscribed.contains(&tp.topic) && !group.pending_commits.contains_key(tp)
+                })
                 .filter(|(_, o)| match o.expire_timestamp_ms {
                     Some(at) => now >= at,
                     None => now - group_base.unwrap_or(o.commit_timestamp_ms) >= retention_ms,
@@ -600,6 +632,7 @@ impl Groups {
             }
             if group.state == GroupState::Empty
                 && group.offsets.is_empty()
+                && group.pending_commits.is_empty()
                 && group.pending_members.is_empty()
             {
                 dead.push(group.group_id.clone());

@@ -1264,3 +1264,47 @@ fn a_new_rebalance_cancels_the_pending_sync_timeout() {
     assert_eq!(h.state(), GroupState::Stable);
     assert_eq!(h.groups.group("g").unwrap().members().count(), 3);
 }
+
+#[test]
+fn offsets_with_a_commit_in_flight_do_not_expire() {
+    let mut h = Harness::new();
+    let retention = 60_000;
+    let tp = TopicPartition::new("events", 0);
+    h.groups.check_commit("s", "", None, -1, h.now).unwrap();
+    h.groups
+        .apply_commit("s", vec![(tp.clone(), offset(1, h.now))], h.now);
+    // A newer commit is appended but not durable yet when the old one reaches its retention.
+    h.groups.begin_commit("s", std::slice::from_ref(&tp), h.now);
+    h.groups.begin_commit("s", std::slice::from_ref(&tp), h.now);
+    let later = h.now + retention;
+    assert_eq!(h.groups.expire_offsets(later, retention), vec![]);
+    h.groups.end_commit("s", std::slice::from_ref(&tp));
+    assert_eq!(
+        h.groups.expire_offsets(later, retention),
+        vec![],
+        "one commit still in flight"
+    );
+    h.groups.end_commit("s", std::slice::from_ref(&tp));
+    h.groups
+        .apply_commit("s", vec![(tp.clone(), offset(2, later))], later);
+    assert_eq!(h.groups.expire_offsets(later, retention), vec![]);
+    assert_eq!(h.groups.committed("s", &tp).unwrap().offset, 2);
+
+    // A group whose only offset is in flight is not removed as unused.
+    let mut h = Harness::new();
+    h.groups.check_commit("t", "", None, -1, h.now).unwrap();
+    h.groups.begin_commit("t", std::slice::from_ref(&tp), h.now);
+    assert_eq!(
+        h.groups.expire_offsets(h.now + retention, retention),
+        vec![]
+    );
+    assert!(h.groups.group("t").is_some());
+    // A failed commit ends its mark: the unused group then goes.
+    h.groups.end_commit("t", std::slice::from_ref(&tp));
+    assert_eq!(
+        h.groups.expire_offsets(h.now + retention, retention),
+        vec![Effect::RemoveGroup {
+            group_id: "t".into()
+        }]
+    );
+}

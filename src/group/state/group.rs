@@ -46,6 +46,9 @@ pub struct Group {
     /// be removed for it (the group's rebalance timeout after the join phase completed).
     pending_sync: HashSet<String>,
     pending_sync_deadline_ms: Option<i64>,
+    /// Partitions with a commit appended to `__consumer_offsets` but not yet durable (and so
+    /// not yet in `offsets`): how many such commits each. Expiry leaves them alone.
+    pub(super) pending_commits: HashMap<TopicPartition, u32>,
     pub(super) offsets: BTreeMap<TopicPartition, CommittedOffset>,
 }
 
@@ -65,6 +68,7 @@ impl Group {
             new_member_added: false,
             pending_sync: HashSet::new(),
             pending_sync_deadline_ms: None,
+            pending_commits: HashMap::new(),
             offsets: BTreeMap::new(),
         }
     }
