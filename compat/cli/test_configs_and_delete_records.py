@@ -74,3 +74,20 @@ def test_delete_records_moves_log_start_offset(broker, topic_name, tmp_path):
     got = kcat("-b", broker.bootstrap, "-C", "-t", topic_name, "-p", "0", "-o", "beginning",
                "-e", "-q", "-f", "%o:%s\n").stdout.splitlines()
     assert got == [f"{i}:v{i}" for i in range(4, 10)]
+
+
+def test_broker_configs_describe(broker):
+    from confluent_kafka.admin import AdminClient
+
+    broker_id = AdminClient({"bootstrap.servers": broker.bootstrap}).list_topics(
+        timeout=10).controller_id
+    out = kafka_tool("kafka-configs", "--bootstrap-server", broker.bootstrap,
+                     "--entity-type", "brokers", "--entity-name", str(broker_id),
+                     "--describe", "--all").stdout
+    every = described(out)
+    assert f"All configs for broker {broker_id} are:" in out
+    assert every.get("num.partitions") == "1"
+    assert every.get("auto.create.topics.enable") == "true"
+    assert every.get("log.retention.hours") == "168"
+    assert every.get("log.segment.bytes") == "1073741824"
+    assert every.get("log.cleanup.policy") == "delete"

@@ -3,6 +3,7 @@ kafka-consumer-groups --list / --describe (lag) / --reset-offsets (every strateg
 execute) / --delete-offsets / --delete. Committed offsets are cross-checked with a second
 client (confluent-kafka's AdminClient), not only with the tool that wrote them."""
 
+import csv
 import datetime
 import time
 
@@ -220,3 +221,37 @@ def test_list_groups_by_state_and_describe_all(broker, topic_name):
         assert {empty_group, stable_group} <= described
     finally:
         member.close()
+
+
+def test_reset_offsets_export_then_restore_from_file(broker, topic_name, tmp_path):
+    """Save a group's offsets as CSV (--export), move them, then restore them (--from-file)."""
+    from confluent_kafka import Consumer
+
+    topic, group = topic_name, f"group-{topic_name}"
+    kafka_tool("kafka-topics", "--bootstrap-server", broker.bootstrap, "--create", "--topic", topic,
+               "--partitions", str(PARTITIONS))
+    p = Producer({"bootstrap.servers": broker.bootstrap})
+    for part in range(PARTITIONS):
+        for i in range(8):
+            p.produce(topic, value=f"v{i}", partition=part)
+    assert p.flush(30) == 0
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group})
+    try:
+        c.commit(offsets=[TopicPartition(topic, 0, 2), TopicPartition(topic, 1, 5),
+                          TopicPartition(topic, 2, 8)], asynchronous=False)
+    finally:
+        c.close()
+
+    out = groups_tool(broker, "--reset-offsets", "--group", group, "--topic", topic,
+                      "--to-current", "--export", "--dry-run").stdout
+    lines = [line for line in out.splitlines() if topic in line]
+    rows = sorted(tuple(r) for r in csv.reader(lines))
+    assert rows == [(topic, "0", "2"), (topic, "1", "5"), (topic, "2", "8")], out
+    saved = tmp_path / "offsets.csv"
+    saved.write_text("\n".join(lines) + "\n")
+
+    reset(broker, group, topic, "--to-earliest")
+    assert committed(broker, group, topic) == {0: 0, 1: 0, 2: 0}
+    groups_tool(broker, "--reset-offsets", "--group", group, "--from-file", str(saved),
+                "--execute")
+    assert committed(broker, group, topic) == {0: 2, 1: 5, 2: 8}
