@@ -845,3 +845,68 @@ fn sigterm_answers_a_join_parked_in_a_rebalance() {
     let response = b.response::<JoinGroupRequest>(b_join, 9);
     assert_eq!(response.error_code, 15, "COORDINATOR_NOT_AVAILABLE");
 }
+
+#[test]
+fn a_leader_that_heartbeats_but_never_syncs_is_removed_after_the_rebalance_timeout() {
+    let cairn = Cairn::start(FAST);
+    let mut a = cairn.client();
+    let mut b = cairn.client();
+    const REBALANCE_MS: i32 = 1_500;
+    let quick = |member: &str| {
+        join_request("stuck", member, None, 10_000).with_rebalance_timeout_ms(REBALANCE_MS)
+    };
+    let a_id = a.call(9, &quick("")).member_id.to_string();
+    assert_eq!(a.call(9, &quick(&a_id)).error_code, 0);
+    assert_eq!(
+        a.call(5, &sync_request("stuck", 1, &a_id, &[])).error_code,
+        0
+    );
+    // b joins; a rejoins and stays leader of generation 2, then never sends SyncGroup.
+    let b_id = b.call(9, &quick("")).member_id.to_string();
+    let (b_join, frame) = b.frame(9, &quick(&b_id));
+    b.send_raw(&frame).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while heartbeat(&mut a, 4, "stuck", 1, &a_id) != 27 {
+        assert!(
+            Instant::now() < deadline,
+            "b's join never started a rebalance"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Generation 2 completes after this instant, so its sync deadline is at least
+    // REBALANCE_MS later.
+    let rejoined = Instant::now();
+    let ra = a.call(9, &quick(&a_id));
+    let rb = b.response::<JoinGroupRequest>(b_join, 9);
+    assert_eq!((ra.generation_id, rb.generation_id), (2, 2));
+    assert_eq!(ra.leader.to_string(), a_id);
+    let (b_sync, frame) = b.frame(5, &sync_request("stuck", 2, &b_id, &[]));
+    b.send_raw(&frame).unwrap();
+    // a's heartbeats succeed until the rebalance timeout removes it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let code = heartbeat(&mut a, 4, "stuck", 2, &a_id);
+        if code == 25 {
+            break;
+        }
+        assert_eq!(code, 0, "heartbeat during CompletingRebalance");
+        assert!(
+            Instant::now() < deadline,
+            "the silent leader was never removed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // (A few ms of slack for the broker's millisecond wall clock.)
+    assert!(
+        rejoined.elapsed() >= Duration::from_millis(REBALANCE_MS as u64 - 20),
+        "removed after {:?}, before the rebalance timeout",
+        rejoined.elapsed()
+    );
+    // The waiting follower is told to rejoin, and does so as the new leader.
+    let sb = b.response::<SyncGroupRequest>(b_sync, 5);
+    assert_eq!(sb.error_code, 27, "REBALANCE_IN_PROGRESS");
+    let rb = b.call(9, &quick(&b_id));
+    assert_eq!((rb.error_code, rb.generation_id), (0, 3));
+    assert_eq!(rb.leader.to_string(), b_id);
+    assert_eq!(rb.members.len(), 1);
+}
