@@ -910,3 +910,51 @@ fn a_leader_that_heartbeats_but_never_syncs_is_removed_after_the_rebalance_timeo
     assert_eq!(rb.leader.to_string(), b_id);
     assert_eq!(rb.members.len(), 1);
 }
+
+#[test]
+fn group_id_and_member_checks_match_kafka() {
+    let cairn = Cairn::start(FAST);
+    let mut client = cairn.client();
+    create_topic(&mut client, "events", 1, &[]);
+    // Membership APIs refuse the empty group id; LeaveGroup v3+ says so at the top level.
+    assert_eq!(heartbeat(&mut client, 4, "", 1, "m"), 24);
+    assert_eq!(
+        client.call(5, &sync_request("", 1, "m", &[])).error_code,
+        24
+    );
+    let leave = |group: &str| {
+        LeaveGroupRequest::default()
+            .with_group_id(gid(group))
+            .with_members(vec![
+                MemberIdentity::default().with_member_id(s("m1")),
+                MemberIdentity::default().with_member_id(s("m2")),
+            ])
+    };
+    let left = client.call(4, &leave(""));
+    assert_eq!((left.error_code, left.members.len()), (24, 0));
+    // An unknown group: no top-level error, UNKNOWN_MEMBER_ID for each member.
+    let left = client.call(4, &leave("nobody-here"));
+    assert_eq!(left.error_code, 0);
+    let codes: Vec<i16> = left.members.iter().map(|m| m.error_code).collect();
+    assert_eq!(codes, vec![25, 25]);
+
+    // Commits accept the empty group id and generation -1 with any member id, as Kafka does;
+    // the empty group can then be described and deleted.
+    let request = commit_request("", -1, "", &[("events", 0, 7, "")]);
+    assert_eq!(commit(&mut client, 8, &request), vec![0]);
+    let request = commit_request("manual", -1, "stale-member", &[("events", 0, 8, "")]);
+    assert_eq!(commit(&mut client, 8, &request), vec![0]);
+    let described = describe(&mut client, 5, "");
+    assert_eq!(described.error_code, 0);
+    assert_eq!(described.group_state.to_string(), "Empty");
+    let delete = |client: &mut Client| {
+        let response = client.call(
+            2,
+            &DeleteGroupsRequest::default().with_groups_names(vec![gid("")]),
+        );
+        response.results[0].error_code
+    };
+    assert_eq!(delete(&mut client), 0);
+    assert_eq!(delete(&mut client), 69, "GROUP_ID_NOT_FOUND once gone");
+    assert_eq!(describe(&mut client, 5, "").group_state.to_string(), "Dead");
+}

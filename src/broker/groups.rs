@@ -357,13 +357,16 @@ fn heartbeat(broker: &Broker, r: HeartbeatRequest) -> HeartbeatResponse {
 
 fn leave_group(broker: &Broker, v: i16, r: LeaveGroupRequest) -> LeaveGroupResponse {
     if v < 3 {
-        let results = broker
+        let error_code = match broker
             .groups
-            .leave(&r.group_id, &[(r.member_id.to_string(), None)]);
-        let error_code = results
-            .first()
-            .and_then(|res| res.as_ref().err())
-            .map_or(0, group_error_code);
+            .leave(&r.group_id, &[(r.member_id.to_string(), None)])
+        {
+            Ok(results) => results
+                .first()
+                .and_then(|res| res.as_ref().err())
+                .map_or(0, group_error_code),
+            Err(e) => group_error_code(&e),
+        };
         return build!(LeaveGroupResponse {
             error_code: error_code
         });
@@ -378,7 +381,15 @@ fn leave_group(broker: &Broker, v: i16, r: LeaveGroupRequest) -> LeaveGroupRespo
             )
         })
         .collect();
-    let results = broker.groups.leave(&r.group_id, &members);
+    let results = match broker.groups.leave(&r.group_id, &members) {
+        Ok(results) => results,
+        // A request-level error carries no member results, as Kafka answers it.
+        Err(e) => {
+            return build!(LeaveGroupResponse {
+                error_code: group_error_code(&e),
+            })
+        }
+    };
     let responses = r
         .members
         .into_iter()
@@ -635,13 +646,10 @@ async fn offset_delete(broker: &Broker, r: OffsetDeleteRequest) -> OffsetDeleteR
 async fn delete_groups(broker: &Broker, r: DeleteGroupsRequest) -> DeleteGroupsResponse {
     let mut results = Vec::new();
     for group_id in r.groups_names {
-        let error_code = if group_id.is_empty() {
-            ResponseError::InvalidGroupId.code()
-        } else {
-            match broker.groups.delete_group(&group_id).await {
-                Ok(()) => 0,
-                Err(e) => coordinator_error_code(&e),
-            }
+        // The empty group id is allowed, as Kafka allows it (commits may create that group).
+        let error_code = match broker.groups.delete_group(&group_id).await {
+            Ok(()) => 0,
+            Err(e) => coordinator_error_code(&e),
         };
         results.push(build!(DeletableGroupResult {
             group_id: group_id,
@@ -688,46 +696,38 @@ fn describe_groups(broker: &Broker, v: i16, r: DescribeGroupsRequest) -> Describ
     let groups = r
         .groups
         .into_iter()
-        .map(|group_id| {
-            if group_id.is_empty() {
-                return build!(DescribedGroup {
-                    error_code: ResponseError::InvalidGroupId.code(),
-                    group_id: group_id,
-                    group_state: StrBytes::from_static_str("Dead"),
-                });
-            }
-            match broker.groups.describe(&group_id) {
-                None => build!(DescribedGroup {
-                    error_code: 0,
-                    group_id: group_id,
-                    group_state: StrBytes::from_static_str("Dead"),
-                    protocol_type: StrBytes::default(),
-                    protocol_data: StrBytes::default(),
-                }),
-                Some(d) => build!(DescribedGroup {
-                    error_code: 0,
-                    group_id: group_id,
-                    group_state: StrBytes::from_static_str(d.state.name()),
-                    protocol_type: str_bytes(d.protocol_type),
-                    protocol_data: str_bytes(d.protocol_name),
-                    members: d
-                        .members
-                        .into_iter()
-                        .map(|m| build!(DescribedGroupMember {
-                            member_id: str_bytes(m.member_id),
-                            group_instance_id: if v >= 4 {
-                                m.group_instance_id.map(str_bytes)
-                            } else {
-                                None
-                            },
-                            client_id: str_bytes(m.client_id),
-                            client_host: str_bytes(m.client_host),
-                            member_metadata: m.metadata,
-                            member_assignment: m.assignment,
-                        }))
-                        .collect(),
-                }),
-            }
+        // The empty group id is described like any other, as Kafka does (commits may use it).
+        .map(|group_id| match broker.groups.describe(&group_id) {
+            None => build!(DescribedGroup {
+                error_code: 0,
+                group_id: group_id,
+                group_state: StrBytes::from_static_str("Dead"),
+                protocol_type: StrBytes::default(),
+                protocol_data: StrBytes::default(),
+            }),
+            Some(d) => build!(DescribedGroup {
+                error_code: 0,
+                group_id: group_id,
+                group_state: StrBytes::from_static_str(d.state.name()),
+                protocol_type: str_bytes(d.protocol_type),
+                protocol_data: str_bytes(d.protocol_name),
+                members: d
+                    .members
+                    .into_iter()
+                    .map(|m| build!(DescribedGroupMember {
+                        member_id: str_bytes(m.member_id),
+                        group_instance_id: if v >= 4 {
+                            m.group_instance_id.map(str_bytes)
+                        } else {
+                            None
+                        },
+                        client_id: str_bytes(m.client_id),
+                        client_host: str_bytes(m.client_host),
+                        member_metadata: m.metadata,
+                        member_assignment: m.assignment,
+                    }))
+                    .collect(),
+            }),
         })
         .collect();
     build!(DescribeGroupsResponse { groups })

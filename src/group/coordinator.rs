@@ -256,16 +256,21 @@ impl GroupCoordinator {
         )
     }
 
-    /// LeaveGroup for several members (member id, instance id): one result each.
-    pub fn leave(&self, group_id: &str, members: &[(String, Option<String>)]) -> PartitionResults {
+    /// LeaveGroup for several members (member id, instance id): one result each, or an error
+    /// for the whole request.
+    pub fn leave(
+        &self,
+        group_id: &str,
+        members: &[(String, Option<String>)],
+    ) -> Result<PartitionResults, GroupError> {
         let results = {
             let mut inner = self.lock();
-            let (results, fx) = inner.groups.leave(group_id, members, now_ms());
+            let (results, fx) = inner.groups.leave(group_id, members, now_ms())?;
             self.deliver(&mut inner, fx);
             results
         };
         self.wake.notify_one();
-        results
+        Ok(results)
     }
 
     /// OffsetCommit: checks the member and generation, appends the offsets to

@@ -355,6 +355,10 @@ impl Groups {
     ) -> Vec<Effect> {
         let mut fx = Vec::new();
         match self.groups.get_mut(group_id) {
+            None if group_id.is_empty() => fx.push(Effect::SyncReply {
+                waiter,
+                result: Err(GroupError::InvalidGroupId),
+            }),
             None => fx.push(Effect::SyncReply {
                 waiter,
                 result: Err(GroupError::UnknownMemberId),
@@ -374,34 +378,37 @@ impl Groups {
         now: i64,
     ) -> Result<(), GroupError> {
         match self.groups.get_mut(group_id) {
+            None if group_id.is_empty() => Err(GroupError::InvalidGroupId),
             None => Err(GroupError::UnknownMemberId),
             Some(group) => group.heartbeat(member_id, instance_id, generation_id, now),
         }
     }
 
-    /// LeaveGroup for several members: one result per member, in order.
+    /// LeaveGroup for several members: one result per member, in order. An error for the
+    /// whole request (an empty group id, a group being removed) comes back as `Err`, as Kafka
+    /// answers it with a top-level error and no member results.
     pub fn leave(
         &mut self,
         group_id: &str,
         members: &[(String, Option<String>)],
         now: i64,
-    ) -> (Vec<Result<(), GroupError>>, Vec<Effect>) {
+    ) -> Result<(PartitionResults, Vec<Effect>), GroupError> {
         let mut fx = Vec::new();
         let cfg = self.config;
+        if group_id.is_empty() {
+            return Err(GroupError::InvalidGroupId);
+        }
         let Some(group) = self.groups.get_mut(group_id) else {
-            return (vec![Err(GroupError::UnknownMemberId); members.len()], fx);
+            return Ok((vec![Err(GroupError::UnknownMemberId); members.len()], fx));
         };
         if group.state == GroupState::Dead {
-            return (
-                vec![Err(GroupError::CoordinatorNotAvailable); members.len()],
-                fx,
-            );
+            return Err(GroupError::CoordinatorNotAvailable);
         }
         let results = members
             .iter()
             .map(|(id, instance)| group.leave(&cfg, id, instance.as_deref(), now, &mut fx))
             .collect();
-        (results, fx)
+        Ok((results, fx))
     }
 
     /// Expires sessions and pending member ids, and completes rebalances whose time has come.
@@ -419,9 +426,11 @@ impl Groups {
         self.groups.values().filter_map(Group::next_deadline).min()
     }
 
-    /// Checks whether an OffsetCommit may be written. A commit with generation < 0, no member
-    /// id and no instance id is a "simple" commit: it creates an unknown group (Empty, no
-    /// protocol type) and is accepted while the group has no members.
+    /// Checks whether an OffsetCommit may be written, by Kafka's rules. A commit with
+    /// generation < 0 to an unknown group creates it (Empty, no protocol type: a "simple"
+    /// group), and is accepted while the group is Empty; any other commit must come from a
+    /// current member at the current generation. The empty group id is allowed here, as Kafka
+    /// allows it for commits (for old clients), unlike the membership APIs.
     pub fn check_commit(
         &mut self,
         group_id: &str,
@@ -430,11 +439,8 @@ impl Groups {
         generation_id: i32,
         now: i64,
     ) -> Result<(), GroupError> {
-        if group_id.is_empty() {
-            return Err(GroupError::InvalidGroupId);
-        }
         let Some(group) = self.groups.get_mut(group_id) else {
-            if generation_id < 0 && member_id.is_empty() {
+            if generation_id < 0 {
                 self.groups
                     .insert(group_id.to_string(), Group::new(group_id, now));
                 return Ok(());
@@ -447,12 +453,8 @@ impl Groups {
         if generation_id < 0 && group.state == GroupState::Empty {
             return Ok(());
         }
-        if group.is_fenced(member_id, instance_id) {
-            return Err(GroupError::FencedInstanceId);
-        }
-        let Some(member) = group.members.get_mut(member_id) else {
-            return Err(GroupError::UnknownMemberId);
-        };
+        group.validate_member(member_id, instance_id)?;
+        let member = group.members.get_mut(member_id).expect("validated");
         if generation_id != group.generation_id {
             return Err(GroupError::IllegalGeneration);
         }
@@ -540,8 +542,10 @@ impl Groups {
         Ok(fx)
     }
 
-    /// OffsetDelete: removes committed offsets of topics the group does not subscribe to.
-    /// Returns per-partition results and the tombstones to write.
+    /// OffsetDelete, by Kafka's rules: an Empty group loses any of its offsets; an active
+    /// "consumer" group only those of topics no member subscribes to (every topic counts as
+    /// subscribed when a subscription does not parse); any other active group refuses with
+    /// NON_EMPTY_GROUP. Returns per-partition results and the tombstones to write.
     pub fn delete_offsets(
         &mut self,
         group_id: &str,
@@ -554,10 +558,12 @@ impl Groups {
         if group.state == GroupState::Dead {
             return Err(GroupError::GroupIdNotFound);
         }
-        let subscribed = if group.state == GroupState::Empty || group.protocol_type.is_none() {
+        let subscribed = if group.state == GroupState::Empty {
             Some(HashSet::new())
-        } else {
+        } else if group.protocol_type.as_deref() == Some("consumer") {
             group.subscribed_topics()
+        } else {
+            return Err(GroupError::NonEmptyGroup);
         };
         let mut removed = Vec::new();
         let results = partitions

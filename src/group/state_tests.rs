@@ -141,7 +141,10 @@ impl Harness {
             .iter()
             .map(|(m, i)| (m.to_string(), i.map(str::to_string)))
             .collect();
-        let (results, fx) = self.groups.leave("g", &members, self.now);
+        let (results, fx) = self
+            .groups
+            .leave("g", &members, self.now)
+            .expect("no request-level error");
         self.effects.extend(fx);
         results
     }
@@ -438,8 +441,97 @@ fn leave_group_single_and_batched() {
     assert_eq!(h.state(), GroupState::Empty);
     assert_eq!(h.groups.group("g").unwrap().generation_id(), 2);
     assert!(h.stored());
-    let (results, _) = h.groups.leave("nope", &[("m1".into(), None)], h.now);
+    let (results, _) = h
+        .groups
+        .leave("nope", &[("m1".into(), None), ("m2".into(), None)], h.now)
+        .unwrap();
+    assert_eq!(
+        results,
+        vec![
+            Err(GroupError::UnknownMemberId),
+            Err(GroupError::UnknownMemberId)
+        ]
+    );
+    assert_eq!(
+        h.groups
+            .leave("", &[("m1".into(), None)], h.now)
+            .unwrap_err(),
+        GroupError::InvalidGroupId
+    );
+}
+
+#[test]
+fn an_instance_id_must_belong_to_the_member() {
+    let mut h = Harness::new();
+    let a = h.join_with(static_request("", &["range"]));
+    h.advance(DELAY);
+    let id = h.joined(a).member_id;
+    h.join("");
+    h.advance(DELAY);
+    // m2 (dynamic) names an instance id nobody holds: unknown, as Kafka answers.
+    let req = SyncRequest {
+        generation_id: h.groups.group("g").unwrap().generation_id(),
+        member_id: "m2".into(),
+        group_instance_id: Some("other".into()),
+        protocol_type: None,
+        protocol_name: None,
+        assignments: vec![],
+    };
+    let w = 500;
+    let fx = h.groups.sync("g", &req, w, h.now);
+    h.effects.extend(fx);
+    assert_eq!(h.sync_reply(w), Some(Err(GroupError::UnknownMemberId)));
+    let generation = req.generation_id;
+    assert_eq!(
+        h.groups
+            .heartbeat("g", "m2", Some("other"), generation, h.now),
+        Err(GroupError::UnknownMemberId)
+    );
+    assert_eq!(
+        h.groups
+            .check_commit("g", "m2", Some("other"), generation, h.now),
+        Err(GroupError::UnknownMemberId)
+    );
+    // m2 naming the static member's instance id is fenced.
+    assert_eq!(
+        h.groups
+            .heartbeat("g", "m2", Some("instance-1"), generation, h.now),
+        Err(GroupError::FencedInstanceId)
+    );
+    let members = [("m2".to_string(), Some("other".to_string()))];
+    let (results, _) = h.groups.leave("g", &members, h.now).unwrap();
     assert_eq!(results, vec![Err(GroupError::UnknownMemberId)]);
+    // The right pair passes.
+    assert_eq!(
+        h.groups
+            .heartbeat("g", &id, Some("instance-1"), generation, h.now),
+        Err(GroupError::RebalanceInProgress)
+    );
+}
+
+#[test]
+fn heartbeat_and_sync_with_an_empty_group_id_are_invalid() {
+    let mut h = Harness::new();
+    assert_eq!(
+        h.groups.heartbeat("", "m1", None, 1, h.now),
+        Err(GroupError::InvalidGroupId)
+    );
+    let req = SyncRequest {
+        generation_id: 1,
+        member_id: "m1".into(),
+        group_instance_id: None,
+        protocol_type: None,
+        protocol_name: None,
+        assignments: vec![],
+    };
+    let fx = h.groups.sync("", &req, 7, h.now);
+    assert_eq!(
+        fx,
+        vec![Effect::SyncReply {
+            waiter: 7,
+            result: Err(GroupError::InvalidGroupId)
+        }]
+    );
 }
 
 #[test]
@@ -701,6 +793,15 @@ fn commit_checks() {
         h.groups.check_commit("unknown", "m", None, 3, h.now),
         Err(GroupError::IllegalGeneration)
     );
+    // Kafka accepts generation -1 to an unknown group whatever the member id, and commits
+    // to the empty group id (kept for old clients).
+    assert_eq!(
+        h.groups
+            .check_commit("manual", "stale-member", None, -1, h.now),
+        Ok(())
+    );
+    assert_eq!(h.groups.check_commit("", "", None, -1, h.now), Ok(()));
+    assert_eq!(h.groups.group("").unwrap().state(), GroupState::Empty);
     let mut h = Harness::stable_pair();
     assert_eq!(
         h.groups.check_commit("g", "", None, -1, h.now),
@@ -1307,4 +1408,32 @@ fn offsets_with_a_commit_in_flight_do_not_expire() {
             group_id: "t".into()
         }]
     );
+}
+
+#[test]
+fn delete_offsets_of_an_active_non_consumer_group_is_refused() {
+    let mut h = Harness::new();
+    let mut req = Harness::request("", None, &["range"], false);
+    req.protocol_type = "connect".into();
+    let a = h.join_with(req);
+    h.advance(DELAY);
+    h.joined(a);
+    let tp = TopicPartition::new("old-topic", 0);
+    h.groups
+        .apply_commit("g", vec![(tp.clone(), offset(1, h.now))], h.now);
+    assert_eq!(
+        h.groups.delete_offsets("g", std::slice::from_ref(&tp)),
+        Err(GroupError::NonEmptyGroup)
+    );
+    assert!(h.groups.committed("g", &tp).is_some());
+    // Once Empty, any offset may go.
+    h.leave(&[("m1", None)]);
+    assert_eq!(h.state(), GroupState::Empty);
+    let (results, fx) = h
+        .groups
+        .delete_offsets("g", std::slice::from_ref(&tp))
+        .unwrap();
+    assert_eq!(results, vec![Ok(())]);
+    assert_eq!(fx.len(), 1);
+    assert!(h.groups.committed("g", &tp).is_none());
 }

@@ -140,11 +140,25 @@ impl Group {
             .map(|m| m.member_id.as_str())
     }
 
-    /// A request naming an instance id now held by another member id is fenced.
-    pub(super) fn is_fenced(&self, member_id: &str, instance_id: Option<&str>) -> bool {
-        match instance_id.and_then(|i| self.static_member_id(i)) {
-            Some(current) => current != member_id,
-            None => false,
+    /// Kafka's check that a request comes from a current member: a named instance id must be
+    /// held by this member id (FENCED_INSTANCE_ID when another member id holds it,
+    /// UNKNOWN_MEMBER_ID when nobody does), and the member id must be in the group.
+    pub(super) fn validate_member(
+        &self,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> Result<(), GroupError> {
+        if let Some(instance_id) = instance_id {
+            match self.static_member_id(instance_id) {
+                Some(current) if current != member_id => return Err(GroupError::FencedInstanceId),
+                Some(_) => {}
+                None => return Err(GroupError::UnknownMemberId),
+            }
+        }
+        if self.members.contains_key(member_id) {
+            Ok(())
+        } else {
+            Err(GroupError::UnknownMemberId)
         }
     }
 
@@ -672,12 +686,10 @@ impl Group {
         if self.pending_members.remove(id).is_some() {
             return self.add_member(cfg, id, req, waiter, now, fx);
         }
-        if self.is_fenced(id, req.group_instance_id.as_deref()) {
-            return reply(fx, Err(GroupError::FencedInstanceId));
+        if let Err(e) = self.validate_member(id, req.group_instance_id.as_deref()) {
+            return reply(fx, Err(e));
         }
-        let Some(member) = self.members.get(id) else {
-            return reply(fx, Err(GroupError::UnknownMemberId));
-        };
+        let member = self.members.get(id).expect("validated");
         let unchanged = member.same_protocols(&req.protocols);
         match self.state {
             GroupState::PreparingRebalance => self.update_member(id, req, waiter, now, fx),
@@ -720,11 +732,8 @@ impl Group {
         if self.state == GroupState::Dead {
             return reply(fx, Err(GroupError::CoordinatorNotAvailable));
         }
-        if self.is_fenced(id, req.group_instance_id.as_deref()) {
-            return reply(fx, Err(GroupError::FencedInstanceId));
-        }
-        if !self.members.contains_key(id) {
-            return reply(fx, Err(GroupError::UnknownMemberId));
+        if let Err(e) = self.validate_member(id, req.group_instance_id.as_deref()) {
+            return reply(fx, Err(e));
         }
         if req.generation_id != self.generation_id {
             return reply(fx, Err(GroupError::IllegalGeneration));
@@ -806,12 +815,8 @@ impl Group {
         if self.state == GroupState::Dead {
             return Err(GroupError::CoordinatorNotAvailable);
         }
-        if self.is_fenced(member_id, instance_id) {
-            return Err(GroupError::FencedInstanceId);
-        }
-        let Some(member) = self.members.get_mut(member_id) else {
-            return Err(GroupError::UnknownMemberId);
-        };
+        self.validate_member(member_id, instance_id)?;
+        let member = self.members.get_mut(member_id).expect("validated");
         if generation_id != self.generation_id {
             return Err(GroupError::IllegalGeneration);
         }
@@ -841,19 +846,14 @@ impl Group {
                 Some(id) => id.to_string(),
                 None => return Err(GroupError::UnknownMemberId),
             }
-        } else {
-            if self.is_fenced(member_id, instance_id) {
-                return Err(GroupError::FencedInstanceId);
-            }
-            member_id.to_string()
-        };
-        if self.pending_members.remove(&target).is_some() {
+        } else if self.pending_members.remove(member_id).is_some() {
+            // A member id handed out with MEMBER_ID_REQUIRED that never joined.
             self.maybe_complete_join(cfg, now, fx);
             return Ok(());
-        }
-        if !self.members.contains_key(&target) {
-            return Err(GroupError::UnknownMemberId);
-        }
+        } else {
+            self.validate_member(member_id, instance_id)?;
+            member_id.to_string()
+        };
         self.remove_member_and_update(cfg, &target, now, fx);
         Ok(())
     }
