@@ -328,6 +328,9 @@ pub struct LogManager {
     producer_ids: Mutex<ProducerIdBlock>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     shut_down: AtomicBool,
+    /// Serializes topic administration, so its fsyncs never hold the `topics` lock that every
+    /// produce and fetch takes.
+    admin: Mutex<()>,
 }
 
 /// Topic names Kafka accepts: 1–249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
@@ -469,6 +472,7 @@ impl LogManager {
             producer_ids: Mutex::new(ProducerIdBlock { next: 0, limit: 0 }),
             threads: Mutex::new(Vec::new()),
             shut_down: AtomicBool::new(false),
+            admin: Mutex::new(()),
         };
         let limit = match fs::read_to_string(data_dir.join(META_DIR).join("producer-id-block")) {
             Ok(text) => text.trim().parse::<i64>().map_err(|_| {
@@ -674,6 +678,24 @@ impl LogManager {
         Ok(part)
     }
 
+    /// Takes partitions out of service and removes their directories.
+    fn discard_partitions(&self, partitions: &[Arc<Partition>]) {
+        for p in partitions {
+            p.mark_deleted();
+            self.shared.unregister(p);
+            match move_aside(&p.dir, "delete") {
+                Ok(target) => {
+                    if let Err(e) = fs::remove_dir_all(&target) {
+                        tracing::warn!(dir = %target.display(), error = %e, "cannot remove deleted partition data");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(dir = %p.dir.display(), error = %e, "cannot move deleted partition aside")
+                }
+            }
+        }
+    }
+
     fn write_topic_file(&self, info: &TopicInfo) -> Result<(), LogError> {
         checkpoint::write_atomic(
             &topic_file(&self.shared.data_dir, &info.name),
@@ -708,8 +730,8 @@ impl LogManager {
             )));
         }
         validate_overrides(&overrides)?;
-        let mut topics = self.topics.write().unwrap_or_else(|e| e.into_inner());
-        if topics.contains_key(name) {
+        let _admin = self.admin.lock().unwrap_or_else(|e| e.into_inner());
+        if self.topic(name).is_some() {
             return Err(LogError::TopicExists(name.to_string()));
         }
         let info = TopicInfo {
@@ -721,12 +743,20 @@ impl LogManager {
         };
         let config = Arc::new(LogConfig::resolve(&self.broker, &info.overrides));
         let mut parts = Vec::new();
-        for p in 0..partitions {
+        let created = (0..partitions).try_for_each(|p| {
             parts.push(self.create_partition_dir(&info, p, config.clone())?);
-        }
+            Ok(())
+        });
         // The topic file is the commit point: directories without it are moved aside at start-up.
-        self.write_topic_file(&info)?;
-        self.shared.write_log_start_checkpoint()?;
+        if let Err(e) = created.and_then(|()| self.write_topic_file(&info)) {
+            self.discard_partitions(&parts);
+            return Err(e);
+        }
+        // New partitions start at 0, which is also what a missing checkpoint entry means.
+        if let Err(e) = self.shared.write_log_start_checkpoint() {
+            tracing::warn!(error = %e, "cannot write the log-start-offset checkpoint");
+        }
+        let mut topics = self.topics.write().unwrap_or_else(|e| e.into_inner());
         topics.insert(
             name.to_string(),
             TopicEntry {
@@ -741,31 +771,21 @@ impl LogManager {
     /// Deletes a topic and its data.
     pub fn delete_topic(&self, name: &str) -> Result<(), LogError> {
         self.check_open()?;
-        let entry = {
-            let mut topics = self.topics.write().unwrap_or_else(|e| e.into_inner());
-            if !topics.contains_key(name) {
-                return Err(LogError::UnknownTopicOrPartition);
-            }
-            let path = topic_file(&self.shared.data_dir, name);
-            fs::remove_file(&path)?;
-            self.io
-                .sync_dir(path.parent().expect("topic files live in a directory"))?;
-            topics.remove(name).expect("checked above")
-        };
-        for p in &entry.partitions {
-            p.mark_deleted();
-            self.shared.unregister(p);
-            match move_aside(&p.dir, "delete") {
-                Ok(target) => {
-                    if let Err(e) = fs::remove_dir_all(&target) {
-                        tracing::warn!(dir = %target.display(), error = %e, "cannot remove deleted partition data");
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(dir = %p.dir.display(), error = %e, "cannot move deleted partition aside")
-                }
-            }
+        let _admin = self.admin.lock().unwrap_or_else(|e| e.into_inner());
+        if self.topic(name).is_none() {
+            return Err(LogError::UnknownTopicOrPartition);
         }
+        let path = topic_file(&self.shared.data_dir, name);
+        fs::remove_file(&path)?;
+        self.io
+            .sync_dir(path.parent().expect("topic files live in a directory"))?;
+        let entry = self
+            .topics
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name)
+            .expect("checked above");
+        self.discard_partitions(&entry.partitions);
         self.shared.write_log_start_checkpoint()?;
         tracing::info!(topic = name, "deleted topic");
         Ok(())
@@ -774,25 +794,33 @@ impl LogManager {
     /// Grows a topic to `new_total` partitions.
     pub fn create_partitions(&self, name: &str, new_total: i32) -> Result<(), LogError> {
         self.check_open()?;
+        let _admin = self.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let mut info = self.topic(name).ok_or(LogError::UnknownTopicOrPartition)?;
+        if new_total <= info.partitions {
+            return Err(LogError::InvalidPartitions(format!(
+                "topic {name} has {} partitions; the new total {new_total} must be larger",
+                info.partitions
+            )));
+        }
+        let config = Arc::new(LogConfig::resolve(&self.broker, &info.overrides));
+        let mut added = Vec::new();
+        let created = (info.partitions..new_total).try_for_each(|p| {
+            added.push(self.create_partition_dir(&info, p, config.clone())?);
+            Ok(())
+        });
+        info.partitions = new_total;
+        if let Err(e) = created.and_then(|()| self.write_topic_file(&info)) {
+            self.discard_partitions(&added);
+            return Err(e);
+        }
+        // New partitions start at 0, which is also what a missing checkpoint entry means.
+        if let Err(e) = self.shared.write_log_start_checkpoint() {
+            tracing::warn!(error = %e, "cannot write the log-start-offset checkpoint");
+        }
         let mut topics = self.topics.write().unwrap_or_else(|e| e.into_inner());
         let entry = topics
             .get_mut(name)
-            .ok_or(LogError::UnknownTopicOrPartition)?;
-        if new_total <= entry.info.partitions {
-            return Err(LogError::InvalidPartitions(format!(
-                "topic {name} has {} partitions; the new total {new_total} must be larger",
-                entry.info.partitions
-            )));
-        }
-        let mut info = entry.info.clone();
-        let config = Arc::new(LogConfig::resolve(&self.broker, &info.overrides));
-        let mut added = Vec::new();
-        for p in info.partitions..new_total {
-            added.push(self.create_partition_dir(&info, p, config.clone())?);
-        }
-        info.partitions = new_total;
-        self.write_topic_file(&info)?;
-        self.shared.write_log_start_checkpoint()?;
+            .expect("admin operations are serialized");
         entry.info = info;
         entry.partitions.extend(added);
         Ok(())
@@ -806,13 +834,14 @@ impl LogManager {
     ) -> Result<(), LogError> {
         self.check_open()?;
         validate_overrides(&overrides)?;
+        let _admin = self.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let mut info = self.topic(name).ok_or(LogError::UnknownTopicOrPartition)?;
+        info.overrides = overrides;
+        self.write_topic_file(&info)?;
         let mut topics = self.topics.write().unwrap_or_else(|e| e.into_inner());
         let entry = topics
             .get_mut(name)
-            .ok_or(LogError::UnknownTopicOrPartition)?;
-        let mut info = entry.info.clone();
-        info.overrides = overrides;
-        self.write_topic_file(&info)?;
+            .expect("admin operations are serialized");
         let config = Arc::new(LogConfig::resolve(&self.broker, &info.overrides));
         for p in &entry.partitions {
             p.set_config(config.clone());
