@@ -295,6 +295,8 @@ async fn join_group(
         Err(e) => {
             let member_id = match &e {
                 GroupError::MemberIdRequired(id) => str_bytes(id.clone()),
+                // Kafka answers a member it turned away with no member id.
+                GroupError::GroupMaxSizeReached => StrBytes::default(),
                 _ => r.member_id.clone(),
             };
             build!(JoinGroupResponse {

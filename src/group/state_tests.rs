@@ -1437,3 +1437,41 @@ fn delete_offsets_of_an_active_non_consumer_group_is_refused() {
     assert_eq!(fx.len(), 1);
     assert!(h.groups.committed("g", &tp).is_none());
 }
+
+#[test]
+fn group_max_size_keeps_the_members_that_rejoin_first() {
+    let mut h = Harness::with(GroupConfig {
+        initial_rebalance_delay_ms: DELAY,
+        max_size: 2,
+        ..GroupConfig::default()
+    });
+    let a = h.join("");
+    let b = h.join("");
+    h.advance(DELAY * 2);
+    h.joined(a);
+    h.joined(b);
+    h.sync("m2", 1, &[]);
+    h.sync("m1", 1, &[("m1", "A"), ("m2", "B")]);
+    assert_eq!(h.state(), GroupState::Stable);
+    // A full Stable group turns a new member away.
+    let c = h.join("");
+    assert_eq!(h.join_reply(c), Some(Err(GroupError::GroupMaxSizeReached)));
+    // The leader rejoins: while the rebalance is prepared, a newcomer counts against those
+    // that rejoined so far (one), so it is accepted...
+    let a = h.join("m1");
+    let d = h.join("");
+    assert!(
+        h.join_reply(d).is_none(),
+        "the newcomer waits in the join phase"
+    );
+    // ...and m2, rejoining third, is the one turned away and removed.
+    let b = h.join("m2");
+    assert_eq!(h.join_reply(b), Some(Err(GroupError::GroupMaxSizeReached)));
+    let ra = h.joined(a);
+    let rd = h.joined(d);
+    assert_eq!((ra.generation_id, rd.generation_id), (2, 2));
+    let ids: Vec<&str> = ra.members.iter().map(|m| m.member_id.as_str()).collect();
+    assert_eq!(ids, vec!["m1", rd.member_id.as_str()]);
+    assert_ne!(rd.member_id, "m2");
+    assert_eq!(h.heartbeat("m2", 1), Err(GroupError::UnknownMemberId));
+}

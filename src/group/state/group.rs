@@ -536,6 +536,32 @@ impl Group {
         }
     }
 
+    /// Kafka's `group.max.size` rule for a JoinGroup (member id as sent, "" for a new one):
+    /// while a rebalance is prepared, a member already rejoined is accepted and others only
+    /// while fewer than the maximum have rejoined; otherwise a current member is accepted and
+    /// others only while the group has fewer members than the maximum. Member ids handed out
+    /// with MEMBER_ID_REQUIRED are not members yet and count as new.
+    fn accepts_joining_member(&self, member_id: &str, max_size: usize) -> bool {
+        match self.state {
+            GroupState::Empty | GroupState::Dead => true,
+            GroupState::PreparingRebalance => {
+                let rejoined = self
+                    .members
+                    .get(member_id)
+                    .is_some_and(|m| m.awaiting_join.is_some());
+                let awaiting = self
+                    .members
+                    .values()
+                    .filter(|m| m.awaiting_join.is_some())
+                    .count();
+                rejoined || awaiting < max_size
+            }
+            GroupState::CompletingRebalance | GroupState::Stable => {
+                self.members.contains_key(member_id) || self.members.len() < max_size
+            }
+        }
+    }
+
     pub(super) fn join(
         &mut self,
         cfg: &GroupConfig,
@@ -546,6 +572,12 @@ impl Group {
         fx: &mut Vec<Effect>,
     ) {
         let reply = |fx: &mut Vec<Effect>, result| fx.push(Effect::JoinReply { waiter, result });
+        if !self.accepts_joining_member(&req.member_id, cfg.max_size) {
+            // Kafka drops a known member it turns away (one that had not rejoined yet), so
+            // the members that rejoined first make up the next generation.
+            self.remove_member_entry(&req.member_id, fx);
+            return reply(fx, Err(GroupError::GroupMaxSizeReached));
+        }
         if self.state == GroupState::Dead {
             return reply(fx, Err(GroupError::CoordinatorNotAvailable));
         }
@@ -585,12 +617,6 @@ impl Group {
             if let Some(old) = self.static_member_id(instance_id).map(str::to_string) {
                 return self.replace_static_member(cfg, req, &old, new_member_id, waiter, now, fx);
             }
-        }
-        if self.members.len() + self.pending_members.len() >= cfg.max_size {
-            return fx.push(Effect::JoinReply {
-                waiter,
-                result: Err(GroupError::GroupMaxSizeReached),
-            });
         }
         if req.group_instance_id.is_none() && req.require_known_member_id {
             self.pending_members.insert(
