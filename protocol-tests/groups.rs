@@ -944,6 +944,15 @@ fn group_id_and_member_checks_match_kafka() {
     assert_eq!(commit(&mut client, 8, &request), vec![0]);
     let request = commit_request("manual", -1, "stale-member", &[("events", 0, 8, "")]);
     assert_eq!(commit(&mut client, 8, &request), vec![0]);
+    // The member check comes before the metadata size check.
+    let big = "x".repeat(5000);
+    let request = commit_request(
+        "manual",
+        3,
+        "m",
+        &[("events", 0, 9, &big), ("none", 0, 1, "")],
+    );
+    assert_eq!(commit(&mut client, 8, &request), vec![25, 3]);
     let described = describe(&mut client, 5, "");
     assert_eq!(described.error_code, 0);
     assert_eq!(described.group_state.to_string(), "Empty");

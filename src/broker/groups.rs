@@ -476,7 +476,18 @@ async fn offset_commit(broker: &Broker, v: i16, r: OffsetCommitRequest) -> Offse
                     .zip(topic_codes)
                     .map(|(p, code)| build!(OffsetCommitResponsePartition {
                         partition_index: p.partition_index,
-                        error_code: code.unwrap_or(commit_code),
+                        // The group check comes first in Kafka: when it fails, every
+                        // partition of an existing topic gets its error, whatever its metadata.
+                        error_code: match code {
+                            Some(c)
+                                if c == ResponseError::OffsetMetadataTooLarge.code()
+                                    && commit_code != 0 =>
+                            {
+                                commit_code
+                            }
+                            Some(c) => c,
+                            None => commit_code,
+                        },
                     }))
                     .collect(),
             })
