@@ -1,0 +1,296 @@
+//! Storage faults through the log engine's file-I/O seam (`cairn::log::io::FaultyIo`): failed
+//! writes (EIO), a full disk (ENOSPC), short writes and failed fsyncs must never be
+//! acknowledged, reads must keep working, and the log must accept writes again once the fault
+//! clears (after a restart for a failed fsync, by design). Damage done to segment files while
+//! Cairn is down must be found at start-up, reported with the partition and offset, and what
+//! precedes it must stay readable.
+//!
+//! Uses the log engine's public API only (the handlers map `LogError::Io` to
+//! KAFKA_STORAGE_ERROR 56); no network.
+
+#[allow(dead_code)]
+#[path = "../fuzz/engine.rs"]
+mod engine;
+#[allow(dead_code)]
+#[path = "../fuzz/targets.rs"]
+mod targets;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use cairn::config::BrokerConfig;
+use cairn::log::io::{Fault, FaultyIo, FileIo, StdIo};
+use cairn::log::{AppendOrigin, LogError, LogManager, LogManagerOptions, Partition};
+use kafka_protocol::records::Compression;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn open(dir: &std::path::Path, io: Arc<dyn FileIo>) -> Arc<LogManager> {
+    LogManager::open_with_io(
+        LogManagerOptions {
+            data_dir: dir.to_path_buf(),
+            broker: BrokerConfig::default(),
+        },
+        io,
+    )
+    .expect("open log")
+}
+
+fn batch(n: usize) -> Bytes {
+    Bytes::from(targets::record_batch(n, Compression::None, None))
+}
+
+/// Appends and waits until durable, as a Produce with acks=all does before answering.
+fn produce(rt: &tokio::runtime::Runtime, p: &Partition, n: usize) -> Result<(i64, i64), LogError> {
+    let info = p.append(batch(n), AppendOrigin::Client)?;
+    rt.block_on(async {
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            p.wait_durable(info.last_offset + 1),
+        )
+        .await
+        .map_err(|_| LogError::Io(std::io::Error::other("wait_durable timed out")))?
+    })?;
+    Ok((info.base_offset, info.last_offset))
+}
+
+fn is_storage_error(e: &LogError) -> bool {
+    matches!(e, LogError::Io(_))
+}
+
+#[test]
+fn write_faults_are_refused_reads_go_on_and_writes_resume() {
+    let rt = runtime();
+    for fault in [Fault::WriteEio, Fault::WriteNoSpace, Fault::ShortWrite] {
+        let dir = targets::temp_dir();
+        let faulty = Arc::new(FaultyIo::new());
+        let log = open(dir.path(), faulty.clone());
+        log.create_topic("t", 1, BTreeMap::new(), false)
+            .expect("topic");
+        let p = log.partition("t", 0).expect("partition");
+        let mut acked = vec![produce(&rt, &p, 3).expect("healthy produce")];
+        acked.push(produce(&rt, &p, 2).expect("healthy produce"));
+        let before = p.offsets();
+
+        faulty.set(fault);
+        for _ in 0..3 {
+            match p.append(batch(4), AppendOrigin::Client) {
+                Err(e) => assert!(is_storage_error(&e), "{fault:?}: wrong error {e}"),
+                Ok(info) => panic!("{fault:?}: a failed write was accepted: {info:?}"),
+            }
+        }
+        assert_eq!(
+            p.offsets(),
+            before,
+            "{fault:?}: a failed write moved the offsets"
+        );
+        // Reads of what was acknowledged keep working during the fault.
+        assert_eq!(targets::read_all(&p).expect("read during fault"), acked);
+
+        faulty.set(Fault::None);
+        let resumed = produce(&rt, &p, 5).unwrap_or_else(|e| {
+            panic!("{fault:?}: writes did not resume after the fault cleared: {e}")
+        });
+        assert_eq!(
+            resumed.0, before.log_end_offset,
+            "{fault:?}: the failed writes left a hole or garbage"
+        );
+        acked.push(resumed);
+        assert_eq!(targets::read_all(&p).expect("read after"), acked);
+
+        // And the bytes on disk are a clean log: a crash now recovers exactly this.
+        log.halt();
+        drop((p, log));
+        let log = open(dir.path(), Arc::new(StdIo));
+        let p = log.partition("t", 0).expect("partition");
+        assert_eq!(
+            targets::read_all(&p).expect("read after restart"),
+            acked,
+            "{fault:?}"
+        );
+        log.shutdown().expect("shutdown");
+    }
+}
+
+#[test]
+fn failed_fsync_is_not_acknowledged_and_recovers_after_restart() {
+    let rt = runtime();
+    let dir = targets::temp_dir();
+    let faulty = Arc::new(FaultyIo::new());
+    let log = open(dir.path(), faulty.clone());
+    log.create_topic("t", 1, BTreeMap::new(), false)
+        .expect("topic");
+    let p = log.partition("t", 0).expect("partition");
+    let acked = [produce(&rt, &p, 3).expect("healthy produce")];
+    let durable = p.offsets().high_watermark;
+
+    faulty.set(Fault::SyncEio);
+    let err = produce(&rt, &p, 2).expect_err("an append whose fsync failed was acknowledged");
+    assert!(is_storage_error(&err), "wrong error {err}");
+    assert_eq!(
+        p.offsets().high_watermark,
+        durable,
+        "consumers can see a record that was never made durable"
+    );
+    assert_eq!(
+        targets::read_all(&p)
+            .expect("reads during the fault")
+            .first(),
+        acked.first()
+    );
+    let later = p.append(batch(1), AppendOrigin::Client);
+    assert!(
+        later.is_err(),
+        "the partition took writes after a failed fsync"
+    );
+
+    faulty.set(Fault::None);
+    let without_restart = p.append(batch(1), AppendOrigin::Client);
+    eprintln!(
+        "after the fsync fault cleared, without restart: {}",
+        match &without_restart {
+            Ok(_) => "writes accepted".to_string(),
+            Err(e) => format!("writes refused until restart ({e})"),
+        }
+    );
+
+    log.halt();
+    drop((p, log));
+    let log = open(dir.path(), Arc::new(StdIo));
+    let p = log.partition("t", 0).expect("partition");
+    let stored = targets::read_all(&p).expect("read after restart");
+    assert_eq!(
+        stored.first(),
+        acked.first(),
+        "an acknowledged record was lost"
+    );
+    let end = p.offsets().log_end_offset;
+    let next = produce(&rt, &p, 2).expect("writes after restart");
+    assert_eq!(next.0, end);
+    log.shutdown().expect("shutdown");
+}
+
+// ------------------------------------------------------------------ damage while down
+
+/// Every log line of this test binary, for checking what start-up reported.
+fn captured() -> &'static Arc<Mutex<Vec<u8>>> {
+    static CAPTURE: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    CAPTURE.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let sink = buf.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || Sink(sink.clone()))
+            .try_init();
+        buf
+    })
+}
+
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Sink {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// (acknowledged batches, batches read back after start-up, start-up log lines).
+type Damaged = (Vec<(i64, i64)>, Vec<(i64, i64)>, String);
+
+/// Writes 6 acknowledged batches of 2 records, crashes, damages the segment with `damage`
+/// (given the batch positions), restarts; returns (acked, recovered, start-up log lines).
+fn damage_while_down(damage: impl FnOnce(&std::path::Path, &[u64])) -> Damaged {
+    let capture = captured();
+    let rt = runtime();
+    let dir = targets::temp_dir();
+    let log = open(dir.path(), Arc::new(StdIo));
+    log.create_topic("t", 1, BTreeMap::new(), false)
+        .expect("topic");
+    let p = log.partition("t", 0).expect("partition");
+    let mut acked = Vec::new();
+    let mut positions = Vec::new();
+    let segment = dir.path().join("t-0").join("00000000000000000000.log");
+    for _ in 0..6 {
+        positions.push(std::fs::metadata(&segment).expect("segment").len());
+        acked.push(produce(&rt, &p, 2).expect("produce"));
+    }
+    log.halt();
+    drop((p, log));
+    // The flusher writes the recovery point every 5 s; start-up re-checks only what lies after
+    // it (RELIABILITY.md, W2). Without it, the whole segment is re-checked, as after a crash
+    // within 5 s of these writes.
+    let _ = std::fs::remove_file(dir.path().join("recovery-point-offset-checkpoint"));
+    damage(&segment, &positions);
+    let log = open(dir.path(), Arc::new(StdIo));
+    let p = log.partition("t", 0).expect("partition");
+    let recovered = targets::read_all(&p).expect("the log reads back after recovery");
+    let dir_name = dir.path().display().to_string();
+    let lines: String = String::from_utf8_lossy(&capture.lock().expect("lock"))
+        .lines()
+        .filter(|l| l.contains(&dir_name))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    log.shutdown().expect("shutdown");
+    (acked, recovered, lines)
+}
+
+#[test]
+fn truncated_segment_is_detected_and_reported_at_startup() {
+    let (acked, recovered, lines) = damage_while_down(|segment, positions| {
+        // Cut the file in the middle of the last batch.
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(segment)
+            .expect("open");
+        f.set_len(positions[5] + 20).expect("truncate");
+    });
+    assert_eq!(
+        recovered,
+        acked[..5],
+        "the batches before the cut must stay readable"
+    );
+    assert!(
+        lines.contains("truncated") && lines.contains("t-0") && lines.contains("offset=10"),
+        "start-up did not report the damage with partition and offset:\n{lines}"
+    );
+}
+
+#[test]
+fn corrupted_batch_is_detected_by_crc_and_reported_at_startup() {
+    let (acked, recovered, lines) = damage_while_down(|segment, positions| {
+        // Flip one byte inside the records of the fourth batch (offsets 6 and 7).
+        let mut bytes = std::fs::read(segment).expect("read");
+        let at = positions[3] as usize + 70;
+        bytes[at] ^= 0x40;
+        std::fs::write(segment, bytes).expect("write");
+    });
+    assert_eq!(
+        recovered[..3],
+        acked[..3],
+        "the batches before the damage must stay readable"
+    );
+    assert!(
+        lines.contains("CRC") && lines.contains("t-0") && lines.contains("offset=6"),
+        "start-up did not report the CRC damage with partition and offset:\n{lines}"
+    );
+    // What follows the damaged batch: Kafka's recovery (and Cairn's) truncates the log there,
+    // dropping acknowledged records after it (RELIABILITY.md, W4). Shown, not asserted.
+    eprintln!(
+        "corrupted batch at offsets 6-7: {} of {} acknowledged batches readable after start-up",
+        recovered.len(),
+        acked.len()
+    );
+}
