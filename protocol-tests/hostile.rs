@@ -158,3 +158,23 @@ fn random_garbage_never_crashes_the_broker() {
     }
     still_serving(&mut cairn);
 }
+
+#[test]
+fn a_second_broker_cannot_open_the_same_data_directory() {
+    let cairn = Cairn::start(&[]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(&cairn.data_dir)
+        .output()
+        .expect("run cairn");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("in use by another process"), "{stderr}");
+}

@@ -425,7 +425,7 @@ fn rolls_segments_and_reads_across_them() {
 
     // Indexes of sealed segments are exact and Kafka-shaped: 8-byte entries, increasing.
     let index = std::fs::read(dir.path().join("roll-0/00000000000000000000.index")).unwrap();
-    assert!(!index.is_empty() && index.len() % 8 == 0);
+    assert!(!index.is_empty() && index.len().is_multiple_of(8));
     let log = open(dir.path(), &[]);
     let p = log.partition("roll", 0).unwrap();
     assert_eq!(

@@ -49,7 +49,7 @@ pub(super) fn describe_configs(
                 resource
                     .configuration_keys
                     .as_ref()
-                    .map_or(true, |keys| keys.iter().any(|k| k.as_str() == name))
+                    .is_none_or(|keys| keys.iter().any(|k| k.as_str() == name))
             };
             let result = DescribeConfigsResult::default()
                 .with_resource_type(resource.resource_type)

@@ -40,6 +40,9 @@ pub struct Broker {
     pub advertised: (String, u16),
     pub cluster_id: String,
     versions: VersionTable,
+    /// Held for the broker's lifetime: an exclusive lock on `<data dir>/.lock`, so two processes
+    /// never open one data directory.
+    _lock: std::fs::File,
 }
 
 /// The APIs handled in this module, with (advertised min, served min, max) versions.
@@ -90,6 +93,7 @@ impl Broker {
     pub async fn start(config: BrokerConfig) -> anyhow::Result<Arc<Broker>> {
         let data_dir = config.data_dir();
         std::fs::create_dir_all(&data_dir)?;
+        let lock = lock_data_dir(&data_dir)?;
         let cluster_id = load_or_create_cluster_id(&data_dir, config.node_id())?;
         let log = LogManager::open(LogManagerOptions {
             data_dir,
@@ -104,6 +108,7 @@ impl Broker {
             groups,
             config,
             versions: version_table(),
+            _lock: lock,
         }))
     }
 
@@ -187,6 +192,26 @@ impl Broker {
             }
         };
         Some(response)
+    }
+}
+
+/// Takes an exclusive lock on `<data dir>/.lock` (as Kafka does), failing if another process
+/// holds it.
+fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
+    let path = data_dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(anyhow::anyhow!(
+            "data directory {} is in use by another process (lock {} is held)",
+            data_dir.display(),
+            path.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
     }
 }
 

@@ -25,7 +25,7 @@ pub fn encode_entry(relative_offset: u32, position: u32) -> [u8; ENTRY_SIZE] {
 /// Decodes an index file and runs Kafka's sanity check plus ours: whole entries, strictly
 /// increasing offsets, non-decreasing positions below `log_size`.
 pub fn decode_entries(bytes: &[u8], log_size: u64) -> Result<Vec<(u32, u32)>, String> {
-    if bytes.len() % ENTRY_SIZE != 0 {
+    if !bytes.len().is_multiple_of(ENTRY_SIZE) {
         return Err(format!(
             "index length {} is not a multiple of 8",
             bytes.len()

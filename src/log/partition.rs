@@ -834,12 +834,12 @@ trait BestTs {
 }
 impl BestTs for Option<(i64, usize)> {
     fn is_none_or_less(&self, ts: i64) -> bool {
-        self.map_or(true, |(best, _)| ts > best)
+        self.is_none_or(|(best, _)| ts > best)
     }
 }
 impl BestTs for Option<(i64, i64)> {
     fn is_none_or_less(&self, ts: i64) -> bool {
-        self.map_or(true, |(_, best)| ts > best)
+        self.is_none_or(|(_, best)| ts > best)
     }
 }
 

@@ -460,7 +460,7 @@ impl Segment {
     ) -> io::Result<()> {
         if self
             .max_timestamp
-            .map_or(true, |(ts, _)| h.max_timestamp > ts)
+            .is_none_or(|(ts, _)| h.max_timestamp > ts)
         {
             self.max_timestamp = Some((h.max_timestamp, h.last_offset()));
         }
@@ -506,7 +506,7 @@ impl Segment {
         while let Scan::Batch(b) = scan.next(false)? {
             if self
                 .max_timestamp
-                .map_or(true, |(ts, _)| b.header.max_timestamp > ts)
+                .is_none_or(|(ts, _)| b.header.max_timestamp > ts)
             {
                 self.max_timestamp = Some((b.header.max_timestamp, b.header.last_offset()));
             }

@@ -24,7 +24,7 @@ pub fn encode_entry(timestamp: i64, relative_offset: u32) -> [u8; ENTRY_SIZE] {
 /// Decodes a time index file; fails unless timestamps strictly increase and offsets do not
 /// decrease.
 pub fn decode_entries(bytes: &[u8]) -> Result<Vec<(i64, u32)>, String> {
-    if bytes.len() % ENTRY_SIZE != 0 {
+    if !bytes.len().is_multiple_of(ENTRY_SIZE) {
         return Err(format!(
             "time index length {} is not a multiple of 12",
             bytes.len()

@@ -260,7 +260,7 @@ impl Cleaner {
         );
         // Partitions that no longer exist (deleted topics) leave the file.
         self.checkpoints
-            .retain(|_, e| e.owner.as_ref().map_or(true, |w| w.strong_count() > 0));
+            .retain(|_, e| e.owner.as_ref().is_none_or(|w| w.strong_count() > 0));
         self.write_checkpoint()
     }
 
@@ -272,7 +272,7 @@ impl Cleaner {
         self.horizons.retain(|k, _| keys.contains(k));
         let before = self.checkpoints.len();
         self.checkpoints.retain(|k, e| {
-            keys.contains(k) && e.owner.as_ref().map_or(true, |w| w.strong_count() > 0)
+            keys.contains(k) && e.owner.as_ref().is_none_or(|w| w.strong_count() > 0)
         });
         if self.checkpoints.len() == before {
             return Ok(());
@@ -731,7 +731,7 @@ impl Cleaner {
                     continue;
                 }
             };
-            if best.map_or(true, |(ratio, _)| plan.dirty_ratio() > ratio) {
+            if best.is_none_or(|(ratio, _)| plan.dirty_ratio() > ratio) {
                 best = Some((plan.dirty_ratio(), p));
             }
         }

@@ -277,7 +277,7 @@ pub fn filter_batch(
         stats.records_read += 1;
         let Some(key) = r.key else { continue };
         let offset = h.base_offset + r.offset_delta as i64;
-        let latest = rules.map.get(key).map_or(true, |latest| offset >= latest);
+        let latest = rules.map.get(key).is_none_or(|latest| offset >= latest);
         if !latest {
             continue;
         }
