@@ -63,14 +63,16 @@ def test_console_consumer_group_then_every_offset_tool(broker, topic_name):
     topic, group = topic_name, f"group-{topic_name}"
     kafka_tool("kafka-topics", "--bootstrap-server", broker.bootstrap, "--create", "--topic", topic,
                "--partitions", str(PARTITIONS))
-    # Record i of every partition has timestamp t0 + i minutes; t0 is 20.5 minutes ago, so
-    # "15 minutes ago" falls between records 5 and 6 with 30 s to spare for slow tool starts.
-    t0 = int(time.time() * 1000) - 20 * MINUTE - 30_000
+    # Record i of every partition has timestamp t0 + i * SPACING (10 minutes); t0 is 70 minutes
+    # ago, so "15 minutes ago" falls between records 5 and 6 with 5 minutes to spare however slow
+    # the tool runs before the --by-duration step are.
+    spacing = 10 * MINUTE
+    t0 = int(time.time() * 1000) - 5 * spacing - spacing // 2 - 15 * MINUTE
     p = Producer({"bootstrap.servers": broker.bootstrap})
     for part in range(PARTITIONS):
         for i in range(PER_PARTITION):
             p.produce(topic, key=f"k{i}", value=f"p{part}-v{i}", partition=part,
-                      timestamp=t0 + i * MINUTE)
+                      timestamp=t0 + i * spacing)
     assert p.flush(30) == 0
 
     # 1. The console consumer in a group reads everything and commits on exit.
@@ -112,7 +114,7 @@ def test_console_consumer_group_then_every_offset_tool(broker, topic_name):
     assert committed(broker, group, topic) == {0: 11, 1: 10, 2: 10}
 
     # --to-datetime: the first record at or after the time (UTC); 1 ms after record 3 -> 4.
-    when = datetime.datetime.fromtimestamp((t0 + 3 * MINUTE + 1) / 1000, datetime.timezone.utc)
+    when = datetime.datetime.fromtimestamp((t0 + 3 * spacing + 1) / 1000, datetime.timezone.utc)
     stamp = when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}"
     assert reset(broker, group, topic, "--to-datetime", stamp, execute=False) == {
         0: 4, 1: 4, 2: 4}
@@ -120,7 +122,7 @@ def test_console_consumer_group_then_every_offset_tool(broker, topic_name):
     assert committed(broker, group, topic) == {0: 4, 1: 4, 2: 4}
 
     # --by-duration: records newer than 15 minutes: from record 6 on (the late record in
-    # partition 0 is 5.5 minutes old but comes after record 9 in offset order).
+    # partition 0 is older than that and comes after record 9 in offset order).
     assert reset(broker, group, topic, "--by-duration", "PT15M", execute=False) == {
         0: 6, 1: 6, 2: 6}
     assert reset(broker, group, topic, "--by-duration", "PT15M") == {0: 6, 1: 6, 2: 6}
