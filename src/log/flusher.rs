@@ -5,7 +5,7 @@
 //! Owns the queue of partitions to flush and the thread loop; the fsync itself is
 //! [`Partition::flush`]. Depends on nothing but the partition and the manager's shared state.
 
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::partition::Partition;
@@ -67,26 +67,75 @@ impl FlushQueue {
     }
 }
 
-fn flush_all(partitions: &[Arc<Partition>]) {
-    if partitions.len() <= 1 {
-        partitions.iter().for_each(|p| p.flush());
-        return;
+/// A fixed set of threads that fsync partitions in parallel, started once: spawning threads on
+/// every group commit cost more CPU than the fsyncs themselves (measured in BENCHMARKS.md).
+struct SyncPool {
+    workers: Vec<mpsc::Sender<SyncJob>>,
+}
+
+struct SyncJob {
+    partitions: Vec<Arc<Partition>>,
+    done: mpsc::Sender<()>,
+}
+
+impl SyncPool {
+    fn start(threads: usize) -> SyncPool {
+        let workers = (0..threads)
+            .filter_map(|i| {
+                let (tx, rx) = mpsc::channel::<SyncJob>();
+                std::thread::Builder::new()
+                    .name(format!("cairn-sync-{i}"))
+                    .spawn(move || {
+                        // Ends when the pool (the only sender) is dropped.
+                        while let Ok(job) = rx.recv() {
+                            job.partitions.iter().for_each(|p| p.flush());
+                            let _ = job.done.send(());
+                        }
+                    })
+                    .map_err(|e| tracing::warn!(error = %e, "cannot start an fsync thread"))
+                    .ok()
+                    .map(|_| tx)
+            })
+            .collect();
+        SyncPool { workers }
     }
-    // fsyncs of different files proceed in parallel on the device.
-    let chunk = partitions.len().div_ceil(PARALLEL_SYNCS);
-    std::thread::scope(|s| {
-        for group in partitions.chunks(chunk) {
-            s.spawn(move || group.iter().for_each(|p| p.flush()));
+
+    /// fsyncs every partition, in parallel across the pool, and returns when all are done.
+    fn flush_all(&self, partitions: &[Arc<Partition>]) {
+        if partitions.len() <= 1 || self.workers.is_empty() {
+            partitions.iter().for_each(|p| p.flush());
+            return;
         }
-    });
+        let chunk = partitions.len().div_ceil(self.workers.len());
+        let (done_tx, done_rx) = mpsc::channel();
+        let mut sent = 0;
+        for (group, worker) in partitions.chunks(chunk).zip(&self.workers) {
+            let job = SyncJob {
+                partitions: group.to_vec(),
+                done: done_tx.clone(),
+            };
+            match worker.send(job) {
+                Ok(()) => sent += 1,
+                // A worker that is gone: do its share here.
+                Err(mpsc::SendError(job)) => job.partitions.iter().for_each(|p| p.flush()),
+            }
+        }
+        drop(done_tx);
+        for _ in 0..sent {
+            if done_rx.recv().is_err() {
+                break;
+            }
+        }
+    }
 }
 
 /// The flusher thread's loop; returns when the queue is stopped.
 pub(crate) fn run(shared: Arc<Shared>) {
+    let pool = SyncPool::start(PARALLEL_SYNCS);
     let mut last_checkpoint = Instant::now();
     let mut last_tick = Instant::now();
     while let Some(dirty) = shared.flush_queue.take(TICK) {
-        flush_all(&dirty);
+        pool.flush_all(&dirty);
         if last_tick.elapsed() >= TICK {
             last_tick = Instant::now();
             let now = now_ms();
@@ -95,7 +144,7 @@ pub(crate) fn run(shared: Arc<Shared>) {
                 .into_iter()
                 .filter(|p| p.flush_due(now))
                 .collect();
-            flush_all(&due);
+            pool.flush_all(&due);
         }
         if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
             last_checkpoint = Instant::now();
