@@ -18,7 +18,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, ResponseKind};
+use kafka_protocol::messages::ApiKey;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -28,7 +28,7 @@ use tracing::{debug, info, warn};
 
 use crate::broker::Broker;
 use crate::protocol::codec::{self, Decoded};
-use crate::protocol::{fetch_encode, frame};
+use crate::protocol::frame;
 
 /// Most requests of one connection in flight at once (Kafka clients pipeline at most 5 by
 /// default); beyond this the reader waits for the writer.
@@ -37,9 +37,9 @@ const MAX_IN_FLIGHT_PER_CONNECTION: usize = 64;
 /// What the writer sends for one request.
 enum Outgoing {
     /// A handler still running; its result is written when it completes.
-    Pending(JoinHandle<Option<Vec<Bytes>>>),
-    /// An answer known at once, as chunks written one after the other.
-    Ready(Vec<Bytes>),
+    Pending(JoinHandle<Option<Bytes>>),
+    /// An answer known at once.
+    Ready(Bytes),
     /// No answer (Produce with acks=0).
     Nothing,
 }
@@ -157,12 +157,9 @@ async fn read_requests(
             Ok(Ok(_)) => {}
         }
         let outgoing = match codec::decode_request(body.freeze(), broker.versions()) {
-            Ok(Decoded::ApiVersionsTooNew { correlation_id }) => {
-                Outgoing::Ready(vec![codec::api_versions_too_new(
-                    correlation_id,
-                    broker.versions(),
-                )])
-            }
+            Ok(Decoded::ApiVersionsTooNew { correlation_id }) => Outgoing::Ready(
+                codec::api_versions_too_new(correlation_id, broker.versions()),
+            ),
             Ok(Decoded::Request { header, body }) => {
                 let broker = broker.clone();
                 let mut handling = Box::pin(async move {
@@ -178,15 +175,7 @@ async fn read_requests(
                     } else {
                         broker.handle(&header, body).await?
                     };
-                    // A Fetch response shares its record bytes instead of copying them.
-                    let encoded = match &response {
-                        ResponseKind::Fetch(fetch) => {
-                            fetch_encode::encode_fetch_response(correlation_id, version, fetch)
-                        }
-                        other => codec::encode_response(correlation_id, api_key, version, other)
-                            .map(|frame| vec![frame]),
-                    };
-                    match encoded {
+                    match codec::encode_response(correlation_id, api_key, version, &response) {
                         Ok(frame) => Some(frame),
                         Err(e) => {
                             warn!("{e}");
@@ -233,17 +222,8 @@ async fn write_responses(
             },
         };
         if let Some(frame) = frame {
-            // Small chunks gather in the buffer; one at least as large as the buffer (record
-            // bytes) goes straight to the socket after what is buffered.
-            let mut failed = false;
-            for chunk in &frame {
-                if let Err(e) = writer.write_all(chunk).await {
-                    debug!(%peer, "write failed: {e}");
-                    failed = true;
-                    break;
-                }
-            }
-            if failed {
+            if let Err(e) = writer.write_all(&frame).await {
+                debug!(%peer, "write failed: {e}");
                 break;
             }
         }
