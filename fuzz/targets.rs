@@ -740,7 +740,7 @@ pub(crate) fn run_recovery(input: &[u8]) -> Result<String, String> {
         return Ok("known-weakness:segment-overlaps-next".into());
     }
     Ok(format!(
-        "flags{}:batches{}:damaged{}:end{}",
+        "flags{}:damaged{}:batches{}:end{}",
         flags & 7,
         damaged as u8,
         batches.len().min(8),
