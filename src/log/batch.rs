@@ -163,6 +163,12 @@ pub fn check_batch(batch: &[u8]) -> Result<BatchHeader, BatchError> {
             batch.len()
         )));
     }
+    if header.last_offset_delta < 0 {
+        return Err(BatchError::Corrupt(format!(
+            "negative last offset delta {}",
+            header.last_offset_delta
+        )));
+    }
     let crc = compute_crc(batch);
     if crc != header.crc {
         return Err(BatchError::Corrupt(format!(
@@ -375,6 +381,17 @@ pub(crate) mod tests {
         let last = b.len() - 1;
         b[last] ^= 0x40;
         assert!(matches!(check_batch(&b), Err(BatchError::Corrupt(m)) if m.contains("CRC")));
+    }
+
+    #[test]
+    fn a_negative_last_offset_delta_is_corrupt_even_with_a_valid_crc() {
+        let mut b = batch_with(2, 5, None, true);
+        b[23..27].copy_from_slice(&(-3i32).to_be_bytes());
+        let crc = compute_crc(&b);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert!(
+            matches!(check_batch(&b), Err(BatchError::Corrupt(m)) if m.contains("negative last offset delta"))
+        );
     }
 
     #[test]

@@ -394,6 +394,15 @@ impl Segment {
             match scan.next(false)? {
                 Scan::Batch(b) => {
                     let h = &b.header;
+                    // Never written by Cairn (appends require lastOffsetDelta + 1 = count > 0):
+                    // a negative delta is damage, and would corrupt the index and time index.
+                    if h.last_offset_delta < 0 {
+                        reason = Some(format!(
+                            "batch at position {} has a negative last offset delta {}",
+                            b.position, h.last_offset_delta
+                        ));
+                        break;
+                    }
                     if next_offset.is_some_and(|n| h.base_offset < n)
                         || h.base_offset < self.base_offset
                     {
