@@ -21,6 +21,37 @@ use tokio::sync::watch;
 const BROKER_SETS: &[(&str, &str)] = &[("log.cleaner.backoff.ms", "1000")];
 
 const PARTITIONS: i32 = 2;
+
+/// Creates a topic with `scripts/kafka-tool kafka-topics --create ... --config k=v`.
+fn kafka_topics_create(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> Result<()> {
+    let tool = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/kafka-tool");
+    let mut cmd = std::process::Command::new(tool);
+    cmd.args([
+        "kafka-topics",
+        "--bootstrap-server",
+        bootstrap,
+        "--create",
+        "--topic",
+        topic,
+    ])
+    .args(["--partitions", &partitions.to_string()]);
+    for (k, v) in configs {
+        cmd.arg("--config").arg(format!("{k}={v}"));
+    }
+    let out = cmd.output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success() && stdout.contains("Created topic"),
+        "kafka-topics --create failed: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
 const MARKER: &[u8] = b"__roll-marker";
 
 fn put(key: &str, value: String) -> Outgoing {
@@ -76,7 +107,8 @@ async fn cache_rebuild_reads_exactly_the_live_keys() -> Result<()> {
     let mut broker = Broker::start(BROKER_SETS)?;
     let bootstrap = broker.bootstrap();
     let topic = unique_topic("cache");
-    create_topic(
+    // Created the way an operator would: Kafka's own kafka-topics with --config.
+    kafka_topics_create(
         &bootstrap,
         &topic,
         PARTITIONS,
@@ -88,8 +120,7 @@ async fn cache_rebuild_reads_exactly_the_live_keys() -> Result<()> {
             ("min.compaction.lag.ms", "0"),
             ("delete.retention.ms", "1000"),
         ],
-    )
-    .await?;
+    )?;
 
     // Several rounds of updates to every key, then tombstones for every 7th key, then new values
     // for every 49th key (deleted, then alive again).
