@@ -739,9 +739,12 @@ fn a_rate_limited_cleaning_never_blocks_appends_or_reads_for_long() {
         "cleaning took {elapsed:?}, the limit allows no less than {min_secs:.2} s"
     );
     assert!(appended > 10);
+    // Blocked for the cleaning would mean waiting about as long as the cleaning itself; the
+    // bound leaves room for a loaded machine's scheduling without losing that distinction.
+    let bound = Duration::from_secs(1).max(elapsed / 2);
     assert!(
-        slowest < Duration::from_secs(1),
-        "an append or read waited {slowest:?}"
+        slowest < bound,
+        "an append or read waited {slowest:?} during a cleaning of {elapsed:?}"
     );
     assert_eq!(passes.len(), 1);
     assert_eq!(fold(&read_all(&p).1), expected);
