@@ -44,19 +44,19 @@ pub(super) async fn handle(
         let name = topic.name.0.to_string();
         let mut outcomes = Vec::with_capacity(topic.partition_data.len());
         for data in topic.partition_data {
-            let result = match refuse_all {
-                Some(e) => Err((code(e), None)),
-                None => append(broker, &name, data.index, data.records),
+            let partition = broker.log.partition(&name, data.index);
+            let result = match (refuse_all, &partition) {
+                (Some(e), _) => Err((code(e), None)),
+                (None, None) => Err((code(ResponseError::UnknownTopicOrPartition), None)),
+                (None, Some(log)) => append(log, data.records),
             };
-            if let (Ok(info), -1) = (&result, acks) {
-                if let Some(partition) = broker.log.partition(&name, data.index) {
-                    to_await.push((
-                        topics.len(),
-                        outcomes.len(),
-                        partition,
-                        info.last_offset + 1,
-                    ));
-                }
+            if let (Ok(info), -1, Some(partition)) = (&result, acks, partition) {
+                to_await.push((
+                    topics.len(),
+                    outcomes.len(),
+                    partition,
+                    info.last_offset + 1,
+                ));
             }
             outcomes.push(Outcome {
                 index: data.index,
@@ -127,15 +127,7 @@ pub(super) async fn handle(
     Some(ProduceResponse::default().with_responses(responses))
 }
 
-fn append(
-    broker: &Broker,
-    topic: &str,
-    partition: i32,
-    records: Option<Bytes>,
-) -> Result<AppendInfo, (i16, Option<String>)> {
-    let Some(log) = broker.log.partition(topic, partition) else {
-        return Err((code(ResponseError::UnknownTopicOrPartition), None));
-    };
+fn append(log: &Partition, records: Option<Bytes>) -> Result<AppendInfo, (i16, Option<String>)> {
     let Some(records) = records.filter(|r| !r.is_empty()) else {
         return Err((
             code(ResponseError::CorruptMessage),
@@ -144,7 +136,7 @@ fn append(
     };
     log.append(records, AppendOrigin::Client).map_err(|e| {
         if !matches!(e, LogError::OutOfOrderSequence { .. }) {
-            debug!(topic, partition, error = %e, "produce refused");
+            debug!(topic = log.topic(), partition = log.partition_index(), error = %e, "produce refused");
         }
         (log_error_code(&e), Some(e.to_string()))
     })
