@@ -567,52 +567,8 @@ pub(crate) fn recovery_seeds() -> Vec<Vec<u8>> {
     seeds
 }
 
-/// Start-up failures on a damaged segment that are known and reported (RELIABILITY.md,
-/// "Weaknesses found"): the fuzz run counts them instead of failing, so CI stays green while
-/// the log engine is fixed. Remove an entry once its fix lands.
-pub(crate) const KNOWN_STARTUP_FAILURES: &[&str] = &[
-    // W1: a batch whose lastOffsetDelta is negative passes the CRC check and makes index
-    // rebuilding fail, so the broker refuses to start instead of truncating the batch.
-    "does not fit the time index",
-];
-
-/// True when a batch of the segment (walked by its length fields) has a negative
-/// lastOffsetDelta (W1: recovery accepts it, skips its CRC check, and the log then reads back
-/// inconsistently).
-fn has_negative_delta(segment: &[u8]) -> bool {
-    let mut pos = 0;
-    while let Some((_, size, _)) = batch::peek(&segment[pos..]) {
-        let delta = i32::from_be_bytes(segment[pos + 23..pos + 27].try_into().expect("4 bytes"));
-        if delta < 0 {
-            return true;
-        }
-        if size < batch::HEADER_SIZE as i64 || pos + size as usize > segment.len() {
-            return false;
-        }
-        pos += size as usize;
-    }
-    false
-}
-
 /// Base offset of the second segment some recovery inputs get.
 const SECOND_SEGMENT_BASE: i64 = 1_000_000;
-
-/// True when a batch of the segment (walked by its length fields) reaches `offset` (W3: the
-/// base offset is outside the CRC, so damage can make a segment overlap the next one, and
-/// recovery does not check segments against each other).
-fn reaches(segment: &[u8], offset: i64) -> bool {
-    let mut pos = 0;
-    while let Some((base, size, last)) = batch::peek(&segment[pos..]) {
-        if base >= offset || last >= offset {
-            return true;
-        }
-        if size < batch::HEADER_SIZE as i64 || pos + size as usize > segment.len() {
-            return false;
-        }
-        pos += size as usize;
-    }
-    false
-}
 
 /// Fixes CRCs of the segment part (after the flags byte).
 pub(crate) fn fix_segment(data: &mut [u8], _rng: &mut Rng) {
@@ -650,23 +606,18 @@ pub(crate) fn run_recovery(input: &[u8]) -> Result<String, String> {
     let log = match open_log(dir.path()) {
         Ok(log) => log,
         Err(e) => {
-            let e = e.to_string();
-            if let Some(known) = KNOWN_STARTUP_FAILURES.iter().find(|k| e.contains(*k)) {
-                return Ok(format!("known-weakness:{known}"));
-            }
             return Err(format!(
-                "start-up failed on a damaged segment (it should truncate and go on): {e}"
+                "start-up failed on a damaged segment (it should repair it and go on): {e}"
             ));
         }
     };
     let p = log
         .partition("t", 0)
         .ok_or("partition missing after recovery")?;
-    // After a clean shutdown only the active segment's tail is re-read at start-up, so damage
-    // to a sealed segment is served as stored (a known weakness, see RELIABILITY.md).
-    let w1 = has_negative_delta(segment);
-    let w3 = flags & 4 != 0 && reaches(segment, SECOND_SEGMENT_BASE);
-    let strict = flags & 1 == 0 && !w1 && !w3;
+    // Start-up verifies every batch of every segment (`cairn.log.verify.on.startup=all`, the
+    // default), so whatever the damage and however the broker went down, the log must read back
+    // consistently.
+    let strict = true;
     let (batches, damaged) = read_all_checked(&p, strict)?;
     let end = p.offsets().log_end_offset;
     let info = p
@@ -733,12 +684,6 @@ pub(crate) fn run_recovery(input: &[u8]) -> Result<String, String> {
         ));
     }
     log.shutdown().map_err(|e| format!("final shutdown: {e}"))?;
-    if w1 && damaged {
-        return Ok("known-weakness:negative-last-offset-delta".into());
-    }
-    if w3 && damaged {
-        return Ok("known-weakness:segment-overlaps-next".into());
-    }
     Ok(format!(
         "flags{}:damaged{}:batches{}:end{}",
         flags & 7,

@@ -119,6 +119,7 @@ const COMPRESSION: &[&str] = &["uncompressed", "zstd", "lz4", "snappy", "gzip", 
 const TIMESTAMP_TYPE: &[&str] = &["CreateTime", "LogAppendTime"];
 
 /// Every broker-level key Cairn accepts, with Kafka's defaults except where noted.
+const VERIFY_ON_STARTUP: &[&str] = &["all", "unflushed"];
 pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def("listeners", T::String, Some("PLAINTEXT://127.0.0.1:9092"), Listener, "Address to listen on."),
     def("advertised.listeners", T::String, None, Listener, "Address given to clients in Metadata; defaults to listeners."),
@@ -163,6 +164,7 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def("min.insync.replicas", T::Int, Some("1"), Range(1, 1), "Accepted for compatibility; a single node has one replica."),
     def("unclean.leader.election.enable", T::Boolean, Some("false"), Bool, "Accepted for compatibility; no effect on a single node."),
     def("group.initial.rebalance.delay.ms", T::Int, Some("3000"), AtLeast(0), "Wait for more members before the first rebalance of a new group."),
+    def("cairn.log.verify.on.startup", T::String, Some("all"), OneOf(VERIFY_ON_STARTUP), "Cairn only. 'all' checks the CRC and offsets of every batch of every segment at start-up, repairing damage; 'unflushed' checks only what was written after the last flush (Kafka's behaviour; faster start-up of very large logs)."),
     def("group.min.session.timeout.ms", T::Int, Some("6000"), AtLeast(0), "Smallest session timeout a member may ask for."),
     def("group.max.session.timeout.ms", T::Int, Some("1800000"), AtLeast(0), "Largest session timeout a member may ask for."),
     def("group.max.size", T::Int, Some(I32_MAX), AtLeast(1), "Most members in one group."),
@@ -691,6 +693,10 @@ impl BrokerConfig {
             .broker_synonyms
             .iter()
             .find(|k| self.is_explicit(k))
+    /// True when start-up verifies every batch of every segment.
+    pub fn verify_on_startup_all(&self) -> bool {
+        self.get("cairn.log.verify.on.startup") != Some("unflushed")
+    }
             .or_else(|| tdef.broker_synonyms.iter().find(|k| self.get(k).is_some()))?;
         let raw = self.get(pick)?.trim().to_string();
         let value = match *pick {

@@ -97,7 +97,7 @@ fn a_torn_tail_is_truncated() {
 }
 
 #[test]
-fn a_corrupt_batch_in_the_tail_cuts_the_log_there() {
+fn a_corrupt_batch_is_moved_aside_and_the_batches_after_it_stay_readable() {
     let dir = tempfile::tempdir().unwrap();
     let sizes = write_then_crash(dir.path(), "bad", 10, &[]);
     let log_path = seg(dir.path(), "bad", 0, "log");
@@ -108,19 +108,32 @@ fn a_corrupt_batch_in_the_tail_cuts_the_log_there() {
 
     let log = open(dir.path(), &[]);
     let p = log.partition("bad", 0).unwrap();
-    assert_eq!(p.offsets().log_end_offset, 6);
-    assert_eq!(p.offsets().high_watermark, 6);
-    assert_eq!(fs::metadata(&log_path).unwrap().len(), sixth);
+    assert_eq!(p.offsets().log_end_offset, 10);
+    assert_eq!(p.offsets().high_watermark, 10);
     let all = read_all(&p);
     assert_eq!(
         all.iter().map(|r| r.0).collect::<Vec<_>>(),
-        (0..6).collect::<Vec<_>>()
+        [0, 1, 2, 3, 4, 5, 7, 8, 9]
     );
+    assert!(all.iter().all(|(o, v)| v == &format!("v{o}")));
+    // The damaged batch's bytes are kept for the operator, named by segment and position.
+    let aside = dir
+        .path()
+        .join(format!("bad-0/{:020}.log.damaged-at-{sixth}", 0));
+    let damaged = &bytes[sixth as usize..(sixth + sizes[6]) as usize];
+    assert_eq!(fs::read(&aside).unwrap(), damaged);
+    let next = p.append(batch(&["next"], now_ms()), AppendOrigin::Client);
+    assert_eq!(next.unwrap().base_offset, 10);
+    log.shutdown().unwrap();
+    // A clean restart finds nothing more to repair and the same records.
+    let log = open(dir.path(), &[]);
+    let p = log.partition("bad", 0).unwrap();
+    assert_eq!(read_all(&p).len(), 10);
     log.shutdown().unwrap();
 }
 
 #[test]
-fn a_corrupt_segment_in_the_middle_of_the_tail_drops_later_segments() {
+fn a_corrupt_segment_in_the_middle_of_the_tail_keeps_later_segments() {
     let dir = tempfile::tempdir().unwrap();
     write_then_crash(dir.path(), "mid", 30, &[("segment.bytes", "300")]);
     let mut logs: Vec<i64> = fs::read_dir(dir.path().join("mid-0"))
@@ -140,15 +153,187 @@ fn a_corrupt_segment_in_the_middle_of_the_tail_drops_later_segments() {
 
     let log = open(dir.path(), &[]);
     let p = log.partition("mid", 0).unwrap();
-    assert_eq!(p.offsets().log_end_offset, broken);
-    assert_eq!(read_all(&p).len() as i64, broken);
-    assert!(!seg(dir.path(), "mid", logs[2], "log").exists());
+    assert_eq!(p.offsets().log_end_offset, 30);
+    let offsets: Vec<i64> = read_all(&p).iter().map(|r| r.0).collect();
+    let expected: Vec<i64> = (0..30).filter(|&o| o != broken).collect();
+    assert_eq!(offsets, expected);
+    assert!(seg(dir.path(), "mid", logs[2], "log").exists());
     assert_eq!(
         p.append(batch(&["next"], now_ms()), AppendOrigin::Client)
             .unwrap()
             .base_offset,
-        broken
+        30
     );
+    log.shutdown().unwrap();
+}
+
+/// Writes `n` single-record batches into segments of `segment_bytes`, stops cleanly, and returns
+/// the segment base offsets.
+fn write_then_stop(dir: &Path, topic: &str, n: usize, segment_bytes: &str) -> Vec<i64> {
+    let log = open(dir, &[]);
+    log.create_topic(
+        topic,
+        1,
+        overrides(&[
+            ("segment.bytes", segment_bytes),
+            ("index.interval.bytes", "1"),
+        ]),
+        false,
+    )
+    .unwrap();
+    let p = log.partition(topic, 0).unwrap();
+    for i in 0..n {
+        p.append(batch(&[&format!("v{i}")], now_ms()), AppendOrigin::Client)
+            .unwrap();
+    }
+    log.shutdown().unwrap();
+    let mut bases: Vec<i64> = fs::read_dir(dir.join(format!("{topic}-0")))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".log").map(|s| s.parse().unwrap())
+        })
+        .collect();
+    bases.sort();
+    bases
+}
+
+/// (position, size) of each batch of a segment file.
+fn batch_positions(bytes: &[u8]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos + 12 <= bytes.len() {
+        let len = i32::from_be_bytes(bytes[pos + 8..pos + 12].try_into().unwrap()) as usize;
+        out.push((pos, len + 12));
+        pos += len + 12;
+    }
+    out
+}
+
+fn offsets_of(p: &cairn::log::Partition) -> Vec<i64> {
+    read_all(p).iter().map(|r| r.0).collect()
+}
+
+#[test]
+fn damage_in_a_sealed_segment_after_a_clean_stop_is_found_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let bases = write_then_stop(dir.path(), "sealed", 40, "400");
+    assert!(bases.len() >= 4, "{bases:?}");
+    let path = seg(dir.path(), "sealed", bases[1], "log");
+    let mut bytes = fs::read(&path).unwrap();
+    let batches = batch_positions(&bytes);
+    let (pos, _) = batches[1];
+    bytes[pos + 65] ^= 0x10; // a record byte of the segment's second batch
+    fs::write(&path, &bytes).unwrap();
+
+    let log = open(dir.path(), &[]);
+    let p = log.partition("sealed", 0).unwrap();
+    let lost = bases[1] + 1;
+    let expected: Vec<i64> = (0..40).filter(|&o| o != lost).collect();
+    assert_eq!(offsets_of(&p), expected);
+    assert!(dir
+        .path()
+        .join(format!("sealed-0/{:020}.log.damaged-at-{pos}", bases[1]))
+        .exists());
+    log.shutdown().unwrap();
+}
+
+#[test]
+fn unflushed_only_verification_leaves_sealed_segments_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let bases = write_then_stop(dir.path(), "kafka", 40, "400");
+    let path = seg(dir.path(), "kafka", bases[1], "log");
+    let mut bytes = fs::read(&path).unwrap();
+    let (pos, _) = batch_positions(&bytes)[1];
+    bytes[pos + 65] ^= 0x10;
+    fs::write(&path, &bytes).unwrap();
+    let log = open(dir.path(), &[("cairn.log.verify.on.startup", "unflushed")]);
+    assert_eq!(fs::read(&path).unwrap(), bytes, "not rewritten");
+    log.shutdown().unwrap();
+}
+
+#[test]
+fn a_damaged_base_offset_is_restored_from_its_neighbours() {
+    let dir = tempfile::tempdir().unwrap();
+    let bases = write_then_stop(dir.path(), "base", 40, "400");
+    for (which, value) in [(1usize, 1_000_000i64), (2, 0)] {
+        // A huge base offset would hide the batches after it; a small one overlaps the ones
+        // before it. Neither is covered by the CRC.
+        let path = seg(dir.path(), "base", bases[which], "log");
+        let mut bytes = fs::read(&path).unwrap();
+        let (pos, _) = batch_positions(&bytes)[2];
+        bytes[pos..pos + 8].copy_from_slice(&(bases[which] + value).to_be_bytes());
+        fs::write(&path, &bytes).unwrap();
+    }
+    let log = open(dir.path(), &[]);
+    let p = log.partition("base", 0).unwrap();
+    assert_eq!(offsets_of(&p), (0..40).collect::<Vec<_>>());
+    assert!(read_all(&p).iter().all(|(o, v)| v == &format!("v{o}")));
+    assert_eq!(p.offsets().log_end_offset, 40);
+    log.shutdown().unwrap();
+}
+
+#[test]
+fn a_segment_reaching_past_the_next_one_is_cut_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let bases = write_then_stop(dir.path(), "over", 40, "400");
+    // The last batch of segment 1 claims offsets of segment 2 and cannot be placed exactly.
+    let path = seg(dir.path(), "over", bases[1], "log");
+    let mut bytes = fs::read(&path).unwrap();
+    let &(pos, _) = batch_positions(&bytes).last().unwrap();
+    bytes[pos..pos + 8].copy_from_slice(&(bases[2] + 1).to_be_bytes());
+    fs::write(&path, &bytes).unwrap();
+    let log = open(dir.path(), &[]);
+    let p = log.partition("over", 0).unwrap();
+    // Restored: its neighbours leave exactly one offset free before segment 2.
+    assert_eq!(offsets_of(&p), (0..40).collect::<Vec<_>>());
+    log.shutdown().unwrap();
+}
+
+#[test]
+fn a_truncated_last_segment_does_not_give_its_offsets_to_new_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let bases = write_then_stop(dir.path(), "cut", 40, "400");
+    let last = *bases.last().unwrap();
+    let path = seg(dir.path(), "cut", last, "log");
+    let bytes = fs::read(&path).unwrap();
+    let batches = batch_positions(&bytes);
+    assert!(batches.len() >= 2);
+    let (pos, _) = batches[batches.len() - 2];
+    fs::write(&path, &bytes[..pos + 30]).unwrap(); // cut inside the next-to-last batch
+    let log = open(dir.path(), &[]);
+    let p = log.partition("cut", 0).unwrap();
+    let kept = last + batches.len() as i64 - 2;
+    // Offsets up to 40 were acknowledged and may have been consumed: new records come after.
+    assert_eq!(p.offsets().log_end_offset, 40);
+    let next = p.append(batch(&["new"], now_ms()), AppendOrigin::Client);
+    assert_eq!(next.unwrap().base_offset, 40);
+    block_on(p.wait_durable(41)).unwrap();
+    let mut expected: Vec<i64> = (0..kept).collect();
+    expected.push(40);
+    assert_eq!(offsets_of(&p), expected);
+    log.shutdown().unwrap();
+}
+
+#[test]
+fn an_offset_index_that_disagrees_with_the_log_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let bases = write_then_stop(dir.path(), "ixbad", 40, "400");
+    let index = seg(dir.path(), "ixbad", bases[1], "index");
+    let mut bytes = fs::read(&index).unwrap();
+    assert!(bytes.len() >= 16);
+    bytes[12..16].copy_from_slice(&1u32.to_be_bytes()); // the second entry points mid-batch
+    fs::write(&index, &bytes).unwrap();
+    let log = open(dir.path(), &[]);
+    let p = log.partition("ixbad", 0).unwrap();
+    assert_eq!(offsets_of(&p), (0..40).collect::<Vec<_>>());
+    for o in 0..40 {
+        let r = p.read(o, 4096, Isolation::ReadUncommitted).unwrap();
+        assert!(
+            decode(&r.records).iter().any(|r| r.0 == o),
+            "offset {o} readable"
+        );
+    }
     log.shutdown().unwrap();
 }
 
@@ -213,14 +398,15 @@ fn recovery_scans_only_from_the_recovery_point() {
     let checkpoint =
         fs::read_to_string(dir.path().join("recovery-point-offset-checkpoint")).unwrap();
     assert!(checkpoint.contains("rp 0 20"), "{checkpoint}");
-    // Damage below the recovery point is not looked at (it was fsynced and checkpointed); a
-    // torn tail above it is.
+    // With `unflushed` verification (Kafka's behaviour), damage below the recovery point is not
+    // looked at (it was fsynced and checkpointed); a torn tail above it is.
     let first = seg(dir.path(), "rp", 0, "log");
     let mut bytes = fs::read(&first).unwrap();
     bytes[70] ^= 1;
     fs::write(&first, &bytes).unwrap();
+    let kafka = [("cairn.log.verify.on.startup", "unflushed")];
     {
-        let log = open(dir.path(), &[]);
+        let log = open(dir.path(), &kafka);
         let p = log.partition("rp", 0).unwrap();
         p.append(batch(&["v20"], now_ms()), AppendOrigin::Client)
             .unwrap();
@@ -244,7 +430,7 @@ fn recovery_scans_only_from_the_recovery_point() {
         .unwrap()
         .write_all(&[0, 0, 0, 0, 0, 0, 0, 21, 0, 0])
         .unwrap();
-    let log = open(dir.path(), &[]);
+    let log = open(dir.path(), &kafka);
     let p = log.partition("rp", 0).unwrap();
     assert_eq!(p.offsets().log_end_offset, 21);
     assert_eq!(

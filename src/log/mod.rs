@@ -47,6 +47,7 @@ pub(crate) mod recovery;
 pub mod retention;
 pub mod segment;
 pub mod time_index;
+pub(crate) mod verify;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -210,6 +211,8 @@ pub(crate) struct Shared {
     stop: Mutex<bool>,
     stop_cv: Condvar,
     pub(crate) producer_id_expiration_ms: i64,
+    /// `cairn.log.verify.on.startup=all`.
+    pub(crate) verify_on_startup_all: bool,
 }
 
 impl Shared {
@@ -426,6 +429,7 @@ impl LogManager {
             stop: Mutex::new(false),
             stop_cv: Condvar::new(),
             producer_id_expiration_ms: options.broker.producer_id_expiration_ms(),
+            verify_on_startup_all: options.broker.verify_on_startup_all(),
         });
 
         // Which partition directories exist; the rest of the data dir is left alone.
@@ -606,6 +610,7 @@ impl LogManager {
             clean,
             recovery_point,
             log_start,
+            self.shared.verify_on_startup_all,
         )?;
         if !dir.join(PARTITION_METADATA_FILE).exists() {
             checkpoint::write_atomic(

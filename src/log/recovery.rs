@@ -16,6 +16,7 @@ use super::io::FileIo;
 use super::partition::{scan_headers, PartitionState};
 use super::producer_state::{self, PendingUpdates, ProducerStateManager};
 use super::segment::{segment_file, BatchScanner, Scan, Segment, SegmentLimits};
+use super::verify;
 use super::{now_ms, LogError};
 
 /// Splits a file name into (base offset, extension after the first dot).
@@ -79,6 +80,11 @@ pub(crate) struct LoadReport {
     pub recovered_segments: usize,
     pub truncated_bytes: u64,
     pub indexes_rebuilt: usize,
+    /// Damaged byte ranges found by whole-segment verification and moved aside.
+    pub damaged_ranges: usize,
+    pub damaged_bytes: u64,
+    /// Batches whose damaged base offset was restored.
+    pub restored_base_offsets: usize,
 }
 
 /// Loads a partition directory into its in-memory state.
@@ -89,6 +95,7 @@ pub(crate) fn load_partition(
     clean: bool,
     recovery_point: i64,
     log_start_checkpoint: i64,
+    verify_all: bool,
 ) -> Result<(PartitionState, LoadReport), LogError> {
     let started = Instant::now();
     clean_directory(dir)?;
@@ -123,6 +130,9 @@ pub(crate) fn load_partition(
         )?);
     }
     report.segments = segments.len();
+    if verify_all {
+        verify_segments(io, dir, &mut segments, clean, recovery_point, &mut report)?;
+    }
 
     let mut log_end_offset = None;
     let mut clean = clean;
@@ -185,6 +195,15 @@ pub(crate) fn load_partition(
         segments.push(Segment::create(io, dir, log_start_offset, limits)?);
         log_end_offset = log_start_offset;
     }
+    if report.damaged_ranges > 0 && log_end_offset < recovery_point {
+        // Offsets below the recovery point were durable: damage took them. Continue after them,
+        // so that no offset a consumer has seen is ever given to a different record.
+        tracing::error!(dir = %dir.display(), log_end_offset, recovery_point,
+            "damage removed offsets that had been made durable; the log continues after them");
+        segments.push(Segment::create(io, dir, recovery_point, limits)?);
+        io.sync_dir(dir)?;
+        log_end_offset = recovery_point;
+    }
     log_start_offset = log_start_offset.min(log_end_offset);
 
     let producers = rebuild_producer_state(io, dir, limits, &mut segments, log_end_offset)?;
@@ -209,6 +228,50 @@ pub(crate) fn load_partition(
         closed: false,
     };
     Ok((state, report))
+}
+
+/// Whole-segment verification ([`verify`]): reports and repairs damage anywhere in the log.
+fn verify_segments(
+    io: &dyn FileIo,
+    dir: &Path,
+    segments: &mut [Segment],
+    clean: bool,
+    recovery_point: i64,
+    report: &mut LoadReport,
+) -> Result<(), LogError> {
+    let count = segments.len();
+    for i in 0..count {
+        // The last segment ends at the log end a clean shutdown recorded (its recovery point).
+        let upper = match segments.get(i + 1) {
+            Some(next) => Some(next.base_offset),
+            None => (clean && recovery_point > segments[i].base_offset).then_some(recovery_point),
+        };
+        let torn_tail_from = (!clean && i + 1 == count).then_some(recovery_point);
+        let seg = &mut segments[i];
+        let verdict = verify::verify_segment(io, dir, seg, upper, torn_tail_from)?;
+        for d in &verdict.damage {
+            let next = d
+                .next_intact_offset
+                .map_or("the end of the segment".to_string(), |o| o.to_string());
+            tracing::error!(dir = %dir.display(), base_offset = seg.base_offset,
+                offset = d.first_offset, next_intact_offset = %next,
+                positions = %format!("{}..{}", d.positions.start, d.positions.end),
+                reason = %d.reason, moved_to = %d.moved_to.display(),
+                "damaged data found at start-up; moved aside, the rest of the log stays readable");
+        }
+        if verdict.restored_base_offsets > 0 {
+            tracing::warn!(dir = %dir.display(), base_offset = seg.base_offset,
+                batches = verdict.restored_base_offsets,
+                "restored damaged batch base offsets from their neighbours");
+        }
+        if verdict.index_discarded {
+            report.indexes_rebuilt += 1;
+        }
+        report.damaged_ranges += verdict.damage.len();
+        report.damaged_bytes += verdict.damaged_bytes();
+        report.restored_base_offsets += verdict.restored_base_offsets;
+    }
+    Ok(())
 }
 
 /// The newest snapshot at or below the log end, plus every batch after it. Without a snapshot,

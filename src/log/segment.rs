@@ -111,6 +111,12 @@ impl<'a> BatchScanner<'a> {
         Ok(&self.buf[from..from + need])
     }
 
+    /// The bytes [at, at + need) of the file, through the scanner's read-ahead buffer (`at + need`
+    /// must not pass the scanned end).
+    pub fn bytes(&mut self, at: u64, need: usize) -> io::Result<&[u8]> {
+        self.fill(at, need)
+    }
+
     /// The next batch; with `bodies`, reads it whole and checks its CRC.
     pub fn next(&mut self, bodies: bool) -> io::Result<Scan> {
         let position = self.pos;
