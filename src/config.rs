@@ -72,6 +72,8 @@ enum Check {
     Any,
     /// Integer (i64) at least this value.
     AtLeast(i64),
+    /// Integer (i64): -1 (unbounded) or at least this value.
+    UnboundedOrAtLeast(i64),
     /// Integer in [min, max].
     Range(i64, i64),
     /// Double in [min, max].
@@ -117,9 +119,9 @@ const I64_MAX: &str = "9223372036854775807";
 const I32_MAX: &str = "2147483647";
 const COMPRESSION: &[&str] = &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
 const TIMESTAMP_TYPE: &[&str] = &["CreateTime", "LogAppendTime"];
+const VERIFY_ON_STARTUP: &[&str] = &["all", "unflushed"];
 
 /// Every broker-level key Cairn accepts, with Kafka's defaults except where noted.
-const VERIFY_ON_STARTUP: &[&str] = &["all", "unflushed"];
 pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def("listeners", T::String, Some("PLAINTEXT://127.0.0.1:9092"), Listener, "Address to listen on."),
     def("advertised.listeners", T::String, None, Listener, "Address given to clients in Metadata; defaults to listeners."),
@@ -133,6 +135,7 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def("socket.request.max.bytes", T::Int, Some("104857600"), AtLeast(1), "Largest request frame accepted."),
     def("max.connections", T::Int, Some("10000"), AtLeast(1), "Most client connections at once (Cairn's default; Kafka's is unbounded)."),
     def("connections.max.idle.ms", T::Long, Some("600000"), AtLeast(-1), "Close connections idle this long."),
+    def("queued.max.request.bytes", T::Long, Some("268435456"), UnboundedOrAtLeast(1), "Most bytes of requests being read or handled at once, broker-wide; a connection waits for room before reading a frame. -1 is unbounded (Kafka's default; Cairn's is 256 MiB)."),
     def("log.retention.ms", T::Long, None, AtLeast(-1), "Default retention.ms; -1 keeps data forever."),
     def("log.retention.minutes", T::Int, None, AtLeast(-1), "Default retention in minutes, used when log.retention.ms is not set."),
     def("log.retention.hours", T::Int, Some("168"), AtLeast(-1), "Default retention in hours, used when neither ms nor minutes is set."),
@@ -161,10 +164,10 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def("log.cleaner.min.compaction.lag.ms", T::Long, Some("0"), AtLeast(0), "Default min.compaction.lag.ms."),
     def("log.cleaner.max.compaction.lag.ms", T::Long, Some(I64_MAX), AtLeast(1), "Default max.compaction.lag.ms."),
     def("log.cleaner.delete.retention.ms", T::Long, Some("86400000"), AtLeast(0), "Default delete.retention.ms."),
+    def("cairn.log.verify.on.startup", T::String, Some("all"), OneOf(VERIFY_ON_STARTUP), "Cairn only. 'all' checks the CRC and offsets of every batch of every segment at start-up, repairing damage; 'unflushed' checks only what was written after the last flush (Kafka's behaviour; faster start-up of very large logs)."),
     def("min.insync.replicas", T::Int, Some("1"), Range(1, 1), "Accepted for compatibility; a single node has one replica."),
     def("unclean.leader.election.enable", T::Boolean, Some("false"), Bool, "Accepted for compatibility; no effect on a single node."),
     def("group.initial.rebalance.delay.ms", T::Int, Some("3000"), AtLeast(0), "Wait for more members before the first rebalance of a new group."),
-    def("cairn.log.verify.on.startup", T::String, Some("all"), OneOf(VERIFY_ON_STARTUP), "Cairn only. 'all' checks the CRC and offsets of every batch of every segment at start-up, repairing damage; 'unflushed' checks only what was written after the last flush (Kafka's behaviour; faster start-up of very large logs)."),
     def("group.min.session.timeout.ms", T::Int, Some("6000"), AtLeast(0), "Smallest session timeout a member may ask for."),
     def("group.max.session.timeout.ms", T::Int, Some("1800000"), AtLeast(0), "Largest session timeout a member may ask for."),
     def("group.max.size", T::Int, Some(I32_MAX), AtLeast(1), "Most members in one group."),
@@ -376,6 +379,9 @@ fn check_value(def: &ConfigDef, value: &str) -> Result<(), ConfigError> {
             }
             match def.check {
                 AtLeast(min) if n < min => return Err(bad(&format!("must be at least {min}"))),
+                UnboundedOrAtLeast(min) if n != -1 && n < min => {
+                    return Err(bad(&format!("must be -1 (unbounded) or at least {min}")))
+                }
                 Range(min, max) if n < min || n > max => {
                     return Err(bad(&format!("must be between {min} and {max}")))
                 }
@@ -641,6 +647,10 @@ impl BrokerConfig {
     pub fn connections_max_idle_ms(&self) -> i64 {
         self.long("connections.max.idle.ms")
     }
+    /// The broker-wide budget of request bytes; `None` when unbounded (-1).
+    pub fn queued_max_request_bytes(&self) -> Option<usize> {
+        usize::try_from(self.long("queued.max.request.bytes")).ok()
+    }
     pub fn retention_check_interval_ms(&self) -> i64 {
         self.long("log.retention.check.interval.ms")
     }
@@ -683,6 +693,10 @@ impl BrokerConfig {
     pub fn producer_id_expiration_ms(&self) -> i64 {
         self.long("producer.id.expiration.ms")
     }
+    /// True when start-up verifies every batch of every segment.
+    pub fn verify_on_startup_all(&self) -> bool {
+        self.get("cairn.log.verify.on.startup") != Some("unflushed")
+    }
 
     /// The broker-level default of a topic key: (value, the broker key it came from, explicit?).
     /// `None` for a null default (e.g. `flush.ms` when `log.flush.interval.ms` is unset).
@@ -693,10 +707,6 @@ impl BrokerConfig {
             .broker_synonyms
             .iter()
             .find(|k| self.is_explicit(k))
-    /// True when start-up verifies every batch of every segment.
-    pub fn verify_on_startup_all(&self) -> bool {
-        self.get("cairn.log.verify.on.startup") != Some("unflushed")
-    }
             .or_else(|| tdef.broker_synonyms.iter().find(|k| self.get(k).is_some()))?;
         let raw = self.get(pick)?.trim().to_string();
         let value = match *pick {
@@ -938,5 +948,15 @@ mod tests {
         assert!(validate_topic_config("retention.ms", "-2").is_err());
         assert!(validate_topic_config("min.cleanable.dirty.ratio", "1.5").is_err());
         assert!(validate_topic_config("bogus", "1").is_err());
+        assert!(broker.set("queued.max.request.bytes", "0").is_err());
+        assert!(broker.set("queued.max.request.bytes", "-2").is_err());
+        assert!(broker.set("queued.max.request.bytes", "-1").is_ok());
+        assert_eq!(broker.queued_max_request_bytes(), None);
+        assert!(broker.set("queued.max.request.bytes", "1048576").is_ok());
+        assert_eq!(broker.queued_max_request_bytes(), Some(1 << 20));
+        assert_eq!(
+            BrokerConfig::default().queued_max_request_bytes(),
+            Some(256 << 20)
+        );
     }
 }

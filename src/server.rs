@@ -9,11 +9,22 @@
 //! (a Fetch parked in a long poll does not stop the next request from being read) while
 //! responses leave strictly in request order, and a client that never reads its responses
 //! stops being read once the queue is full (back-pressure, not a growing queue).
+//!
+//! Request memory is bounded broker-wide by `queued.max.request.bytes` ([`RequestBudget`]):
+//! before a reader allocates a frame body of n bytes it takes min(n, budget) bytes from the
+//! budget, waiting for room if there is none (the connection just stops reading its socket), and
+//! gives them back when the handler has finished with the request (decoded requests share the
+//! frame's buffer, so it lives as long as the handler), or when the frame fails or the
+//! connection closes. Budget is taken for a whole frame at once, never piecemeal, so no reader
+//! sits on part of a frame's budget while waiting for the rest; what a connection's earlier,
+//! still-running requests hold is given back when they end, which never waits for budget. Free
+//! bytes go to the first waiter they fit (no queue), so small requests go on beside big frames
+//! waiting for room.
 //! Knows nothing of storage: it calls [`Broker::handle`] and writes what comes back.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -22,7 +33,7 @@ use kafka_protocol::messages::ApiKey;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
@@ -42,6 +53,97 @@ enum Outgoing {
     Ready(Bytes),
     /// No answer (Produce with acks=0).
     Nothing,
+}
+
+/// The broker-wide budget of request bytes held by readers (`queued.max.request.bytes`).
+#[derive(Debug)]
+struct RequestBudget {
+    /// The whole budget; `None` is unbounded (-1).
+    limit: Option<usize>,
+    available: Mutex<usize>,
+    /// Woken whenever bytes are given back.
+    released: Notify,
+}
+
+/// Bytes taken from a [`RequestBudget`], given back when dropped.
+#[derive(Debug)]
+struct BudgetPermit {
+    budget: Arc<RequestBudget>,
+    bytes: usize,
+}
+
+impl RequestBudget {
+    fn new(limit: Option<usize>) -> Arc<RequestBudget> {
+        Arc::new(RequestBudget {
+            limit,
+            available: Mutex::new(limit.unwrap_or(0)),
+            released: Notify::new(),
+        })
+    }
+
+    /// Takes min(`frame_len`, the whole budget) bytes, waiting until that much is free. A frame
+    /// larger than the whole budget takes all of it. Free bytes go to whichever waiter fits
+    /// first, so a small request is not queued behind a big one.
+    async fn acquire(self: &Arc<Self>, frame_len: usize) -> BudgetPermit {
+        let Some(limit) = self.limit else {
+            return BudgetPermit {
+                budget: self.clone(),
+                bytes: 0,
+            };
+        };
+        let bytes = frame_len.min(limit);
+        loop {
+            // Registered before looking, so a release between the look and the wait wakes us.
+            let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if self.try_take(bytes) {
+                return BudgetPermit {
+                    budget: self.clone(),
+                    bytes,
+                };
+            }
+            released.await;
+        }
+    }
+
+    fn try_take(&self, bytes: usize) -> bool {
+        let mut available = self
+            .available
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if *available >= bytes {
+            *available -= bytes;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Free bytes now (`None` when unbounded).
+    #[cfg(test)]
+    fn available(&self) -> Option<usize> {
+        self.limit.map(|_| {
+            *self
+                .available
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+        })
+    }
+}
+
+impl Drop for BudgetPermit {
+    fn drop(&mut self) {
+        if self.bytes == 0 {
+            return;
+        }
+        *self
+            .budget
+            .available
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) += self.bytes;
+        self.budget.released.notify_waiters();
+    }
 }
 
 /// A running server.
@@ -65,6 +167,17 @@ impl Server {
     /// its in-flight requests, and returns.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let limit = Arc::new(Semaphore::new(self.broker.config.max_connections()));
+        let budget_bytes = self.broker.config.queued_max_request_bytes();
+        let max_frame = self.broker.config.socket_request_max_bytes();
+        if budget_bytes.is_some_and(|b| b < max_frame) {
+            warn!(
+                "queued.max.request.bytes ({}) is below socket.request.max.bytes ({max_frame}): \
+                 one large frame can take the whole budget and hold up every other request \
+                 while it arrives",
+                budget_bytes.unwrap_or_default()
+            );
+        }
+        let budget = RequestBudget::new(budget_bytes);
         // Every connection task holds a clone of `done_tx`; when all are dropped, `done_rx` ends.
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
         loop {
@@ -90,8 +203,9 @@ impl Server {
             let broker = self.broker.clone();
             let shutdown = shutdown.clone();
             let done = done_tx.clone();
+            let budget = budget.clone();
             tokio::spawn(async move {
-                serve_connection(stream, peer, broker, shutdown).await;
+                serve_connection(stream, peer, broker, budget, shutdown).await;
                 drop(permit);
                 drop(done);
             });
@@ -106,13 +220,14 @@ async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     broker: Arc<Broker>,
+    budget: Arc<RequestBudget>,
     shutdown: watch::Receiver<bool>,
 ) {
     debug!(%peer, "connection opened");
     let (reader, writer) = stream.into_split();
     let (queue_tx, queue_rx) = mpsc::channel(MAX_IN_FLIGHT_PER_CONNECTION);
     let writer_task = tokio::spawn(write_responses(writer, queue_rx, peer));
-    if let Err(reason) = read_requests(reader, peer, &broker, queue_tx, shutdown).await {
+    if let Err(reason) = read_requests(reader, peer, &broker, &budget, queue_tx, shutdown).await {
         warn!(%peer, "closing connection: {reason}");
     }
     // The reader dropped its sender: the writer finishes what is queued, then ends.
@@ -125,6 +240,7 @@ async fn read_requests(
     mut reader: OwnedReadHalf,
     peer: SocketAddr,
     broker: &Arc<Broker>,
+    budget: &Arc<RequestBudget>,
     queue: mpsc::Sender<Outgoing>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), String> {
@@ -148,6 +264,12 @@ async fn read_requests(
             Ok(Ok(_)) => {}
         }
         let length = frame::check_length(prefix, max).map_err(|e| e.to_string())?;
+        // Room in the broker-wide budget before allocating; until then this connection is not
+        // read (back-pressure). Given back when `permit` drops, on every path out of here.
+        let mut permit = tokio::select! {
+            permit = budget.acquire(length) => Some(permit),
+            _ = shutdown.changed() => return Ok(()),
+        };
         let mut body = BytesMut::zeroed(length);
         // A frame must arrive whole within the idle timeout too, so a client sending a byte a
         // second cannot hold a buffer forever.
@@ -190,11 +312,22 @@ async fn read_requests(
                 match std::future::poll_fn(|cx| Poll::Ready(handling.as_mut().poll(cx))).await {
                     Poll::Ready(Some(frame)) => Outgoing::Ready(frame),
                     Poll::Ready(None) => Outgoing::Nothing,
-                    Poll::Pending => Outgoing::Pending(tokio::spawn(handling)),
+                    Poll::Pending => {
+                        // The request's bytes live until the handler ends: so does its budget.
+                        let permit = permit.take();
+                        Outgoing::Pending(tokio::spawn(async move {
+                            let frame = handling.await;
+                            drop(permit);
+                            frame
+                        }))
+                    }
                 }
             }
             Err(e) => return Err(e.to_string()),
         };
+        // Answered at once (or refused): the request's bytes are gone, give back their budget
+        // before waiting for the writer or the next frame.
+        drop(permit);
         if queue.send(outgoing).await.is_err() {
             return Err("writer stopped".into());
         }
@@ -244,4 +377,81 @@ pub fn log_startup(addr: SocketAddr, data_dir: &std::path::Path) {
         "cairn serving on {addr}, data in {}",
         data_dir.display()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    }
+
+    #[test]
+    fn budget_waits_for_room_lets_small_requests_pass_and_gives_everything_back() {
+        runtime().block_on(async {
+            let budget = RequestBudget::new(Some(100));
+            let a = budget.acquire(60).await;
+            assert_eq!(budget.available(), Some(40));
+            // 50 does not fit: it waits, without taking anything meanwhile.
+            let waiting = tokio::spawn({
+                let budget = budget.clone();
+                async move { budget.acquire(50).await }
+            });
+            tokio::task::yield_now().await;
+            assert!(!waiting.is_finished());
+            assert_eq!(budget.available(), Some(40));
+            // A small request is not queued behind the big one.
+            let small = tokio::time::timeout(Duration::from_secs(5), budget.acquire(30))
+                .await
+                .expect("a small request waited behind a big one");
+            assert_eq!(budget.available(), Some(10));
+            drop(small);
+            assert_eq!(budget.available(), Some(40));
+            drop(a);
+            let b = tokio::time::timeout(Duration::from_secs(5), waiting)
+                .await
+                .expect("the waiter was not woken by the release")
+                .expect("task");
+            assert_eq!(b.bytes, 50);
+            assert_eq!(budget.available(), Some(50));
+            drop(b);
+            assert_eq!(budget.available(), Some(100));
+        });
+    }
+
+    #[test]
+    fn a_frame_larger_than_the_budget_takes_all_of_it_and_unbounded_takes_nothing() {
+        runtime().block_on(async {
+            let budget = RequestBudget::new(Some(100));
+            let huge = budget.acquire(1 << 30).await;
+            assert_eq!(huge.bytes, 100);
+            assert_eq!(budget.available(), Some(0));
+            let empty = budget.acquire(0).await;
+            assert_eq!(empty.bytes, 0);
+            drop((huge, empty));
+            assert_eq!(budget.available(), Some(100));
+
+            let unbounded = RequestBudget::new(None);
+            let p = unbounded.acquire(1 << 30).await;
+            assert_eq!(p.bytes, 0);
+            assert_eq!(unbounded.available(), None);
+        });
+    }
+
+    #[test]
+    fn a_cancelled_wait_takes_nothing() {
+        runtime().block_on(async {
+            let budget = RequestBudget::new(Some(100));
+            let a = budget.acquire(100).await;
+            let timed_out =
+                tokio::time::timeout(Duration::from_millis(20), budget.acquire(10)).await;
+            assert!(timed_out.is_err());
+            drop(a);
+            assert_eq!(budget.available(), Some(100));
+        });
+    }
 }
