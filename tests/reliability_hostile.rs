@@ -3,7 +3,17 @@
 //! connections, and a request storm. In each case a well-behaved client keeps being served
 //! promptly and the broker's resident memory (from /proc) stays bounded.
 //!
+//! Clients that each send most of a big frame and hold it cannot take more memory than the
+//! broker-wide request budget (`queued.max.request.bytes`).
+//!
 //! Starts `cairn` (CARGO_BIN_EXE_cairn) on 127.0.0.1 with a temp data dir and stops it.
+
+#[allow(dead_code)]
+#[path = "../protocol-tests/harness.rs"]
+mod harness;
+#[allow(dead_code)]
+#[path = "../protocol-tests/util.rs"]
+mod util;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -55,14 +65,23 @@ impl Cairn {
 
     /// Resident memory in MiB.
     fn rss_mib(&self) -> u64 {
+        self.status_mib("VmRSS:")
+    }
+
+    /// The most resident memory so far (the kernel's high-water mark), in MiB.
+    fn peak_rss_mib(&self) -> u64 {
+        self.status_mib("VmHWM:")
+    }
+
+    fn status_mib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .expect("/proc status");
         status
             .lines()
-            .find(|l| l.starts_with("VmRSS:"))
+            .find(|l| l.starts_with(field))
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|kb| kb.parse::<u64>().ok())
-            .expect("VmRSS")
+            .expect("memory field in /proc status")
             / 1024
     }
 
@@ -257,5 +276,111 @@ fn request_storm_keeps_memory_bounded_and_others_served() {
     assert!(total > 1000, "the storm was not served");
     assert!(worst < PROMPT, "a client waited {worst:?} during the storm");
     assert!(peak < base + 128, "memory grew from {base} to {peak} MiB");
+    assert!(c.alive());
+}
+
+const MIB: usize = 1 << 20;
+
+/// A client that sends the length prefix of a `frame_mib` MiB frame and then all but its last
+/// MiB, stopping when the broker stops reading (a send blocked for a second). Returns the
+/// connection, held open, and how many MiB of the body went out.
+fn send_most_of_a_big_frame(port: u16, frame_mib: usize) -> (TcpStream, usize) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_write_timeout(Some(Duration::from_secs(1)))
+        .expect("timeout");
+    let mut sent = 0;
+    if s.write_all(&((frame_mib * MIB) as i32).to_be_bytes())
+        .is_ok()
+    {
+        let chunk = vec![0u8; MIB];
+        while sent < frame_mib - 1 && s.write_all(&chunk).is_ok() {
+            sent += 1;
+        }
+    }
+    (s, sent)
+}
+
+#[test]
+fn clients_holding_big_frames_stay_within_the_request_budget_and_others_are_served() {
+    const BUDGET_MIB: usize = 80;
+    const FRAME_MIB: usize = 36;
+    const CLIENTS: usize = 6;
+    let budget = format!("queued.max.request.bytes={}", BUDGET_MIB * MIB);
+    let mut c = Cairn::start(&[&budget]);
+    let base = c.rss_mib();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], c.port));
+    let mut normal = harness::Client::connect(addr);
+    util::create_topic(&mut normal, "small", 1, &[]);
+
+    // Six clients each send 35 MiB of a 36 MiB frame and hold it. Two frames fit the 80 MiB
+    // budget; the other four are not read (their sends block) until room is made.
+    let port = c.port;
+    let big: Vec<(TcpStream, usize)> = (0..CLIENTS)
+        .map(|_| std::thread::spawn(move || send_most_of_a_big_frame(port, FRAME_MIB)))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().expect("sender thread"))
+        .collect();
+    let sent: Vec<usize> = big.iter().map(|(_, n)| *n).collect();
+    let read_whole = sent.iter().filter(|&&n| n == FRAME_MIB - 1).count();
+    assert!(
+        (1..CLIENTS).contains(&read_whole),
+        "expected some frames read and the rest held back, MiB sent per client: {sent:?}"
+    );
+
+    // Meanwhile a normal client is served: ApiVersions, Metadata, a small Produce (acks=all).
+    let started = Instant::now();
+    assert!(
+        probe(&c) < PROMPT,
+        "ApiVersions waited behind the big frames"
+    );
+    let metadata: kafka_protocol::messages::MetadataResponse = normal.call(
+        9,
+        &kafka_protocol::messages::MetadataRequest::default().with_topics(Some(vec![
+            kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                .with_name(Some(util::topic_name("small"))),
+        ])),
+    );
+    assert_eq!(metadata.topics[0].error_code, 0);
+    let (error, base_offset) = util::produce(&mut normal, 9, "small", 0, util::batch(&["a"], 1));
+    assert_eq!((error, base_offset), (0, 0), "small produce refused");
+    let served_in = started.elapsed();
+    assert!(
+        served_in < 3 * PROMPT,
+        "the normal client took {served_in:?}"
+    );
+    let peak = c.peak_rss_mib();
+    eprintln!(
+        "{CLIENTS} clients holding {}/{FRAME_MIB} MiB frames, budget {BUDGET_MIB} MiB: MiB sent per client {sent:?}; \
+         RSS {base} -> peak {peak} MiB; normal client served in {served_in:?}",
+        FRAME_MIB - 1
+    );
+    assert!(
+        peak < base + BUDGET_MIB as u64 + 32,
+        "memory grew from {base} to {peak} MiB with a {BUDGET_MIB} MiB request budget"
+    );
+
+    // The big senders go away: their budget comes back, so a request needing nearly all of it
+    // is read and gets its normal answer (the batch is larger than message.max.bytes).
+    drop(big);
+    let value = "x".repeat((BUDGET_MIB - 4) * MIB);
+    let huge = util::encode(
+        &[util::record(Some("k"), Some(&value), 1)],
+        kafka_protocol::records::Compression::None,
+    );
+    let started = Instant::now();
+    let (error, _) = util::produce(&mut normal, 9, "small", 0, huge);
+    assert_eq!(
+        error,
+        kafka_protocol::error::ResponseError::MessageTooLarge.code(),
+        "a request needing the whole budget was not served normally"
+    );
+    eprintln!(
+        "after the big senders left: a {} MiB request answered in {:?}",
+        BUDGET_MIB - 4,
+        started.elapsed()
+    );
+    let (error, base_offset) = util::produce(&mut normal, 9, "small", 0, util::batch(&["b"], 2));
+    assert_eq!((error, base_offset), (0, 1));
     assert!(c.alive());
 }

@@ -24,16 +24,21 @@ def rss(pid):
 def api_versions_round_trip(port):
     started = time.time()
     c = socket.create_connection(("127.0.0.1", port), timeout=10)
-    c.sendall(struct.pack(">ihhih", 10, 18, 0, 42, -1))
-    head = b""
-    while len(head) < 8:
-        chunk = c.recv(8 - len(head))
-        if not chunk:
-            raise RuntimeError("connection closed before the answer")
-        head += chunk
-    c.close()
+    try:
+        c.sendall(struct.pack(">ihhih", 10, 18, 0, 42, -1))
+        head = b""
+        while len(head) < 8:
+            chunk = c.recv(8 - len(head))
+            if not chunk:
+                return "connection closed before the answer"
+            head += chunk
+    except socket.timeout:
+        # Expected when one frame is bigger than the whole budget (see the start-up warning).
+        return "not answered within 10 s"
+    finally:
+        c.close()
     assert struct.unpack(">i", head[4:8])[0] == 42
-    return time.time() - started
+    return f"{(time.time() - started) * 1000:.1f} ms"
 
 
 def main():
@@ -86,12 +91,12 @@ def main():
         full = sum(1 for x in sent if x == 99)
         print(f"rss with {n} clients each trying to send 99 MiB of a 100 MiB frame: {held} MiB "
               f"({full} clients got all 99 MiB out; MiB sent per client: {sent})")
-        print(f"ApiVersions round trip meanwhile: {api_versions_round_trip(port) * 1000:.1f} ms")
+        print(f"ApiVersions round trip meanwhile: {api_versions_round_trip(port)}")
         for c in conns:
             c.close()
         time.sleep(1)
         print(f"after the big senders disconnected: rss {rss(p.pid)} MiB, ApiVersions round trip "
-              f"{api_versions_round_trip(port) * 1000:.1f} ms")
+              f"{api_versions_round_trip(port)}")
     finally:
         p.kill()
         p.wait()
