@@ -210,9 +210,10 @@ impl Write for Sink {
 /// (acknowledged batches, batches read back after start-up, start-up log lines).
 type Damaged = (Vec<(i64, i64)>, Vec<(i64, i64)>, String);
 
-/// Writes 6 acknowledged batches of 2 records, crashes, damages the segment with `damage`
-/// (given the batch positions), restarts; returns (acked, recovered, start-up log lines).
-fn damage_while_down(damage: impl FnOnce(&std::path::Path, &[u64])) -> Damaged {
+/// Writes 6 acknowledged batches of 2 records, crashes (or stops cleanly when `clean`), damages
+/// the segment with `damage` (given the batch positions), restarts; returns (acked, recovered,
+/// start-up log lines).
+fn damage_while_down(clean: bool, damage: impl FnOnce(&std::path::Path, &[u64])) -> Damaged {
     let capture = captured();
     let rt = runtime();
     let dir = targets::temp_dir();
@@ -227,12 +228,12 @@ fn damage_while_down(damage: impl FnOnce(&std::path::Path, &[u64])) -> Damaged {
         positions.push(std::fs::metadata(&segment).expect("segment").len());
         acked.push(produce(&rt, &p, 2).expect("produce"));
     }
-    log.halt();
+    if clean {
+        log.shutdown().expect("clean shutdown");
+    } else {
+        log.halt();
+    }
     drop((p, log));
-    // The flusher writes the recovery point every 5 s; start-up re-checks only what lies after
-    // it (RELIABILITY.md, W2). Without it, the whole segment is re-checked, as after a crash
-    // within 5 s of these writes.
-    let _ = std::fs::remove_file(dir.path().join("recovery-point-offset-checkpoint"));
     damage(&segment, &positions);
     let log = open(dir.path(), Arc::new(StdIo));
     let p = log.partition("t", 0).expect("partition");
@@ -247,50 +248,66 @@ fn damage_while_down(damage: impl FnOnce(&std::path::Path, &[u64])) -> Damaged {
     (acked, recovered, lines)
 }
 
+fn truncate_last_batch(segment: &std::path::Path, positions: &[u64]) {
+    // Cut the file in the middle of the last batch.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(segment)
+        .expect("open");
+    f.set_len(positions[5] + 20).expect("truncate");
+}
+
+fn flip_a_byte_of_the_fourth_batch(segment: &std::path::Path, positions: &[u64]) {
+    // Flip one byte inside the records of the fourth batch (offsets 6 and 7).
+    let mut bytes = std::fs::read(segment).expect("read");
+    let at = positions[3] as usize + 70;
+    bytes[at] ^= 0x40;
+    std::fs::write(segment, bytes).expect("write");
+}
+
 #[test]
 fn truncated_segment_is_detected_and_reported_at_startup() {
-    let (acked, recovered, lines) = damage_while_down(|segment, positions| {
-        // Cut the file in the middle of the last batch.
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(segment)
-            .expect("open");
-        f.set_len(positions[5] + 20).expect("truncate");
-    });
-    assert_eq!(
-        recovered,
-        acked[..5],
-        "the batches before the cut must stay readable"
-    );
-    assert!(
-        lines.contains("truncated") && lines.contains("t-0") && lines.contains("offset=10"),
-        "start-up did not report the damage with partition and offset:\n{lines}"
-    );
+    for clean in [false, true] {
+        let (acked, recovered, lines) = damage_while_down(clean, truncate_last_batch);
+        assert_eq!(
+            recovered[..5],
+            acked[..5],
+            "clean stop {clean}: the batches before the cut must stay readable"
+        );
+        if clean {
+            // Offsets 10 and 11 were durable (a clean stop records the log end): an empty batch
+            // now spans them, so consumers step over the loss and new records never reuse them.
+            assert_eq!(recovered[5..], [(10, 11)]);
+        } else {
+            // After a crash the recovery point may lag: the cut tail counts as torn and is
+            // truncated, as in Kafka.
+            assert_eq!(recovered.len(), 5);
+        }
+        assert!(
+            lines.contains("t-0") && lines.contains("offset=10"),
+            "clean stop {clean}: start-up did not report the damage with partition and offset:\n{lines}"
+        );
+    }
 }
 
 #[test]
 fn corrupted_batch_is_detected_by_crc_and_reported_at_startup() {
-    let (acked, recovered, lines) = damage_while_down(|segment, positions| {
-        // Flip one byte inside the records of the fourth batch (offsets 6 and 7).
-        let mut bytes = std::fs::read(segment).expect("read");
-        let at = positions[3] as usize + 70;
-        bytes[at] ^= 0x40;
-        std::fs::write(segment, bytes).expect("write");
-    });
-    assert_eq!(
-        recovered[..3],
-        acked[..3],
-        "the batches before the damage must stay readable"
-    );
-    assert!(
-        lines.contains("CRC") && lines.contains("t-0") && lines.contains("offset=6"),
-        "start-up did not report the CRC damage with partition and offset:\n{lines}"
-    );
-    // What follows the damaged batch: Kafka's recovery (and Cairn's) truncates the log there,
-    // dropping acknowledged records after it (RELIABILITY.md, W4). Shown, not asserted.
-    eprintln!(
-        "corrupted batch at offsets 6-7: {} of {} acknowledged batches readable after start-up",
-        recovered.len(),
-        acked.len()
-    );
+    for clean in [false, true] {
+        let (acked, recovered, lines) = damage_while_down(clean, flip_a_byte_of_the_fourth_batch);
+        // Only the damaged batch is lost; everything after it stays readable at its offsets.
+        let mut expected = acked.clone();
+        expected.remove(3);
+        assert_eq!(
+            recovered, expected,
+            "clean stop {clean}: every batch but the damaged one must stay readable"
+        );
+        assert!(
+            lines.contains("CRC") && lines.contains("t-0") && lines.contains("offset=6"),
+            "clean stop {clean}: start-up did not report the CRC damage with partition and offset:\n{lines}"
+        );
+        assert!(
+            lines.contains("moved aside"),
+            "clean stop {clean}: the damaged bytes were not moved aside:\n{lines}"
+        );
+    }
 }

@@ -12,6 +12,8 @@ use std::io;
 use std::path::Path;
 use std::time::Instant;
 
+use super::batch::{self, BatchHeader};
+use super::cleaner;
 use super::io::FileIo;
 use super::partition::{scan_headers, PartitionState};
 use super::producer_state::{self, PendingUpdates, ProducerStateManager};
@@ -196,13 +198,18 @@ pub(crate) fn load_partition(
         log_end_offset = log_start_offset;
     }
     if report.damaged_ranges > 0 && log_end_offset < recovery_point {
-        // Offsets below the recovery point were durable: damage took them. Continue after them,
-        // so that no offset a consumer has seen is ever given to a different record.
+        // Offsets below the recovery point were durable: damage took them. The log continues
+        // after them, so that no offset a consumer has seen is ever given to a different record.
         tracing::error!(dir = %dir.display(), log_end_offset, recovery_point,
             "damage removed offsets that had been made durable; the log continues after them");
-        segments.push(Segment::create(io, dir, recovery_point, limits)?);
-        io.sync_dir(dir)?;
-        log_end_offset = recovery_point;
+        log_end_offset = skip_lost_offsets(
+            io,
+            dir,
+            limits,
+            &mut segments,
+            log_end_offset,
+            recovery_point,
+        )?;
     }
     log_start_offset = log_start_offset.min(log_end_offset);
 
@@ -228,6 +235,51 @@ pub(crate) fn load_partition(
         closed: false,
     };
     Ok((state, report))
+}
+
+/// Makes the log continue at `to` after damage took the offsets `[from, to)`: an empty batch
+/// covering them (as compaction leaves, so consumers step over the gap), or when it cannot
+/// carry the range, a new segment starting at `to`. Returns the new log end.
+fn skip_lost_offsets(
+    io: &dyn FileIo,
+    dir: &Path,
+    limits: &SegmentLimits,
+    segments: &mut Vec<Segment>,
+    from: i64,
+    to: i64,
+) -> Result<i64, LogError> {
+    let active = segments.last_mut().expect("one segment");
+    let fits = to - 1 - from <= i32::MAX as i64 && to - 1 - active.base_offset <= i32::MAX as i64;
+    if fits && from >= active.base_offset {
+        active.ensure_indexes(io, limits)?;
+        let gap = BatchHeader {
+            base_offset: from,
+            batch_length: 0,
+            partition_leader_epoch: 0,
+            magic: 2,
+            crc: 0,
+            attributes: 0,
+            last_offset_delta: (to - 1 - from) as i32,
+            base_timestamp: -1,
+            max_timestamp: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+            records_count: 0,
+        };
+        let bytes = cleaner::rewrite::empty_batch(&gap);
+        let header =
+            batch::check_batch(&bytes).map_err(|e| LogError::CorruptBatch(e.to_string()))?;
+        active.append(&bytes, &[(0..bytes.len(), header)], limits)?;
+        active.log_file().sync()?;
+        for f in active.index_files() {
+            f.sync()?;
+        }
+    } else {
+        segments.push(Segment::create(io, dir, to, limits)?);
+        io.sync_dir(dir)?;
+    }
+    Ok(to)
 }
 
 /// Whole-segment verification ([`verify`]): reports and repairs damage anywhere in the log.
