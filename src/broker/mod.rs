@@ -12,6 +12,7 @@ use tracing::warn;
 
 use crate::config::BrokerConfig;
 use crate::group::GroupCoordinator;
+use crate::log::io::{FileIo, StdIo};
 use crate::log::{LogManager, LogManagerOptions};
 use crate::protocol::versions::{VersionEntry, VersionTable};
 
@@ -91,14 +92,26 @@ pub fn version_table() -> VersionTable {
 impl Broker {
     /// Opens the log (running recovery), starts the group coordinator, and returns the broker.
     pub async fn start(config: BrokerConfig) -> anyhow::Result<Arc<Broker>> {
+        Self::start_with_io(config, Arc::new(StdIo)).await
+    }
+
+    /// [`Broker::start`] with a chosen file-I/O implementation for the log's data files (tests
+    /// run the whole broker on a faulty disk with [`crate::log::io::FaultyIo`]).
+    pub async fn start_with_io(
+        config: BrokerConfig,
+        io: Arc<dyn FileIo>,
+    ) -> anyhow::Result<Arc<Broker>> {
         let data_dir = config.data_dir();
         std::fs::create_dir_all(&data_dir)?;
         let lock = lock_data_dir(&data_dir)?;
         let cluster_id = load_or_create_cluster_id(&data_dir, config.node_id())?;
-        let log = LogManager::open(LogManagerOptions {
-            data_dir,
-            broker: config.clone(),
-        })?;
+        let log = LogManager::open_with_io(
+            LogManagerOptions {
+                data_dir,
+                broker: config.clone(),
+            },
+            io,
+        )?;
         let groups = GroupCoordinator::start(&config, log.clone()).await?;
         Ok(Arc::new(Broker {
             node_id: config.node_id(),
