@@ -1,9 +1,9 @@
 //! Storage faults through the log engine's file-I/O seam (`cairn::log::io::FaultyIo`): failed
 //! writes (EIO), a full disk (ENOSPC), short writes and failed fsyncs must never be
 //! acknowledged, reads must keep working, and the log must accept writes again once the fault
-//! clears (after a restart for a failed fsync, by design). Damage done to segment files while
-//! Cairn is down must be found at start-up, reported with the partition and offset, and what
-//! precedes it must stay readable.
+//! clears (for a failed fsync, once an fsync succeeds again, with the log cut back to what was
+//! durable). Damage done to segment files while Cairn is down must be found at start-up,
+//! reported with the partition and offset, and the rest of the log must stay readable.
 //!
 //! Uses the log engine's public API only (the handlers map `LogError::Io` to
 //! KAFKA_STORAGE_ERROR 56); no network.
@@ -18,7 +18,7 @@ mod targets;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cairn::config::BrokerConfig;
@@ -121,15 +121,16 @@ fn write_faults_are_refused_reads_go_on_and_writes_resume() {
 }
 
 #[test]
-fn failed_fsync_is_not_acknowledged_and_recovers_after_restart() {
+fn failed_fsync_is_not_acknowledged_and_the_partition_comes_back_when_the_disk_does() {
+    let capture = captured();
     let rt = runtime();
     let dir = targets::temp_dir();
     let faulty = Arc::new(FaultyIo::new());
     let log = open(dir.path(), faulty.clone());
-    log.create_topic("t", 1, BTreeMap::new(), false)
+    log.create_topic("fsync-fault", 1, BTreeMap::new(), false)
         .expect("topic");
-    let p = log.partition("t", 0).expect("partition");
-    let acked = [produce(&rt, &p, 3).expect("healthy produce")];
+    let p = log.partition("fsync-fault", 0).expect("partition");
+    let first = produce(&rt, &p, 3).expect("healthy produce");
     let durable = p.offsets().high_watermark;
 
     faulty.set(Fault::SyncEio);
@@ -144,37 +145,51 @@ fn failed_fsync_is_not_acknowledged_and_recovers_after_restart() {
         targets::read_all(&p)
             .expect("reads during the fault")
             .first(),
-        acked.first()
+        Some(&first)
     );
-    let later = p.append(batch(1), AppendOrigin::Client);
+    // While the disk keeps failing fsyncs, the periodic retry leaves the partition offline.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !String::from_utf8_lossy(&capture.lock().expect("lock"))
+        .lines()
+        .any(|l| l.contains("still offline") && l.contains("fsync-fault"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no retry of the offline partition"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(
-        later.is_err(),
-        "the partition took writes after a failed fsync"
+        p.append(batch(1), AppendOrigin::Client).is_err(),
+        "the partition took writes while fsync still fails"
     );
 
+    // Once the disk is healthy, the partition comes back without a restart. The refused
+    // records were never acknowledged nor visible: the log continues at the durable end.
     faulty.set(Fault::None);
-    let without_restart = p.append(batch(1), AppendOrigin::Client);
-    eprintln!(
-        "after the fsync fault cleared, without restart: {}",
-        match &without_restart {
-            Ok(_) => "writes accepted".to_string(),
-            Err(e) => format!("writes refused until restart ({e})"),
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let next = loop {
+        match produce(&rt, &p, 2) {
+            Ok(r) => break r,
+            Err(e) if Instant::now() < deadline => {
+                assert!(is_storage_error(&e), "wrong error {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => panic!("the partition did not come back after the fault cleared: {e}"),
         }
-    );
+    };
+    assert_eq!(next.0, durable);
+    assert_eq!(targets::read_all(&p).expect("reads"), [first, next]);
 
     log.halt();
     drop((p, log));
     let log = open(dir.path(), Arc::new(StdIo));
-    let p = log.partition("t", 0).expect("partition");
-    let stored = targets::read_all(&p).expect("read after restart");
+    let p = log.partition("fsync-fault", 0).expect("partition");
     assert_eq!(
-        stored.first(),
-        acked.first(),
+        targets::read_all(&p).expect("read after restart"),
+        [first, next],
         "an acknowledged record was lost"
     );
-    let end = p.offsets().log_end_offset;
-    let next = produce(&rt, &p, 2).expect("writes after restart");
-    assert_eq!(next.0, end);
     log.shutdown().expect("shutdown");
 }
 

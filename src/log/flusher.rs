@@ -1,6 +1,7 @@
 //! Group commit: one background thread fsyncs dirty partitions and wakes every waiter of a
 //! partition at once, so concurrent producers share an fsync. Also runs time-based flushes
-//! (`flush.ms`) and writes the recovery-point checkpoint periodically.
+//! (`flush.ms`), writes the recovery-point checkpoint periodically, and tries every few seconds to
+//! bring back partitions an fsync failure took offline.
 //!
 //! Owns the queue of partitions to flush and the thread loop; the fsync itself is
 //! [`Partition::flush`]. Depends on nothing but the partition and the manager's shared state.
@@ -15,6 +16,8 @@ use super::{now_ms, Shared};
 const TICK: Duration = Duration::from_millis(50);
 /// How often the recovery-point checkpoint is rewritten (when it changed).
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
+/// How often partitions an fsync failure took offline are tried again.
+const RETRY_FAILED_EVERY: Duration = Duration::from_secs(5);
 /// Partitions fsynced in parallel at most.
 const PARALLEL_SYNCS: usize = 8;
 
@@ -133,6 +136,7 @@ impl SyncPool {
 pub(crate) fn run(shared: Arc<Shared>) {
     let pool = SyncPool::start(PARALLEL_SYNCS);
     let mut last_checkpoint = Instant::now();
+    let mut last_retry = Instant::now();
     let mut last_tick = Instant::now();
     while let Some(dirty) = shared.flush_queue.take(TICK) {
         pool.flush_all(&dirty);
@@ -145,6 +149,15 @@ pub(crate) fn run(shared: Arc<Shared>) {
                 .filter(|p| p.flush_due(now))
                 .collect();
             pool.flush_all(&due);
+        }
+        if last_retry.elapsed() >= RETRY_FAILED_EVERY {
+            last_retry = Instant::now();
+            for p in shared.partitions().iter().filter(|p| p.is_failed()) {
+                if let Err(e) = p.reopen_after_failure() {
+                    tracing::warn!(topic = %p.topic, partition = p.index, error = %e,
+                        "partition still offline after a storage error");
+                }
+            }
         }
         if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
             last_checkpoint = Instant::now();

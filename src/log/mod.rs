@@ -23,7 +23,8 @@
 //! acknowledged by [`Partition::wait_durable`] only after its bytes are fsynced (group commit: one
 //! fsync covers every append made before it started). No fsync runs under a partition's lock.
 //! A failed write is cut back before the error returns; a failed fsync takes the partition
-//! offline (writes refused, reads served) until restart, when recovery re-validates the tail.
+//! offline (writes refused, reads served) until an fsync succeeds again: the flusher retries
+//! every few seconds, cutting the log back to its durable offset and reloading the partition.
 //!
 //! Hook for the compaction cleaner (`cleaner.rs`, to be written): list what may be cleaned with
 //! [`Partition::sealed_segments`] (never the active segment), read the segment files directly,

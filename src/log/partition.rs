@@ -27,7 +27,7 @@ use crate::config::{LogConfig, TimestampType};
 pub(crate) struct Durability {
     /// Every offset below this is fsynced.
     pub offset: i64,
-    /// Set when an fsync failed: the partition takes no more writes until restart.
+    /// Set when an fsync failed: the partition takes no writes until it is reopened.
     pub failed: Option<Arc<str>>,
     pub shutting_down: bool,
 }
@@ -422,7 +422,7 @@ impl Partition {
             }
             Err(e) => {
                 tracing::error!(topic = %self.topic, partition = self.index, error = %e,
-                    "fsync failed; the partition takes no more writes until restart");
+                    "fsync failed; the partition takes no writes until the disk takes an fsync again");
                 st.failed = Some(Arc::from(e.to_string()));
             }
         }
@@ -659,6 +659,68 @@ impl Partition {
         self.shared.write_log_start_checkpoint()?;
         delete_segment_files(&self.topic, self.index, removed);
         Ok(new_start)
+    }
+
+    /// True while an fsync failure keeps the partition offline.
+    pub(crate) fn is_failed(&self) -> bool {
+        self.lock().failed.is_some()
+    }
+
+    /// Brings a partition an fsync failure took offline back, once the disk takes an fsync
+    /// again. Only what an fsync confirmed is trusted: after a failed fsync the kernel may have
+    /// dropped the unwritten pages while reads still return them (PostgreSQL's lesson), so the
+    /// log is cut at the durable offset, the cut is fsynced (the probe that the disk is healthy),
+    /// and the partition is reloaded from its files as after a crash. Nothing past the durable
+    /// offset was acknowledged in fsync mode, nor visible to consumers. Returns true when the
+    /// partition came back.
+    pub(crate) fn reopen_after_failure(&self) -> Result<bool, LogError> {
+        let mut st = self.lock();
+        if st.failed.is_none() || st.deleted || st.closed {
+            return Ok(false);
+        }
+        let durable = st.durable_offset;
+        let limits = segment_limits(&self.config());
+        let io = self.io.as_ref();
+        let i = st.segment_for(durable);
+        for later in st.segments.drain(i + 1..) {
+            later.delete_files()?;
+        }
+        let seg = &mut st.segments[i];
+        let from = seg.lookup(io, &limits, durable)?;
+        let file = seg.log_file().clone();
+        let mut cut = seg.size;
+        let mut scan = BatchScanner::new(file.as_ref(), from, seg.size);
+        while let Scan::Batch(b) = scan.next(false)? {
+            if b.header.base_offset >= durable {
+                cut = b.position;
+                break;
+            }
+        }
+        file.set_len(cut)?;
+        seg.size = cut;
+        file.sync()?;
+        io.sync_dir(&self.dir)?;
+        let (state, _) = super::recovery::load_partition(
+            io,
+            &self.dir,
+            &limits,
+            false,
+            durable,
+            st.log_start_offset,
+            false,
+        )?;
+        *st = state;
+        let durability = Durability {
+            offset: st.durable_offset,
+            failed: None,
+            shutting_down: false,
+        };
+        let log_end_offset = st.log_end_offset;
+        drop(st);
+        self.durable.send_replace(durability);
+        tracing::warn!(topic = %self.topic, partition = self.index, log_end_offset,
+            "partition back online after a storage error; the log was cut at its last durable offset");
+        Ok(true)
     }
 
     /// Final flush at shutdown: fsync, the closing time index entry, a producer snapshot at the
