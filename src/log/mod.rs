@@ -546,6 +546,9 @@ impl LogManager {
                     recovered.recovered_segments += report.recovered_segments;
                     recovered.truncated_bytes += report.truncated_bytes;
                     recovered.indexes_rebuilt += report.indexes_rebuilt;
+                    recovered.damaged_ranges += report.damaged_ranges;
+                    recovered.damaged_bytes += report.damaged_bytes;
+                    recovered.restored_base_offsets += report.restored_base_offsets;
                     partitions.push(part);
                     partition_count += 1;
                 }
@@ -582,11 +585,16 @@ impl LogManager {
         *manager.threads.lock().unwrap_or_else(|e| e.into_inner()) = threads;
         if clean {
             tracing::info!(data_dir = %data_dir.display(), partitions = partition_count,
+                verified = options.broker.verify_on_startup_all(),
+                damaged_ranges = recovered.damaged_ranges, damaged_bytes = recovered.damaged_bytes,
+                restored_base_offsets = recovered.restored_base_offsets,
                 elapsed_ms = started.elapsed().as_millis() as u64, "log opened after a clean shutdown");
         } else {
             tracing::info!(data_dir = %data_dir.display(), partitions = partition_count,
                 recovered_partitions, recovered_segments = recovered.recovered_segments,
                 truncated_bytes = recovered.truncated_bytes, indexes_rebuilt = recovered.indexes_rebuilt,
+                damaged_ranges = recovered.damaged_ranges, damaged_bytes = recovered.damaged_bytes,
+                restored_base_offsets = recovered.restored_base_offsets,
                 elapsed_ms = started.elapsed().as_millis() as u64, "log opened after an unclean shutdown; recovery done");
         }
         Ok(manager)
