@@ -10,6 +10,11 @@
 //! responses leave strictly in request order, and a client that never reads its responses
 //! stops being read once the queue is full (back-pressure, not a growing queue).
 //!
+//! Responses are bounded per connection too: while more than [`MAX_UNWRITTEN_RESPONSE_BYTES`] of
+//! a connection's responses are built but not yet written, its reader reads no new request, so a
+//! client that pipelines Fetch requests and never reads holds one response, not 64 of them (and
+//! is closed after `connections.max.idle.ms`).
+//!
 //! Request memory is bounded broker-wide by `queued.max.request.bytes` ([`RequestBudget`]):
 //! before a reader allocates a frame body of n bytes it takes min(n, budget) bytes from the
 //! budget, waiting for room if there is none (the connection just stops reading its socket), and
@@ -24,6 +29,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
 use std::time::Duration;
@@ -44,6 +50,53 @@ use crate::protocol::frame;
 /// Most requests of one connection in flight at once (Kafka clients pipeline at most 5 by
 /// default); beyond this the reader waits for the writer.
 const MAX_IN_FLIGHT_PER_CONNECTION: usize = 64;
+
+/// A connection's reader reads no new request while more than this many bytes of its responses
+/// wait to be written (one response may exceed it: a Fetch answer is up to the client's
+/// max_bytes).
+const MAX_UNWRITTEN_RESPONSE_BYTES: usize = 4 << 20;
+
+/// Bytes of one connection's responses built but not yet written.
+#[derive(Debug, Default)]
+struct Backlog {
+    bytes: AtomicUsize,
+    /// Set when the writer stops: nothing will be written any more.
+    closed: AtomicBool,
+    /// Woken when bytes are written or the writer stops.
+    written: Notify,
+}
+
+impl Backlog {
+    fn built(&self, bytes: usize) {
+        self.bytes.fetch_add(bytes, Ordering::SeqCst);
+    }
+
+    fn written(&self, bytes: usize) {
+        self.bytes.fetch_sub(bytes, Ordering::SeqCst);
+        self.written.notify_waiters();
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.written.notify_waiters();
+    }
+
+    /// Waits until at most `limit` bytes wait to be written; `false` if the writer stopped.
+    async fn wait_below(&self, limit: usize) -> bool {
+        loop {
+            let written = self.written.notified();
+            tokio::pin!(written);
+            written.as_mut().enable();
+            if self.closed.load(Ordering::SeqCst) {
+                return false;
+            }
+            if self.bytes.load(Ordering::SeqCst) <= limit {
+                return true;
+            }
+            written.await;
+        }
+    }
+}
 
 /// What the writer sends for one request.
 enum Outgoing {
@@ -226,13 +279,30 @@ async fn serve_connection(
     debug!(%peer, "connection opened");
     let (reader, writer) = stream.into_split();
     let (queue_tx, queue_rx) = mpsc::channel(MAX_IN_FLIGHT_PER_CONNECTION);
-    let writer_task = tokio::spawn(write_responses(writer, queue_rx, peer));
-    if let Err(reason) = read_requests(reader, peer, &broker, &budget, queue_tx, shutdown).await {
+    let backlog = Arc::new(Backlog::default());
+    let mut writer_task = tokio::spawn(write_responses(writer, queue_rx, backlog.clone(), peer));
+    let reading = read_requests(reader, peer, &broker, &budget, &backlog, queue_tx, shutdown);
+    if let Err(reason) = reading.await {
         warn!(%peer, "closing connection: {reason}");
     }
-    // The reader dropped its sender: the writer finishes what is queued, then ends.
-    let _ = writer_task.await;
+    // The reader dropped its sender: the writer finishes what is queued, then ends; a client
+    // that does not take its last responses within the idle limit is cut off.
+    let idle = idle_limit(&broker);
+    if tokio::time::timeout(idle, &mut writer_task).await.is_err() {
+        writer_task.abort();
+        warn!(%peer, "closing connection: responses not read within connections.max.idle.ms");
+    }
     debug!(%peer, "connection closed");
+}
+
+/// `connections.max.idle.ms` as a duration (-1: no limit).
+fn idle_limit(broker: &Broker) -> Duration {
+    let idle_ms = broker.config.connections_max_idle_ms();
+    if idle_ms < 0 {
+        Duration::MAX
+    } else {
+        Duration::from_millis(idle_ms as u64)
+    }
 }
 
 /// Reads frames until EOF, shutdown, or a frame that must close the connection.
@@ -241,17 +311,24 @@ async fn read_requests(
     peer: SocketAddr,
     broker: &Arc<Broker>,
     budget: &Arc<RequestBudget>,
+    backlog: &Arc<Backlog>,
     queue: mpsc::Sender<Outgoing>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), String> {
     let max = broker.config.socket_request_max_bytes();
     let idle_ms = broker.config.connections_max_idle_ms();
-    let idle = if idle_ms < 0 {
-        Duration::MAX
-    } else {
-        Duration::from_millis(idle_ms as u64)
-    };
+    let idle = idle_limit(broker);
     loop {
+        // Responses piling up unread: stop reading requests until the client reads them.
+        let drained = tokio::select! {
+            drained = tokio::time::timeout(idle, backlog.wait_below(MAX_UNWRITTEN_RESPONSE_BYTES)) => drained,
+            _ = shutdown.changed() => return Ok(()),
+        };
+        match drained {
+            Err(_) => return Err(format!("responses not read for more than {idle_ms} ms")),
+            Ok(false) => return Err("writer stopped".into()),
+            Ok(true) => {}
+        }
         let mut prefix = [0u8; 4];
         let read = tokio::select! {
             read = tokio::time::timeout(idle, reader.read_exact(&mut prefix)) => read,
@@ -310,14 +387,21 @@ async fn read_requests(
                 // one) happens in the order the requests came, as if they were served one by
                 // one. Only what waits (fsync, long poll, rebalance) goes on concurrently.
                 match std::future::poll_fn(|cx| Poll::Ready(handling.as_mut().poll(cx))).await {
-                    Poll::Ready(Some(frame)) => Outgoing::Ready(frame),
+                    Poll::Ready(Some(frame)) => {
+                        backlog.built(frame.len());
+                        Outgoing::Ready(frame)
+                    }
                     Poll::Ready(None) => Outgoing::Nothing,
                     Poll::Pending => {
                         // The request's bytes live until the handler ends: so does its budget.
                         let permit = permit.take();
+                        let backlog = backlog.clone();
                         Outgoing::Pending(tokio::spawn(async move {
                             let frame = handling.await;
                             drop(permit);
+                            if let Some(frame) = &frame {
+                                backlog.built(frame.len());
+                            }
                             frame
                         }))
                     }
@@ -338,6 +422,7 @@ async fn read_requests(
 async fn write_responses(
     writer: OwnedWriteHalf,
     mut queue: mpsc::Receiver<Outgoing>,
+    backlog: Arc<Backlog>,
     peer: SocketAddr,
 ) {
     let mut writer = BufWriter::new(writer);
@@ -359,12 +444,14 @@ async fn write_responses(
                 debug!(%peer, "write failed: {e}");
                 break;
             }
+            backlog.written(frame.len());
         }
         // Flush when nothing else is ready, so pipelined responses share a syscall.
         if queue.is_empty() && writer.flush().await.is_err() {
             break;
         }
     }
+    backlog.close();
     let _ = writer.flush().await;
     let _ = writer.shutdown().await;
 }

@@ -384,3 +384,60 @@ fn clients_holding_big_frames_stay_within_the_request_budget_and_others_are_serv
     assert_eq!((error, base_offset), (0, 1));
     assert!(c.alive());
 }
+
+#[test]
+fn client_pipelining_fetches_it_never_reads_holds_one_response_and_is_cut_at_the_idle_limit() {
+    const IDLE_MS: u64 = 2000;
+    const FETCHES: usize = 64;
+    let mut c = Cairn::start(&[&format!("connections.max.idle.ms={IDLE_MS}")]);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], c.port));
+    let mut normal = harness::Client::connect(addr);
+    util::create_topic(&mut normal, "f", 1, &[]);
+    // 24 MiB stored: each Fetch below is answered with 10 MiB (partition_max_bytes).
+    let value = "v".repeat(1_000_000);
+    for i in 0..24 {
+        let batch = util::encode(
+            &[util::record(Some("k"), Some(&value), i)],
+            kafka_protocol::records::Compression::None,
+        );
+        assert_eq!(util::produce(&mut normal, 9, "f", 0, batch), (0, i));
+    }
+    let base = c.rss_mib();
+
+    // 64 pipelined Fetch requests whose answers are never read: 640 MiB if all were built.
+    let mut greedy = harness::Client::connect(addr);
+    for _ in 0..FETCHES {
+        let (_, frame) = greedy.frame(12, &util::fetch_request("f", 0, 0, 0, 0));
+        greedy.send_raw(&frame).expect("send fetch");
+    }
+    let watched = Instant::now();
+    let mut peak = base;
+    while watched.elapsed() < Duration::from_millis(IDLE_MS) {
+        peak = peak.max(c.peak_rss_mib());
+        assert!(
+            peak < base + 128,
+            "unread Fetch answers took the broker from {base} to {peak} MiB"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(probe(&c) < PROMPT, "other clients are not served");
+    eprintln!("{FETCHES} pipelined 10 MiB Fetches never read: RSS {base} -> peak {peak} MiB");
+
+    // Past the idle limit (the reader's, then the writer's) the broker closes the connection:
+    // reading now yields what was written before, then the end, not all 64 answers.
+    std::thread::sleep(Duration::from_millis(2 * IDLE_MS + 1000));
+    greedy
+        .stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut answered = 0;
+    while answered < FETCHES && greedy.read_frame().is_ok() {
+        answered += 1;
+    }
+    assert!(
+        answered < FETCHES,
+        "a client that read nothing for 2 idle limits was kept"
+    );
+    eprintln!("the never-reading client was closed after {answered} answers");
+    assert!(c.alive());
+}
