@@ -388,6 +388,18 @@ pub(crate) fn open_log(dir: &Path) -> Result<Arc<LogManager>, cairn::log::LogErr
     })
 }
 
+/// Waits (bounded) for the log's background verification to finish.
+pub(crate) fn wait_verified(log: &LogManager) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !log.background_verification_done() {
+        if std::time::Instant::now() > deadline {
+            return Err("background verification did not finish in 60 s".into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    Ok(())
+}
+
 fn small_segments() -> BTreeMap<String, String> {
     BTreeMap::from([("segment.bytes".to_string(), "4096".to_string())])
 }
@@ -611,12 +623,13 @@ pub(crate) fn run_recovery(input: &[u8]) -> Result<String, String> {
             ));
         }
     };
+    wait_verified(&log)?;
     let p = log
         .partition("t", 0)
         .ok_or("partition missing after recovery")?;
-    // Start-up verifies every batch of every segment (`cairn.log.verify.on.startup=all`, the
-    // default), so whatever the damage and however the broker went down, the log must read back
-    // consistently.
+    // Every batch of every segment is verified (in the background after start-up, by default),
+    // so once that is done, whatever the damage and however the broker went down, the log must
+    // read back consistently.
     let strict = true;
     let (batches, damaged) = read_all_checked(&p, strict)?;
     let end = p.offsets().log_end_offset;

@@ -119,7 +119,7 @@ const I64_MAX: &str = "9223372036854775807";
 const I32_MAX: &str = "2147483647";
 const COMPRESSION: &[&str] = &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
 const TIMESTAMP_TYPE: &[&str] = &["CreateTime", "LogAppendTime"];
-const VERIFY_ON_STARTUP: &[&str] = &["all", "unflushed"];
+const VERIFY_ON_STARTUP: &[&str] = &["background", "before-serving", "off"];
 
 /// Every broker-level key Cairn accepts, with Kafka's defaults except where noted.
 pub static BROKER_CONFIGS: &[ConfigDef] = &[
@@ -164,7 +164,7 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def("log.cleaner.min.compaction.lag.ms", T::Long, Some("0"), AtLeast(0), "Default min.compaction.lag.ms."),
     def("log.cleaner.max.compaction.lag.ms", T::Long, Some(I64_MAX), AtLeast(1), "Default max.compaction.lag.ms."),
     def("log.cleaner.delete.retention.ms", T::Long, Some("86400000"), AtLeast(0), "Default delete.retention.ms."),
-    def("cairn.log.verify.on.startup", T::String, Some("all"), OneOf(VERIFY_ON_STARTUP), "Cairn only. 'all' checks the CRC and offsets of every batch of every segment at start-up, repairing damage; 'unflushed' checks only what was written after the last flush (Kafka's behaviour; faster start-up of very large logs)."),
+    def("cairn.log.verify.on.startup", T::String, Some("background"), OneOf(VERIFY_ON_STARTUP), "Cairn only. When the CRC and offsets of every batch of every segment are checked, damage moved aside and repaired: 'background' (serve at once, verify in a background pass; after a crash the re-read tail first), 'before-serving' (everything before serving), 'off' (Kafka's behaviour: only the tail after a crash, where damage cuts the log)."),
     def("min.insync.replicas", T::Int, Some("1"), Range(1, 1), "Accepted for compatibility; a single node has one replica."),
     def("unclean.leader.election.enable", T::Boolean, Some("false"), Bool, "Accepted for compatibility; no effect on a single node."),
     def("group.initial.rebalance.delay.ms", T::Int, Some("3000"), AtLeast(0), "Wait for more members before the first rebalance of a new group."),
@@ -693,9 +693,9 @@ impl BrokerConfig {
     pub fn producer_id_expiration_ms(&self) -> i64 {
         self.long("producer.id.expiration.ms")
     }
-    /// True when start-up verifies every batch of every segment.
-    pub fn verify_on_startup_all(&self) -> bool {
-        self.get("cairn.log.verify.on.startup") != Some("unflushed")
+    /// `cairn.log.verify.on.startup`: background, before-serving or off.
+    pub fn verify_on_startup(&self) -> &str {
+        self.get("cairn.log.verify.on.startup").unwrap_or("background")
     }
 
     /// The broker-level default of a topic key: (value, the broker key it came from, explicit?).

@@ -210,36 +210,67 @@ fn batch_positions(bytes: &[u8]) -> Vec<(usize, usize)> {
     out
 }
 
+/// Opens the log and waits for its background verification (the default) to finish.
+fn open_verified(dir: &Path, settings: &[(&str, &str)]) -> std::sync::Arc<cairn::log::LogManager> {
+    let log = open(dir, settings);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !log.background_verification_done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "background verification never finished"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    log
+}
+
 fn offsets_of(p: &cairn::log::Partition) -> Vec<i64> {
     read_all(p).iter().map(|r| r.0).collect()
 }
 
 #[test]
 fn damage_in_a_sealed_segment_after_a_clean_stop_is_found_at_start_up() {
-    let dir = tempfile::tempdir().unwrap();
-    let bases = write_then_stop(dir.path(), "sealed", 40, "400");
-    assert!(bases.len() >= 4, "{bases:?}");
-    let path = seg(dir.path(), "sealed", bases[1], "log");
-    let mut bytes = fs::read(&path).unwrap();
-    let batches = batch_positions(&bytes);
-    let (pos, _) = batches[1];
-    bytes[pos + 65] ^= 0x10; // a record byte of the segment's second batch
-    fs::write(&path, &bytes).unwrap();
+    for mode in ["background", "before-serving"] {
+        let dir = tempfile::tempdir().unwrap();
+        let bases = write_then_stop(dir.path(), "sealed", 40, "400");
+        assert!(bases.len() >= 4, "{bases:?}");
+        let path = seg(dir.path(), "sealed", bases[1], "log");
+        let mut bytes = fs::read(&path).unwrap();
+        let batches = batch_positions(&bytes);
+        let (pos, _) = batches[1];
+        bytes[pos + 65] ^= 0x10; // a record byte of the segment's second batch
+        fs::write(&path, &bytes).unwrap();
 
-    let log = open(dir.path(), &[]);
-    let p = log.partition("sealed", 0).unwrap();
-    let lost = bases[1] + 1;
-    let expected: Vec<i64> = (0..40).filter(|&o| o != lost).collect();
-    assert_eq!(offsets_of(&p), expected);
-    assert!(dir
-        .path()
-        .join(format!("sealed-0/{:020}.log.damaged-at-{pos}", bases[1]))
-        .exists());
-    log.shutdown().unwrap();
+        let settings = [("cairn.log.verify.on.startup", mode)];
+        let log = if mode == "background" {
+            open_verified(dir.path(), &settings)
+        } else {
+            let log = open(dir.path(), &settings);
+            // Repaired before the log was handed out.
+            assert_ne!(fs::read(&path).unwrap(), bytes, "{mode}");
+            log
+        };
+        let p = log.partition("sealed", 0).unwrap();
+        let lost = bases[1] + 1;
+        let expected: Vec<i64> = (0..40).filter(|&o| o != lost).collect();
+        assert_eq!(offsets_of(&p), expected, "{mode}");
+        assert!(dir
+            .path()
+            .join(format!("sealed-0/{:020}.log.damaged-at-{pos}", bases[1]))
+            .exists());
+        // The log goes on: appends, and a clean restart finds nothing left to repair.
+        let next = p.append(batch(&["v40"], now_ms()), AppendOrigin::Client);
+        assert_eq!(next.unwrap().base_offset, 40);
+        log.shutdown().unwrap();
+        let repaired = fs::read(&path).unwrap();
+        let log = open_verified(dir.path(), &settings);
+        assert_eq!(fs::read(&path).unwrap(), repaired, "{mode}");
+        log.shutdown().unwrap();
+    }
 }
 
 #[test]
-fn unflushed_only_verification_leaves_sealed_segments_alone() {
+fn verification_off_leaves_sealed_segments_alone() {
     let dir = tempfile::tempdir().unwrap();
     let bases = write_then_stop(dir.path(), "kafka", 40, "400");
     let path = seg(dir.path(), "kafka", bases[1], "log");
@@ -247,7 +278,7 @@ fn unflushed_only_verification_leaves_sealed_segments_alone() {
     let (pos, _) = batch_positions(&bytes)[1];
     bytes[pos + 65] ^= 0x10;
     fs::write(&path, &bytes).unwrap();
-    let log = open(dir.path(), &[("cairn.log.verify.on.startup", "unflushed")]);
+    let log = open(dir.path(), &[("cairn.log.verify.on.startup", "off")]);
     assert_eq!(fs::read(&path).unwrap(), bytes, "not rewritten");
     log.shutdown().unwrap();
 }
@@ -265,7 +296,7 @@ fn a_damaged_base_offset_is_restored_from_its_neighbours() {
         bytes[pos..pos + 8].copy_from_slice(&(bases[which] + value).to_be_bytes());
         fs::write(&path, &bytes).unwrap();
     }
-    let log = open(dir.path(), &[]);
+    let log = open_verified(dir.path(), &[]);
     let p = log.partition("base", 0).unwrap();
     assert_eq!(offsets_of(&p), (0..40).collect::<Vec<_>>());
     assert!(read_all(&p).iter().all(|(o, v)| v == &format!("v{o}")));
@@ -283,7 +314,7 @@ fn a_segment_reaching_past_the_next_one_is_cut_back() {
     let &(pos, _) = batch_positions(&bytes).last().unwrap();
     bytes[pos..pos + 8].copy_from_slice(&(bases[2] + 1).to_be_bytes());
     fs::write(&path, &bytes).unwrap();
-    let log = open(dir.path(), &[]);
+    let log = open_verified(dir.path(), &[]);
     let p = log.partition("over", 0).unwrap();
     // Restored: its neighbours leave exactly one offset free before segment 2.
     assert_eq!(offsets_of(&p), (0..40).collect::<Vec<_>>());
@@ -328,7 +359,7 @@ fn an_offset_index_that_disagrees_with_the_log_is_rebuilt() {
     assert!(bytes.len() >= 16);
     bytes[12..16].copy_from_slice(&1u32.to_be_bytes()); // the second entry points mid-batch
     fs::write(&index, &bytes).unwrap();
-    let log = open(dir.path(), &[]);
+    let log = open_verified(dir.path(), &[]);
     let p = log.partition("ixbad", 0).unwrap();
     assert_eq!(offsets_of(&p), (0..40).collect::<Vec<_>>());
     for o in 0..40 {
@@ -408,7 +439,7 @@ fn recovery_scans_only_from_the_recovery_point() {
     let mut bytes = fs::read(&first).unwrap();
     bytes[70] ^= 1;
     fs::write(&first, &bytes).unwrap();
-    let kafka = [("cairn.log.verify.on.startup", "unflushed")];
+    let kafka = [("cairn.log.verify.on.startup", "off")];
     {
         let log = open(dir.path(), &kafka);
         let p = log.partition("rp", 0).unwrap();

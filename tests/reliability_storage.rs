@@ -251,6 +251,7 @@ fn damage_while_down(clean: bool, damage: impl FnOnce(&std::path::Path, &[u64]))
     drop((p, log));
     damage(&segment, &positions);
     let log = open(dir.path(), Arc::new(StdIo));
+    targets::wait_verified(&log).expect("background verification");
     let p = log.partition("t", 0).expect("partition");
     let recovered = targets::read_all(&p).expect("the log reads back after recovery");
     let dir_name = dir.path().display().to_string();

@@ -212,8 +212,10 @@ pub(crate) struct Shared {
     stop: Mutex<bool>,
     stop_cv: Condvar,
     pub(crate) producer_id_expiration_ms: i64,
-    /// `cairn.log.verify.on.startup=all`.
-    pub(crate) verify_on_startup_all: bool,
+    /// `cairn.log.verify.on.startup`.
+    pub(crate) verify: verify::Mode,
+    /// Set once no background verification is running or due.
+    pub(crate) verified: AtomicBool,
 }
 
 impl Shared {
@@ -430,7 +432,8 @@ impl LogManager {
             stop: Mutex::new(false),
             stop_cv: Condvar::new(),
             producer_id_expiration_ms: options.broker.producer_id_expiration_ms(),
-            verify_on_startup_all: options.broker.verify_on_startup_all(),
+            verify: verify::Mode::from_config(options.broker.verify_on_startup()),
+            verified: AtomicBool::new(false),
         });
 
         // Which partition directories exist; the rest of the data dir is left alone.
@@ -573,6 +576,16 @@ impl LogManager {
                 .name("cairn-retention".into())
                 .spawn(move || retention::run(s, interval))?,
         );
+        if shared.verify != verify::Mode::Background {
+            shared.verified.store(true, Ordering::SeqCst);
+        } else {
+            let s = shared.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name("cairn-verify".into())
+                    .spawn(move || verify::run_background(s))?,
+            );
+        }
         if options.broker.cleaner_enable() {
             let s = shared.clone();
             let config = cleaner::CleanerConfig::from_broker(&options.broker);
@@ -585,7 +598,7 @@ impl LogManager {
         *manager.threads.lock().unwrap_or_else(|e| e.into_inner()) = threads;
         if clean {
             tracing::info!(data_dir = %data_dir.display(), partitions = partition_count,
-                verified = options.broker.verify_on_startup_all(),
+                verify = options.broker.verify_on_startup(),
                 damaged_ranges = recovered.damaged_ranges, damaged_bytes = recovered.damaged_bytes,
                 restored_base_offsets = recovered.restored_base_offsets,
                 elapsed_ms = started.elapsed().as_millis() as u64, "log opened after a clean shutdown");
@@ -619,7 +632,7 @@ impl LogManager {
             clean,
             recovery_point,
             log_start,
-            self.shared.verify_on_startup_all,
+            self.shared.verify,
         )?;
         if !dir.join(PARTITION_METADATA_FILE).exists() {
             checkpoint::write_atomic(
@@ -927,6 +940,12 @@ impl LogManager {
                 tracing::error!("a log background thread panicked");
             }
         }
+    }
+
+    /// True once the background verification of the log loaded at start-up has finished (or
+    /// when `cairn.log.verify.on.startup` is not `background`).
+    pub fn background_verification_done(&self) -> bool {
+        self.shared.verified.load(Ordering::SeqCst)
     }
 
     /// Flush everything, write checkpoints and the clean-shutdown marker.

@@ -661,6 +661,84 @@ impl Partition {
         Ok(new_start)
     }
 
+    /// The background verification of this partition ([`super::verify`]): checks every
+    /// segment's bytes as they were when it began, without the lock (sealed segments and the
+    /// written part of the active one never change in place), and repairs a damaged segment
+    /// under the lock. `stop` is asked between segments. Returns (segments, bytes, repaired).
+    pub(crate) fn verify_in_background(
+        &self,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<(usize, u64, usize), LogError> {
+        // (base offset, file, size, next segment's base, index path) of each segment.
+        type Plan = Vec<(i64, Arc<dyn IoFile>, u64, Option<i64>, PathBuf)>;
+        let plan: Plan = {
+            let st = self.lock();
+            if st.deleted || st.closed || st.failed.is_some() {
+                return Ok((0, 0, 0));
+            }
+            st.segments
+                .iter()
+                .enumerate()
+                .map(|(i, seg)| {
+                    let upper = st.segments.get(i + 1).map(|n| n.base_offset);
+                    let file = seg.log_file().clone();
+                    (seg.base_offset, file, seg.size, upper, seg.path("index"))
+                })
+                .collect()
+        };
+        let (mut segments, mut bytes, mut repaired) = (0, 0, 0);
+        for (base, file, size, upper, index_path) in plan {
+            if stop() {
+                break;
+            }
+            let intact = super::verify::is_intact(file.as_ref(), size, base, upper, &index_path)?;
+            segments += 1;
+            bytes += size;
+            if !intact && self.repair_segment(base, &file)? {
+                repaired += 1;
+            }
+        }
+        Ok((segments, bytes, repaired))
+    }
+
+    /// Repairs the segment at `base` under the lock, if it is still the one whose file the
+    /// background verification read (retention or the cleaner may have replaced it since).
+    fn repair_segment(&self, base: i64, file: &Arc<dyn IoFile>) -> Result<bool, LogError> {
+        let limits = segment_limits(&self.config());
+        let io = self.io.as_ref();
+        let mut st = self.lock();
+        if st.deleted || st.closed || st.failed.is_some() {
+            return Ok(false);
+        }
+        let Some(i) = st.segments.iter().position(|s| {
+            s.base_offset == base && std::ptr::addr_eq(Arc::as_ptr(s.log_file()), Arc::as_ptr(file))
+        }) else {
+            return Ok(false);
+        };
+        let active = i + 1 == st.segments.len();
+        let upper = st.segments.get(i + 1).map(|s| s.base_offset);
+        let old_end = st.log_end_offset;
+        let verdict =
+            super::verify::verify_segment(io, &self.dir, &mut st.segments[i], upper, None)?;
+        super::verify::log_verdict(&self.dir, base, &verdict, "background");
+        if active {
+            let next = st.segments[i].load_tail(io, &limits)?.unwrap_or(base);
+            if next < old_end {
+                // Acknowledged offsets were lost: never give them to new records.
+                super::recovery::skip_lost_offsets(
+                    io,
+                    &self.dir,
+                    &limits,
+                    &mut st.segments,
+                    next,
+                    old_end,
+                )?;
+                st.dir_dirty = true;
+            }
+        }
+        Ok(true)
+    }
+
     /// True while an fsync failure keeps the partition offline.
     pub(crate) fn is_failed(&self) -> bool {
         self.lock().failed.is_some()
@@ -707,7 +785,7 @@ impl Partition {
             false,
             durable,
             st.log_start_offset,
-            false,
+            super::verify::Mode::Off,
         )?;
         *st = state;
         let durability = Durability {

@@ -97,7 +97,7 @@ pub(crate) fn load_partition(
     clean: bool,
     recovery_point: i64,
     log_start_checkpoint: i64,
-    verify_all: bool,
+    verify: verify::Mode,
 ) -> Result<(PartitionState, LoadReport), LogError> {
     let started = Instant::now();
     clean_directory(dir)?;
@@ -132,8 +132,27 @@ pub(crate) fn load_partition(
         )?);
     }
     report.segments = segments.len();
-    if verify_all {
-        verify_segments(io, dir, &mut segments, clean, recovery_point, &mut report)?;
+    // Before serving: everything, or after a crash the segments recovery re-reads (so damage there
+    // is moved aside rather than cutting the log); the rest is verified in the background.
+    let from = match verify {
+        verify::Mode::BeforeServing => Some(0),
+        verify::Mode::Background if !clean => Some(
+            segments
+                .partition_point(|s| s.base_offset <= recovery_point)
+                .saturating_sub(1),
+        ),
+        _ => None,
+    };
+    if let Some(from) = from {
+        verify_segments(
+            io,
+            dir,
+            &mut segments,
+            from,
+            clean,
+            recovery_point,
+            &mut report,
+        )?;
     }
 
     let mut log_end_offset = None;
@@ -145,6 +164,19 @@ pub(crate) fn load_partition(
             Err(e) => {
                 tracing::warn!(dir = %dir.display(), error = %e, "active segment is inconsistent despite a clean shutdown; recovering");
                 clean = false;
+                // Damage, not a torn write: move it aside so the batches after it stay.
+                if verify != verify::Mode::Off && from.is_none() {
+                    let last = segments.len() - 1;
+                    verify_segments(
+                        io,
+                        dir,
+                        &mut segments,
+                        last,
+                        true,
+                        recovery_point,
+                        &mut report,
+                    )?;
+                }
             }
         }
     }
@@ -197,7 +229,8 @@ pub(crate) fn load_partition(
         segments.push(Segment::create(io, dir, log_start_offset, limits)?);
         log_end_offset = log_start_offset;
     }
-    if report.damaged_ranges > 0 && log_end_offset < recovery_point {
+    let removed = report.damaged_ranges > 0 || report.truncated_bytes > 0;
+    if removed && log_end_offset < recovery_point {
         // Offsets below the recovery point were durable: damage took them. The log continues
         // after them, so that no offset a consumer has seen is ever given to a different record.
         tracing::error!(dir = %dir.display(), log_end_offset, recovery_point,
@@ -240,7 +273,7 @@ pub(crate) fn load_partition(
 /// Makes the log continue at `to` after damage took the offsets `[from, to)`: an empty batch
 /// covering them (as compaction leaves, so consumers step over the gap), or when it cannot
 /// carry the range, a new segment starting at `to`. Returns the new log end.
-fn skip_lost_offsets(
+pub(crate) fn skip_lost_offsets(
     io: &dyn FileIo,
     dir: &Path,
     limits: &SegmentLimits,
@@ -282,17 +315,18 @@ fn skip_lost_offsets(
     Ok(to)
 }
 
-/// Whole-segment verification ([`verify`]): reports and repairs damage anywhere in the log.
+/// Whole-segment verification ([`verify`]) of `segments[from..]`: reports and repairs damage.
 fn verify_segments(
     io: &dyn FileIo,
     dir: &Path,
     segments: &mut [Segment],
+    from: usize,
     clean: bool,
     recovery_point: i64,
     report: &mut LoadReport,
 ) -> Result<(), LogError> {
     let count = segments.len();
-    for i in 0..count {
+    for i in from..count {
         // The last segment ends at the log end a clean shutdown recorded (its recovery point).
         let upper = match segments.get(i + 1) {
             Some(next) => Some(next.base_offset),
@@ -301,21 +335,7 @@ fn verify_segments(
         let torn_tail_from = (!clean && i + 1 == count).then_some(recovery_point);
         let seg = &mut segments[i];
         let verdict = verify::verify_segment(io, dir, seg, upper, torn_tail_from)?;
-        for d in &verdict.damage {
-            let next = d
-                .next_intact_offset
-                .map_or("the end of the segment".to_string(), |o| o.to_string());
-            tracing::error!(dir = %dir.display(), base_offset = seg.base_offset,
-                offset = d.first_offset, next_intact_offset = %next,
-                positions = %format!("{}..{}", d.positions.start, d.positions.end),
-                reason = %d.reason, moved_to = %d.moved_to.display(),
-                "damaged data found at start-up; moved aside, the rest of the log stays readable");
-        }
-        if verdict.restored_base_offsets > 0 {
-            tracing::warn!(dir = %dir.display(), base_offset = seg.base_offset,
-                batches = verdict.restored_base_offsets,
-                "restored damaged batch base offsets from their neighbours");
-        }
+        verify::log_verdict(dir, seg.base_offset, &verdict, "start-up");
         if verdict.index_discarded {
             report.indexes_rebuilt += 1;
         }

@@ -1,6 +1,6 @@
-//! Whole-segment verification at start-up (`cairn.log.verify.on.startup=all`, the default):
-//! finds damage anywhere in a segment, not only in the unflushed tail that [`super::recovery`]
-//! re-validates, reports it with the partition directory and the offsets concerned, moves the
+//! Whole-segment verification (`cairn.log.verify.on.startup`: in a background pass after start-up
+//! by default, or before serving): finds damage anywhere in a segment, not only in the unflushed
+//! tail that [`super::recovery`] re-validates, reports it with the partition directory and the offsets concerned, moves the
 //! damaged bytes aside into a file for the operator, and keeps every intact batch readable.
 //!
 //! A batch is *intact* when its length, magic, last offset delta and CRC-32C are valid. After
@@ -21,8 +21,32 @@ use std::path::{Path, PathBuf};
 
 use super::batch::{self, BatchHeader, HEADER_SIZE, LOG_OVERHEAD};
 use super::index;
-use super::io::{read_exact_at, FileIo};
+use super::io::{read_exact_at, FileIo, IoFile};
 use super::segment::{BatchScanner, Segment};
+
+/// When segments are verified (`cairn.log.verify.on.startup`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Serve at once; after a crash, the segments recovery re-reads are verified first; every
+    /// other segment is verified by a background pass after start-up.
+    Background,
+    /// Every segment is verified before the broker serves.
+    BeforeServing,
+    /// Kafka's behaviour: only the tail after the recovery point is checked, after a crash, and
+    /// a damaged batch there cuts the log.
+    Off,
+}
+
+impl Mode {
+    /// From the config value (validated by the config table).
+    pub(crate) fn from_config(value: &str) -> Mode {
+        match value {
+            "before-serving" => Mode::BeforeServing,
+            "off" => Mode::Off,
+            _ => Mode::Background,
+        }
+    }
+}
 
 /// One intact batch found in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,12 +160,7 @@ type Walked = (Vec<Found>, Vec<(Range<u64>, String)>);
 
 /// Every intact batch of the file in file order, and the damaged ranges between them (with the
 /// reason found at the start of each).
-fn walk(
-    scan: &mut BatchScanner<'_>,
-    end: u64,
-    base: i64,
-    budget: &mut u64,
-) -> io::Result<Walked> {
+fn walk(scan: &mut BatchScanner<'_>, end: u64, base: i64, budget: &mut u64) -> io::Result<Walked> {
     let mut found = Vec::new();
     let mut damaged = Vec::new();
     let mut pos = 0u64;
@@ -261,11 +280,12 @@ fn index_agrees(path: &Path, base: i64, size: u64, kept: &[Found]) -> bool {
     let Ok(bytes) = fs::read(path) else {
         return true; // missing: rebuilt on first use
     };
-    let Ok(entries) = index::decode_entries(&bytes, size.max(1)) else {
+    // Entries past `size` belong to batches appended since the walk began (the active segment).
+    let Ok(entries) = index::decode_entries(&bytes, u32::MAX as u64) else {
         return false;
     };
     let mut at = 0;
-    for (rel, position) in entries {
+    for (rel, position) in entries.into_iter().filter(|&(_, p)| (p as u64) < size) {
         while at < kept.len() && kept[at].position < position as u64 {
             at += 1;
         }
@@ -277,25 +297,82 @@ fn index_agrees(path: &Path, base: i64, size: u64, kept: &[Found]) -> bool {
     true
 }
 
+/// The background verification after start-up: every partition loaded at start-up, one after
+/// the other, on this thread. Stops early when the log shuts down.
+pub(crate) fn run_background(shared: std::sync::Arc<super::Shared>) {
+    let started = std::time::Instant::now();
+    let (mut partitions, mut segments, mut bytes, mut repaired) = (0usize, 0usize, 0u64, 0usize);
+    for p in shared.partitions() {
+        if shared.is_shutting_down() {
+            tracing::info!(partitions, "background verification stopped by shutdown");
+            return;
+        }
+        match p.verify_in_background(&|| shared.is_shutting_down()) {
+            Ok((s, b, r)) => {
+                segments += s;
+                bytes += b;
+                repaired += r;
+            }
+            Err(e) => tracing::warn!(topic = %p.topic, partition = p.index, error = %e,
+                "background verification of a partition failed"),
+        }
+        partitions += 1;
+    }
+    shared
+        .verified
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    tracing::info!(
+        partitions,
+        segments,
+        bytes,
+        repaired_segments = repaired,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "background verification of the log finished"
+    );
+}
+
+/// Logs what verifying a segment found and did; `when` is "start-up" or "background verification".
+pub(crate) fn log_verdict(dir: &Path, base_offset: i64, verdict: &Verdict, when: &str) {
+    for d in &verdict.damage {
+        let next = d
+            .next_intact_offset
+            .map_or("the end of the segment".to_string(), |o| o.to_string());
+        tracing::error!(dir = %dir.display(), base_offset,
+            offset = d.first_offset, next_intact_offset = %next,
+            positions = %format!("{}..{}", d.positions.start, d.positions.end),
+            reason = %d.reason, moved_to = %d.moved_to.display(),
+            "damaged data found by {when} verification; moved aside, the rest of the log stays readable");
+    }
+    if verdict.restored_base_offsets > 0 {
+        tracing::warn!(dir = %dir.display(), base_offset,
+            batches = verdict.restored_base_offsets,
+            "restored damaged batch base offsets from their neighbours");
+    }
+}
+
 /// The name of the file the damaged bytes at `position` are moved to.
 pub(crate) fn damaged_file(dir: &Path, base: i64, position: u64) -> PathBuf {
     dir.join(format!("{base:020}.log.damaged-at-{position}"))
 }
 
-/// Verifies one segment and repairs it when damaged. `upper` bounds its offsets: the next
-/// segment's base, or for the last one the log end a clean shutdown recorded. `torn_tail_from` is the recovery point when this is the active segment after an
-/// unclean stop (a damaged tail past it is left for recovery to truncate).
-pub(crate) fn verify_segment(
-    io: &dyn FileIo,
-    dir: &Path,
-    segment: &mut Segment,
+/// What the walk of one segment file found.
+struct Examined {
+    kept: Vec<Found>,
+    damaged: Vec<(Range<u64>, String)>,
+    restored: usize,
+}
+
+/// Walks the first `end` bytes of a segment file: the intact batches to keep (base offsets
+/// restored where possible) and the damaged ranges. `upper` and `torn_tail_from` as for
+/// [`verify_segment`].
+fn examine(
+    file: &dyn IoFile,
+    end: u64,
+    base: i64,
     upper: Option<i64>,
     torn_tail_from: Option<i64>,
-) -> io::Result<Verdict> {
-    let base = segment.base_offset;
-    let file = segment.log_file().clone();
-    let end = file.size()?;
-    let mut scan = BatchScanner::new(file.as_ref(), 0, end);
+) -> io::Result<Examined> {
+    let mut scan = BatchScanner::new(file, 0, end);
     let mut budget = end.saturating_mul(8).max(64 << 20);
     let (mut found, mut damaged) = walk(&mut scan, end, base, &mut budget)?;
     let (keep, restored) = select(&mut found, base, upper);
@@ -328,6 +405,47 @@ pub(crate) fn verify_segment(
             damaged.pop();
         }
     }
+    Ok(Examined {
+        kept,
+        damaged,
+        restored,
+    })
+}
+
+/// True when the first `end` bytes of the segment file need no repair: every batch intact and in
+/// order, and its offset index (at `index_path`) agreeing. Reads only; for the background
+/// verification, which repairs under the partition's lock with [`verify_segment`] when this says
+/// no.
+pub(crate) fn is_intact(
+    file: &dyn IoFile,
+    end: u64,
+    base: i64,
+    upper: Option<i64>,
+    index_path: &Path,
+) -> io::Result<bool> {
+    let e = examine(file, end, base, upper, None)?;
+    Ok(e.damaged.is_empty() && e.restored == 0 && index_agrees(index_path, base, end, &e.kept))
+}
+
+/// Verifies one segment and repairs it when damaged. `upper` bounds its offsets: the next
+/// segment's base, or for the last one the log end a clean shutdown recorded. `torn_tail_from`
+/// is the recovery point when this is the active segment after an unclean stop (a damaged tail
+/// past it is left for recovery to truncate).
+pub(crate) fn verify_segment(
+    io: &dyn FileIo,
+    dir: &Path,
+    segment: &mut Segment,
+    upper: Option<i64>,
+    torn_tail_from: Option<i64>,
+) -> io::Result<Verdict> {
+    let base = segment.base_offset;
+    let file = segment.log_file().clone();
+    let end = file.size()?;
+    let Examined {
+        kept,
+        damaged,
+        restored,
+    } = examine(file.as_ref(), end, base, upper, torn_tail_from)?;
     let mut verdict = Verdict {
         restored_base_offsets: restored,
         ..Verdict::default()
