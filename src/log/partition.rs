@@ -569,60 +569,42 @@ impl Partition {
     /// The record with the largest timestamp: (offset, timestamp); `None` when empty.
     pub fn max_timestamp(&self) -> Result<Option<(i64, i64)>, LogError> {
         let limits = segment_limits(&self.config());
+        // Segments by their largest timestamp, highest first, with where to start scanning.
         let (upper, start, plan) = {
             let mut st = self.lock();
             let upper = st.high_watermark;
             let start = st.log_start_offset;
-            let mut best: Option<(i64, usize)> = None;
+            let mut ranked: Vec<(i64, usize)> = Vec::new();
             for (i, seg) in st.segments.iter_mut().enumerate() {
                 if seg.base_offset >= upper {
                     break;
                 }
                 if let Some((ts, _)) = seg.max_timestamp(self.io.as_ref(), &limits)? {
-                    if best.is_none_or_less(ts) {
-                        best = Some((ts, i));
-                    }
+                    ranked.push((ts, i));
                 }
             }
-            let plan = match best {
-                Some((ts, i)) => {
-                    let seg = &mut st.segments[i];
-                    let from = seg.lookup_time(self.io.as_ref(), &limits, ts)?.max(start);
-                    let position = seg.lookup(self.io.as_ref(), &limits, from)?;
-                    Some((seg.log_file().clone(), position, seg.size, ts))
-                }
-                None => None,
-            };
+            ranked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+            let mut plan = Vec::with_capacity(ranked.len());
+            for (ts, i) in ranked {
+                let seg = &mut st.segments[i];
+                let from = seg.lookup_time(self.io.as_ref(), &limits, ts)?.max(start);
+                let position = seg.lookup(self.io.as_ref(), &limits, from)?;
+                plan.push((ts, seg.log_file().clone(), position, seg.size));
+            }
             (upper, start, plan)
         };
-        let Some((file, position, end, _)) = plan else {
-            return Ok(None);
-        };
-        // The segment's largest timestamp may sit above the high watermark; scan for the
-        // largest below it.
+        // The record carrying a segment's largest timestamp may be gone (compaction keeps the
+        // batch's max timestamp, not the record): then the segment is scanned whole, and the
+        // next segments too, as long as they could still hold a larger timestamp.
         let mut best: Option<(i64, i64)> = None;
-        let mut scan = BatchScanner::new(file.as_ref(), position, end);
-        while let Scan::Batch(b) = scan.next(false)? {
-            let h = b.header;
-            if h.base_offset >= upper {
+        for (segment_max, file, position, end) in plan {
+            if best.is_some_and(|(_, ts)| ts >= segment_max) {
                 break;
             }
-            if h.last_offset() < start || best.is_some_and(|(_, ts)| ts >= h.max_timestamp) {
-                continue;
+            let mut found = scan_max_timestamp(file.as_ref(), position, end, upper, start)?;
+            if found.is_none() && position > 0 {
+                found = scan_max_timestamp(file.as_ref(), 0, end, upper, start)?;
             }
-            let found = if h.is_log_append_time() {
-                Some((h.base_offset.max(start), h.max_timestamp))
-            } else {
-                let bytes = read_whole(file.as_ref(), b.position, h.size())?;
-                let records = batch::record_timestamps(&bytes).map_err(map_batch_error)?;
-                records.into_iter().filter(|&(o, _)| o >= start).fold(
-                    None,
-                    |acc: Option<(i64, i64)>, (o, ts)| match acc {
-                        Some((_, best_ts)) if best_ts >= ts => acc,
-                        _ => Some((o, ts)),
-                    },
-                )
-            };
             if let Some((o, ts)) = found {
                 if best.is_none_or_less(ts) {
                     best = Some((o, ts));
@@ -1028,6 +1010,47 @@ fn read_batches(
 }
 
 /// Recovery support: the byte range of the batches starting at or after `from_offset`.
+/// The record with the largest timestamp among the batches of `file` from `position` to `end`,
+/// at offsets in `[start, upper)`: (offset, timestamp).
+fn scan_max_timestamp(
+    file: &dyn IoFile,
+    position: u64,
+    end: u64,
+    upper: i64,
+    start: i64,
+) -> Result<Option<(i64, i64)>, LogError> {
+    let mut best: Option<(i64, i64)> = None;
+    let mut scan = BatchScanner::new(file, position, end);
+    while let Scan::Batch(b) = scan.next(false)? {
+        let h = b.header;
+        if h.base_offset >= upper {
+            break;
+        }
+        if h.last_offset() < start || best.is_some_and(|(_, ts)| ts >= h.max_timestamp) {
+            continue;
+        }
+        let found = if h.is_log_append_time() {
+            Some((h.base_offset.max(start), h.max_timestamp))
+        } else {
+            let bytes = read_whole(file, b.position, h.size())?;
+            let records = batch::record_timestamps(&bytes).map_err(map_batch_error)?;
+            records.into_iter().filter(|&(o, _)| o >= start).fold(
+                None,
+                |acc: Option<(i64, i64)>, (o, ts)| match acc {
+                    Some((_, best_ts)) if best_ts >= ts => acc,
+                    _ => Some((o, ts)),
+                },
+            )
+        };
+        if let Some((o, ts)) = found {
+            if best.is_none_or_less(ts) {
+                best = Some((o, ts));
+            }
+        }
+    }
+    Ok(best)
+}
+
 pub(crate) fn scan_headers(
     file: &dyn IoFile,
     position: u64,
