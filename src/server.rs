@@ -13,7 +13,10 @@
 //! Responses are bounded per connection too: while more than [`MAX_UNWRITTEN_RESPONSE_BYTES`] of
 //! a connection's responses are built but not yet written, its reader reads no new request, so a
 //! client that pipelines Fetch requests and never reads holds one response, not 64 of them (and
-//! is closed after `connections.max.idle.ms`).
+//! is closed after `connections.max.idle.ms`). And a connection has one Fetch handled at a time
+//! (Kafka's clients keep one in flight per connection; Kafka itself reads one request at a time):
+//! a later Fetch is read but waits, in order, for the earlier one's answer, so 64 Fetches parked
+//! in a long poll cannot all wake and build an answer of up to max_bytes each at once.
 //!
 //! Request memory is bounded broker-wide by `queued.max.request.bytes` ([`RequestBudget`]):
 //! before a reader allocates a frame body of n bytes it takes min(n, budget) bytes from the
@@ -318,6 +321,8 @@ async fn read_requests(
     let max = broker.config.socket_request_max_bytes();
     let idle_ms = broker.config.connections_max_idle_ms();
     let idle = idle_limit(broker);
+    // One Fetch of this connection handled at a time (see the module docs).
+    let fetch_slot = Arc::new(Semaphore::new(1));
     loop {
         // Responses piling up unread: stop reading requests until the client reads them.
         let drained = tokio::select! {
@@ -360,6 +365,25 @@ async fn read_requests(
                 codec::api_versions_too_new(correlation_id, broker.versions()),
             ),
             Ok(Decoded::Request { header, body }) => {
+                // A Fetch waits, in arrival order, for this connection's previous Fetch to be
+                // answered (its answer then counts in the backlog above).
+                let fetch_turn = if header.request_api_key == ApiKey::Fetch as i16 {
+                    let turn = tokio::select! {
+                        turn = tokio::time::timeout(idle, fetch_slot.clone().acquire_owned()) => turn,
+                        _ = shutdown.changed() => return Ok(()),
+                    };
+                    match turn {
+                        Ok(Ok(turn)) => Some(turn),
+                        Ok(Err(_)) => return Err("fetch slot closed".into()),
+                        Err(_) => {
+                            return Err(format!(
+                                "a Fetch waited for the previous one for more than {idle_ms} ms"
+                            ))
+                        }
+                    }
+                } else {
+                    None
+                };
                 let broker = broker.clone();
                 let mut handling = Box::pin(async move {
                     let api_key = ApiKey::try_from(header.request_api_key).ok()?;
@@ -398,7 +422,7 @@ async fn read_requests(
                         let backlog = backlog.clone();
                         Outgoing::Pending(tokio::spawn(async move {
                             let frame = handling.await;
-                            drop(permit);
+                            drop((permit, fetch_turn));
                             if let Some(frame) = &frame {
                                 backlog.built(frame.len());
                             }

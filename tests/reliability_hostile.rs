@@ -441,3 +441,66 @@ fn client_pipelining_fetches_it_never_reads_holds_one_response_and_is_cut_at_the
     eprintln!("the never-reading client was closed after {answered} answers");
     assert!(c.alive());
 }
+
+#[test]
+fn client_pipelining_long_poll_fetches_has_one_answer_built_at_a_time() {
+    const FETCHES: usize = 64;
+    let mut c = Cairn::start(&[]);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], c.port));
+    let mut normal = harness::Client::connect(addr);
+    util::create_topic(&mut normal, "p", 1, &[]);
+    assert_eq!(
+        util::produce(&mut normal, 9, "p", 0, util::batch(&["first"], 1)),
+        (0, 0)
+    );
+    let base = c.rss_mib();
+
+    // 64 pipelined Fetches parked in a long poll for 5 MiB past the log end; nothing read.
+    let mut greedy = harness::Client::connect(addr);
+    let mut ids = Vec::new();
+    for _ in 0..FETCHES {
+        let (id, frame) = greedy.frame(12, &util::fetch_request("p", 0, 1, 20_000, 5 * MIB as i32));
+        greedy.send_raw(&frame).expect("send fetch");
+        ids.push(id);
+    }
+    // 12 MiB arrive: were every parked Fetch woken at once, each would build a 5-10 MiB answer.
+    let value = "v".repeat(1_000_000);
+    for i in 1..=12 {
+        let batch = util::encode(
+            &[util::record(Some("k"), Some(&value), i)],
+            kafka_protocol::records::Compression::None,
+        );
+        assert_eq!(util::produce(&mut normal, 9, "p", 0, batch), (0, i));
+    }
+    let watched = Instant::now();
+    let mut peak = base;
+    while watched.elapsed() < Duration::from_secs(2) {
+        peak = peak.max(c.peak_rss_mib());
+        assert!(
+            peak < base + 128,
+            "parked Fetch answers took the broker from {base} to {peak} MiB"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(probe(&c) < PROMPT, "other clients are not served");
+    eprintln!(
+        "{FETCHES} pipelined long-poll Fetches woken by 12 MiB: RSS {base} -> peak {peak} MiB"
+    );
+
+    // Once the client reads, every Fetch is answered, in order, with the new records.
+    greedy
+        .stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    for id in ids {
+        let body = greedy
+            .read_frame()
+            .expect("a pipelined Fetch was not answered");
+        assert_eq!(
+            i32::from_be_bytes(body[..4].try_into().expect("4 bytes")),
+            id
+        );
+        assert!(body.len() > MIB, "a Fetch answer without the new records");
+    }
+    assert!(c.alive());
+}
