@@ -282,11 +282,11 @@ fn request_storm_keeps_memory_bounded_and_others_served() {
 const MIB: usize = 1 << 20;
 
 /// A client that sends the length prefix of a `frame_mib` MiB frame and then all but its last
-/// MiB, stopping when the broker stops reading (a send blocked for a second). Returns the
+/// MiB, stopping when the broker stops reading (a send blocked for 3 s). Returns the
 /// connection, held open, and how many MiB of the body went out.
 fn send_most_of_a_big_frame(port: u16, frame_mib: usize) -> (TcpStream, usize) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_write_timeout(Some(Duration::from_secs(1)))
+    s.set_write_timeout(Some(Duration::from_secs(3)))
         .expect("timeout");
     let mut sent = 0;
     if s.write_all(&((frame_mib * MIB) as i32).to_be_bytes())
