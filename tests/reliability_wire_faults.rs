@@ -3,8 +3,10 @@
 //! and a Kafka protocol client checks what a producer and a consumer see: a failed write (EIO),
 //! a full disk (ENOSPC), a short write or a failed fsync is answered KAFKA_STORAGE_ERROR (56),
 //! never success; the high watermark does not move and nothing unacknowledged is fetched while
-//! the broker runs; earlier acknowledged records keep being fetched during the fault; once a
-//! write fault clears, the next Produce lands at exactly the old log end offset.
+//! the broker runs; earlier acknowledged records keep being fetched during the fault; once the
+//! fault clears, the next Produce lands at exactly the old log end (the durable end after a
+//! failed fsync) without a restart; a restart during an fsync fault keeps every acknowledged
+//! record.
 //!
 //! Uses the protocol tests' blocking client (kafka-protocol-encoded requests); no external
 //! process.
@@ -187,11 +189,14 @@ fn write_faults_answer_storage_error_reads_go_on_and_writes_resume_at_the_old_lo
     }
 }
 
-#[test]
-fn failed_fsync_is_answered_storage_error_and_not_visible_until_a_restart() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let faulty = Arc::new(FaultyIo::new());
-    let node = Node::start(dir.path(), faulty.clone());
+/// Starts a broker on a faulty disk, acknowledges a0..a2 (offsets 0-2), then fails fsync: the
+/// Produce of unsynced0/1 and a later one must be answered 56 and nothing new fetched.
+/// Returns the node, its client and the acknowledged records; the fault is still on.
+fn fail_an_fsync(
+    dir: &std::path::Path,
+    faulty: &Arc<FaultyIo>,
+) -> (Node, Client, Vec<(i64, String)>) {
+    let node = Node::start(dir, faulty.clone());
     let mut client = node.client();
     util::create_topic(&mut client, "t", 1, &[]);
     assert_eq!(produce(&mut client, -1, &["a0", "a1", "a2"]), (0, 0));
@@ -207,30 +212,75 @@ fn failed_fsync_is_answered_storage_error_and_not_visible_until_a_restart() {
         ResponseError::try_from_code(error)
     );
     eprintln!("fsync EIO answered 56 in {:?}", started.elapsed());
-    // A consumer sees neither the records nor a higher high watermark, now or later.
+    // A consumer sees neither the records nor a higher high watermark.
     assert_eq!(fetch_all(&mut client), (0, 3, acked.clone()));
     let (error, _) = produce(&mut client, -1, &["refused"]);
     assert_eq!(
         error, STORAGE_ERROR,
         "the partition took writes after a failed fsync"
     );
+    assert_eq!(fetch_all(&mut client), (0, 3, acked.clone()));
+    (node, client, acked)
+}
 
+#[test]
+fn failed_fsync_is_answered_storage_error_never_fetched_and_writes_resume_at_the_durable_end() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let faulty = Arc::new(FaultyIo::new());
+    let (node, mut client, mut acked) = fail_an_fsync(dir.path(), &faulty);
+
+    // The disk heals: the broker retries the offline partition by itself (W6 fix), cutting the
+    // log back to what an fsync confirmed. Until then Produce keeps being answered 56.
     faulty.set(Fault::None);
-    // W6, by design: the partition stays offline until a restart even once the disk is healthy.
-    let (error, _) = produce(&mut client, -1, &["after"]);
-    assert_eq!(error, STORAGE_ERROR, "writes resumed without a restart");
-    assert_eq!(
-        fetch_all(&mut client),
-        (0, 3, acked.clone()),
-        "unacknowledged records became visible after the fault cleared"
+    let healed = Instant::now();
+    let resumed = loop {
+        let (error, base_offset) = produce(&mut client, -1, &["after"]);
+        if error == 0 {
+            break base_offset;
+        }
+        assert_eq!(error, STORAGE_ERROR, "refused with another error");
+        assert!(
+            healed.elapsed() < Duration::from_secs(30),
+            "writes did not resume within 30 s of the disk healing"
+        );
+        assert_eq!(fetch_all(&mut client), (0, 3, acked.clone()));
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    eprintln!(
+        "writes resumed {:?} after the fsync fault cleared",
+        healed.elapsed()
     );
+    assert_eq!(
+        resumed, 3,
+        "the first write after the fault must land at the durable end (the unsynced batch cut)"
+    );
+    acked.extend(at(3, &["after"]));
+    assert_eq!(fetch_all(&mut client), (0, 4, acked.clone()));
     drop(client);
+    node.stop().expect("clean stop");
+
+    // And the records answered 56 never come back, also not after a restart.
+    let node = Node::start(dir.path(), Arc::new(StdIo));
+    let mut client = node.client();
+    assert_eq!(fetch_all(&mut client), (0, 4, acked));
+    assert_eq!(produce(&mut client, -1, &["again"]), (0, 4));
+    drop(client);
+    node.stop().expect("clean stop");
+}
+
+#[test]
+fn restart_while_offline_after_a_failed_fsync_keeps_every_acknowledged_record() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let faulty = Arc::new(FaultyIo::new());
+    let (node, client, acked) = fail_an_fsync(dir.path(), &faulty);
+    drop(client);
+    // Stopped while the disk still fails fsync (closing the log fails too).
     let stopped = node.stop().map_err(|e| format!("{e:#}"));
-    eprintln!("stop after a failed fsync: {stopped:?}");
+    eprintln!("stop during the fsync fault: {stopped:?}");
 
     // After a restart every acknowledged record is there. The batch answered 56 was written
-    // but not made durable: like Kafka, recovery keeps it if it reached the disk whole, so it
-    // may appear now (its outcome was unknown to the producer; an idempotent retry is a
+    // but not made durable: recovery keeps it if it reached the disk whole (as Kafka's does),
+    // so it may appear now (its outcome was unknown to the producer; an idempotent retry is a
     // duplicate). Either way no partial batch and no garbage, and Produce works at the log end.
     let node = Node::start(dir.path(), Arc::new(StdIo));
     let mut client = node.client();
