@@ -652,7 +652,7 @@ impl Partition {
         stop: &dyn Fn() -> bool,
     ) -> Result<(usize, u64, usize), LogError> {
         // (base offset, file, size, next segment's base, index path) of each segment.
-        type Plan = Vec<(i64, Arc<dyn IoFile>, u64, Option<i64>, PathBuf)>;
+        type Plan = Vec<(i64, Arc<dyn IoFile>, u64, i64, PathBuf)>;
         let plan: Plan = {
             let st = self.lock();
             if st.deleted || st.closed || st.failed.is_some() {
@@ -662,7 +662,11 @@ impl Partition {
                 .iter()
                 .enumerate()
                 .map(|(i, seg)| {
-                    let upper = st.segments.get(i + 1).map(|n| n.base_offset);
+                    // Offsets end before the next segment, or for the active one the log end.
+                    let upper = st
+                        .segments
+                        .get(i + 1)
+                        .map_or(st.log_end_offset, |n| n.base_offset);
                     let file = seg.log_file().clone();
                     (seg.base_offset, file, seg.size, upper, seg.path("index"))
                 })
@@ -673,7 +677,8 @@ impl Partition {
             if stop() {
                 break;
             }
-            let intact = super::verify::is_intact(file.as_ref(), size, base, upper, &index_path)?;
+            let intact =
+                super::verify::is_intact(file.as_ref(), size, base, Some(upper), &index_path)?;
             segments += 1;
             bytes += size;
             if !intact && self.repair_segment(base, &file)? {
@@ -698,10 +703,10 @@ impl Partition {
             return Ok(false);
         };
         let active = i + 1 == st.segments.len();
-        let upper = st.segments.get(i + 1).map(|s| s.base_offset);
         let old_end = st.log_end_offset;
+        let upper = st.segments.get(i + 1).map_or(old_end, |s| s.base_offset);
         let verdict =
-            super::verify::verify_segment(io, &self.dir, &mut st.segments[i], upper, None)?;
+            super::verify::verify_segment(io, &self.dir, &mut st.segments[i], Some(upper), None)?;
         super::verify::log_verdict(&self.dir, base, &verdict, "background");
         if active {
             let next = st.segments[i].load_tail(io, &limits)?.unwrap_or(base);

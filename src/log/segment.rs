@@ -324,8 +324,21 @@ impl Segment {
         self.bytes_since_index = 0;
         let log = self.log.clone();
         let mut scan = BatchScanner::new(log.as_ref(), 0, self.size);
+        let mut next = self.base_offset;
         while let Scan::Batch(b) = scan.next(false)? {
-            self.index_batch(&b.header, b.position, limits)?;
+            let h = &b.header;
+            // Damage not yet verified (the background verification repairs it): index the
+            // consistent prefix only; reads past it scan from the last entry.
+            if h.base_offset < next
+                || h.last_offset_delta < 0
+                || h.last_offset() - self.base_offset > i32::MAX as i64
+            {
+                tracing::warn!(segment = %self.path("log").display(), position = b.position,
+                    base_offset = h.base_offset, "indexing stops at a batch whose offsets do not fit");
+                break;
+            }
+            next = h.last_offset() + 1;
+            self.index_batch(h, b.position, limits)?;
         }
         self.finish_time_index()?;
         tracing::info!(segment = %self.path("log").display(), "rebuilt offset and time indexes");
