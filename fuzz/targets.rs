@@ -534,7 +534,7 @@ pub(crate) fn run_append(input: &[u8], state: &AppendState) -> Result<String, St
                 // Long runs make thousands of 4 KiB segments, each holding open files: move
                 // the log start now and then (DeleteRecords), which also exercises it beside
                 // appends. What is still above the log start is checked at the end.
-                if acknowledged.len() % 4096 == 0 {
+                if acknowledged.len().is_multiple_of(4096) {
                     let hw = p.offsets().high_watermark;
                     p.delete_records_before(hw)
                         .map_err(|e| format!("delete records before {hw} failed: {e}"))?;
