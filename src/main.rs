@@ -136,6 +136,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Every segment keeps its files open, as in Kafka: take the whole allowance the system
+    // grants (soft limit raised to the hard one) rather than fail at a low default.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(open_files_limit = limit, "open-files limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
