@@ -334,7 +334,16 @@ fn verify_segments(
         };
         let torn_tail_from = (!clean && i + 1 == count).then_some(recovery_point);
         let seg = &mut segments[i];
-        let verdict = verify::verify_segment(io, dir, seg, upper, torn_tail_from)?;
+        let verdict = match verify::verify_segment(io, dir, seg, upper, torn_tail_from) {
+            Ok(verdict) => verdict,
+            Err(e) => {
+                // E.g. no space for the saved bytes: the segment is left as found (after a crash
+                // recovery then cuts the log at the damage, as Kafka does).
+                tracing::error!(dir = %dir.display(), base_offset = seg.base_offset, error = %e,
+                    "cannot verify or repair a segment; left as found");
+                continue;
+            }
+        };
         verify::log_verdict(dir, seg.base_offset, &verdict, "start-up");
         if verdict.index_discarded {
             report.indexes_rebuilt += 1;

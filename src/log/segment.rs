@@ -221,7 +221,16 @@ impl Segment {
 
     /// Opens an existing segment without reading its indexes.
     pub fn open(io: &dyn FileIo, dir: &Path, base_offset: i64) -> io::Result<Segment> {
-        let log = io.open(&segment_file(dir, base_offset, "log"), false)?;
+        Segment::with_log(
+            dir,
+            base_offset,
+            io.open(&segment_file(dir, base_offset, "log"), false)?,
+        )
+    }
+
+    /// A segment over an already open `.log` file (which is, or is about to be renamed to, the
+    /// segment's file), without its indexes.
+    pub fn with_log(dir: &Path, base_offset: i64, log: Arc<dyn IoFile>) -> io::Result<Segment> {
         let size = log.size()?;
         Ok(Segment {
             base_offset,

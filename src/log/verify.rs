@@ -468,9 +468,14 @@ pub(crate) fn verify_segment(
         let after = kept.iter().find(|b| b.position >= range.end);
         let moved_to = damaged_file(dir, base, range.start);
         let out = io.open(&moved_to, true)?;
-        out.set_len(0)?;
-        copy_range(&file, &out, range.clone(), 0)?;
-        out.sync()?;
+        let saved = out
+            .set_len(0)
+            .and_then(|()| copy_range(&file, &out, range.clone(), 0))
+            .and_then(|()| out.sync());
+        if let Err(e) = saved {
+            let _ = fs::remove_file(&moved_to);
+            return Err(e);
+        }
         verdict.damage.push(Damage {
             positions: range.clone(),
             first_offset: before.map_or(base, |b| b.last_offset() + 1),
@@ -484,23 +489,32 @@ pub(crate) fn verify_segment(
     // it in with a rename; a crash before the rename leaves a `.tmp` that start-up deletes.
     let tmp = dir.join(format!("{base:020}.log.repair.tmp"));
     let out = io.open(&tmp, true)?;
-    out.set_len(0)?;
-    let mut written = 0u64;
-    let mut buf = Vec::new();
-    for b in &kept {
-        buf.resize(b.size as usize, 0);
-        read_exact_at(file.as_ref(), &mut buf, b.position)?;
-        batch::set_base_offset(&mut buf, b.base_offset);
-        out.write_all_at(&buf, written)?;
-        written += b.size;
+    let write = || -> io::Result<()> {
+        out.set_len(0)?;
+        let mut written = 0u64;
+        let mut buf = Vec::new();
+        for b in &kept {
+            buf.resize(b.size as usize, 0);
+            read_exact_at(file.as_ref(), &mut buf, b.position)?;
+            batch::set_base_offset(&mut buf, b.base_offset);
+            out.write_all_at(&buf, written)?;
+            written += b.size;
+        }
+        out.sync()
+    };
+    if let Err(e) = write() {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
     }
-    out.sync()?;
-    drop(out);
-    fs::rename(&tmp, segment.path("log"))?;
+    // Nothing can fail between the rename and the segment taking the new file: the indexes go
+    // first (a crash before the rename leaves the old log, whose indexes are rebuilt) and the new
+    // file is already open.
+    let repaired = Segment::with_log(dir, base, out)?;
     remove_if_exists(&segment.path("index"))?;
     remove_if_exists(&segment.path("timeindex"))?;
+    fs::rename(&tmp, segment.path("log"))?;
+    *segment = repaired;
     io.sync_dir(dir)?;
-    *segment = Segment::open(io, dir, base)?;
     Ok(verdict)
 }
 
