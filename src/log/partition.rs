@@ -690,6 +690,7 @@ impl Partition {
 
     /// Repairs the segment at `base` under the lock, if it is still the one whose file the
     /// background verification read (retention or the cleaner may have replaced it since).
+    /// Returns true when something was repaired.
     fn repair_segment(&self, base: i64, file: &Arc<dyn IoFile>) -> Result<bool, LogError> {
         let limits = segment_limits(&self.config());
         let io = self.io.as_ref();
@@ -723,7 +724,10 @@ impl Partition {
                 st.dir_dirty = true;
             }
         }
-        Ok(true)
+        // A false alarm (an index read while it was being written) changes nothing.
+        Ok(!verdict.damage.is_empty()
+            || verdict.restored_base_offsets > 0
+            || verdict.index_discarded)
     }
 
     /// True while an fsync failure keeps the partition offline.
