@@ -457,6 +457,18 @@ impl Partition {
         max_bytes: usize,
         isolation: Isolation,
     ) -> Result<ReadInfo, LogError> {
+        self.read_inner(offset, max_bytes, isolation, false)
+    }
+
+    /// [`Partition::read`]; a batch that fails its CRC gets its segment repaired (once:
+    /// `repaired`) and the read is retried.
+    fn read_inner(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        isolation: Isolation,
+        repaired: bool,
+    ) -> Result<ReadInfo, LogError> {
         let limits = segment_limits(&self.config());
         let (offsets, upper, plan) = {
             let mut st = self.lock();
@@ -488,16 +500,30 @@ impl Partition {
                     } else {
                         0
                     };
-                    plan.push((seg.log_file().clone(), position, seg.size));
+                    plan.push((seg.base_offset, seg.log_file().clone(), position, seg.size));
                 }
             }
             (offsets, upper, plan)
         };
-        for (file, position, end) in plan {
-            if let Some(records) =
-                read_batches(file.as_ref(), position, end, offset, upper, max_bytes)?
-            {
-                return Ok(ReadInfo { records, offsets });
+        for (base, file, position, end) in plan {
+            match read_batches(file.as_ref(), position, end, offset, upper, max_bytes)? {
+                Batches::None => continue,
+                Batches::Read(records) => return Ok(ReadInfo { records, offsets }),
+                Batches::Damaged {
+                    position: at,
+                    reason,
+                } => {
+                    tracing::error!(topic = %self.topic, partition = self.index, base_offset = base,
+                        position = at, offset, %reason, "a batch read for a client fails its CRC; repairing the segment");
+                    if repaired {
+                        return Err(LogError::Io(io::Error::other(format!(
+                            "damaged batch at position {at} of segment {base} of {}-{}: {reason}",
+                            self.topic, self.index
+                        ))));
+                    }
+                    self.repair_segment(base, &file)?;
+                    return self.read_inner(offset, max_bytes, isolation, true);
+                }
             }
         }
         Ok(ReadInfo {
@@ -983,6 +1009,16 @@ fn read_whole(file: &dyn IoFile, position: u64, size: usize) -> io::Result<Vec<u
 /// Reads whole batches from `position` (at or before the batch holding `offset`) up to `end`:
 /// the batch holding `offset` and those after it below `upper`, within `max_bytes` but at least
 /// one batch. `None` when no batch in [position, end) reaches `offset`.
+/// What [`read_batches`] found.
+enum Batches {
+    /// No batch at or after the offset in this segment.
+    None,
+    /// Whole batches, each with a valid CRC (empty when the first one is at or past `upper`).
+    Read(Bytes),
+    /// The first batch to serve fails its CRC check: the segment needs repair.
+    Damaged { position: u64, reason: String },
+}
+
 fn read_batches(
     file: &dyn IoFile,
     position: u64,
@@ -990,35 +1026,52 @@ fn read_batches(
     offset: i64,
     upper: i64,
     max_bytes: usize,
-) -> io::Result<Option<Bytes>> {
+) -> io::Result<Batches> {
     let mut scan = BatchScanner::new(file, position, end);
     let first = loop {
         match scan.next(false)? {
             Scan::Batch(b) if b.header.last_offset() < offset => continue,
             Scan::Batch(b) => break b,
-            _ => return Ok(None),
+            _ => return Ok(Batches::None),
         }
     };
     if first.header.base_offset >= upper {
-        return Ok(Some(Bytes::new()));
+        return Ok(Batches::Read(Bytes::new()));
     }
     let first_size = first.header.size();
     let available = (end - first.position) as usize;
     let want = first_size.max(max_bytes.min(available));
     let mut buf = vec![0u8; want];
     read_exact_at(file, &mut buf, first.position)?;
+    // Only whole batches whose CRC holds are served: damage that happened while Cairn runs is
+    // caught here rather than handed to clients (librdkafka does not check CRCs by default).
     let mut cut = 0usize;
     while let Some((base, size, _)) = batch::peek(&buf[cut..]) {
         if base >= upper || size <= 0 || cut + size as usize > want {
             break;
         }
+        if let Err(e) = batch::check_batch(&buf[cut..cut + size as usize]) {
+            if cut == 0 {
+                return Ok(Batches::Damaged {
+                    position: first.position,
+                    reason: e.to_string(),
+                });
+            }
+            break;
+        }
         cut += size as usize;
     }
-    buf.truncate(cut.max(first_size));
-    Ok(Some(Bytes::from(buf)))
+    if cut == 0 {
+        // The first batch's declared size did not fit what was read: a damaged length.
+        return Ok(Batches::Damaged {
+            position: first.position,
+            reason: format!("batch of {first_size} bytes cannot be read whole"),
+        });
+    }
+    buf.truncate(cut);
+    Ok(Batches::Read(Bytes::from(buf)))
 }
 
-/// Recovery support: the byte range of the batches starting at or after `from_offset`.
 /// The record with the largest timestamp among the batches of `file` from `position` to `end`,
 /// at offsets in `[start, upper)`: (offset, timestamp).
 fn scan_max_timestamp(
@@ -1060,6 +1113,7 @@ fn scan_max_timestamp(
     Ok(best)
 }
 
+/// Recovery support: the byte range of the batches starting at or after `from_offset`.
 pub(crate) fn scan_headers(
     file: &dyn IoFile,
     position: u64,
