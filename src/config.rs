@@ -695,7 +695,8 @@ impl BrokerConfig {
     }
     /// `cairn.log.verify.on.startup`: background, before-serving or off.
     pub fn verify_on_startup(&self) -> &str {
-        self.get("cairn.log.verify.on.startup").unwrap_or("background")
+        self.get("cairn.log.verify.on.startup")
+            .unwrap_or("background")
     }
 
     /// The broker-level default of a topic key: (value, the broker key it came from, explicit?).
