@@ -316,8 +316,8 @@ impl Segment {
         }
     }
 
-    /// Recreates both indexes from the batches in the log (which must all be valid).
-    fn rebuild_indexes(&mut self, io: &dyn FileIo, limits: &SegmentLimits) -> io::Result<()> {
+    /// Replaces both index files with empty ones (no largest timestamp known yet).
+    fn empty_indexes(&mut self, io: &dyn FileIo, limits: &SegmentLimits) -> io::Result<()> {
         let offset = OffsetIndex::create(
             io.open(&self.path("index"), true)?,
             self.base_offset,
@@ -330,6 +330,13 @@ impl Segment {
         )?;
         self.indexes = Some(Indexes { offset, time });
         self.max_timestamp = None;
+        Ok(())
+    }
+
+    /// Recreates both indexes from the batches in the log, up to the first batch whose offsets do
+    /// not fit (damage the verification repairs).
+    fn rebuild_indexes(&mut self, io: &dyn FileIo, limits: &SegmentLimits) -> io::Result<()> {
+        self.empty_indexes(io, limits)?;
         self.bytes_since_index = 0;
         let log = self.log.clone();
         let mut scan = BatchScanner::new(log.as_ref(), 0, self.size);
@@ -400,18 +407,7 @@ impl Segment {
                 }
             }
         } else {
-            let offset = OffsetIndex::create(
-                io.open(&self.path("index"), true)?,
-                self.base_offset,
-                limits.index_bytes,
-            )?;
-            let time = TimeIndex::create(
-                io.open(&self.path("timeindex"), true)?,
-                self.base_offset,
-                limits.index_bytes,
-            )?;
-            self.indexes = Some(Indexes { offset, time });
-            self.max_timestamp = None;
+            self.empty_indexes(io, limits)?;
         }
         let log = self.log.clone();
         let mut scan = BatchScanner::new(log.as_ref(), start, file_len);
