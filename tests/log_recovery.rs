@@ -582,13 +582,22 @@ fn damage_while_running_is_caught_on_read_and_repaired() {
     let mut file = fs::OpenOptions::new().write(true).open(&path).unwrap();
     file.write_all(&bytes).unwrap();
     file.sync_all().unwrap();
+    // And in another, a damaged length field: without repair, reads would skip the rest of it.
+    let base2 = p.sealed_segments()[2].base_offset;
+    let path2 = seg(dir.path(), "live", base2, "log");
+    let mut bytes2 = fs::read(&path2).unwrap();
+    let (pos2, _) = batch_positions(&bytes2)[1];
+    bytes2[pos2 + 10] ^= 0x40;
+    let mut file = fs::OpenOptions::new().write(true).open(&path2).unwrap();
+    file.write_all(&bytes2).unwrap();
+    file.sync_all().unwrap();
     let lost = base + 1;
     // Reads before the damage stop short of it; the damaged batch is never served; the read at
     // it repairs the segment and serves what follows.
     let r = p.read(base, 1 << 20, Isolation::ReadUncommitted).unwrap();
     let got: Vec<i64> = decode(&r.records).iter().map(|r| r.0).collect();
     assert!(!got.contains(&lost), "{got:?}");
-    let expected: Vec<i64> = (0..40).filter(|&o| o != lost).collect();
+    let expected: Vec<i64> = (0..40).filter(|&o| o != lost && o != base2 + 1).collect();
     assert_eq!(offsets_of(&p), expected);
     assert!(dir
         .path()

@@ -1032,7 +1032,12 @@ fn read_batches(
         match scan.next(false)? {
             Scan::Batch(b) if b.header.last_offset() < offset => continue,
             Scan::Batch(b) => break b,
-            _ => return Ok(Batches::None),
+            Scan::End => return Ok(Batches::None),
+            // Reads stay below the segment's size, which ends on a whole batch: a damaged
+            // length, not a torn write. Without repair the rest of the segment would be skipped.
+            Scan::Torn { position, reason } | Scan::Corrupt { position, reason } => {
+                return Ok(Batches::Damaged { position, reason })
+            }
         }
     };
     if first.header.base_offset >= upper {
