@@ -59,7 +59,8 @@ struct Found {
 
 impl Found {
     fn last_offset(&self) -> i64 {
-        self.base_offset + self.last_offset_delta as i64
+        self.base_offset
+            .saturating_add(self.last_offset_delta as i64)
     }
     fn end(&self) -> u64 {
         self.position + self.size
@@ -207,7 +208,9 @@ fn walk(scan: &mut BatchScanner<'_>, end: u64, base: i64, budget: &mut u64) -> i
 /// `[base, upper)`. Returns a keep flag per batch and the base offsets restored.
 fn select(found: &mut [Found], base: i64, upper: Option<i64>) -> (Vec<bool>, usize) {
     let fits = |b: &Found, from: i64| {
-        b.base_offset >= from
+        // A damaged base offset can be anything; offsets that far out are never real.
+        b.base_offset <= i64::MAX / 2
+            && b.base_offset >= from
             && upper.is_none_or(|u| b.last_offset() < u)
             && b.last_offset() - base <= i32::MAX as i64
     };
@@ -587,7 +590,17 @@ mod tests {
 
     #[test]
     fn a_base_offset_damaged_up_or_down_is_restored() {
-        for (which, damaged) in [(1, 1 << 40), (1, 0), (2, 12), (3, 1_000), (0, 999)] {
+        let cases = [
+            (1, 1 << 40),
+            (1, 0),
+            (2, 12),
+            (3, 1_000),
+            (0, 999),
+            (2, i64::MAX - 1),
+            (1, -5),
+            (3, i64::MIN),
+        ];
+        for (which, damaged) in cases {
             let mut found = layout(0, &[2, 2, 2, 2]);
             let original = found.clone();
             found[which].base_offset = damaged;
