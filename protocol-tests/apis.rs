@@ -17,7 +17,7 @@ use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::protocol::{Decodable, StrBytes};
 
 use crate::harness::{Cairn, Client};
 use crate::util::*;
@@ -60,6 +60,40 @@ fn api_versions_lowest_and_highest() {
                 "{absent:?} advertised"
             );
         }
+    }
+}
+
+/// What the Java clients of Kafka 4.4 do on every connection: ApiVersions v5 (newer than
+/// Cairn's), the KIP-511 refusal, ApiVersions v4, then Metadata and InitProducerId. Every request
+/// after the refusal is answered, however many follow (the refusal was once written without
+/// being counted in the connection's unwritten-answer backlog, which then stopped the reader).
+#[test]
+fn a_newer_client_handshake_then_every_request_is_answered() {
+    let cairn = Cairn::start(&[]);
+    let mut client = cairn.client();
+    let (id, mut frame) = client.frame(4, &ApiVersionsRequest::default());
+    let mut raw = frame.to_vec();
+    raw[6..8].copy_from_slice(&5i16.to_be_bytes());
+    frame = raw.into();
+    client.send_raw(&frame).unwrap();
+    let mut refusal = client.read_frame().unwrap();
+    assert_eq!(bytes::Buf::get_i32(&mut refusal), id);
+    let refusal = ApiVersionsResponse::decode(&mut refusal, 0).unwrap();
+    assert_eq!(refusal.error_code, 35);
+    let apis = api_versions(&mut client, 4);
+    assert_eq!(apis[&(ApiKey::InitProducerId as i16)], (0, 5));
+    for _ in 0..100 {
+        let metadata = client.call(12, &MetadataRequest::default().with_topics(None));
+        assert_eq!(metadata.brokers.len(), 1);
+        let init = client.call(
+            5,
+            &InitProducerIdRequest::default()
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id((-1).into())
+                .with_producer_epoch(-1),
+        );
+        assert_eq!(init.error_code, 0);
+        assert!(init.producer_id.0 >= 0);
     }
 }
 

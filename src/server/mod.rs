@@ -18,7 +18,12 @@
 //! a later Fetch is read but waits, in order, for the earlier one's answer, so 64 Fetches parked
 //! in a long poll cannot all wake and build an answer of up to max_bytes each at once.
 //!
-//! Request memory is bounded broker-wide by `queued.max.request.bytes` ([`RequestBudget`]):
+//! Every response reaches the writer as a [`backlog::Answer`], counted from the moment it is
+//! built until it is dropped after being written (`backlog.rs`), so the count is kept in one
+//! place whatever kind of answer it is (immediate, spawned, KIP-511).
+//!
+//! Request memory is bounded broker-wide by `queued.max.request.bytes` ([`RequestBudget`],
+//! `budget.rs`):
 //! before a reader allocates a frame body of n bytes it takes min(n, budget) bytes from the
 //! budget, waiting for room if there is none (the connection just stops reading its socket), and
 //! gives them back when the handler has finished with the request (decoded requests share the
@@ -32,23 +37,28 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use kafka_protocol::messages::ApiKey;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, Notify, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::broker::Broker;
 use crate::protocol::codec::{self, Decoded};
 use crate::protocol::frame;
+
+mod backlog;
+mod budget;
+
+use backlog::{Answer, Backlog};
+use budget::RequestBudget;
 
 /// Most requests of one connection in flight at once (Kafka clients pipeline at most 5 by
 /// default); beyond this the reader waits for the writer.
@@ -59,147 +69,14 @@ const MAX_IN_FLIGHT_PER_CONNECTION: usize = 64;
 /// max_bytes).
 const MAX_UNWRITTEN_RESPONSE_BYTES: usize = 4 << 20;
 
-/// Bytes of one connection's responses built but not yet written.
-#[derive(Debug, Default)]
-struct Backlog {
-    bytes: AtomicUsize,
-    /// Set when the writer stops: nothing will be written any more.
-    closed: AtomicBool,
-    /// Woken when bytes are written or the writer stops.
-    written: Notify,
-}
-
-impl Backlog {
-    fn built(&self, bytes: usize) {
-        self.bytes.fetch_add(bytes, Ordering::SeqCst);
-    }
-
-    fn written(&self, bytes: usize) {
-        self.bytes.fetch_sub(bytes, Ordering::SeqCst);
-        self.written.notify_waiters();
-    }
-
-    fn close(&self) {
-        self.closed.store(true, Ordering::SeqCst);
-        self.written.notify_waiters();
-    }
-
-    /// Waits until at most `limit` bytes wait to be written; `false` if the writer stopped.
-    async fn wait_below(&self, limit: usize) -> bool {
-        loop {
-            let written = self.written.notified();
-            tokio::pin!(written);
-            written.as_mut().enable();
-            if self.closed.load(Ordering::SeqCst) {
-                return false;
-            }
-            if self.bytes.load(Ordering::SeqCst) <= limit {
-                return true;
-            }
-            written.await;
-        }
-    }
-}
-
 /// What the writer sends for one request.
 enum Outgoing {
     /// A handler still running; its result is written when it completes.
-    Pending(JoinHandle<Option<Bytes>>),
+    Pending(JoinHandle<Option<Answer>>),
     /// An answer known at once.
-    Ready(Bytes),
+    Ready(Answer),
     /// No answer (Produce with acks=0).
     Nothing,
-}
-
-/// The broker-wide budget of request bytes held by readers (`queued.max.request.bytes`).
-#[derive(Debug)]
-struct RequestBudget {
-    /// The whole budget; `None` is unbounded (-1).
-    limit: Option<usize>,
-    available: Mutex<usize>,
-    /// Woken whenever bytes are given back.
-    released: Notify,
-}
-
-/// Bytes taken from a [`RequestBudget`], given back when dropped.
-#[derive(Debug)]
-struct BudgetPermit {
-    budget: Arc<RequestBudget>,
-    bytes: usize,
-}
-
-impl RequestBudget {
-    fn new(limit: Option<usize>) -> Arc<RequestBudget> {
-        Arc::new(RequestBudget {
-            limit,
-            available: Mutex::new(limit.unwrap_or(0)),
-            released: Notify::new(),
-        })
-    }
-
-    /// Takes min(`frame_len`, the whole budget) bytes, waiting until that much is free. A frame
-    /// larger than the whole budget takes all of it. Free bytes go to whichever waiter fits
-    /// first, so a small request is not queued behind a big one.
-    async fn acquire(self: &Arc<Self>, frame_len: usize) -> BudgetPermit {
-        let Some(limit) = self.limit else {
-            return BudgetPermit {
-                budget: self.clone(),
-                bytes: 0,
-            };
-        };
-        let bytes = frame_len.min(limit);
-        loop {
-            // Registered before looking, so a release between the look and the wait wakes us.
-            let released = self.released.notified();
-            tokio::pin!(released);
-            released.as_mut().enable();
-            if self.try_take(bytes) {
-                return BudgetPermit {
-                    budget: self.clone(),
-                    bytes,
-                };
-            }
-            released.await;
-        }
-    }
-
-    fn try_take(&self, bytes: usize) -> bool {
-        let mut available = self
-            .available
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if *available >= bytes {
-            *available -= bytes;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// Free bytes now (`None` when unbounded).
-    #[cfg(test)]
-    fn available(&self) -> Option<usize> {
-        self.limit.map(|_| {
-            *self
-                .available
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-        })
-    }
-}
-
-impl Drop for BudgetPermit {
-    fn drop(&mut self) {
-        if self.bytes == 0 {
-            return;
-        }
-        *self
-            .budget
-            .available
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) += self.bytes;
-        self.budget.released.notify_waiters();
-    }
 }
 
 /// A running server.
@@ -261,7 +138,8 @@ impl Server {
             let done = done_tx.clone();
             let budget = budget.clone();
             tokio::spawn(async move {
-                serve_connection(stream, peer, broker, budget, shutdown).await;
+                let backlog = Arc::new(Backlog::default());
+                serve_connection(stream, peer, broker, budget, backlog, shutdown).await;
                 drop(permit);
                 drop(done);
             });
@@ -277,12 +155,12 @@ async fn serve_connection(
     peer: SocketAddr,
     broker: Arc<Broker>,
     budget: Arc<RequestBudget>,
+    backlog: Arc<Backlog>,
     shutdown: watch::Receiver<bool>,
 ) {
     debug!(%peer, "connection opened");
     let (reader, writer) = stream.into_split();
     let (queue_tx, queue_rx) = mpsc::channel(MAX_IN_FLIGHT_PER_CONNECTION);
-    let backlog = Arc::new(Backlog::default());
     let mut writer_task = tokio::spawn(write_responses(writer, queue_rx, backlog.clone(), peer));
     let reading = read_requests(reader, peer, &broker, &budget, &backlog, queue_tx, shutdown);
     if let Err(reason) = reading.await {
@@ -361,9 +239,9 @@ async fn read_requests(
             Ok(Ok(_)) => {}
         }
         let outgoing = match codec::decode_request(body.freeze(), broker.versions()) {
-            Ok(Decoded::ApiVersionsTooNew { correlation_id }) => Outgoing::Ready(
+            Ok(Decoded::ApiVersionsTooNew { correlation_id }) => Outgoing::Ready(backlog.track(
                 codec::api_versions_too_new(correlation_id, broker.versions()),
-            ),
+            )),
             Ok(Decoded::Request { header, body }) => {
                 // A Fetch waits, in arrival order, for this connection's previous Fetch to be
                 // answered (its answer then counts in the backlog above).
@@ -385,6 +263,7 @@ async fn read_requests(
                     None
                 };
                 let broker = broker.clone();
+                let answers = backlog.clone();
                 let mut handling = Box::pin(async move {
                     let api_key = ApiKey::try_from(header.request_api_key).ok()?;
                     let version = header.request_api_version;
@@ -399,7 +278,7 @@ async fn read_requests(
                         broker.handle(&header, body).await?
                     };
                     match codec::encode_response(correlation_id, api_key, version, &response) {
-                        Ok(frame) => Some(frame),
+                        Ok(frame) => Some(answers.track(frame)),
                         Err(e) => {
                             warn!("{e}");
                             None
@@ -411,22 +290,15 @@ async fn read_requests(
                 // one) happens in the order the requests came, as if they were served one by
                 // one. Only what waits (fsync, long poll, rebalance) goes on concurrently.
                 match std::future::poll_fn(|cx| Poll::Ready(handling.as_mut().poll(cx))).await {
-                    Poll::Ready(Some(frame)) => {
-                        backlog.built(frame.len());
-                        Outgoing::Ready(frame)
-                    }
+                    Poll::Ready(Some(answer)) => Outgoing::Ready(answer),
                     Poll::Ready(None) => Outgoing::Nothing,
                     Poll::Pending => {
                         // The request's bytes live until the handler ends: so does its budget.
                         let permit = permit.take();
-                        let backlog = backlog.clone();
                         Outgoing::Pending(tokio::spawn(async move {
-                            let frame = handling.await;
+                            let answer = handling.await;
                             drop((permit, fetch_turn));
-                            if let Some(frame) = &frame {
-                                backlog.built(frame.len());
-                            }
-                            frame
+                            answer
                         }))
                     }
                 }
@@ -451,11 +323,11 @@ async fn write_responses(
 ) {
     let mut writer = BufWriter::new(writer);
     while let Some(outgoing) = queue.recv().await {
-        let frame = match outgoing {
-            Outgoing::Ready(frame) => Some(frame),
+        let answer = match outgoing {
+            Outgoing::Ready(answer) => Some(answer),
             Outgoing::Nothing => None,
             Outgoing::Pending(handle) => match handle.await {
-                Ok(frame) => frame,
+                Ok(answer) => answer,
                 Err(e) => {
                     warn!(%peer, "request handler failed: {e}");
                     // The client would wait forever for this response: close instead.
@@ -463,12 +335,14 @@ async fn write_responses(
                 }
             },
         };
-        if let Some(frame) = frame {
-            if let Err(e) = writer.write_all(&frame).await {
+        if let Some(answer) = answer {
+            if let Err(e) = writer.write_all(answer.frame()).await {
                 debug!(%peer, "write failed: {e}");
                 break;
             }
-            backlog.written(frame.len());
+            // Uncounted before the flush, so the count is right by the time the client can
+            // read the answer.
+            drop(answer);
         }
         // Flush when nothing else is ready, so pipelined responses share a syscall.
         if queue.is_empty() && writer.flush().await.is_err() {
@@ -491,78 +365,4 @@ pub fn log_startup(addr: SocketAddr, data_dir: &std::path::Path) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime")
-    }
-
-    #[test]
-    fn budget_waits_for_room_lets_small_requests_pass_and_gives_everything_back() {
-        runtime().block_on(async {
-            let budget = RequestBudget::new(Some(100));
-            let a = budget.acquire(60).await;
-            assert_eq!(budget.available(), Some(40));
-            // 50 does not fit: it waits, without taking anything meanwhile.
-            let waiting = tokio::spawn({
-                let budget = budget.clone();
-                async move { budget.acquire(50).await }
-            });
-            tokio::task::yield_now().await;
-            assert!(!waiting.is_finished());
-            assert_eq!(budget.available(), Some(40));
-            // A small request is not queued behind the big one.
-            let small = tokio::time::timeout(Duration::from_secs(5), budget.acquire(30))
-                .await
-                .expect("a small request waited behind a big one");
-            assert_eq!(budget.available(), Some(10));
-            drop(small);
-            assert_eq!(budget.available(), Some(40));
-            drop(a);
-            let b = tokio::time::timeout(Duration::from_secs(5), waiting)
-                .await
-                .expect("the waiter was not woken by the release")
-                .expect("task");
-            assert_eq!(b.bytes, 50);
-            assert_eq!(budget.available(), Some(50));
-            drop(b);
-            assert_eq!(budget.available(), Some(100));
-        });
-    }
-
-    #[test]
-    fn a_frame_larger_than_the_budget_takes_all_of_it_and_unbounded_takes_nothing() {
-        runtime().block_on(async {
-            let budget = RequestBudget::new(Some(100));
-            let huge = budget.acquire(1 << 30).await;
-            assert_eq!(huge.bytes, 100);
-            assert_eq!(budget.available(), Some(0));
-            let empty = budget.acquire(0).await;
-            assert_eq!(empty.bytes, 0);
-            drop((huge, empty));
-            assert_eq!(budget.available(), Some(100));
-
-            let unbounded = RequestBudget::new(None);
-            let p = unbounded.acquire(1 << 30).await;
-            assert_eq!(p.bytes, 0);
-            assert_eq!(unbounded.available(), None);
-        });
-    }
-
-    #[test]
-    fn a_cancelled_wait_takes_nothing() {
-        runtime().block_on(async {
-            let budget = RequestBudget::new(Some(100));
-            let a = budget.acquire(100).await;
-            let timed_out =
-                tokio::time::timeout(Duration::from_millis(20), budget.acquire(10)).await;
-            assert!(timed_out.is_err());
-            drop(a);
-            assert_eq!(budget.available(), Some(100));
-        });
-    }
-}
+mod tests;
