@@ -680,7 +680,11 @@ fn build_map(
 }
 
 /// What changes when a compacted partition rolls: (topic, partition, segments, active base).
-fn roll_signature(shared: &Shared) -> Vec<(String, i32, usize, i64)> {
+/// What changes when a compacted partition may have become cleanable: a roll, or (in fsync mode,
+/// where only the durable part of the log is cleanable) the high watermark catching up with the
+/// active segment after a roll. Without the second, a roll noticed before its segment was
+/// fsynced would leave the cleaner asleep for a whole `log.cleaner.backoff.ms`.
+fn roll_signature(shared: &Shared) -> Vec<(String, i32, usize, i64, i64)> {
     let mut sig = Vec::new();
     for p in shared.partitions() {
         if !p.config().cleanup_policy.compact {
@@ -689,7 +693,8 @@ fn roll_signature(shared: &Shared) -> Vec<(String, i32, usize, i64)> {
         let st = p.lock();
         let n = st.segments.len();
         let active = st.segments.last().map_or(0, |s| s.base_offset);
-        sig.push((p.topic.clone(), p.index, n, active));
+        let durable_sealed_end = st.high_watermark.min(active);
+        sig.push((p.topic.clone(), p.index, n, active, durable_sealed_end));
     }
     sig
 }
@@ -754,7 +759,8 @@ impl Cleaner {
 }
 
 /// The cleaner thread: cleans due logs, sleeps `log.cleaner.backoff.ms` when none is due (waking
-/// early when a compacted partition rolls a segment), returns when the manager stops.
+/// early when a compacted partition rolls a segment or its durable end reaches the active
+/// segment), returns when the manager stops.
 pub(crate) fn run(shared: Arc<Shared>, config: CleanerConfig) {
     let backoff = config.backoff;
     let mut cleaner = Cleaner::new(&shared.data_dir, config);
