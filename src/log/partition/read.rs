@@ -21,15 +21,27 @@ impl Partition {
         max_bytes: usize,
         isolation: Isolation,
     ) -> Result<ReadInfo, LogError> {
-        self.read_inner(offset, max_bytes, isolation, false)
+        self.read_inner(offset, max_bytes, true, isolation, false)
     }
 
-    /// [`Partition::read`]; a batch that fails its CRC gets its segment repaired (once:
-    /// `repaired`) and the read is retried.
+    /// Like [`Partition::read`], but never more than `max_bytes`: when the first batch alone is
+    /// larger, the read is empty (the offsets are still answered).
+    pub fn read_within_limit(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        isolation: Isolation,
+    ) -> Result<ReadInfo, LogError> {
+        self.read_inner(offset, max_bytes, false, isolation, false)
+    }
+
+    /// [`Partition::read`] (`first_batch_always`) or [`Partition::read_within_limit`]; a batch
+    /// that fails its CRC gets its segment repaired (once: `repaired`) and the read is retried.
     fn read_inner(
         &self,
         offset: i64,
         max_bytes: usize,
+        first_batch_always: bool,
         isolation: Isolation,
         repaired: bool,
     ) -> Result<ReadInfo, LogError> {
@@ -52,7 +64,7 @@ impl Partition {
                 });
             }
             let mut plan = Vec::new();
-            if offset < upper {
+            if offset < upper && (first_batch_always || max_bytes > 0) {
                 let first = st.segment_for(offset);
                 for i in first..st.segments.len() {
                     let seg = &mut st.segments[i];
@@ -70,7 +82,15 @@ impl Partition {
             (offsets, upper, plan)
         };
         for (base, file, position, end) in plan {
-            match read_batches(file.as_ref(), position, end, offset, upper, max_bytes)? {
+            match read_batches(
+                file.as_ref(),
+                position,
+                end,
+                offset,
+                upper,
+                max_bytes,
+                first_batch_always,
+            )? {
                 Batches::None => continue,
                 Batches::Read(records) => return Ok(ReadInfo { records, offsets }),
                 Batches::Damaged {
@@ -86,7 +106,7 @@ impl Partition {
                         ))));
                     }
                     self.repair_segment(base, &file)?;
-                    return self.read_inner(offset, max_bytes, isolation, true);
+                    return self.read_inner(offset, max_bytes, first_batch_always, isolation, true);
                 }
             }
         }
@@ -101,15 +121,17 @@ impl Partition {
 enum Batches {
     /// No batch at or after the offset in this segment.
     None,
-    /// Whole batches, each with a valid CRC (empty when the first one is at or past `upper`).
+    /// Whole batches, each with a valid CRC (empty when the first one is at or past `upper`, or
+    /// too large for a read that must stay within its limit).
     Read(Bytes),
     /// The first batch to serve fails its CRC check: the segment needs repair.
     Damaged { position: u64, reason: String },
 }
 
 /// Reads whole batches from `position` (at or before the batch holding `offset`) up to `end`:
-/// the batch holding `offset` and those after it below `upper`, within `max_bytes` but at least
-/// one batch. `None` when no batch in [position, end) reaches `offset`.
+/// the batch holding `offset` and those after it below `upper`, within `max_bytes`, except that
+/// the first batch is read whole when `first_batch_always` (otherwise a first batch larger than
+/// `max_bytes` makes the read empty). `None` when no batch in [position, end) reaches `offset`.
 fn read_batches(
     file: &dyn IoFile,
     position: u64,
@@ -117,6 +139,7 @@ fn read_batches(
     offset: i64,
     upper: i64,
     max_bytes: usize,
+    first_batch_always: bool,
 ) -> io::Result<Batches> {
     let mut scan = BatchScanner::new(file, position, end);
     let first = loop {
@@ -135,6 +158,9 @@ fn read_batches(
         return Ok(Batches::Read(Bytes::new()));
     }
     let first_size = first.header.size();
+    if !first_batch_always && first_size > max_bytes {
+        return Ok(Batches::Read(Bytes::new()));
+    }
     let available = (end - first.position) as usize;
     let want = first_size.max(max_bytes.min(available));
     let mut buf = vec![0u8; want];
