@@ -1,4 +1,10 @@
 //! Fetch: whole stored batches, with long polling until MinBytes or MaxWaitMs.
+//!
+//! Size limits follow KIP-74 as Kafka applies them: partitions are read in request order, each
+//! within the smaller of its `partition_max_bytes` and what is left of the request's `max_bytes`;
+//! only until the first partition that yields data may a read exceed those limits, and then only
+//! by its first batch (so a consumer whose limits are below a batch's size still progresses).
+//! Nothing else ever makes a response carry more record bytes than `max_bytes`.
 
 use std::time::Duration;
 
@@ -30,11 +36,7 @@ pub(super) async fn handle(broker: &Broker, version: i16, request: FetchRequest)
     };
     let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
     let min_bytes = request.min_bytes.max(0) as usize;
-    let max_bytes = if request.max_bytes <= 0 {
-        usize::MAX
-    } else {
-        request.max_bytes as usize
-    };
+    let max_bytes = request.max_bytes.max(0) as usize;
     loop {
         // Registered before reading, so an append between the read and the wait still wakes us.
         let arrived = broker.log.data_arrived();
@@ -84,18 +86,12 @@ fn gather(
                         data.error_code = code(ResponseError::UnknownTopicOrPartition);
                         return data;
                     };
-                    let remaining = max_bytes.saturating_sub(total);
-                    // KIP-74: the first non-empty partition may exceed the limit by one batch;
-                    // once the limit is reached, later partitions get nothing this time.
-                    let budget = (p.partition_max_bytes.max(0) as usize).min(remaining);
-                    let result = if remaining == 0 && total > 0 {
-                        let offsets = log.offsets();
-                        Ok(crate::log::ReadInfo {
-                            records: Bytes::new(),
-                            offsets,
-                        })
+                    let limit = (p.partition_max_bytes.max(0) as usize)
+                        .min(max_bytes.saturating_sub(total));
+                    let result = if total == 0 {
+                        log.read(p.fetch_offset, limit, isolation)
                     } else {
-                        log.read(p.fetch_offset, budget, isolation)
+                        log.read_within_limit(p.fetch_offset, limit, isolation)
                     };
                     match result {
                         Ok(read) => {

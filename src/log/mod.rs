@@ -14,6 +14,7 @@
 //! - [`partition`]: append / read / flush / roll / delete-records of one partition.
 //! - [`segment`], [`index`], [`time_index`]: one segment's files.
 //! - [`batch`]: v2 batch header view, CRC, validation, in-place patches (pure).
+//! - `error.rs`: [`LogError`], the engine's errors.
 //! - [`producer_state`]: idempotence and its snapshots. [`checkpoint`]: small metadata files.
 //! - [`recovery`]: loading a partition directory. [`retention`]: deleting old segments.
 //! - [`flusher`]: group commit. [`io`]: the file-I/O seam for fault injection.
@@ -39,6 +40,7 @@
 pub mod batch;
 pub mod checkpoint;
 pub mod cleaner;
+mod error;
 pub(crate) mod flusher;
 pub mod index;
 pub mod io;
@@ -64,52 +66,10 @@ use crate::config::{self, BrokerConfig, LogConfig};
 use checkpoint::{
     OffsetMap, CLEAN_SHUTDOWN_FILE, LOG_START_FILE, PARTITION_METADATA_FILE, RECOVERY_POINT_FILE,
 };
+pub use error::LogError;
 use flusher::FlushQueue;
 use io::{FileIo, StdIo};
 pub use partition::{Partition, SegmentInfo};
-
-/// Errors of the log engine. The handlers map each to a Kafka error code.
-#[derive(Debug, thiserror::Error)]
-pub enum LogError {
-    #[error("topic already exists: {0}")]
-    TopicExists(String),
-    #[error("unknown topic or partition")]
-    UnknownTopicOrPartition,
-    #[error("offset {offset} out of range [{log_start_offset}, {log_end_offset}]")]
-    OffsetOutOfRange {
-        offset: i64,
-        log_start_offset: i64,
-        log_end_offset: i64,
-    },
-    /// Bad magic, bad CRC, truncated batch, count/lastOffsetDelta mismatch.
-    #[error("corrupt record batch: {0}")]
-    CorruptBatch(String),
-    /// Structurally valid but not acceptable (control batch from a client, keyless on compacted).
-    #[error("invalid record: {0}")]
-    InvalidRecord(String),
-    #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
-    BatchTooLarge { size: usize, max: usize },
-    #[error("invalid timestamp: {0}")]
-    InvalidTimestamp(String),
-    #[error("producer {producer_id}: epoch {epoch} is older than {current_epoch}")]
-    InvalidProducerEpoch {
-        producer_id: i64,
-        epoch: i16,
-        current_epoch: i16,
-    },
-    #[error("producer {producer_id}: sequence {sequence} out of order, expected {expected}")]
-    OutOfOrderSequence {
-        producer_id: i64,
-        sequence: i32,
-        expected: i32,
-    },
-    #[error("invalid partition count: {0}")]
-    InvalidPartitions(String),
-    #[error("storage error: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("the log is shutting down")]
-    ShuttingDown,
-}
 
 /// What a topic is: durable metadata kept by the log manager.
 #[derive(Debug, Clone)]
