@@ -826,3 +826,62 @@ fn describe_cluster_and_offset_for_leader_epoch() {
 fn user_topics(metadata: &MetadataResponse) -> usize {
     metadata.topics.iter().filter(|t| !t.is_internal).count()
 }
+
+#[test]
+fn describe_log_dirs_reports_partition_sizes_and_the_volume() {
+    use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
+    let cairn = Cairn::start(&[]);
+    let mut client = cairn.client();
+    create_topic(&mut client, "ld", 2, &[]);
+    let values: Vec<String> = (0..100).map(|i| format!("{i:0>100}")).collect();
+    let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+    produce(&mut client, 12, "ld", 0, batch(&refs, 0));
+    let sizes = |r: &DescribeLogDirsResponse| -> BTreeMap<(String, i32), i64> {
+        assert_eq!(r.results.len(), 1, "one data directory");
+        r.results[0]
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(|p| ((t.name.0.to_string(), p.partition_index), p.partition_size))
+            })
+            .collect()
+    };
+    for version in [1i16, 4] {
+        // Every partition when no topic is named.
+        let all = client.call(
+            version,
+            &DescribeLogDirsRequest::default().with_topics(None),
+        );
+        assert_eq!(all.results[0].error_code, 0);
+        let all = sizes(&all);
+        assert!(all[&("ld".to_string(), 0)] > 100 * 100, "{all:?}");
+        assert_eq!(all[&("ld".to_string(), 1)], 0);
+        assert_eq!(all.keys().filter(|(t, _)| t == "ld").count(), 2, "{all:?}");
+
+        // Only the named partitions that exist.
+        let some = client.call(
+            version,
+            &DescribeLogDirsRequest::default().with_topics(Some(vec![
+                DescribableLogDirTopic::default()
+                    .with_topic(topic_name("ld"))
+                    .with_partitions(vec![1, 7]),
+                DescribableLogDirTopic::default()
+                    .with_topic(topic_name("nope"))
+                    .with_partitions(vec![0]),
+            ])),
+        );
+        let dir = &some.results[0];
+        let expected = std::fs::canonicalize(&cairn.data_dir).expect("data dir");
+        assert_eq!(dir.log_dir.as_str(), expected.display().to_string());
+        assert_eq!(
+            sizes(&some).into_keys().collect::<Vec<_>>(),
+            [("ld".to_string(), 1)]
+        );
+        if version >= 4 {
+            assert!(dir.total_bytes > 0, "{dir:?}");
+            assert!((0..=dir.total_bytes).contains(&dir.usable_bytes), "{dir:?}");
+        }
+    }
+}

@@ -22,6 +22,7 @@ mod errors;
 mod fetch;
 pub mod groups;
 mod list_offsets;
+mod log_dirs;
 mod metadata;
 mod produce;
 mod producer_ids;
@@ -66,6 +67,7 @@ const APIS: &[(ApiKey, i16, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 0, 1),
     (ApiKey::DescribeCluster, 0, 0, 1),
+    (ApiKey::DescribeLogDirs, 1, 1, 4),
 ];
 
 /// The full version table: this module's APIs plus the group APIs.
@@ -183,6 +185,9 @@ impl Broker {
             }
             RequestKind::DescribeCluster(r) => {
                 ResponseKind::DescribeCluster(metadata::describe_cluster(self, r))
+            }
+            RequestKind::DescribeLogDirs(r) => {
+                ResponseKind::DescribeLogDirs(log_dirs::describe_log_dirs(self, r))
             }
             RequestKind::DescribeConfigs(r) => {
                 ResponseKind::DescribeConfigs(configs::describe_configs(self, version, r))

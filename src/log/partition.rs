@@ -21,6 +21,7 @@ use super::{now_ms, AppendInfo, AppendOrigin, LogError, PartitionOffsets, Shared
 use crate::config::{LogConfig, TimestampType};
 
 mod read;
+mod size;
 
 /// The durable end as published to [`Partition::wait_durable`] callers.
 #[derive(Debug, Clone, Default)]
