@@ -1,5 +1,6 @@
-"""The client matrix: every client release listed in compat/versions runs one short core scenario
-against the broker under test, each release its own test id (`kafka-4.4.0`, `confluent-kafka-2.16.2`).
+"""The client matrix: every client release listed in compat/versions runs one short core
+scenario against the broker under test, each release its own test id (`kafka-4.4.0`,
+`confluent-kafka-2.16.2`).
 
 The scenario is what a user does first, checked the way a user would check it:
 create and describe a topic, produce keyed records with an idempotent producer, consume exactly
@@ -22,29 +23,12 @@ from pathlib import Path
 
 import pytest
 
-from cairn_compat import REPO, SCRIPTS, run_checked
+from cairn_compat import SCRIPTS, console_flags, listed_versions, run_checked
 
-VERSIONS_FILE = REPO / "compat" / "versions"
 PARTITIONS = 2
 RECORDS = [(f"k{i}", f"v{i}") for i in range(8)]
-
-
-def releases(client: str) -> list[str]:
-    """The versions of `client` listed in compat/versions."""
-    found = []
-    for line in VERSIONS_FILE.read_text().splitlines():
-        fields = line.split("#", 1)[0].split()
-        if len(fields) == 2 and fields[0] == client:
-            found.append(fields[1])
-    return found
-
-
-KAFKA_RELEASES = releases("kafka")
-CONFLUENT_KAFKA_RELEASES = releases("confluent-kafka")
-
-
-def version_tuple(version: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in re.findall(r"\d+", version)[:3])
+KAFKA_RELEASES = listed_versions("kafka")
+CONFLUENT_KAFKA_RELEASES = listed_versions("confluent-kafka")
 
 
 # ---------------------------------------------------------------- Java tools of one release
@@ -57,11 +41,7 @@ class Tools:
         self.version = version
         self.bootstrap = bootstrap
         self.env = dict(os.environ, KAFKA_VERSION=version)
-        # KIP-1147 (4.2) renamed the console tools' property flags; use each release's own names.
-        new_flags = version_tuple(version) >= (4, 2)
-        self.reader_flag = "--reader-property" if new_flags else "--property"
-        self.formatter_flag = "--formatter-property" if new_flags else "--property"
-        self.client_flag = "--command-property" if new_flags else "--producer-property"
+        self.flags = console_flags(version)  # each release's own names for its property flags
 
     def run(self, tool: str, *args: str, input: str | None = None, timeout: float = 60):
         return run_checked([str(SCRIPTS / "kafka-tool"), tool, "--bootstrap-server", self.bootstrap,
@@ -72,7 +52,7 @@ class Tools:
         [(partition, offset, key, value)] in the order printed."""
         fmt = []
         for prop in ("print.partition=true", "print.offset=true", "print.key=true"):
-            fmt += [self.formatter_flag, prop]
+            fmt += [self.flags["formatter"], prop]
         out = self.run("kafka-console-consumer", "--topic", topic, "--group", group,
                        "--max-messages", str(len(RECORDS)), "--timeout-ms", "30000", *fmt, *args,
                        timeout=90)
@@ -114,15 +94,16 @@ def test_kafka_java_tools(broker, topic_name, version):
     head = re.search(rf"^Topic: {re.escape(topic)}\tTopicId: \S+\tPartitionCount: (\d+)\t"
                      r"ReplicationFactor: (\d+)", out, re.MULTILINE)
     assert head and head.groups() == (str(PARTITIONS), "1"), out
-    leaders = dict(re.findall(rf"\tTopic: {re.escape(topic)}\tPartition: (\d+)\tLeader: (\S+)", out))
+    leaders = dict(re.findall(rf"\tTopic: {re.escape(topic)}\tPartition: (\d+)\tLeader: (\S+)",
+                              out))
     assert set(leaders) == {str(p) for p in range(PARTITIONS)}, out
     assert all(leader.isdigit() for leader in leaders.values()), out
 
     # 2. The console producer: idempotent by default in every release here; acks=all explicit.
     lines = "".join(f"{k}:{v}\n" for k, v in RECORDS)
-    out = tools.run("kafka-console-producer", "--topic", topic,
-                    tools.reader_flag, "parse.key=true", tools.reader_flag, "key.separator=:",
-                    tools.client_flag, "acks=all", input=lines)
+    reader = tools.flags["reader"]
+    out = tools.run("kafka-console-producer", "--topic", topic, reader, "parse.key=true",
+                    reader, "key.separator=:", tools.flags["producer"], "acks=all", input=lines)
     assert "Error when sending" not in out.stderr, out.stderr
 
     # 3. Consume exactly what was produced, in a group that commits when the consumer closes.
