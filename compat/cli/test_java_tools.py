@@ -8,7 +8,7 @@ import time
 
 from confluent_kafka import Producer
 
-from cairn_compat import kafka_tool, wait_until
+from cairn_compat import console_flags, kafka_tool, wait_until
 
 
 def topics(broker, *args, check=True):
@@ -105,13 +105,14 @@ def test_console_producer_then_consumer_with_keys(broker, topic_name):
     # key.separator splits at the first ':' only, so "k:colon" would not round-trip as a key:
     # use '|' as the separator for the producer and '=>' for the consumer's output.
     lines = "".join(f"{k}|{v}\n" for k, v in records)
+    reader, formatter = console_flags()["reader"], console_flags()["formatter"]
     kafka_tool("kafka-console-producer", "--bootstrap-server", broker.bootstrap,
-               "--topic", topic_name, "--property", "parse.key=true",
-               "--property", "key.separator=|", input=lines)
+               "--topic", topic_name, reader, "parse.key=true",
+               reader, "key.separator=|", input=lines)
 
     out = kafka_tool("kafka-console-consumer", "--bootstrap-server", broker.bootstrap,
                      "--topic", topic_name, "--partition", "0", "--from-beginning",
-                     "--property", "print.key=true", "--property", "key.separator==>",
+                     formatter, "print.key=true", formatter, "key.separator==>",
                      "--max-messages", str(len(records)), "--timeout-ms", "30000")
     assert out.stdout.splitlines() == [f"{k}=>{v}" for k, v in records]
     assert f"Processed a total of {len(records)} messages" in out.stderr
@@ -119,7 +120,7 @@ def test_console_producer_then_consumer_with_keys(broker, topic_name):
     # Start from an explicit offset, and print offsets too.
     out = kafka_tool("kafka-console-consumer", "--bootstrap-server", broker.bootstrap,
                      "--topic", topic_name, "--partition", "0", "--offset", "20",
-                     "--property", "print.offset=true", "--property", "print.key=true",
+                     formatter, "print.offset=true", formatter, "print.key=true",
                      "--max-messages", "3", "--timeout-ms", "30000")
     assert out.stdout.splitlines() == [
         f"Offset:{i}\tkey-{i}\tvalue {i} with spaces" for i in range(20, 23)]

@@ -11,6 +11,8 @@ Environment:
   CAIRN_BIN         Cairn binary (default: <repo>/target/release/cairn)
   COMPAT_BOOTSTRAP  host:port of an already running broker (COMPAT_TARGET=external)
   COMPAT_RUN_GAPS   1 = also run the allow-listed known gaps (as non-strict xfail)
+  KAFKA_VERSION     the Apache Kafka release of the Java tools (and of COMPAT_TARGET=kafka's
+                    broker); default: the `suite` line of compat/versions
 """
 
 from __future__ import annotations
@@ -33,6 +35,22 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "scripts"
 FINDINGS = REPO / "compat" / "FINDINGS.md"
 TARGET = os.environ.get("COMPAT_TARGET", "cairn")
+VERSIONS = REPO / "compat" / "versions"
+
+
+def listed_versions(client: str) -> list[str]:
+    """The versions of `client` (suite, kafka, confluent-kafka) listed in compat/versions."""
+    found = []
+    for line in VERSIONS.read_text().splitlines():
+        fields = line.split("#", 1)[0].split()
+        if len(fields) == 2 and fields[0] == client:
+            found.append(fields[1])
+    return found
+
+
+# Every Java tool the suites run (scripts/kafka-tool) and COMPAT_TARGET=kafka's broker
+# (scripts/kafka-server) are of this release, unless KAFKA_VERSION says otherwise.
+KAFKA_VERSION = os.environ.setdefault("KAFKA_VERSION", listed_versions("suite")[0])
 
 
 # ---------------------------------------------------------------- the broker
@@ -267,6 +285,20 @@ def kafka_tool(tool: str, *args: str, input: str | None = None, timeout: float =
     """Run a standard Apache Kafka CLI tool (scripts/kafka-tool)."""
     return run_checked([str(SCRIPTS / "kafka-tool"), tool, *args], input=input, timeout=timeout,
                        check=check)
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", version)[:3])
+
+
+def console_flags(version: str = KAFKA_VERSION) -> dict[str, str]:
+    """The console tools' property flags in a Kafka release: KIP-1147 (4.2) renamed them and
+    deprecated the old names (4.4's console consumer prints that warning on stdout)."""
+    if version_tuple(version) >= (4, 2):
+        return {"reader": "--reader-property", "formatter": "--formatter-property",
+                "producer": "--command-property", "consumer": "--command-property"}
+    return {"reader": "--property", "formatter": "--property",
+            "producer": "--producer-property", "consumer": "--consumer-property"}
 
 
 def kcat(*args: str, input: str | None = None, timeout: float = 60,
