@@ -140,7 +140,7 @@ def test_damage_while_down_is_reported_and_the_rest_stays_readable(private_broke
 
 
 def opened_line(log_text):
-    return [line for line in log_text.splitlines() if "log opened after" in line][-1]
+    return [line for line in log_text.splitlines() if "log opened" in line][-1]
 
 
 def field(line, name):
@@ -153,9 +153,14 @@ def test_start_up_reports_what_it_recovered(private_broker, topic_name):
     """A clean stop leaves nothing to recover (no file changes at the next start); a start after
     kill -9 reports partitions recovered, bytes truncated, indexes rebuilt and the time taken."""
     broker = private_broker
+    line = opened_line(broker.log_path.read_text(errors="replace"))
+    assert "log opened in a new data directory" in line, "a first start is no recovery: " + line
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     admin.create_topics([NewTopic(topic_name, 2, 1, config={"segment.bytes": "20000"})],
                         operation_timeout=30)[topic_name].result(timeout=30)
+    created = [ln for ln in broker.log_path.read_text(errors="replace").splitlines()
+               if "created topic" in ln and topic_name in ln]
+    assert len(created) == 1, f"one log line per topic creation: {created}"
     p = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 5})
     for i in range(2000):
         p.produce(topic_name, value=f"{i:05d}" + "y" * 60, partition=i % 2)

@@ -11,7 +11,6 @@ use kafka_protocol::messages::{
     TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use tracing::info;
 
 use super::errors::{code, log_error_code, NONE};
 use super::{valid_topic_name, Broker};
@@ -84,7 +83,6 @@ fn requested_topic(
             false,
         ) {
             Ok(_) => {
-                info!(topic = %name, "auto-created topic");
                 // Clients retry on LEADER_NOT_AVAILABLE and then see the partitions.
                 ResponseError::LeaderNotAvailable
             }

@@ -158,7 +158,6 @@ pub(super) fn create_topics(
                     }
                     Ok(info) => {
                         if let Some(info) = &info {
-                            info!(topic = %name, partitions, "created topic");
                             if version >= 7 {
                                 result.topic_id = info.topic_id;
                             }

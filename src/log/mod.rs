@@ -354,6 +354,8 @@ impl LogManager {
     ) -> Result<Arc<LogManager>, LogError> {
         let started = Instant::now();
         let data_dir = options.data_dir.clone();
+        // A data directory without Cairn's metadata is new: nothing was shut down, cleanly or not.
+        let new_dir = !data_dir.join(META_DIR).exists();
         fs::create_dir_all(data_dir.join(META_DIR).join("topics"))?;
         let marker = data_dir.join(CLEAN_SHUTDOWN_FILE);
         let clean = marker.exists();
@@ -556,7 +558,9 @@ impl LogManager {
             );
         }
         *manager.threads.lock().unwrap_or_else(|e| e.into_inner()) = threads;
-        if clean {
+        if new_dir {
+            tracing::info!(data_dir = %data_dir.display(), "log opened in a new data directory");
+        } else if clean {
             tracing::info!(data_dir = %data_dir.display(), partitions = partition_count,
                 verify = options.broker.verify_on_startup(),
                 damaged_ranges = recovered.damaged_ranges, damaged_bytes = recovered.damaged_bytes,
