@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn::log::io::{Fault, FaultyIo};
+use cairn::log::record_errors::RecordFault;
 use cairn::log::{AppendOrigin, Isolation, LogError, LogManager, LogManagerOptions};
 use log_support::*;
 
@@ -280,7 +281,8 @@ fn validation_refuses_bad_batches() {
     let future = now_ms() + 2 * 3_600_000;
     assert!(matches!(
         p.append(batch(&["a"], future), AppendOrigin::Client),
-        Err(LogError::InvalidTimestamp(_))
+        Err(LogError::RecordsRefused { fault: RecordFault::TimestampOutOfBounds, records })
+            if records.len() == 1 && records[0].batch_index == 0
     ));
 
     assert!(matches!(
@@ -324,7 +326,8 @@ fn validation_refuses_bad_batches() {
     };
     assert!(matches!(
         c.append(keyless, AppendOrigin::Client),
-        Err(LogError::InvalidRecord(_))
+        Err(LogError::RecordsRefused { fault: RecordFault::KeylessOnCompactedTopic, records })
+            if records.len() == 1 && records[0].batch_index == 0
     ));
     assert!(c
         .append(batch(&["keyed"], now_ms()), AppendOrigin::Client)

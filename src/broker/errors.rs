@@ -3,6 +3,7 @@
 use kafka_protocol::error::ResponseError;
 
 use crate::config::ConfigError;
+use crate::log::record_errors::RecordFault;
 use crate::log::LogError;
 
 /// No error.
@@ -17,6 +18,10 @@ pub(crate) fn log_error_code(error: &LogError) -> i16 {
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         LogError::CorruptBatch(_) => ResponseError::CorruptMessage,
         LogError::InvalidRecord(_) => ResponseError::InvalidRecord,
+        LogError::RecordsRefused { fault, .. } => match fault {
+            RecordFault::KeylessOnCompactedTopic => ResponseError::InvalidRecord,
+            RecordFault::TimestampOutOfBounds => ResponseError::InvalidTimestamp,
+        },
         LogError::BatchTooLarge { .. } => ResponseError::MessageTooLarge,
         LogError::InvalidTimestamp(_) => ResponseError::InvalidTimestamp,
         LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
