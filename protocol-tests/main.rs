@@ -5,6 +5,7 @@
 
 mod apis;
 mod fetch_limits;
+mod group_operations;
 mod groups;
 mod harness;
 mod hostile;
