@@ -4,8 +4,8 @@
 //! input is shown to get an error or a closed connection while other clients keep being served.
 
 mod apis;
+mod authorized_operations;
 mod fetch_limits;
-mod group_operations;
 mod groups;
 mod harness;
 mod hostile;

@@ -33,6 +33,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use super::operations::{authorized_operations, ResourceType};
 use super::Broker;
 use crate::group::offsets::OffsetsError;
 use crate::group::state::{
@@ -705,24 +706,12 @@ fn list_groups(broker: &Broker, v: i16, r: ListGroupsRequest) -> ListGroupsRespo
     })
 }
 
-/// Kafka's value of `authorized_operations` when the client did not ask for it.
-const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
-
-/// The operations a client may perform on a group, as Kafka's bitfield of `AclOperation` codes.
-/// With no authorizer (Cairn has none) Kafka grants every operation defined for a GROUP
-/// resource: READ (3), DELETE (6), DESCRIBE (8), DESCRIBE_CONFIGS (10), ALTER_CONFIGS (11).
-/// Another branch adds the topic and cluster equivalents; the lead unifies them.
-fn group_authorized_operations() -> i32 {
-    [3, 6, 8, 10, 11].iter().fold(0, |bits, op| bits | 1 << op)
-}
-
 fn describe_groups(broker: &Broker, v: i16, r: DescribeGroupsRequest) -> DescribeGroupsResponse {
     // The field exists from v3; below it must stay at its default.
-    let operations = if v >= 3 && r.include_authorized_operations {
-        group_authorized_operations()
-    } else {
-        OPERATIONS_NOT_REQUESTED
-    };
+    let operations = authorized_operations(
+        ResourceType::Group,
+        v >= 3 && r.include_authorized_operations,
+    );
     let groups = r
         .groups
         .into_iter()

@@ -23,6 +23,7 @@ mod fetch;
 pub mod groups;
 mod list_offsets;
 mod metadata;
+mod operations;
 mod produce;
 mod producer_ids;
 mod records;
