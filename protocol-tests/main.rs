@@ -10,4 +10,5 @@ mod groups;
 mod harness;
 mod hostile;
 mod record_errors;
+mod resource_configs;
 mod util;

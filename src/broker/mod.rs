@@ -15,6 +15,7 @@ use crate::group::GroupCoordinator;
 use crate::log::io::{FileIo, StdIo};
 use crate::log::{LogManager, LogManagerOptions};
 use crate::protocol::versions::{VersionEntry, VersionTable};
+use crate::resource_configs::ResourceConfigs;
 
 mod api_versions;
 mod configs;
@@ -27,6 +28,7 @@ mod operations;
 mod produce;
 mod producer_ids;
 mod records;
+mod resource_configs;
 mod topics;
 
 pub use topics::valid_topic_name;
@@ -36,6 +38,9 @@ pub struct Broker {
     pub config: BrokerConfig,
     pub log: Arc<LogManager>,
     pub groups: Arc<GroupCoordinator>,
+    /// Configs of groups (KIP-848) and client-metrics subscriptions (KIP-714), durable in the
+    /// data directory.
+    pub resource_configs: ResourceConfigs,
     /// This broker's node id (also the controller id in Metadata).
     pub node_id: i32,
     /// The host and port given to clients.
@@ -106,6 +111,7 @@ impl Broker {
         std::fs::create_dir_all(&data_dir)?;
         let lock = lock_data_dir(&data_dir)?;
         let cluster_id = load_or_create_cluster_id(&data_dir, config.node_id())?;
+        let resource_configs = ResourceConfigs::open(&data_dir)?;
         let log = LogManager::open_with_io(
             LogManagerOptions {
                 data_dir,
@@ -120,6 +126,7 @@ impl Broker {
             cluster_id,
             log,
             groups,
+            resource_configs,
             config,
             versions: version_table(),
             _lock: lock,
