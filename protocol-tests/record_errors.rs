@@ -189,3 +189,34 @@ fn the_default_future_bound_names_the_record_too() {
     assert_eq!(answer.error_code, INVALID_TIMESTAMP, "{answer:?}");
     assert_eq!(refused_indexes(&answer), vec![2], "{answer:?}");
 }
+
+#[test]
+fn records_breaking_different_rules_are_all_named() {
+    let cairn = Cairn::start(&[]);
+    let mut client = cairn.client();
+    create_topic(
+        &mut client,
+        "both",
+        1,
+        &[
+            ("cleanup.policy", "compact"),
+            ("message.timestamp.before.max.ms", "3600000"),
+        ],
+    );
+    let now = now_ms();
+    let old = now - 2 * 3_600_000;
+    let batch = batch_of(&[(Some("a"), now), (None, now), (Some("c"), old), (None, old)]);
+    let answer = produce_answer(&mut client, 12, "both", batch);
+    // Any refused timestamp makes it INVALID_TIMESTAMP, as in Kafka; each record is named once,
+    // the last for its missing key (checked first).
+    assert_eq!(answer.error_code, INVALID_TIMESTAMP, "{answer:?}");
+    assert_eq!(refused_indexes(&answer), vec![1, 2, 3], "{answer:?}");
+    let messages: Vec<String> = answer
+        .record_errors
+        .iter()
+        .map(|e| e.batch_index_error_message.as_ref().unwrap().to_string())
+        .collect();
+    assert!(messages[0].contains("key"), "{messages:?}");
+    assert!(messages[1].contains("timestamp"), "{messages:?}");
+    assert!(messages[2].contains("key"), "{messages:?}");
+}

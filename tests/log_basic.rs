@@ -281,8 +281,9 @@ fn validation_refuses_bad_batches() {
     let future = now_ms() + 2 * 3_600_000;
     assert!(matches!(
         p.append(batch(&["a"], future), AppendOrigin::Client),
-        Err(LogError::RecordsRefused { fault: RecordFault::TimestampOutOfBounds, records })
+        Err(LogError::RecordsRefused { records })
             if records.len() == 1 && records[0].batch_index == 0
+                && records[0].fault == RecordFault::TimestampOutOfBounds
     ));
 
     assert!(matches!(
@@ -326,8 +327,9 @@ fn validation_refuses_bad_batches() {
     };
     assert!(matches!(
         c.append(keyless, AppendOrigin::Client),
-        Err(LogError::RecordsRefused { fault: RecordFault::KeylessOnCompactedTopic, records })
+        Err(LogError::RecordsRefused { records })
             if records.len() == 1 && records[0].batch_index == 0
+                && records[0].fault == RecordFault::KeylessOnCompactedTopic
     ));
     assert!(c
         .append(batch(&["keyed"], now_ms()), AppendOrigin::Client)

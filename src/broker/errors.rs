@@ -20,10 +20,17 @@ pub(crate) fn log_error_code(error: &LogError) -> i16 {
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         LogError::CorruptBatch(_) => ResponseError::CorruptMessage,
         LogError::InvalidRecord(_) => ResponseError::InvalidRecord,
-        LogError::RecordsRefused { fault, .. } => match fault {
-            RecordFault::KeylessOnCompactedTopic => ResponseError::InvalidRecord,
-            RecordFault::TimestampOutOfBounds => ResponseError::InvalidTimestamp,
-        },
+        // As in Kafka: INVALID_TIMESTAMP when any record's timestamp is refused, whatever else.
+        LogError::RecordsRefused { records } => {
+            if records
+                .iter()
+                .any(|r| r.fault == RecordFault::TimestampOutOfBounds)
+            {
+                ResponseError::InvalidTimestamp
+            } else {
+                ResponseError::InvalidRecord
+            }
+        }
         LogError::BatchTooLarge { .. } => ResponseError::MessageTooLarge,
         LogError::InvalidTimestamp(_) => ResponseError::InvalidTimestamp,
         LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,

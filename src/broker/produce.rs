@@ -45,7 +45,7 @@ impl Refusal {
 
     fn log(error: &LogError) -> Refusal {
         let record_errors = match error {
-            LogError::RecordsRefused { records, .. } => records
+            LogError::RecordsRefused { records } => records
                 .iter()
                 .map(|r| {
                     BatchIndexAndErrorMessage::default()

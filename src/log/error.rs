@@ -1,7 +1,7 @@
 //! The log engine's errors. They speak of offsets, batches and records, never of Kafka error
 //! codes: the request handlers (`broker/errors.rs`) map each to one.
 
-use super::record_errors::{self, RecordError, RecordFault};
+use super::record_errors::{self, RecordError};
 
 /// Errors of the log engine. The handlers map each to a Kafka error code.
 #[derive(Debug, thiserror::Error)]
@@ -22,12 +22,10 @@ pub enum LogError {
     /// Structurally valid but not acceptable (control batch from a client, several batches).
     #[error("invalid record: {0}")]
     InvalidRecord(String),
-    /// The batch is refused because of some of its records: these, all breaking one rule.
+    /// The batch is refused because of some of its records: these, in batch order, each with
+    /// the rule it breaks.
     #[error("{}", record_errors::summary(.records))]
-    RecordsRefused {
-        fault: RecordFault,
-        records: Vec<RecordError>,
-    },
+    RecordsRefused { records: Vec<RecordError> },
     #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
     BatchTooLarge { size: usize, max: usize },
     #[error("invalid timestamp: {0}")]

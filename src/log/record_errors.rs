@@ -2,9 +2,10 @@
 //! so that a producer can fail exactly those records (KIP-467) and resend the others.
 //!
 //! Finding them means decoding the records, so these checks run only where a rule needs it:
-//! keyless records on compacted topics, and record timestamps once the batch header has shown
-//! one out of bounds. Pure (no I/O), and free of Kafka error codes: the handlers map a
-//! [`RecordFault`] to one.
+//! keyless records on compacted topics, and record timestamps under a finite
+//! `message.timestamp.before.max.ms` or once the batch header has shown one out of bounds
+//! (`partition/validate.rs` decides). Pure (no I/O), and free of Kafka error codes: the handlers
+//! map the [`RecordFault`]s to one.
 
 use bytes::Bytes;
 use kafka_protocol::records::{Record, RecordBatchDecoder};
@@ -21,10 +22,12 @@ pub enum RecordFault {
     TimestampOutOfBounds,
 }
 
-/// One refused record: its index in its batch (0 for the first record) and why.
+/// One refused record: its index in its batch (0 for the first record), the rule it breaks, and
+/// a message saying how.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordError {
     pub batch_index: i32,
+    pub fault: RecordFault,
     pub message: String,
 }
 
@@ -54,6 +57,7 @@ pub fn keyless_records(
         .filter(|(_, r)| r.key.is_none())
         .map(|(i, _)| RecordError {
             batch_index: i as i32,
+            fault: RecordFault::KeylessOnCompactedTopic,
             message: format!(
                 "a record without a key cannot be written to the compacted topic partition {topic}-{partition}"
             ),
@@ -74,6 +78,7 @@ pub fn timestamps_out_of_bounds(
         .filter(|(_, r)| r.timestamp >= 0 && (r.timestamp < low || r.timestamp > high))
         .map(|(i, r)| RecordError {
             batch_index: i as i32,
+            fault: RecordFault::TimestampOutOfBounds,
             message: format!(
                 "timestamp {} is outside [{low}, {high}] (message.timestamp.before.max.ms and message.timestamp.after.max.ms)",
                 r.timestamp

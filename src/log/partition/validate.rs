@@ -4,7 +4,7 @@
 //! comes in as an argument; knows nothing of Kafka requests.
 
 use super::super::batch::{self, BatchError, BatchHeader, Limits};
-use super::super::record_errors::{self, RecordFault};
+use super::super::record_errors::{self, RecordError};
 use crate::config::{LogConfig, TimestampType};
 use crate::log::{AppendOrigin, LogError};
 
@@ -33,7 +33,8 @@ pub(super) fn limits(cfg: &LogConfig, origin: AppendOrigin) -> Limits {
 
 /// Checks one batch (`bytes`, with its parsed `header`) of partition `topic`-`partition` at time
 /// `now`. Records are decoded only when a rule needs them: on compacted topics, under a finite
-/// `message.timestamp.before.max.ms`, or once the header shows a timestamp out of bounds.
+/// `message.timestamp.before.max.ms`, or once the header shows a timestamp out of bounds. Every
+/// refused record is named, whichever rule it breaks.
 pub(super) fn validate_batch(
     bytes: &[u8],
     header: &BatchHeader,
@@ -42,54 +43,50 @@ pub(super) fn validate_batch(
     (topic, partition): (&str, i32),
     now: i64,
 ) -> Result<(), LogError> {
+    let mut refused = Vec::new();
+    // A record may carry a timestamp below its batch's first one: under a finite
+    // message.timestamp.before.max.ms, only the records themselves tell.
+    let mut check_records = limits
+        .timestamp_bounds
+        .is_some_and(|(before, _)| before < i64::MAX);
     match batch::validate(header, bytes.len(), limits, now) {
         Err(BatchError::Timestamp(m)) => {
-            // The header's bounds say no; when no record's own timestamp does, the header's
-            // word stands.
-            return Err(
-                refused_timestamps(bytes, limits, now)?.unwrap_or(LogError::InvalidTimestamp(m))
-            );
+            refused = refused_timestamps(bytes, limits, now)?;
+            // The header's bounds say no; when no record's own timestamp does, its word stands.
+            if refused.is_empty() {
+                return Err(LogError::InvalidTimestamp(m));
+            }
+            check_records = false;
         }
         other => other.map_err(map_batch_error)?,
     }
-    // A record may carry a timestamp below its batch's first one: under a finite
-    // message.timestamp.before.max.ms, only the records themselves tell.
-    if limits
-        .timestamp_bounds
-        .is_some_and(|(before, _)| before < i64::MAX)
-    {
-        if let Some(refusal) = refused_timestamps(bytes, limits, now)? {
-            return Err(refusal);
-        }
+    if check_records {
+        refused = refused_timestamps(bytes, limits, now)?;
     }
     if compacted && !header.is_control() {
-        let keyless =
+        // A record breaking both rules is named once, for its key (as Kafka checks it first).
+        let mut keyless =
             record_errors::keyless_records(bytes, topic, partition).map_err(map_batch_error)?;
-        if !keyless.is_empty() {
-            return Err(LogError::RecordsRefused {
-                fault: RecordFault::KeylessOnCompactedTopic,
-                records: keyless,
-            });
-        }
+        keyless.append(&mut refused);
+        refused = keyless;
     }
-    Ok(())
+    if refused.is_empty() {
+        return Ok(());
+    }
+    refused.sort_by_key(|r| r.batch_index);
+    refused.dedup_by_key(|r| r.batch_index);
+    Err(LogError::RecordsRefused { records: refused })
 }
 
-/// The records of a batch whose timestamps put it out of `limits`' bounds, as a refusal; `None`
-/// when no record's own timestamp is out of them.
+/// The records of a batch whose timestamps lie outside `limits`' bounds.
 fn refused_timestamps(
     batch: &[u8],
     limits: &Limits,
     now: i64,
-) -> Result<Option<LogError>, LogError> {
+) -> Result<Vec<RecordError>, LogError> {
     let Some((before, after)) = limits.timestamp_bounds else {
-        return Ok(None);
+        return Ok(Vec::new());
     };
     let (low, high) = (now.saturating_sub(before), now.saturating_add(after));
-    let records =
-        record_errors::timestamps_out_of_bounds(batch, low, high).map_err(map_batch_error)?;
-    Ok((!records.is_empty()).then_some(LogError::RecordsRefused {
-        fault: RecordFault::TimestampOutOfBounds,
-        records,
-    }))
+    record_errors::timestamps_out_of_bounds(batch, low, high).map_err(map_batch_error)
 }
