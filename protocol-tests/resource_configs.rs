@@ -337,3 +337,68 @@ fn client_metrics_subscriptions_are_described_altered_and_kept() {
         ("client_software_name=apache-kafka-java".into(), 7)
     );
 }
+
+fn list_config_resources(
+    client: &mut Client,
+    version: i16,
+    types: &[i8],
+) -> (i16, Vec<(String, i8)>) {
+    let response: ListConfigResourcesResponse = client.call(
+        version,
+        &ListConfigResourcesRequest::default().with_resource_types(types.to_vec()),
+    );
+    let mut resources: Vec<(String, i8)> = response
+        .config_resources
+        .iter()
+        .map(|r| (r.resource_name.to_string(), r.resource_type))
+        .collect();
+    resources.sort();
+    (response.error_code, resources)
+}
+
+#[test]
+fn list_config_resources_names_what_can_be_described() {
+    let cairn = Cairn::start(&[]);
+    let mut client = cairn.client();
+    crate::util::create_topic(&mut client, "listed", 1, &[]);
+    let set_group = [("consumer.session.timeout.ms", SET, Some("50000"))];
+    assert_eq!(
+        alter(&mut client, GROUP, "configured", &set_group, false).0,
+        0
+    );
+    let set_sub = [("interval.ms", SET, Some("1000"))];
+    assert_eq!(
+        alter(&mut client, CLIENT_METRICS, "sub", &set_sub, false).0,
+        0
+    );
+
+    // v0 (ListClientMetricsResources) lists subscriptions only (its response has no type
+    // field, which decodes as 16).
+    let (error, resources) = list_config_resources(&mut client, 0, &[]);
+    assert_eq!(
+        (error, resources),
+        (0, vec![("sub".to_string(), CLIENT_METRICS)])
+    );
+
+    let (error, resources) = list_config_resources(&mut client, 1, &[GROUP, CLIENT_METRICS]);
+    assert_eq!(error, 0);
+    assert_eq!(
+        resources,
+        vec![
+            ("configured".to_string(), GROUP),
+            ("sub".to_string(), CLIENT_METRICS)
+        ]
+    );
+    // No type named: every type v1 knows.
+    let (error, all) = list_config_resources(&mut client, 1, &[]);
+    assert_eq!(error, 0);
+    for expected in [
+        ("listed".to_string(), 2),
+        ("1".to_string(), 4),
+        ("1".to_string(), 8),
+    ] {
+        assert!(all.contains(&expected), "{expected:?} missing from {all:?}");
+    }
+    // A type the version does not list: UNSUPPORTED_VERSION (35), as in Kafka.
+    assert_eq!(list_config_resources(&mut client, 1, &[64]).0, 35);
+}

@@ -72,6 +72,7 @@ const APIS: &[(ApiKey, i16, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 0, 1),
     (ApiKey::DescribeCluster, 0, 0, 1),
+    (ApiKey::ListConfigResources, 0, 0, 1),
 ];
 
 /// The full version table: this module's APIs plus the group APIs.
@@ -197,6 +198,9 @@ impl Broker {
             }
             RequestKind::AlterConfigs(r) => {
                 ResponseKind::AlterConfigs(configs::alter_configs(self, r))
+            }
+            RequestKind::ListConfigResources(r) => {
+                ResponseKind::ListConfigResources(resource_configs::list(self, version, r))
             }
             RequestKind::IncrementalAlterConfigs(r) => {
                 ResponseKind::IncrementalAlterConfigs(configs::incremental_alter_configs(self, r))

@@ -1,12 +1,17 @@
 //! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs on GROUP resources (KIP-848 group
 //! configs) and CLIENT_METRICS resources (KIP-714 subscriptions): the requests' side of
-//! `resource_configs/`, which validates, describes and stores them.
+//! `resource_configs/`, which validates, describes and stores them. Also ListConfigResources
+//! (KIP-1142; v0 was ListClientMetricsResources), which `kafka-configs` asks before describing a
+//! subscription or a group it does not see in ListGroups.
 
 use kafka_protocol::error::ResponseError;
-use tracing::info;
+use kafka_protocol::messages::list_config_resources_response::ConfigResource;
+use kafka_protocol::messages::{ListConfigResourcesRequest, ListConfigResourcesResponse};
+use kafka_protocol::protocol::StrBytes;
+use tracing::{debug, info};
 
 use super::configs::{APPEND, DELETE, SET, SUBTRACT};
-use super::errors::{code, resource_config_error_code};
+use super::errors::{code, resource_config_error_code, NONE};
 use super::Broker;
 use crate::resource_configs::{DescribedConfig, Overrides, ResourceConfigError, ResourceKind};
 
@@ -20,6 +25,66 @@ pub(super) fn kind(resource_type: i8) -> Option<ResourceKind> {
         32 => Some(ResourceKind::Group),
         _ => None,
     }
+}
+
+const TOPIC: i8 = 2;
+const BROKER: i8 = 4;
+const BROKER_LOGGER: i8 = 8;
+const CLIENT_METRICS: i8 = 16;
+const GROUP: i8 = 32;
+
+/// ListConfigResources: the resources of the asked types (all it knows when none is named) that
+/// configs can be described for: every topic, this broker (also as a logger resource), and the
+/// subscriptions and groups that have configs. v0 knows client-metrics subscriptions only; a
+/// type the version does not know is UNSUPPORTED_VERSION, as in Kafka.
+pub(super) fn list(
+    broker: &Broker,
+    version: i16,
+    request: ListConfigResourcesRequest,
+) -> ListConfigResourcesResponse {
+    let supported: &[i8] = if version == 0 {
+        &[CLIENT_METRICS]
+    } else {
+        &[TOPIC, BROKER, BROKER_LOGGER, CLIENT_METRICS, GROUP]
+    };
+    let asked = if request.resource_types.is_empty() {
+        supported.to_vec()
+    } else {
+        request.resource_types
+    };
+    if let Some(unknown) = asked.iter().find(|t| !supported.contains(t)) {
+        debug!(
+            resource_type = *unknown,
+            version, "ListConfigResources of a type this version does not list"
+        );
+        return ListConfigResourcesResponse::default()
+            .with_error_code(code(ResponseError::UnsupportedVersion));
+    }
+    let mut resources = Vec::new();
+    let mut add = |resource_type: i8, names: Vec<String>| {
+        resources.extend(names.into_iter().map(|name| {
+            ConfigResource::default()
+                .with_resource_name(StrBytes::from_string(name))
+                .with_resource_type(resource_type)
+        }))
+    };
+    for &resource_type in supported.iter().filter(|t| asked.contains(t)) {
+        match resource_type {
+            TOPIC => add(
+                TOPIC,
+                broker.log.topics().into_iter().map(|t| t.name).collect(),
+            ),
+            BROKER | BROKER_LOGGER => add(resource_type, vec![broker.node_id.to_string()]),
+            CLIENT_METRICS => add(
+                CLIENT_METRICS,
+                broker.resource_configs.names(ResourceKind::ClientMetrics),
+            ),
+            _ => add(GROUP, broker.resource_configs.names(ResourceKind::Group)),
+        }
+    }
+    ListConfigResourcesResponse::default()
+        .with_error_code(NONE)
+        .with_config_resources(resources)
 }
 
 /// Kafka refuses an empty group id or subscription name with INVALID_REQUEST.

@@ -150,6 +150,15 @@ impl ResourceConfigs {
             .unwrap_or_default()
     }
 
+    /// The names of the resources of `kind` that have configs, in order.
+    pub fn names(&self, kind: ResourceKind) -> Vec<String> {
+        self.lock()
+            .keys()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, name)| name.clone())
+            .collect()
+    }
+
     /// Replaces a resource's overrides, durably, after validating them.
     pub fn set(
         &self,
@@ -327,6 +336,8 @@ mod tests {
             "1000"
         );
         assert!(again.overrides(group, "h").is_empty());
+        assert_eq!(again.names(group), ["g"]);
+        assert_eq!(again.names(ResourceKind::ClientMetrics), ["g"]);
         again.set(group, "g", Overrides::new(), &b).unwrap();
         let third = ResourceConfigs::open(dir.path()).unwrap();
         assert!(third.overrides(group, "g").is_empty());
