@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use bytes::{Bytes, BytesMut};
 use cairn::config::BrokerConfig;
 use cairn::log::batch::{self, Limits};
+use cairn::log::record_errors;
 use cairn::log::{AppendOrigin, Isolation, LogManager, LogManagerOptions, Partition};
 use cairn::protocol::codec::{decode_request, DecodeError, Decoded};
 use cairn::protocol::frame::check_length;
@@ -341,8 +342,8 @@ pub(crate) fn run_batch(input: &[u8]) -> Result<String, String> {
             return Err("LogAppendTime was not applied".into());
         }
         sig.push_str(&format!(":c{}", header.compression()));
-        match batch::first_keyless_record(bytes) {
-            Ok(k) => sig.push_str(if k.is_some() { ":keyless" } else { ":keyed" }),
+        match record_errors::keyless_records(bytes, "fuzz", 0) {
+            Ok(k) => sig.push_str(if k.is_empty() { ":keyed" } else { ":keyless" }),
             Err(e) => sig.push_str(&format!(":{}", strip_digits(&e.to_string()))),
         }
         if let Ok(ts) = batch::record_timestamps(bytes) {

@@ -4,8 +4,11 @@
 //! input is shown to get an error or a closed connection while other clients keep being served.
 
 mod apis;
+mod authorized_operations;
 mod fetch_limits;
 mod groups;
 mod harness;
 mod hostile;
+mod record_errors;
+mod resource_configs;
 mod util;

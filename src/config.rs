@@ -49,12 +49,17 @@ pub enum ConfigSource {
     DynamicDefaultBroker,
     StaticBroker,
     Default,
+    /// A client-metrics subscription's own config (KIP-714).
+    ClientMetrics,
+    /// A group's own config (KIP-848 group configs).
+    DynamicGroup,
 }
 
 impl ConfigSource {
-    /// The wire value: Kafka numbers sources 1..=6 as
+    /// The wire value: Kafka numbers sources
     /// DYNAMIC_TOPIC_CONFIG(1), DYNAMIC_BROKER_CONFIG(2), DYNAMIC_DEFAULT_BROKER_CONFIG(3),
-    /// STATIC_BROKER_CONFIG(4), DEFAULT_CONFIG(5), DYNAMIC_BROKER_LOGGER_CONFIG(6).
+    /// STATIC_BROKER_CONFIG(4), DEFAULT_CONFIG(5), DYNAMIC_BROKER_LOGGER_CONFIG(6),
+    /// CLIENT_METRICS_CONFIG(7) and GROUP_CONFIG(8).
     pub fn wire(self) -> i8 {
         match self {
             ConfigSource::DynamicTopic => 1,
@@ -63,6 +68,8 @@ impl ConfigSource {
             ConfigSource::StaticBroker => 4,
             ConfigSource::Default => 5,
             ConfigSource::DynamicBrokerLogger => 6,
+            ConfigSource::ClientMetrics => 7,
+            ConfigSource::DynamicGroup => 8,
         }
     }
 }
@@ -171,6 +178,12 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def("group.min.session.timeout.ms", T::Int, Some("6000"), AtLeast(0), "Smallest session timeout a member may ask for."),
     def("group.max.session.timeout.ms", T::Int, Some("1800000"), AtLeast(0), "Largest session timeout a member may ask for."),
     def("group.max.size", T::Int, Some(I32_MAX), AtLeast(1), "Most members in one group."),
+    def("group.consumer.session.timeout.ms", T::Int, Some("45000"), AtLeast(1), "Session timeout of consumer-protocol (KIP-848) group members."),
+    def("group.consumer.heartbeat.interval.ms", T::Int, Some("5000"), AtLeast(1), "Heartbeat interval given to consumer-protocol (KIP-848) group members."),
+    def("group.consumer.min.session.timeout.ms", T::Int, Some("45000"), AtLeast(1), "Smallest consumer.session.timeout.ms a group config may set."),
+    def("group.consumer.max.session.timeout.ms", T::Int, Some("60000"), AtLeast(1), "Largest consumer.session.timeout.ms a group config may set."),
+    def("group.consumer.min.heartbeat.interval.ms", T::Int, Some("5000"), AtLeast(1), "Smallest consumer.heartbeat.interval.ms a group config may set."),
+    def("group.consumer.max.heartbeat.interval.ms", T::Int, Some("15000"), AtLeast(1), "Largest consumer.heartbeat.interval.ms a group config may set."),
     def("offsets.retention.minutes", T::Int, Some("10080"), AtLeast(1), "Keep offsets of an empty group this long."),
     def("offsets.retention.check.interval.ms", T::Long, Some("600000"), AtLeast(1), "How often expired offsets are removed."),
     def("offsets.topic.num.partitions", T::Int, Some("50"), AtLeast(1), "Partitions of __consumer_offsets."),
@@ -677,6 +690,26 @@ impl BrokerConfig {
     }
     pub fn group_max_size(&self) -> i64 {
         self.long("group.max.size")
+    }
+    pub fn group_consumer_session_timeout_ms(&self) -> i32 {
+        self.int("group.consumer.session.timeout.ms")
+    }
+    pub fn group_consumer_heartbeat_interval_ms(&self) -> i32 {
+        self.int("group.consumer.heartbeat.interval.ms")
+    }
+    /// The bounds a group's `consumer.session.timeout.ms` must lie within (inclusive).
+    pub fn group_consumer_session_timeout_bounds(&self) -> (i32, i32) {
+        (
+            self.int("group.consumer.min.session.timeout.ms"),
+            self.int("group.consumer.max.session.timeout.ms"),
+        )
+    }
+    /// The bounds a group's `consumer.heartbeat.interval.ms` must lie within (inclusive).
+    pub fn group_consumer_heartbeat_interval_bounds(&self) -> (i32, i32) {
+        (
+            self.int("group.consumer.min.heartbeat.interval.ms"),
+            self.int("group.consumer.max.heartbeat.interval.ms"),
+        )
     }
     pub fn offsets_retention_ms(&self) -> i64 {
         self.long("offsets.retention.minutes") * 60_000

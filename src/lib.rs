@@ -8,10 +8,12 @@
 //! - [`group`]: the consumer group coordinator (a pure state machine plus the offsets topic).
 //! - [`log`]: the log engine (topics, partitions, segments, indexes, recovery, retention, cleaner).
 //! - [`config`]: broker and topic configuration with Kafka's names.
+//! - [`resource_configs`]: configs of groups (KIP-848) and client-metrics subscriptions (KIP-714).
 
 pub mod broker;
 pub mod config;
 pub mod group;
 pub mod log;
 pub mod protocol;
+pub mod resource_configs;
 pub mod server;

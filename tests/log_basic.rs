@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn::log::io::{Fault, FaultyIo};
+use cairn::log::record_errors::RecordFault;
 use cairn::log::{AppendOrigin, Isolation, LogError, LogManager, LogManagerOptions};
 use log_support::*;
 
@@ -280,7 +281,9 @@ fn validation_refuses_bad_batches() {
     let future = now_ms() + 2 * 3_600_000;
     assert!(matches!(
         p.append(batch(&["a"], future), AppendOrigin::Client),
-        Err(LogError::InvalidTimestamp(_))
+        Err(LogError::RecordsRefused { records })
+            if records.len() == 1 && records[0].batch_index == 0
+                && records[0].fault == RecordFault::TimestampOutOfBounds
     ));
 
     assert!(matches!(
@@ -324,7 +327,9 @@ fn validation_refuses_bad_batches() {
     };
     assert!(matches!(
         c.append(keyless, AppendOrigin::Client),
-        Err(LogError::InvalidRecord(_))
+        Err(LogError::RecordsRefused { records })
+            if records.len() == 1 && records[0].batch_index == 0
+                && records[0].fault == RecordFault::KeylessOnCompactedTopic
     ));
     assert!(c
         .append(batch(&["keyed"], now_ms()), AppendOrigin::Client)

@@ -91,3 +91,44 @@ def test_broker_configs_describe(broker):
     assert every.get("log.retention.hours") == "168"
     assert every.get("log.segment.bytes") == "1073741824"
     assert every.get("log.cleanup.policy") == "delete"
+
+
+def entity_configs(broker, entity_type, name, *args, check=True):
+    return kafka_tool("kafka-configs", "--bootstrap-server", broker.bootstrap,
+                      "--entity-type", entity_type, "--entity-name", name, *args, check=check)
+
+
+def test_group_configs_alter_describe_and_bounds(broker):
+    """KIP-848 group configs: set within Kafka's bounds, described as the group's own, refused
+    outside them, deleted back to the broker default."""
+    out = entity_configs(broker, "groups", "cfg-group", "--alter", "--add-config",
+                         "consumer.session.timeout.ms=50000,consumer.heartbeat.interval.ms=6000").stdout
+    assert "Completed updating config for group cfg-group." in out
+    dynamic = described(entity_configs(broker, "groups", "cfg-group", "--describe").stdout)
+    assert dynamic == {"consumer.session.timeout.ms": "50000",
+                       "consumer.heartbeat.interval.ms": "6000"}
+
+    bad = entity_configs(broker, "groups", "cfg-group", "--alter", "--add-config",
+                         "consumer.session.timeout.ms=1000", check=False)
+    assert bad.returncode != 0
+    assert "InvalidConfigurationException" in bad.stdout + bad.stderr
+
+    entity_configs(broker, "groups", "cfg-group", "--alter", "--delete-config",
+                   "consumer.heartbeat.interval.ms")
+    every = described(entity_configs(broker, "groups", "cfg-group", "--describe", "--all").stdout)
+    assert every["consumer.session.timeout.ms"] == "50000"
+    assert every["consumer.heartbeat.interval.ms"] == "5000"
+
+
+def test_client_metrics_subscription_alter_describe(broker):
+    """KIP-714 client-metrics subscriptions: stored and described (kafka-configs lists them with
+    ListConfigResources first), an out-of-range push interval refused."""
+    entity_configs(broker, "client-metrics", "cfg-sub", "--alter", "--add-config",
+                   "interval.ms=1000,metrics=org.apache.kafka.producer.")
+    dynamic = described(entity_configs(broker, "client-metrics", "cfg-sub", "--describe").stdout)
+    assert dynamic == {"interval.ms": "1000", "metrics": "org.apache.kafka.producer."}
+
+    bad = entity_configs(broker, "client-metrics", "cfg-sub", "--alter", "--add-config",
+                         "interval.ms=10", check=False)
+    assert bad.returncode != 0
+    assert "interval.ms" in bad.stdout + bad.stderr

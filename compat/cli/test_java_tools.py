@@ -162,3 +162,30 @@ def test_get_offsets_latest_earliest_and_by_time(broker, topic_name):
     # -3: the offset of the record with the largest timestamp.
     assert offsets(broker, topic_name, "--time", "-3", "--partitions", "2") == [
         f"{topic_name}:2:11"]
+
+
+def test_console_producer_fails_exactly_the_keyless_record(broker, topic_name):
+    """KIP-467 with the Java producer: a batch holding one keyless record for a compacted topic
+    is refused with that record named in record_errors, so the producer fails it with
+    InvalidRecordException and the two keyed records of the batch as collateral ("part of a
+    batch which had one more more invalid records", the Java client's wording)."""
+    topics(broker, "--create", "--topic", topic_name, "--partitions", "1",
+           "--config", "cleanup.policy=compact")
+    out = kafka_tool("kafka-console-producer", "--bootstrap-server", broker.bootstrap,
+                     "--topic", topic_name,
+                     "--property", "parse.key=true", "--property", "key.separator=:",
+                     "--property", "ignore.error=true",
+                     "--producer-property", "linger.ms=2000",
+                     "--producer-property", "enable.idempotence=false",
+                     "--producer-property", "retries=0",
+                     input="a:1\nnokey\nc:3\n", check=False)
+    log = out.stdout + out.stderr
+    failures = [line for line in log.splitlines()
+                if line.startswith("org.apache.kafka.common.")]
+    assert sorted(f.split(":")[0] for f in failures) == [
+        "org.apache.kafka.common.InvalidRecordException",
+        "org.apache.kafka.common.KafkaException",
+        "org.apache.kafka.common.KafkaException",
+    ], log
+    assert sum("part of a batch which had one more more invalid records" in f
+               for f in failures) == 2, log

@@ -158,3 +158,57 @@ def test_watermarks_and_offsets_for_times(broker, topic_name):
         assert seen == [(i, f"v{i}".encode()) for i in range(4, 10)]
     finally:
         c.close()
+
+
+def test_keyless_record_on_compacted_topic_fails_its_batch(broker, topic_name):
+    """A batch with one keyless record on a compacted topic is refused whole; the broker names
+    that record in record_errors (KIP-467), which librdkafka 2.x does not use: every record of
+    the batch fails with INVALID_RECORD, as against Kafka, none is written, and the keyed
+    records resent alone are accepted."""
+    create_topic(broker, topic_name, 1, {"cleanup.policy": "compact"})
+    results = {}
+
+    def on_delivery(err, msg):
+        results[msg.value()] = err.code() if err is not None else None
+
+    # One batch: a long linger and a single flush send the three records together.
+    p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 1000,
+                  "enable.idempotence": False, "retries": 0})
+    for key, value in [(b"a", b"keyed-1"), (None, b"keyless"), (b"c", b"keyed-2")]:
+        p.produce(topic_name, key=key, value=value, partition=0, on_delivery=on_delivery)
+    assert p.flush(60) == 0
+    assert results == {b"keyed-1": KafkaError.INVALID_RECORD,
+                       b"keyless": KafkaError.INVALID_RECORD,
+                       b"keyed-2": KafkaError.INVALID_RECORD}, results
+    reports = produce(broker, topic_name, [(0, b"a", b"keyed-1", None), (0, b"c", b"keyed-2", None)])
+    assert [r[1] for r in reports] == [0, 1], "the refused batch left nothing behind"
+
+
+def test_authorized_operations_without_an_authorizer(broker, topic_name):
+    """KIP-430: asked for, the cluster's, a topic's and a group's authorized operations are
+    every operation of the resource type (no authorizer), as Kafka answers them."""
+    from confluent_kafka import TopicCollection
+    from confluent_kafka.admin import AclOperation
+
+    create_topic(broker, topic_name, 1)
+    client = admin(broker)
+    cluster = client.describe_cluster(include_authorized_operations=True).result(timeout=30)
+    assert set(cluster.authorized_operations) == {
+        AclOperation.CREATE, AclOperation.ALTER, AclOperation.DESCRIBE,
+        AclOperation.CLUSTER_ACTION, AclOperation.DESCRIBE_CONFIGS, AclOperation.ALTER_CONFIGS,
+        AclOperation.IDEMPOTENT_WRITE}
+    topic = client.describe_topics(TopicCollection([topic_name]),
+                                   include_authorized_operations=True)[topic_name].result(timeout=30)
+    assert set(topic.authorized_operations) == {
+        AclOperation.READ, AclOperation.WRITE, AclOperation.CREATE, AclOperation.DELETE,
+        AclOperation.ALTER, AclOperation.DESCRIBE, AclOperation.DESCRIBE_CONFIGS,
+        AclOperation.ALTER_CONFIGS}
+    group = client.describe_consumer_groups([f"{topic_name}-group"],
+                                            include_authorized_operations=True)
+    described = group[f"{topic_name}-group"].result(timeout=30)
+    assert set(described.authorized_operations) == {
+        AclOperation.READ, AclOperation.DELETE, AclOperation.DESCRIBE,
+        AclOperation.DESCRIBE_CONFIGS, AclOperation.ALTER_CONFIGS}
+    # Not asked for: none reported.
+    plain = client.describe_cluster().result(timeout=30)
+    assert not plain.authorized_operations

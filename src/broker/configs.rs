@@ -1,7 +1,10 @@
-//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics and the broker.
+//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics, the broker, groups and
+//! client-metrics subscriptions.
 //!
 //! Topic overrides are durable in the log manager and take effect at once. Broker configs are
-//! static (file and `--set`): they are described, and refusing to alter them says so.
+//! static (file and `--set`): they are described, and refusing to alter them says so. Group
+//! configs (KIP-848) and client-metrics subscriptions (KIP-714) are handled in
+//! `resource_configs.rs`.
 
 use std::collections::BTreeMap;
 
@@ -19,16 +22,16 @@ use kafka_protocol::protocol::StrBytes;
 use tracing::info;
 
 use super::errors::{code, log_error_code, NONE};
-use super::Broker;
+use super::{resource_configs, Broker};
 use crate::config::{self, describe_topic, ConfigType};
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
 
-const SET: i8 = 0;
-const DELETE: i8 = 1;
-const APPEND: i8 = 2;
-const SUBTRACT: i8 = 3;
+pub(super) const SET: i8 = 0;
+pub(super) const DELETE: i8 = 1;
+pub(super) const APPEND: i8 = 2;
+pub(super) const SUBTRACT: i8 = 3;
 
 type Failure = (i16, String);
 
@@ -139,11 +142,52 @@ pub(super) fn describe_configs(
                     };
                     result.with_error_code(NONE).with_configs(configs)
                 }
-                other => result
-                    .with_error_code(code(ResponseError::InvalidRequest))
-                    .with_error_message(Some(StrBytes::from_string(format!(
-                        "Describing configs of resource type {other} is not supported."
-                    )))),
+                other => match resource_configs::kind(other) {
+                    None => result
+                        .with_error_code(code(ResponseError::InvalidRequest))
+                        .with_error_message(Some(StrBytes::from_string(format!(
+                            "Describing configs of resource type {other} is not supported."
+                        )))),
+                    Some(kind) => {
+                        match resource_configs::describe(
+                            broker,
+                            kind,
+                            resource.resource_name.as_str(),
+                        ) {
+                            Ok(described) => {
+                                let configs = described
+                                    .into_iter()
+                                    .filter(|d| wanted(d.name))
+                                    .map(|d| {
+                                        let synonyms = d
+                                            .synonyms
+                                            .into_iter()
+                                            .map(|(name, value, source)| {
+                                                DescribeConfigsSynonym::default()
+                                                    .with_name(StrBytes::from_string(name))
+                                                    .with_value(Some(StrBytes::from_string(value)))
+                                                    .with_source(source.wire())
+                                            })
+                                            .collect();
+                                        entry(
+                                            d.name,
+                                            Some(d.value),
+                                            d.source,
+                                            false,
+                                            d.ty,
+                                            d.doc,
+                                            synonyms,
+                                        )
+                                    })
+                                    .collect();
+                                result.with_error_code(NONE).with_configs(configs)
+                            }
+                            Err((error_code, message)) => result
+                                .with_error_code(error_code)
+                                .with_error_message(Some(StrBytes::from_string(message))),
+                        }
+                    }
+                },
             }
         })
         .collect();
@@ -216,10 +260,22 @@ pub(super) fn alter_configs(broker: &Broker, request: AlterConfigsRequest) -> Al
                     apply_topic_overrides(broker, &name, overrides, request.validate_only)
                 }),
                 BROKER => Err(broker_refusal(broker, &name)),
-                other => Err(fail(
-                    ResponseError::InvalidRequest,
-                    format!("Altering configs of resource type {other} is not supported."),
-                )),
+                other => match resource_configs::kind(other) {
+                    Some(kind) => resource_configs::replace(
+                        broker,
+                        kind,
+                        &name,
+                        resource
+                            .configs
+                            .iter()
+                            .map(|c| (c.name.as_str(), c.value.as_ref().map(|v| v.as_str()))),
+                        request.validate_only,
+                    ),
+                    None => Err(fail(
+                        ResponseError::InvalidRequest,
+                        format!("Altering configs of resource type {other} is not supported."),
+                    )),
+                },
             };
             let (error_code, message) = match outcome {
                 Ok(()) => (NONE, None),
@@ -258,10 +314,25 @@ pub(super) fn incremental_alter_configs(
                     apply_topic_overrides(broker, &name, overrides, request.validate_only)
                 }),
                 BROKER => Err(broker_refusal(broker, &name)),
-                other => Err(fail(
-                    ResponseError::InvalidRequest,
-                    format!("Altering configs of resource type {other} is not supported."),
-                )),
+                other => match resource_configs::kind(other) {
+                    Some(kind) => resource_configs::alter(
+                        broker,
+                        kind,
+                        &name,
+                        resource.configs.iter().map(|c| {
+                            (
+                                c.name.as_str(),
+                                c.config_operation,
+                                c.value.as_ref().map(|v| v.as_str()),
+                            )
+                        }),
+                        request.validate_only,
+                    ),
+                    None => Err(fail(
+                        ResponseError::InvalidRequest,
+                        format!("Altering configs of resource type {other} is not supported."),
+                    )),
+                },
             };
             let (error_code, message) = match outcome {
                 Ok(()) => (NONE, None),

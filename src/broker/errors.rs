@@ -1,9 +1,12 @@
-//! The one map from the log engine's and the config table's errors to Kafka error codes.
+//! The one map from the log engine's, the config table's and the resource configs' errors to
+//! Kafka error codes.
 
 use kafka_protocol::error::ResponseError;
 
 use crate::config::ConfigError;
+use crate::log::record_errors::RecordFault;
 use crate::log::LogError;
+use crate::resource_configs::{ResourceConfigError, ResourceKind};
 
 /// No error.
 pub(crate) const NONE: i16 = 0;
@@ -17,6 +20,17 @@ pub(crate) fn log_error_code(error: &LogError) -> i16 {
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         LogError::CorruptBatch(_) => ResponseError::CorruptMessage,
         LogError::InvalidRecord(_) => ResponseError::InvalidRecord,
+        // As in Kafka: INVALID_TIMESTAMP when any record's timestamp is refused, whatever else.
+        LogError::RecordsRefused { records } => {
+            if records
+                .iter()
+                .any(|r| r.fault == RecordFault::TimestampOutOfBounds)
+            {
+                ResponseError::InvalidTimestamp
+            } else {
+                ResponseError::InvalidRecord
+            }
+        }
         LogError::BatchTooLarge { .. } => ResponseError::MessageTooLarge,
         LogError::InvalidTimestamp(_) => ResponseError::InvalidTimestamp,
         LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
@@ -34,5 +48,28 @@ pub(crate) fn config_error_code(_error: &ConfigError) -> i16 {
 }
 
 pub(crate) fn code(e: ResponseError) -> i16 {
+    e.code()
+}
+
+/// The Kafka error code for a group or client-metrics config error. Kafka answers an unknown
+/// client-metrics key or an out-of-range push interval with INVALID_REQUEST, and every other
+/// refusal of a value with INVALID_CONFIG.
+pub(crate) fn resource_config_error_code(error: &ResourceConfigError) -> i16 {
+    let e = match error {
+        ResourceConfigError::UnknownName {
+            kind: ResourceKind::ClientMetrics,
+            ..
+        }
+        | ResourceConfigError::OutOfRange {
+            kind: ResourceKind::ClientMetrics,
+            ..
+        } => ResponseError::InvalidRequest,
+        ResourceConfigError::UnknownName { .. }
+        | ResourceConfigError::InvalidValue { .. }
+        | ResourceConfigError::OutOfRange { .. } => ResponseError::InvalidConfig,
+        ResourceConfigError::Io { .. } | ResourceConfigError::Corrupt { .. } => {
+            ResponseError::KafkaStorageError
+        }
+    };
     e.code()
 }

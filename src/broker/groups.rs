@@ -33,6 +33,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use super::operations::{authorized_operations, ResourceType};
 use super::Broker;
 use crate::group::offsets::OffsetsError;
 use crate::group::state::{
@@ -706,6 +707,11 @@ fn list_groups(broker: &Broker, v: i16, r: ListGroupsRequest) -> ListGroupsRespo
 }
 
 fn describe_groups(broker: &Broker, v: i16, r: DescribeGroupsRequest) -> DescribeGroupsResponse {
+    // The field exists from v3; below it must stay at its default.
+    let operations = authorized_operations(
+        ResourceType::Group,
+        v >= 3 && r.include_authorized_operations,
+    );
     let groups = r
         .groups
         .into_iter()
@@ -717,6 +723,7 @@ fn describe_groups(broker: &Broker, v: i16, r: DescribeGroupsRequest) -> Describ
                 group_state: StrBytes::from_static_str("Dead"),
                 protocol_type: StrBytes::default(),
                 protocol_data: StrBytes::default(),
+                authorized_operations: operations,
             }),
             Some(d) => build!(DescribedGroup {
                 error_code: 0,
@@ -724,6 +731,7 @@ fn describe_groups(broker: &Broker, v: i16, r: DescribeGroupsRequest) -> Describ
                 group_state: StrBytes::from_static_str(d.state.name()),
                 protocol_type: str_bytes(d.protocol_type),
                 protocol_data: str_bytes(d.protocol_name),
+                authorized_operations: operations,
                 members: d
                     .members
                     .into_iter()

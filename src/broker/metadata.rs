@@ -13,11 +13,9 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::errors::{code, log_error_code, NONE};
+use super::operations::{authorized_operations, ResourceType};
 use super::{valid_topic_name, Broker};
 use crate::log::TopicInfo;
-
-/// Kafka's "authorized operations were not requested" marker.
-const OPERATIONS_OMITTED: i32 = i32::MIN;
 
 pub(super) fn handle(broker: &Broker, version: i16, request: MetadataRequest) -> MetadataResponse {
     let (host, port) = &broker.advertised;
@@ -38,7 +36,7 @@ pub(super) fn handle(broker: &Broker, version: i16, request: MetadataRequest) ->
         ),
     };
     let allow_auto_create = version < 4 || request.allow_auto_topic_creation;
-    let topics = match requested {
+    let mut topics: Vec<MetadataResponseTopic> = match requested {
         None => broker
             .log
             .topics()
@@ -50,6 +48,15 @@ pub(super) fn handle(broker: &Broker, version: i16, request: MetadataRequest) ->
             .map(|name| requested_topic(broker, name, allow_auto_create))
             .collect(),
     };
+    // Every topic answered, known or not, as Kafka does: the operations are the client's on that
+    // name (v8+).
+    let topic_operations = authorized_operations(
+        ResourceType::Topic,
+        version >= 8 && request.include_topic_authorized_operations,
+    );
+    for topic in &mut topics {
+        topic.topic_authorized_operations = topic_operations;
+    }
     let mut response = MetadataResponse::default()
         .with_brokers(brokers)
         .with_topics(topics);
@@ -59,8 +66,12 @@ pub(super) fn handle(broker: &Broker, version: i16, request: MetadataRequest) ->
     if version >= 2 {
         response.cluster_id = Some(StrBytes::from_string(broker.cluster_id.clone()));
     }
+    // The cluster's operations were asked for in v8-10 only (DescribeCluster answers them since).
     if (8..=10).contains(&version) {
-        response.cluster_authorized_operations = OPERATIONS_OMITTED;
+        response.cluster_authorized_operations = authorized_operations(
+            ResourceType::Cluster,
+            request.include_cluster_authorized_operations,
+        );
     }
     response
 }
@@ -96,7 +107,6 @@ fn requested_topic(
                 return MetadataResponseTopic::default()
                     .with_name(Some(TopicName(StrBytes::from_string(name))))
                     .with_error_code(log_error_code(&e))
-                    .with_topic_authorized_operations(OPERATIONS_OMITTED)
             }
         }
     } else {
@@ -105,7 +115,6 @@ fn requested_topic(
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(name))))
         .with_error_code(code(error))
-        .with_topic_authorized_operations(OPERATIONS_OMITTED)
 }
 
 fn topic_metadata(broker: &Broker, info: &TopicInfo) -> MetadataResponseTopic {
@@ -128,12 +137,11 @@ fn topic_metadata(broker: &Broker, info: &TopicInfo) -> MetadataResponseTopic {
         .with_topic_id(info.topic_id)
         .with_is_internal(info.internal)
         .with_partitions(partitions)
-        .with_topic_authorized_operations(OPERATIONS_OMITTED)
 }
 
 pub(super) fn describe_cluster(
     broker: &Broker,
-    _request: DescribeClusterRequest,
+    request: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
     let (host, port) = &broker.advertised;
     DescribeClusterResponse::default()
@@ -145,5 +153,8 @@ pub(super) fn describe_cluster(
             .with_host(StrBytes::from_string(host.clone()))
             .with_port(*port as i32)
             .with_rack(None)])
-        .with_cluster_authorized_operations(OPERATIONS_OMITTED)
+        .with_cluster_authorized_operations(authorized_operations(
+            ResourceType::Cluster,
+            request.include_cluster_authorized_operations,
+        ))
 }

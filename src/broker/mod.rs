@@ -15,6 +15,7 @@ use crate::group::GroupCoordinator;
 use crate::log::io::{FileIo, StdIo};
 use crate::log::{LogManager, LogManagerOptions};
 use crate::protocol::versions::{VersionEntry, VersionTable};
+use crate::resource_configs::ResourceConfigs;
 
 mod api_versions;
 mod configs;
@@ -24,9 +25,11 @@ pub mod groups;
 mod list_offsets;
 mod log_dirs;
 mod metadata;
+mod operations;
 mod produce;
 mod producer_ids;
 mod records;
+mod resource_configs;
 mod topics;
 
 pub use topics::valid_topic_name;
@@ -36,6 +39,9 @@ pub struct Broker {
     pub config: BrokerConfig,
     pub log: Arc<LogManager>,
     pub groups: Arc<GroupCoordinator>,
+    /// Configs of groups (KIP-848) and client-metrics subscriptions (KIP-714), durable in the
+    /// data directory.
+    pub resource_configs: ResourceConfigs,
     /// This broker's node id (also the controller id in Metadata).
     pub node_id: i32,
     /// The host and port given to clients.
@@ -68,6 +74,7 @@ const APIS: &[(ApiKey, i16, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 0, 1),
     (ApiKey::DescribeCluster, 0, 0, 1),
     (ApiKey::DescribeLogDirs, 1, 1, 4),
+    (ApiKey::ListConfigResources, 0, 0, 1),
 ];
 
 /// The full version table: this module's APIs plus the group APIs.
@@ -107,6 +114,7 @@ impl Broker {
         std::fs::create_dir_all(&data_dir)?;
         let lock = lock_data_dir(&data_dir)?;
         let cluster_id = load_or_create_cluster_id(&data_dir, config.node_id())?;
+        let resource_configs = ResourceConfigs::open(&data_dir)?;
         let log = LogManager::open_with_io(
             LogManagerOptions {
                 data_dir,
@@ -121,6 +129,7 @@ impl Broker {
             cluster_id,
             log,
             groups,
+            resource_configs,
             config,
             versions: version_table(),
             _lock: lock,
@@ -194,6 +203,9 @@ impl Broker {
             }
             RequestKind::AlterConfigs(r) => {
                 ResponseKind::AlterConfigs(configs::alter_configs(self, r))
+            }
+            RequestKind::ListConfigResources(r) => {
+                ResponseKind::ListConfigResources(resource_configs::list(self, version, r))
             }
             RequestKind::IncrementalAlterConfigs(r) => {
                 ResponseKind::IncrementalAlterConfigs(configs::incremental_alter_configs(self, r))

@@ -1,10 +1,16 @@
 //! Produce: validate, append, and (for acks=all) answer once the data is durable.
+//!
+//! A batch refused because of some of its records is answered (v8+) with those records' indexes
+//! and reasons in `record_errors` (KIP-467), so the client fails exactly them and may resend the
+//! others.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use tracing::debug;
@@ -18,7 +24,45 @@ const MIN_SERVED_VERSION: i16 = 3;
 
 struct Outcome {
     index: i32,
-    result: Result<AppendInfo, (i16, Option<String>)>,
+    result: Result<AppendInfo, Refusal>,
+}
+
+/// A partition's failed produce, as its response tells it.
+struct Refusal {
+    error_code: i16,
+    message: Option<String>,
+    record_errors: Vec<BatchIndexAndErrorMessage>,
+}
+
+impl Refusal {
+    fn code(error_code: i16) -> Refusal {
+        Refusal {
+            error_code,
+            message: None,
+            record_errors: Vec::new(),
+        }
+    }
+
+    fn log(error: &LogError) -> Refusal {
+        let record_errors = match error {
+            LogError::RecordsRefused { records } => records
+                .iter()
+                .map(|r| {
+                    BatchIndexAndErrorMessage::default()
+                        .with_batch_index(r.batch_index)
+                        .with_batch_index_error_message(Some(StrBytes::from_string(
+                            r.message.clone(),
+                        )))
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        Refusal {
+            error_code: log_error_code(error),
+            message: Some(error.to_string()),
+            record_errors,
+        }
+    }
 }
 
 pub(super) async fn handle(
@@ -46,8 +90,8 @@ pub(super) async fn handle(
         for data in topic.partition_data {
             let partition = broker.log.partition(&name, data.index);
             let result = match (refuse_all, &partition) {
-                (Some(e), _) => Err((code(e), None)),
-                (None, None) => Err((code(ResponseError::UnknownTopicOrPartition), None)),
+                (Some(e), _) => Err(Refusal::code(code(e))),
+                (None, None) => Err(Refusal::code(code(ResponseError::UnknownTopicOrPartition))),
                 (None, Some(log)) => append(log, data.records),
             };
             if let (Ok(info), -1, Some(partition)) = (&result, acks, partition) {
@@ -75,8 +119,8 @@ pub(super) async fn handle(
         .await;
         let failure = match waited {
             Ok(Ok(())) => None,
-            Ok(Err(e)) => Some((log_error_code(&e), Some(e.to_string()))),
-            Err(_) => Some((code(ResponseError::RequestTimedOut), None)),
+            Ok(Err(e)) => Some(Refusal::log(&e)),
+            Err(_) => Some(Refusal::code(code(ResponseError::RequestTimedOut))),
         };
         if let Some(f) = failure {
             topics[t].1[p].result = Err(f);
@@ -103,16 +147,17 @@ pub(super) async fn handle(
                             }
                             r
                         }
-                        Err((error_code, message)) => {
+                        Err(refusal) => {
                             let mut r = r
-                                .with_error_code(error_code)
+                                .with_error_code(refusal.error_code)
                                 .with_base_offset(-1)
                                 .with_log_append_time_ms(-1);
                             if version >= 5 {
                                 r.log_start_offset = -1;
                             }
                             if version >= 8 {
-                                r.error_message = message.map(StrBytes::from_string);
+                                r.error_message = refusal.message.map(StrBytes::from_string);
+                                r.record_errors = refusal.record_errors;
                             }
                             r
                         }
@@ -127,17 +172,17 @@ pub(super) async fn handle(
     Some(ProduceResponse::default().with_responses(responses))
 }
 
-fn append(log: &Partition, records: Option<Bytes>) -> Result<AppendInfo, (i16, Option<String>)> {
+fn append(log: &Partition, records: Option<Bytes>) -> Result<AppendInfo, Refusal> {
     let Some(records) = records.filter(|r| !r.is_empty()) else {
-        return Err((
-            code(ResponseError::CorruptMessage),
-            Some("no record batch in the request".into()),
-        ));
+        return Err(Refusal {
+            message: Some("no record batch in the request".into()),
+            ..Refusal::code(code(ResponseError::CorruptMessage))
+        });
     };
     log.append(records, AppendOrigin::Client).map_err(|e| {
         if !matches!(e, LogError::OutOfOrderSequence { .. }) {
             debug!(topic = log.topic(), partition = log.partition_index(), error = %e, "produce refused");
         }
-        (log_error_code(&e), Some(e.to_string()))
+        Refusal::log(&e)
     })
 }

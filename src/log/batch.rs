@@ -3,7 +3,8 @@
 //! LogAppendTime).
 //!
 //! Pure: no I/O, no clock (time is an argument), no knowledge of segments or Kafka requests.
-//! Records are never decoded here except by [`first_keyless_record`], which compacted topics need.
+//! Records are never decoded here except by [`record_timestamps`], which timestamp lookups need
+//! (`record_errors.rs` decodes them for the checks that need it).
 
 use std::ops::Range;
 
@@ -286,19 +287,6 @@ pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
     batch[17..21].copy_from_slice(&crc.to_be_bytes());
 }
 
-/// Decodes the records of one batch and returns the offset of the first one without a key, if
-/// any. Used only for compacted topics, where keyless records are refused.
-pub fn first_keyless_record(batch: &[u8]) -> Result<Option<i64>, BatchError> {
-    let mut buf = Bytes::copy_from_slice(batch);
-    let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf)
-        .map_err(|e| BatchError::Corrupt(format!("cannot decode records: {e}")))?;
-    Ok(set
-        .records
-        .iter()
-        .find(|r| r.key.is_none())
-        .map(|r| r.offset))
-}
-
 /// Decodes the records of one batch into (offset, timestamp) pairs. Used by timestamp lookups.
 pub fn record_timestamps(batch: &[u8]) -> Result<Vec<(i64, i64)>, BatchError> {
     let mut buf = Bytes::copy_from_slice(batch);
@@ -492,15 +480,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn keyless_records_are_found_by_decoding() {
-        assert_eq!(
-            first_keyless_record(&batch_with(2, 1, None, true)),
-            Ok(None)
-        );
-        assert_eq!(
-            first_keyless_record(&batch_with(2, 1, None, false)),
-            Ok(Some(0))
-        );
+    fn record_timestamps_are_found_by_decoding() {
         let ts = record_timestamps(&batch_with(3, 100, None, true)).unwrap();
         assert_eq!(ts, vec![(0, 100), (1, 101), (2, 102)]);
     }

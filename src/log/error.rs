@@ -1,6 +1,8 @@
 //! The log engine's errors. They speak of offsets, batches and records, never of Kafka error
 //! codes: the request handlers (`broker/errors.rs`) map each to one.
 
+use super::record_errors::{self, RecordError};
+
 /// Errors of the log engine. The handlers map each to a Kafka error code.
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
@@ -17,9 +19,13 @@ pub enum LogError {
     /// Bad magic, bad CRC, truncated batch, count/lastOffsetDelta mismatch.
     #[error("corrupt record batch: {0}")]
     CorruptBatch(String),
-    /// Structurally valid but not acceptable (control batch from a client, keyless on compacted).
+    /// Structurally valid but not acceptable (control batch from a client, several batches).
     #[error("invalid record: {0}")]
     InvalidRecord(String),
+    /// The batch is refused because of some of its records: these, in batch order, each with
+    /// the rule it breaks.
+    #[error("{}", record_errors::summary(.records))]
+    RecordsRefused { records: Vec<RecordError> },
     #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
     BatchTooLarge { size: usize, max: usize },
     #[error("invalid timestamp: {0}")]

@@ -14,7 +14,7 @@
 //! - [`partition`]: append / read / flush / roll / delete-records of one partition.
 //! - [`segment`], [`index`], [`time_index`]: one segment's files.
 //! - [`batch`]: v2 batch header view, CRC, validation, in-place patches (pure).
-//! - `error.rs`: [`LogError`], the engine's errors.
+//! - `error.rs`: [`LogError`], the engine's errors; [`record_errors`]: refused records, and why.
 //! - [`producer_state`]: idempotence and its snapshots. [`checkpoint`]: small metadata files.
 //! - [`recovery`]: loading a partition directory. [`retention`]: deleting old segments.
 //! - [`flusher`]: group commit. [`io`]: the file-I/O seam for fault injection.
@@ -46,6 +46,7 @@ pub mod index;
 pub mod io;
 pub mod partition;
 pub mod producer_state;
+pub mod record_errors;
 pub(crate) mod recovery;
 pub mod retention;
 pub mod segment;

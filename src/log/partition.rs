@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use bytes::Bytes;
 use tokio::sync::watch;
 
-use super::batch::{self, BatchError, BatchHeader, Limits};
+use super::batch::{self, BatchHeader};
 use super::io::{read_exact_at, FileIo, IoFile};
 use super::producer_state::{self, PendingUpdates, ProducerStateManager, SequenceCheck};
 use super::segment::{BatchScanner, Scan, Segment, SegmentLimits};
@@ -22,6 +22,9 @@ use crate::config::{LogConfig, TimestampType};
 
 mod read;
 mod size;
+mod validate;
+
+use validate::map_batch_error;
 
 /// The durable end as published to [`Partition::wait_durable`] callers.
 #[derive(Debug, Clone, Default)]
@@ -94,15 +97,6 @@ pub struct Partition {
     durable: watch::Sender<Durability>,
     pub(crate) shared: Arc<Shared>,
     self_ref: Weak<Partition>,
-}
-
-fn map_batch_error(e: BatchError) -> LogError {
-    match e {
-        BatchError::Corrupt(m) => LogError::CorruptBatch(m),
-        BatchError::Invalid(m) => LogError::InvalidRecord(m),
-        BatchError::TooLarge { size, max } => LogError::BatchTooLarge { size, max },
-        BatchError::Timestamp(m) => LogError::InvalidTimestamp(m),
-    }
 }
 
 pub(crate) fn segment_limits(cfg: &LogConfig) -> SegmentLimits {
@@ -200,26 +194,18 @@ impl Partition {
             )));
         }
         let log_append_time = cfg.message_timestamp_type == TimestampType::LogAppendTime;
-        let limits = Limits {
-            max_message_bytes: cfg.max_message_bytes,
-            timestamp_bounds: (origin == AppendOrigin::Client && !log_append_time).then_some((
-                cfg.message_timestamp_before_max_ms,
-                cfg.message_timestamp_after_max_ms,
-            )),
-            reject_control: origin == AppendOrigin::Client,
-        };
+        let limits = validate::limits(&cfg, origin);
         for (range, h) in &batches {
-            batch::validate(h, range.len(), &limits, now).map_err(map_batch_error)?;
-            if cfg.cleanup_policy.compact && !h.is_control() {
-                if let Some(offset_delta) =
-                    batch::first_keyless_record(&records[range.clone()]).map_err(map_batch_error)?
-                {
-                    return Err(LogError::InvalidRecord(format!(
-                        "compacted topic {} refuses a record without a key (record {offset_delta} of its batch)",
-                        self.topic
-                    )));
-                }
-            }
+            let bytes = &records[range.clone()];
+            let partition = (self.topic.as_str(), self.index);
+            validate::validate_batch(
+                bytes,
+                h,
+                &limits,
+                cfg.cleanup_policy.compact,
+                partition,
+                now,
+            )?;
         }
         let mut buf = records.to_vec();
         let seg_limits = segment_limits(&cfg);
