@@ -705,7 +705,24 @@ fn list_groups(broker: &Broker, v: i16, r: ListGroupsRequest) -> ListGroupsRespo
     })
 }
 
+/// Kafka's value of `authorized_operations` when the client did not ask for it.
+const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
+
+/// The operations a client may perform on a group, as Kafka's bitfield of `AclOperation` codes.
+/// With no authorizer (Cairn has none) Kafka grants every operation defined for a GROUP
+/// resource: READ (3), DELETE (6), DESCRIBE (8), DESCRIBE_CONFIGS (10), ALTER_CONFIGS (11).
+/// Another branch adds the topic and cluster equivalents; the lead unifies them.
+fn group_authorized_operations() -> i32 {
+    [3, 6, 8, 10, 11].iter().fold(0, |bits, op| bits | 1 << op)
+}
+
 fn describe_groups(broker: &Broker, v: i16, r: DescribeGroupsRequest) -> DescribeGroupsResponse {
+    // The field exists from v3; below it must stay at its default.
+    let operations = if v >= 3 && r.include_authorized_operations {
+        group_authorized_operations()
+    } else {
+        OPERATIONS_NOT_REQUESTED
+    };
     let groups = r
         .groups
         .into_iter()
@@ -717,6 +734,7 @@ fn describe_groups(broker: &Broker, v: i16, r: DescribeGroupsRequest) -> Describ
                 group_state: StrBytes::from_static_str("Dead"),
                 protocol_type: StrBytes::default(),
                 protocol_data: StrBytes::default(),
+                authorized_operations: operations,
             }),
             Some(d) => build!(DescribedGroup {
                 error_code: 0,
@@ -724,6 +742,7 @@ fn describe_groups(broker: &Broker, v: i16, r: DescribeGroupsRequest) -> Describ
                 group_state: StrBytes::from_static_str(d.state.name()),
                 protocol_type: str_bytes(d.protocol_type),
                 protocol_data: str_bytes(d.protocol_name),
+                authorized_operations: operations,
                 members: d
                     .members
                     .into_iter()
