@@ -5,6 +5,7 @@
 //! persists. Nothing here knows Kafka request types or error codes: the handlers in
 //! `broker/groups.rs` translate. Depends on the log engine's contract and the config only.
 
+pub mod consumer;
 pub mod coordinator;
 pub mod offsets;
 pub mod state;
