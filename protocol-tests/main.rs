@@ -4,6 +4,7 @@
 //! input is shown to get an error or a closed connection while other clients keep being served.
 
 mod apis;
+mod consumer_groups;
 mod group_operations;
 mod groups;
 mod harness;

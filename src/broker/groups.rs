@@ -1,6 +1,6 @@
 //! Handlers of the consumer group APIs: FindCoordinator, JoinGroup, SyncGroup, Heartbeat,
 //! LeaveGroup, OffsetCommit, OffsetFetch, OffsetDelete, DeleteGroups, ListGroups and
-//! DescribeGroups (classic protocol only; KIP-848 is not advertised).
+//! DescribeGroups (the classic protocol; KIP-848's own APIs are in `consumer_groups.rs`).
 //!
 //! Turns Kafka requests into calls on [`crate::group::GroupCoordinator`] and its answers into
 //! responses at the negotiated version, leaving fields the version lacks at their defaults. The
@@ -160,6 +160,7 @@ fn coordinator_error_code(e: &CoordinatorError) -> i16 {
                 }
             }
         }
+        CoordinatorError::Consumer(c) => super::consumer_groups::consumer_error_code(c),
     }
 }
 
@@ -549,6 +550,20 @@ fn offset_fetch(broker: &Broker, v: i16, r: OffsetFetchRequest) -> OffsetFetchRe
             .groups
             .into_iter()
             .map(|g| {
+                // v9: a consumer-protocol member fetches at its epoch (admins send -1).
+                if v >= 9 && g.member_epoch >= 0 {
+                    let member = g.member_id.as_deref().unwrap_or("");
+                    if let Err(e) =
+                        broker
+                            .groups
+                            .check_offset_fetch(&g.group_id, member, g.member_epoch)
+                    {
+                        return build!(OffsetFetchResponseGroup {
+                            group_id: g.group_id,
+                            error_code: super::consumer_groups::consumer_error_code(&e),
+                        });
+                    }
+                }
                 let topics = g.topics.map(|ts| {
                     ts.into_iter()
                         .map(|t| (t.name, t.partition_indexes))
@@ -679,20 +694,19 @@ fn list_groups(broker: &Broker, v: i16, r: ListGroupsRequest) -> ListGroupsRespo
         .groups
         .list()
         .into_iter()
-        .filter(|g| states.is_empty() || states.contains(&g.state.name().to_lowercase()))
-        // Every group here is a classic group.
-        .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))
+        .filter(|g| states.is_empty() || states.contains(&g.state.to_lowercase()))
+        .filter(|g| types.is_empty() || types.iter().any(|t| t == g.group_type))
         .map(|g| {
             build!(ListedGroup {
                 group_id: GroupId(str_bytes(g.group_id)),
                 protocol_type: str_bytes(g.protocol_type),
                 group_state: if v >= 4 {
-                    StrBytes::from_static_str(g.state.name())
+                    StrBytes::from_static_str(g.state)
                 } else {
                     StrBytes::default()
                 },
                 group_type: if v >= 5 {
-                    StrBytes::from_static_str("classic")
+                    StrBytes::from_static_str(g.group_type)
                 } else {
                     StrBytes::default()
                 },
@@ -706,13 +720,13 @@ fn list_groups(broker: &Broker, v: i16, r: ListGroupsRequest) -> ListGroupsRespo
 }
 
 /// Kafka's value of `authorized_operations` when the client did not ask for it.
-const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
+pub(super) const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
 
 /// The operations a client may perform on a group, as Kafka's bitfield of `AclOperation` codes.
 /// With no authorizer (Cairn has none) Kafka grants every operation defined for a GROUP
 /// resource: READ (3), DELETE (6), DESCRIBE (8), DESCRIBE_CONFIGS (10), ALTER_CONFIGS (11).
 /// Another branch adds the topic and cluster equivalents; the lead unifies them.
-fn group_authorized_operations() -> i32 {
+pub(super) fn group_authorized_operations() -> i32 {
     [3, 6, 8, 10, 11].iter().fold(0, |bits, op| bits | 1 << op)
 }
 
