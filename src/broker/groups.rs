@@ -73,8 +73,8 @@ macro_rules! build {
 
 tokio::task_local! {
     /// The client's address as Kafka shows it in DescribeGroups ("/127.0.0.1"). The
-    /// connection code sets it around each request with `CLIENT_HOST.scope(..)`; JoinGroup
-    /// records it for the member.
+    /// connection code sets it around JoinGroup and ConsumerGroupHeartbeat with
+    /// `CLIENT_HOST.scope(..)`; they record it for the member.
     pub static CLIENT_HOST: String;
 }
 

@@ -168,7 +168,8 @@ impl ConsumerGroup {
                 if member.epoch == -2 {
                     return Err(ConsumerError::UnknownMemberId);
                 }
-                if member.instance_id.is_some() && member.instance_id != req.instance_id {
+                // A null instance id means "unchanged since the last heartbeat".
+                if req.instance_id.is_some() && member.instance_id != req.instance_id {
                     return Err(ConsumerError::FencedInstanceId);
                 }
                 // A member that missed the answer raising its epoch may retry with the previous
@@ -306,7 +307,7 @@ impl ConsumerGroup {
             .members
             .get_mut(&req.member_id)
             .ok_or(ConsumerError::UnknownMemberId)?;
-        if member.instance_id.is_some() && member.instance_id != req.instance_id {
+        if req.instance_id.is_some() && member.instance_id != req.instance_id {
             return Err(ConsumerError::FencedInstanceId);
         }
         if req.member_epoch == -2 {

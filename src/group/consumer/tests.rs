@@ -271,6 +271,20 @@ fn a_static_member_comes_back_with_its_partitions() {
 }
 
 #[test]
+fn a_static_member_names_its_instance_only_when_it_changes() {
+    let mut h = H::new();
+    let mut a = join("a", &["t"]);
+    a.instance_id = Some("i".to_string());
+    let epoch = h.hb(a).unwrap().member_epoch;
+    // Later heartbeats leave the instance id null (unchanged), as clients send them.
+    assert!(h.hb(beat("a", epoch, None)).is_ok());
+    // Another instance id under this member id is fenced.
+    let mut other = beat("a", epoch, None);
+    other.instance_id = Some("j".to_string());
+    assert_eq!(h.hb(other), Err(ConsumerError::FencedInstanceId));
+}
+
+#[test]
 fn a_static_member_away_too_long_is_removed() {
     let mut h = H::new();
     let mut a = join("a", &["t"]);
