@@ -19,15 +19,21 @@ def groups_tool(broker, *args, check=True):
                       check=check)
 
 
-def rows(out, topic):
-    """The tool's table rows for `topic` (every table starts with a GROUP header)."""
+def rows(out, key):
+    """The tool's table rows that mention `key` (every table starts with a GROUP header). Rows
+    with an empty cell (no host, no instance id) are cut at the header's column positions."""
     table, header = [], None
     for line in out.splitlines():
         cells = line.split()
         if cells[:1] == ["GROUP"]:
-            header = cells
-        elif header and len(cells) == len(header) and topic in cells:
-            table.append(dict(zip(header, cells)))
+            header = [(name, line.index(name)) for name in cells]
+        elif header and key in cells:
+            if len(cells) == len(header):
+                table.append({name: cell for (name, _), cell in zip(header, cells)})
+            else:
+                ends = [start for _, start in header[1:]] + [None]
+                table.append({name: line[start:end].strip()
+                              for (name, start), end in zip(header, ends)})
     return table
 
 
@@ -40,10 +46,10 @@ def setup_topic(broker, topic):
     assert p.flush(30) == 0
 
 
-def console_consumer(broker, topic, group, *extra):
+def console_consumer(broker, topic, group, *extra, client_id="cli-member"):
     return ["kafka-console-consumer", "--bootstrap-server", broker.bootstrap, "--topic", topic,
             "--group", group, "--consumer-property", "group.protocol=consumer",
-            "--consumer-property", "client.id=cli-member", *extra]
+            "--consumer-property", f"client.id={client_id}", *extra]
 
 
 def test_console_consumer_then_describe_list_and_reset(broker_with, topic_name):
@@ -110,3 +116,55 @@ def test_describe_an_active_consumer_protocol_member(broker_with, topic_name):
     wait_until(lambda: "Empty" in groups_tool(broker, "--describe", "--group", group,
                                               "--state").stdout,
                timeout=30, interval=0.5, what="the group to be empty")
+
+
+def members_of(broker, group):
+    """{client id: row} of the group's members, from --describe --members --verbose."""
+    out = groups_tool(broker, "--describe", "--group", group, "--members", "--verbose",
+                      check=False).stdout
+    return {r["CLIENT-ID"]: r for r in rows(out, group)}
+
+
+def test_partitions_added_a_member_killed_and_a_static_member_back(broker_with, topic_name):
+    broker = broker_with({**ENABLED, "group.consumer.session.timeout.ms": "6000"})
+    topic, group = topic_name, f"group-{topic_name}"
+    setup_topic(broker, topic)
+
+    def start(name, *extra):
+        cmd = console_consumer(broker, topic, group, *extra, client_id=name)
+        return subprocess.Popen([str(SCRIPTS / "kafka-tool"), *cmd], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+
+    def counts():
+        return {name: int(r["#PARTITIONS"]) for name, r in members_of(broker, group).items()}
+
+    static = start("static", "--consumer-property", "group.instance.id=static-1")
+    other = start("other")
+    try:
+        wait_until(lambda: sorted(counts().values()) == [1, 2], timeout=60, interval=1,
+                   what="three partitions split between the two members")
+        kafka_tool("kafka-topics", "--bootstrap-server", broker.bootstrap, "--alter", "--topic",
+                   topic, "--partitions", "6")
+        wait_until(lambda: sorted(counts().values()) == [3, 3], timeout=60, interval=1,
+                   what="six partitions split between the two members")
+        other.kill()  # SIGKILL: no leave; the session timeout removes it
+        other.wait(10)
+        wait_until(lambda: counts() == {"static": 6}, timeout=60, interval=1,
+                   what="the killed member's partitions given to the other")
+        epoch = members_of(broker, group)["static"]["CURRENT-EPOCH"]
+        static.terminate()  # a static member leaving for a while keeps its partitions
+        static.wait(30)
+        away = members_of(broker, group)
+        assert away["static"]["CURRENT-EPOCH"] == "-2" and away["static"]["#PARTITIONS"] == "6"
+        static = start("static", "--consumer-property", "group.instance.id=static-1")
+        def returned():
+            member = members_of(broker, group).get("static")
+            return member if member and member["CURRENT-EPOCH"] != "-2" else None
+        back = wait_until(returned, timeout=60, interval=1, what="the static member back")
+        assert back["#PARTITIONS"] == "6"
+        assert back["CURRENT-EPOCH"] == epoch, "the static member's return caused no rebalance"
+    finally:
+        for p in (static, other):
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
