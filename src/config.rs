@@ -174,7 +174,7 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def("group.min.session.timeout.ms", T::Int, Some("6000"), AtLeast(0), "Smallest session timeout a member may ask for."),
     def("group.max.session.timeout.ms", T::Int, Some("1800000"), AtLeast(0), "Largest session timeout a member may ask for."),
     def("group.max.size", T::Int, Some(I32_MAX), AtLeast(1), "Most members in one group."),
-    def("group.coordinator.rebalance.protocols", T::List, Some("classic"), ListOf(REBALANCE_PROTOCOLS), "The group protocols served: classic, and consumer (KIP-848: ConsumerGroupHeartbeat and ConsumerGroupDescribe, which are advertised only when it is listed)."),
+    def("group.coordinator.rebalance.protocols", T::List, Some("classic,consumer"), ListOf(REBALANCE_PROTOCOLS), "The group protocols served: classic, and consumer (KIP-848: ConsumerGroupHeartbeat and ConsumerGroupDescribe, advertised only when it is listed)."),
     def("group.consumer.session.timeout.ms", T::Int, Some("45000"), AtLeast(1), "Session timeout of consumer-protocol (KIP-848) group members."),
     def("group.consumer.heartbeat.interval.ms", T::Int, Some("5000"), AtLeast(1), "Heartbeat interval given to consumer-protocol (KIP-848) group members."),
     def("group.consumer.max.size", T::Int, Some(I32_MAX), AtLeast(1), "Most members in one consumer-protocol (KIP-848) group."),
