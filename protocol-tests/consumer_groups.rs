@@ -426,8 +426,19 @@ fn a_static_member_comes_back_to_its_partitions() {
 }
 
 fn commit_at(client: &mut Client, group: &str, member: &str, epoch: i32, offset: i64) -> i16 {
+    commit_v(client, 9, group, member, epoch, offset)
+}
+
+fn commit_v(
+    client: &mut Client,
+    version: i16,
+    group: &str,
+    member: &str,
+    epoch: i32,
+    offset: i64,
+) -> i16 {
     let response = client.call(
-        9,
+        version,
         &OffsetCommitRequest::default()
             .with_group_id(GroupId(s(group)))
             .with_member_id(s(member))
@@ -480,6 +491,11 @@ fn offsets_are_committed_and_fetched_at_the_member_epoch() {
     assert_eq!(
         commit_at(&mut client, "o", "a", epoch + 1, 8),
         code(ResponseError::FencedMemberEpoch)
+    );
+    // Before v9 the field is a generation: a consumer-protocol member must not use it.
+    assert_eq!(
+        commit_v(&mut client, 8, "o", "a", epoch, 8),
+        code(ResponseError::UnsupportedVersion)
     );
     assert_eq!(
         commit_at(&mut client, "o", "nobody", epoch, 8),

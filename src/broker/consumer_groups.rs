@@ -61,6 +61,7 @@ pub(super) fn consumer_error_code(e: &ConsumerError) -> i16 {
         ConsumerError::UnsupportedAssignor => ResponseError::UnsupportedAssignor,
         ConsumerError::GroupIdNotFound => ResponseError::GroupIdNotFound,
         ConsumerError::GroupMaxSizeReached => ResponseError::GroupMaxSizeReached,
+        ConsumerError::UnsupportedVersion => ResponseError::UnsupportedVersion,
     }
     .code()
 }

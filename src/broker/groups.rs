@@ -460,6 +460,8 @@ async fn offset_commit(broker: &Broker, v: i16, r: OffsetCommitRequest) -> Offse
             &r.member_id,
             r.group_instance_id.as_deref(),
             r.generation_id_or_member_epoch,
+            // From v9 the generation field carries a consumer-protocol member's epoch.
+            v >= 9,
             offsets,
         )
         .await;

@@ -292,25 +292,32 @@ impl GroupCoordinator {
         Ok(results)
     }
 
-    /// OffsetCommit: checks the member and generation, appends the offsets to
-    /// `__consumer_offsets`, and returns once they are durable.
+    /// OffsetCommit: checks the member and generation (or member epoch, when the request can
+    /// carry one: `epoch_aware`), appends the offsets to `__consumer_offsets`, and returns once
+    /// they are durable.
     pub async fn commit(
         &self,
         group_id: &str,
         member_id: &str,
         group_instance_id: Option<&str>,
         generation_id: i32,
+        epoch_aware: bool,
         offsets: Vec<(TopicPartition, CommittedOffset)>,
     ) -> Result<(), CoordinatorError> {
+        let check = |inner: &mut Inner, now| {
+            if inner.consumer.group(group_id).is_some() {
+                inner
+                    .consumer
+                    .check_commit(group_id, member_id, generation_id, epoch_aware)?;
+                return Ok::<(), CoordinatorError>(());
+            }
+            let groups = &mut inner.groups;
+            groups.check_commit(group_id, member_id, group_instance_id, generation_id, now)?;
+            Ok(())
+        };
         if offsets.is_empty() {
             let mut inner = self.lock();
-            inner.check_commit(
-                group_id,
-                member_id,
-                group_instance_id,
-                generation_id,
-                now_ms(),
-            )?;
+            check(&mut inner, now_ms())?;
             return Ok(());
         }
         let (partition, end) = {
@@ -318,7 +325,7 @@ impl GroupCoordinator {
             // broker closes it, and a commit that arrives in time should not be lost.
             let mut inner = self.lock();
             let now = now_ms();
-            inner.check_commit(group_id, member_id, group_instance_id, generation_id, now)?;
+            check(&mut inner, now)?;
             let records: Vec<OffsetsRecord> = offsets
                 .iter()
                 .map(|(tp, o)| OffsetsRecord::Offset {
@@ -584,28 +591,6 @@ impl GroupCoordinator {
             .into_iter()
             .flatten()
             .min()
-    }
-}
-
-impl Inner {
-    /// Checks an OffsetCommit against the group's protocol: a consumer-protocol group checks
-    /// member epochs, any other group generations.
-    fn check_commit(
-        &mut self,
-        group_id: &str,
-        member_id: &str,
-        instance_id: Option<&str>,
-        generation_or_epoch: i32,
-        now: i64,
-    ) -> Result<(), CoordinatorError> {
-        if self.consumer.group(group_id).is_some() {
-            self.consumer
-                .check_commit(group_id, member_id, generation_or_epoch)?;
-            return Ok(());
-        }
-        self.groups
-            .check_commit(group_id, member_id, instance_id, generation_or_epoch, now)?;
-        Ok(())
     }
 }
 

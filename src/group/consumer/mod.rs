@@ -68,6 +68,8 @@ pub enum ConsumerError {
     GroupIdNotFound,
     #[error("the group has reached group.consumer.max.size")]
     GroupMaxSizeReached,
+    #[error("members using the consumer group protocol must commit with a request that carries their member epoch")]
+    UnsupportedVersion,
 }
 
 /// A ConsumerGroupHeartbeat, in the machine's terms.
@@ -164,12 +166,14 @@ impl ConsumerGroups {
 
     /// Checks an OffsetCommit from `member_id` at `member_epoch` against a consumer group: a
     /// commit without a member (epoch < 0) only while the group has no members; else the member
-    /// must exist at exactly that epoch.
+    /// must exist at exactly that epoch, and commit with a request that can carry it
+    /// (`epoch_aware`: OffsetCommit v9+).
     pub fn check_commit(
         &self,
         group_id: &str,
         member_id: &str,
         member_epoch: i32,
+        epoch_aware: bool,
     ) -> Result<(), ConsumerError> {
         let Some(group) = self.groups.get(group_id) else {
             return Ok(());
@@ -180,6 +184,9 @@ impl ConsumerGroups {
         let member = group
             .member(member_id)
             .ok_or(ConsumerError::UnknownMemberId)?;
+        if !epoch_aware {
+            return Err(ConsumerError::UnsupportedVersion);
+        }
         match member_epoch.cmp(&member.epoch) {
             std::cmp::Ordering::Greater => Err(ConsumerError::FencedMemberEpoch),
             std::cmp::Ordering::Less => Err(ConsumerError::StaleMemberEpoch),

@@ -302,20 +302,25 @@ fn commits_and_fetches_check_the_member_epoch() {
     let mut h = H::new();
     h.hb(join("a", &["t"])).unwrap();
     let g = &h.groups;
-    assert_eq!(g.check_commit("g", "a", 1), Ok(()));
+    assert_eq!(g.check_commit("g", "a", 1, true), Ok(()));
     assert_eq!(
-        g.check_commit("g", "a", 0),
+        g.check_commit("g", "a", 0, true),
         Err(ConsumerError::StaleMemberEpoch)
     );
     assert_eq!(
-        g.check_commit("g", "a", 2),
+        g.check_commit("g", "a", 2, true),
         Err(ConsumerError::FencedMemberEpoch)
     );
     assert_eq!(
-        g.check_commit("g", "", -1),
+        g.check_commit("g", "", -1, true),
         Err(ConsumerError::UnknownMemberId)
     );
-    assert_eq!(g.check_commit("other", "", -1), Ok(()));
+    assert_eq!(g.check_commit("other", "", -1, true), Ok(()));
+    // A member must use a request version that carries its epoch.
+    assert_eq!(
+        g.check_commit("g", "a", 1, false),
+        Err(ConsumerError::UnsupportedVersion)
+    );
     assert_eq!(g.check_fetch("g", "a", 1), Ok(()));
     assert_eq!(
         g.check_fetch("g", "a", 0),
@@ -323,7 +328,7 @@ fn commits_and_fetches_check_the_member_epoch() {
     );
     h.hb(beat("a", -1, None)).unwrap();
     assert_eq!(
-        h.groups.check_commit("g", "", -1),
+        h.groups.check_commit("g", "", -1, true),
         Ok(()),
         "admin commit to an empty group"
     );
