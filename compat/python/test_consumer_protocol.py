@@ -13,12 +13,17 @@ import time
 from confluent_kafka import ConsumerGroupType, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 
-from cairn_compat import wait_until
+from cairn_compat import TARGET, wait_until
 
 ENABLED = {"group.coordinator.rebalance.protocols": "classic,consumer",
            # Kafka's default is 45 s; a killed member is noticed sooner here.
            "group.consumer.session.timeout.ms": "6000",
            "group.consumer.heartbeat.interval.ms": "500"}
+if TARGET == "kafka":
+    # Kafka bounds these by group.consumer.{min,max}.* (45 s and 5 s minimums); Cairn has no
+    # such bounds yet (FINDINGS.md), so they are lowered for Kafka only.
+    ENABLED.update({"group.consumer.min.session.timeout.ms": "6000",
+                    "group.consumer.min.heartbeat.interval.ms": "500"})
 
 
 def consumer(bootstrap, group, name, **extra):
