@@ -48,11 +48,13 @@ fn api_versions_lowest_and_highest() {
         assert_eq!(apis[&(ApiKey::Metadata as i16)], (0, 12));
         assert_eq!(apis[&(ApiKey::ApiVersions as i16)], (0, 4));
         assert_eq!(apis[&(ApiKey::ListOffsets as i16)], (1, 10));
+        // KIP-848, served by default as in Kafka 4.
+        assert_eq!(apis[&(ApiKey::ConsumerGroupHeartbeat as i16)], (0, 1));
+        assert_eq!(apis[&(ApiKey::ConsumerGroupDescribe as i16)], (0, 1));
         // Not implemented, so not advertised.
         for absent in [
             ApiKey::AddPartitionsToTxn,
             ApiKey::EndTxn,
-            ApiKey::ConsumerGroupHeartbeat,
             ApiKey::GetTelemetrySubscriptions,
         ] {
             assert!(

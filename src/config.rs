@@ -88,6 +88,8 @@ enum Check {
     Bool,
     OneOf(&'static [&'static str]),
     CleanupPolicy,
+    /// A comma list of these words that includes the first one.
+    ListOf(&'static [&'static str]),
     /// `host:port` or `PLAINTEXT://host:port`, possibly a comma list of one.
     Listener,
 }
@@ -127,6 +129,7 @@ const I32_MAX: &str = "2147483647";
 const COMPRESSION: &[&str] = &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
 const TIMESTAMP_TYPE: &[&str] = &["CreateTime", "LogAppendTime"];
 const VERIFY_ON_STARTUP: &[&str] = &["background", "before-serving", "off"];
+const REBALANCE_PROTOCOLS: &[&str] = &["classic", "consumer"];
 
 /// Every broker-level key Cairn accepts, with Kafka's defaults except where noted.
 pub static BROKER_CONFIGS: &[ConfigDef] = &[
@@ -178,12 +181,14 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def("group.min.session.timeout.ms", T::Int, Some("6000"), AtLeast(0), "Smallest session timeout a member may ask for."),
     def("group.max.session.timeout.ms", T::Int, Some("1800000"), AtLeast(0), "Largest session timeout a member may ask for."),
     def("group.max.size", T::Int, Some(I32_MAX), AtLeast(1), "Most members in one group."),
+    def("group.coordinator.rebalance.protocols", T::List, Some("classic,consumer"), ListOf(REBALANCE_PROTOCOLS), "The group protocols served: classic, and consumer (KIP-848: ConsumerGroupHeartbeat and ConsumerGroupDescribe, advertised only when it is listed)."),
     def("group.consumer.session.timeout.ms", T::Int, Some("45000"), AtLeast(1), "Session timeout of consumer-protocol (KIP-848) group members."),
     def("group.consumer.heartbeat.interval.ms", T::Int, Some("5000"), AtLeast(1), "Heartbeat interval given to consumer-protocol (KIP-848) group members."),
     def("group.consumer.min.session.timeout.ms", T::Int, Some("45000"), AtLeast(1), "Smallest consumer.session.timeout.ms a group config may set."),
     def("group.consumer.max.session.timeout.ms", T::Int, Some("60000"), AtLeast(1), "Largest consumer.session.timeout.ms a group config may set."),
     def("group.consumer.min.heartbeat.interval.ms", T::Int, Some("5000"), AtLeast(1), "Smallest consumer.heartbeat.interval.ms a group config may set."),
     def("group.consumer.max.heartbeat.interval.ms", T::Int, Some("15000"), AtLeast(1), "Largest consumer.heartbeat.interval.ms a group config may set."),
+    def("group.consumer.max.size", T::Int, Some(I32_MAX), AtLeast(1), "Most members in one consumer-protocol (KIP-848) group."),
     def("offsets.retention.minutes", T::Int, Some("10080"), AtLeast(1), "Keep offsets of an empty group this long."),
     def("offsets.retention.check.interval.ms", T::Long, Some("600000"), AtLeast(1), "How often expired offsets are removed."),
     def("offsets.topic.num.partitions", T::Int, Some("50"), AtLeast(1), "Partitions of __consumer_offsets."),
@@ -420,6 +425,15 @@ fn check_value(def: &ConfigDef, value: &str) -> Result<(), ConfigError> {
             }
             CleanupPolicy => {
                 CleanupPolicy::parse(v).map_err(|reason| bad(&reason))?;
+            }
+            ListOf(allowed) => {
+                let words: Vec<&str> = v.split(',').map(str::trim).collect();
+                if let Some(w) = words.iter().find(|w| !allowed.contains(w)) {
+                    return Err(bad(&format!("'{w}' is not one of {}", allowed.join(", "))));
+                }
+                if !words.contains(&allowed[0]) {
+                    return Err(bad(&format!("must include {}", allowed[0])));
+                }
             }
             Listener => {
                 parse_listener(v).map_err(|reason| bad(&reason))?;
@@ -691,6 +705,12 @@ impl BrokerConfig {
     pub fn group_max_size(&self) -> i64 {
         self.long("group.max.size")
     }
+    /// Whether the KIP-848 consumer group protocol is served
+    /// (`group.coordinator.rebalance.protocols` lists `consumer`).
+    pub fn consumer_group_protocol_enabled(&self) -> bool {
+        self.get("group.coordinator.rebalance.protocols")
+            .is_some_and(|v| v.split(',').any(|w| w.trim() == "consumer"))
+    }
     pub fn group_consumer_session_timeout_ms(&self) -> i32 {
         self.int("group.consumer.session.timeout.ms")
     }
@@ -710,6 +730,9 @@ impl BrokerConfig {
             self.int("group.consumer.min.heartbeat.interval.ms"),
             self.int("group.consumer.max.heartbeat.interval.ms"),
         )
+    }
+    pub fn group_consumer_max_size(&self) -> i32 {
+        self.int("group.consumer.max.size")
     }
     pub fn offsets_retention_ms(&self) -> i64 {
         self.long("offsets.retention.minutes") * 60_000

@@ -75,7 +75,7 @@ fn report(stats: &engine::Stats) {
 
 #[test]
 fn fuzz_request_frames() {
-    let table = cairn::broker::version_table();
+    let table = cairn::broker::version_table(true);
     let run = |input: &[u8]| targets::run_request(input, &table);
     let target = Target {
         name: "request",

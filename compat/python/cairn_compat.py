@@ -101,8 +101,10 @@ _live: set = set()  # started Cairn brokers, whose log tails go into failure rep
 class Broker:
     """One broker under test, on 127.0.0.1 with its own data directory."""
 
-    def __init__(self, kind: str, workdir: Path, port: int | None = None):
+    def __init__(self, kind: str, workdir: Path, port: int | None = None,
+                 settings: dict[str, str] | None = None):
         self.kind = kind
+        self.settings = dict(settings or {})  # broker configs, by Kafka's names
         self.workdir = Path(workdir)
         self.port = port or free_port()
         self.proc: subprocess.Popen | None = None
@@ -131,8 +133,9 @@ class Broker:
         if self.kind == "external":
             return
         if self.kind == "kafka":
+            props = "\n".join(f"{k}={v}" for k, v in self.settings.items())
             run_checked([str(SCRIPTS / "kafka-server"), "start", str(self.workdir), str(self.port)],
-                        timeout=180)
+                        timeout=180, env={**os.environ, "KAFKA_SERVER_PROPS": props})
             return
         binary = Path(os.environ.get("CAIRN_BIN", REPO / "target" / "release" / "cairn"))
         if not binary.exists():
@@ -156,7 +159,8 @@ class Broker:
         log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [str(binary), "--listen", self.bootstrap, "--data-dir", str(self.data_dir)],
+            [str(binary), "--listen", self.bootstrap, "--data-dir", str(self.data_dir),
+             *(arg for k, v in self.settings.items() for arg in ("--set", f"{k}={v}"))],
             stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout
@@ -255,6 +259,26 @@ def private_broker(tmp_path):
         yield b
     finally:
         b.stop()
+
+
+@pytest.fixture
+def broker_with(tmp_path):
+    """A factory of brokers of their own with given configs: broker_with({"key": "value"})."""
+    if TARGET == "external":
+        pytest.skip("needs a broker this suite can configure")
+    started = []
+
+    def start(settings: dict[str, str]) -> Broker:
+        b = Broker(TARGET, tmp_path / f"broker-{len(started)}", settings=settings)
+        started.append(b)
+        b.start()
+        return b
+
+    try:
+        yield start
+    finally:
+        for b in started:
+            b.stop()
 
 
 @pytest.fixture

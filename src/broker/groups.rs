@@ -1,6 +1,6 @@
 //! Handlers of the consumer group APIs: FindCoordinator, JoinGroup, SyncGroup, Heartbeat,
 //! LeaveGroup, OffsetCommit, OffsetFetch, OffsetDelete, DeleteGroups, ListGroups and
-//! DescribeGroups (classic protocol only; KIP-848 is not advertised).
+//! DescribeGroups (the classic protocol; KIP-848's own APIs are in `consumer_groups.rs`).
 //!
 //! Turns Kafka requests into calls on [`crate::group::GroupCoordinator`] and its answers into
 //! responses at the negotiated version, leaving fields the version lacks at their defaults. The
@@ -74,8 +74,8 @@ macro_rules! build {
 
 tokio::task_local! {
     /// The client's address as Kafka shows it in DescribeGroups ("/127.0.0.1"). The
-    /// connection code sets it around each request with `CLIENT_HOST.scope(..)`; JoinGroup
-    /// records it for the member.
+    /// connection code sets it around JoinGroup and ConsumerGroupHeartbeat with
+    /// `CLIENT_HOST.scope(..)`; they record it for the member.
     pub static CLIENT_HOST: String;
 }
 
@@ -161,6 +161,7 @@ fn coordinator_error_code(e: &CoordinatorError) -> i16 {
                 }
             }
         }
+        CoordinatorError::Consumer(c) => super::consumer_groups::consumer_error_code(c),
     }
 }
 
@@ -460,6 +461,8 @@ async fn offset_commit(broker: &Broker, v: i16, r: OffsetCommitRequest) -> Offse
             &r.member_id,
             r.group_instance_id.as_deref(),
             r.generation_id_or_member_epoch,
+            // From v9 the generation field carries a consumer-protocol member's epoch.
+            v >= 9,
             offsets,
         )
         .await;
@@ -550,6 +553,20 @@ fn offset_fetch(broker: &Broker, v: i16, r: OffsetFetchRequest) -> OffsetFetchRe
             .groups
             .into_iter()
             .map(|g| {
+                // v9: a consumer-protocol member fetches at its epoch (admins send -1).
+                if v >= 9 && g.member_epoch >= 0 {
+                    let member = g.member_id.as_deref().unwrap_or("");
+                    if let Err(e) =
+                        broker
+                            .groups
+                            .check_offset_fetch(&g.group_id, member, g.member_epoch)
+                    {
+                        return build!(OffsetFetchResponseGroup {
+                            group_id: g.group_id,
+                            error_code: super::consumer_groups::consumer_error_code(&e),
+                        });
+                    }
+                }
                 let topics = g.topics.map(|ts| {
                     ts.into_iter()
                         .map(|t| (t.name, t.partition_indexes))
@@ -680,20 +697,19 @@ fn list_groups(broker: &Broker, v: i16, r: ListGroupsRequest) -> ListGroupsRespo
         .groups
         .list()
         .into_iter()
-        .filter(|g| states.is_empty() || states.contains(&g.state.name().to_lowercase()))
-        // Every group here is a classic group.
-        .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))
+        .filter(|g| states.is_empty() || states.contains(&g.state.to_lowercase()))
+        .filter(|g| types.is_empty() || types.iter().any(|t| t == g.group_type))
         .map(|g| {
             build!(ListedGroup {
                 group_id: GroupId(str_bytes(g.group_id)),
                 protocol_type: str_bytes(g.protocol_type),
                 group_state: if v >= 4 {
-                    StrBytes::from_static_str(g.state.name())
+                    StrBytes::from_static_str(g.state)
                 } else {
                     StrBytes::default()
                 },
                 group_type: if v >= 5 {
-                    StrBytes::from_static_str("classic")
+                    StrBytes::from_static_str(g.group_type)
                 } else {
                     StrBytes::default()
                 },

@@ -24,14 +24,19 @@ pub(super) fn handle(broker: &Broker, version: i16, request: MetadataRequest) ->
         .with_host(StrBytes::from_string(host.clone()))
         .with_port(*port as i32)
         .with_rack(None)];
-    // v0: an empty list means all topics; v1+: null means all, empty means none.
-    let requested: Option<Vec<String>> = match request.topics {
+    // v0: an empty list means all topics; v1+: null means all, empty means none. A topic is
+    // named, or (v10+, as KIP-848 consumers ask for their assigned topics) given by id alone.
+    let requested: Option<Vec<Result<String, uuid::Uuid>>> = match request.topics {
         None => None,
         Some(topics) if version == 0 && topics.is_empty() => None,
         Some(topics) => Some(
             topics
                 .into_iter()
-                .filter_map(|t| t.name.map(|n| n.0.to_string()))
+                .filter_map(|t| match t.name {
+                    Some(n) => Some(Ok(n.0.to_string())),
+                    None if !t.topic_id.is_nil() => Some(Err(t.topic_id)),
+                    None => None,
+                })
                 .collect(),
         ),
     };
@@ -45,7 +50,10 @@ pub(super) fn handle(broker: &Broker, version: i16, request: MetadataRequest) ->
             .collect(),
         Some(names) => names
             .into_iter()
-            .map(|name| requested_topic(broker, name, allow_auto_create))
+            .map(|wanted| match wanted {
+                Ok(name) => requested_topic(broker, name, allow_auto_create),
+                Err(id) => topic_by_id(broker, id),
+            })
             .collect(),
     };
     // Every topic answered, known or not, as Kafka does: the operations are the client's on that
@@ -115,6 +123,16 @@ fn requested_topic(
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(name))))
         .with_error_code(code(error))
+}
+
+/// A topic asked for by id: UNKNOWN_TOPIC_ID (with no name) when no topic has it.
+fn topic_by_id(broker: &Broker, id: uuid::Uuid) -> MetadataResponseTopic {
+    match broker.log.topics().iter().find(|t| t.topic_id == id) {
+        Some(info) => topic_metadata(broker, info),
+        None => MetadataResponseTopic::default()
+            .with_topic_id(id)
+            .with_error_code(code(ResponseError::UnknownTopicId)),
+    }
 }
 
 fn topic_metadata(broker: &Broker, info: &TopicInfo) -> MetadataResponseTopic {

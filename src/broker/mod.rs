@@ -19,6 +19,7 @@ use crate::resource_configs::ResourceConfigs;
 
 mod api_versions;
 mod configs;
+mod consumer_groups;
 mod errors;
 mod fetch;
 pub mod groups;
@@ -77,8 +78,9 @@ const APIS: &[(ApiKey, i16, i16, i16)] = &[
     (ApiKey::ListConfigResources, 0, 0, 1),
 ];
 
-/// The full version table: this module's APIs plus the group APIs.
-pub fn version_table() -> VersionTable {
+/// The full version table: this module's APIs plus the group APIs, and the KIP-848 ones when
+/// the consumer group protocol is enabled (`group.coordinator.rebalance.protocols`).
+pub fn version_table(consumer_group_protocol: bool) -> VersionTable {
     let own = APIS
         .iter()
         .map(|&(api_key, advertised_min, served_min, max)| VersionEntry {
@@ -89,6 +91,11 @@ pub fn version_table() -> VersionTable {
         });
     let group = groups::APIS
         .iter()
+        .chain(
+            consumer_groups::APIS
+                .iter()
+                .filter(|_| consumer_group_protocol),
+        )
         .map(|&(api_key, min, max)| VersionEntry {
             api_key,
             advertised_min: min,
@@ -123,6 +130,7 @@ impl Broker {
             io,
         )?;
         let groups = GroupCoordinator::start(&config, log.clone()).await?;
+        let versions = version_table(config.consumer_group_protocol_enabled());
         Ok(Arc::new(Broker {
             node_id: config.node_id(),
             advertised: config.advertised_addr(),
@@ -131,7 +139,7 @@ impl Broker {
             groups,
             resource_configs,
             config,
-            versions: version_table(),
+            versions,
             _lock: lock,
         }))
     }
@@ -214,6 +222,12 @@ impl Broker {
                 let api_key = ApiKey::try_from(header.request_api_key).ok()?;
                 if groups::APIS.iter().any(|&(key, _, _)| key == api_key) {
                     groups::handle(self, header, other).await
+                } else if consumer_groups::APIS
+                    .iter()
+                    .any(|&(key, _, _)| key == api_key)
+                {
+                    let client_id = header.client_id.as_deref().unwrap_or("").to_string();
+                    consumer_groups::handle(self, version, client_id, other)
                 } else {
                     // The version table only lets through what is dispatched above.
                     warn!(?api_key, "request for an API with no handler");
@@ -308,9 +322,13 @@ mod tests {
 
     #[test]
     fn version_table_has_every_dispatched_api_once() {
-        let table = version_table();
+        let table = version_table(true);
         for &(key, ..) in APIS {
             assert!(table.get(key).is_some(), "{key:?} missing");
+        }
+        for &(key, ..) in consumer_groups::APIS {
+            assert!(table.get(key).is_some(), "{key:?} missing");
+            assert!(version_table(false).get(key).is_none(), "{key:?} present");
         }
         let mut keys: Vec<i16> = table.entries().iter().map(|e| e.api_key as i16).collect();
         keys.dedup();

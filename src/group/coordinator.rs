@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::sync::{oneshot, Notify};
 use tracing::{error, info};
 
+use super::consumer::{ConsumerConfig, ConsumerError, ConsumerGroups};
 use super::offsets::{OffsetsError, OffsetsRecord, OffsetsTopic};
 use super::state::{
     CommittedOffset, Effect, GroupConfig, GroupError, GroupState, Groups, JoinRequest,
@@ -29,6 +30,8 @@ pub enum CoordinatorError {
     Group(#[from] GroupError),
     #[error(transparent)]
     Offsets(#[from] OffsetsError),
+    #[error(transparent)]
+    Consumer(#[from] ConsumerError),
 }
 
 impl From<LogError> for CoordinatorError {
@@ -42,7 +45,10 @@ impl From<LogError> for CoordinatorError {
 pub struct GroupListing {
     pub group_id: String,
     pub protocol_type: String,
-    pub state: GroupState,
+    /// Kafka's state name (classic or consumer group states).
+    pub state: &'static str,
+    /// "classic" or "consumer" (KIP-848).
+    pub group_type: &'static str,
 }
 
 /// A member as DescribeGroups shows it.
@@ -73,14 +79,16 @@ enum Parked {
     Sync(oneshot::Sender<Result<SyncResponse, GroupError>>),
 }
 
-struct Inner {
-    groups: Groups,
+pub(super) struct Inner {
+    pub(super) groups: Groups,
+    /// KIP-848 groups; their committed offsets are kept in `groups`, as for any group.
+    pub(super) consumer: ConsumerGroups,
     parked: HashMap<Waiter, Parked>,
     next_waiter: Waiter,
     /// The offsets-topic position of the newest commit applied per (group, partition), so a
     /// commit whose durability wait finishes late cannot overwrite a newer one.
     applied: HashMap<(String, TopicPartition), i64>,
-    shutting_down: bool,
+    pub(super) shutting_down: bool,
 }
 
 /// Coordinates every consumer group of this broker.
@@ -89,12 +97,12 @@ pub struct GroupCoordinator {
     offsets: OffsetsTopic,
     retention_ms: i64,
     retention_check_interval_ms: i64,
-    wake: Notify,
+    pub(super) wake: Notify,
     timer: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// Wall-clock milliseconds since the epoch.
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -135,6 +143,12 @@ impl GroupCoordinator {
         let coordinator = Arc::new(GroupCoordinator {
             inner: Mutex::new(Inner {
                 groups,
+                consumer: ConsumerGroups::new(ConsumerConfig {
+                    session_timeout_ms: config.group_consumer_session_timeout_ms(),
+                    heartbeat_interval_ms: config.group_consumer_heartbeat_interval_ms(),
+                    max_size: usize::try_from(config.group_consumer_max_size())
+                        .unwrap_or(usize::MAX),
+                }),
                 parked: HashMap::new(),
                 next_waiter: 1,
                 applied: HashMap::new(),
@@ -184,7 +198,7 @@ impl GroupCoordinator {
         Ok(())
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock is a bug; the state is still the best there is.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -199,6 +213,11 @@ impl GroupCoordinator {
             let mut inner = self.lock();
             if inner.shutting_down {
                 return Err(GroupError::CoordinatorNotAvailable);
+            }
+            // A consumer-protocol group becomes classic again only while it is empty.
+            if inner.consumer.group(group_id).is_some() && !inner.consumer.remove_if_empty(group_id)
+            {
+                return Err(GroupError::InconsistentGroupProtocol);
             }
             let waiter = inner.next_waiter;
             inner.next_waiter += 1;
@@ -273,25 +292,32 @@ impl GroupCoordinator {
         Ok(results)
     }
 
-    /// OffsetCommit: checks the member and generation, appends the offsets to
-    /// `__consumer_offsets`, and returns once they are durable.
+    /// OffsetCommit: checks the member and generation (or member epoch, when the request can
+    /// carry one: `epoch_aware`), appends the offsets to `__consumer_offsets`, and returns once
+    /// they are durable.
     pub async fn commit(
         &self,
         group_id: &str,
         member_id: &str,
         group_instance_id: Option<&str>,
         generation_id: i32,
+        epoch_aware: bool,
         offsets: Vec<(TopicPartition, CommittedOffset)>,
     ) -> Result<(), CoordinatorError> {
+        let check = |inner: &mut Inner, now| {
+            if inner.consumer.group(group_id).is_some() {
+                inner
+                    .consumer
+                    .check_commit(group_id, member_id, generation_id, epoch_aware)?;
+                return Ok::<(), CoordinatorError>(());
+            }
+            let groups = &mut inner.groups;
+            groups.check_commit(group_id, member_id, group_instance_id, generation_id, now)?;
+            Ok(())
+        };
         if offsets.is_empty() {
             let mut inner = self.lock();
-            inner.groups.check_commit(
-                group_id,
-                member_id,
-                group_instance_id,
-                generation_id,
-                now_ms(),
-            )?;
+            check(&mut inner, now_ms())?;
             return Ok(());
         }
         let (partition, end) = {
@@ -299,13 +325,7 @@ impl GroupCoordinator {
             // broker closes it, and a commit that arrives in time should not be lost.
             let mut inner = self.lock();
             let now = now_ms();
-            inner.groups.check_commit(
-                group_id,
-                member_id,
-                group_instance_id,
-                generation_id,
-                now,
-            )?;
+            check(&mut inner, now)?;
             let records: Vec<OffsetsRecord> = offsets
                 .iter()
                 .map(|(tp, o)| OffsetsRecord::Offset {
@@ -378,26 +398,40 @@ impl GroupCoordinator {
         }
     }
 
-    /// Every live group.
+    /// Every live group, of both protocols.
     pub fn list(&self) -> Vec<GroupListing> {
         let inner = self.lock();
+        let consumer = inner.consumer.groups().map(|g| GroupListing {
+            group_id: g.group_id().to_string(),
+            protocol_type: "consumer".to_string(),
+            state: g.state(),
+            group_type: "consumer",
+        });
         let mut list: Vec<GroupListing> = inner
             .groups
             .groups()
             .filter(|g| g.state() != GroupState::Dead)
+            // A consumer group's offsets are held by an empty classic entry: not a group.
+            .filter(|g| inner.consumer.group(g.group_id()).is_none())
             .map(|g| GroupListing {
                 group_id: g.group_id().to_string(),
                 protocol_type: g.protocol_type().to_string(),
-                state: g.state(),
+                state: g.state().name(),
+                group_type: "classic",
             })
+            .chain(consumer)
             .collect();
         list.sort_by(|a, b| a.group_id.cmp(&b.group_id));
         list
     }
 
-    /// A group's state and members; `None` for an unknown group.
+    /// A classic group's state and members; `None` for an unknown group or a consumer-protocol
+    /// group (DescribeGroups shows those as Dead, as Kafka does).
     pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {
         let inner = self.lock();
+        if inner.consumer.group(group_id).is_some() {
+            return None;
+        }
         let g = inner.groups.group(group_id)?;
         let stable = g.state() == GroupState::Stable;
         let protocol = g.protocol_name().unwrap_or_default().to_string();
@@ -435,7 +469,18 @@ impl GroupCoordinator {
     pub async fn delete_group(&self, group_id: &str) -> Result<(), CoordinatorError> {
         let waits = {
             let mut inner = self.lock();
-            let fx = inner.groups.delete_group(group_id)?;
+            let fx = if inner.consumer.group(group_id).is_some() {
+                if !inner.consumer.remove_if_empty(group_id) {
+                    return Err(GroupError::NonEmptyGroup.into());
+                }
+                // Its offsets, if any, are held by a classic entry.
+                match inner.groups.delete_group(group_id) {
+                    Err(GroupError::GroupIdNotFound) => Vec::new(),
+                    other => other?,
+                }
+            } else {
+                inner.groups.delete_group(group_id)?
+            };
             inner.applied.retain(|(g, _), _| g != group_id);
             self.deliver(&mut inner, fx)
         };
@@ -527,15 +572,25 @@ impl GroupCoordinator {
             return None;
         }
         let mut fx = inner.groups.tick(now);
+        inner.consumer.tick(now);
         if expire {
-            fx.extend(inner.groups.expire_offsets(now, self.retention_ms));
+            let active = inner
+                .consumer
+                .groups()
+                .filter(|g| g.members().next().is_some())
+                .map(|g| g.group_id().to_string())
+                .collect();
+            fx.extend(inner.groups.expire_offsets(now, self.retention_ms, &active));
             let Inner {
                 groups, applied, ..
             } = &mut *inner;
             applied.retain(|(group_id, tp), _| groups.committed(group_id, tp).is_some());
         }
         self.deliver(&mut inner, fx);
-        inner.groups.next_deadline()
+        [inner.groups.next_deadline(), inner.consumer.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }
 

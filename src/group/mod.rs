@@ -1,10 +1,12 @@
-//! Consumer group coordinator (classic protocol) and the `__consumer_offsets` topic.
+//! Consumer group coordinator (classic and KIP-848 protocols) and the `__consumer_offsets` topic.
 //!
-//! [`state`] is the pure state machine (no I/O, no clock), [`offsets`] the record schemas and
-//! the offsets topic, [`coordinator`] the async shell that parks requests, runs the timers and
+//! [`state`] is the classic pure state machine (no I/O, no clock), [`consumer`] the KIP-848
+//! one, [`offsets`] the record schemas and the offsets topic, [`coordinator`] the async shell that parks requests, runs the timers and
 //! persists. Nothing here knows Kafka request types or error codes: the handlers in
 //! `broker/groups.rs` translate. Depends on the log engine's contract and the config only.
 
+pub mod consumer;
+mod consumer_coordinator;
 pub mod coordinator;
 pub mod offsets;
 pub mod state;

@@ -598,10 +598,21 @@ impl Groups {
     /// An explicit expire timestamp (OffsetCommit v2–v4) replaces the retention where the group's
     /// rule lets the offset expire at all. A group left with no members and no offsets is
     /// removed too.
-    pub fn expire_offsets(&mut self, now: i64, retention_ms: i64) -> Vec<Effect> {
+    ///
+    /// Groups in `active` (the ids of consumer-protocol groups with members, whose offsets this
+    /// machine keeps) lose nothing.
+    pub fn expire_offsets(
+        &mut self,
+        now: i64,
+        retention_ms: i64,
+        active: &HashSet<String>,
+    ) -> Vec<Effect> {
         let mut fx = Vec::new();
         let mut dead = Vec::new();
         for group in self.groups.values_mut() {
+            if active.contains(&group.group_id) {
+                continue;
+            }
             let rule = match (group.protocol_type.as_deref(), group.state) {
                 (None, _) => Some((None, HashSet::new())),
                 (Some(_), GroupState::Empty) => {

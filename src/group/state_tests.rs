@@ -852,13 +852,19 @@ fn offsets_of_empty_groups_expire_after_the_retention() {
     let retention = 60_000;
     // Not while the group has members.
     h.now += retention * 2;
-    assert_eq!(h.groups.expire_offsets(h.now, retention), vec![]);
+    assert_eq!(
+        h.groups.expire_offsets(h.now, retention, &HashSet::new()),
+        vec![]
+    );
     h.leave(&[("m1", None), ("m2", None)]);
     assert_eq!(h.state(), GroupState::Empty);
     h.now += retention - 1;
-    assert_eq!(h.groups.expire_offsets(h.now, retention), vec![]);
+    assert_eq!(
+        h.groups.expire_offsets(h.now, retention, &HashSet::new()),
+        vec![]
+    );
     h.now += 1;
-    let fx = h.groups.expire_offsets(h.now, retention);
+    let fx = h.groups.expire_offsets(h.now, retention, &HashSet::new());
     assert_eq!(
         fx,
         vec![
@@ -885,7 +891,9 @@ fn offsets_of_simple_groups_expire_per_commit() {
         .apply_commit("s", vec![(old.clone(), offset(1, h.now))], h.now);
     h.groups
         .apply_commit("s", vec![(new.clone(), offset(2, h.now + 30_000))], h.now);
-    let fx = h.groups.expire_offsets(h.now + retention, retention);
+    let fx = h
+        .groups
+        .expire_offsets(h.now + retention, retention, &HashSet::new());
     assert_eq!(
         fx,
         vec![Effect::RemoveOffsets {
@@ -898,7 +906,12 @@ fn offsets_of_simple_groups_expire_per_commit() {
     let mut o = offset(3, h.now);
     o.expire_timestamp_ms = Some(h.now + 10);
     h.groups.apply_commit("s", vec![(new.clone(), o)], h.now);
-    assert_eq!(h.groups.expire_offsets(h.now + 10, retention).len(), 2);
+    assert_eq!(
+        h.groups
+            .expire_offsets(h.now + 10, retention, &HashSet::new())
+            .len(),
+        2
+    );
     assert!(h.groups.group("s").is_none());
 }
 
@@ -1077,19 +1090,22 @@ fn offsets_of_unsubscribed_topics_expire_in_a_stable_consumer_group() {
         t0,
     );
     assert_eq!(
-        h.groups.expire_offsets(t0 + retention - 2, retention),
+        h.groups
+            .expire_offsets(t0 + retention - 2, retention, &HashSet::new()),
         vec![]
     );
     // Each unsubscribed offset goes `retention` after its own commit; subscribed ones stay.
     assert_eq!(
-        h.groups.expire_offsets(t0 + retention - 1, retention),
+        h.groups
+            .expire_offsets(t0 + retention - 1, retention, &HashSet::new()),
         vec![Effect::RemoveOffsets {
             group_id: "g".into(),
             partitions: vec![older.clone()]
         }]
     );
     assert_eq!(
-        h.groups.expire_offsets(t0 + retention, retention),
+        h.groups
+            .expire_offsets(t0 + retention, retention, &HashSet::new()),
         vec![Effect::RemoveOffsets {
             group_id: "g".into(),
             partitions: vec![old.clone()]
@@ -1098,7 +1114,8 @@ fn offsets_of_unsubscribed_topics_expire_in_a_stable_consumer_group() {
     assert_eq!(h.groups.committed("g", &events).unwrap().offset, 1);
     assert!(h.groups.committed("g", &old).is_none());
     assert_eq!(
-        h.groups.expire_offsets(t0 + retention * 100, retention),
+        h.groups
+            .expire_offsets(t0 + retention * 100, retention, &HashSet::new()),
         vec![]
     );
     assert_eq!(h.state(), GroupState::Stable, "the group itself stays");
@@ -1113,7 +1130,8 @@ fn active_groups_keep_offsets_they_cannot_judge() {
     h.groups
         .apply_commit("g", vec![(old.clone(), offset(1, h.now))], h.now);
     assert_eq!(
-        h.groups.expire_offsets(h.now + retention, retention),
+        h.groups
+            .expire_offsets(h.now + retention, retention, &HashSet::new()),
         vec![]
     );
     // So does a rebalancing consumer group, even for an explicit expire timestamp.
@@ -1124,7 +1142,8 @@ fn active_groups_keep_offsets_they_cannot_judge() {
     h.join("m1");
     assert_eq!(h.state(), GroupState::PreparingRebalance);
     assert_eq!(
-        h.groups.expire_offsets(h.now + retention, retention),
+        h.groups
+            .expire_offsets(h.now + retention, retention, &HashSet::new()),
         vec![]
     );
     // And a stable group of another protocol type.
@@ -1147,7 +1166,8 @@ fn active_groups_keep_offsets_they_cannot_judge() {
     h.groups
         .apply_commit("g", vec![(old.clone(), offset(1, h.now))], h.now);
     assert_eq!(
-        h.groups.expire_offsets(h.now + retention, retention),
+        h.groups
+            .expire_offsets(h.now + retention, retention, &HashSet::new()),
         vec![]
     );
     assert!(h.groups.committed("g", &old).is_some());
@@ -1378,17 +1398,23 @@ fn offsets_with_a_commit_in_flight_do_not_expire() {
     h.groups.begin_commit("s", std::slice::from_ref(&tp), h.now);
     h.groups.begin_commit("s", std::slice::from_ref(&tp), h.now);
     let later = h.now + retention;
-    assert_eq!(h.groups.expire_offsets(later, retention), vec![]);
+    assert_eq!(
+        h.groups.expire_offsets(later, retention, &HashSet::new()),
+        vec![]
+    );
     h.groups.end_commit("s", std::slice::from_ref(&tp));
     assert_eq!(
-        h.groups.expire_offsets(later, retention),
+        h.groups.expire_offsets(later, retention, &HashSet::new()),
         vec![],
         "one commit still in flight"
     );
     h.groups.end_commit("s", std::slice::from_ref(&tp));
     h.groups
         .apply_commit("s", vec![(tp.clone(), offset(2, later))], later);
-    assert_eq!(h.groups.expire_offsets(later, retention), vec![]);
+    assert_eq!(
+        h.groups.expire_offsets(later, retention, &HashSet::new()),
+        vec![]
+    );
     assert_eq!(h.groups.committed("s", &tp).unwrap().offset, 2);
 
     // A group whose only offset is in flight is not removed as unused.
@@ -1396,14 +1422,16 @@ fn offsets_with_a_commit_in_flight_do_not_expire() {
     h.groups.check_commit("t", "", None, -1, h.now).unwrap();
     h.groups.begin_commit("t", std::slice::from_ref(&tp), h.now);
     assert_eq!(
-        h.groups.expire_offsets(h.now + retention, retention),
+        h.groups
+            .expire_offsets(h.now + retention, retention, &HashSet::new()),
         vec![]
     );
     assert!(h.groups.group("t").is_some());
     // A failed commit ends its mark: the unused group then goes.
     h.groups.end_commit("t", std::slice::from_ref(&tp));
     assert_eq!(
-        h.groups.expire_offsets(h.now + retention, retention),
+        h.groups
+            .expire_offsets(h.now + retention, retention, &HashSet::new()),
         vec![Effect::RemoveGroup {
             group_id: "t".into()
         }]

@@ -268,15 +268,17 @@ async fn read_requests(
                     let api_key = ApiKey::try_from(header.request_api_key).ok()?;
                     let version = header.request_api_version;
                     let correlation_id = header.correlation_id;
-                    // JoinGroup records the member's host, as Kafka shows it in DescribeGroups.
-                    let response = if api_key == ApiKey::JoinGroup {
-                        let host = format!("/{}", peer.ip());
-                        crate::broker::groups::CLIENT_HOST
-                            .scope(host, broker.handle(&header, body))
-                            .await?
-                    } else {
-                        broker.handle(&header, body).await?
-                    };
+                    // JoinGroup and ConsumerGroupHeartbeat record the member's host, as Kafka
+                    // shows it in DescribeGroups and ConsumerGroupDescribe.
+                    let response =
+                        if matches!(api_key, ApiKey::JoinGroup | ApiKey::ConsumerGroupHeartbeat) {
+                            let host = format!("/{}", peer.ip());
+                            crate::broker::groups::CLIENT_HOST
+                                .scope(host, broker.handle(&header, body))
+                                .await?
+                        } else {
+                            broker.handle(&header, body).await?
+                        };
                     match codec::encode_response(correlation_id, api_key, version, &response) {
                         Ok(frame) => Some(answers.track(frame)),
                         Err(e) => {

@@ -1,0 +1,604 @@
+//! The KIP-848 consumer group protocol on the wire: ConsumerGroupHeartbeat with the `uniform`
+//! and `range` server-side assignors, ConsumerGroupDescribe, offsets committed and fetched at
+//! member epochs, ListGroups' group types, and the two protocols refusing each other's members.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopics,
+};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+use crate::harness::{Cairn, Client};
+use crate::util::*;
+
+const ENABLED: &[&str] = &[
+    "group.coordinator.rebalance.protocols=classic,consumer",
+    "offsets.topic.num.partitions=4",
+];
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+fn code(e: ResponseError) -> i16 {
+    e.code()
+}
+
+/// Partitions per topic name.
+type Owned = BTreeMap<String, BTreeSet<i32>>;
+
+/// One consumer-protocol member, as a client keeps it.
+struct Member {
+    group: String,
+    id: String,
+    epoch: i32,
+    instance: Option<String>,
+    assignor: Option<String>,
+    topics: Vec<String>,
+    owned: Owned,
+}
+
+impl Member {
+    fn new(group: &str, id: &str, topics: &[&str]) -> Member {
+        Member {
+            group: group.into(),
+            id: id.into(),
+            epoch: 0,
+            instance: None,
+            assignor: None,
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+            owned: Owned::new(),
+        }
+    }
+
+    fn request(&self, ids: &BTreeMap<String, uuid::Uuid>) -> ConsumerGroupHeartbeatRequest {
+        let joining = self.epoch == 0;
+        ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(s(&self.group)))
+            .with_member_id(s(&self.id))
+            .with_member_epoch(self.epoch)
+            .with_instance_id(self.instance.as_deref().map(s))
+            .with_rebalance_timeout_ms(if joining { 30_000 } else { -1 })
+            .with_server_assignor(self.assignor.as_deref().map(s))
+            .with_subscribed_topic_names(
+                joining.then(|| self.topics.iter().map(|t| topic_name(t)).collect()),
+            )
+            .with_topic_partitions(Some(
+                self.owned
+                    .iter()
+                    .map(|(t, ps)| {
+                        TopicPartitions::default()
+                            .with_topic_id(ids[t])
+                            .with_partitions(ps.iter().copied().collect())
+                    })
+                    .collect(),
+            ))
+    }
+
+    /// One heartbeat at `version` (1 unless said otherwise): applies the answer as a client
+    /// does (revoked partitions are given up at once) and returns the error code.
+    fn heartbeat(&mut self, client: &mut Client, version: i16) -> i16 {
+        let ids = topic_ids(client);
+        let response = client.call(version, &self.request(&ids));
+        if response.error_code != 0 {
+            return response.error_code;
+        }
+        self.id = response.member_id.expect("a member id").to_string();
+        self.epoch = response.member_epoch;
+        if let Some(a) = response.assignment {
+            let names: BTreeMap<uuid::Uuid, String> =
+                ids.into_iter().map(|(n, id)| (id, n)).collect();
+            self.owned = a
+                .topic_partitions
+                .into_iter()
+                .map(|tp| {
+                    (
+                        names[&tp.topic_id].clone(),
+                        tp.partitions.into_iter().collect(),
+                    )
+                })
+                .collect();
+        }
+        0
+    }
+
+    fn ok(&mut self, client: &mut Client) {
+        assert_eq!(self.heartbeat(client, 1), 0, "heartbeat of {}", self.id);
+    }
+
+    fn leave(&mut self, client: &mut Client, epoch: i32) -> ConsumerGroupHeartbeatResponse {
+        let mut r = self.request(&topic_ids(client)).with_member_epoch(epoch);
+        r.topic_partitions = None;
+        client.call(1, &r)
+    }
+
+    fn count(&self) -> usize {
+        self.owned.values().map(BTreeSet::len).sum()
+    }
+}
+
+/// Every topic's id, by name.
+fn topic_ids(client: &mut Client) -> BTreeMap<String, uuid::Uuid> {
+    let response = client.call(12, &MetadataRequest::default().with_topics(None));
+    response
+        .topics
+        .into_iter()
+        .map(|t| (t.name.expect("name").to_string(), t.topic_id))
+        .collect()
+}
+
+/// Heartbeats every member in turn until all are at one epoch with nothing left to revoke or
+/// to receive, and returns that epoch.
+fn settle(client: &mut Client, members: &mut [&mut Member]) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let before: Vec<(i32, Owned)> =
+            members.iter().map(|m| (m.epoch, m.owned.clone())).collect();
+        for m in members.iter_mut() {
+            m.ok(client);
+        }
+        let after: Vec<(i32, Owned)> = members.iter().map(|m| (m.epoch, m.owned.clone())).collect();
+        let group = describe(client, &members[0].group);
+        if before == after && group.group_state.as_str() == "Stable" {
+            return after[0].0;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the group never settled: {group:?}"
+        );
+    }
+}
+
+fn describe(client: &mut Client, group: &str) -> consumer_group_describe_response::DescribedGroup {
+    let mut response = client.call(
+        1,
+        &ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s(group))]),
+    );
+    response.groups.remove(0)
+}
+
+fn all_partitions(members: &[&Member]) -> Vec<(String, i32)> {
+    let mut all: Vec<(String, i32)> = members
+        .iter()
+        .flat_map(|m| {
+            m.owned
+                .iter()
+                .flat_map(|(t, ps)| ps.iter().map(|p| (t.clone(), *p)))
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+fn api_versions(client: &mut Client) -> BTreeMap<i16, (i16, i16)> {
+    client
+        .call(3, &ApiVersionsRequest::default())
+        .api_keys
+        .iter()
+        .map(|k| (k.api_key, (k.min_version, k.max_version)))
+        .collect()
+}
+
+#[test]
+fn the_consumer_protocol_is_served_and_advertised_only_when_enabled() {
+    let classic = Cairn::start(&["group.coordinator.rebalance.protocols=classic"]);
+    let apis = api_versions(&mut classic.client());
+    assert!(!apis.contains_key(&(ApiKey::ConsumerGroupHeartbeat as i16)));
+    assert!(!apis.contains_key(&(ApiKey::ConsumerGroupDescribe as i16)));
+    let both = Cairn::start(ENABLED);
+    let apis = api_versions(&mut both.client());
+    assert_eq!(apis[&(ApiKey::ConsumerGroupHeartbeat as i16)], (0, 1));
+    assert_eq!(apis[&(ApiKey::ConsumerGroupDescribe as i16)], (0, 1));
+}
+
+#[test]
+fn two_members_share_a_topic_and_partitions_move_only_once_revoked() {
+    let cairn = Cairn::start(ENABLED);
+    let mut client = cairn.client();
+    create_topic(&mut client, "events", 4, &[]);
+    // v0: the broker names the member.
+    let mut a = Member::new("g", "", &["events"]);
+    assert_eq!(a.heartbeat(&mut client, 0), 0);
+    assert!(!a.id.is_empty());
+    assert_eq!(a.epoch, 1);
+    assert_eq!(a.count(), 4);
+    // v1: the member names itself; it gets nothing the first member still holds.
+    let mut b = Member::new("g", "member-b", &["events"]);
+    b.ok(&mut client);
+    assert_eq!(b.id, "member-b");
+    assert_eq!(b.count(), 0);
+    assert_eq!(
+        describe(&mut client, "g").group_state.as_str(),
+        "Reconciling"
+    );
+    // The first member is told to give up two partitions and keeps its epoch until it has.
+    a.ok(&mut client);
+    assert_eq!((a.epoch, a.count()), (1, 2));
+    a.ok(&mut client);
+    assert_eq!(a.epoch, 2);
+    b.ok(&mut client);
+    assert_eq!((b.epoch, b.count()), (2, 2));
+    assert_eq!(all_partitions(&[&a, &b]).len(), 4);
+
+    let group = describe(&mut client, "g");
+    assert_eq!(group.error_code, 0);
+    assert_eq!(group.group_state.as_str(), "Stable");
+    assert_eq!(group.group_epoch, 2);
+    assert_eq!(group.assignment_epoch, 2);
+    assert_eq!(group.assignor_name.as_str(), "uniform");
+    assert_eq!(group.members.len(), 2);
+    for m in &group.members {
+        assert_eq!(m.member_epoch, 2);
+        assert_eq!(m.subscribed_topic_names, vec![topic_name("events")]);
+        assert_eq!(m.assignment.topic_partitions.len(), 1);
+        assert_eq!(
+            m.assignment.topic_partitions[0].topic_name,
+            topic_name("events")
+        );
+        assert_eq!(m.assignment.topic_partitions[0].partitions.len(), 2);
+    }
+
+    // ListGroups tells the protocols apart.
+    let listed = client.call(5, &ListGroupsRequest::default());
+    let g = listed
+        .groups
+        .iter()
+        .find(|g| g.group_id.as_str() == "g")
+        .unwrap();
+    assert_eq!(
+        (
+            g.protocol_type.as_str(),
+            g.group_state.as_str(),
+            g.group_type.as_str()
+        ),
+        ("consumer", "Stable", "consumer")
+    );
+    let filtered = client.call(
+        5,
+        &ListGroupsRequest::default().with_types_filter(vec![s("classic")]),
+    );
+    assert!(filtered.groups.iter().all(|g| g.group_id.as_str() != "g"));
+
+    // A member leaving gives its partitions to the other at the next heartbeat.
+    let left = b.leave(&mut client, -1);
+    assert_eq!((left.error_code, left.member_epoch), (0, -1));
+    a.ok(&mut client);
+    assert_eq!((a.epoch, a.count()), (3, 4));
+    assert_eq!(describe(&mut client, "g").members.len(), 1);
+}
+
+#[test]
+fn the_range_assignor_gives_contiguous_ranges() {
+    let cairn = Cairn::start(ENABLED);
+    let mut client = cairn.client();
+    create_topic(&mut client, "t", 5, &[]);
+    let mut a = Member::new("r", "a", &["t"]);
+    let mut b = Member::new("r", "b", &["t"]);
+    a.assignor = Some("range".into());
+    b.assignor = Some("range".into());
+    a.ok(&mut client);
+    b.ok(&mut client);
+    settle(&mut client, &mut [&mut a, &mut b]);
+    assert_eq!(a.owned["t"], BTreeSet::from([0, 1, 2]));
+    assert_eq!(b.owned["t"], BTreeSet::from([3, 4]));
+    assert_eq!(describe(&mut client, "r").assignor_name.as_str(), "range");
+    let mut c = Member::new("r", "c", &["t"]);
+    c.assignor = Some("sticky".into());
+    assert_eq!(
+        c.heartbeat(&mut client, 1),
+        code(ResponseError::UnsupportedAssignor)
+    );
+}
+
+#[test]
+fn heartbeats_are_checked_as_kafka_checks_them() {
+    let cairn = Cairn::start(ENABLED);
+    let mut client = cairn.client();
+    create_topic(&mut client, "t", 2, &[]);
+    let mut a = Member::new("h", "a", &["t"]);
+    a.ok(&mut client);
+    // A member epoch ahead of the broker's is fenced; an unknown member is unknown.
+    let ids = topic_ids(&mut client);
+    let ahead = client.call(1, &a.request(&ids).with_member_epoch(a.epoch + 5));
+    assert_eq!(ahead.error_code, code(ResponseError::FencedMemberEpoch));
+    let stranger = client.call(1, &a.request(&ids).with_member_id(s("nobody")));
+    assert_eq!(stranger.error_code, code(ResponseError::UnknownMemberId));
+    // A join needs a rebalance timeout and a subscription; v1 needs a member id.
+    let mut join = Member::new("h", "x", &["t"]).request(&ids);
+    join.rebalance_timeout_ms = -1;
+    assert_eq!(
+        client.call(1, &join).error_code,
+        code(ResponseError::InvalidRequest)
+    );
+    let nameless = Member::new("h", "", &["t"]).request(&ids);
+    assert_eq!(
+        client.call(1, &nameless).error_code,
+        code(ResponseError::InvalidRequest)
+    );
+    // Regular expression subscriptions are not served: a clear refusal.
+    let regex = Member::new("h", "y", &[])
+        .request(&ids)
+        .with_subscribed_topic_regex(Some(s("t.*")));
+    let refused = client.call(1, &regex);
+    assert_eq!(refused.error_code, code(ResponseError::InvalidRequest));
+    assert!(refused.error_message.is_some());
+}
+
+#[test]
+fn a_member_whose_session_expires_loses_its_partitions() {
+    let cairn = Cairn::start(&[
+        ENABLED[0],
+        ENABLED[1],
+        "group.consumer.session.timeout.ms=1000",
+    ]);
+    let mut client = cairn.client();
+    create_topic(&mut client, "t", 4, &[]);
+    let mut a = Member::new("s", "a", &["t"]);
+    let mut b = Member::new("s", "b", &["t"]);
+    a.ok(&mut client);
+    b.ok(&mut client);
+    settle(&mut client, &mut [&mut a, &mut b]);
+    assert_eq!((a.count(), b.count()), (2, 2));
+    // b stops heartbeating; a keeps going and ends up with everything.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a.count() < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "b's partitions were never reassigned"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        a.ok(&mut client);
+    }
+    let group = describe(&mut client, "s");
+    assert_eq!(group.members.len(), 1);
+    assert_eq!(
+        b.heartbeat(&mut client, 1),
+        code(ResponseError::UnknownMemberId)
+    );
+}
+
+#[test]
+fn a_topic_gaining_partitions_raises_the_group_epoch() {
+    let cairn = Cairn::start(ENABLED);
+    let mut client = cairn.client();
+    create_topic(&mut client, "t", 2, &[]);
+    let mut a = Member::new("p", "a", &["t"]);
+    let mut b = Member::new("p", "b", &["t"]);
+    a.ok(&mut client);
+    b.ok(&mut client);
+    let before = settle(&mut client, &mut [&mut a, &mut b]);
+    let response = client.call(
+        3,
+        &CreatePartitionsRequest::default()
+            .with_topics(vec![
+                create_partitions_request::CreatePartitionsTopic::default()
+                    .with_name(topic_name("t"))
+                    .with_count(4),
+            ])
+            .with_timeout_ms(5_000),
+    );
+    assert_eq!(response.results[0].error_code, 0);
+    let after = settle(&mut client, &mut [&mut a, &mut b]);
+    assert!(after > before);
+    assert_eq!((a.count(), b.count()), (2, 2));
+    assert_eq!(all_partitions(&[&a, &b]).len(), 4);
+}
+
+#[test]
+fn a_static_member_comes_back_to_its_partitions() {
+    let cairn = Cairn::start(ENABLED);
+    let mut client = cairn.client();
+    create_topic(&mut client, "t", 4, &[]);
+    let mut a = Member::new("st", "a1", &["t"]);
+    a.instance = Some("instance-a".into());
+    let mut b = Member::new("st", "b", &["t"]);
+    a.ok(&mut client);
+    b.ok(&mut client);
+    let epoch = settle(&mut client, &mut [&mut a, &mut b]);
+    let held = a.owned.clone();
+    // The instance id is taken while its member is there.
+    let mut twin = Member::new("st", "a2", &["t"]);
+    twin.instance = Some("instance-a".into());
+    assert_eq!(
+        twin.heartbeat(&mut client, 1),
+        code(ResponseError::UnreleasedInstanceId)
+    );
+    // Leaving for a while (-2) keeps the partitions; the instance comes back under a new id.
+    assert_eq!(a.leave(&mut client, -2).member_epoch, -2);
+    assert_eq!(twin.heartbeat(&mut client, 1), 0);
+    assert_eq!((twin.epoch, &twin.owned), (epoch, &held));
+    b.ok(&mut client);
+    assert_eq!(b.epoch, epoch, "no rebalance");
+    // The old member id is gone.
+    assert_eq!(
+        a.heartbeat(&mut client, 1),
+        code(ResponseError::UnknownMemberId)
+    );
+}
+
+fn commit_at(client: &mut Client, group: &str, member: &str, epoch: i32, offset: i64) -> i16 {
+    commit_v(client, 9, group, member, epoch, offset)
+}
+
+fn commit_v(
+    client: &mut Client,
+    version: i16,
+    group: &str,
+    member: &str,
+    epoch: i32,
+    offset: i64,
+) -> i16 {
+    let response = client.call(
+        version,
+        &OffsetCommitRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_member_id(s(member))
+            .with_generation_id_or_member_epoch(epoch)
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(topic_name("t"))
+                .with_partitions(vec![OffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(offset)])]),
+    );
+    response.topics[0].partitions[0].error_code
+}
+
+/// OffsetFetch v9 of partition t-0: (group error, offset).
+fn fetch_at(client: &mut Client, group: &str, member: Option<&str>, epoch: i32) -> (i16, i64) {
+    let response = client.call(
+        9,
+        &OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
+            .with_group_id(GroupId(s(group)))
+            .with_member_id(member.map(s))
+            .with_member_epoch(epoch)
+            .with_topics(Some(vec![OffsetFetchRequestTopics::default()
+                .with_name(topic_name("t"))
+                .with_partition_indexes(vec![0])]))]),
+    );
+    let g = &response.groups[0];
+    let offset = g
+        .topics
+        .first()
+        .map_or(-1, |t| t.partitions[0].committed_offset);
+    (g.error_code, offset)
+}
+
+#[test]
+fn offsets_are_committed_and_fetched_at_the_member_epoch() {
+    let cairn = Cairn::start(ENABLED);
+    let mut client = cairn.client();
+    create_topic(&mut client, "t", 2, &[]);
+    let mut a = Member::new("o", "a", &["t"]);
+    a.ok(&mut client);
+    let mut b = Member::new("o", "b", &["t"]);
+    b.ok(&mut client);
+    settle(&mut client, &mut [&mut a, &mut b]);
+    let epoch = a.epoch;
+    assert_eq!(commit_at(&mut client, "o", "a", epoch, 7), 0);
+    assert_eq!(
+        commit_at(&mut client, "o", "a", epoch - 1, 8),
+        code(ResponseError::StaleMemberEpoch)
+    );
+    assert_eq!(
+        commit_at(&mut client, "o", "a", epoch + 1, 8),
+        code(ResponseError::FencedMemberEpoch)
+    );
+    // Before v9 the field is a generation: a consumer-protocol member must not use it.
+    assert_eq!(
+        commit_v(&mut client, 8, "o", "a", epoch, 8),
+        code(ResponseError::UnsupportedVersion)
+    );
+    assert_eq!(
+        commit_at(&mut client, "o", "nobody", epoch, 8),
+        code(ResponseError::UnknownMemberId)
+    );
+    // An admin commit (epoch -1) waits for the group to be empty.
+    assert_eq!(
+        commit_at(&mut client, "o", "", -1, 8),
+        code(ResponseError::UnknownMemberId)
+    );
+    assert_eq!(fetch_at(&mut client, "o", Some("a"), epoch), (0, 7));
+    assert_eq!(
+        fetch_at(&mut client, "o", Some("a"), epoch - 1).0,
+        code(ResponseError::StaleMemberEpoch)
+    );
+    assert_eq!(fetch_at(&mut client, "o", None, -1), (0, 7));
+
+    // Once everyone left, the tools may reset the offsets, and the classic API sees them.
+    a.leave(&mut client, -1);
+    b.leave(&mut client, -1);
+    assert_eq!(describe(&mut client, "o").group_state.as_str(), "Empty");
+    assert_eq!(commit_at(&mut client, "o", "", -1, 3), 0);
+    let classic = client.call(
+        7,
+        &OffsetFetchRequest::default()
+            .with_group_id(GroupId(s("o")))
+            .with_topics(None),
+    );
+    let p0 = classic.topics[0]
+        .partitions
+        .iter()
+        .find(|p| p.partition_index == 0)
+        .unwrap();
+    assert_eq!(p0.committed_offset, 3);
+    // And a member joining again starts from them.
+    let mut c = Member::new("o", "c", &["t"]);
+    c.ok(&mut client);
+    assert_eq!(fetch_at(&mut client, "o", Some("c"), c.epoch), (0, 3));
+}
+
+/// A classic JoinGroup v3 (no member id handshake), answered once the join completes.
+fn classic_join(client: &mut Client, group: &str) -> i16 {
+    client
+        .call(
+            3,
+            &JoinGroupRequest::default()
+                .with_group_id(GroupId(s(group)))
+                .with_session_timeout_ms(10_000)
+                .with_rebalance_timeout_ms(10_000)
+                .with_protocol_type(s("consumer"))
+                .with_protocols(vec![JoinGroupRequestProtocol::default()
+                    .with_name(s("range"))
+                    .with_metadata(bytes::Bytes::from_static(&[
+                        0, 0, 0, 0, 0, 0, 255, 255, 255, 255,
+                    ]))]),
+        )
+        .error_code
+}
+
+#[test]
+fn a_group_of_one_protocol_refuses_the_other() {
+    let cairn = Cairn::start(&[ENABLED[0], ENABLED[1], "group.initial.rebalance.delay.ms=0"]);
+    let mut client = cairn.client();
+    create_topic(&mut client, "t", 1, &[]);
+    let mut a = Member::new("k", "a", &["t"]);
+    a.ok(&mut client);
+    assert_eq!(
+        classic_join(&mut client, "k"),
+        code(ResponseError::InconsistentGroupProtocol)
+    );
+    // DescribeGroups does not describe a consumer group (the admin client asks
+    // ConsumerGroupDescribe first).
+    let old = client.call(
+        5,
+        &DescribeGroupsRequest::default().with_groups(vec![GroupId(s("k"))]),
+    );
+    assert_eq!(old.groups[0].group_state.as_str(), "Dead");
+
+    // A classic group with a member: a consumer-protocol member is refused, and
+    // ConsumerGroupDescribe says it is not a consumer group.
+    assert_eq!(classic_join(&mut client, "c"), 0);
+    let mut x = Member::new("c", "x", &["t"]);
+    assert_eq!(
+        x.heartbeat(&mut client, 1),
+        code(ResponseError::GroupIdNotFound)
+    );
+    assert_eq!(
+        describe(&mut client, "c").error_code,
+        code(ResponseError::GroupIdNotFound)
+    );
+    assert_eq!(
+        describe(&mut client, "none").error_code,
+        code(ResponseError::GroupIdNotFound)
+    );
+
+    // An empty consumer group becomes classic on a JoinGroup.
+    a.leave(&mut client, -1);
+    assert_eq!(classic_join(&mut client, "k"), 0);
+    let listed = client.call(5, &ListGroupsRequest::default());
+    let k = listed
+        .groups
+        .iter()
+        .find(|g| g.group_id.as_str() == "k")
+        .unwrap();
+    assert_eq!(k.group_type.as_str(), "classic");
+}
