@@ -7,11 +7,15 @@
 //!   errors to Kafka error codes.
 //! - [`group`]: the consumer group coordinator (a pure state machine plus the offsets topic).
 //! - [`log`]: the log engine (topics, partitions, segments, indexes, recovery, retention, cleaner).
+//! - [`auth`]: TLS and client identities (principals).
+//! - [`listener`]: named listeners, their security protocols, and the per-connection session.
 //! - [`config`]: broker and topic configuration with Kafka's names.
 
+pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod group;
+pub mod listener;
 pub mod log;
 pub mod protocol;
 pub mod server;

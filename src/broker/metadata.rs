@@ -15,13 +15,19 @@ use tracing::info;
 
 use super::errors::{code, log_error_code, NONE};
 use super::{valid_topic_name, Broker};
+use crate::listener::Endpoint;
 use crate::log::TopicInfo;
 
 /// Kafka's "authorized operations were not requested" marker.
 const OPERATIONS_OMITTED: i32 = i32::MIN;
 
-pub(super) fn handle(broker: &Broker, version: i16, request: MetadataRequest) -> MetadataResponse {
-    let (host, port) = &broker.advertised;
+pub(super) fn handle(
+    broker: &Broker,
+    advertised: &Endpoint,
+    version: i16,
+    request: MetadataRequest,
+) -> MetadataResponse {
+    let Endpoint { host, port } = advertised;
     let brokers = vec![MetadataResponseBroker::default()
         .with_node_id(BrokerId(broker.node_id))
         .with_host(StrBytes::from_string(host.clone()))
@@ -135,9 +141,10 @@ fn topic_metadata(broker: &Broker, info: &TopicInfo) -> MetadataResponseTopic {
 
 pub(super) fn describe_cluster(
     broker: &Broker,
+    advertised: &Endpoint,
     _request: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
-    let (host, port) = &broker.advertised;
+    let Endpoint { host, port } = advertised;
     DescribeClusterResponse::default()
         .with_error_code(NONE)
         .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))

@@ -12,6 +12,7 @@ use tracing::warn;
 
 use crate::config::BrokerConfig;
 use crate::group::GroupCoordinator;
+use crate::listener::Session;
 use crate::log::io::{FileIo, StdIo};
 use crate::log::{LogManager, LogManagerOptions};
 use crate::protocol::versions::{VersionEntry, VersionTable};
@@ -37,8 +38,6 @@ pub struct Broker {
     pub groups: Arc<GroupCoordinator>,
     /// This broker's node id (also the controller id in Metadata).
     pub node_id: i32,
-    /// The host and port given to clients.
-    pub advertised: (String, u16),
     pub cluster_id: String,
     versions: VersionTable,
     /// Held for the broker's lifetime: an exclusive lock on `<data dir>/.lock`, so two processes
@@ -115,7 +114,6 @@ impl Broker {
         let groups = GroupCoordinator::start(&config, log.clone()).await?;
         Ok(Arc::new(Broker {
             node_id: config.node_id(),
-            advertised: config.advertised_addr(),
             cluster_id,
             log,
             groups,
@@ -137,7 +135,8 @@ impl Broker {
         Ok(())
     }
 
-    /// Handles one decoded request. `None` means "send no response" (Produce with acks=0).
+    /// Handles one decoded request from `session`'s connection. `None` means "send no
+    /// response" (Produce with acks=0).
     ///
     /// Ordering contract with the server: the server polls this future once, in request
     /// arrival order, before reading the next request. So every effect that must follow the
@@ -145,6 +144,7 @@ impl Broker {
     /// suspend; only waiting (fsync, long poll, rebalance) may come after it.
     pub async fn handle(
         &self,
+        session: &Session,
         header: &RequestHeader,
         request: RequestKind,
     ) -> Option<ResponseKind> {
@@ -153,7 +153,9 @@ impl Broker {
             RequestKind::ApiVersions(r) => {
                 ResponseKind::ApiVersions(api_versions::handle(self, version, r))
             }
-            RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(self, version, r)),
+            RequestKind::Metadata(r) => {
+                ResponseKind::Metadata(metadata::handle(self, &session.advertised, version, r))
+            }
             RequestKind::Produce(r) => {
                 return produce::handle(self, version, r)
                     .await
@@ -181,9 +183,9 @@ impl Broker {
             RequestKind::InitProducerId(r) => {
                 ResponseKind::InitProducerId(producer_ids::init_producer_id(self, r))
             }
-            RequestKind::DescribeCluster(r) => {
-                ResponseKind::DescribeCluster(metadata::describe_cluster(self, r))
-            }
+            RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(
+                metadata::describe_cluster(self, &session.advertised, r),
+            ),
             RequestKind::DescribeConfigs(r) => {
                 ResponseKind::DescribeConfigs(configs::describe_configs(self, version, r))
             }
@@ -196,7 +198,7 @@ impl Broker {
             other => {
                 let api_key = ApiKey::try_from(header.request_api_key).ok()?;
                 if groups::APIS.iter().any(|&(key, _, _)| key == api_key) {
-                    groups::handle(self, header, other).await
+                    groups::handle(self, session, header, other).await
                 } else {
                     // The version table only lets through what is dispatched above.
                     warn!(?api_key, "request for an API with no handler");

@@ -43,14 +43,15 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use kafka_protocol::messages::ApiKey;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use crate::auth::tls::{certificate_principal, TlsError, TlsListener};
 use crate::broker::Broker;
+use crate::listener::{ListenerSpec, Session};
 use crate::protocol::codec::{self, Decoded};
 use crate::protocol::frame;
 
@@ -81,24 +82,80 @@ enum Outgoing {
 
 /// A running server.
 pub struct Server {
-    listener: TcpListener,
+    listeners: Vec<Bound>,
     broker: Arc<Broker>,
 }
 
 impl Server {
-    /// Binds the listener.
+    /// Binds one PLAINTEXT listener on `addr` (tests and embedders).
     pub async fn bind(addr: SocketAddr, broker: Arc<Broker>) -> std::io::Result<Server> {
         let listener = TcpListener::bind(addr).await?;
-        Ok(Server { listener, broker })
+        let mut spec = ListenerSpec::plaintext(addr);
+        spec.advertised.port = listener.local_addr()?.port();
+        Ok(Server {
+            listeners: vec![Bound {
+                spec: Arc::new(spec),
+                listener,
+                tls: None,
+            }],
+            broker,
+        })
     }
 
+    /// Binds every listener in `specs`. A listener bound to port 0 advertises the port it got.
+    pub async fn bind_listeners(
+        specs: Vec<ListenerSpec>,
+        broker: Arc<Broker>,
+    ) -> Result<Server, ServerError> {
+        let mut listeners = Vec::with_capacity(specs.len());
+        for mut spec in specs {
+            if spec.protocol.sasl() {
+                return Err(ServerError::Unsupported(spec.name));
+            }
+            let tls = if spec.protocol.tls() {
+                Some(Arc::new(TlsListener::load(&broker.config, &spec.name)?))
+            } else {
+                None
+            };
+            let listener = TcpListener::bind(spec.bind)
+                .await
+                .map_err(|e| ServerError::Bind(spec.name.clone(), spec.bind, e))?;
+            if spec.advertised.port == 0 {
+                spec.advertised.port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+            }
+            listeners.push(Bound {
+                spec: Arc::new(spec),
+                listener,
+                tls,
+            });
+        }
+        Ok(Server { listeners, broker })
+    }
+
+    /// The address of the first listener.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        self.listeners[0].listener.local_addr()
+    }
+
+    /// Every listener's name and bound address.
+    pub fn local_addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.listeners
+            .iter()
+            .filter_map(|b| Some((b.spec.name.clone(), b.listener.local_addr().ok()?)))
+            .collect()
+    }
+
+    /// The TLS listeners, whose certificates [`TlsListener::reload`] re-reads.
+    pub fn tls_listeners(&self) -> Vec<Arc<TlsListener>> {
+        self.listeners
+            .iter()
+            .filter_map(|b| b.tls.clone())
+            .collect()
     }
 
     /// Serves until `shutdown` becomes true, then stops accepting, lets every connection finish
     /// its in-flight requests, and returns.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
         let limit = Arc::new(Semaphore::new(self.broker.config.max_connections()));
         let budget_bytes = self.broker.config.queued_max_request_bytes();
         let max_frame = self.broker.config.socket_request_max_bytes();
@@ -111,64 +168,172 @@ impl Server {
             );
         }
         let budget = RequestBudget::new(budget_bytes);
+        let shared = Shared {
+            broker: self.broker,
+            limit,
+            budget,
+        };
         // Every connection task holds a clone of `done_tx`; when all are dropped, `done_rx` ends.
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
-        loop {
-            let accepted = tokio::select! {
-                accepted = self.listener.accept() => accepted,
-                _ = shutdown.changed() => break,
-            };
-            let (stream, peer) = match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let Ok(permit) = limit.clone().try_acquire_owned() else {
-                warn!(%peer, "connection refused: max.connections reached");
-                drop(stream);
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            let broker = self.broker.clone();
-            let shutdown = shutdown.clone();
-            let done = done_tx.clone();
-            let budget = budget.clone();
-            tokio::spawn(async move {
-                let backlog = Arc::new(Backlog::default());
-                serve_connection(stream, peer, broker, budget, backlog, shutdown).await;
-                drop(permit);
-                drop(done);
-            });
-        }
+        let accepting: Vec<_> = self
+            .listeners
+            .into_iter()
+            .map(|bound| {
+                let shared = shared.clone();
+                let done = done_tx.clone();
+                let shutdown = shutdown.clone();
+                tokio::spawn(accept_loop(bound, shared, done, shutdown))
+            })
+            .collect();
         drop(done_tx);
+        for task in accepting {
+            let _ = task.await;
+        }
         // Wait for every connection to finish its in-flight requests.
         let _ = done_rx.recv().await;
     }
 }
 
-async fn serve_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {1} (listener {0}): {2}")]
+    Bind(String, SocketAddr, std::io::Error),
+    #[error("listener {0}: its security protocol is not supported yet")]
+    Unsupported(String),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// A bound listener.
+struct Bound {
+    spec: Arc<ListenerSpec>,
+    listener: TcpListener,
+    /// Set for SSL and SASL_SSL listeners.
+    tls: Option<Arc<TlsListener>>,
+}
+
+/// What every accept loop shares.
+#[derive(Clone)]
+struct Shared {
+    broker: Arc<Broker>,
+    limit: Arc<Semaphore>,
+    budget: Arc<RequestBudget>,
+}
+
+/// Accepts connections on one listener until shutdown.
+async fn accept_loop(
+    bound: Bound,
+    shared: Shared,
+    done: mpsc::Sender<()>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let Bound {
+        spec,
+        listener,
+        tls,
+    } = bound;
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                warn!(listener = %spec.name, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = shared.limit.clone().try_acquire_owned() else {
+            warn!(%peer, "connection refused: max.connections reached");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        let shutdown = shutdown.clone();
+        let done = done.clone();
+        let mut session = Session::new(&spec, peer);
+        let acceptor = tls.as_ref().map(|t| t.acceptor());
+        tokio::spawn(async move {
+            let mut connection = Connection {
+                broker: shared.broker,
+                budget: shared.budget,
+                backlog: Arc::new(Backlog::default()),
+                session: Arc::new(session.clone()),
+            };
+            match acceptor {
+                None => {
+                    let (reader, writer) = stream.into_split();
+                    serve_connection(reader, writer, connection, shutdown).await;
+                }
+                Some(acceptor) => {
+                    // The handshake runs in the connection's own task, bounded in time (and
+                    // by rustls in size), so a stalled client holds only its own slot.
+                    let handshake =
+                        tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                    match handshake.await {
+                        Ok(Ok(stream)) => {
+                            if let Some(principal) = tls_principal(&stream) {
+                                session.principal = principal;
+                                connection.session = Arc::new(session);
+                            }
+                            let (reader, writer) = tokio::io::split(stream);
+                            serve_connection(reader, writer, connection, shutdown).await;
+                        }
+                        Ok(Err(e)) => warn!(%peer, "closing connection: TLS handshake failed: {e}"),
+                        Err(_) => {
+                            warn!(%peer, "closing connection: TLS handshake not completed within {} s", TLS_HANDSHAKE_TIMEOUT.as_secs())
+                        }
+                    }
+                }
+            }
+            drop(permit);
+            drop(done);
+        });
+    }
+}
+
+/// A TLS handshake must complete within this time.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The principal of a TLS client that presented a certificate.
+fn tls_principal<S>(stream: &tokio_rustls::server::TlsStream<S>) -> Option<String> {
+    let certs = stream.get_ref().1.peer_certificates()?;
+    certificate_principal(certs.first()?.as_ref())
+}
+
+/// One connection's state, as the reader sees it.
+struct Connection {
     broker: Arc<Broker>,
     budget: Arc<RequestBudget>,
     backlog: Arc<Backlog>,
+    session: Arc<Session>,
+}
+
+async fn serve_connection<R, W>(
+    reader: R,
+    writer: W,
+    connection: Connection,
     shutdown: watch::Receiver<bool>,
-) {
-    debug!(%peer, "connection opened");
-    let (reader, writer) = stream.into_split();
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = connection.session.peer;
+    debug!(%peer, listener = %connection.session.listener, "connection opened");
     let (queue_tx, queue_rx) = mpsc::channel(MAX_IN_FLIGHT_PER_CONNECTION);
-    let mut writer_task = tokio::spawn(write_responses(writer, queue_rx, backlog.clone(), peer));
-    let reading = read_requests(reader, peer, &broker, &budget, &backlog, queue_tx, shutdown);
-    if let Err(reason) = reading.await {
+    let backlog = connection.backlog.clone();
+    let mut writer_task = tokio::spawn(write_responses(writer, queue_rx, backlog, peer));
+    let idle = idle_limit(&connection.broker);
+    if let Err(reason) = read_requests(reader, connection, queue_tx, shutdown).await {
         warn!(%peer, "closing connection: {reason}");
     }
     // The reader dropped its sender: the writer finishes what is queued, then ends; a client
     // that does not take its last responses within the idle limit is cut off.
-    let idle = idle_limit(&broker);
     if tokio::time::timeout(idle, &mut writer_task).await.is_err() {
         writer_task.abort();
         warn!(%peer, "closing connection: responses not read within connections.max.idle.ms");
@@ -187,15 +352,19 @@ fn idle_limit(broker: &Broker) -> Duration {
 }
 
 /// Reads frames until EOF, shutdown, or a frame that must close the connection.
-async fn read_requests(
-    mut reader: OwnedReadHalf,
-    peer: SocketAddr,
-    broker: &Arc<Broker>,
-    budget: &Arc<RequestBudget>,
-    backlog: &Arc<Backlog>,
+async fn read_requests<R: AsyncRead + Unpin>(
+    mut reader: R,
+    connection: Connection,
     queue: mpsc::Sender<Outgoing>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), String> {
+    let Connection {
+        broker,
+        budget,
+        backlog,
+        session,
+    } = &connection;
+    let peer = session.peer;
     let max = broker.config.socket_request_max_bytes();
     let idle_ms = broker.config.connections_max_idle_ms();
     let idle = idle_limit(broker);
@@ -263,6 +432,7 @@ async fn read_requests(
                     None
                 };
                 let broker = broker.clone();
+                let session = session.clone();
                 let answers = backlog.clone();
                 let mut handling = Box::pin(async move {
                     let api_key = ApiKey::try_from(header.request_api_key).ok()?;
@@ -272,10 +442,10 @@ async fn read_requests(
                     let response = if api_key == ApiKey::JoinGroup {
                         let host = format!("/{}", peer.ip());
                         crate::broker::groups::CLIENT_HOST
-                            .scope(host, broker.handle(&header, body))
+                            .scope(host, broker.handle(&session, &header, body))
                             .await?
                     } else {
-                        broker.handle(&header, body).await?
+                        broker.handle(&session, &header, body).await?
                     };
                     match codec::encode_response(correlation_id, api_key, version, &response) {
                         Ok(frame) => Some(answers.track(frame)),
@@ -315,8 +485,8 @@ async fn read_requests(
 }
 
 /// Writes responses strictly in request order.
-async fn write_responses(
-    writer: OwnedWriteHalf,
+async fn write_responses<W: AsyncWrite + Unpin>(
+    writer: W,
     mut queue: mpsc::Receiver<Outgoing>,
     backlog: Arc<Backlog>,
     peer: SocketAddr,
@@ -355,11 +525,16 @@ async fn write_responses(
 }
 
 /// Logs the startup line.
-pub fn log_startup(addr: SocketAddr, data_dir: &std::path::Path) {
+pub fn log_startup(listeners: &[(String, SocketAddr)], data_dir: &std::path::Path) {
+    let listen = listeners
+        .iter()
+        .map(|(name, addr)| format!("{name}://{addr}"))
+        .collect::<Vec<_>>()
+        .join(",");
     info!(
-        listen = %addr,
+        %listen,
         data_dir = %data_dir.display(),
-        "cairn serving on {addr}, data in {}",
+        "cairn serving on {listen}, data in {}",
         data_dir.display()
     );
 }
