@@ -171,6 +171,7 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def("ssl.principal.mapping.rules", T::String, Some("DEFAULT"), OneOf(&["DEFAULT"]), "How a client certificate's DN becomes a principal; Cairn supports DEFAULT (the full RFC 2253 DN)."),
     def("ssl.endpoint.identification.algorithm", T::String, Some("https"), Any, "Accepted for compatibility (a client-side check)."),
     def("sasl.enabled.mechanisms", T::List, Some("SCRAM-SHA-256,SCRAM-SHA-512"), Any, "SASL mechanisms offered: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 (Cairn's default; Kafka's is GSSAPI, which Cairn does not offer)."),
+    def("sasl.server.max.receive.size", T::Int, Some("524288"), AtLeast(1), "Largest request accepted on a SASL listener before authentication completes."),
     def("connection.failed.authentication.delay.ms", T::Int, Some("100"), AtLeast(0), "Wait this long before answering a failed authentication (and closing)."),
     def("log.dirs", T::String, Some("./data"), Any, "Directory holding the data."),
     def("log.dir", T::String, Some("./data"), Any, "Synonym of log.dirs (used when log.dirs is not set)."),
@@ -720,6 +721,11 @@ impl BrokerConfig {
             value: raw.to_string(),
             reason,
         })
+    }
+
+    /// `sasl.server.max.receive.size`.
+    pub fn sasl_server_max_receive_size(&self) -> usize {
+        self.int("sasl.server.max.receive.size").max(1) as usize
     }
 
     /// `connection.failed.authentication.delay.ms`.

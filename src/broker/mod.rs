@@ -7,9 +7,15 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{
+    ApiKey, RequestHeader, RequestKind, ResponseKind, SaslAuthenticateResponse,
+    SaslHandshakeResponse,
+};
+use kafka_protocol::protocol::StrBytes;
 use tracing::warn;
 
+use crate::auth::credentials::CredentialStore;
 use crate::config::BrokerConfig;
 use crate::group::GroupCoordinator;
 use crate::listener::Session;
@@ -27,6 +33,7 @@ mod metadata;
 mod produce;
 mod producer_ids;
 mod records;
+mod scram_users;
 mod topics;
 
 pub use topics::valid_topic_name;
@@ -39,6 +46,8 @@ pub struct Broker {
     /// This broker's node id (also the controller id in Metadata).
     pub node_id: i32,
     pub cluster_id: String,
+    /// SCRAM credentials (`cairn-security/scram-credentials`).
+    pub credentials: CredentialStore,
     versions: VersionTable,
     /// Held for the broker's lifetime: an exclusive lock on `<data dir>/.lock`, so two processes
     /// never open one data directory.
@@ -65,6 +74,13 @@ const APIS: &[(ApiKey, i16, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 0, 1),
     (ApiKey::DescribeCluster, 0, 0, 1),
+    // Kafka 4.0 removed SaslHandshake v0 (raw tokens after the handshake, KIP-896). While a
+    // SASL connection authenticates, the server answers these itself (`server/sasl_gate.rs`);
+    // what reaches `handle` comes at the wrong time and gets ILLEGAL_SASL_STATE.
+    (ApiKey::SaslHandshake, 1, 1, 1),
+    (ApiKey::SaslAuthenticate, 0, 0, 2),
+    (ApiKey::DescribeUserScramCredentials, 0, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0, 0),
 ];
 
 /// The full version table: this module's APIs plus the group APIs.
@@ -111,10 +127,12 @@ impl Broker {
             },
             io,
         )?;
+        let credentials = CredentialStore::open(&config.data_dir())?;
         let groups = GroupCoordinator::start(&config, log.clone()).await?;
         Ok(Arc::new(Broker {
             node_id: config.node_id(),
             cluster_id,
+            credentials,
             log,
             groups,
             config,
@@ -191,6 +209,23 @@ impl Broker {
             }
             RequestKind::AlterConfigs(r) => {
                 ResponseKind::AlterConfigs(configs::alter_configs(self, r))
+            }
+            RequestKind::SaslHandshake(_) => ResponseKind::SaslHandshake(
+                SaslHandshakeResponse::default()
+                    .with_error_code(ResponseError::IllegalSaslState.code()),
+            ),
+            RequestKind::SaslAuthenticate(_) => ResponseKind::SaslAuthenticate(
+                SaslAuthenticateResponse::default()
+                    .with_error_code(ResponseError::IllegalSaslState.code())
+                    .with_error_message(Some(StrBytes::from_static_str(
+                        "no SASL authentication on this connection now",
+                    ))),
+            ),
+            RequestKind::DescribeUserScramCredentials(r) => {
+                ResponseKind::DescribeUserScramCredentials(scram_users::describe(self, r))
+            }
+            RequestKind::AlterUserScramCredentials(r) => {
+                ResponseKind::AlterUserScramCredentials(scram_users::alter(self, r))
             }
             RequestKind::IncrementalAlterConfigs(r) => {
                 ResponseKind::IncrementalAlterConfigs(configs::incremental_alter_configs(self, r))

@@ -42,13 +42,14 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use kafka_protocol::messages::ApiKey;
+use kafka_protocol::messages::{ApiKey, ResponseKind};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use crate::auth::sasl::{SaslConfigError, SaslExchange, SaslListener};
 use crate::auth::tls::{certificate_principal, TlsError, TlsListener};
 use crate::broker::Broker;
 use crate::listener::{ListenerSpec, Session};
@@ -57,9 +58,11 @@ use crate::protocol::frame;
 
 mod backlog;
 mod budget;
+mod sasl_gate;
 
 use backlog::{Answer, Backlog};
 use budget::RequestBudget;
+use sasl_gate::{Gate, Verdict};
 
 /// Most requests of one connection in flight at once (Kafka clients pipeline at most 5 by
 /// default); beyond this the reader waits for the writer.
@@ -97,6 +100,7 @@ impl Server {
                 spec: Arc::new(spec),
                 listener,
                 tls: None,
+                sasl: None,
             }],
             broker,
         })
@@ -109,9 +113,14 @@ impl Server {
     ) -> Result<Server, ServerError> {
         let mut listeners = Vec::with_capacity(specs.len());
         for mut spec in specs {
-            if spec.protocol.sasl() {
-                return Err(ServerError::Unsupported(spec.name));
-            }
+            let sasl = if spec.protocol.sasl() {
+                Some(Arc::new(SaslListener::from_config(
+                    &broker.config,
+                    &spec.name,
+                )?))
+            } else {
+                None
+            };
             let tls = if spec.protocol.tls() {
                 Some(Arc::new(TlsListener::load(&broker.config, &spec.name)?))
             } else {
@@ -127,6 +136,7 @@ impl Server {
                 spec: Arc::new(spec),
                 listener,
                 tls,
+                sasl,
             });
         }
         Ok(Server { listeners, broker })
@@ -199,10 +209,10 @@ impl Server {
 pub enum ServerError {
     #[error("cannot listen on {1} (listener {0}): {2}")]
     Bind(String, SocketAddr, std::io::Error),
-    #[error("listener {0}: its security protocol is not supported yet")]
-    Unsupported(String),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Sasl(#[from] SaslConfigError),
 }
 
 /// A bound listener.
@@ -211,6 +221,8 @@ struct Bound {
     listener: TcpListener,
     /// Set for SSL and SASL_SSL listeners.
     tls: Option<Arc<TlsListener>>,
+    /// Set for SASL_PLAINTEXT and SASL_SSL listeners.
+    sasl: Option<Arc<SaslListener>>,
 }
 
 /// What every accept loop shares.
@@ -232,6 +244,7 @@ async fn accept_loop(
         spec,
         listener,
         tls,
+        sasl,
     } = bound;
     loop {
         let accepted = tokio::select! {
@@ -258,12 +271,17 @@ async fn accept_loop(
         let done = done.clone();
         let mut session = Session::new(&spec, peer);
         let acceptor = tls.as_ref().map(|t| t.acceptor());
+        let gate = sasl.clone().map(|listener| Gate {
+            listener,
+            exchange: SaslExchange::default(),
+        });
         tokio::spawn(async move {
             let mut connection = Connection {
                 broker: shared.broker,
                 budget: shared.budget,
                 backlog: Arc::new(Backlog::default()),
                 session: Arc::new(session.clone()),
+                gate,
             };
             match acceptor {
                 None => {
@@ -312,6 +330,8 @@ struct Connection {
     budget: Arc<RequestBudget>,
     backlog: Arc<Backlog>,
     session: Arc<Session>,
+    /// Present on a SASL listener until the client has authenticated.
+    gate: Option<Gate>,
 }
 
 async fn serve_connection<R, W>(
@@ -363,11 +383,15 @@ async fn read_requests<R: AsyncRead + Unpin>(
         budget,
         backlog,
         session,
-    } = &connection;
+        gate,
+    } = connection;
+    let mut session = session;
+    let mut gate = gate;
     let peer = session.peer;
+    let failure_delay = Duration::from_millis(broker.config.failed_authentication_delay_ms());
     let max = broker.config.socket_request_max_bytes();
     let idle_ms = broker.config.connections_max_idle_ms();
-    let idle = idle_limit(broker);
+    let idle = idle_limit(&broker);
     // One Fetch of this connection handled at a time (see the module docs).
     let fetch_slot = Arc::new(Semaphore::new(1));
     loop {
@@ -392,7 +416,12 @@ async fn read_requests<R: AsyncRead + Unpin>(
             Ok(Err(e)) => return Err(e.to_string()),
             Ok(Ok(_)) => {}
         }
-        let length = frame::check_length(prefix, max).map_err(|e| e.to_string())?;
+        // Before SASL authentication completes, frames are held to sasl.server.max.receive.size.
+        let limit = match gate {
+            Some(_) => max.min(broker.config.sasl_server_max_receive_size()),
+            None => max,
+        };
+        let length = frame::check_length(prefix, limit).map_err(|e| e.to_string())?;
         // Room in the broker-wide budget before allocating; until then this connection is not
         // read (back-pressure). Given back when `permit` drops, on every path out of here.
         let mut permit = tokio::select! {
@@ -412,6 +441,58 @@ async fn read_requests<R: AsyncRead + Unpin>(
                 codec::api_versions_too_new(correlation_id, broker.versions()),
             )),
             Ok(Decoded::Request { header, body }) => {
+                if let Some(g) = gate.as_mut() {
+                    // The architecture invariant: on a SASL listener no handler runs before
+                    // authentication, except ApiVersions.
+                    if !sasl_gate::allowed_before_authentication(header.request_api_key) {
+                        return Err(format!(
+                            "request (api key {}) before SASL authentication completed",
+                            header.request_api_key
+                        ));
+                    }
+                    let version = header.request_api_version;
+                    let reply = |response: &ResponseKind| {
+                        let api_key =
+                            ApiKey::try_from(header.request_api_key).expect("a SASL api key");
+                        codec::encode_response(header.correlation_id, api_key, version, response)
+                            .map(|frame| backlog.track(frame))
+                            .map_err(|e| e.to_string())
+                    };
+                    match g.check(version, &body, &broker.credentials, failure_delay, peer) {
+                        Verdict::Pass => {}
+                        Verdict::Reply(response) => {
+                            let answer = reply(&response)?;
+                            drop(permit);
+                            if queue.send(Outgoing::Ready(answer)).await.is_err() {
+                                return Err("writer stopped".into());
+                            }
+                            continue;
+                        }
+                        Verdict::Authenticated(response, principal) => {
+                            let answer = reply(&response)?;
+                            let mut authenticated = Session::clone(&session);
+                            authenticated.principal = principal;
+                            session = Arc::new(authenticated);
+                            gate = None;
+                            drop(permit);
+                            if queue.send(Outgoing::Ready(answer)).await.is_err() {
+                                return Err("writer stopped".into());
+                            }
+                            continue;
+                        }
+                        Verdict::Close(response, delay, reason) => {
+                            // Answered after the delay, in the background, so a client that
+                            // hammers wrong passwords slows only itself; then closed.
+                            let answer = reply(&response)?;
+                            let delayed = tokio::spawn(async move {
+                                tokio::time::sleep(delay).await;
+                                Some(answer)
+                            });
+                            let _ = queue.send(Outgoing::Pending(delayed)).await;
+                            return Err(reason);
+                        }
+                    }
+                }
                 // A Fetch waits, in arrival order, for this connection's previous Fetch to be
                 // answered (its answer then counts in the backlog above).
                 let fetch_turn = if header.request_api_key == ApiKey::Fetch as i16 {

@@ -62,6 +62,7 @@ impl Harness {
                     budget,
                     backlog,
                     session: Arc::new(Session::new(&spec, peer)),
+                    gate: None,
                 };
                 let (reader, writer) = stream.into_split();
                 serve_connection(reader, writer, connection, shutdown_rx).await;
