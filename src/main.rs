@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use cairn::auth::credentials::{AddScram, CredentialStore};
 use cairn::auth::tls::TlsListener;
 use cairn::broker::Broker;
 use cairn::config::BrokerConfig;
@@ -30,6 +31,16 @@ struct Cli {
 enum Command {
     /// Serve the Kafka protocol (the default).
     Serve(ServeArgs),
+    /// Add SCRAM credentials to the data directory before start, in the form of Kafka's
+    /// `kafka-storage format --add-scram`: 'SCRAM-SHA-512=[name=alice,password=alice-secret]'
+    /// (repeatable). The broker must not be running.
+    AddScram {
+        /// MECHANISM=[name=NAME,password=PASSWORD(,iterations=N)]
+        #[arg(required = true)]
+        credentials: Vec<String>,
+        #[command(flatten)]
+        args: ServeArgs,
+    },
 }
 
 #[derive(clap::Args, Debug, Default)]
@@ -131,6 +142,29 @@ async fn wait_for_signal(tls: &[Arc<TlsListener>]) -> anyhow::Result<()> {
     }
 }
 
+/// `cairn add-scram`: salts each credential and stores it in the data directory.
+fn add_scram(specs: &[String], args: &ServeArgs) -> anyhow::Result<()> {
+    let config = build_config(args)?;
+    let parsed = specs
+        .iter()
+        .map(|s| AddScram::parse(s).map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let data_dir = config.data_dir();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let _lock = cairn::broker::lock_data_dir(&data_dir)?;
+    let store = CredentialStore::open(&data_dir)?;
+    for credential in parsed {
+        credential.store(&store)?;
+        info!(
+            user = %credential.user,
+            mechanism = credential.mechanism.name(),
+            "SCRAM credential added"
+        );
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -143,6 +177,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
+        Some(Command::AddScram { credentials, args }) => {
+            return match add_scram(&credentials, &args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("cairn add-scram: {e:#}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         None => cli.serve,
     };
     let config = match build_config(&args) {

@@ -507,3 +507,37 @@ fn scram_users_are_managed_with_kip_554_and_survive_a_restart() {
         std::fs::read_to_string(keep.path().join("data/cairn-security/scram-credentials")).unwrap();
     assert!(!store.contains("scram-512-pw") && !store.contains("alice"));
 }
+
+#[test]
+fn a_first_user_is_added_before_start_with_cairn_add_scram() {
+    let keep = tempfile::tempdir().unwrap();
+    let data = keep.path().join("data");
+    let add = |spec: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .arg("add-scram")
+            .arg(spec)
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .unwrap()
+    };
+    let out = add("SCRAM-SHA-512=[name=admin,password=first-admin-pw,iterations=8192]");
+    assert!(out.status.success(), "{out:?}");
+    let out = add("SCRAM-SHA-512=[name=admin]");
+    assert!(!out.status.success());
+    let s = start(&[format!("log.dirs={}", data.display())]);
+    // The broker holds the data directory: add-scram refuses to write beside it.
+    let out = add("SCRAM-SHA-256=[name=late,password=late-pw]");
+    assert!(
+        !out.status.success(),
+        "add-scram wrote beside a running broker"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use"));
+    let mut c = Client::tls(s.sasl_ssl, s.certs.client_config(false));
+    assert_eq!(
+        scram_login(&mut c, Sha::S512, "admin", "first-admin-pw").0,
+        0
+    );
+    let users = describe_users(&mut c, None);
+    assert_eq!(users, [("admin".to_string(), 0, vec![(2, 8192)])]);
+}

@@ -90,6 +90,67 @@ impl CredentialStore {
     }
 }
 
+/// One credential to add before start, in `kafka-storage format --add-scram`'s form:
+/// `SCRAM-SHA-512=[name=alice,password=alice-secret]` (optionally `iterations=N`).
+#[derive(Debug)]
+pub struct AddScram {
+    pub user: String,
+    pub mechanism: ScramMechanism,
+    pub password: String,
+    pub iterations: u32,
+}
+
+impl AddScram {
+    /// Parses the form above; the error says what is wrong and never repeats the password.
+    pub fn parse(spec: &str) -> Result<AddScram, String> {
+        let (mechanism, rest) = spec
+            .split_once('=')
+            .ok_or("expected MECHANISM=[name=...,password=...]")?;
+        let mechanism = ScramMechanism::from_name(mechanism.trim())
+            .ok_or("the mechanism must be SCRAM-SHA-256 or SCRAM-SHA-512")?;
+        let inner = rest
+            .trim()
+            .strip_prefix('[')
+            .and_then(|r| r.strip_suffix(']'))
+            .ok_or("the credential must be in brackets: [name=...,password=...]")?;
+        let (mut user, mut password, mut iterations) = (None, None, super::scram::MIN_ITERATIONS);
+        for field in inner.split(',') {
+            match field.split_once('=') {
+                Some(("name", v)) => user = Some(v.trim_matches('"').to_string()),
+                Some(("password", v)) => password = Some(v.trim_matches('"').to_string()),
+                Some(("iterations", v)) => {
+                    iterations = v
+                        .parse()
+                        .ok()
+                        .filter(|i| {
+                            (super::scram::MIN_ITERATIONS..=super::scram::MAX_ITERATIONS)
+                                .contains(i)
+                        })
+                        .ok_or("iterations must be a number from 4096 to 16384")?;
+                }
+                _ => return Err("only name, password and iterations are understood".into()),
+            }
+        }
+        let user = user.filter(|u| !u.is_empty()).ok_or("name is missing")?;
+        let password = password
+            .filter(|p| !p.is_empty())
+            .ok_or("password is missing")?;
+        Ok(AddScram {
+            user,
+            mechanism,
+            password,
+            iterations,
+        })
+    }
+
+    /// Salts and stores the credential in `store`.
+    pub fn store(&self, store: &CredentialStore) -> std::io::Result<()> {
+        let credential =
+            ScramCredential::from_password(self.mechanism, &self.password, self.iterations);
+        store.apply(&[], vec![((self.user.clone(), self.mechanism), credential)])
+    }
+}
+
 fn render(credentials: &BTreeMap<Key, ScramCredential>) -> String {
     let mut text = String::from(
         "# Cairn SCRAM credentials: mechanism user(base64) iterations salt stored_key server_key\n",
@@ -176,6 +237,38 @@ mod tests {
             .unwrap()
             .describe()
             .is_empty());
+    }
+
+    #[test]
+    fn add_scram_parses_kafka_storage_form() {
+        let a = AddScram::parse("SCRAM-SHA-512=[name=alice,password=alice-secret]").unwrap();
+        assert_eq!(
+            (
+                a.user.as_str(),
+                a.mechanism,
+                a.password.as_str(),
+                a.iterations
+            ),
+            ("alice", ScramMechanism::Sha512, "alice-secret", 4096)
+        );
+        let a = AddScram::parse("SCRAM-SHA-256=[name=\"bob\",password=\"pw\",iterations=8192]")
+            .unwrap();
+        assert_eq!((a.user.as_str(), a.iterations), ("bob", 8192));
+        for bad in [
+            "PLAIN=[name=a,password=b]",
+            "SCRAM-SHA-256=name=a,password=b",
+            "SCRAM-SHA-256=[name=a]",
+            "SCRAM-SHA-256=[name=a,password=b,iterations=10]",
+            "SCRAM-SHA-256=[name=a,password=b,salt=c]",
+        ] {
+            let e = AddScram::parse(bad).unwrap_err();
+            assert!(!e.contains("=b"), "{e}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = CredentialStore::open(dir.path()).unwrap();
+        let a = AddScram::parse("SCRAM-SHA-512=[name=alice,password=alice-secret]").unwrap();
+        a.store(&store).unwrap();
+        assert!(store.lookup("alice", ScramMechanism::Sha512).is_some());
     }
 
     #[test]

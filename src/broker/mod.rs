@@ -246,8 +246,9 @@ impl Broker {
 }
 
 /// Takes an exclusive lock on `<data dir>/.lock` (as Kafka does), failing if another process
-/// holds it.
-fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
+/// holds it. The `cairn add-scram` subcommand takes it too, so it never writes beside a
+/// running broker.
+pub fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
     let path = data_dir.join(".lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
