@@ -172,6 +172,7 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def("ssl.endpoint.identification.algorithm", T::String, Some("https"), Any, "Accepted for compatibility (a client-side check)."),
     def("sasl.enabled.mechanisms", T::List, Some("SCRAM-SHA-256,SCRAM-SHA-512"), Any, "SASL mechanisms offered: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 (Cairn's default; Kafka's is GSSAPI, which Cairn does not offer)."),
     def("sasl.server.max.receive.size", T::Int, Some("524288"), AtLeast(1), "Largest request accepted on a SASL listener before authentication completes."),
+    def("connections.max.reauth.ms", T::Long, Some("0"), AtLeast(0), "Session lifetime of a SASL client (KIP-368): it must re-authenticate on the connection within this time, or the connection closes at its next request; 0 means sessions never expire."),
     def("connection.failed.authentication.delay.ms", T::Int, Some("100"), AtLeast(0), "Wait this long before answering a failed authentication (and closing)."),
     def("log.dirs", T::String, Some("./data"), Any, "Directory holding the data."),
     def("log.dir", T::String, Some("./data"), Any, "Synonym of log.dirs (used when log.dirs is not set)."),
@@ -726,6 +727,11 @@ impl BrokerConfig {
     /// `sasl.server.max.receive.size`.
     pub fn sasl_server_max_receive_size(&self) -> usize {
         self.int("sasl.server.max.receive.size").max(1) as usize
+    }
+
+    /// `connections.max.reauth.ms` (0: SASL sessions do not expire).
+    pub fn connections_max_reauth_ms(&self) -> u64 {
+        self.long("connections.max.reauth.ms").max(0) as u64
     }
 
     /// `connection.failed.authentication.delay.ms`.

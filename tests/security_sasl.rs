@@ -541,3 +541,64 @@ fn a_first_user_is_added_before_start_with_cairn_add_scram() {
     let users = describe_users(&mut c, None);
     assert_eq!(users, [("admin".to_string(), 0, vec![(2, 8192)])]);
 }
+
+/// SaslAuthenticate v2 as a client that re-authenticates: the session lifetime it is given.
+fn plain_login_lifetime(client: &mut Client, user: &str, password: &str) -> (i16, i64) {
+    assert_eq!(handshake(client, "PLAIN").0, 0);
+    let r = client.call(
+        2,
+        &SaslAuthenticateRequest::default()
+            .with_auth_bytes(Bytes::from(format!("\0{user}\0{password}").into_bytes())),
+    );
+    (r.error_code, r.session_lifetime_ms)
+}
+
+#[test]
+fn sessions_expire_unless_the_client_re_authenticates() {
+    let s = start(&["connections.max.reauth.ms=1500".into()]);
+    // Told its lifetime; after it, the next request closes the connection.
+    let mut lapsed = Client::plain(s.sasl_plaintext);
+    assert_eq!(
+        plain_login_lifetime(&mut lapsed, "alice", "plain-secret-42"),
+        (0, 1500)
+    );
+    assert_eq!(metadata(&mut lapsed).unwrap(), 1);
+    // Re-authenticating within the lifetime keeps the connection past the first expiry.
+    let mut renewed = Client::tls(s.sasl_ssl, s.certs.client_config(false));
+    assert_eq!(
+        plain_login_lifetime(&mut renewed, "alice", "plain-secret-42"),
+        (0, 1500)
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        plain_login_lifetime(&mut renewed, "alice", "plain-secret-42"),
+        (0, 1500)
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(
+        metadata(&mut lapsed).is_err(),
+        "served after the session expired"
+    );
+    assert_eq!(metadata(&mut renewed).unwrap(), 1);
+    // Re-authenticating as someone else is refused and closes the connection.
+    let (code, _) = plain_login(&mut renewed, "admin", "admin-pw");
+    assert_eq!(code, SASL_AUTHENTICATION_FAILED);
+    assert!(renewed.closed_by_broker());
+    s.broker.wait_for_log("after the SASL session expired");
+    s.broker.wait_for_log("re-authenticated");
+    // A v0 SaslAuthenticate cannot carry a lifetime: the session ends all the same.
+    let mut old = Client::plain(s.sasl_plaintext);
+    assert_eq!(handshake(&mut old, "PLAIN").0, 0);
+    let r = old.call(
+        0,
+        &SaslAuthenticateRequest::default()
+            .with_auth_bytes(Bytes::from_static(b"\0alice\0plain-secret-42")),
+    );
+    assert_eq!(r.error_code, 0);
+    assert_eq!(metadata(&mut old).unwrap(), 1);
+    std::thread::sleep(Duration::from_millis(1600));
+    assert!(
+        metadata(&mut old).is_err(),
+        "a v0 session outlived its lifetime"
+    );
+}

@@ -257,7 +257,7 @@ class SecureBroker:
     offering PLAIN (users admin and paula, from JAAS) and both SCRAM mechanisms; certificates
     from scripts/make-test-certs (openssl). Cairn only."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, extra: tuple = ()):
         self.workdir = workdir
         self.certs = workdir / "certs"
         subprocess.run([str(SCRIPTS / "make-test-certs"), str(self.certs)], check=True)
@@ -271,6 +271,7 @@ class SecureBroker:
             "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
             f"listener.name.sasl_ssl.plain.sasl.jaas.config={JAAS}",
             "connection.failed.authentication.delay.ms=100",
+            *extra,
         ]) + "\n")
         self.log_path = workdir / "cairn.log"
         binary = Path(os.environ.get("CAIRN_BIN", REPO / "target" / "release" / "cairn"))

@@ -13,6 +13,8 @@ from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import (AdminClient, NewTopic, ScramCredentialInfo, ScramMechanism,
                                    UserScramCredentialUpsertion)
 
+from cairn_compat import TARGET, SecureBroker
+
 
 def add_scram_user(broker, user, password):
     """Over the PLAINTEXT listener, as an operator bootstraps the first users."""
@@ -85,3 +87,28 @@ def test_wrong_password_is_refused_and_not_logged(secure_broker, mechanism):
     log = secure_broker.log_text()
     for secret in ("not-the-pw-4417", "alice-scram-pw-8831", "paula-pw-5521", "admin-pw"):
         assert secret not in log
+
+
+def test_sessions_are_renewed_by_reauthentication(tmp_path):
+    """With connections.max.reauth.ms, librdkafka re-authenticates (KIP-368) on its open
+    connections and keeps producing past the session lifetime."""
+    if TARGET != "cairn":
+        pytest.skip("starts its own Cairn broker with SASL listeners")
+    broker = SecureBroker(tmp_path, extra=("connections.max.reauth.ms=2000",))
+    try:
+        conf = broker.sasl("PLAIN", "paula", "paula-pw-5521")
+        delivered, errors = [], []
+        producer = Producer({**conf, "linger.ms": 0, "error_cb": errors.append})
+        deadline = time.monotonic() + 7
+        while time.monotonic() < deadline:
+            producer.produce("reauth-topic", value=b"x",
+                             on_delivery=lambda err, msg: (errors if err else delivered)
+                             .append(err or msg.offset()))
+            producer.poll(0.25)
+        assert producer.flush(30) == 0
+        assert errors == []
+        assert sorted(delivered) == list(range(len(delivered))) and len(delivered) > 10
+        assert "re-authenticated" in broker.log_text()
+        assert "after the SASL session expired" not in broker.log_text()
+    finally:
+        broker.stop()

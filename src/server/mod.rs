@@ -39,7 +39,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use kafka_protocol::messages::{ApiKey, ResponseKind};
@@ -49,7 +49,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::auth::sasl::{SaslConfigError, SaslExchange, SaslListener};
+use crate::auth::sasl::{SaslConfigError, SaslListener};
 use crate::auth::tls::{certificate_principal, TlsError, TlsListener};
 use crate::broker::Broker;
 use crate::listener::{ListenerSpec, Session};
@@ -271,10 +271,9 @@ async fn accept_loop(
         let done = done.clone();
         let mut session = Session::new(&spec, peer);
         let acceptor = tls.as_ref().map(|t| t.acceptor());
-        let gate = sasl.clone().map(|listener| Gate {
-            listener,
-            exchange: SaslExchange::default(),
-        });
+        let gate = sasl
+            .clone()
+            .map(|listener| Gate::new(listener, &shared.broker.config, peer));
         tokio::spawn(async move {
             let mut connection = Connection {
                 broker: shared.broker,
@@ -330,7 +329,7 @@ struct Connection {
     budget: Arc<RequestBudget>,
     backlog: Arc<Backlog>,
     session: Arc<Session>,
-    /// Present on a SASL listener until the client has authenticated.
+    /// Present on a SASL listener: authentication and re-authentication.
     gate: Option<Gate>,
 }
 
@@ -388,7 +387,6 @@ async fn read_requests<R: AsyncRead + Unpin>(
     let mut session = session;
     let mut gate = gate;
     let peer = session.peer;
-    let failure_delay = Duration::from_millis(broker.config.failed_authentication_delay_ms());
     let max = broker.config.socket_request_max_bytes();
     let idle_ms = broker.config.connections_max_idle_ms();
     let idle = idle_limit(&broker);
@@ -417,9 +415,9 @@ async fn read_requests<R: AsyncRead + Unpin>(
             Ok(Ok(_)) => {}
         }
         // Before SASL authentication completes, frames are held to sasl.server.max.receive.size.
-        let limit = match gate {
-            Some(_) => max.min(broker.config.sasl_server_max_receive_size()),
-            None => max,
+        let limit = match &gate {
+            Some(g) if !g.open() => max.min(broker.config.sasl_server_max_receive_size()),
+            _ => max,
         };
         let length = frame::check_length(prefix, limit).map_err(|e| e.to_string())?;
         // Room in the broker-wide budget before allocating; until then this connection is not
@@ -442,43 +440,26 @@ async fn read_requests<R: AsyncRead + Unpin>(
             )),
             Ok(Decoded::Request { header, body }) => {
                 if let Some(g) = gate.as_mut() {
-                    // The architecture invariant: on a SASL listener no handler runs before
-                    // authentication, except ApiVersions.
-                    if !sasl_gate::allowed_before_authentication(header.request_api_key) {
-                        return Err(format!(
-                            "request (api key {}) before SASL authentication completed",
-                            header.request_api_key
-                        ));
-                    }
-                    let version = header.request_api_version;
                     let reply = |response: &ResponseKind| {
                         let api_key =
                             ApiKey::try_from(header.request_api_key).expect("a SASL api key");
+                        let version = header.request_api_version;
                         codec::encode_response(header.correlation_id, api_key, version, response)
                             .map(|frame| backlog.track(frame))
                             .map_err(|e| e.to_string())
                     };
-                    match g.check(version, &body, &broker.credentials, failure_delay, peer) {
-                        Verdict::Pass => {}
-                        Verdict::Reply(response) => {
-                            let answer = reply(&response)?;
-                            drop(permit);
-                            if queue.send(Outgoing::Ready(answer)).await.is_err() {
-                                return Err("writer stopped".into());
-                            }
-                            continue;
-                        }
+                    let answer = match g.screen(&header, &body, &broker.credentials, Instant::now())
+                    {
+                        Verdict::Pass => None,
+                        Verdict::Refuse(reason) => return Err(reason),
+                        Verdict::Reply(response) => Some(reply(&response)?),
                         Verdict::Authenticated(response, principal) => {
-                            let answer = reply(&response)?;
-                            let mut authenticated = Session::clone(&session);
-                            authenticated.principal = principal;
-                            session = Arc::new(authenticated);
-                            gate = None;
-                            drop(permit);
-                            if queue.send(Outgoing::Ready(answer)).await.is_err() {
-                                return Err("writer stopped".into());
+                            if session.principal != principal {
+                                let mut authenticated = Session::clone(&session);
+                                authenticated.principal = principal;
+                                session = Arc::new(authenticated);
                             }
-                            continue;
+                            Some(reply(&response)?)
                         }
                         Verdict::Close(response, delay, reason) => {
                             // Answered after the delay, in the background, so a client that
@@ -491,6 +472,13 @@ async fn read_requests<R: AsyncRead + Unpin>(
                             let _ = queue.send(Outgoing::Pending(delayed)).await;
                             return Err(reason);
                         }
+                    };
+                    if let Some(answer) = answer {
+                        drop(permit);
+                        if queue.send(Outgoing::Ready(answer)).await.is_err() {
+                            return Err("writer stopped".into());
+                        }
+                        continue;
                     }
                 }
                 // A Fetch waits, in arrival order, for this connection's previous Fetch to be
