@@ -306,7 +306,11 @@ impl ScramServer {
             .next()
             .and_then(|f| f.strip_prefix("r="))
             .ok_or(ScramError::Malformed("no nonce"))?;
-        if echoed != nonce {
+        // RFC 5802 wants the server-first nonce echoed exactly; librdkafka before 2.1 sends
+        // its own nonce again in front of it. Like Kafka, accept any echo that ends with the
+        // nonce this server sent: the fresh server part is still required, and the proof
+        // covers exactly what the client sent.
+        if !echoed.ends_with(nonce.as_str()) {
             return Err(ScramError::InvalidCredentials);
         }
         let proof = B64

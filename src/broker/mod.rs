@@ -74,10 +74,12 @@ const APIS: &[(ApiKey, i16, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 0, 1),
     (ApiKey::DescribeCluster, 0, 0, 1),
-    // Kafka 4.0 removed SaslHandshake v0 (raw tokens after the handshake, KIP-896). While a
+    // SaslHandshake advertises 0 (librdkafka before 2.10 finds no SASL support unless the
+    // range includes v0) but serves 1: v0 means unframed SASL tokens after the handshake,
+    // which Cairn does not speak (a v0 handshake is answered UNSUPPORTED_VERSION). While a
     // SASL connection authenticates, the server answers these itself (`server/sasl_gate.rs`);
     // what reaches `handle` comes at the wrong time and gets ILLEGAL_SASL_STATE.
-    (ApiKey::SaslHandshake, 1, 1, 1),
+    (ApiKey::SaslHandshake, 0, 1, 1),
     (ApiKey::SaslAuthenticate, 0, 0, 2),
     (ApiKey::DescribeUserScramCredentials, 0, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0, 0),

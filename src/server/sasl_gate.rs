@@ -117,22 +117,34 @@ impl Gate {
         let exchange = self.exchange.as_mut().expect("set above");
         match request {
             RequestKind::SaslHandshake(r) => {
+                let mechanisms = self
+                    .listener
+                    .mechanism_names()
+                    .into_iter()
+                    .map(StrBytes::from_static_str)
+                    .collect();
+                let answer = |error: Option<ResponseError>| {
+                    ResponseKind::SaslHandshake(
+                        SaslHandshakeResponse::default()
+                            .with_error_code(error.map_or(0, |e| e.code()))
+                            .with_mechanisms(mechanisms),
+                    )
+                };
+                // v0 is advertised for old clients' sake but not served (see broker's APIS).
+                if header.request_api_version < 1 {
+                    return Verdict::Close(
+                        answer(Some(ResponseError::UnsupportedVersion)),
+                        Duration::ZERO,
+                        "SaslHandshake v0 (unframed SASL tokens) is not supported".into(),
+                    );
+                }
                 let outcome = exchange.handshake(&self.listener, &r.mechanism);
                 let error = match outcome {
                     HandshakeOutcome::Accepted => None,
                     HandshakeOutcome::Unsupported => Some(ResponseError::UnsupportedSaslMechanism),
                     HandshakeOutcome::IllegalState => Some(ResponseError::IllegalSaslState),
                 };
-                let response = SaslHandshakeResponse::default()
-                    .with_error_code(error.map_or(0, |e| e.code()))
-                    .with_mechanisms(
-                        self.listener
-                            .mechanism_names()
-                            .into_iter()
-                            .map(StrBytes::from_static_str)
-                            .collect(),
-                    );
-                let response = ResponseKind::SaslHandshake(response);
+                let response = answer(error);
                 match outcome {
                     HandshakeOutcome::Accepted => Verdict::Reply(response),
                     _ => Verdict::Close(

@@ -38,6 +38,30 @@ fn rfc_7677_exchange() {
 }
 
 #[test]
+fn the_nonce_echo_of_older_librdkafka_is_accepted() {
+    // The client nonce repeated before the server's full nonce, with a proof over that.
+    let salt = B64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap();
+    let m = ScramMechanism::Sha256;
+    let salted = salted_password(m, b"pencil", &salt, 4096);
+    let mut server = ScramServer::new(m);
+    let server_first = String::from_utf8(first(&mut server, CLIENT_FIRST).unwrap()).unwrap();
+    let without_proof = format!(
+        "c=biws,r=rOprNGfwEbeRWgbNEkqO{}",
+        &server_first[2..server_first.find(",s=").unwrap()]
+    );
+    let auth = format!("n=user,r=rOprNGfwEbeRWgbNEkqO,{server_first},{without_proof}");
+    let client_key = m.hmac(&salted, b"Client Key");
+    let signature = m.hmac(&m.hash(&client_key), auth.as_bytes());
+    let proof: Vec<u8> = client_key
+        .iter()
+        .zip(&signature)
+        .map(|(a, b)| a ^ b)
+        .collect();
+    let message = format!("{without_proof},p={}", B64.encode(proof));
+    assert_eq!(server.client_final(message.as_bytes()).unwrap().1, "user");
+}
+
+#[test]
 fn tampered_replayed_or_unknown_fail_alike() {
     // A flipped proof bit.
     let mut server = ScramServer::new(ScramMechanism::Sha256);
