@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// A config value failed validation, or a key is unknown.
@@ -90,8 +89,8 @@ enum Check {
     CleanupPolicy,
     /// A comma list of these words that includes the first one.
     ListOf(&'static [&'static str]),
-    /// `host:port` or `PLAINTEXT://host:port`, possibly a comma list of one.
-    Listener,
+    /// A comma list of `NAME://host:port` (or one bare `host:port`), names unique.
+    Listeners,
 }
 
 /// One accepted config key.
@@ -130,11 +129,61 @@ const COMPRESSION: &[&str] = &["uncompressed", "zstd", "lz4", "snappy", "gzip", 
 const TIMESTAMP_TYPE: &[&str] = &["CreateTime", "LogAppendTime"];
 const VERIFY_ON_STARTUP: &[&str] = &["background", "before-serving", "off"];
 const REBALANCE_PROTOCOLS: &[&str] = &["classic", "consumer"];
+const SECURITY_PROTOCOLS: &[&str] = &["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
+
+/// Keys that may be set for one listener with Kafka's `listener.name.<name>.` prefix.
+const PER_LISTENER_KEYS: &[&str] = &[
+    "ssl.keystore.type",
+    "ssl.keystore.location",
+    "ssl.keystore.password",
+    "ssl.keystore.certificate.chain",
+    "ssl.keystore.key",
+    "ssl.key.password",
+    "ssl.truststore.type",
+    "ssl.truststore.location",
+    "ssl.truststore.certificates",
+    "ssl.truststore.password",
+    "ssl.client.auth",
+    "ssl.enabled.protocols",
+    "ssl.protocol",
+    "ssl.cipher.suites",
+    "ssl.principal.mapping.rules",
+    "ssl.endpoint.identification.algorithm",
+    "sasl.enabled.mechanisms",
+];
+
+/// SASL mechanisms whose JAAS config can be set per listener as
+/// `listener.name.<name>.<mechanism>.sasl.jaas.config`.
+const JAAS_MECHANISMS: &[&str] = &["plain", "scram-sha-256", "scram-sha-512"];
 
 /// Every broker-level key Cairn accepts, with Kafka's defaults except where noted.
 pub static BROKER_CONFIGS: &[ConfigDef] = &[
-    def("listeners", T::String, Some("PLAINTEXT://127.0.0.1:9092"), Listener, "Address to listen on."),
-    def("advertised.listeners", T::String, None, Listener, "Address given to clients in Metadata; defaults to listeners."),
+    def("listeners", T::String, Some("PLAINTEXT://127.0.0.1:9092"), Listeners, "Named listeners, NAME://HOST:PORT, comma separated; a bare HOST:PORT is a PLAINTEXT listener."),
+    def("advertised.listeners", T::String, None, Listeners, "What Metadata gives a client of each listener, NAME://HOST:PORT; defaults to the listener's own address."),
+    def("listener.security.protocol.map", T::List, Some("PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"), Any, "Listener name to security protocol (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL)."),
+    def("inter.broker.listener.name", T::String, None, Any, "Accepted for compatibility; a single node has no inter-broker traffic."),
+    def("security.inter.broker.protocol", T::String, Some("PLAINTEXT"), OneOf(SECURITY_PROTOCOLS), "Accepted for compatibility; a single node has no inter-broker traffic."),
+    def("sasl.mechanism.inter.broker.protocol", T::String, Some("GSSAPI"), Any, "Accepted for compatibility; a single node has no inter-broker traffic."),
+    def("ssl.keystore.type", T::String, Some("PEM"), OneOf(&["PEM"]), "Keystore format; Cairn reads PEM only."),
+    def("ssl.keystore.location", T::String, None, Any, "PEM file with the private key and the certificate chain."),
+    def("ssl.keystore.password", T::Password, None, Any, "Accepted for compatibility; PEM keystore files carry no store password."),
+    def("ssl.keystore.certificate.chain", T::Password, None, Any, "The certificate chain in PEM, inline (instead of ssl.keystore.location)."),
+    def("ssl.keystore.key", T::Password, None, Any, "The private key in PEM, inline (instead of ssl.keystore.location)."),
+    def("ssl.key.password", T::Password, None, Any, "Password of an encrypted private key; Cairn reads unencrypted keys only, so this must stay unset."),
+    def("ssl.truststore.type", T::String, Some("PEM"), OneOf(&["PEM"]), "Truststore format; Cairn reads PEM only."),
+    def("ssl.truststore.location", T::String, None, Any, "PEM file of CA certificates that client certificates are checked against."),
+    def("ssl.truststore.certificates", T::Password, None, Any, "CA certificates in PEM, inline (instead of ssl.truststore.location)."),
+    def("ssl.truststore.password", T::Password, None, Any, "Accepted for compatibility; PEM truststores carry no password."),
+    def("ssl.client.auth", T::String, Some("none"), OneOf(&["none", "requested", "required"]), "Whether TLS clients must present a certificate."),
+    def("ssl.enabled.protocols", T::List, Some("TLSv1.2,TLSv1.3"), Any, "TLS versions accepted (TLSv1.2, TLSv1.3)."),
+    def("ssl.protocol", T::String, Some("TLSv1.3"), Any, "Accepted for compatibility; ssl.enabled.protocols decides."),
+    def("ssl.cipher.suites", T::List, Some(""), Any, "TLS cipher suites by IANA name; empty means rustls's safe defaults."),
+    def("ssl.principal.mapping.rules", T::String, Some("DEFAULT"), OneOf(&["DEFAULT"]), "How a client certificate's DN becomes a principal; Cairn supports DEFAULT (the full RFC 2253 DN)."),
+    def("ssl.endpoint.identification.algorithm", T::String, Some("https"), Any, "Accepted for compatibility (a client-side check)."),
+    def("sasl.enabled.mechanisms", T::List, Some("SCRAM-SHA-256,SCRAM-SHA-512"), Any, "SASL mechanisms offered: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 (Cairn's default; Kafka's is GSSAPI, which Cairn does not offer)."),
+    def("sasl.server.max.receive.size", T::Int, Some("524288"), AtLeast(1), "Largest request accepted on a SASL listener before authentication completes."),
+    def("connections.max.reauth.ms", T::Long, Some("0"), AtLeast(0), "Session lifetime of a SASL client (KIP-368): it must re-authenticate on the connection within this time, or the connection closes at its next request; 0 means sessions never expire."),
+    def("connection.failed.authentication.delay.ms", T::Int, Some("100"), AtLeast(0), "Wait this long before answering a failed authentication (and closing)."),
     def("log.dirs", T::String, Some("./data"), Any, "Directory holding the data."),
     def("log.dir", T::String, Some("./data"), Any, "Synonym of log.dirs (used when log.dirs is not set)."),
     def("node.id", T::Int, Some("1"), AtLeast(0), "This broker's id."),
@@ -435,8 +484,8 @@ fn check_value(def: &ConfigDef, value: &str) -> Result<(), ConfigError> {
                     return Err(bad(&format!("must include {}", allowed[0])));
                 }
             }
-            Listener => {
-                parse_listener(v).map_err(|reason| bad(&reason))?;
+            Listeners => {
+                parse_listeners(v).map_err(|reason| bad(&reason))?;
             }
             _ => {}
         },
@@ -444,27 +493,68 @@ fn check_value(def: &ConfigDef, value: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// Parses `host:port`, `PLAINTEXT://host:port` or a one-element comma list of those.
-pub fn parse_listener(value: &str) -> Result<(String, u16), String> {
-    let first = value.split(',').next().unwrap_or("").trim();
-    let addr = match first.split_once("://") {
-        Some((scheme, rest)) => {
-            if !scheme.eq_ignore_ascii_case("PLAINTEXT") {
-                return Err(format!(
-                    "listener scheme '{scheme}' is not supported (only PLAINTEXT)"
-                ));
-            }
-            rest
+/// One entry of `listeners` or `advertised.listeners`: a listener name and its address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerAddr {
+    /// The listener name, upper case as Kafka compares them (`PLAINTEXT` for a bare address).
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+}
+
+/// Parses a `listeners`-style list: `NAME://host:port,...`, or a single bare `host:port` (a
+/// PLAINTEXT listener, as `--listen` gives). Names must be unique.
+pub fn parse_listeners(value: &str) -> Result<Vec<ListenerAddr>, String> {
+    let parts: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    if parts.is_empty() {
+        return Err("no listener given".into());
+    }
+    let mut out: Vec<ListenerAddr> = Vec::with_capacity(parts.len());
+    for part in &parts {
+        let (name, addr) = match part.split_once("://") {
+            Some((name, rest)) => (name.to_ascii_uppercase(), rest),
+            None if parts.len() == 1 => ("PLAINTEXT".to_string(), *part),
+            None => return Err(format!("'{part}' has no listener name (NAME://HOST:PORT)")),
+        };
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("bad listener name '{name}'"));
         }
-        None => first,
-    };
-    let (host, port) = addr
-        .rsplit_once(':')
-        .ok_or_else(|| "expected HOST:PORT".to_string())?;
-    let port: u16 = port.parse().map_err(|_| format!("bad port '{port}'"))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let host = if host.is_empty() { "0.0.0.0" } else { host };
-    Ok((host.to_string(), port))
+        if out.iter().any(|l| l.name == name) {
+            return Err(format!("listener name '{name}' appears twice"));
+        }
+        let (host, port) = addr
+            .rsplit_once(':')
+            .ok_or_else(|| format!("'{part}': expected HOST:PORT"))?;
+        let port: u16 = port.parse().map_err(|_| format!("bad port '{port}'"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let host = if host.is_empty() { "0.0.0.0" } else { host };
+        out.push(ListenerAddr {
+            name,
+            host: host.to_string(),
+            port,
+        });
+    }
+    Ok(out)
+}
+
+/// Parses `listener.security.protocol.map`: `NAME:PROTOCOL,...` (names upper-cased).
+pub fn parse_protocol_map(value: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut map = BTreeMap::new();
+    for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, protocol) = part
+            .split_once(':')
+            .ok_or_else(|| format!("'{part}': expected NAME:PROTOCOL"))?;
+        let protocol = protocol.trim().to_ascii_uppercase();
+        if !SECURITY_PROTOCOLS.contains(&protocol.as_str()) {
+            return Err(format!("unknown security protocol '{protocol}'"));
+        }
+        map.insert(name.trim().to_ascii_uppercase(), protocol);
+    }
+    Ok(map)
 }
 
 /// `cleanup.policy`: delete, compact, or both.
@@ -514,6 +604,8 @@ pub enum TimestampType {
 pub struct BrokerConfig {
     values: BTreeMap<&'static str, String>,
     explicit: BTreeSet<&'static str>,
+    /// `listener.name.<name>.<key>` values, keyed by (lower-case listener name, key).
+    per_listener: BTreeMap<(String, String), String>,
 }
 
 impl Default for BrokerConfig {
@@ -525,6 +617,7 @@ impl Default for BrokerConfig {
         BrokerConfig {
             values,
             explicit: BTreeSet::new(),
+            per_listener: BTreeMap::new(),
         }
     }
 }
@@ -541,11 +634,46 @@ pub fn topic_def(key: &str) -> Option<&'static TopicConfigDef> {
 impl BrokerConfig {
     /// Sets one key, validating name and value.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        if let Some(rest) = key.strip_prefix("listener.name.") {
+            return self.set_per_listener(key, rest, value);
+        }
         let def = broker_def(key).ok_or_else(|| ConfigError::UnknownKey(key.to_string()))?;
         check_value(def, value)?;
         self.values.insert(def.name, value.trim().to_string());
         self.explicit.insert(def.name);
         Ok(())
+    }
+
+    /// Sets `listener.name.<name>.<key>`: a per-listener security key, or a mechanism's
+    /// `<mechanism>.sasl.jaas.config`.
+    fn set_per_listener(&mut self, full: &str, rest: &str, value: &str) -> Result<(), ConfigError> {
+        let unknown = || ConfigError::UnknownKey(full.to_string());
+        let (listener, key) = rest.split_once('.').ok_or_else(unknown)?;
+        let jaas = key
+            .strip_suffix(".sasl.jaas.config")
+            .is_some_and(|m| JAAS_MECHANISMS.contains(&m));
+        if !jaas {
+            let def = PER_LISTENER_KEYS
+                .contains(&key)
+                .then(|| broker_def(key))
+                .flatten()
+                .ok_or_else(unknown)?;
+            check_value(def, value)?;
+        }
+        self.per_listener.insert(
+            (listener.to_ascii_lowercase(), key.to_string()),
+            value.trim().to_string(),
+        );
+        Ok(())
+    }
+
+    /// The value of a security key for one listener: its `listener.name.<name>.` override,
+    /// else the broker-wide value.
+    pub fn listener_value(&self, listener: &str, key: &str) -> Option<&str> {
+        self.per_listener
+            .get(&(listener.to_ascii_lowercase(), key.to_string()))
+            .map(String::as_str)
+            .or_else(|| self.get(key))
     }
 
     /// Reads a `server.properties`-style file (`key=value` or `key: value`, `#`/`!` comments).
@@ -600,41 +728,43 @@ impl BrokerConfig {
             .unwrap_or(f64::MAX)
     }
 
-    /// Where the server listens.
-    pub fn listen_addr(&self) -> (String, u16) {
-        parse_listener(self.get("listeners").unwrap_or("127.0.0.1:9092"))
+    /// The configured listeners (validated when set).
+    pub fn listeners(&self) -> Vec<ListenerAddr> {
+        parse_listeners(self.get("listeners").unwrap_or("127.0.0.1:9092"))
             .expect("listeners was validated")
     }
 
-    /// What Metadata tells clients to connect to.
-    pub fn advertised_addr(&self) -> (String, u16) {
-        match self.get("advertised.listeners") {
-            Some(v) => parse_listener(v).expect("advertised.listeners was validated"),
-            None => {
-                let (host, port) = self.listen_addr();
-                let host = if host == "0.0.0.0" || host == "::" {
-                    "127.0.0.1".to_string()
-                } else {
-                    host
-                };
-                (host, port)
-            }
-        }
+    /// The `advertised.listeners` entries (validated when set); empty when unset.
+    pub fn advertised_listeners(&self) -> Vec<ListenerAddr> {
+        self.get("advertised.listeners")
+            .map(|v| parse_listeners(v).expect("advertised.listeners was validated"))
+            .unwrap_or_default()
     }
 
-    /// The resolved listen address, for binding.
-    pub fn listen_socket_addr(&self) -> Result<SocketAddr, ConfigError> {
-        let (host, port) = self.listen_addr();
-        use std::net::ToSocketAddrs;
-        (host.as_str(), port)
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut a| a.next())
-            .ok_or_else(|| ConfigError::InvalidValue {
-                key: "listeners".into(),
-                value: format!("{host}:{port}"),
-                reason: "cannot resolve host".into(),
-            })
+    /// `listener.security.protocol.map`, names upper case.
+    pub fn protocol_map(&self) -> Result<BTreeMap<String, String>, ConfigError> {
+        let raw = self.get("listener.security.protocol.map").unwrap_or("");
+        parse_protocol_map(raw).map_err(|reason| ConfigError::InvalidValue {
+            key: "listener.security.protocol.map".into(),
+            value: raw.to_string(),
+            reason,
+        })
+    }
+
+    /// `sasl.server.max.receive.size`.
+    pub fn sasl_server_max_receive_size(&self) -> usize {
+        self.int("sasl.server.max.receive.size").max(1) as usize
+    }
+
+    /// `connections.max.reauth.ms` (0: SASL sessions do not expire).
+    pub fn connections_max_reauth_ms(&self) -> u64 {
+        self.long("connections.max.reauth.ms").max(0) as u64
+    }
+
+    /// `connection.failed.authentication.delay.ms`.
+    pub fn failed_authentication_delay_ms(&self) -> u64 {
+        self.long("connection.failed.authentication.delay.ms")
+            .max(0) as u64
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -784,7 +914,13 @@ impl BrokerConfig {
                 } else {
                     ConfigSource::Default
                 };
-                (d, self.get(d.name).map(str::to_string), source)
+                // Kafka never shows a password's value.
+                let value = if d.ty == T::Password {
+                    None
+                } else {
+                    self.get(d.name).map(str::to_string)
+                };
+                (d, value, source)
             })
             .collect()
     }
@@ -995,11 +1131,48 @@ mod tests {
         ));
         assert!(broker.set("num.partitions", "0").is_err());
         assert!(broker.set("num.partitions", "abc").is_err());
-        assert!(broker.set("listeners", "SSL://x:1").is_err());
+        assert!(broker.set("listeners", "x:1,y:2").is_err());
+        assert!(broker.set("listeners", "A://x:1,a://y:2").is_err());
         assert!(broker
             .set("listeners", "PLAINTEXT://127.0.0.1:9093")
             .is_ok());
-        assert_eq!(broker.listen_addr(), ("127.0.0.1".to_string(), 9093));
+        assert_eq!(broker.listeners()[0].port, 9093);
+        assert!(broker
+            .set("listeners", "PLAINTEXT://:9092,sasl_ssl://127.0.0.1:9093")
+            .is_ok());
+        let listeners = broker.listeners();
+        assert_eq!(listeners[0].host, "0.0.0.0");
+        assert_eq!(listeners[1].name, "SASL_SSL");
+        assert!(broker
+            .set("listener.name.sasl_ssl.ssl.client.auth", "maybe")
+            .is_err());
+        assert!(broker
+            .set("listener.name.sasl_ssl.ssl.client.auth", "required")
+            .is_ok());
+        assert!(broker
+            .set("listener.name.sasl_ssl.num.partitions", "2")
+            .is_err());
+        assert!(broker
+            .set(
+                "listener.name.SASL_SSL.plain.sasl.jaas.config",
+                "x required;"
+            )
+            .is_ok());
+        assert_eq!(
+            broker.listener_value("SASL_SSL", "ssl.client.auth"),
+            Some("required")
+        );
+        assert_eq!(
+            broker.listener_value("OTHER", "ssl.client.auth"),
+            Some("none")
+        );
+        assert!(broker.set("ssl.key.password", "secret").is_ok());
+        let described = broker.describe();
+        let (_, value, _) = described
+            .iter()
+            .find(|(d, ..)| d.name == "ssl.key.password")
+            .unwrap();
+        assert_eq!(value, &None);
         assert!(validate_topic_config("cleanup.policy", "compact,delete").is_ok());
         assert!(validate_topic_config("cleanup.policy", "squash").is_err());
         assert!(validate_topic_config("retention.ms", "-2").is_err());

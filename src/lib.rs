@@ -7,12 +7,16 @@
 //!   errors to Kafka error codes.
 //! - [`group`]: the consumer group coordinator (a pure state machine plus the offsets topic).
 //! - [`log`]: the log engine (topics, partitions, segments, indexes, recovery, retention, cleaner).
+//! - [`auth`]: TLS and client identities (principals).
+//! - [`listener`]: named listeners, their security protocols, and the per-connection session.
 //! - [`config`]: broker and topic configuration with Kafka's names.
 //! - [`resource_configs`]: configs of groups (KIP-848) and client-metrics subscriptions (KIP-714).
 
+pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod group;
+pub mod listener;
 pub mod log;
 pub mod protocol;
 pub mod resource_configs;

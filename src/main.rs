@@ -2,8 +2,11 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
+use cairn::auth::credentials::{AddScram, CredentialStore};
+use cairn::auth::tls::TlsListener;
 use cairn::broker::Broker;
 use cairn::config::BrokerConfig;
 use cairn::server::{log_startup, Server};
@@ -28,14 +31,26 @@ struct Cli {
 enum Command {
     /// Serve the Kafka protocol (the default).
     Serve(ServeArgs),
+    /// Add SCRAM credentials to the data directory before start, in the form of Kafka's
+    /// `kafka-storage format --add-scram`: 'SCRAM-SHA-512=[name=alice,password=alice-secret]'
+    /// (repeatable). The broker must not be running.
+    AddScram {
+        /// MECHANISM=[name=NAME,password=PASSWORD(,iterations=N)]
+        #[arg(required = true)]
+        credentials: Vec<String>,
+        #[command(flatten)]
+        args: ServeArgs,
+    },
 }
 
 #[derive(clap::Args, Debug, Default)]
 struct ServeArgs {
-    /// Address to listen on, HOST:PORT (Kafka's `listeners`). Default 127.0.0.1:9092.
+    /// Address of a PLAINTEXT listener, HOST:PORT (sets Kafka's `listeners`). Default
+    /// 127.0.0.1:9092.
     #[arg(long, value_name = "HOST:PORT")]
     listen: Option<String>,
-    /// Address given to clients in Metadata (Kafka's `advertised.listeners`). Default: --listen.
+    /// Address given to clients in Metadata (sets Kafka's `advertised.listeners`). Default:
+    /// --listen.
     #[arg(long, value_name = "HOST:PORT")]
     advertised_listener: Option<String>,
     /// Directory for all data (Kafka's `log.dirs`). Default ./data.
@@ -73,21 +88,20 @@ fn build_config(args: &ServeArgs) -> anyhow::Result<BrokerConfig> {
 }
 
 async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
-    let addr = config.listen_socket_addr()?;
+    let listeners = cairn::listener::listeners(&config)?;
     let data_dir = config.data_dir();
     let started = std::time::Instant::now();
     let broker = Broker::start(config)
         .await
         .with_context(|| format!("cannot open data directory {}", data_dir.display()))?;
-    let server = Server::bind(addr, broker.clone())
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    log_startup(server.local_addr()?, &data_dir);
+    let server = Server::bind_listeners(listeners, broker.clone()).await?;
+    log_startup(&server.local_addrs(), &data_dir);
     info!(elapsed_ms = started.elapsed().as_millis() as u64, "started");
 
+    let tls = server.tls_listeners();
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let serving = tokio::spawn(server.run(shutdown_rx));
-    wait_for_signal().await?;
+    wait_for_signal(&tls).await?;
     info!("shutting down: no new connections, finishing in-flight requests");
     let _ = shutdown_tx.send(true);
     // Answer JoinGroup/SyncGroup requests parked in a rebalance now (COORDINATOR_NOT_AVAILABLE),
@@ -104,13 +118,49 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+/// Waits for SIGTERM or SIGINT; on SIGHUP re-reads every TLS listener's certificates.
+async fn wait_for_signal(tls: &[Arc<TlsListener>]) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => info!("received SIGTERM"),
-        _ = int.recv() => info!("received SIGINT"),
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => info!("received SIGTERM"),
+            _ = int.recv() => info!("received SIGINT"),
+            _ = hup.recv() => {
+                for listener in tls {
+                    match listener.reload() {
+                        Ok(()) => info!(listener = listener.listener(), "TLS certificates reloaded"),
+                        Err(e) => error!("TLS certificates not reloaded, keeping the old ones: {e}"),
+                    }
+                }
+                continue;
+            }
+        }
+        return Ok(());
+    }
+}
+
+/// `cairn add-scram`: salts each credential and stores it in the data directory.
+fn add_scram(specs: &[String], args: &ServeArgs) -> anyhow::Result<()> {
+    let config = build_config(args)?;
+    let parsed = specs
+        .iter()
+        .map(|s| AddScram::parse(s).map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let data_dir = config.data_dir();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let _lock = cairn::broker::lock_data_dir(&data_dir)?;
+    let store = CredentialStore::open(&data_dir)?;
+    for credential in parsed {
+        credential.store(&store)?;
+        info!(
+            user = %credential.user,
+            mechanism = credential.mechanism.name(),
+            "SCRAM credential added"
+        );
     }
     Ok(())
 }
@@ -128,6 +178,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
+        Some(Command::AddScram { credentials, args }) => {
+            return match add_scram(&credentials, &args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("cairn add-scram: {e:#}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         None => cli.serve,
     };
     let config = match build_config(&args) {

@@ -287,6 +287,102 @@ def topic_name(request) -> str:
     return f"{base}-{uuid.uuid4().hex[:8]}"
 
 
+# ---------------------------------------------------------------- a broker with SASL
+
+
+JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required '
+        'username="admin" password="admin-pw" user_admin="admin-pw" user_paula="paula-pw-5521";')
+
+
+class SecureBroker:
+    """A Cairn broker with a PLAINTEXT listener (to bootstrap SCRAM users) and a SASL_SSL one
+    offering PLAIN (users admin and paula, from JAAS) and both SCRAM mechanisms; certificates
+    from scripts/make-test-certs (openssl). Cairn only."""
+
+    def __init__(self, workdir: Path, extra: tuple = ()):
+        self.workdir = workdir
+        self.certs = workdir / "certs"
+        subprocess.run([str(SCRIPTS / "make-test-certs"), str(self.certs)], check=True)
+        self.plain_port, self.sasl_port = free_port(), free_port()
+        props = workdir / "server.properties"
+        props.write_text("\n".join([
+            f"log.dirs={workdir / 'data'}",
+            f"listeners=PLAINTEXT://127.0.0.1:{self.plain_port},"
+            f"SASL_SSL://127.0.0.1:{self.sasl_port}",
+            f"ssl.keystore.location={self.certs / 'server.keystore.pem'}",
+            "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+            f"listener.name.sasl_ssl.plain.sasl.jaas.config={JAAS}",
+            "connection.failed.authentication.delay.ms=100",
+            *extra,
+        ]) + "\n")
+        self.log_path = workdir / "cairn.log"
+        binary = Path(os.environ.get("CAIRN_BIN", REPO / "target" / "release" / "cairn"))
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([str(binary), "--config", str(props)], stdout=self.log,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while not api_versions_answers(self.plain_port):
+            assert self.proc.poll() is None, f"cairn exited: {self.log_text()}"
+            assert time.monotonic() < deadline, "cairn did not start"
+            time.sleep(0.1)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def sasl(self, mechanism: str, user: str, password: str) -> dict:
+        """librdkafka settings for the SASL_SSL listener."""
+        return {
+            "bootstrap.servers": self.sasl_bootstrap,
+            "security.protocol": "SASL_SSL",
+            "ssl.ca.location": str(self.certs / "ca.pem"),
+            "sasl.mechanism": mechanism,
+            "sasl.username": user,
+            "sasl.password": password,
+        }
+
+    def java_client_config(self, mechanism: str, user: str, password: str) -> str:
+        """Writes a Java client properties file for the SASL_SSL listener (what the tools take
+        as --command-config, --producer.config, --consumer.config); returns its path."""
+        module = ("org.apache.kafka.common.security.plain.PlainLoginModule" if mechanism == "PLAIN"
+                  else "org.apache.kafka.common.security.scram.ScramLoginModule")
+        path = self.workdir / f"client-{mechanism}-{user}.properties"
+        path.write_text("\n".join([
+            "security.protocol=SASL_SSL",
+            f"sasl.mechanism={mechanism}",
+            f'sasl.jaas.config={module} required username="{user}" password="{password}";',
+            "ssl.truststore.type=PEM",
+            f"ssl.truststore.location={self.certs / 'ca.pem'}",
+        ]) + "\n")
+        return str(path)
+
+    @property
+    def sasl_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.sasl_port}"
+
+    @property
+    def plain_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.plain_port}"
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.log.close()
+
+
+@pytest.fixture
+def secure_broker(tmp_path):
+    if TARGET != "cairn":
+        pytest.skip("starts its own Cairn broker with SASL listeners")
+    broker = SecureBroker(tmp_path)
+    yield broker
+    broker.stop()
+
+
+
 # ---------------------------------------------------------------- tools
 
 

@@ -40,6 +40,7 @@ use crate::group::state::{
     CommittedOffset, GroupError, JoinRequest, Protocol, SyncRequest, TopicPartition,
 };
 use crate::group::CoordinatorError;
+use crate::listener::{Endpoint, Session};
 use crate::log::LogError;
 
 /// The group APIs this broker implements, with the versions it accepts (min, max).
@@ -85,6 +86,7 @@ const OFFSET_METADATA_MAX_BYTES: usize = 4096;
 /// Handles a request whose api key is in [`APIS`].
 pub(crate) async fn handle(
     broker: &Broker,
+    session: &Session,
     header: &RequestHeader,
     request: RequestKind,
 ) -> ResponseKind {
@@ -96,7 +98,7 @@ pub(crate) async fn handle(
         .unwrap_or_default();
     match request {
         RequestKind::FindCoordinator(r) => {
-            ResponseKind::FindCoordinator(find_coordinator(broker, v, r))
+            ResponseKind::FindCoordinator(find_coordinator(broker, session, v, r))
         }
         RequestKind::JoinGroup(r) => {
             ResponseKind::JoinGroup(join_group(broker, v, client_id, r).await)
@@ -169,8 +171,13 @@ fn str_bytes(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
 }
 
-fn find_coordinator(broker: &Broker, v: i16, r: FindCoordinatorRequest) -> FindCoordinatorResponse {
-    let (host, port) = &broker.advertised;
+fn find_coordinator(
+    broker: &Broker,
+    session: &Session,
+    v: i16,
+    r: FindCoordinatorRequest,
+) -> FindCoordinatorResponse {
+    let Endpoint { host, port } = &session.advertised;
     // Groups (0) and transactions (1) are both coordinated by this single broker. The offsets
     // topic is created when a group coordinator is first looked for, as Kafka does.
     let error = match r.key_type {

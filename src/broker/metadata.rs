@@ -15,10 +15,16 @@ use kafka_protocol::protocol::StrBytes;
 use super::errors::{code, log_error_code, NONE};
 use super::operations::{authorized_operations, ResourceType};
 use super::{valid_topic_name, Broker};
+use crate::listener::Endpoint;
 use crate::log::TopicInfo;
 
-pub(super) fn handle(broker: &Broker, version: i16, request: MetadataRequest) -> MetadataResponse {
-    let (host, port) = &broker.advertised;
+pub(super) fn handle(
+    broker: &Broker,
+    advertised: &Endpoint,
+    version: i16,
+    request: MetadataRequest,
+) -> MetadataResponse {
+    let Endpoint { host, port } = advertised;
     let brokers = vec![MetadataResponseBroker::default()
         .with_node_id(BrokerId(broker.node_id))
         .with_host(StrBytes::from_string(host.clone()))
@@ -159,9 +165,10 @@ fn topic_metadata(broker: &Broker, info: &TopicInfo) -> MetadataResponseTopic {
 
 pub(super) fn describe_cluster(
     broker: &Broker,
+    advertised: &Endpoint,
     request: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
-    let (host, port) = &broker.advertised;
+    let Endpoint { host, port } = advertised;
     DescribeClusterResponse::default()
         .with_error_code(NONE)
         .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))

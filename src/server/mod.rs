@@ -39,26 +39,30 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use kafka_protocol::messages::ApiKey;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
+use kafka_protocol::messages::{ApiKey, ResponseKind};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use crate::auth::sasl::{SaslConfigError, SaslListener};
+use crate::auth::tls::{certificate_principal, TlsError, TlsListener};
 use crate::broker::Broker;
+use crate::listener::{ListenerSpec, Session};
 use crate::protocol::codec::{self, Decoded};
 use crate::protocol::frame;
 
 mod backlog;
 mod budget;
+mod sasl_gate;
 
 use backlog::{Answer, Backlog};
 use budget::RequestBudget;
+use sasl_gate::{Gate, Verdict};
 
 /// Most requests of one connection in flight at once (Kafka clients pipeline at most 5 by
 /// default); beyond this the reader waits for the writer.
@@ -81,24 +85,87 @@ enum Outgoing {
 
 /// A running server.
 pub struct Server {
-    listener: TcpListener,
+    listeners: Vec<Bound>,
     broker: Arc<Broker>,
 }
 
 impl Server {
-    /// Binds the listener.
+    /// Binds one PLAINTEXT listener on `addr` (tests and embedders).
     pub async fn bind(addr: SocketAddr, broker: Arc<Broker>) -> std::io::Result<Server> {
         let listener = TcpListener::bind(addr).await?;
-        Ok(Server { listener, broker })
+        let mut spec = ListenerSpec::plaintext(addr);
+        spec.advertised.port = listener.local_addr()?.port();
+        Ok(Server {
+            listeners: vec![Bound {
+                spec: Arc::new(spec),
+                listener,
+                tls: None,
+                sasl: None,
+            }],
+            broker,
+        })
     }
 
+    /// Binds every listener in `specs`. A listener bound to port 0 advertises the port it got.
+    pub async fn bind_listeners(
+        specs: Vec<ListenerSpec>,
+        broker: Arc<Broker>,
+    ) -> Result<Server, ServerError> {
+        let mut listeners = Vec::with_capacity(specs.len());
+        for mut spec in specs {
+            let sasl = if spec.protocol.sasl() {
+                Some(Arc::new(SaslListener::from_config(
+                    &broker.config,
+                    &spec.name,
+                )?))
+            } else {
+                None
+            };
+            let tls = if spec.protocol.tls() {
+                Some(Arc::new(TlsListener::load(&broker.config, &spec.name)?))
+            } else {
+                None
+            };
+            let listener = TcpListener::bind(spec.bind)
+                .await
+                .map_err(|e| ServerError::Bind(spec.name.clone(), spec.bind, e))?;
+            if spec.advertised.port == 0 {
+                spec.advertised.port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+            }
+            listeners.push(Bound {
+                spec: Arc::new(spec),
+                listener,
+                tls,
+                sasl,
+            });
+        }
+        Ok(Server { listeners, broker })
+    }
+
+    /// The address of the first listener.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        self.listeners[0].listener.local_addr()
+    }
+
+    /// Every listener's name and bound address.
+    pub fn local_addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.listeners
+            .iter()
+            .filter_map(|b| Some((b.spec.name.clone(), b.listener.local_addr().ok()?)))
+            .collect()
+    }
+
+    /// The TLS listeners, whose certificates [`TlsListener::reload`] re-reads.
+    pub fn tls_listeners(&self) -> Vec<Arc<TlsListener>> {
+        self.listeners
+            .iter()
+            .filter_map(|b| b.tls.clone())
+            .collect()
     }
 
     /// Serves until `shutdown` becomes true, then stops accepting, lets every connection finish
     /// its in-flight requests, and returns.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
         let limit = Arc::new(Semaphore::new(self.broker.config.max_connections()));
         let budget_bytes = self.broker.config.queued_max_request_bytes();
         let max_frame = self.broker.config.socket_request_max_bytes();
@@ -111,64 +178,181 @@ impl Server {
             );
         }
         let budget = RequestBudget::new(budget_bytes);
+        let shared = Shared {
+            broker: self.broker,
+            limit,
+            budget,
+        };
         // Every connection task holds a clone of `done_tx`; when all are dropped, `done_rx` ends.
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
-        loop {
-            let accepted = tokio::select! {
-                accepted = self.listener.accept() => accepted,
-                _ = shutdown.changed() => break,
-            };
-            let (stream, peer) = match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let Ok(permit) = limit.clone().try_acquire_owned() else {
-                warn!(%peer, "connection refused: max.connections reached");
-                drop(stream);
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            let broker = self.broker.clone();
-            let shutdown = shutdown.clone();
-            let done = done_tx.clone();
-            let budget = budget.clone();
-            tokio::spawn(async move {
-                let backlog = Arc::new(Backlog::default());
-                serve_connection(stream, peer, broker, budget, backlog, shutdown).await;
-                drop(permit);
-                drop(done);
-            });
-        }
+        let accepting: Vec<_> = self
+            .listeners
+            .into_iter()
+            .map(|bound| {
+                let shared = shared.clone();
+                let done = done_tx.clone();
+                let shutdown = shutdown.clone();
+                tokio::spawn(accept_loop(bound, shared, done, shutdown))
+            })
+            .collect();
         drop(done_tx);
+        for task in accepting {
+            let _ = task.await;
+        }
         // Wait for every connection to finish its in-flight requests.
         let _ = done_rx.recv().await;
     }
 }
 
-async fn serve_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {1} (listener {0}): {2}")]
+    Bind(String, SocketAddr, std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Sasl(#[from] SaslConfigError),
+}
+
+/// A bound listener.
+struct Bound {
+    spec: Arc<ListenerSpec>,
+    listener: TcpListener,
+    /// Set for SSL and SASL_SSL listeners.
+    tls: Option<Arc<TlsListener>>,
+    /// Set for SASL_PLAINTEXT and SASL_SSL listeners.
+    sasl: Option<Arc<SaslListener>>,
+}
+
+/// What every accept loop shares.
+#[derive(Clone)]
+struct Shared {
+    broker: Arc<Broker>,
+    limit: Arc<Semaphore>,
+    budget: Arc<RequestBudget>,
+}
+
+/// Accepts connections on one listener until shutdown.
+async fn accept_loop(
+    bound: Bound,
+    shared: Shared,
+    done: mpsc::Sender<()>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let Bound {
+        spec,
+        listener,
+        tls,
+        sasl,
+    } = bound;
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                warn!(listener = %spec.name, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = shared.limit.clone().try_acquire_owned() else {
+            warn!(%peer, "connection refused: max.connections reached");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        let shutdown = shutdown.clone();
+        let done = done.clone();
+        let mut session = Session::new(&spec, peer);
+        let acceptor = tls.as_ref().map(|t| t.acceptor());
+        let gate = sasl
+            .clone()
+            .map(|listener| Gate::new(listener, &shared.broker.config, peer));
+        tokio::spawn(async move {
+            let mut connection = Connection {
+                broker: shared.broker,
+                budget: shared.budget,
+                backlog: Arc::new(Backlog::default()),
+                session: Arc::new(session.clone()),
+                gate,
+            };
+            match acceptor {
+                None => {
+                    let (reader, writer) = stream.into_split();
+                    serve_connection(reader, writer, connection, shutdown).await;
+                }
+                Some(acceptor) => {
+                    // The handshake runs in the connection's own task, bounded in time (and
+                    // by rustls in size), so a stalled client holds only its own slot.
+                    let handshake =
+                        tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                    match handshake.await {
+                        Ok(Ok(stream)) => {
+                            if let Some(principal) = tls_principal(&stream) {
+                                session.principal = principal;
+                                connection.session = Arc::new(session);
+                            }
+                            let (reader, writer) = tokio::io::split(stream);
+                            serve_connection(reader, writer, connection, shutdown).await;
+                        }
+                        Ok(Err(e)) => warn!(%peer, "closing connection: TLS handshake failed: {e}"),
+                        Err(_) => {
+                            warn!(%peer, "closing connection: TLS handshake not completed within {} s", TLS_HANDSHAKE_TIMEOUT.as_secs())
+                        }
+                    }
+                }
+            }
+            drop(permit);
+            drop(done);
+        });
+    }
+}
+
+/// A TLS handshake must complete within this time.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The principal of a TLS client that presented a certificate.
+fn tls_principal<S>(stream: &tokio_rustls::server::TlsStream<S>) -> Option<String> {
+    let certs = stream.get_ref().1.peer_certificates()?;
+    certificate_principal(certs.first()?.as_ref())
+}
+
+/// One connection's state, as the reader sees it.
+struct Connection {
     broker: Arc<Broker>,
     budget: Arc<RequestBudget>,
     backlog: Arc<Backlog>,
+    session: Arc<Session>,
+    /// Present on a SASL listener: authentication and re-authentication.
+    gate: Option<Gate>,
+}
+
+async fn serve_connection<R, W>(
+    reader: R,
+    writer: W,
+    connection: Connection,
     shutdown: watch::Receiver<bool>,
-) {
-    debug!(%peer, "connection opened");
-    let (reader, writer) = stream.into_split();
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = connection.session.peer;
+    debug!(%peer, listener = %connection.session.listener, "connection opened");
     let (queue_tx, queue_rx) = mpsc::channel(MAX_IN_FLIGHT_PER_CONNECTION);
-    let mut writer_task = tokio::spawn(write_responses(writer, queue_rx, backlog.clone(), peer));
-    let reading = read_requests(reader, peer, &broker, &budget, &backlog, queue_tx, shutdown);
-    if let Err(reason) = reading.await {
+    let backlog = connection.backlog.clone();
+    let mut writer_task = tokio::spawn(write_responses(writer, queue_rx, backlog, peer));
+    let idle = idle_limit(&connection.broker);
+    if let Err(reason) = read_requests(reader, connection, queue_tx, shutdown).await {
         warn!(%peer, "closing connection: {reason}");
     }
     // The reader dropped its sender: the writer finishes what is queued, then ends; a client
     // that does not take its last responses within the idle limit is cut off.
-    let idle = idle_limit(&broker);
     if tokio::time::timeout(idle, &mut writer_task).await.is_err() {
         writer_task.abort();
         warn!(%peer, "closing connection: responses not read within connections.max.idle.ms");
@@ -187,18 +371,25 @@ fn idle_limit(broker: &Broker) -> Duration {
 }
 
 /// Reads frames until EOF, shutdown, or a frame that must close the connection.
-async fn read_requests(
-    mut reader: OwnedReadHalf,
-    peer: SocketAddr,
-    broker: &Arc<Broker>,
-    budget: &Arc<RequestBudget>,
-    backlog: &Arc<Backlog>,
+async fn read_requests<R: AsyncRead + Unpin>(
+    mut reader: R,
+    connection: Connection,
     queue: mpsc::Sender<Outgoing>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), String> {
+    let Connection {
+        broker,
+        budget,
+        backlog,
+        session,
+        gate,
+    } = connection;
+    let mut session = session;
+    let mut gate = gate;
+    let peer = session.peer;
     let max = broker.config.socket_request_max_bytes();
     let idle_ms = broker.config.connections_max_idle_ms();
-    let idle = idle_limit(broker);
+    let idle = idle_limit(&broker);
     // One Fetch of this connection handled at a time (see the module docs).
     let fetch_slot = Arc::new(Semaphore::new(1));
     loop {
@@ -223,7 +414,12 @@ async fn read_requests(
             Ok(Err(e)) => return Err(e.to_string()),
             Ok(Ok(_)) => {}
         }
-        let length = frame::check_length(prefix, max).map_err(|e| e.to_string())?;
+        // Before SASL authentication completes, frames are held to sasl.server.max.receive.size.
+        let limit = match &gate {
+            Some(g) if !g.open() => max.min(broker.config.sasl_server_max_receive_size()),
+            _ => max,
+        };
+        let length = frame::check_length(prefix, limit).map_err(|e| e.to_string())?;
         // Room in the broker-wide budget before allocating; until then this connection is not
         // read (back-pressure). Given back when `permit` drops, on every path out of here.
         let mut permit = tokio::select! {
@@ -243,6 +439,48 @@ async fn read_requests(
                 codec::api_versions_too_new(correlation_id, broker.versions()),
             )),
             Ok(Decoded::Request { header, body }) => {
+                if let Some(g) = gate.as_mut() {
+                    let reply = |response: &ResponseKind| {
+                        let api_key =
+                            ApiKey::try_from(header.request_api_key).expect("a SASL api key");
+                        let version = header.request_api_version;
+                        codec::encode_response(header.correlation_id, api_key, version, response)
+                            .map(|frame| backlog.track(frame))
+                            .map_err(|e| e.to_string())
+                    };
+                    let answer = match g.screen(&header, &body, &broker.credentials, Instant::now())
+                    {
+                        Verdict::Pass => None,
+                        Verdict::Refuse(reason) => return Err(reason),
+                        Verdict::Reply(response) => Some(reply(&response)?),
+                        Verdict::Authenticated(response, principal) => {
+                            if session.principal != principal {
+                                let mut authenticated = Session::clone(&session);
+                                authenticated.principal = principal;
+                                session = Arc::new(authenticated);
+                            }
+                            Some(reply(&response)?)
+                        }
+                        Verdict::Close(response, delay, reason) => {
+                            // Answered after the delay, in the background, so a client that
+                            // hammers wrong passwords slows only itself; then closed.
+                            let answer = reply(&response)?;
+                            let delayed = tokio::spawn(async move {
+                                tokio::time::sleep(delay).await;
+                                Some(answer)
+                            });
+                            let _ = queue.send(Outgoing::Pending(delayed)).await;
+                            return Err(reason);
+                        }
+                    };
+                    if let Some(answer) = answer {
+                        drop(permit);
+                        if queue.send(Outgoing::Ready(answer)).await.is_err() {
+                            return Err("writer stopped".into());
+                        }
+                        continue;
+                    }
+                }
                 // A Fetch waits, in arrival order, for this connection's previous Fetch to be
                 // answered (its answer then counts in the backlog above).
                 let fetch_turn = if header.request_api_key == ApiKey::Fetch as i16 {
@@ -263,6 +501,7 @@ async fn read_requests(
                     None
                 };
                 let broker = broker.clone();
+                let session = session.clone();
                 let answers = backlog.clone();
                 let mut handling = Box::pin(async move {
                     let api_key = ApiKey::try_from(header.request_api_key).ok()?;
@@ -274,10 +513,10 @@ async fn read_requests(
                         if matches!(api_key, ApiKey::JoinGroup | ApiKey::ConsumerGroupHeartbeat) {
                             let host = format!("/{}", peer.ip());
                             crate::broker::groups::CLIENT_HOST
-                                .scope(host, broker.handle(&header, body))
+                                .scope(host, broker.handle(&session, &header, body))
                                 .await?
                         } else {
-                            broker.handle(&header, body).await?
+                            broker.handle(&session, &header, body).await?
                         };
                     match codec::encode_response(correlation_id, api_key, version, &response) {
                         Ok(frame) => Some(answers.track(frame)),
@@ -317,8 +556,8 @@ async fn read_requests(
 }
 
 /// Writes responses strictly in request order.
-async fn write_responses(
-    writer: OwnedWriteHalf,
+async fn write_responses<W: AsyncWrite + Unpin>(
+    writer: W,
     mut queue: mpsc::Receiver<Outgoing>,
     backlog: Arc<Backlog>,
     peer: SocketAddr,
@@ -357,11 +596,16 @@ async fn write_responses(
 }
 
 /// Logs the startup line.
-pub fn log_startup(addr: SocketAddr, data_dir: &std::path::Path) {
+pub fn log_startup(listeners: &[(String, SocketAddr)], data_dir: &std::path::Path) {
+    let listen = listeners
+        .iter()
+        .map(|(name, addr)| format!("{name}://{addr}"))
+        .collect::<Vec<_>>()
+        .join(",");
     info!(
-        listen = %addr,
+        %listen,
         data_dir = %data_dir.display(),
-        "cairn serving on {addr}, data in {}",
+        "cairn serving on {listen}, data in {}",
         data_dir.display()
     );
 }

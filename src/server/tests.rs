@@ -56,7 +56,16 @@ impl Harness {
             let (broker, backlog) = (broker.clone(), backlog.clone());
             async move {
                 let _keep = _shutdown_tx;
-                serve_connection(stream, peer, broker, budget, backlog, shutdown_rx).await;
+                let spec = ListenerSpec::plaintext(peer);
+                let connection = Connection {
+                    broker,
+                    budget,
+                    backlog,
+                    session: Arc::new(Session::new(&spec, peer)),
+                    gate: None,
+                };
+                let (reader, writer) = stream.into_split();
+                serve_connection(reader, writer, connection, shutdown_rx).await;
             }
         });
         Harness {
