@@ -7,6 +7,7 @@
 //!   errors to Kafka error codes.
 //! - [`group`]: the consumer group coordinator (a pure state machine plus the offsets topic).
 //! - [`log`]: the log engine (topics, partitions, segments, indexes, recovery, retention, cleaner).
+//! - [`tier`]: the object-storage tier (lease, upload, manifests, restore) beside the log.
 //! - [`config`]: broker and topic configuration with Kafka's names.
 
 pub mod broker;
@@ -15,3 +16,4 @@ pub mod group;
 pub mod log;
 pub mod protocol;
 pub mod server;
+pub mod tier;

@@ -15,6 +15,8 @@ use crate::group::GroupCoordinator;
 use crate::log::io::{FileIo, StdIo};
 use crate::log::{LogManager, LogManagerOptions};
 use crate::protocol::versions::{VersionEntry, VersionTable};
+use crate::tier::lease::Lease;
+use crate::tier::upload::Tier;
 
 mod api_versions;
 mod configs;
@@ -41,6 +43,8 @@ pub struct Broker {
     pub advertised: (String, u16),
     pub cluster_id: String,
     versions: VersionTable,
+    /// The object-storage tier, when `remote.log.storage.system.enable` is set.
+    pub tier: Option<Arc<Tier>>,
     /// Held for the broker's lifetime: an exclusive lock on `<data dir>/.lock`, so two processes
     /// never open one data directory.
     _lock: std::fs::File,
@@ -105,13 +109,34 @@ impl Broker {
         std::fs::create_dir_all(&data_dir)?;
         let lock = lock_data_dir(&data_dir)?;
         let cluster_id = load_or_create_cluster_id(&data_dir, config.node_id())?;
+        // The tier comes first: its lease decides whether this broker may start at all, and an
+        // empty data directory is restored from the bucket before the log opens it.
+        let bucket = crate::tier::bucket_from_config(&config)?;
+        let lease = match &bucket {
+            Some(bucket) => {
+                let lease = Lease::acquire(bucket, &cluster_id).await?;
+                crate::tier::restore::restore_if_empty(bucket, &data_dir).await?;
+                Some(lease)
+            }
+            None => None,
+        };
         let log = LogManager::open_with_io(
             LogManagerOptions {
-                data_dir,
+                data_dir: data_dir.clone(),
                 broker: config.clone(),
             },
             io,
         )?;
+        let tier = bucket.zip(lease).map(|(bucket, lease)| {
+            let interval = config.remote_upload_interval_ms().max(1) as u64;
+            Tier::start(
+                bucket,
+                lease,
+                log.clone(),
+                data_dir,
+                std::time::Duration::from_millis(interval),
+            )
+        });
         let groups = GroupCoordinator::start(&config, log.clone()).await?;
         Ok(Arc::new(Broker {
             node_id: config.node_id(),
@@ -121,6 +146,7 @@ impl Broker {
             groups,
             config,
             versions: version_table(),
+            tier,
             _lock: lock,
         }))
     }
@@ -130,9 +156,13 @@ impl Broker {
         &self.versions
     }
 
-    /// Stops the group coordinator and closes the log cleanly.
+    /// Stops the group coordinator and the tier (uploads stop, the lease is released), then
+    /// closes the log cleanly.
     pub async fn shutdown(&self) -> anyhow::Result<()> {
         self.groups.shutdown().await;
+        if let Some(tier) = &self.tier {
+            tier.shutdown().await;
+        }
         self.log.shutdown()?;
         Ok(())
     }

@@ -3,7 +3,8 @@
 //! persists the log start offset. Also expires idle producers (`producer.id.expiration.ms`).
 //!
 //! Runs on a background thread every `log.retention.check.interval.ms`. Never touches the active
-//! segment or data at or above the high watermark. Knows nothing of compaction (a `compact`-only
+//! segment or data at or above the high watermark, nor a segment of a tiered topic before the
+//! tier holds it ([`super::LogManager::set_tiered_end`]). Knows nothing of compaction (a `compact`-only
 //! topic is skipped here).
 
 use std::sync::Arc;
@@ -27,10 +28,17 @@ pub fn apply_retention(partition: &Partition, now: i64) -> Result<usize, LogErro
             let mut total: i64 = st.segments.iter().map(|s| s.size as i64).sum();
             let mut delete_upto = 0;
             let hw = st.high_watermark;
+            // A tiered topic keeps every segment the tier does not hold yet.
+            let tiered_limit =
+                (cfg.remote_storage_enable && !cfg.remote_log_copy_disable).then(|| {
+                    partition
+                        .shared
+                        .tiered_end(&partition.topic, partition.index)
+                });
             let n = st.segments.len();
             for i in 0..n.saturating_sub(1) {
                 let next_base = st.segments[i + 1].base_offset;
-                if next_base > hw {
+                if next_base > hw || tiered_limit.is_some_and(|end| next_base > end) {
                     break;
                 }
                 let seg = &mut st.segments[i];

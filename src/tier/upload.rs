@@ -1,0 +1,544 @@
+//! The background copy to the tier: topic metadata, the producer-id block, and every sealed,
+//! durable segment of a tiered partition, each then recorded in the partition's manifest.
+//!
+//! One tokio task passes over all partitions every [`PASS_INTERVAL`], copying at most
+//! [`CONCURRENCY`] partitions at once. It takes a partition's lock only to copy out segment
+//! handles and offsets, never across a network call, so produce and fetch never wait on the
+//! store. Store errors are retried with backoff per partition and logged once per outage.
+//! Tiered: topics with `remote.storage.enable=true` and every internal topic
+//! (`__consumer_offsets`), so the bucket is a complete copy of record.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::lease::Lease;
+use super::manifest::{self, Manifest, RemoteObject, RemoteSegment};
+use super::{now_ms, Bucket, TierError};
+use crate::log::io::IoFile;
+use crate::log::partition::segment_limits;
+use crate::log::{checkpoint, producer_state, LogManager, Partition, TopicInfo};
+
+/// How often the uploader looks for work.
+pub const PASS_INTERVAL: Duration = Duration::from_millis(500);
+/// Partitions copied at once.
+pub const CONCURRENCY: usize = 4;
+/// Segments uploaded per manifest write.
+const SEGMENTS_PER_MANIFEST: usize = 16;
+/// Objects up to this size go in one PUT; larger ones in multipart chunks of this size.
+const CHUNK: u64 = 8 << 20;
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The running tier: lease renewal and the uploader.
+pub struct Tier {
+    pub bucket: Bucket,
+    pub lease: Arc<Lease>,
+    stop: watch::Sender<bool>,
+    tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Tier {
+    /// Starts renewing `lease` and copying `log` to `bucket` in the background.
+    pub fn start(
+        bucket: Bucket,
+        lease: Lease,
+        log: Arc<LogManager>,
+        data_dir: PathBuf,
+        upload_interval: Duration,
+    ) -> Arc<Tier> {
+        let lease = Arc::new(lease);
+        let (stop, rx) = watch::channel(false);
+        let renewer = tokio::spawn(lease.clone().keep_renewed(rx.clone()));
+        let uploader = Uploader {
+            bucket: bucket.clone(),
+            lease: lease.clone(),
+            log,
+            data_dir,
+            upload_interval,
+            copies: BTreeMap::new(),
+            uploaded_meta: BTreeMap::new(),
+            emptied: BTreeSet::new(),
+        };
+        let uploading = tokio::spawn(uploader.run(rx));
+        Arc::new(Tier {
+            bucket,
+            lease,
+            stop,
+            tasks: std::sync::Mutex::new(vec![renewer, uploading]),
+        })
+    }
+
+    /// Stops the background work (an upload in flight is abandoned; its objects are orphans
+    /// no manifest names) and releases the lease so the next broker need not wait it out.
+    pub async fn shutdown(&self) {
+        let _ = self.stop.send(true);
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in tasks {
+            let _ = t.await;
+        }
+        if let Err(e) = self.lease.release().await {
+            tracing::warn!(url = %self.bucket.url, error = %e, "cannot release the bucket lease");
+        }
+    }
+}
+
+/// What the uploader knows of one partition's copy.
+struct Copy {
+    topic_id: uuid::Uuid,
+    dir: String,
+    /// `None` until read from the bucket.
+    manifest: Option<Manifest>,
+    next_version: u64,
+    /// Since when acknowledged data has been waiting for the tier.
+    lagging_since: Option<Instant>,
+    failing: bool,
+    backoff: Duration,
+    retry_at: Option<Instant>,
+}
+
+struct Uploader {
+    bucket: Bucket,
+    lease: Arc<Lease>,
+    log: Arc<LogManager>,
+    data_dir: PathBuf,
+    upload_interval: Duration,
+    copies: BTreeMap<(String, i32), Copy>,
+    /// Topic metadata as last uploaded, by topic id.
+    uploaded_meta: BTreeMap<uuid::Uuid, String>,
+    /// Topics whose tiered data was deleted (`remote.log.delete.on.disable`) in this run.
+    emptied: BTreeSet<uuid::Uuid>,
+}
+
+/// A sealed, durable segment as copied out under the partition lock.
+struct Candidate {
+    base_offset: i64,
+    end_offset: i64,
+    size: u64,
+    max_timestamp: i64,
+    log: Arc<dyn IoFile>,
+}
+
+struct Snapshot {
+    log_start_offset: i64,
+    durable_offset: i64,
+    active_size: u64,
+    sealed: Vec<Candidate>,
+}
+
+impl Uploader {
+    async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let mut meta_failing = false;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(PASS_INTERVAL) => {}
+                _ = stop.changed() => return,
+            }
+            if self.lease.check().is_err() {
+                continue;
+            }
+            match self.sync_metadata().await {
+                Ok(()) if meta_failing => {
+                    meta_failing = false;
+                    tracing::info!(url = %self.bucket.url, "topic metadata copied to the tier again");
+                }
+                Ok(()) => {}
+                Err(e) if !meta_failing => {
+                    meta_failing = true;
+                    tracing::warn!(url = %self.bucket.url, error = %e, "cannot copy topic metadata to the tier; retrying");
+                }
+                Err(_) => {}
+            }
+            self.copy_partitions().await;
+        }
+    }
+
+    /// Uploads changed topic metadata and the producer-id block; removes deleted topics.
+    async fn sync_metadata(&mut self) -> Result<(), TierError> {
+        let topics = self.log.topics();
+        let live: BTreeSet<uuid::Uuid> = topics.iter().map(|t| t.topic_id).collect();
+        for info in &topics {
+            let text = checkpoint::encode_topic(info);
+            if self.uploaded_meta.get(&info.topic_id) != Some(&text) {
+                self.lease.check()?;
+                let key = self.bucket.key(&format!("topics/{}.topic", info.topic_id));
+                self.bucket
+                    .store
+                    .put(&key, PutPayload::from(text.clone()))
+                    .await?;
+                self.uploaded_meta.insert(info.topic_id, text);
+            }
+            let cfg = self.log.topic_config(&info.name);
+            let disabled = !info.internal
+                && cfg.is_some_and(|c| !c.remote_storage_enable && c.remote_log_delete_on_disable);
+            if disabled && !self.emptied.contains(&info.topic_id) {
+                self.delete_topic_data(info.topic_id).await?;
+                self.emptied.insert(info.topic_id);
+                tracing::info!(topic = %info.name, "remote storage disabled: deleted the topic's tiered data");
+            }
+        }
+        // Only topics seen alive in this run are deleted from the bucket: an empty data
+        // directory that has not been restored never empties the bucket.
+        let gone: Vec<uuid::Uuid> = self
+            .uploaded_meta
+            .keys()
+            .filter(|id| !live.contains(id))
+            .copied()
+            .collect();
+        for id in gone {
+            self.lease.check()?;
+            let key = self.bucket.key(&format!("topics/{id}.topic"));
+            match self.bucket.store.delete(&key).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            self.delete_topic_data(id).await?;
+            self.uploaded_meta.remove(&id);
+            self.copies.retain(|_, c| c.topic_id != id);
+            tracing::info!(topic_id = %id, "topic deleted: removed its tiered data");
+        }
+        let block_path = self
+            .data_dir
+            .join("cairn-metadata")
+            .join("producer-id-block");
+        if let Ok(text) = std::fs::read_to_string(&block_path) {
+            let id = uuid::Uuid::nil();
+            if self.uploaded_meta.get(&id) != Some(&text) {
+                self.lease.check()?;
+                let key = self.bucket.key("producer-id-block");
+                self.bucket
+                    .store
+                    .put(&key, PutPayload::from(text.clone()))
+                    .await?;
+                self.uploaded_meta.insert(id, text);
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete_topic_data(&self, topic_id: uuid::Uuid) -> Result<(), TierError> {
+        let prefix = self.bucket.key(&format!("partitions/{topic_id}"));
+        let keys: Vec<_> = self.bucket.store.list(Some(&prefix)).collect().await;
+        for meta in keys {
+            self.lease.check()?;
+            match self.bucket.store.delete(&meta?.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    async fn copy_partitions(&mut self) {
+        let mut work = Vec::new();
+        for info in self.log.topics() {
+            if !self.tiered(&info) {
+                continue;
+            }
+            for p in 0..info.partitions {
+                let Some(part) = self.log.partition(&info.name, p) else {
+                    continue;
+                };
+                let copy = self
+                    .copies
+                    .remove(&(info.name.clone(), p))
+                    .filter(|c| c.topic_id == info.topic_id)
+                    .unwrap_or_else(|| Copy {
+                        topic_id: info.topic_id,
+                        dir: manifest::partition_dir(&info.topic_id, p),
+                        manifest: None,
+                        next_version: 1,
+                        lagging_since: None,
+                        failing: false,
+                        backoff: Duration::from_secs(1),
+                        retry_at: None,
+                    });
+                work.push((info.name.clone(), p, part, copy));
+            }
+        }
+        let this = &*self;
+        let done: Vec<_> = futures_util::stream::iter(work)
+            .map(|(name, p, part, mut copy)| async move {
+                this.copy_partition(&part, &mut copy).await;
+                ((name, p), copy)
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        self.copies.extend(done);
+    }
+
+    fn tiered(&self, info: &TopicInfo) -> bool {
+        info.internal
+            || self
+                .log
+                .topic_config(&info.name)
+                .is_some_and(|c| c.remote_storage_enable && !c.remote_log_copy_disable)
+    }
+
+    /// One partition's pass, with retry bookkeeping around [`Self::copy_once`].
+    async fn copy_partition(&self, part: &Partition, copy: &mut Copy) {
+        if copy.retry_at.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        match self.copy_once(part, copy).await {
+            Ok(()) => {
+                if copy.failing {
+                    tracing::info!(topic = %part.topic(), partition = part.partition_index(),
+                        "copying to the tier resumed");
+                }
+                copy.failing = false;
+                copy.backoff = Duration::from_secs(1);
+                copy.retry_at = None;
+            }
+            Err(e) => {
+                if let TierError::LeaseLost { .. } = e {
+                    // Another writer, or our own torn attempt: read the bucket again.
+                    copy.manifest = None;
+                }
+                if !copy.failing {
+                    tracing::warn!(topic = %part.topic(), partition = part.partition_index(),
+                        error = %e, "cannot copy to the tier; retrying with backoff (local data is kept)");
+                }
+                copy.failing = true;
+                copy.retry_at = Some(Instant::now() + copy.backoff);
+                copy.backoff = (copy.backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+
+    async fn copy_once(&self, part: &Partition, copy: &mut Copy) -> Result<(), TierError> {
+        let (topic, index) = (part.topic().to_string(), part.partition_index());
+        if copy.manifest.is_none() {
+            let (latest, top) = manifest::read_latest(&self.bucket, &copy.dir).await?;
+            let m = latest.unwrap_or_else(|| Manifest {
+                topic: topic.clone(),
+                partition: index,
+                ..Manifest::default()
+            });
+            if let Some(end) = m.end_offset() {
+                self.log.set_tiered_end(&topic, index, end);
+            }
+            copy.next_version = top + 1;
+            copy.manifest = Some(m);
+        }
+        let snap = snapshot(part)?;
+        let mut m = copy.manifest.clone().expect("loaded above");
+        let now = now_ms();
+        let mut changed = m.trim_below(snap.log_start_offset, now);
+        let mut uploaded = 0;
+        for c in &snap.sealed {
+            if c.end_offset <= snap.log_start_offset || same_in(&m, c) {
+                continue;
+            }
+            if uploaded == SEGMENTS_PER_MANIFEST {
+                break;
+            }
+            let remote = self.upload_segment(part, &copy.dir, c).await?;
+            if !m.insert(remote, now_ms()) {
+                tracing::warn!(
+                    topic,
+                    partition = index,
+                    base_offset = c.base_offset,
+                    "a local segment straddles segments in the tier; not copied"
+                );
+                continue;
+            }
+            changed = true;
+            uploaded += 1;
+        }
+        let delay = part.config().file_delete_delay_ms;
+        let expired = m.take_expired(now, delay);
+        changed |= !expired.is_empty();
+        if changed {
+            self.lease.check()?;
+            m.version = copy.next_version;
+            m.lease_epoch = self.lease.epoch;
+            m.written_ms = now_ms();
+            manifest::write(&self.bucket, &copy.dir, &m).await?;
+            copy.next_version += 1;
+            if let Some(end) = m.end_offset() {
+                self.log.set_tiered_end(&topic, index, end);
+            }
+            if uploaded > 0 {
+                tracing::debug!(
+                    topic,
+                    partition = index,
+                    segments = uploaded,
+                    end_offset = m.end_offset(),
+                    version = m.version,
+                    "copied segments to the tier"
+                );
+            }
+            copy.manifest = Some(m.clone());
+            for key in expired {
+                match self.bucket.store.delete(&self.bucket.key(&key)).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => tracing::debug!(key, error = %e, "cannot delete a retired object"),
+                }
+            }
+        }
+        self.roll_if_lagging(part, copy, &snap, m.end_offset())
+    }
+
+    /// Rolls the active segment when acknowledged data has waited longer than
+    /// `cairn.remote.upload.interval.ms` for the tier, so it is sealed and copied next.
+    fn roll_if_lagging(
+        &self,
+        part: &Partition,
+        copy: &mut Copy,
+        snap: &Snapshot,
+        tiered_end: Option<i64>,
+    ) -> Result<(), TierError> {
+        let lagging = snap.durable_offset > tiered_end.unwrap_or(snap.log_start_offset);
+        if !lagging {
+            copy.lagging_since = None;
+            return Ok(());
+        }
+        let since = *copy.lagging_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= self.upload_interval && snap.active_size > 0 {
+            part.roll()
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            copy.lagging_since = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    async fn upload_segment(
+        &self,
+        part: &Partition,
+        dir: &str,
+        c: &Candidate,
+    ) -> Result<RemoteSegment, TierError> {
+        self.lease.check()?;
+        let uid = &uuid::Uuid::new_v4().simple().to_string()[..12];
+        let log_key = format!("{dir}/segments/{:020}-{uid}.log", c.base_offset);
+        let log = upload_file(&self.bucket, &log_key, c.log.clone(), c.size).await?;
+        let snapshot_path = producer_state::snapshot_path(part.dir(), c.end_offset);
+        let producer_snapshot = match std::fs::read(&snapshot_path) {
+            Ok(bytes) => {
+                let key = format!("{dir}/segments/{:020}-{uid}.snapshot", c.end_offset);
+                let object = RemoteObject {
+                    key: key.clone(),
+                    size: bytes.len() as u64,
+                    crc32c: crc32c::crc32c(&bytes),
+                };
+                self.bucket
+                    .store
+                    .put(&self.bucket.key(&key), PutPayload::from(bytes))
+                    .await?;
+                Some(object)
+            }
+            Err(_) => None,
+        };
+        Ok(RemoteSegment {
+            base_offset: c.base_offset,
+            end_offset: c.end_offset,
+            log,
+            producer_snapshot,
+            max_timestamp: c.max_timestamp,
+            uploaded_ms: now_ms(),
+        })
+    }
+}
+
+/// True when the manifest already holds exactly this segment.
+fn same_in(m: &Manifest, c: &Candidate) -> bool {
+    m.segments.iter().any(|s| {
+        s.base_offset == c.base_offset && s.end_offset == c.end_offset && s.log.size == c.size
+    })
+}
+
+/// Copies out, under the partition lock, what the uploader needs: the sealed segments whose
+/// every byte is durable, with open handles (a cleaner swap or retention may unlink the files
+/// meanwhile; the handles still read what was sealed).
+fn snapshot(part: &Partition) -> Result<Snapshot, TierError> {
+    let limits = segment_limits(&part.config());
+    let mut st = part.lock();
+    let durable = st.durable_offset;
+    let n = st.segments.len();
+    let mut sealed = Vec::new();
+    for i in 0..n.saturating_sub(1) {
+        let end_offset = st.segments[i + 1].base_offset;
+        if end_offset > durable {
+            break;
+        }
+        let seg = &mut st.segments[i];
+        let max_timestamp = seg
+            .max_timestamp(part.io.as_ref(), &limits)?
+            .map_or(-1, |(ts, _)| ts);
+        sealed.push(Candidate {
+            base_offset: seg.base_offset,
+            end_offset,
+            size: seg.size,
+            max_timestamp,
+            log: seg.log_file().clone(),
+        });
+    }
+    Ok(Snapshot {
+        log_start_offset: st.log_start_offset,
+        durable_offset: durable,
+        active_size: st.segments.last().map_or(0, |s| s.size),
+        sealed,
+    })
+}
+
+/// Uploads the first `len` bytes of `file` as `key`, in one PUT or in multipart chunks; returns
+/// the object's description with its CRC-32C.
+async fn upload_file(
+    bucket: &Bucket,
+    key: &str,
+    file: Arc<dyn IoFile>,
+    len: u64,
+) -> Result<RemoteObject, TierError> {
+    let read = |pos: u64, n: u64| {
+        let file = file.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let mut buf = vec![0u8; n as usize];
+                crate::log::io::read_exact_at(file.as_ref(), &mut buf, pos).map(|()| buf)
+            })
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?
+        }
+    };
+    let path = bucket.key(key);
+    let mut crc = 0u32;
+    if len <= CHUNK {
+        let bytes = read(0, len).await?;
+        crc = crc32c::crc32c(&bytes);
+        bucket.store.put(&path, PutPayload::from(bytes)).await?;
+    } else {
+        let upload = bucket.store.put_multipart(&path).await?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, CHUNK as usize);
+        let mut pos = 0;
+        while pos < len {
+            let n = CHUNK.min(len - pos);
+            let chunk = match read(pos, n).await {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = writer.abort().await;
+                    return Err(e.into());
+                }
+            };
+            crc = crc32c::crc32c_append(crc, &chunk);
+            if let Err(e) = writer.wait_for_capacity(2).await {
+                let _ = writer.abort().await;
+                return Err(e.into());
+            }
+            writer.put(bytes::Bytes::from(chunk));
+            pos += n;
+        }
+        writer.finish().await?;
+    }
+    Ok(RemoteObject {
+        key: key.to_string(),
+        size: len,
+        crc32c: crc,
+    })
+}
