@@ -90,6 +90,8 @@ class Broker:
         self.proc: subprocess.Popen | None = None
         self.last_exit_code: int | None = None
         self.started_once = False
+        # More arguments for Cairn, e.g. ["--set", "key=value"].
+        self.extra_args: list[str] = []
         self._log = None
         if kind == "external":
             host, _, port_s = os.environ["COMPAT_BOOTSTRAP"].rpartition(":")
@@ -138,7 +140,8 @@ class Broker:
         log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [str(binary), "--listen", self.bootstrap, "--data-dir", str(self.data_dir)],
+            [str(binary), "--listen", self.bootstrap, "--data-dir", str(self.data_dir),
+             *self.extra_args],
             stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout
