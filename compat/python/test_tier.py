@@ -387,3 +387,53 @@ def test_kill_9_during_uploads_blocks_nothing_and_loses_nothing(s3, tmp_path):
         assert got == acked
     finally:
         b.stop()
+
+
+def local_segments(b: Broker, topic: str) -> int:
+    return len(list((b.data_dir / f"{topic}-0").glob("*.log")))
+
+
+def test_records_only_in_the_tier_are_served_after_local_retention(s3, tmp_path):
+    port, client = s3
+    bucket = new_bucket(client)
+    b = tiered_broker(tmp_path / "broker", port, bucket)
+    topic = f"history-{uuid.uuid4().hex[:6]}"
+    try:
+        # Keep everything (retention.ms=-1) but almost nothing locally: every sealed segment
+        # goes once the tier holds it.
+        create_topic(b.bootstrap, topic, **{"retention.ms": "-1", "local.retention.bytes": "1"})
+        acked = produce(b.bootstrap, topic, 1000)
+        wait_until(lambda: tiered_end(client, bucket, topic) >= 1000, timeout=60,
+                   what="every record in the tier")
+        wait_until(lambda: local_segments(b, topic) <= 2, timeout=30,
+                   what="local retention deleted the tiered segments")
+        assert len(manifests(client, bucket, topic)[0]["segments"]) >= 15
+        # The whole log still starts at 0, and a consumer reads it all, exactly, from the tier.
+        assert low_watermark(b.bootstrap, topic) == 0
+        assert consume_from(b.bootstrap, topic, 0, 999) == acked
+        # A group reset to earliest reprocesses it.
+        grouped = {}
+        c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "reprocess",
+                      "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        c.subscribe([topic])
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(grouped) < 1000:
+            for m in c.consume(num_messages=500, timeout=0.5):
+                assert m.error() is None, m.error()
+                grouped[m.offset()] = m.value().decode()
+        c.close()
+        assert grouped == acked
+        # A timestamp lookup lands on the right record in the tier.
+        c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "times"})
+        found = c.offsets_for_times([TopicPartition(topic, 0, 1_700_000_000_000 + 123_500)],
+                                    timeout=30)
+        c.close()
+        assert found[0].offset == 124
+    finally:
+        b.stop()
+    # After a restart the tier's records are served from the first request on.
+    b.start()
+    try:
+        assert consume_from(b.bootstrap, topic, 0, 999) == acked
+    finally:
+        b.stop()

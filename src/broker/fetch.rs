@@ -9,7 +9,7 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use tokio::time::Instant;
 
 use super::errors::{code, log_error_code, NONE};
-use super::Broker;
+use super::{tiered, Broker};
 use crate::log::{Isolation, LogError};
 
 /// READ_COMMITTED in the request's isolation_level.
@@ -40,7 +40,7 @@ pub(super) async fn handle(broker: &Broker, version: i16, request: FetchRequest)
         let arrived = broker.log.data_arrived();
         tokio::pin!(arrived);
         arrived.as_mut().enable();
-        let (responses, gathered, any_error) = gather(broker, &request, isolation, max_bytes);
+        let (responses, gathered, any_error) = gather(broker, &request, isolation, max_bytes).await;
         if gathered >= min_bytes || any_error || Instant::now() >= deadline {
             return FetchResponse::default()
                 .with_error_code(NONE)
@@ -54,7 +54,7 @@ pub(super) async fn handle(broker: &Broker, version: i16, request: FetchRequest)
     }
 }
 
-fn gather(
+async fn gather(
     broker: &Broker,
     request: &FetchRequest,
     isolation: Isolation,
@@ -63,70 +63,84 @@ fn gather(
     let mut total = 0usize;
     let mut any_error = false;
     let read_committed = isolation == Isolation::ReadCommitted;
-    let topics = request
-        .topics
-        .iter()
-        .map(|topic| {
-            let name = topic.topic.0.to_string();
-            let partitions = topic
-                .partitions
-                .iter()
-                .map(|p| {
-                    let mut data = PartitionData::default()
-                        .with_partition_index(p.partition)
-                        .with_high_watermark(-1)
-                        .with_last_stable_offset(-1)
-                        .with_log_start_offset(-1)
-                        .with_aborted_transactions(read_committed.then(Vec::new))
-                        .with_records(Some(Bytes::new()));
-                    let Some(log) = broker.log.partition(&name, p.partition) else {
-                        any_error = true;
-                        data.error_code = code(ResponseError::UnknownTopicOrPartition);
-                        return data;
-                    };
-                    let remaining = max_bytes.saturating_sub(total);
-                    // KIP-74: the first non-empty partition may exceed the limit by one batch;
-                    // once the limit is reached, later partitions get nothing this time.
-                    let budget = (p.partition_max_bytes.max(0) as usize).min(remaining);
-                    let result = if remaining == 0 && total > 0 {
-                        let offsets = log.offsets();
-                        Ok(crate::log::ReadInfo {
-                            records: Bytes::new(),
-                            offsets,
-                        })
-                    } else {
-                        log.read(p.fetch_offset, budget, isolation)
-                    };
-                    match result {
-                        Ok(read) => {
-                            total += read.records.len();
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for topic in &request.topics {
+        let name = topic.topic.0.to_string();
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for p in &topic.partitions {
+            let mut data = PartitionData::default()
+                .with_partition_index(p.partition)
+                .with_high_watermark(-1)
+                .with_last_stable_offset(-1)
+                .with_log_start_offset(-1)
+                .with_aborted_transactions(read_committed.then(Vec::new))
+                .with_records(Some(Bytes::new()));
+            let Some(log) = broker.log.partition(&name, p.partition) else {
+                any_error = true;
+                data.error_code = code(ResponseError::UnknownTopicOrPartition);
+                partitions.push(data);
+                continue;
+            };
+            let remaining = max_bytes.saturating_sub(total);
+            // KIP-74: the first non-empty partition may exceed the limit by one batch;
+            // once the limit is reached, later partitions get nothing this time.
+            let budget = (p.partition_max_bytes.max(0) as usize).min(remaining);
+            let result = if remaining == 0 && total > 0 {
+                let offsets = log.offsets();
+                Ok(crate::log::ReadInfo {
+                    records: Bytes::new(),
+                    offsets,
+                })
+            } else {
+                log.read(p.fetch_offset, budget, isolation)
+            };
+            let offsets = match &result {
+                Ok(read) => read.offsets,
+                Err(_) => log.offsets(),
+            };
+            data.high_watermark = offsets.high_watermark;
+            data.last_stable_offset = offsets.last_stable_offset;
+            data.log_start_offset =
+                tiered::log_start_offset(broker, &name, p.partition, offsets.log_start_offset);
+            match result {
+                Ok(read) => {
+                    total += read.records.len();
+                    data.error_code = NONE;
+                    data.records = Some(read.records);
+                }
+                // Below the local log start: the tier may still hold it.
+                Err(LogError::OffsetOutOfRange {
+                    offset,
+                    log_start_offset,
+                    ..
+                }) if offset < log_start_offset => {
+                    match tiered::read(broker, &name, p.partition, offset, budget).await {
+                        Ok(records) => {
+                            total += records.len();
                             data.error_code = NONE;
-                            data.high_watermark = read.offsets.high_watermark;
-                            data.last_stable_offset = read.offsets.last_stable_offset;
-                            data.log_start_offset = read.offsets.log_start_offset;
-                            data.records = Some(read.records);
+                            data.records = Some(records);
                         }
-                        Err(e) => {
+                        Err(error_code) => {
                             any_error = true;
-                            let offsets = log.offsets();
-                            data.high_watermark = offsets.high_watermark;
-                            data.last_stable_offset = offsets.last_stable_offset;
-                            data.log_start_offset = offsets.log_start_offset;
-                            data.error_code = match e {
-                                LogError::OffsetOutOfRange { .. } => {
-                                    code(ResponseError::OffsetOutOfRange)
-                                }
-                                other => log_error_code(&other),
-                            };
+                            data.error_code = error_code;
                         }
                     }
-                    data
-                })
-                .collect();
+                }
+                Err(e) => {
+                    any_error = true;
+                    data.error_code = match e {
+                        LogError::OffsetOutOfRange { .. } => code(ResponseError::OffsetOutOfRange),
+                        other => log_error_code(&other),
+                    };
+                }
+            }
+            partitions.push(data);
+        }
+        topics.push(
             FetchableTopicResponse::default()
                 .with_topic(topic.topic.clone())
-                .with_partitions(partitions)
-        })
-        .collect();
+                .with_partitions(partitions),
+        );
+    }
     (topics, total, any_error)
 }

@@ -16,7 +16,7 @@ use crate::log::io::{FileIo, StdIo};
 use crate::log::{LogManager, LogManagerOptions};
 use crate::protocol::versions::{VersionEntry, VersionTable};
 use crate::tier::lease::Lease;
-use crate::tier::upload::Tier;
+use crate::tier::upload::{Tier, TierOptions};
 
 mod api_versions;
 mod configs;
@@ -28,6 +28,7 @@ mod metadata;
 mod produce;
 mod producer_ids;
 mod records;
+mod tiered;
 mod topics;
 
 pub use topics::valid_topic_name;
@@ -127,16 +128,18 @@ impl Broker {
             },
             io,
         )?;
-        let tier = bucket.zip(lease).map(|(bucket, lease)| {
-            let interval = config.remote_upload_interval_ms().max(1) as u64;
-            Tier::start(
-                bucket,
-                lease,
-                log.clone(),
-                data_dir,
-                std::time::Duration::from_millis(interval),
-            )
-        });
+        let tier = match bucket.zip(lease) {
+            Some((bucket, lease)) => {
+                let options = TierOptions {
+                    upload_interval: std::time::Duration::from_millis(
+                        config.remote_upload_interval_ms().max(1) as u64,
+                    ),
+                    cache_bytes: config.remote_cache_bytes().max(0) as u64,
+                };
+                Some(Tier::start(bucket, lease, log.clone(), data_dir, options).await)
+            }
+            None => None,
+        };
         let groups = GroupCoordinator::start(&config, log.clone()).await?;
         Ok(Arc::new(Broker {
             node_id: config.node_id(),
@@ -191,7 +194,7 @@ impl Broker {
             }
             RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(self, version, r).await),
             RequestKind::ListOffsets(r) => {
-                ResponseKind::ListOffsets(list_offsets::handle(self, version, r))
+                ResponseKind::ListOffsets(list_offsets::handle(self, version, r).await)
             }
             RequestKind::OffsetForLeaderEpoch(r) => {
                 ResponseKind::OffsetForLeaderEpoch(list_offsets::offset_for_leader_epoch(self, r))

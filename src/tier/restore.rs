@@ -15,6 +15,7 @@ use futures_util::TryStreamExt;
 use object_store::ObjectStoreExt;
 
 use super::manifest::{self, RemoteObject};
+use super::read;
 use super::{Bucket, TierError};
 use crate::log::checkpoint::{self, OffsetMap, LOG_START_FILE, PARTITION_METADATA_FILE};
 use crate::log::segment::segment_file;
@@ -163,27 +164,21 @@ async fn restore_partition(
     Ok(Some((start, end, m.written_ms)))
 }
 
-/// Reads an object and checks its size and CRC-32C; a mismatch is logged with the key and
-/// yields `None` (the object is never used).
+/// Reads an object checked against its size and CRC-32C ([`read::fetch`] logs a mismatch with
+/// the key); a corrupt object yields `None` and is never restored.
 async fn fetch_checked(
     bucket: &Bucket,
     object: &RemoteObject,
     total: &mut Restored,
 ) -> Result<Option<bytes::Bytes>, TierError> {
-    let bytes = bucket
-        .store
-        .get(&bucket.key(&object.key))
-        .await?
-        .bytes()
-        .await?;
-    let crc = crc32c::crc32c(&bytes);
-    if bytes.len() as u64 != object.size || crc != object.crc32c {
-        tracing::error!(key = %object.key, expected_size = object.size, size = bytes.len(),
-            expected_crc32c = object.crc32c, crc32c = crc, "corrupt object in the tier; not restored");
-        total.corrupt_objects += 1;
-        return Ok(None);
+    match read::fetch(bucket, object).await {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(TierError::Corrupt { .. }) => {
+            total.corrupt_objects += 1;
+            Ok(None)
+        }
+        Err(e) => Err(e),
     }
-    Ok(Some(bytes))
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -20,7 +20,9 @@ use tokio::task::JoinHandle;
 
 use super::lease::Lease;
 use super::manifest::{self, Manifest, RemoteObject, RemoteSegment};
+use super::read::RemoteLog;
 use super::{now_ms, Bucket, TierError};
+use crate::config::LogConfig;
 use crate::log::io::IoFile;
 use crate::log::partition::segment_limits;
 use crate::log::{checkpoint, producer_state, LogManager, Partition, TopicInfo};
@@ -35,40 +37,47 @@ const SEGMENTS_PER_MANIFEST: usize = 16;
 const CHUNK: u64 = 8 << 20;
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// The running tier: lease renewal and the uploader.
+/// The running tier: lease renewal, the uploader, and reads of what only the tier holds.
 pub struct Tier {
     pub bucket: Bucket,
     pub lease: Arc<Lease>,
+    pub remote: Arc<RemoteLog>,
     stop: watch::Sender<bool>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Tier {
-    /// Starts renewing `lease` and copying `log` to `bucket` in the background.
-    pub fn start(
+    /// Reads every tiered partition's manifest (so reads of remote-only offsets work from the
+    /// first request), then starts renewing `lease` and copying `log` to `bucket` in the
+    /// background.
+    pub async fn start(
         bucket: Bucket,
         lease: Lease,
         log: Arc<LogManager>,
         data_dir: PathBuf,
-        upload_interval: Duration,
+        options: TierOptions,
     ) -> Arc<Tier> {
         let lease = Arc::new(lease);
+        let remote = Arc::new(RemoteLog::new(bucket.clone(), options.cache_bytes));
         let (stop, rx) = watch::channel(false);
         let renewer = tokio::spawn(lease.clone().keep_renewed(rx.clone()));
-        let uploader = Uploader {
+        let mut uploader = Uploader {
             bucket: bucket.clone(),
             lease: lease.clone(),
+            remote: remote.clone(),
             log,
             data_dir,
-            upload_interval,
+            upload_interval: options.upload_interval,
             copies: BTreeMap::new(),
             uploaded_meta: BTreeMap::new(),
             emptied: BTreeSet::new(),
         };
+        uploader.load_manifests().await;
         let uploading = tokio::spawn(uploader.run(rx));
         Arc::new(Tier {
             bucket,
             lease,
+            remote,
             stop,
             tasks: std::sync::Mutex::new(vec![renewer, uploading]),
         })
@@ -88,6 +97,15 @@ impl Tier {
     }
 }
 
+/// Settings of the running tier.
+#[derive(Debug, Clone, Copy)]
+pub struct TierOptions {
+    /// `cairn.remote.upload.interval.ms`.
+    pub upload_interval: Duration,
+    /// `cairn.remote.cache.bytes`.
+    pub cache_bytes: u64,
+}
+
 /// What the uploader knows of one partition's copy.
 struct Copy {
     topic_id: uuid::Uuid,
@@ -105,6 +123,7 @@ struct Copy {
 struct Uploader {
     bucket: Bucket,
     lease: Arc<Lease>,
+    remote: Arc<RemoteLog>,
     log: Arc<LogManager>,
     data_dir: PathBuf,
     upload_interval: Duration,
@@ -126,6 +145,8 @@ struct Candidate {
 
 struct Snapshot {
     log_start_offset: i64,
+    /// Bytes of every local segment.
+    local_bytes: u64,
     durable_offset: i64,
     active_size: u64,
     sealed: Vec<Candidate>,
@@ -199,6 +220,9 @@ impl Uploader {
             }
             self.delete_topic_data(id).await?;
             self.uploaded_meta.remove(&id);
+            for ((name, _), _) in self.copies.iter().filter(|(_, c)| c.topic_id == id) {
+                self.remote.forget_topic(name);
+            }
             self.copies.retain(|_, c| c.topic_id != id);
             tracing::info!(topic_id = %id, "topic deleted: removed its tiered data");
         }
@@ -234,7 +258,8 @@ impl Uploader {
         Ok(())
     }
 
-    async fn copy_partitions(&mut self) {
+    /// Every tiered partition with its copy state, taken out of `self.copies`.
+    fn work(&mut self) -> Vec<(String, i32, Arc<Partition>, Copy)> {
         let mut work = Vec::new();
         for info in self.log.topics() {
             if !self.tiered(&info) {
@@ -261,6 +286,50 @@ impl Uploader {
                 work.push((info.name.clone(), p, part, copy));
             }
         }
+        work
+    }
+
+    /// Reads the latest manifest of every tiered partition (at start-up, before serving). A
+    /// partition whose manifest cannot be read now is read again by the next pass.
+    async fn load_manifests(&mut self) {
+        let work = self.work();
+        let this = &*self;
+        let done: Vec<_> = futures_util::stream::iter(work)
+            .map(|(name, p, part, mut copy)| async move {
+                if let Err(e) = this.load_manifest(&part, &mut copy).await {
+                    tracing::warn!(topic = %name, partition = p, error = %e,
+                        "cannot read the partition's manifest from the tier; retrying in the background");
+                }
+                ((name, p), copy)
+            })
+            .buffer_unordered(CONCURRENCY * 4)
+            .collect()
+            .await;
+        self.copies.extend(done);
+    }
+
+    async fn load_manifest(&self, part: &Partition, copy: &mut Copy) -> Result<(), TierError> {
+        if copy.manifest.is_some() {
+            return Ok(());
+        }
+        let (topic, index) = (part.topic().to_string(), part.partition_index());
+        let (latest, top) = manifest::read_latest(&self.bucket, &copy.dir).await?;
+        let m = latest.unwrap_or_else(|| Manifest {
+            topic: topic.clone(),
+            partition: index,
+            ..Manifest::default()
+        });
+        if let Some(end) = m.end_offset() {
+            self.log.set_tiered_end(&topic, index, end);
+        }
+        self.remote.publish(&m);
+        copy.next_version = top + 1;
+        copy.manifest = Some(m);
+        Ok(())
+    }
+
+    async fn copy_partitions(&mut self) {
+        let work = self.work();
         let this = &*self;
         let done: Vec<_> = futures_util::stream::iter(work)
             .map(|(name, p, part, mut copy)| async move {
@@ -314,23 +383,21 @@ impl Uploader {
 
     async fn copy_once(&self, part: &Partition, copy: &mut Copy) -> Result<(), TierError> {
         let (topic, index) = (part.topic().to_string(), part.partition_index());
-        if copy.manifest.is_none() {
-            let (latest, top) = manifest::read_latest(&self.bucket, &copy.dir).await?;
-            let m = latest.unwrap_or_else(|| Manifest {
-                topic: topic.clone(),
-                partition: index,
-                ..Manifest::default()
-            });
-            if let Some(end) = m.end_offset() {
-                self.log.set_tiered_end(&topic, index, end);
-            }
-            copy.next_version = top + 1;
-            copy.manifest = Some(m);
-        }
+        self.load_manifest(part, copy).await?;
         let snap = snapshot(part)?;
         let mut m = copy.manifest.clone().expect("loaded above");
         let now = now_ms();
-        let mut changed = m.trim_below(snap.log_start_offset, now);
+        let cfg = part.config();
+        // A topic with remote storage keeps in the tier what local retention deleted: the
+        // tier's own start follows retention.* over the whole log and DeleteRecords. Any other
+        // copied topic (the internal ones) mirrors its local log.
+        let start = if cfg.remote_storage_enable {
+            let deleted = self.remote.deleted_before(&topic, index);
+            whole_log_start(&m, &cfg, &snap, now, deleted)
+        } else {
+            snap.log_start_offset
+        };
+        let mut changed = m.trim_below(start, now);
         let mut uploaded = 0;
         for c in &snap.sealed {
             if c.end_offset <= snap.log_start_offset || same_in(&m, c) {
@@ -365,6 +432,7 @@ impl Uploader {
             if let Some(end) = m.end_offset() {
                 self.log.set_tiered_end(&topic, index, end);
             }
+            self.remote.publish(&m);
             if uploaded > 0 {
                 tracing::debug!(
                     topic,
@@ -447,6 +515,43 @@ impl Uploader {
     }
 }
 
+/// Where the whole log (tier and local disk) of a topic with remote storage starts: past
+/// DeleteRecords, and past the remote-only segments that `retention.ms` (by their largest
+/// timestamp) or `retention.bytes` (counting remote-only and local bytes) expire.
+fn whole_log_start(
+    m: &Manifest,
+    cfg: &LogConfig,
+    snap: &Snapshot,
+    now: i64,
+    deleted_before: Option<i64>,
+) -> i64 {
+    let mut start = m.log_start_offset.max(deleted_before.unwrap_or(i64::MIN));
+    if !cfg.cleanup_policy.delete {
+        return start;
+    }
+    let remote_only = || {
+        m.segments
+            .iter()
+            .filter(|s| s.end_offset <= snap.log_start_offset)
+    };
+    let mut total = snap.local_bytes as i64 + remote_only().map(|s| s.log.size as i64).sum::<i64>();
+    for s in remote_only() {
+        let largest = if s.max_timestamp >= 0 {
+            s.max_timestamp
+        } else {
+            s.uploaded_ms
+        };
+        let by_time = cfg.retention_ms >= 0 && now - largest > cfg.retention_ms;
+        let by_size = cfg.retention_bytes >= 0 && total - s.log.size as i64 >= cfg.retention_bytes;
+        if !(by_time || by_size) {
+            break;
+        }
+        total -= s.log.size as i64;
+        start = start.max(s.end_offset);
+    }
+    start
+}
+
 /// True when the manifest already holds exactly this segment.
 fn same_in(m: &Manifest, c: &Candidate) -> bool {
     m.segments.iter().any(|s| {
@@ -482,6 +587,7 @@ fn snapshot(part: &Partition) -> Result<Snapshot, TierError> {
     }
     Ok(Snapshot {
         log_start_offset: st.log_start_offset,
+        local_bytes: st.segments.iter().map(|s| s.size).sum(),
         durable_offset: durable,
         active_size: st.segments.last().map_or(0, |s| s.size),
         sealed,

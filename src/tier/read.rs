@@ -1,0 +1,409 @@
+//! Reads from the tier: the offsets a tiered partition holds only in the bucket (below its local
+//! log start, after local retention deleted the local copy) are served from the segment objects.
+//!
+//! Owns the catalog of every tiered partition's latest manifest (published by the uploader each
+//! time it reads or writes one) and a cache of segment objects bounded by
+//! `cairn.remote.cache.bytes`. An object is checked against the size and CRC-32C its manifest
+//! records before any byte of it is used: a corrupt or truncated object is logged with its key
+//! and reported as [`TierError::Corrupt`], never served. No partition lock is held here: the
+//! handlers call this after the local read answered. Knows no Kafka request type.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use object_store::ObjectStoreExt;
+
+use super::manifest::{Manifest, RemoteObject, RemoteSegment};
+use super::{Bucket, TierError};
+use crate::log::batch::{self, HEADER_SIZE, LOG_OVERHEAD};
+
+/// A remote read that takes longer fails (a retriable error for the client), so a consumer
+/// never waits past its request timeout on an unreachable store.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the tier holds of one partition, and the records it serves.
+pub struct RemoteLog {
+    bucket: Bucket,
+    manifests: RwLock<BTreeMap<(String, i32), Arc<Manifest>>>,
+    /// DeleteRecords requests below what the tier has trimmed, by partition.
+    deleted_before: Mutex<BTreeMap<(String, i32), i64>>,
+    cache: Mutex<Cache>,
+}
+
+/// Segment objects by key, oldest first, evicted past `capacity` bytes.
+struct Cache {
+    entries: VecDeque<(String, Bytes)>,
+    bytes: u64,
+    capacity: u64,
+}
+
+impl Cache {
+    fn get(&mut self, key: &str) -> Option<Bytes> {
+        let at = self.entries.iter().position(|(k, _)| k == key)?;
+        let entry = self.entries.remove(at).expect("found above");
+        let bytes = entry.1.clone();
+        self.entries.push_back(entry);
+        Some(bytes)
+    }
+
+    fn put(&mut self, key: &str, bytes: Bytes) {
+        if bytes.len() as u64 > self.capacity || self.entries.iter().any(|(k, _)| k == key) {
+            return;
+        }
+        self.bytes += bytes.len() as u64;
+        self.entries.push_back((key.to_string(), bytes));
+        while self.bytes > self.capacity {
+            let Some((_, old)) = self.entries.pop_front() else {
+                break;
+            };
+            self.bytes -= old.len() as u64;
+        }
+    }
+}
+
+impl RemoteLog {
+    pub fn new(bucket: Bucket, cache_bytes: u64) -> RemoteLog {
+        RemoteLog {
+            bucket,
+            manifests: RwLock::new(BTreeMap::new()),
+            deleted_before: Mutex::new(BTreeMap::new()),
+            cache: Mutex::new(Cache {
+                entries: VecDeque::new(),
+                bytes: 0,
+                capacity: cache_bytes,
+            }),
+        }
+    }
+
+    /// Makes `manifest` the one reads use for its partition.
+    pub(crate) fn publish(&self, manifest: &Manifest) {
+        let key = (manifest.topic.clone(), manifest.partition);
+        let mut map = self.manifests.write().unwrap_or_else(|e| e.into_inner());
+        map.insert(key, Arc::new(manifest.clone()));
+    }
+
+    /// Forgets a deleted topic's partitions.
+    pub(crate) fn forget_topic(&self, topic: &str) {
+        let mut map = self.manifests.write().unwrap_or_else(|e| e.into_inner());
+        map.retain(|(t, _), _| t != topic);
+        let mut del = self
+            .deleted_before
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        del.retain(|(t, _), _| t != topic);
+    }
+
+    fn manifest(&self, topic: &str, partition: i32) -> Option<Arc<Manifest>> {
+        let map = self.manifests.read().unwrap_or_else(|e| e.into_inner());
+        map.get(&(topic.to_string(), partition)).cloned()
+    }
+
+    /// True once the partition's manifest was read (or it was found to have none).
+    pub fn knows(&self, topic: &str, partition: i32) -> bool {
+        self.manifest(topic, partition).is_some()
+    }
+
+    /// The first offset the tier holds of a partition (`None` when it holds nothing).
+    pub fn start_offset(&self, topic: &str, partition: i32) -> Option<i64> {
+        let m = self.manifest(topic, partition)?;
+        let first = m.segments.first()?;
+        let requested = self.deleted_before(topic, partition).unwrap_or(i64::MIN);
+        Some(first.base_offset.max(m.log_start_offset).max(requested))
+    }
+
+    /// The end (exclusive) of what the tier holds of a partition.
+    pub fn end_offset(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.manifest(topic, partition)?.end_offset()
+    }
+
+    /// The log start offset of the whole log (tier and local disk): the tier's start when the
+    /// tier holds offsets below `local_start`, else `local_start`.
+    pub fn log_start_offset(&self, topic: &str, partition: i32, local_start: i64) -> i64 {
+        match (
+            self.start_offset(topic, partition),
+            self.end_offset(topic, partition),
+        ) {
+            (Some(start), Some(end)) if start < local_start && end >= local_start => start,
+            _ => local_start,
+        }
+    }
+
+    /// Records a DeleteRecords below the local log start: reads below `offset` stop at once,
+    /// and the uploader trims the manifest.
+    pub fn delete_records_before(&self, topic: &str, partition: i32, offset: i64) {
+        let mut del = self
+            .deleted_before
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let e = del.entry((topic.to_string(), partition)).or_insert(offset);
+        *e = (*e).max(offset);
+    }
+
+    pub(crate) fn deleted_before(&self, topic: &str, partition: i32) -> Option<i64> {
+        let del = self
+            .deleted_before
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        del.get(&(topic.to_string(), partition)).copied()
+    }
+
+    /// Whole batches from the tier starting with the one holding `offset`, at most `max_bytes`
+    /// unless the first batch alone is larger; `None` when the tier does not hold `offset`.
+    pub async fn read(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<Option<Bytes>, TierError> {
+        let Some(m) = self.manifest(topic, partition) else {
+            return Ok(None);
+        };
+        let start = self.start_offset(topic, partition).unwrap_or(i64::MAX);
+        if offset < start {
+            return Ok(None);
+        }
+        let first = m.segments.partition_point(|s| s.end_offset <= offset);
+        // A compacted segment may end in a gap: the next segment then holds the next batch.
+        for seg in m.segments.iter().skip(first) {
+            let bytes = self.segment(seg).await?;
+            let batches = scan(&bytes, &seg.log.key)?;
+            let from = batches.partition_point(|(_, last)| *last < offset);
+            if from == batches.len() {
+                continue;
+            }
+            let begin = batches[from].0.start;
+            let mut end = batches[from].0.end;
+            for (range, _) in &batches[from + 1..] {
+                if range.end - begin > max_bytes {
+                    break;
+                }
+                end = range.end;
+            }
+            return Ok(Some(bytes.slice(begin..end)));
+        }
+        Ok(None)
+    }
+
+    /// The first offset the tier holds below `below` whose record timestamp is ≥ `timestamp`,
+    /// with that timestamp (`None` when there is none: the answer lies at or above `below`).
+    pub async fn offset_for_timestamp(
+        &self,
+        topic: &str,
+        partition: i32,
+        timestamp: i64,
+        below: i64,
+    ) -> Result<Option<(i64, i64)>, TierError> {
+        let Some(m) = self.manifest(topic, partition) else {
+            return Ok(None);
+        };
+        let start = self.start_offset(topic, partition).unwrap_or(i64::MAX);
+        let wanted = |s: &&RemoteSegment| s.end_offset > start && s.base_offset < below;
+        for seg in m.segments.iter().filter(wanted) {
+            if seg.max_timestamp < timestamp {
+                continue;
+            }
+            let bytes = self.segment(seg).await?;
+            for (range, last) in scan(&bytes, &seg.log.key)? {
+                if last < start {
+                    continue;
+                }
+                let one = &bytes[range];
+                let header = batch::BatchHeader::parse(one).map_err(|e| corrupt(seg, e))?;
+                if header.max_timestamp < timestamp || header.is_control() {
+                    continue;
+                }
+                let records = batch::record_timestamps(one).map_err(|e| corrupt(seg, e))?;
+                let found = records.into_iter().find(|&(o, ts)| {
+                    let ts = if header.is_log_append_time() {
+                        header.max_timestamp
+                    } else {
+                        ts
+                    };
+                    o >= start && o < below && ts >= timestamp
+                });
+                if let Some((o, ts)) = found {
+                    let ts = if header.is_log_append_time() {
+                        header.max_timestamp
+                    } else {
+                        ts
+                    };
+                    return Ok(Some((o, ts)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// A segment's log object, from the cache or the store, checked against its manifest entry.
+    async fn segment(&self, seg: &RemoteSegment) -> Result<Bytes, TierError> {
+        let key = &seg.log.key;
+        if let Some(b) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+        {
+            return Ok(b);
+        }
+        let bytes = tokio::time::timeout(READ_TIMEOUT, fetch(&self.bucket, &seg.log))
+            .await
+            .map_err(|_| {
+                TierError::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("reading {key} from the tier timed out"),
+                ))
+            })??;
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .put(key, bytes.clone());
+        Ok(bytes)
+    }
+}
+
+fn corrupt(seg: &RemoteSegment, e: impl std::fmt::Display) -> TierError {
+    TierError::Corrupt {
+        key: seg.log.key.clone(),
+        reason: e.to_string(),
+    }
+}
+
+/// Reads a whole object and checks its size and CRC-32C; a mismatch is logged with its key.
+pub(crate) async fn fetch(bucket: &Bucket, object: &RemoteObject) -> Result<Bytes, TierError> {
+    let bytes = bucket
+        .store
+        .get(&bucket.key(&object.key))
+        .await?
+        .bytes()
+        .await?;
+    let crc = crc32c::crc32c(&bytes);
+    if bytes.len() as u64 != object.size || crc != object.crc32c {
+        tracing::error!(key = %object.key, expected_size = object.size, size = bytes.len(),
+            expected_crc32c = object.crc32c, crc32c = crc, "corrupt object in the tier; not used");
+        return Err(TierError::Corrupt {
+            key: object.key.clone(),
+            reason: format!(
+                "{} bytes with CRC-32C {crc:#010x}, the manifest says {} bytes with {:#010x}",
+                bytes.len(),
+                object.size,
+                object.crc32c
+            ),
+        });
+    }
+    Ok(bytes)
+}
+
+/// The batches of a segment object: (byte range, last offset), each batch's CRC checked.
+fn scan(bytes: &[u8], key: &str) -> Result<Vec<(std::ops::Range<usize>, i64)>, TierError> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    let bad = |reason: String| TierError::Corrupt {
+        key: key.to_string(),
+        reason,
+    };
+    while pos < bytes.len() {
+        let rest = &bytes[pos..];
+        if rest.len() < HEADER_SIZE {
+            return Err(bad(format!("a truncated batch at position {pos}")));
+        }
+        let length = i32::from_be_bytes(rest[8..12].try_into().expect("4 bytes"));
+        let size = (length.max(0) as usize).saturating_add(LOG_OVERHEAD);
+        if size < HEADER_SIZE || size > rest.len() {
+            return Err(bad(format!(
+                "a bad batch length {length} at position {pos}"
+            )));
+        }
+        let header = batch::check_batch(&rest[..size])
+            .map_err(|e| bad(format!("batch at position {pos}: {e}")))?;
+        out.push((pos..pos + size, header.last_offset()));
+        pos += size;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::batch::tests::batch_with;
+    use crate::tier::manifest::RemoteObject;
+    use object_store::memory::InMemory;
+    use object_store::PutPayload;
+
+    async fn put(b: &Bucket, key: &str, bytes: Vec<u8>) -> RemoteObject {
+        let object = RemoteObject {
+            key: key.to_string(),
+            size: bytes.len() as u64,
+            crc32c: crc32c::crc32c(&bytes),
+        };
+        b.store
+            .put(&b.key(key), PutPayload::from(bytes))
+            .await
+            .unwrap();
+        object
+    }
+
+    #[tokio::test]
+    async fn reads_batches_from_the_offset_and_refuses_a_corrupt_object() {
+        let b = Bucket::new(Arc::new(InMemory::new()), "p", "memory://");
+        let remote = RemoteLog::new(b.clone(), 1 << 20);
+        let mut segments = Vec::new();
+        for (i, base) in [0i64, 3].into_iter().enumerate() {
+            let mut bytes = Vec::new();
+            for o in base..base + 3 {
+                let mut one = batch_with(1, 1000 + o, None, true);
+                batch::set_base_offset(&mut one, o);
+                bytes.extend_from_slice(&one);
+            }
+            let log = put(&b, &format!("s{i}.log"), bytes).await;
+            segments.push(RemoteSegment {
+                base_offset: base,
+                end_offset: base + 3,
+                log,
+                producer_snapshot: None,
+                max_timestamp: 1000 + base + 2,
+                uploaded_ms: 0,
+            });
+        }
+        let m = Manifest {
+            topic: "t".into(),
+            segments,
+            ..Manifest::default()
+        };
+        remote.publish(&m);
+        assert_eq!(remote.start_offset("t", 0), Some(0));
+        assert_eq!(remote.log_start_offset("t", 0, 4), 0);
+        let one = remote.read("t", 0, 4, 1).await.unwrap().unwrap();
+        assert_eq!(batch::peek(&one).map(|p| p.0), Some(4));
+        let rest = remote.read("t", 0, 1, 1 << 20).await.unwrap().unwrap();
+        assert_eq!(scan(&rest, "x").unwrap().len(), 2);
+        assert!(remote.read("t", 0, 6, 100).await.unwrap().is_none());
+        assert_eq!(
+            remote.offset_for_timestamp("t", 0, 1004, 6).await.unwrap(),
+            Some((4, 1004))
+        );
+        assert_eq!(
+            remote.offset_for_timestamp("t", 0, 1004, 4).await.unwrap(),
+            None
+        );
+        remote.delete_records_before("t", 0, 2);
+        assert_eq!(remote.start_offset("t", 0), Some(2));
+        assert!(remote.read("t", 0, 1, 100).await.unwrap().is_none());
+        // A damaged object is refused, never served (emptied cache: the store is read again).
+        {
+            let mut cache = remote.cache.lock().unwrap();
+            cache.entries.clear();
+            cache.bytes = 0;
+        }
+        b.store
+            .put(&b.key("s0.log"), PutPayload::from(vec![0u8; 10]))
+            .await
+            .unwrap();
+        assert!(matches!(
+            remote.read("t", 0, 2, 100).await,
+            Err(TierError::Corrupt { .. })
+        ));
+    }
+}
