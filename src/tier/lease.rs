@@ -177,6 +177,11 @@ impl Lease {
             }
             return Err(TierError::LeaseLost { epoch: self.epoch });
         }
+        if !epochs.contains(&self.epoch) {
+            // The store lost the claim (e.g. an S3 server that restarted empty): claim the
+            // epoch again, create-only, so that no other broker can take it meanwhile.
+            self.reclaim().await?;
+        }
         self.bucket
             .store
             .put(
@@ -186,6 +191,41 @@ impl Lease {
             .await?;
         self.renewed_ms.store(now_ms(), Ordering::SeqCst);
         Ok(())
+    }
+
+    async fn reclaim(&self) -> Result<(), TierError> {
+        let claim = Claim {
+            owner: self.owner.clone(),
+            epoch: self.epoch,
+            host: hostname(),
+            pid: std::process::id(),
+            claimed_ms: now_ms(),
+        };
+        let body = serde_json::to_vec(&claim).expect("a claim serializes");
+        let created = self
+            .bucket
+            .store
+            .put_opts(
+                &self.bucket.key(&claim_key(self.epoch, "claim")),
+                PutPayload::from(body),
+                PutOptions::from(PutMode::Create),
+            )
+            .await;
+        match created {
+            Ok(_) => {
+                tracing::warn!(url = %self.bucket.url, epoch = self.epoch,
+                    "the bucket lost this broker's lease claim; claimed it again");
+                Ok(())
+            }
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                if !self.lost.swap(true, Ordering::SeqCst) {
+                    tracing::error!(url = %self.bucket.url, epoch = self.epoch,
+                        "another broker claimed this bucket prefix; no longer writing to it");
+                }
+                Err(TierError::LeaseLost { epoch: self.epoch })
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Ok while this broker may write: the lease is not lost, and it was renewed within the

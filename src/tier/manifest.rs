@@ -173,6 +173,19 @@ pub async fn read_latest(bucket: &Bucket, dir: &str) -> Result<(Option<Manifest>
     Ok((None, top))
 }
 
+/// True when version `version` of the manifest in `dir` exists.
+pub async fn exists(bucket: &Bucket, dir: &str, version: u64) -> Result<bool, TierError> {
+    match bucket
+        .store
+        .head(&bucket.key(&version_key(dir, version)))
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(object_store::Error::NotFound { .. }) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Writes `manifest` as version `manifest.version` (which the caller set to the previous + 1),
 /// creating it only if absent, then deletes versions older than a few behind.
 pub async fn write(bucket: &Bucket, dir: &str, manifest: &Manifest) -> Result<(), TierError> {

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -36,6 +36,8 @@ const SEGMENTS_PER_MANIFEST: usize = 16;
 /// Objects up to this size go in one PUT; larger ones in multipart chunks of this size.
 const CHUNK: u64 = 8 << 20;
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Every this many passes the uploader checks that the metadata it uploaded is still there.
+const AUDIT_EVERY: u64 = 10;
 
 /// The running tier: lease renewal, the uploader, and reads of what only the tier holds.
 pub struct Tier {
@@ -155,7 +157,9 @@ struct Snapshot {
 impl Uploader {
     async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let mut meta_failing = false;
+        let mut passes = 0u64;
         loop {
+            passes += 1;
             tokio::select! {
                 _ = tokio::time::sleep(PASS_INTERVAL) => {}
                 _ = stop.changed() => return,
@@ -163,7 +167,8 @@ impl Uploader {
             if self.lease.check().is_err() {
                 continue;
             }
-            match self.sync_metadata().await {
+            let audit = passes.is_multiple_of(AUDIT_EVERY);
+            match self.sync_metadata(audit).await {
                 Ok(()) if meta_failing => {
                     meta_failing = false;
                     tracing::info!(url = %self.bucket.url, "topic metadata copied to the tier again");
@@ -179,8 +184,50 @@ impl Uploader {
         }
     }
 
-    /// Uploads changed topic metadata and the producer-id block; removes deleted topics.
-    async fn sync_metadata(&mut self) -> Result<(), TierError> {
+    /// Forgets uploaded metadata the bucket no longer has (a store that lost objects), so it
+    /// is uploaded again.
+    async fn audit_metadata(&mut self) -> Result<(), TierError> {
+        let listed: Vec<_> = self
+            .bucket
+            .store
+            .list(Some(&self.bucket.key("topics")))
+            .try_collect()
+            .await?;
+        let present: BTreeSet<String> = listed
+            .iter()
+            .map(|m| self.bucket.relative(&m.location))
+            .collect();
+        let block = match self
+            .bucket
+            .store
+            .head(&self.bucket.key("producer-id-block"))
+            .await
+        {
+            Ok(_) => true,
+            Err(object_store::Error::NotFound { .. }) => false,
+            Err(e) => return Err(e.into()),
+        };
+        let before = self.uploaded_meta.len();
+        self.uploaded_meta.retain(|id, _| {
+            if id.is_nil() {
+                block
+            } else {
+                present.contains(&format!("topics/{id}.topic"))
+            }
+        });
+        if self.uploaded_meta.len() < before {
+            tracing::error!(url = %self.bucket.url, missing = before - self.uploaded_meta.len(),
+                "metadata objects vanished from the tier; uploading them again");
+        }
+        Ok(())
+    }
+
+    /// Uploads changed topic metadata and the producer-id block; removes deleted topics. With
+    /// `audit`, first checks that what was uploaded is still there.
+    async fn sync_metadata(&mut self, audit: bool) -> Result<(), TierError> {
+        if audit {
+            self.audit_metadata().await?;
+        }
         let topics = self.log.topics();
         let live: BTreeSet<uuid::Uuid> = topics.iter().map(|t| t.topic_id).collect();
         for info in &topics {
@@ -424,6 +471,21 @@ impl Uploader {
         changed |= !expired.is_empty();
         if changed {
             self.lease.check()?;
+            // The version this one follows must still be there: a store that lost it lost the
+            // segments too, and must get the local log again rather than a manifest naming
+            // objects it no longer has.
+            let previous = copy.next_version - 1;
+            if previous > 0 && !manifest::exists(&self.bucket, &copy.dir, previous).await? {
+                tracing::error!(
+                    topic,
+                    partition = index,
+                    version = previous,
+                    "the tier lost this partition's manifest; copying the local log again"
+                );
+                self.log.set_tiered_end(&topic, index, i64::MIN);
+                copy.manifest = None;
+                return Ok(());
+            }
             m.version = copy.next_version;
             m.lease_epoch = self.lease.epoch;
             m.written_ms = now_ms();
