@@ -496,3 +496,45 @@ def test_kill_9_of_the_s3_server_loses_no_acknowledged_record(tmp_path):
         moto.terminate()
         moto.wait(10)
         moto_log.close()
+
+
+def test_a_corrupt_object_read_by_a_consumer_is_refused_and_logged_once(s3, tmp_path):
+    port, client = s3
+    bucket = new_bucket(client)
+    b = tiered_broker(tmp_path / "broker", port, bucket)
+    topic = f"rot-{uuid.uuid4().hex[:6]}"
+    try:
+        create_topic(b.bootstrap, topic, **{"retention.ms": "-1", "local.retention.bytes": "1"})
+        acked = produce(b.bootstrap, topic, 300)
+        wait_until(lambda: tiered_end(client, bucket, topic) >= 300, timeout=60,
+                   what="every record in the tier")
+        wait_until(lambda: local_segments(b, topic) <= 2, timeout=30,
+                   what="local retention deleted the tiered segments")
+        victim = manifests(client, bucket, topic)[0]["segments"][1]
+        key = f"cluster/{victim['log']['key']}"
+        body = bytearray(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+        body[len(body) // 2] ^= 0xFF
+        client.put_object(Bucket=bucket, Key=key, Body=bytes(body))
+        # The records before it are served; none of the corrupt object's ever is, and the
+        # consumer gets a retriable error rather than a skip.
+        c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": f"r-{uuid.uuid4().hex}",
+                      "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        c.assign([TopicPartition(topic, 0, 0)])
+        got = {}
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline:
+            for m in c.consume(num_messages=500, timeout=0.5):
+                if m.error() is None:
+                    got[m.offset()] = m.value().decode()
+        c.close()
+        assert got == {o: acked[o] for o in range(victim["base_offset"])}
+        # The rest of the log is still served, and the broker is alive.
+        after = consume_from(b.bootstrap, topic, victim["end_offset"], 299)
+        assert after == {o: acked[o] for o in range(victim["end_offset"], 300)}
+        assert b.proc.poll() is None
+        log = b.log_path.read_text(errors="replace")
+        assert log.count("corrupt object in the tier") == 1, "logged once, with its key"
+        assert victim["log"]["key"] in log
+        assert "panicked" not in log
+    finally:
+        b.stop()

@@ -38,7 +38,9 @@ pub(super) async fn read(
         }
         Ok(None) => Err(code(ResponseError::KafkaStorageError)),
         Err(e) => {
-            tracing::warn!(topic, partition, offset, error = %e, "cannot read from the tier");
+            // Logged where it is found (a corrupt object once, by its key; a store outage by
+            // the uploader), not per request.
+            tracing::debug!(topic, partition, offset, error = %e, "cannot read from the tier");
             Err(tier_error_code(&e))
         }
     }

@@ -8,7 +8,7 @@
 //! and reported as [`TierError::Corrupt`], never served. No partition lock is held here: the
 //! handlers call this after the local read answered. Knows no Kafka request type.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -30,6 +30,8 @@ pub struct RemoteLog {
     /// DeleteRecords requests below what the tier has trimmed, by partition.
     deleted_before: Mutex<BTreeMap<(String, i32), i64>>,
     cache: Mutex<Cache>,
+    /// Objects found corrupt: refused at once, and logged only the first time.
+    corrupt: Mutex<BTreeSet<String>>,
 }
 
 /// Segment objects by key, oldest first, evicted past `capacity` bytes.
@@ -74,6 +76,7 @@ impl RemoteLog {
                 bytes: 0,
                 capacity: cache_bytes,
             }),
+            corrupt: Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -248,14 +251,29 @@ impl RemoteLog {
         {
             return Ok(b);
         }
-        let bytes = tokio::time::timeout(READ_TIMEOUT, fetch(&self.bucket, &seg.log))
+        let known_corrupt = |insert: bool| {
+            let mut set = self.corrupt.lock().unwrap_or_else(|e| e.into_inner());
+            match insert {
+                true => !set.insert(key.clone()),
+                false => set.contains(key),
+            }
+        };
+        if known_corrupt(false) {
+            return Err(corrupt(seg, "found corrupt before (logged then)"));
+        }
+        let fetched = tokio::time::timeout(READ_TIMEOUT, fetch(&self.bucket, &seg.log))
             .await
             .map_err(|_| {
                 TierError::Io(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     format!("reading {key} from the tier timed out"),
                 ))
-            })??;
+            })?;
+        // `fetch` logged the corruption with the key; later reads are refused without a GET.
+        if let Err(TierError::Corrupt { .. }) = &fetched {
+            known_corrupt(true);
+        }
+        let bytes = fetched?;
         self.cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
