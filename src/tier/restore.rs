@@ -1,10 +1,13 @@
 //! Restore: a broker started with an empty data directory and a tier that holds topics
 //! rebuilds the data directory from the bucket before the log is opened.
 //!
-//! Every topic's metadata and configs come back, and every tiered partition gets its uploaded
-//! segments at their original offsets (each object's size and CRC-32C checked first; a corrupt
-//! one is logged with its key and left out), the producer snapshot of the last one, and an
-//! empty active segment at the tier's end so new records never land in a restored segment.
+//! Every topic's metadata and configs come back. A partition of a topic with
+//! `remote.storage.enable` gets only the producer snapshot at the tier's end and an empty active
+//! segment there: its records are served from the bucket ([`super::read`]). Every other copied
+//! partition (the internal topics, which the broker reads locally) gets its uploaded segments
+//! at their original offsets (each object's size and CRC-32C checked first; a corrupt one is
+//! logged with its key and left out), the producer snapshot of the last one, and an empty active
+//! segment at the tier's end so new records never land in a restored segment.
 //! Topic files are written last: they are the commit point, so a crash during a restore leaves
 //! no topic file and the next start restores again from scratch. Indexes are not in the bucket;
 //! the log's recovery rebuilds them (the restored directory starts as after a crash).
@@ -83,10 +86,10 @@ pub async fn restore_if_empty(
         let mut offsets = (i64::MAX, i64::MIN);
         for p in 0..info.partitions {
             let r = restore_partition(bucket, data_dir, info, p, &mut total).await?;
-            if let Some((start, end, written_ms)) = r {
-                log_starts.insert((info.name.clone(), p), start);
-                newest = newest.max(written_ms);
-                offsets = (offsets.0.min(start), offsets.1.max(end));
+            if let Some(r) = r {
+                log_starts.insert((info.name.clone(), p), r.local_start);
+                newest = newest.max(r.written_ms);
+                offsets = (offsets.0.min(r.first), offsets.1.max(r.end));
             }
         }
         tracing::info!(topic = %info.name, partitions = info.partitions, configs = ?info.overrides,
@@ -112,14 +115,14 @@ pub async fn restore_if_empty(
     Ok(Some(total))
 }
 
-/// Restores one partition; returns (log start, end, manifest time) when the tier held data.
+/// Restores one partition, when the tier held data of it.
 async fn restore_partition(
     bucket: &Bucket,
     data_dir: &Path,
     info: &TopicInfo,
     p: i32,
     total: &mut Restored,
-) -> Result<Option<(i64, i64, i64)>, TierError> {
+) -> Result<Option<PartitionRestore>, TierError> {
     let dir = data_dir.join(format!("{}-{p}", info.name));
     if dir.exists() {
         // Left by an interrupted restore (no topic file was written): start it again.
@@ -136,6 +139,32 @@ async fn restore_partition(
         return Ok(None);
     };
     total.partitions += 1;
+    let first = m
+        .log_start_offset
+        .max(m.segments.first().map_or(0, |s| s.base_offset));
+    if remote_storage(info) {
+        // A topic with remote storage is served from the bucket: only the producer state at
+        // the tier's end comes back to disk, and the local log starts there.
+        let Some(last) = m.segments.last() else {
+            return Ok(None);
+        };
+        if let Some(snap) = &last.producer_snapshot {
+            if let Some(bytes) = fetch_checked(bucket, snap, total).await? {
+                write_file(
+                    &producer_state::snapshot_path(&dir, last.end_offset),
+                    &bytes,
+                )?;
+            }
+        }
+        write_file(&segment_file(&dir, last.end_offset, "log"), &[])?;
+        std::fs::File::open(&dir)?.sync_all()?;
+        return Ok(Some(PartitionRestore {
+            local_start: last.end_offset,
+            first,
+            end: last.end_offset,
+            written_ms: m.written_ms,
+        }));
+    }
     let mut restored_end = None;
     for (i, seg) in m.segments.iter().enumerate() {
         let Some(bytes) = fetch_checked(bucket, &seg.log, total).await? else {
@@ -158,10 +187,30 @@ async fn restore_partition(
     // New records go to a new segment at the tier's end, never into a restored one.
     write_file(&segment_file(&dir, end, "log"), &[])?;
     std::fs::File::open(&dir)?.sync_all()?;
-    let start = m
-        .log_start_offset
-        .max(m.segments.first().map_or(0, |s| s.base_offset));
-    Ok(Some((start, end, m.written_ms)))
+    Ok(Some(PartitionRestore {
+        local_start: first,
+        first,
+        end,
+        written_ms: m.written_ms,
+    }))
+}
+
+/// What the restore of one partition brought back.
+struct PartitionRestore {
+    /// Where the restored local log starts.
+    local_start: i64,
+    /// Where the whole log (tier and disk) starts.
+    first: i64,
+    /// The end of the restored log.
+    end: i64,
+    /// When the manifest was written.
+    written_ms: i64,
+}
+
+fn remote_storage(info: &TopicInfo) -> bool {
+    info.overrides
+        .get("remote.storage.enable")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
 }
 
 /// Reads an object checked against its size and CRC-32C ([`read::fetch`] logs a mismatch with
