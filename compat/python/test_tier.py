@@ -368,16 +368,23 @@ def test_corrupt_object_is_detected_and_never_served(s3, tmp_path):
     shutil.rmtree(b.data_dir)
     b.start()
     try:
-        # The restored topic is served from the bucket: the records before the corrupt object
-        # and after it are; none of its own ever is (the consumer is told to retry instead).
+        # The restored topic is served from the bucket: the records before the damaged batch
+        # and after the object are; the damaged batch never is (the consumer is told to retry).
         got = consume_for(b.bootstrap, topic, 0, seconds=5)
-        assert got == {o: acked[o] for o in range(victim["base_offset"])}
+        assert_served_up_to_the_damage(got, acked, victim)
         after = consume_from(b.bootstrap, topic, victim["end_offset"], 199)
         assert after == {o: acked[o] for o in range(victim["end_offset"], 200)}
         log = b.log_path.read_text(errors="replace")
         assert "corrupt object in the tier" in log and victim["log"]["key"] in log
     finally:
         b.stop()
+
+
+def assert_served_up_to_the_damage(got, acked, victim):
+    """A reader from 0 got every record up to the damaged batch (inside the victim object),
+    exactly as produced, and nothing from the damaged batch on."""
+    assert got == {o: acked[o] for o in range(len(got))}
+    assert victim["base_offset"] <= len(got) < victim["end_offset"]
 
 
 def consume_for(bootstrap, topic, offset, seconds):
@@ -534,10 +541,10 @@ def test_a_corrupt_object_read_by_a_consumer_is_refused_and_logged_once(s3, tmp_
         body = bytearray(client.get_object(Bucket=bucket, Key=key)["Body"].read())
         body[len(body) // 2] ^= 0xFF
         client.put_object(Bucket=bucket, Key=key, Body=bytes(body))
-        # The records before it are served; none of the corrupt object's ever is, and the
+        # The records before the damaged batch are served, the damaged batch never is, and the
         # consumer gets a retriable error rather than a skip.
         got = consume_for(b.bootstrap, topic, 0, seconds=5)
-        assert got == {o: acked[o] for o in range(victim["base_offset"])}
+        assert_served_up_to_the_damage(got, acked, victim)
         # The rest of the log is still served, and the broker is alive.
         after = consume_from(b.bootstrap, topic, victim["end_offset"], 299)
         assert after == {o: acked[o] for o in range(victim["end_offset"], 300)}

@@ -2,17 +2,19 @@
 //! log start, after local retention deleted the local copy) are served from the segment objects.
 //!
 //! Owns the catalog of every tiered partition's latest manifest (published by the uploader each
-//! time it reads or writes one) and a cache of segment objects bounded by
-//! `cairn.remote.cache.bytes`. An object is checked against the size and CRC-32C its manifest
-//! records before any byte of it is used: a corrupt or truncated object is logged with its key
-//! and reported as [`TierError::Corrupt`], never served. No partition lock is held here: the
-//! handlers call this after the local read answered. Knows no Kafka request type.
+//! time it reads or writes one), a cache of 1 MiB chunks of segment objects (ranged GETs) bounded
+//! by `cairn.remote.cache.bytes`, and, per object, the batch positions already found, so a
+//! sequential reader's next fetch goes straight to its batch. A batch is found by walking batch
+//! headers; every batch served has its CRC-32C checked first, and a damaged or truncated one is
+//! logged with the object's key (once) and reported as an error, never served. No partition lock
+//! is held here: the handlers call this after the local read answered. Knows no Kafka request
+//! type.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use object_store::ObjectStoreExt;
 
 use super::manifest::{Manifest, RemoteObject, RemoteSegment};
@@ -30,19 +32,32 @@ pub struct RemoteLog {
     /// DeleteRecords requests below what the tier has trimmed, by partition.
     deleted_before: Mutex<BTreeMap<(String, i32), i64>>,
     cache: Mutex<Cache>,
-    /// Objects found corrupt: refused at once, and logged only the first time.
+    /// Per object, offsets known to lie at or after a batch start: offset → position. A
+    /// sequential reader's next offset is found without walking the segment again.
+    positions: Mutex<BTreeMap<String, BTreeMap<i64, u64>>>,
+    /// Objects found corrupt, so each is logged once.
     corrupt: Mutex<BTreeSet<String>>,
+    /// The size of a ranged GET ([`CHUNK`]; tests use tiny ones to cross chunk boundaries).
+    chunk_size: u64,
 }
 
-/// Segment objects by key, oldest first, evicted past `capacity` bytes.
+type ChunkKey = (String, u64);
+
+/// Objects are read in aligned chunks of this size (ranged GETs), each cached on its own.
+const CHUNK: u64 = 1 << 20;
+/// Remembered batch positions, over all objects (the map is emptied past it).
+const MAX_POSITIONS: usize = 100_000;
+
+/// Chunks of segment objects by (key, chunk index), least recently used first, evicted past
+/// `capacity` bytes.
 struct Cache {
-    entries: VecDeque<(String, Bytes)>,
+    entries: VecDeque<(ChunkKey, Bytes)>,
     bytes: u64,
     capacity: u64,
 }
 
 impl Cache {
-    fn get(&mut self, key: &str) -> Option<Bytes> {
+    fn get(&mut self, key: &ChunkKey) -> Option<Bytes> {
         let at = self.entries.iter().position(|(k, _)| k == key)?;
         let entry = self.entries.remove(at).expect("found above");
         let bytes = entry.1.clone();
@@ -50,12 +65,12 @@ impl Cache {
         Some(bytes)
     }
 
-    fn put(&mut self, key: &str, bytes: Bytes) {
-        if bytes.len() as u64 > self.capacity || self.entries.iter().any(|(k, _)| k == key) {
+    fn put(&mut self, key: ChunkKey, bytes: Bytes) {
+        if bytes.len() as u64 > self.capacity || self.entries.iter().any(|(k, _)| *k == key) {
             return;
         }
         self.bytes += bytes.len() as u64;
-        self.entries.push_back((key.to_string(), bytes));
+        self.entries.push_back((key, bytes));
         while self.bytes > self.capacity {
             let Some((_, old)) = self.entries.pop_front() else {
                 break;
@@ -76,7 +91,9 @@ impl RemoteLog {
                 bytes: 0,
                 capacity: cache_bytes,
             }),
+            positions: Mutex::new(BTreeMap::new()),
             corrupt: Mutex::new(BTreeSet::new()),
+            chunk_size: CHUNK,
         }
     }
 
@@ -171,27 +188,32 @@ impl RemoteLog {
         let first = m.segments.partition_point(|s| s.end_offset <= offset);
         // A compacted segment may end in a gap: the next segment then holds the next batch.
         for seg in m.segments.iter().skip(first) {
-            let bytes = self.segment(seg).await?;
-            let batches = scan(&bytes, &seg.log.key)?;
-            let from = batches.partition_point(|(_, last)| *last < offset);
-            if from == batches.len() {
+            let Some(pos) = self.locate(seg, offset).await? else {
                 continue;
-            }
-            let begin = batches[from].0.start;
-            let mut end = batches[from].0.end;
-            for (range, _) in &batches[from + 1..] {
-                if range.end - begin > max_bytes {
+            };
+            let mut end = pos;
+            let mut last_offset = offset;
+            while end < seg.log.size {
+                let (size, header) = self.header_at(seg, end).await?;
+                if end > pos && (end + size - pos) as usize > max_bytes {
                     break;
                 }
-                end = range.end;
+                end += size;
+                last_offset = header.last_offset();
             }
-            return Ok(Some(bytes.slice(begin..end)));
+            let bytes = self.bytes_at(seg, pos, end).await?;
+            if let Err(e) = scan(&bytes, &seg.log.key) {
+                return Err(self.found_corrupt(seg, e));
+            }
+            self.remember(&seg.log.key, last_offset + 1, end);
+            return Ok(Some(bytes));
         }
         Ok(None)
     }
 
     /// The first offset the tier holds below `below` whose record timestamp is ≥ `timestamp`,
     /// with that timestamp (`None` when there is none: the answer lies at or above `below`).
+    /// Walks batch headers; only batches that may hold the answer are decoded.
     pub async fn offset_for_timestamp(
         &self,
         topic: &str,
@@ -208,77 +230,168 @@ impl RemoteLog {
             if seg.max_timestamp < timestamp {
                 continue;
             }
-            let bytes = self.segment(seg).await?;
-            for (range, last) in scan(&bytes, &seg.log.key)? {
-                if last < start {
-                    continue;
-                }
-                let one = &bytes[range];
-                let header = batch::BatchHeader::parse(one).map_err(|e| corrupt(seg, e))?;
+            let Some(mut pos) = self.locate(seg, start).await? else {
+                continue;
+            };
+            while pos < seg.log.size {
+                let (size, header) = self.header_at(seg, pos).await?;
+                let here = pos;
+                pos += size;
                 if header.max_timestamp < timestamp || header.is_control() {
                     continue;
                 }
-                let records = batch::record_timestamps(one).map_err(|e| corrupt(seg, e))?;
-                let found = records.into_iter().find(|&(o, ts)| {
-                    let ts = if header.is_log_append_time() {
-                        header.max_timestamp
-                    } else {
-                        ts
-                    };
-                    o >= start && o < below && ts >= timestamp
-                });
-                if let Some((o, ts)) = found {
-                    let ts = if header.is_log_append_time() {
-                        header.max_timestamp
-                    } else {
-                        ts
-                    };
-                    return Ok(Some((o, ts)));
+                let one = self.bytes_at(seg, here, here + size).await?;
+                batch::check_batch(&one).map_err(|e| self.found_corrupt(seg, e))?;
+                let records =
+                    batch::record_timestamps(&one).map_err(|e| self.found_corrupt(seg, e))?;
+                let record_ts = |ts: i64| match header.is_log_append_time() {
+                    true => header.max_timestamp,
+                    false => ts,
+                };
+                let found = records
+                    .into_iter()
+                    .map(|(o, ts)| (o, record_ts(ts)))
+                    .find(|&(o, ts)| o >= start && o < below && ts >= timestamp);
+                if found.is_some() {
+                    return Ok(found);
                 }
             }
         }
         Ok(None)
     }
 
-    /// A segment's log object, from the cache or the store, checked against its manifest entry.
-    async fn segment(&self, seg: &RemoteSegment) -> Result<Bytes, TierError> {
-        let key = &seg.log.key;
+    /// The position of the batch holding `offset` (or of the first batch after it, in a
+    /// compacted segment), walking batch headers from the nearest position known to start at or
+    /// before it; `None` past the segment's last batch.
+    async fn locate(&self, seg: &RemoteSegment, offset: i64) -> Result<Option<u64>, TierError> {
+        let mut pos = {
+            let known = self.positions.lock().unwrap_or_else(|e| e.into_inner());
+            known
+                .get(&seg.log.key)
+                .and_then(|m| m.range(..=offset).next_back().map(|(_, &p)| p))
+                .unwrap_or(0)
+        };
+        while pos < seg.log.size {
+            let (size, header) = self.header_at(seg, pos).await?;
+            if header.last_offset() >= offset {
+                self.remember(&seg.log.key, header.base_offset.min(offset), pos);
+                return Ok(Some(pos));
+            }
+            pos += size;
+        }
+        Ok(None)
+    }
+
+    /// Notes that every offset from `offset` on lies at or after `position` of object `key`.
+    fn remember(&self, key: &str, offset: i64, position: u64) {
+        let mut known = self.positions.lock().unwrap_or_else(|e| e.into_inner());
+        if known.values().map(BTreeMap::len).sum::<usize>() >= MAX_POSITIONS {
+            known.clear();
+        }
+        known
+            .entry(key.to_string())
+            .or_default()
+            .insert(offset, position);
+    }
+
+    /// The header of the batch at `pos` and the batch's total size, checked to fit the object.
+    async fn header_at(
+        &self,
+        seg: &RemoteSegment,
+        pos: u64,
+    ) -> Result<(u64, batch::BatchHeader), TierError> {
+        let head = self.bytes_at(seg, pos, pos + HEADER_SIZE as u64).await?;
+        if head.len() < HEADER_SIZE {
+            return Err(self.found_corrupt(seg, format!("a truncated batch at position {pos}")));
+        }
+        let header = batch::BatchHeader::parse(&head).map_err(|e| self.found_corrupt(seg, e))?;
+        let size = header.size() as u64;
+        if size < HEADER_SIZE as u64 || pos + size > seg.log.size {
+            return Err(self.found_corrupt(
+                seg,
+                format!("a batch of {size} bytes at position {pos} does not fit the object"),
+            ));
+        }
+        Ok((size, header))
+    }
+
+    /// Bytes [start, end) of a segment's log object, from cached chunks or ranged GETs.
+    async fn bytes_at(
+        &self,
+        seg: &RemoteSegment,
+        start: u64,
+        end: u64,
+    ) -> Result<Bytes, TierError> {
+        let end = end.min(seg.log.size);
+        if start >= end {
+            return Ok(Bytes::new());
+        }
+        let (first, last) = (start / self.chunk_size, (end - 1) / self.chunk_size);
+        if first == last {
+            let chunk = self.chunk(seg, first).await?;
+            let lo = (start - first * self.chunk_size) as usize;
+            return Ok(chunk.slice(lo..lo + (end - start) as usize));
+        }
+        let mut out = BytesMut::with_capacity((end - start) as usize);
+        for i in first..=last {
+            let chunk = self.chunk(seg, i).await?;
+            let lo = start.max(i * self.chunk_size) - i * self.chunk_size;
+            let hi = end.min((i + 1) * self.chunk_size) - i * self.chunk_size;
+            out.extend_from_slice(&chunk[lo as usize..hi as usize]);
+        }
+        Ok(out.freeze())
+    }
+
+    /// Chunk `index` of a segment's log object (one ranged GET, then cached).
+    async fn chunk(&self, seg: &RemoteSegment, index: u64) -> Result<Bytes, TierError> {
+        let cache_key = (seg.log.key.clone(), index);
         if let Some(b) = self
             .cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(key)
+            .get(&cache_key)
         {
             return Ok(b);
         }
-        let known_corrupt = |insert: bool| {
-            let mut set = self.corrupt.lock().unwrap_or_else(|e| e.into_inner());
-            match insert {
-                true => !set.insert(key.clone()),
-                false => set.contains(key),
-            }
-        };
-        if known_corrupt(false) {
-            return Err(corrupt(seg, "found corrupt before (logged then)"));
-        }
-        let fetched = tokio::time::timeout(READ_TIMEOUT, fetch(&self.bucket, &seg.log))
+        let (lo, hi) = (
+            index * self.chunk_size,
+            ((index + 1) * self.chunk_size).min(seg.log.size),
+        );
+        let path = self.bucket.key(&seg.log.key);
+        let got = tokio::time::timeout(READ_TIMEOUT, self.bucket.store.get_range(&path, lo..hi))
             .await
             .map_err(|_| {
                 TierError::Io(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
-                    format!("reading {key} from the tier timed out"),
+                    format!("reading {} from the tier timed out", seg.log.key),
                 ))
-            })?;
-        // `fetch` logged the corruption with the key; later reads are refused without a GET.
-        if let Err(TierError::Corrupt { .. }) = &fetched {
-            known_corrupt(true);
+            })??;
+        if got.len() as u64 != hi - lo {
+            return Err(self.found_corrupt(
+                seg,
+                format!(
+                    "short read: {} bytes at {lo}, expected {}",
+                    got.len(),
+                    hi - lo
+                ),
+            ));
         }
-        let bytes = fetched?;
         self.cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .put(key, bytes.clone());
-        Ok(bytes)
+            .put(cache_key, got.clone());
+        Ok(got)
+    }
+
+    /// A corruption of `seg`'s object, logged with its key the first time.
+    fn found_corrupt(&self, seg: &RemoteSegment, reason: impl std::fmt::Display) -> TierError {
+        let e = corrupt(seg, reason);
+        let mut known = self.corrupt.lock().unwrap_or_else(|e| e.into_inner());
+        if known.insert(seg.log.key.clone()) {
+            tracing::error!(key = %seg.log.key, error = %e,
+                "corrupt object in the tier; its damaged batches are not served");
+        }
+        e
     }
 }
 
@@ -366,7 +479,9 @@ mod tests {
     #[tokio::test]
     async fn reads_batches_from_the_offset_and_refuses_a_corrupt_object() {
         let b = Bucket::new(Arc::new(InMemory::new()), "p", "memory://");
-        let remote = RemoteLog::new(b.clone(), 1 << 20);
+        let mut remote = RemoteLog::new(b.clone(), 1 << 20);
+        // Tiny ranged GETs: batches and headers cross chunk boundaries.
+        remote.chunk_size = 7;
         let mut segments = Vec::new();
         for (i, base) in [0i64, 3].into_iter().enumerate() {
             let mut bytes = Vec::new();
@@ -415,13 +530,25 @@ mod tests {
             cache.entries.clear();
             cache.bytes = 0;
         }
+        let stored = b.store.get(&b.key("s0.log")).await.unwrap();
+        let mut damaged = stored.bytes().await.unwrap().to_vec();
+        let at = damaged.len() - 5;
+        damaged[at] ^= 0xff;
         b.store
-            .put(&b.key("s0.log"), PutPayload::from(vec![0u8; 10]))
+            .put(&b.key("s0.log"), PutPayload::from(damaged.clone()))
             .await
             .unwrap();
         assert!(matches!(
             remote.read("t", 0, 2, 100).await,
             Err(TierError::Corrupt { .. })
         ));
+        // A truncated object is an error too, never a short answer.
+        remote.cache.lock().unwrap().entries.clear();
+        damaged.truncate(at);
+        b.store
+            .put(&b.key("s0.log"), PutPayload::from(damaged))
+            .await
+            .unwrap();
+        assert!(remote.read("t", 0, 2, 100).await.is_err());
     }
 }
