@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, OffsetSpec
 
 from cairn_compat import REPO, TARGET, Broker, free_port, wait_until
 
@@ -437,7 +437,10 @@ def test_records_only_in_the_tier_are_served_after_local_retention(s3, tmp_path)
         # Keep everything (retention.ms=-1) but almost nothing locally: every sealed segment
         # goes once the tier holds it.
         create_topic(b.bootstrap, topic, **{"retention.ms": "-1", "local.retention.bytes": "1"})
-        acked = produce(b.bootstrap, topic, 1000)
+        acked = produce(b.bootstrap, topic, 500)
+        # Offset 500 carries the largest timestamp, and will be only in the tier.
+        acked.update(produce(b.bootstrap, topic, 1, start=500, ts0=1_700_000_000_000 + 10**9))
+        acked.update(produce(b.bootstrap, topic, 499, start=501))
         wait_until(lambda: tiered_end(client, bucket, topic) >= 1000, timeout=60,
                    what="every record in the tier")
         wait_until(lambda: local_segments(b, topic) <= 2, timeout=30,
@@ -464,6 +467,11 @@ def test_records_only_in_the_tier_are_served_after_local_retention(s3, tmp_path)
                                     timeout=30)
         c.close()
         assert found[0].offset == 124
+        # ListOffsets' max timestamp covers the tier too.
+        admin = AdminClient({"bootstrap.servers": b.bootstrap})
+        tp = TopicPartition(topic, 0)
+        latest = admin.list_offsets({tp: OffsetSpec.max_timestamp()})[tp].result(30)
+        assert latest.offset == 500
     finally:
         b.stop()
     # After a restart the tier's records are served from the first request on.

@@ -114,7 +114,15 @@ impl Query<'_> {
                 tiered::tiered_end(self.broker, self.topic, index).map_or(-1, |end| end - 1),
                 -1,
             )),
-            MAX_TIMESTAMP if version >= 7 => found(log.max_timestamp()),
+            MAX_TIMESTAMP if version >= 7 => {
+                let remote =
+                    tiered::max_timestamp(self.broker, self.topic, index, local_start).await?;
+                match (remote, found(log.max_timestamp())?) {
+                    // On a tie the earlier record, which is the remote one, wins.
+                    (Some(r), local) if r.1 >= local.1 => Ok(r),
+                    (_, local) => Ok(local),
+                }
+            }
             ts if ts >= 0 => {
                 let remote =
                     tiered::offset_for_timestamp(self.broker, self.topic, index, ts, local_start)

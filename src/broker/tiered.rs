@@ -65,10 +65,30 @@ pub(super) async fn offset_for_timestamp(
     {
         Ok(found) => Ok(found),
         Err(e) => {
-            tracing::warn!(topic, partition, timestamp, error = %e, "cannot search the tier by time");
+            tracing::debug!(topic, partition, timestamp, error = %e, "cannot search the tier by time");
             Err(tier_error_code(&e))
         }
     }
+}
+
+/// The record with the largest timestamp among what only the tier holds (below
+/// `local_start`), as (offset, timestamp).
+pub(super) async fn max_timestamp(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+    local_start: i64,
+) -> Result<Option<(i64, i64)>, i16> {
+    let Some(tier) = &broker.tier else {
+        return Ok(None);
+    };
+    tier.remote
+        .max_timestamp(topic, partition, local_start)
+        .await
+        .map_err(|e| {
+            tracing::debug!(topic, partition, error = %e, "cannot search the tier by time");
+            tier_error_code(&e)
+        })
 }
 
 /// The end (exclusive) of what the tier holds, for ListOffsets' latest-tiered (-5).

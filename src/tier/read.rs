@@ -5,7 +5,8 @@
 //! time it reads or writes one), a cache of 1 MiB chunks of segment objects (ranged GETs) bounded
 //! by `cairn.remote.cache.bytes`, and, per object, the batch positions already found, so a
 //! sequential reader's next fetch goes straight to its batch. A batch is found by walking batch
-//! headers; every batch served has its CRC-32C checked first, and a damaged or truncated one is
+//! headers; the chunk a sequential reader needs next is fetched in the background while it
+//! handles the current one. Every batch served has its CRC-32C checked first, and a damaged or truncated one is
 //! logged with the object's key (once) and reported as an error, never served. No partition lock
 //! is held here: the handlers call this after the local read answered. Knows no Kafka request
 //! type.
@@ -172,7 +173,7 @@ impl RemoteLog {
     /// Whole batches from the tier starting with the one holding `offset`, at most `max_bytes`
     /// unless the first batch alone is larger; `None` when the tier does not hold `offset`.
     pub async fn read(
-        &self,
+        self: &Arc<Self>,
         topic: &str,
         partition: i32,
         offset: i64,
@@ -206,9 +207,37 @@ impl RemoteLog {
                 return Err(self.found_corrupt(seg, e));
             }
             self.remember(&seg.log.key, last_offset + 1, end);
+            self.prefetch(&m, seg, end);
             return Ok(Some(bytes));
         }
         Ok(None)
+    }
+
+    /// Starts fetching, in the background, the chunk a sequential reader needs next: the one
+    /// holding `end` of `seg`, or the first of the next segment.
+    fn prefetch(self: &Arc<Self>, m: &Manifest, seg: &RemoteSegment, end: u64) {
+        let (next, at) = if end < seg.log.size {
+            (seg.clone(), end)
+        } else {
+            match m.segments.iter().find(|s| s.base_offset >= seg.end_offset) {
+                Some(s) => (s.clone(), 0),
+                None => return,
+            }
+        };
+        let index = at / self.chunk_size;
+        let cached = {
+            let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            let key = (next.log.key.clone(), index);
+            cache.entries.iter().any(|(k, _)| *k == key)
+        };
+        if cached {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            // A failure here is met again, and reported, by the read that needs the chunk.
+            let _ = this.chunk(&next, index).await;
+        });
     }
 
     /// The first offset the tier holds below `below` whose record timestamp is ≥ `timestamp`,
@@ -258,6 +287,34 @@ impl RemoteLog {
             }
         }
         Ok(None)
+    }
+
+    /// The record with the largest timestamp the tier holds below `below` (the first such),
+    /// as (offset, timestamp).
+    pub async fn max_timestamp(
+        &self,
+        topic: &str,
+        partition: i32,
+        below: i64,
+    ) -> Result<Option<(i64, i64)>, TierError> {
+        let Some(m) = self.manifest(topic, partition) else {
+            return Ok(None);
+        };
+        let start = self.start_offset(topic, partition).unwrap_or(i64::MAX);
+        let best = m
+            .segments
+            .iter()
+            .filter(|s| s.end_offset > start && s.base_offset < below && s.max_timestamp >= 0)
+            .fold(None::<&RemoteSegment>, |best, s| match best {
+                Some(b) if b.max_timestamp >= s.max_timestamp => Some(b),
+                _ => Some(s),
+            });
+        let Some(seg) = best else {
+            return Ok(None);
+        };
+        self.offset_for_timestamp(topic, partition, seg.max_timestamp, below)
+            .await
+            .map(|found| found.filter(|&(_, ts)| ts == seg.max_timestamp))
     }
 
     /// The position of the batch holding `offset` (or of the first batch after it, in a
@@ -482,6 +539,7 @@ mod tests {
         let mut remote = RemoteLog::new(b.clone(), 1 << 20);
         // Tiny ranged GETs: batches and headers cross chunk boundaries.
         remote.chunk_size = 7;
+        let remote = Arc::new(remote);
         let mut segments = Vec::new();
         for (i, base) in [0i64, 3].into_iter().enumerate() {
             let mut bytes = Vec::new();
@@ -520,6 +578,10 @@ mod tests {
         assert_eq!(
             remote.offset_for_timestamp("t", 0, 1004, 4).await.unwrap(),
             None
+        );
+        assert_eq!(
+            remote.max_timestamp("t", 0, 6).await.unwrap(),
+            Some((5, 1005))
         );
         remote.delete_records_before("t", 0, 2);
         assert_eq!(remote.start_offset("t", 0), Some(2));
