@@ -420,6 +420,22 @@ def test_kill_9_during_uploads_blocks_nothing_and_loses_nothing(s3, tmp_path):
                    what="every record in the tier after the restarts")
         got = consume_from(b.bootstrap, topic, 0, 449)
         assert got == acked
+        check_consistent(client, bucket, topic)
+        # An object no manifest names (an upload a crash cut off) is collected on the next start.
+        seg_key = manifests(client, bucket, topic)[0]["segments"][0]["log"]["key"]
+        orphan = f"cluster/{seg_key.rsplit('/', 1)[0]}/00000000000000000000-0rphan.log"
+        client.put_object(Bucket=bucket, Key=orphan, Body=b"left by a crash")
+        b.proc.kill()
+        b.proc.wait(10)
+        b.proc = None
+        b.start()
+
+        def collected():
+            return "Contents" not in client.list_objects_v2(Bucket=bucket, Prefix=orphan)
+
+        wait_until(collected, timeout=30, what="the orphan object collected")
+        check_consistent(client, bucket, topic)
+        assert consume_from(b.bootstrap, topic, 0, 449) == acked
     finally:
         b.stop()
 

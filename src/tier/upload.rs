@@ -120,6 +120,8 @@ struct Copy {
     failing: bool,
     backoff: Duration,
     retry_at: Option<Instant>,
+    /// Objects no manifest names (left by an interrupted upload) were collected in this run.
+    collected: bool,
 }
 
 struct Uploader {
@@ -329,6 +331,7 @@ impl Uploader {
                         failing: false,
                         backoff: Duration::from_secs(1),
                         retry_at: None,
+                        collected: false,
                     });
                 work.push((info.name.clone(), p, part, copy));
             }
@@ -368,6 +371,11 @@ impl Uploader {
         });
         if let Some(end) = m.end_offset() {
             self.log.set_tiered_end(&topic, index, end);
+        }
+        // A newer version that does not parse may name objects the one read does not: nothing
+        // is collected as an orphan then.
+        if m.version < top {
+            copy.collected = true;
         }
         self.remote.publish(&m);
         copy.next_version = top + 1;
@@ -431,6 +439,11 @@ impl Uploader {
     async fn copy_once(&self, part: &Partition, copy: &mut Copy) -> Result<(), TierError> {
         let (topic, index) = (part.topic().to_string(), part.partition_index());
         self.load_manifest(part, copy).await?;
+        if !copy.collected {
+            let m = copy.manifest.as_ref().expect("loaded above");
+            self.collect_orphans(&copy.dir, m).await?;
+            copy.collected = true;
+        }
         let snap = snapshot(part)?;
         let mut m = copy.manifest.clone().expect("loaded above");
         let now = now_ms();
@@ -514,6 +527,45 @@ impl Uploader {
             }
         }
         self.roll_if_lagging(part, copy, &snap, m.end_offset())
+    }
+
+    /// Deletes the partition's segment objects that the manifest neither names nor retired:
+    /// uploads a crash (or a failed manifest write) left behind. Runs once per partition per
+    /// start, between this partition's uploads, so no upload of it is in flight.
+    async fn collect_orphans(&self, dir: &str, m: &Manifest) -> Result<(), TierError> {
+        let named: BTreeSet<&str> = m
+            .segments
+            .iter()
+            .flat_map(|s| std::iter::once(&s.log).chain(&s.producer_snapshot))
+            .map(|o| o.key.as_str())
+            .chain(m.retired.iter().map(|r| r.key.as_str()))
+            .collect();
+        let listed: Vec<_> = self
+            .bucket
+            .store
+            .list(Some(&self.bucket.key(&format!("{dir}/segments"))))
+            .try_collect()
+            .await?;
+        let mut collected = 0;
+        for meta in listed {
+            let rel = self.bucket.relative(&meta.location);
+            if named.contains(rel.as_str()) {
+                continue;
+            }
+            self.lease.check()?;
+            match self.bucket.store.delete(&meta.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => collected += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if collected > 0 {
+            tracing::info!(
+                dir,
+                objects = collected,
+                "collected orphan objects in the tier"
+            );
+        }
+        Ok(())
     }
 
     /// Rolls the active segment when acknowledged data has waited longer than
