@@ -187,6 +187,7 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def("cairn.remote.storage.s3.access.key.id", T::String, None, Any, "Cairn only. S3 access key id (else AWS_ACCESS_KEY_ID)."),
     def("cairn.remote.storage.s3.secret.access.key", T::Password, None, Any, "Cairn only. S3 secret access key (else AWS_SECRET_ACCESS_KEY)."),
     def("cairn.remote.storage.s3.allow.http", T::Boolean, None, Bool, "Cairn only. Allow a plain-http endpoint (else AWS_ALLOW_HTTP)."),
+    def("remote.log.manager.copy.max.bytes.per.second", T::Long, Some("9223372036854775807"), AtLeast(1), "Upper bound on the bandwidth of copies to the object-storage tier."),
     def("cairn.remote.cache.bytes", T::Long, Some("268435456"), AtLeast(0), "Cairn only. Memory for segment objects read from the tier (an LRU cache)."),
     def("cairn.remote.upload.interval.ms", T::Long, Some("600000"), AtLeast(100), "Cairn only. Longest time acknowledged data of a tiered partition stays only on local disk: the active segment is rolled and uploaded at least this often."),
 ];
@@ -753,6 +754,11 @@ impl BrokerConfig {
     /// `remote.log.storage.system.enable`.
     pub fn remote_storage_enabled(&self) -> bool {
         self.boolean("remote.log.storage.system.enable")
+    }
+    /// `remote.log.manager.copy.max.bytes.per.second`; `None` when unlimited (the default).
+    pub fn remote_copy_bytes_per_second(&self) -> Option<u64> {
+        let v = self.long("remote.log.manager.copy.max.bytes.per.second");
+        (v > 0 && v < i64::MAX).then_some(v as u64)
     }
     /// `cairn.remote.cache.bytes`.
     pub fn remote_cache_bytes(&self) -> i64 {

@@ -135,6 +135,7 @@ impl Broker {
                         config.remote_upload_interval_ms().max(1) as u64,
                     ),
                     cache_bytes: config.remote_cache_bytes().max(0) as u64,
+                    copy_bytes_per_second: config.remote_copy_bytes_per_second(),
                 };
                 Some(Tier::start(bucket, lease, log.clone(), data_dir, options).await)
             }

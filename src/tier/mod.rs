@@ -3,7 +3,7 @@
 //!
 //! Owns the bucket: the writer's lease ([`lease`]), the per-partition manifests
 //! ([`manifest`]), the background copy of sealed, durable segments and of topic metadata
-//! ([`upload`]), reads of the offsets only the bucket still holds ([`read`]), and the restore of
+//! ([`upload`], paced by [`pace`]), reads of the offsets only the bucket still holds ([`read`]), and the restore of
 //! an empty data directory from the bucket ([`restore`]).
 //! It reads the log through `log/`'s crate-internal view of a partition (segment handles, durable
 //! offset) and tells the log how far the tier holds each partition, so local retention never
@@ -21,6 +21,7 @@
 
 pub mod lease;
 pub mod manifest;
+pub mod pace;
 pub mod read;
 pub mod restore;
 pub mod upload;

@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 
 use super::lease::Lease;
 use super::manifest::{self, Manifest, RemoteObject, RemoteSegment};
+use super::pace::Pacer;
 use super::read::RemoteLog;
 use super::{now_ms, Bucket, TierError};
 use crate::config::LogConfig;
@@ -65,6 +66,7 @@ impl Tier {
         let renewer = tokio::spawn(lease.clone().keep_renewed(rx.clone()));
         let mut uploader = Uploader {
             bucket: bucket.clone(),
+            pacer: Pacer::new(options.copy_bytes_per_second),
             lease: lease.clone(),
             remote: remote.clone(),
             log,
@@ -106,6 +108,8 @@ pub struct TierOptions {
     pub upload_interval: Duration,
     /// `cairn.remote.cache.bytes`.
     pub cache_bytes: u64,
+    /// `remote.log.manager.copy.max.bytes.per.second` (`None`: unlimited).
+    pub copy_bytes_per_second: Option<u64>,
 }
 
 /// What the uploader knows of one partition's copy.
@@ -126,6 +130,7 @@ struct Copy {
 
 struct Uploader {
     bucket: Bucket,
+    pacer: Pacer,
     lease: Arc<Lease>,
     remote: Arc<RemoteLog>,
     log: Arc<LogManager>,
@@ -600,7 +605,7 @@ impl Uploader {
         self.lease.check()?;
         let uid = &uuid::Uuid::new_v4().simple().to_string()[..12];
         let log_key = format!("{dir}/segments/{:020}-{uid}.log", c.base_offset);
-        let log = upload_file(&self.bucket, &log_key, c.log.clone(), c.size).await?;
+        let log = upload_file(&self.bucket, &self.pacer, &log_key, c.log.clone(), c.size).await?;
         let snapshot_path = producer_state::snapshot_path(part.dir(), c.end_offset);
         let producer_snapshot = match std::fs::read(&snapshot_path) {
             Ok(bytes) => {
@@ -712,6 +717,7 @@ fn snapshot(part: &Partition) -> Result<Snapshot, TierError> {
 /// the object's description with its CRC-32C.
 async fn upload_file(
     bucket: &Bucket,
+    pacer: &Pacer,
     key: &str,
     file: Arc<dyn IoFile>,
     len: u64,
@@ -732,6 +738,7 @@ async fn upload_file(
     if len <= CHUNK {
         let bytes = read(0, len).await?;
         crc = crc32c::crc32c(&bytes);
+        pacer.reserve(len).await;
         bucket.store.put(&path, PutPayload::from(bytes)).await?;
     } else {
         let upload = bucket.store.put_multipart(&path).await?;
@@ -751,6 +758,7 @@ async fn upload_file(
                 let _ = writer.abort().await;
                 return Err(e.into());
             }
+            pacer.reserve(n).await;
             writer.put(bytes::Bytes::from(chunk));
             pos += n;
         }
