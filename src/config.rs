@@ -838,17 +838,47 @@ pub fn validate_topic_overrides(
     for (key, value) in overrides {
         validate_topic_config(key, value)?;
     }
-    match overrides.get("remote.storage.enable") {
-        Some(v) if is_true(v) && !broker.remote_storage_enabled() => {
-            Err(ConfigError::InvalidValue {
-                key: "remote.storage.enable".into(),
-                value: v.clone(),
-                reason: "this broker has no object-storage tier (remote.log.storage.system.enable=false)"
+    let Some(v) = overrides
+        .get("remote.storage.enable")
+        .filter(|v| is_true(v))
+    else {
+        return Ok(());
+    };
+    if !broker.remote_storage_enabled() {
+        return Err(ConfigError::InvalidValue {
+            key: "remote.storage.enable".into(),
+            value: v.clone(),
+            reason:
+                "this broker has no object-storage tier (remote.log.storage.system.enable=false)"
                     .into(),
-            })
-        }
-        _ => Ok(()),
+        });
     }
+    // Local retention keeps a part of what the whole log keeps (-2: the same).
+    let value = |key: &str| -> i64 {
+        overrides
+            .get(key)
+            .cloned()
+            .or_else(|| broker.topic_default(key).map(|d| d.0))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(-2)
+    };
+    for (local_key, whole_key) in [
+        ("local.retention.ms", "retention.ms"),
+        ("local.retention.bytes", "retention.bytes"),
+    ] {
+        let (local, whole) = (value(local_key), value(whole_key));
+        if local == -2 || whole == -1 {
+            continue;
+        }
+        if local == -1 || local > whole {
+            return Err(ConfigError::InvalidValue {
+                key: local_key.into(),
+                value: local.to_string(),
+                reason: format!("must be at most {whole_key} ({whole}) on a tiered topic"),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn is_true(v: &str) -> bool {
@@ -1057,6 +1087,37 @@ impl LogConfig {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tiered_topic_configs_are_checked_against_the_broker_and_each_other() {
+        let ov = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let mut broker = BrokerConfig::default();
+        let tiered = ov(&[("remote.storage.enable", "true")]);
+        let e = validate_topic_overrides(&broker, &tiered).unwrap_err();
+        assert!(e.to_string().contains("remote.storage.enable"), "{e}");
+        broker
+            .set("remote.log.storage.system.enable", "true")
+            .unwrap();
+        validate_topic_overrides(&broker, &tiered).unwrap();
+        let too_long = ov(&[
+            ("remote.storage.enable", "true"),
+            ("retention.ms", "1000"),
+            ("local.retention.ms", "2000"),
+        ]);
+        let e = validate_topic_overrides(&broker, &too_long).unwrap_err();
+        assert!(e.to_string().contains("local.retention.ms"), "{e}");
+        let fine = ov(&[
+            ("remote.storage.enable", "true"),
+            ("retention.ms", "-1"),
+            ("local.retention.bytes", "1"),
+        ]);
+        validate_topic_overrides(&broker, &fine).unwrap();
+    }
+
     use super::*;
 
     #[test]
