@@ -488,12 +488,21 @@ def test_records_only_in_the_tier_are_served_after_local_retention(s3, tmp_path)
         tp = TopicPartition(topic, 0)
         latest = admin.list_offsets({tp: OffsetSpec.max_timestamp()})[tp].result(30)
         assert latest.offset == 500
+        # DeleteRecords below the local log start moves the whole log's start.
+        deleted = admin.delete_records([TopicPartition(topic, 0, 110)])
+        assert deleted[TopicPartition(topic, 0, 110)].result(30).low_watermark == 110
+        assert low_watermark(b.bootstrap, topic) == 110
+        wait_until(lambda: manifests(client, bucket, topic)[0]["log_start_offset"] >= 110,
+                   timeout=30, what="the manifest trimmed by DeleteRecords")
     finally:
         b.stop()
     # After a restart the tier's records are served from the first request on.
     b.start()
     try:
-        assert consume_from(b.bootstrap, topic, 0, 999) == acked
+        # 110 lies inside a segment: the start is kept exactly, not rounded to a segment.
+        assert low_watermark(b.bootstrap, topic) == 110
+        assert consume_from(b.bootstrap, topic, 110, 999) == {
+            o: v for o, v in acked.items() if o >= 110}
     finally:
         b.stop()
 

@@ -91,8 +91,10 @@ impl Manifest {
         true
     }
 
-    /// Drops segments wholly below `log_start_offset` (retention, DeleteRecords).
+    /// Moves the log start offset up to `log_start_offset` (retention, DeleteRecords) and
+    /// drops the segments wholly below it; true when anything changed.
     pub fn trim_below(&mut self, log_start_offset: i64, now_ms: i64) -> bool {
+        let moved = log_start_offset > self.log_start_offset;
         self.log_start_offset = self.log_start_offset.max(log_start_offset);
         let gone = self
             .segments
@@ -102,7 +104,7 @@ impl Manifest {
         for s in self.segments.drain(..gone).collect::<Vec<_>>() {
             self.retire(s, now_ms);
         }
-        gone > 0
+        moved || gone > 0
     }
 
     fn retire(&mut self, s: RemoteSegment, now_ms: i64) {
@@ -260,8 +262,11 @@ mod tests {
         assert_eq!(m.retired.len(), 2);
         assert!(!m.insert(seg(15, 25), 5));
         assert!(m.trim_below(20, 6));
+        // Inside a segment: only the start moves, which is still a change to write.
+        assert!(m.trim_below(21, 6));
+        assert!(!m.trim_below(21, 6));
         assert_eq!(m.segments.len(), 1);
-        assert_eq!(m.log_start_offset, 20);
+        assert_eq!(m.log_start_offset, 21);
         assert_eq!(m.take_expired(7, 2).len(), 2);
         assert_eq!(m.retired.len(), 1);
     }
