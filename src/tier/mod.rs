@@ -3,8 +3,9 @@
 //!
 //! Owns the bucket: the writer's lease ([`lease`]), the per-partition manifests
 //! ([`manifest`]), the background copy of sealed, durable segments and of topic metadata
-//! ([`upload`], paced by [`pace`]), reads of the offsets only the bucket still holds ([`read`]), and the restore of
-//! an empty data directory from the bucket ([`restore`]).
+//! ([`upload`], its local side in `local`, paced by [`pace`]), reads of the offsets only the
+//! bucket still holds ([`read`]), and the restore of an empty data directory from the bucket
+//! ([`restore`]).
 //! It reads the log through `log/`'s crate-internal view of a partition (segment handles, durable
 //! offset) and tells the log how far the tier holds each partition, so local retention never
 //! deletes what the bucket lacks. `log/` does not depend on this module; nothing here sees a
@@ -20,6 +21,7 @@
 //! ```
 
 pub mod lease;
+mod local;
 pub mod manifest;
 pub mod pace;
 pub mod read;

@@ -14,18 +14,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt, TryStreamExt};
-use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{ObjectStoreExt, PutPayload};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::lease::Lease;
+use super::local::{same_in, snapshot, upload_file, whole_log_start, Candidate, Snapshot};
 use super::manifest::{self, Manifest, RemoteObject, RemoteSegment};
 use super::pace::Pacer;
 use super::read::RemoteLog;
 use super::{now_ms, Bucket, TierError};
-use crate::config::LogConfig;
-use crate::log::io::IoFile;
-use crate::log::partition::segment_limits;
 use crate::log::{checkpoint, producer_state, LogManager, Partition, TopicInfo};
 
 /// How often the uploader looks for work.
@@ -34,8 +32,6 @@ pub const PASS_INTERVAL: Duration = Duration::from_millis(500);
 pub const CONCURRENCY: usize = 4;
 /// Segments uploaded per manifest write.
 const SEGMENTS_PER_MANIFEST: usize = 16;
-/// Objects up to this size go in one PUT; larger ones in multipart chunks of this size.
-const CHUNK: u64 = 8 << 20;
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Every this many passes the uploader checks that the metadata it uploaded is still there.
 const AUDIT_EVERY: u64 = 10;
@@ -141,24 +137,6 @@ struct Uploader {
     uploaded_meta: BTreeMap<uuid::Uuid, String>,
     /// Topics whose tiered data was deleted (`remote.log.delete.on.disable`) in this run.
     emptied: BTreeSet<uuid::Uuid>,
-}
-
-/// A sealed, durable segment as copied out under the partition lock.
-struct Candidate {
-    base_offset: i64,
-    end_offset: i64,
-    size: u64,
-    max_timestamp: i64,
-    log: Arc<dyn IoFile>,
-}
-
-struct Snapshot {
-    log_start_offset: i64,
-    /// Bytes of every local segment.
-    local_bytes: u64,
-    durable_offset: i64,
-    active_size: u64,
-    sealed: Vec<Candidate>,
 }
 
 impl Uploader {
@@ -632,141 +610,4 @@ impl Uploader {
             uploaded_ms: now_ms(),
         })
     }
-}
-
-/// Where the whole log (tier and local disk) of a topic with remote storage starts: past
-/// DeleteRecords, and past the remote-only segments that `retention.ms` (by their largest
-/// timestamp) or `retention.bytes` (counting remote-only and local bytes) expire.
-fn whole_log_start(
-    m: &Manifest,
-    cfg: &LogConfig,
-    snap: &Snapshot,
-    now: i64,
-    deleted_before: Option<i64>,
-) -> i64 {
-    let mut start = m.log_start_offset.max(deleted_before.unwrap_or(i64::MIN));
-    if !cfg.cleanup_policy.delete {
-        return start;
-    }
-    let remote_only = || {
-        m.segments
-            .iter()
-            .filter(|s| s.end_offset <= snap.log_start_offset)
-    };
-    let mut total = snap.local_bytes as i64 + remote_only().map(|s| s.log.size as i64).sum::<i64>();
-    for s in remote_only() {
-        let largest = if s.max_timestamp >= 0 {
-            s.max_timestamp
-        } else {
-            s.uploaded_ms
-        };
-        let by_time = cfg.retention_ms >= 0 && now - largest > cfg.retention_ms;
-        let by_size = cfg.retention_bytes >= 0 && total - s.log.size as i64 >= cfg.retention_bytes;
-        if !(by_time || by_size) {
-            break;
-        }
-        total -= s.log.size as i64;
-        start = start.max(s.end_offset);
-    }
-    start
-}
-
-/// True when the manifest already holds exactly this segment.
-fn same_in(m: &Manifest, c: &Candidate) -> bool {
-    m.segments.iter().any(|s| {
-        s.base_offset == c.base_offset && s.end_offset == c.end_offset && s.log.size == c.size
-    })
-}
-
-/// Copies out, under the partition lock, what the uploader needs: the sealed segments whose
-/// every byte is durable, with open handles (a cleaner swap or retention may unlink the files
-/// meanwhile; the handles still read what was sealed).
-fn snapshot(part: &Partition) -> Result<Snapshot, TierError> {
-    let limits = segment_limits(&part.config());
-    let mut st = part.lock();
-    let durable = st.durable_offset;
-    let n = st.segments.len();
-    let mut sealed = Vec::new();
-    for i in 0..n.saturating_sub(1) {
-        let end_offset = st.segments[i + 1].base_offset;
-        if end_offset > durable {
-            break;
-        }
-        let seg = &mut st.segments[i];
-        let max_timestamp = seg
-            .max_timestamp(part.io.as_ref(), &limits)?
-            .map_or(-1, |(ts, _)| ts);
-        sealed.push(Candidate {
-            base_offset: seg.base_offset,
-            end_offset,
-            size: seg.size,
-            max_timestamp,
-            log: seg.log_file().clone(),
-        });
-    }
-    Ok(Snapshot {
-        log_start_offset: st.log_start_offset,
-        local_bytes: st.segments.iter().map(|s| s.size).sum(),
-        durable_offset: durable,
-        active_size: st.segments.last().map_or(0, |s| s.size),
-        sealed,
-    })
-}
-
-/// Uploads the first `len` bytes of `file` as `key`, in one PUT or in multipart chunks; returns
-/// the object's description with its CRC-32C.
-async fn upload_file(
-    bucket: &Bucket,
-    pacer: &Pacer,
-    key: &str,
-    file: Arc<dyn IoFile>,
-    len: u64,
-) -> Result<RemoteObject, TierError> {
-    let read = |pos: u64, n: u64| {
-        let file = file.clone();
-        async move {
-            tokio::task::spawn_blocking(move || {
-                let mut buf = vec![0u8; n as usize];
-                crate::log::io::read_exact_at(file.as_ref(), &mut buf, pos).map(|()| buf)
-            })
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))?
-        }
-    };
-    let path = bucket.key(key);
-    let mut crc = 0u32;
-    if len <= CHUNK {
-        let bytes = read(0, len).await?;
-        crc = crc32c::crc32c(&bytes);
-        pacer.reserve(len).await;
-        bucket.store.put(&path, PutPayload::from(bytes)).await?;
-    } else {
-        let upload = bucket.store.put_multipart(&path).await?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, CHUNK as usize);
-        let mut pos = 0;
-        while pos < len {
-            let n = CHUNK.min(len - pos);
-            let chunk = match read(pos, n).await {
-                Ok(c) => c,
-                Err(e) => {
-                    let _ = writer.abort().await;
-                    return Err(e.into());
-                }
-            };
-            crc = crc32c::crc32c_append(crc, &chunk);
-            if let Err(e) = writer.wait_for_capacity(2).await {
-                let _ = writer.abort().await;
-                return Err(e.into());
-            }
-            pacer.reserve(n).await;
-            writer.put(bytes::Bytes::from(chunk));
-            pos += n;
-        }
-        writer.finish().await?;
-    }
-    Ok(RemoteObject {
-        key: key.to_string(),
-        size: len,
-        crc32c: crc,
-    })
 }
