@@ -91,6 +91,8 @@ enum Check {
     ListOf(&'static [&'static str]),
     /// A comma list of `NAME://host:port` (or one bare `host:port`), names unique.
     Listeners,
+    /// `s3://BUCKET[/PREFIX]` or `file:///ABSOLUTE/DIR`.
+    RemoteUrl,
 }
 
 /// One accepted config key.
@@ -243,6 +245,18 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def("offsets.topic.num.partitions", T::Int, Some("50"), AtLeast(1), "Partitions of __consumer_offsets."),
     def("offsets.topic.segment.bytes", T::Int, Some("104857600"), AtLeast(14), "segment.bytes of __consumer_offsets."),
     def("producer.id.expiration.ms", T::Int, Some("86400000"), AtLeast(1), "Forget an idle producer's idempotence state after this long."),
+    def("log.local.retention.ms", T::Long, Some("-2"), AtLeast(-2), "Default local.retention.ms; -2 means retention.ms."),
+    def("log.local.retention.bytes", T::Long, Some("-2"), AtLeast(-2), "Default local.retention.bytes; -2 means retention.bytes."),
+    def("remote.log.storage.system.enable", T::Boolean, Some("false"), Bool, "Enable the object-storage tier (needs cairn.remote.storage.url)."),
+    def("cairn.remote.storage.url", T::String, None, RemoteUrl, "Cairn only. Where the tier lives: s3://BUCKET/PREFIX or file:///ABSOLUTE/DIR."),
+    def("cairn.remote.storage.s3.endpoint", T::String, None, Any, "Cairn only. S3 endpoint URL (else AWS_ENDPOINT_URL, else AWS's)."),
+    def("cairn.remote.storage.s3.region", T::String, None, Any, "Cairn only. S3 region (else AWS_REGION)."),
+    def("cairn.remote.storage.s3.access.key.id", T::String, None, Any, "Cairn only. S3 access key id (else AWS_ACCESS_KEY_ID)."),
+    def("cairn.remote.storage.s3.secret.access.key", T::Password, None, Any, "Cairn only. S3 secret access key (else AWS_SECRET_ACCESS_KEY)."),
+    def("cairn.remote.storage.s3.allow.http", T::Boolean, None, Bool, "Cairn only. Allow a plain-http endpoint (else AWS_ALLOW_HTTP)."),
+    def("remote.log.manager.copy.max.bytes.per.second", T::Long, Some("9223372036854775807"), AtLeast(1), "Upper bound on the bandwidth of copies to the object-storage tier."),
+    def("cairn.remote.cache.bytes", T::Long, Some("268435456"), AtLeast(0), "Cairn only. Memory for segment objects read from the tier (an LRU cache)."),
+    def("cairn.remote.upload.interval.ms", T::Long, Some("600000"), AtLeast(100), "Cairn only. Longest time acknowledged data of a tiered partition stays only on local disk: the active segment is rolled and uploaded at least this often."),
 ];
 
 /// A topic-level key: its definition and the broker keys it defaults from, most specific first.
@@ -271,7 +285,22 @@ const fn topic(
     }
 }
 
-/// Every topic-level key Cairn accepts. Defaults come from the broker synonyms.
+/// A topic-level boolean with no broker synonym, false by default (Kafka's tiered-storage flags).
+const fn topic_flag(name: &'static str, doc: &'static str) -> TopicConfigDef {
+    TopicConfigDef {
+        def: ConfigDef {
+            name,
+            ty: ConfigType::Boolean,
+            default: Some("false"),
+            check: Bool,
+            doc,
+        },
+        broker_synonyms: &[],
+    }
+}
+
+/// Every topic-level key Cairn accepts. Defaults come from the broker synonyms (or, for a key
+/// without any, from its own default).
 pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
     topic(
         "cleanup.policy",
@@ -410,6 +439,32 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
         &["log.segment.delete.delay.ms"],
         "Delay before deleted segment files are removed.",
     ),
+    topic_flag(
+        "remote.storage.enable",
+        "Copy sealed segments to the object-storage tier (needs remote.log.storage.system.enable).",
+    ),
+    topic(
+        "local.retention.ms",
+        T::Long,
+        AtLeast(-2),
+        &["log.local.retention.ms"],
+        "Local retention of a tiered topic; -2 means retention.ms.",
+    ),
+    topic(
+        "local.retention.bytes",
+        T::Long,
+        AtLeast(-2),
+        &["log.local.retention.bytes"],
+        "Local retention of a tiered topic; -2 means retention.bytes.",
+    ),
+    topic_flag(
+        "remote.log.copy.disable",
+        "Stop copying new segments to the tier (what is there stays).",
+    ),
+    topic_flag(
+        "remote.log.delete.on.disable",
+        "Delete the topic's tiered data when remote.storage.enable is turned off.",
+    ),
     topic(
         "min.insync.replicas",
         T::Int,
@@ -486,6 +541,9 @@ fn check_value(def: &ConfigDef, value: &str) -> Result<(), ConfigError> {
             }
             Listeners => {
                 parse_listeners(v).map_err(|reason| bad(&reason))?;
+            }
+            RemoteUrl => {
+                RemoteUrl::parse(v).map_err(|reason| bad(&reason))?;
             }
             _ => {}
         },
@@ -879,6 +937,23 @@ impl BrokerConfig {
     pub fn producer_id_expiration_ms(&self) -> i64 {
         self.long("producer.id.expiration.ms")
     }
+    /// `remote.log.storage.system.enable`.
+    pub fn remote_storage_enabled(&self) -> bool {
+        self.boolean("remote.log.storage.system.enable")
+    }
+    /// `remote.log.manager.copy.max.bytes.per.second`; `None` when unlimited (the default).
+    pub fn remote_copy_bytes_per_second(&self) -> Option<u64> {
+        let v = self.long("remote.log.manager.copy.max.bytes.per.second");
+        (v > 0 && v < i64::MAX).then_some(v as u64)
+    }
+    /// `cairn.remote.cache.bytes`.
+    pub fn remote_cache_bytes(&self) -> i64 {
+        self.long("cairn.remote.cache.bytes")
+    }
+    /// `cairn.remote.upload.interval.ms`.
+    pub fn remote_upload_interval_ms(&self) -> i64 {
+        self.long("cairn.remote.upload.interval.ms")
+    }
     /// `cairn.log.verify.on.startup`: background, before-serving or off.
     pub fn verify_on_startup(&self) -> &str {
         self.get("cairn.log.verify.on.startup")
@@ -889,6 +964,12 @@ impl BrokerConfig {
     /// `None` for a null default (e.g. `flush.ms` when `log.flush.interval.ms` is unset).
     pub fn topic_default(&self, topic_key: &str) -> Option<(String, &'static str, bool)> {
         let tdef = topic_def(topic_key)?;
+        if tdef.broker_synonyms.is_empty() {
+            return tdef
+                .def
+                .default
+                .map(|d| (d.to_string(), tdef.def.name, false));
+        }
         // The most specific explicitly set synonym wins; then the first with a default.
         let pick = tdef
             .broker_synonyms
@@ -940,6 +1021,95 @@ pub fn validate_topic_config(key: &str, value: &str) -> Result<(), ConfigError> 
     check_value(&tdef.def, value)
 }
 
+/// Validates a topic's overrides as a whole against this broker: each key, then the rules
+/// between keys (a topic cannot enable remote storage on a broker without a tier).
+pub fn validate_topic_overrides(
+    broker: &BrokerConfig,
+    overrides: &BTreeMap<String, String>,
+) -> Result<(), ConfigError> {
+    for (key, value) in overrides {
+        validate_topic_config(key, value)?;
+    }
+    let Some(v) = overrides
+        .get("remote.storage.enable")
+        .filter(|v| is_true(v))
+    else {
+        return Ok(());
+    };
+    if !broker.remote_storage_enabled() {
+        return Err(ConfigError::InvalidValue {
+            key: "remote.storage.enable".into(),
+            value: v.clone(),
+            reason:
+                "this broker has no object-storage tier (remote.log.storage.system.enable=false)"
+                    .into(),
+        });
+    }
+    // Local retention keeps a part of what the whole log keeps (-2: the same).
+    let value = |key: &str| -> i64 {
+        overrides
+            .get(key)
+            .cloned()
+            .or_else(|| broker.topic_default(key).map(|d| d.0))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(-2)
+    };
+    for (local_key, whole_key) in [
+        ("local.retention.ms", "retention.ms"),
+        ("local.retention.bytes", "retention.bytes"),
+    ] {
+        let (local, whole) = (value(local_key), value(whole_key));
+        if local == -2 || whole == -1 {
+            continue;
+        }
+        if local == -1 || local > whole {
+            return Err(ConfigError::InvalidValue {
+                key: local_key.into(),
+                value: local.to_string(),
+                reason: format!("must be at most {whole_key} ({whole}) on a tiered topic"),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn is_true(v: &str) -> bool {
+    v.trim().eq_ignore_ascii_case("true")
+}
+
+/// Where the object-storage tier lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteUrl {
+    /// `s3://BUCKET/PREFIX` (the prefix may be empty).
+    S3 { bucket: String, prefix: String },
+    /// `file:///ABSOLUTE/DIR`.
+    File { dir: PathBuf },
+}
+
+impl RemoteUrl {
+    pub fn parse(url: &str) -> Result<RemoteUrl, String> {
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err("expected s3://BUCKET/PREFIX".into());
+            }
+            Ok(RemoteUrl::S3 {
+                bucket: bucket.to_string(),
+                prefix: prefix.trim_matches('/').to_string(),
+            })
+        } else if let Some(dir) = url.strip_prefix("file://") {
+            if !dir.starts_with('/') {
+                return Err("expected file:///ABSOLUTE/DIR (an absolute path)".into());
+            }
+            Ok(RemoteUrl::File {
+                dir: PathBuf::from(dir),
+            })
+        } else {
+            Err("expected s3://BUCKET/PREFIX or file:///ABSOLUTE/DIR".into())
+        }
+    }
+}
+
 /// One described topic config: value, source, and the synonyms in Kafka's order.
 #[derive(Debug, Clone)]
 pub struct DescribedConfig {
@@ -979,6 +1149,13 @@ pub fn describe_topic(
                 if let Some(d) = broker_def(syn).and_then(|d| d.default) {
                     synonyms.push((syn.to_string(), Some(d.to_string()), ConfigSource::Default));
                 }
+            }
+            if let (true, Some(d)) = (t.broker_synonyms.is_empty(), t.def.default) {
+                synonyms.push((
+                    t.def.name.to_string(),
+                    Some(d.to_string()),
+                    ConfigSource::Default,
+                ));
             }
             let (value, source) = match overrides.get(t.def.name) {
                 Some(v) => (Some(v.clone()), ConfigSource::DynamicTopic),
@@ -1023,6 +1200,14 @@ pub struct LogConfig {
     /// fsync at least this often; `None` = no time-based flush.
     pub flush_ms: Option<i64>,
     pub file_delete_delay_ms: i64,
+    /// `remote.storage.enable`, and the broker has a tier: sealed segments go to the tier.
+    pub remote_storage_enable: bool,
+    /// `local.retention.ms` with -2 resolved to `retention.ms`.
+    pub local_retention_ms: i64,
+    /// `local.retention.bytes` with -2 resolved to `retention.bytes`.
+    pub local_retention_bytes: i64,
+    pub remote_log_copy_disable: bool,
+    pub remote_log_delete_on_disable: bool,
 }
 
 impl LogConfig {
@@ -1075,12 +1260,56 @@ impl LogConfig {
             flush_messages: long("flush.messages"),
             flush_ms: value("flush.ms").and_then(|v| v.trim().parse().ok()),
             file_delete_delay_ms: long("file.delete.delay.ms"),
+            remote_storage_enable: broker.remote_storage_enabled()
+                && value("remote.storage.enable").is_some_and(|v| is_true(&v)),
+            local_retention_ms: match long("local.retention.ms") {
+                -2 => long("retention.ms"),
+                n => n,
+            },
+            local_retention_bytes: match long("local.retention.bytes") {
+                -2 => long("retention.bytes"),
+                n => n,
+            },
+            remote_log_copy_disable: value("remote.log.copy.disable").is_some_and(|v| is_true(&v)),
+            remote_log_delete_on_disable: value("remote.log.delete.on.disable")
+                .is_some_and(|v| is_true(&v)),
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tiered_topic_configs_are_checked_against_the_broker_and_each_other() {
+        let ov = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let mut broker = BrokerConfig::default();
+        let tiered = ov(&[("remote.storage.enable", "true")]);
+        let e = validate_topic_overrides(&broker, &tiered).unwrap_err();
+        assert!(e.to_string().contains("remote.storage.enable"), "{e}");
+        broker
+            .set("remote.log.storage.system.enable", "true")
+            .unwrap();
+        validate_topic_overrides(&broker, &tiered).unwrap();
+        let too_long = ov(&[
+            ("remote.storage.enable", "true"),
+            ("retention.ms", "1000"),
+            ("local.retention.ms", "2000"),
+        ]);
+        let e = validate_topic_overrides(&broker, &too_long).unwrap_err();
+        assert!(e.to_string().contains("local.retention.ms"), "{e}");
+        let fine = ov(&[
+            ("remote.storage.enable", "true"),
+            ("retention.ms", "-1"),
+            ("local.retention.bytes", "1"),
+        ]);
+        validate_topic_overrides(&broker, &fine).unwrap();
+    }
+
     use super::*;
 
     #[test]

@@ -9,6 +9,7 @@
 //! - [`log`]: the log engine (topics, partitions, segments, indexes, recovery, retention, cleaner).
 //! - [`auth`]: TLS and client identities (principals).
 //! - [`listener`]: named listeners, their security protocols, and the per-connection session.
+//! - [`tier`]: the object-storage tier (lease, upload, manifests, restore) beside the log.
 //! - [`config`]: broker and topic configuration with Kafka's names.
 //! - [`resource_configs`]: configs of groups (KIP-848) and client-metrics subscriptions (KIP-714).
 
@@ -21,3 +22,4 @@ pub mod log;
 pub mod protocol;
 pub mod resource_configs;
 pub mod server;
+pub mod tier;

@@ -110,6 +110,8 @@ class Broker:
         self.proc: subprocess.Popen | None = None
         self.last_exit_code: int | None = None
         self.started_once = False
+        # More arguments for Cairn, e.g. ["--set", "key=value"].
+        self.extra_args: list[str] = []
         self._log = None
         if kind == "external":
             host, _, port_s = os.environ["COMPAT_BOOTSTRAP"].rpartition(":")
@@ -160,7 +162,8 @@ class Broker:
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [str(binary), "--listen", self.bootstrap, "--data-dir", str(self.data_dir),
-             *(arg for k, v in self.settings.items() for arg in ("--set", f"{k}={v}"))],
+             *(arg for k, v in self.settings.items() for arg in ("--set", f"{k}={v}")),
+             *self.extra_args],
             stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout

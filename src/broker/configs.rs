@@ -132,11 +132,16 @@ pub(super) fn describe_configs(
                             .into_iter()
                             .filter(|(d, ..)| wanted(d.name))
                             .map(|(d, value, source)| {
+                                // A secret (e.g. the S3 secret key) is never sent back: Kafka
+                                // answers a null value marked sensitive.
+                                let sensitive = d.ty == ConfigType::Password;
+                                let value = value.filter(|_| !sensitive);
                                 let synonyms = vec![DescribeConfigsSynonym::default()
                                     .with_name(StrBytes::from_static_str(d.name))
                                     .with_value(value.clone().map(StrBytes::from_string))
                                     .with_source(source.wire())];
                                 entry(d.name, value, source, true, d.ty, d.doc, synonyms)
+                                    .with_is_sensitive(sensitive)
                             })
                             .collect()
                     };
@@ -201,10 +206,8 @@ fn apply_topic_overrides(
     overrides: BTreeMap<String, String>,
     validate_only: bool,
 ) -> Result<(), Failure> {
-    for (key, value) in &overrides {
-        config::validate_topic_config(key, value)
-            .map_err(|e| fail(ResponseError::InvalidConfig, e.to_string()))?;
-    }
+    config::validate_topic_overrides(&broker.config, &overrides)
+        .map_err(|e| fail(ResponseError::InvalidConfig, e.to_string()))?;
     if validate_only {
         return Ok(());
     }

@@ -7,6 +7,7 @@ use crate::config::ConfigError;
 use crate::log::record_errors::RecordFault;
 use crate::log::LogError;
 use crate::resource_configs::{ResourceConfigError, ResourceKind};
+use crate::tier::TierError;
 
 /// No error.
 pub(crate) const NONE: i16 = 0;
@@ -38,6 +39,19 @@ pub(crate) fn log_error_code(error: &LogError) -> i16 {
         LogError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
         LogError::Io(_) => ResponseError::KafkaStorageError,
         LogError::ShuttingDown => ResponseError::NotLeaderOrFollower,
+    };
+    e.code()
+}
+
+/// The Kafka error code for an object-storage tier error: every one is retriable for the
+/// client (the store may come back, a corrupt object may be re-uploaded).
+pub(crate) fn tier_error_code(error: &TierError) -> i16 {
+    let e = match error {
+        TierError::Store(_)
+        | TierError::Io(_)
+        | TierError::Corrupt { .. }
+        | TierError::LeaseHeld { .. }
+        | TierError::LeaseLost { .. } => ResponseError::KafkaStorageError,
     };
     e.code()
 }

@@ -15,7 +15,7 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use tokio::time::Instant;
 
 use super::errors::{code, log_error_code, NONE};
-use super::Broker;
+use super::{tiered, Broker};
 use crate::log::{Isolation, LogError};
 
 /// READ_COMMITTED in the request's isolation_level.
@@ -42,7 +42,7 @@ pub(super) async fn handle(broker: &Broker, version: i16, request: FetchRequest)
         let arrived = broker.log.data_arrived();
         tokio::pin!(arrived);
         arrived.as_mut().enable();
-        let (responses, gathered, any_error) = gather(broker, &request, isolation, max_bytes);
+        let (responses, gathered, any_error) = gather(broker, &request, isolation, max_bytes).await;
         if gathered >= min_bytes || any_error || Instant::now() >= deadline {
             return FetchResponse::default()
                 .with_error_code(NONE)
@@ -56,7 +56,7 @@ pub(super) async fn handle(broker: &Broker, version: i16, request: FetchRequest)
     }
 }
 
-fn gather(
+async fn gather(
     broker: &Broker,
     request: &FetchRequest,
     isolation: Isolation,
@@ -65,64 +65,84 @@ fn gather(
     let mut total = 0usize;
     let mut any_error = false;
     let read_committed = isolation == Isolation::ReadCommitted;
-    let topics = request
-        .topics
-        .iter()
-        .map(|topic| {
-            let name = topic.topic.0.to_string();
-            let partitions = topic
-                .partitions
-                .iter()
-                .map(|p| {
-                    let mut data = PartitionData::default()
-                        .with_partition_index(p.partition)
-                        .with_high_watermark(-1)
-                        .with_last_stable_offset(-1)
-                        .with_log_start_offset(-1)
-                        .with_aborted_transactions(read_committed.then(Vec::new))
-                        .with_records(Some(Bytes::new()));
-                    let Some(log) = broker.log.partition(&name, p.partition) else {
-                        any_error = true;
-                        data.error_code = code(ResponseError::UnknownTopicOrPartition);
-                        return data;
-                    };
-                    let limit = (p.partition_max_bytes.max(0) as usize)
-                        .min(max_bytes.saturating_sub(total));
-                    let result = if total == 0 {
-                        log.read(p.fetch_offset, limit, isolation)
-                    } else {
-                        log.read_within_limit(p.fetch_offset, limit, isolation)
-                    };
-                    match result {
-                        Ok(read) => {
-                            total += read.records.len();
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for topic in &request.topics {
+        let name = topic.topic.0.to_string();
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for p in &topic.partitions {
+            let mut data = PartitionData::default()
+                .with_partition_index(p.partition)
+                .with_high_watermark(-1)
+                .with_last_stable_offset(-1)
+                .with_log_start_offset(-1)
+                .with_aborted_transactions(read_committed.then(Vec::new))
+                .with_records(Some(Bytes::new()));
+            let Some(log) = broker.log.partition(&name, p.partition) else {
+                any_error = true;
+                data.error_code = code(ResponseError::UnknownTopicOrPartition);
+                partitions.push(data);
+                continue;
+            };
+            let limit =
+                (p.partition_max_bytes.max(0) as usize).min(max_bytes.saturating_sub(total));
+            // Only until some partition has yielded data may a read exceed its limit (by its
+            // first batch).
+            let may_exceed = total == 0;
+            let result = if may_exceed {
+                log.read(p.fetch_offset, limit, isolation)
+            } else {
+                log.read_within_limit(p.fetch_offset, limit, isolation)
+            };
+            let offsets = match &result {
+                Ok(read) => read.offsets,
+                Err(_) => log.offsets(),
+            };
+            data.high_watermark = offsets.high_watermark;
+            data.last_stable_offset = offsets.last_stable_offset;
+            data.log_start_offset =
+                tiered::log_start_offset(broker, &name, p.partition, offsets.log_start_offset);
+            match result {
+                Ok(read) => {
+                    total += read.records.len();
+                    data.error_code = NONE;
+                    data.records = Some(read.records);
+                }
+                // Below the local log start: the tier may still hold it.
+                Err(LogError::OffsetOutOfRange {
+                    offset,
+                    log_start_offset,
+                    ..
+                }) if offset < log_start_offset => {
+                    match tiered::read(broker, &name, p.partition, offset, limit).await {
+                        // The tier, too, answers at least one batch: kept only where the limit
+                        // may be exceeded.
+                        Ok(records) if may_exceed || records.len() <= limit => {
+                            total += records.len();
                             data.error_code = NONE;
-                            data.high_watermark = read.offsets.high_watermark;
-                            data.last_stable_offset = read.offsets.last_stable_offset;
-                            data.log_start_offset = read.offsets.log_start_offset;
-                            data.records = Some(read.records);
+                            data.records = Some(records);
                         }
-                        Err(e) => {
+                        Ok(_) => data.error_code = NONE,
+                        Err(error_code) => {
                             any_error = true;
-                            let offsets = log.offsets();
-                            data.high_watermark = offsets.high_watermark;
-                            data.last_stable_offset = offsets.last_stable_offset;
-                            data.log_start_offset = offsets.log_start_offset;
-                            data.error_code = match e {
-                                LogError::OffsetOutOfRange { .. } => {
-                                    code(ResponseError::OffsetOutOfRange)
-                                }
-                                other => log_error_code(&other),
-                            };
+                            data.error_code = error_code;
                         }
                     }
-                    data
-                })
-                .collect();
+                }
+                Err(e) => {
+                    any_error = true;
+                    data.error_code = match e {
+                        LogError::OffsetOutOfRange { .. } => code(ResponseError::OffsetOutOfRange),
+                        other => log_error_code(&other),
+                    };
+                }
+            }
+            partitions.push(data);
+        }
+        topics.push(
             FetchableTopicResponse::default()
                 .with_topic(topic.topic.clone())
-                .with_partitions(partitions)
-        })
-        .collect();
+                .with_partitions(partitions),
+        );
+    }
     (topics, total, any_error)
 }

@@ -13,7 +13,7 @@ use kafka_protocol::messages::{
 };
 
 use super::errors::{code, log_error_code, NONE};
-use super::Broker;
+use super::{tiered, Broker};
 use crate::log::{LogError, Partition};
 
 const LATEST: i64 = -1;
@@ -26,78 +26,114 @@ const READ_COMMITTED: i8 = 1;
 /// The only leader epoch this single node has had.
 pub(super) const LEADER_EPOCH: i32 = 0;
 
-pub(super) fn handle(
+pub(super) async fn handle(
     broker: &Broker,
     version: i16,
     request: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
     let read_committed = version >= 2 && request.isolation_level == READ_COMMITTED;
-    let topics = request
-        .topics
-        .into_iter()
-        .map(|t| {
-            let name = t.name.0.to_string();
-            let partitions = t
-                .partitions
-                .into_iter()
-                .map(|p| {
-                    let r = ListOffsetsPartitionResponse::default()
-                        .with_partition_index(p.partition_index);
-                    let Some(log) = broker.log.partition(&name, p.partition_index) else {
-                        return r
-                            .with_error_code(code(ResponseError::UnknownTopicOrPartition))
-                            .with_timestamp(-1)
-                            .with_offset(-1);
-                    };
-                    match lookup(&log, p.timestamp, read_committed, version) {
-                        Ok((offset, timestamp)) => {
-                            let mut r = r
-                                .with_error_code(NONE)
-                                .with_offset(offset)
-                                .with_timestamp(timestamp);
-                            if version >= 4 {
-                                r.leader_epoch = if offset >= 0 { LEADER_EPOCH } else { -1 };
-                            }
-                            r
-                        }
-                        Err(error_code) => r
-                            .with_error_code(error_code)
-                            .with_timestamp(-1)
-                            .with_offset(-1),
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for t in request.topics {
+        let name = t.name.0.to_string();
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for p in t.partitions {
+            let r = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+            let Some(log) = broker.log.partition(&name, p.partition_index) else {
+                partitions.push(
+                    r.with_error_code(code(ResponseError::UnknownTopicOrPartition))
+                        .with_timestamp(-1)
+                        .with_offset(-1),
+                );
+                continue;
+            };
+            let query = Query {
+                broker,
+                topic: &name,
+                log: &log,
+                read_committed,
+                version,
+            };
+            partitions.push(match query.lookup(p.timestamp).await {
+                Ok((offset, timestamp)) => {
+                    let mut r = r
+                        .with_error_code(NONE)
+                        .with_offset(offset)
+                        .with_timestamp(timestamp);
+                    if version >= 4 {
+                        r.leader_epoch = if offset >= 0 { LEADER_EPOCH } else { -1 };
                     }
-                })
-                .collect();
+                    r
+                }
+                Err(error_code) => r
+                    .with_error_code(error_code)
+                    .with_timestamp(-1)
+                    .with_offset(-1),
+            });
+        }
+        topics.push(
             ListOffsetsTopicResponse::default()
                 .with_name(t.name)
-                .with_partitions(partitions)
-        })
-        .collect();
+                .with_partitions(partitions),
+        );
+    }
     ListOffsetsResponse::default().with_topics(topics)
 }
 
-/// (offset, timestamp) for one ListOffsets query.
-fn lookup(
-    log: &Partition,
-    timestamp: i64,
+/// One partition's ListOffsets query.
+struct Query<'a> {
+    broker: &'a Broker,
+    topic: &'a str,
+    log: &'a Partition,
     read_committed: bool,
     version: i16,
-) -> Result<(i64, i64), i16> {
-    let offsets = log.offsets();
-    let found = |r: Result<Option<(i64, i64)>, LogError>| match r {
-        Ok(Some((offset, ts))) => Ok((offset, ts)),
-        Ok(None) => Ok((-1, -1)),
-        Err(e) => Err(log_error_code(&e)),
-    };
-    match timestamp {
-        LATEST if read_committed => Ok((offsets.last_stable_offset, -1)),
-        LATEST => Ok((offsets.high_watermark, -1)),
-        EARLIEST => Ok((offsets.log_start_offset, -1)),
-        EARLIEST_LOCAL if version >= 8 => Ok((offsets.log_start_offset, -1)),
-        // No tiered storage: nothing lies in a remote tier.
-        LATEST_TIERED if version >= 9 => Ok((-1, -1)),
-        MAX_TIMESTAMP if version >= 7 => found(log.max_timestamp()),
-        ts if ts >= 0 => found(log.offset_for_timestamp(ts)),
-        _ => Err(code(ResponseError::InvalidRequest)),
+}
+
+impl Query<'_> {
+    /// (offset, timestamp) for one ListOffsets query. The earliest offset and timestamp
+    /// lookups cover the whole log, tier included.
+    async fn lookup(&self, timestamp: i64) -> Result<(i64, i64), i16> {
+        let (log, version) = (self.log, self.version);
+        let offsets = log.offsets();
+        let index = log.partition_index();
+        let local_start = offsets.log_start_offset;
+        let found = |r: Result<Option<(i64, i64)>, LogError>| match r {
+            Ok(Some((offset, ts))) => Ok((offset, ts)),
+            Ok(None) => Ok((-1, -1)),
+            Err(e) => Err(log_error_code(&e)),
+        };
+        match timestamp {
+            LATEST if self.read_committed => Ok((offsets.last_stable_offset, -1)),
+            LATEST => Ok((offsets.high_watermark, -1)),
+            EARLIEST => Ok((
+                tiered::log_start_offset(self.broker, self.topic, index, local_start),
+                -1,
+            )),
+            EARLIEST_LOCAL if version >= 8 => Ok((local_start, -1)),
+            // KIP-1005: the last offset the tier holds, -1 when it holds none.
+            LATEST_TIERED if version >= 9 => Ok((
+                tiered::tiered_end(self.broker, self.topic, index).map_or(-1, |end| end - 1),
+                -1,
+            )),
+            MAX_TIMESTAMP if version >= 7 => {
+                let remote =
+                    tiered::max_timestamp(self.broker, self.topic, index, local_start).await?;
+                match (remote, found(log.max_timestamp())?) {
+                    // On a tie the earlier record, which is the remote one, wins.
+                    (Some(r), local) if r.1 >= local.1 => Ok(r),
+                    (_, local) => Ok(local),
+                }
+            }
+            ts if ts >= 0 => {
+                let remote =
+                    tiered::offset_for_timestamp(self.broker, self.topic, index, ts, local_start)
+                        .await?;
+                match remote {
+                    Some(hit) => Ok(hit),
+                    None => found(log.offset_for_timestamp(ts)),
+                }
+            }
+            _ => Err(code(ResponseError::InvalidRequest)),
+        }
     }
 }
 

@@ -23,6 +23,8 @@ use crate::log::io::{FileIo, StdIo};
 use crate::log::{LogManager, LogManagerOptions};
 use crate::protocol::versions::{VersionEntry, VersionTable};
 use crate::resource_configs::ResourceConfigs;
+use crate::tier::lease::Lease;
+use crate::tier::upload::{Tier, TierOptions};
 
 mod api_versions;
 mod configs;
@@ -39,6 +41,7 @@ mod producer_ids;
 mod records;
 mod resource_configs;
 mod scram_users;
+mod tiered;
 mod topics;
 
 pub use topics::valid_topic_name;
@@ -57,6 +60,8 @@ pub struct Broker {
     /// SCRAM credentials (`cairn-security/scram-credentials`).
     pub credentials: CredentialStore,
     versions: VersionTable,
+    /// The object-storage tier, when `remote.log.storage.system.enable` is set.
+    pub tier: Option<Arc<Tier>>,
     /// Held for the broker's lifetime: an exclusive lock on `<data dir>/.lock`, so two processes
     /// never open one data directory.
     _lock: std::fs::File,
@@ -139,14 +144,38 @@ impl Broker {
         let lock = lock_data_dir(&data_dir)?;
         let cluster_id = load_or_create_cluster_id(&data_dir, config.node_id())?;
         let resource_configs = ResourceConfigs::open(&data_dir)?;
+        // The tier comes first: its lease decides whether this broker may start at all, and an
+        // empty data directory is restored from the bucket before the log opens it.
+        let bucket = crate::tier::bucket_from_config(&config)?;
+        let lease = match &bucket {
+            Some(bucket) => {
+                let lease = Lease::acquire(bucket, &cluster_id).await?;
+                crate::tier::restore::restore_if_empty(bucket, &data_dir).await?;
+                Some(lease)
+            }
+            None => None,
+        };
         let log = LogManager::open_with_io(
             LogManagerOptions {
-                data_dir,
+                data_dir: data_dir.clone(),
                 broker: config.clone(),
             },
             io,
         )?;
         let credentials = CredentialStore::open(&config.data_dir())?;
+        let tier = match bucket.zip(lease) {
+            Some((bucket, lease)) => {
+                let options = TierOptions {
+                    upload_interval: std::time::Duration::from_millis(
+                        config.remote_upload_interval_ms().max(1) as u64,
+                    ),
+                    cache_bytes: config.remote_cache_bytes().max(0) as u64,
+                    copy_bytes_per_second: config.remote_copy_bytes_per_second(),
+                };
+                Some(Tier::start(bucket, lease, log.clone(), data_dir, options).await)
+            }
+            None => None,
+        };
         let groups = GroupCoordinator::start(&config, log.clone()).await?;
         let versions = version_table(config.consumer_group_protocol_enabled());
         Ok(Arc::new(Broker {
@@ -158,6 +187,7 @@ impl Broker {
             resource_configs,
             config,
             versions,
+            tier,
             _lock: lock,
         }))
     }
@@ -167,9 +197,13 @@ impl Broker {
         &self.versions
     }
 
-    /// Stops the group coordinator and closes the log cleanly.
+    /// Stops the group coordinator and the tier (uploads stop, the lease is released), then
+    /// closes the log cleanly.
     pub async fn shutdown(&self) -> anyhow::Result<()> {
         self.groups.shutdown().await;
+        if let Some(tier) = &self.tier {
+            tier.shutdown().await;
+        }
         self.log.shutdown()?;
         Ok(())
     }
@@ -202,7 +236,7 @@ impl Broker {
             }
             RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(self, version, r).await),
             RequestKind::ListOffsets(r) => {
-                ResponseKind::ListOffsets(list_offsets::handle(self, version, r))
+                ResponseKind::ListOffsets(list_offsets::handle(self, version, r).await)
             }
             RequestKind::OffsetForLeaderEpoch(r) => {
                 ResponseKind::OffsetForLeaderEpoch(list_offsets::offset_for_leader_epoch(self, r))

@@ -8,7 +8,7 @@ use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use tracing::info;
 
 use super::errors::{code, log_error_code, NONE};
-use super::Broker;
+use super::{tiered, Broker};
 
 /// Offset -1 means "up to the high watermark".
 const HIGH_WATERMARK: i64 = -1;
@@ -41,8 +41,16 @@ pub(super) fn delete_records(
                     if target < 0 || target > offsets.high_watermark {
                         return r.with_error_code(code(ResponseError::OffsetOutOfRange));
                     }
+                    // Below the local log start only the tier holds the records.
+                    tiered::delete_records_before(broker, &name, p.partition_index, target);
                     match log.delete_records_before(target) {
-                        Ok(low_watermark) => {
+                        Ok(local_start) => {
+                            let low_watermark = tiered::log_start_offset(
+                                broker,
+                                &name,
+                                p.partition_index,
+                                local_start,
+                            );
                             info!(topic = %name, partition = p.partition_index, low_watermark, "deleted records");
                             r.with_error_code(NONE).with_low_watermark(low_watermark)
                         }

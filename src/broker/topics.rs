@@ -127,6 +127,12 @@ pub(super) fn create_topics(
                 })?;
                 overrides.insert(key, value);
             }
+            config::validate_topic_overrides(&broker.config, &overrides).map_err(|e| {
+                (
+                    config_error_code(&e),
+                    Some(StrBytes::from_string(e.to_string())),
+                )
+            })?;
             Ok((partitions, overrides))
         })();
         match outcome {

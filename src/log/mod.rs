@@ -50,6 +50,7 @@ pub mod record_errors;
 pub(crate) mod recovery;
 pub mod retention;
 pub mod segment;
+mod shared;
 pub mod time_index;
 pub(crate) mod verify;
 
@@ -57,7 +58,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -71,6 +72,7 @@ pub use error::LogError;
 use flusher::FlushQueue;
 use io::{FileIo, StdIo};
 pub use partition::{Partition, SegmentInfo};
+pub(crate) use shared::Shared;
 
 /// What a topic is: durable metadata kept by the log manager.
 #[derive(Debug, Clone)]
@@ -161,118 +163,6 @@ pub(crate) fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// State shared by the manager, its partitions and the background threads.
-pub(crate) struct Shared {
-    data_dir: PathBuf,
-    pub(crate) data_arrived: tokio::sync::Notify,
-    pub(crate) flush_queue: FlushQueue,
-    registry: Mutex<Vec<Weak<Partition>>>,
-    log_starts: Mutex<OffsetMap>,
-    checkpoint_lock: Mutex<()>,
-    shutting_down: AtomicBool,
-    stop: Mutex<bool>,
-    stop_cv: Condvar,
-    pub(crate) producer_id_expiration_ms: i64,
-    /// `cairn.log.verify.on.startup`.
-    pub(crate) verify: verify::Mode,
-    /// Set once no background verification is running or due.
-    pub(crate) verified: AtomicBool,
-}
-
-impl Shared {
-    pub(crate) fn is_shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::SeqCst)
-    }
-
-    /// Every live partition.
-    pub(crate) fn partitions(&self) -> Vec<Arc<Partition>> {
-        let mut reg = self.registry.lock().unwrap_or_else(|e| e.into_inner());
-        reg.retain(|w| w.strong_count() > 0);
-        reg.iter().filter_map(Weak::upgrade).collect()
-    }
-
-    fn register(&self, p: &Arc<Partition>) {
-        self.registry
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(Arc::downgrade(p));
-    }
-
-    fn unregister(&self, p: &Arc<Partition>) {
-        self.registry
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|w| !std::ptr::eq(w.as_ptr(), Arc::as_ptr(p)));
-        self.log_starts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&(p.topic.clone(), p.index));
-    }
-
-    pub(crate) fn set_log_start(&self, topic: &str, partition: i32, offset: i64) {
-        self.log_starts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert((topic.to_string(), partition), offset);
-    }
-
-    /// Writes `log-start-offset-checkpoint` with every partition's current log start offset.
-    pub(crate) fn write_log_start_checkpoint(&self) -> std::io::Result<()> {
-        let _guard = self
-            .checkpoint_lock
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let map = self
-            .log_starts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        checkpoint::write_atomic(
-            &self.data_dir.join(LOG_START_FILE),
-            checkpoint::encode_offsets(&map).as_bytes(),
-        )
-    }
-
-    /// Writes `recovery-point-offset-checkpoint`: every partition's durable end.
-    pub(crate) fn write_recovery_checkpoint(&self) -> std::io::Result<()> {
-        let map: OffsetMap = self
-            .partitions()
-            .iter()
-            .filter_map(|p| {
-                let st = p.lock();
-                (!st.deleted).then(|| ((p.topic.clone(), p.index), st.durable_offset))
-            })
-            .collect();
-        let _guard = self
-            .checkpoint_lock
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        checkpoint::write_atomic(
-            &self.data_dir.join(RECOVERY_POINT_FILE),
-            checkpoint::encode_offsets(&map).as_bytes(),
-        )
-    }
-
-    /// Sleeps up to `timeout`; true once the manager is stopping.
-    pub(crate) fn wait_stop(&self, timeout: Duration) -> bool {
-        let stop = self.stop.lock().unwrap_or_else(|e| e.into_inner());
-        if *stop {
-            return true;
-        }
-        let (stop, _) = self
-            .stop_cv
-            .wait_timeout(stop, timeout)
-            .unwrap_or_else(|e| e.into_inner());
-        *stop
-    }
-
-    fn signal_stop(&self) {
-        *self.stop.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        self.stop_cv.notify_all();
-        self.flush_queue.stop();
-    }
-}
-
 type PartitionLoad = Result<(Arc<Partition>, recovery::LoadReport), LogError>;
 
 struct TopicEntry {
@@ -315,15 +205,16 @@ fn invalid_input(msg: String) -> LogError {
     LogError::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, msg))
 }
 
-fn validate_overrides(overrides: &BTreeMap<String, String>) -> Result<(), LogError> {
-    for (k, v) in overrides {
-        config::validate_topic_config(k, v)
-            .map_err(|e| LogError::InvalidRecord(format!("invalid topic config: {e}")))?;
-    }
+fn validate_overrides(
+    b: &BrokerConfig,
+    overrides: &BTreeMap<String, String>,
+) -> Result<(), LogError> {
+    config::validate_topic_overrides(b, overrides)
+        .map_err(|e| LogError::InvalidRecord(format!("invalid topic config: {e}")))?;
     Ok(())
 }
 
-fn topic_file(data_dir: &Path, name: &str) -> PathBuf {
+pub(crate) fn topic_file(data_dir: &Path, name: &str) -> PathBuf {
     data_dir
         .join(META_DIR)
         .join("topics")
@@ -397,6 +288,7 @@ impl LogManager {
             producer_id_expiration_ms: options.broker.producer_id_expiration_ms(),
             verify: verify::Mode::from_config(options.broker.verify_on_startup()),
             verified: AtomicBool::new(false),
+            tiered_end: Mutex::new(OffsetMap::new()),
         });
 
         // Which partition directories exist; the rest of the data dir is left alone.
@@ -721,7 +613,7 @@ impl LogManager {
                 "a topic needs at least one partition, got {partitions}"
             )));
         }
-        validate_overrides(&overrides)?;
+        validate_overrides(&self.broker, &overrides)?;
         let _admin = self.admin.lock().unwrap_or_else(|e| e.into_inner());
         if self.topic(name).is_some() {
             return Err(LogError::TopicExists(name.to_string()));
@@ -825,7 +717,7 @@ impl LogManager {
         overrides: BTreeMap<String, String>,
     ) -> Result<(), LogError> {
         self.check_open()?;
-        validate_overrides(&overrides)?;
+        validate_overrides(&self.broker, &overrides)?;
         let _admin = self.admin.lock().unwrap_or_else(|e| e.into_inner());
         let mut info = self.topic(name).ok_or(LogError::UnknownTopicOrPartition)?;
         info.overrides = overrides;
@@ -867,6 +759,17 @@ impl LogManager {
             .ok()
             .and_then(|p| entry.partitions.get(p))
             .cloned()
+    }
+
+    /// Records that the object-storage tier holds `topic`/`partition` up to `end` (exclusive):
+    /// retention of a tiered topic may then delete local segments below it.
+    pub fn set_tiered_end(&self, topic: &str, partition: i32, end: i64) {
+        let mut map = self
+            .shared
+            .tiered_end
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        map.insert((topic.to_string(), partition), end);
     }
 
     /// Resolves when any partition's high watermark may have advanced since the returned future

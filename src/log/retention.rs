@@ -1,9 +1,11 @@
 //! Retention: deletes whole sealed segments by `retention.ms` (the segment's largest timestamp)
-//! and `retention.bytes`, and segments left entirely below the log start offset; advances and
-//! persists the log start offset. Also expires idle producers (`producer.id.expiration.ms`).
+//! and `retention.bytes` (for a tiered topic, `local.retention.ms` / `local.retention.bytes`:
+//! the tier keeps the older data), and segments left entirely below the log start offset;
+//! advances and persists the (local) log start offset. Also expires idle producers (`producer.id.expiration.ms`).
 //!
 //! Runs on a background thread every `log.retention.check.interval.ms`. Never touches the active
-//! segment or data at or above the high watermark. Knows nothing of compaction (a `compact`-only
+//! segment or data at or above the high watermark, nor a segment of a tiered topic before the
+//! tier holds it ([`super::LogManager::set_tiered_end`]). Knows nothing of compaction (a `compact`-only
 //! topic is skipped here).
 
 use std::sync::Arc;
@@ -27,22 +29,33 @@ pub fn apply_retention(partition: &Partition, now: i64) -> Result<usize, LogErro
             let mut total: i64 = st.segments.iter().map(|s| s.size as i64).sum();
             let mut delete_upto = 0;
             let hw = st.high_watermark;
+            // A tiered topic keeps every segment the tier does not hold yet, and keeps locally
+            // what `local.retention.*` says (the tier keeps the rest, by `retention.*`).
+            let tiered = cfg.remote_storage_enable && !cfg.remote_log_copy_disable;
+            let tiered_limit = tiered.then(|| {
+                partition
+                    .shared
+                    .tiered_end(&partition.topic, partition.index)
+            });
+            let (retention_ms, retention_bytes) = match tiered {
+                true => (cfg.local_retention_ms, cfg.local_retention_bytes),
+                false => (cfg.retention_ms, cfg.retention_bytes),
+            };
             let n = st.segments.len();
             for i in 0..n.saturating_sub(1) {
                 let next_base = st.segments[i + 1].base_offset;
-                if next_base > hw {
+                if next_base > hw || tiered_limit.is_some_and(|end| next_base > end) {
                     break;
                 }
                 let seg = &mut st.segments[i];
-                let by_time = cfg.retention_ms >= 0 && {
+                let by_time = retention_ms >= 0 && {
                     let largest = match seg.max_timestamp(partition.io.as_ref(), &limits)? {
                         Some((ts, _)) if ts >= 0 => ts,
                         _ => modified_ms(&seg.path("log")),
                     };
-                    now - largest > cfg.retention_ms
+                    now - largest > retention_ms
                 };
-                let by_size =
-                    cfg.retention_bytes >= 0 && total - seg.size as i64 >= cfg.retention_bytes;
+                let by_size = retention_bytes >= 0 && total - seg.size as i64 >= retention_bytes;
                 if by_time || by_size {
                     total -= seg.size as i64;
                     delete_upto = i + 1;

@@ -1,0 +1,111 @@
+//! What the handlers ask of the object-storage tier: the start of the whole log (tier and local
+//! disk), and records, timestamps and DeleteRecords below the local log start. Maps the tier's
+//! errors to Kafka codes (all retriable: a store that is down or a corrupt object must not make
+//! a consumer skip data). Without a tier every answer is the local one.
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+
+use super::errors::{code, tier_error_code};
+use super::Broker;
+
+/// The log start offset a client sees: the tier's start when it holds offsets below the local
+/// log start.
+pub(super) fn log_start_offset(broker: &Broker, topic: &str, partition: i32, local: i64) -> i64 {
+    match &broker.tier {
+        Some(tier) => tier.remote.log_start_offset(topic, partition, local),
+        None => local,
+    }
+}
+
+/// Records at `offset`, below the local log start, from the tier. OFFSET_OUT_OF_RANGE when the
+/// tier does not hold it; a retriable KAFKA_STORAGE_ERROR while the partition's manifest is not
+/// read yet or the store fails.
+pub(super) async fn read(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    max_bytes: usize,
+) -> Result<Bytes, i16> {
+    let Some(tier) = &broker.tier else {
+        return Err(code(ResponseError::OffsetOutOfRange));
+    };
+    match tier.remote.read(topic, partition, offset, max_bytes).await {
+        Ok(Some(records)) => Ok(records),
+        Ok(None) if tier.remote.knows(topic, partition) || !tiered_topic(broker, topic) => {
+            Err(code(ResponseError::OffsetOutOfRange))
+        }
+        Ok(None) => Err(code(ResponseError::KafkaStorageError)),
+        Err(e) => {
+            // Logged where it is found (a corrupt object once, by its key; a store outage by
+            // the uploader), not per request.
+            tracing::debug!(topic, partition, offset, error = %e, "cannot read from the tier");
+            Err(tier_error_code(&e))
+        }
+    }
+}
+
+/// The first offset at or after `timestamp` among what only the tier holds (below
+/// `local_start`), with its timestamp; `Ok(None)` when the answer lies in the local log.
+pub(super) async fn offset_for_timestamp(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+    timestamp: i64,
+    local_start: i64,
+) -> Result<Option<(i64, i64)>, i16> {
+    let Some(tier) = &broker.tier else {
+        return Ok(None);
+    };
+    match tier
+        .remote
+        .offset_for_timestamp(topic, partition, timestamp, local_start)
+        .await
+    {
+        Ok(found) => Ok(found),
+        Err(e) => {
+            tracing::debug!(topic, partition, timestamp, error = %e, "cannot search the tier by time");
+            Err(tier_error_code(&e))
+        }
+    }
+}
+
+/// The record with the largest timestamp among what only the tier holds (below
+/// `local_start`), as (offset, timestamp).
+pub(super) async fn max_timestamp(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+    local_start: i64,
+) -> Result<Option<(i64, i64)>, i16> {
+    let Some(tier) = &broker.tier else {
+        return Ok(None);
+    };
+    tier.remote
+        .max_timestamp(topic, partition, local_start)
+        .await
+        .map_err(|e| {
+            tracing::debug!(topic, partition, error = %e, "cannot search the tier by time");
+            tier_error_code(&e)
+        })
+}
+
+/// The end (exclusive) of what the tier holds, for ListOffsets' latest-tiered (-5).
+pub(super) fn tiered_end(broker: &Broker, topic: &str, partition: i32) -> Option<i64> {
+    broker.tier.as_ref()?.remote.end_offset(topic, partition)
+}
+
+/// Moves the tier's start of a topic with remote storage to `offset` (DeleteRecords).
+pub(super) fn delete_records_before(broker: &Broker, topic: &str, partition: i32, offset: i64) {
+    if let (Some(tier), true) = (&broker.tier, tiered_topic(broker, topic)) {
+        tier.remote.delete_records_before(topic, partition, offset);
+    }
+}
+
+fn tiered_topic(broker: &Broker, topic: &str) -> bool {
+    broker
+        .log
+        .topic_config(topic)
+        .is_some_and(|c| c.remote_storage_enable)
+}

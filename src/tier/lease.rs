@@ -1,0 +1,354 @@
+//! One writer per bucket prefix: a lease made of numbered claim objects written with
+//! create-only conditional writes (S3 `If-None-Match: *`, `O_EXCL`-like on a directory).
+//!
+//! A broker claims epoch E+1 above the highest claim E when E is its own (same data
+//! directory), was released by a clean stop, or its heartbeat is older than the timeout; two
+//! brokers racing for E+1 cannot both create it. The holder renews its heartbeat and, on each
+//! renewal, looks for a higher claim: finding one, or failing to renew for a whole timeout,
+//! means it no longer writes (every write to the bucket asks [`Lease::check`] first). Uses only
+//! create-if-absent, so it works on every store `object_store` offers.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::TryStreamExt;
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use super::{now_ms, Bucket, TierError};
+
+/// A heartbeat older than this lets another broker take the prefix.
+pub const LEASE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the holder renews.
+pub const RENEW_INTERVAL: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Claim {
+    owner: String,
+    epoch: u64,
+    host: String,
+    pid: u32,
+    claimed_ms: i64,
+}
+
+/// The lease this broker holds on the bucket prefix.
+#[derive(Debug)]
+pub struct Lease {
+    bucket: Bucket,
+    pub epoch: u64,
+    owner: String,
+    lost: AtomicBool,
+    /// When the last renewal (or the claim) succeeded.
+    renewed_ms: AtomicI64,
+}
+
+fn claim_key(epoch: u64, ext: &str) -> String {
+    format!("lease/{epoch:020}.{ext}")
+}
+
+/// Every claimed epoch, ascending.
+async fn claimed_epochs(bucket: &Bucket) -> Result<Vec<u64>, TierError> {
+    let listed: Vec<_> = bucket
+        .store
+        .list(Some(&bucket.key("lease")))
+        .try_collect()
+        .await?;
+    let mut epochs: Vec<u64> = listed
+        .iter()
+        .filter_map(|m| {
+            let rel = bucket.relative(&m.location);
+            rel.strip_prefix("lease/")?
+                .strip_suffix(".claim")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    epochs.sort_unstable();
+    Ok(epochs)
+}
+
+async fn read_i64(bucket: &Bucket, rel: &str) -> Result<Option<i64>, TierError> {
+    match bucket.store.get(&bucket.key(rel)).await {
+        Ok(r) => {
+            let bytes = r.bytes().await?;
+            Ok(std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|s| s.trim().parse().ok()))
+        }
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl Lease {
+    /// Claims the prefix for `owner` (a stable id of this data directory), or fails with
+    /// [`TierError::LeaseHeld`] when another live broker holds it.
+    pub async fn acquire(bucket: &Bucket, owner: &str) -> Result<Lease, TierError> {
+        let epochs = claimed_epochs(bucket).await?;
+        let next = match epochs.last() {
+            None => 1,
+            Some(&top) => {
+                let r = bucket
+                    .store
+                    .get(&bucket.key(&claim_key(top, "claim")))
+                    .await?;
+                let claim: Claim =
+                    serde_json::from_slice(&r.bytes().await?).map_err(|e| TierError::Corrupt {
+                        key: claim_key(top, "claim"),
+                        reason: e.to_string(),
+                    })?;
+                let released = read_i64(bucket, &claim_key(top, "released")).await?;
+                let beat = read_i64(bucket, &claim_key(top, "heartbeat"))
+                    .await?
+                    .unwrap_or(claim.claimed_ms);
+                let age_ms = now_ms() - beat;
+                let timeout_ms = LEASE_TIMEOUT.as_millis() as i64;
+                if claim.owner != owner && released.is_none() && age_ms < timeout_ms {
+                    return Err(TierError::LeaseHeld {
+                        url: bucket.url.clone(),
+                        owner: format!("{} on {} pid {}", claim.owner, claim.host, claim.pid),
+                        epoch: top,
+                        age_ms,
+                        timeout_ms,
+                    });
+                }
+                top + 1
+            }
+        };
+        let claim = Claim {
+            owner: owner.to_string(),
+            epoch: next,
+            host: hostname(),
+            pid: std::process::id(),
+            claimed_ms: now_ms(),
+        };
+        let body = serde_json::to_vec(&claim).expect("a claim serializes");
+        let created = bucket
+            .store
+            .put_opts(
+                &bucket.key(&claim_key(next, "claim")),
+                PutPayload::from(body),
+                PutOptions::from(PutMode::Create),
+            )
+            .await;
+        match created {
+            Ok(_) => {}
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                return Err(TierError::LeaseHeld {
+                    url: bucket.url.clone(),
+                    owner: "a broker that claimed it at the same moment".into(),
+                    epoch: next,
+                    age_ms: 0,
+                    timeout_ms: LEASE_TIMEOUT.as_millis() as i64,
+                })
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let lease = Lease {
+            bucket: bucket.clone(),
+            epoch: next,
+            owner: owner.to_string(),
+            lost: AtomicBool::new(false),
+            renewed_ms: AtomicI64::new(now_ms()),
+        };
+        lease.renew().await?;
+        // Old claims are history; keep the last few for diagnosis.
+        for old in epochs.iter().filter(|&&e| e + 3 < next) {
+            for ext in ["claim", "heartbeat", "released"] {
+                let _ = bucket
+                    .store
+                    .delete(&bucket.key(&claim_key(*old, ext)))
+                    .await;
+            }
+        }
+        tracing::info!(url = %bucket.url, epoch = next, owner, "holding the bucket lease");
+        Ok(lease)
+    }
+
+    /// Renews the heartbeat, first making sure no broker claimed a higher epoch.
+    pub async fn renew(&self) -> Result<(), TierError> {
+        self.check()?;
+        let epochs = claimed_epochs(&self.bucket).await?;
+        if epochs.last().is_some_and(|&top| top > self.epoch) {
+            if !self.lost.swap(true, Ordering::SeqCst) {
+                tracing::error!(url = %self.bucket.url, epoch = self.epoch,
+                    "another broker claimed this bucket prefix; no longer writing to it");
+            }
+            return Err(TierError::LeaseLost { epoch: self.epoch });
+        }
+        if !epochs.contains(&self.epoch) {
+            // The store lost the claim (e.g. an S3 server that restarted empty): claim the
+            // epoch again, create-only, so that no other broker can take it meanwhile.
+            self.reclaim().await?;
+        }
+        self.bucket
+            .store
+            .put(
+                &self.bucket.key(&claim_key(self.epoch, "heartbeat")),
+                PutPayload::from(now_ms().to_string()),
+            )
+            .await?;
+        self.renewed_ms.store(now_ms(), Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn reclaim(&self) -> Result<(), TierError> {
+        let claim = Claim {
+            owner: self.owner.clone(),
+            epoch: self.epoch,
+            host: hostname(),
+            pid: std::process::id(),
+            claimed_ms: now_ms(),
+        };
+        let body = serde_json::to_vec(&claim).expect("a claim serializes");
+        let created = self
+            .bucket
+            .store
+            .put_opts(
+                &self.bucket.key(&claim_key(self.epoch, "claim")),
+                PutPayload::from(body),
+                PutOptions::from(PutMode::Create),
+            )
+            .await;
+        match created {
+            Ok(_) => {
+                tracing::warn!(url = %self.bucket.url, epoch = self.epoch,
+                    "the bucket lost this broker's lease claim; claimed it again");
+                Ok(())
+            }
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                if !self.lost.swap(true, Ordering::SeqCst) {
+                    tracing::error!(url = %self.bucket.url, epoch = self.epoch,
+                        "another broker claimed this bucket prefix; no longer writing to it");
+                }
+                Err(TierError::LeaseLost { epoch: self.epoch })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Ok while this broker may write: the lease is not lost, and it was renewed within the
+    /// timeout (less a margin, so a broker cut off from the store stops before another may take
+    /// over).
+    pub fn check(&self) -> Result<(), TierError> {
+        let stale = now_ms() - self.renewed_ms.load(Ordering::SeqCst)
+            > (LEASE_TIMEOUT - RENEW_INTERVAL).as_millis() as i64;
+        if self.lost.load(Ordering::SeqCst) || stale {
+            return Err(TierError::LeaseLost { epoch: self.epoch });
+        }
+        Ok(())
+    }
+
+    /// Marks the lease released (a clean stop), so the next broker need not wait it out.
+    pub async fn release(&self) -> Result<(), TierError> {
+        self.check()?;
+        self.bucket
+            .store
+            .put(
+                &self.bucket.key(&claim_key(self.epoch, "released")),
+                PutPayload::from(now_ms().to_string()),
+            )
+            .await?;
+        tracing::info!(url = %self.bucket.url, epoch = self.epoch, owner = %self.owner, "released the bucket lease");
+        Ok(())
+    }
+
+    /// Renews every [`RENEW_INTERVAL`] until `stop` fires; a failed renewal is logged once.
+    pub async fn keep_renewed(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(RENEW_INTERVAL) => {}
+                _ = stop.changed() => return,
+            }
+            match self.renew().await {
+                Ok(()) if failing => {
+                    failing = false;
+                    tracing::info!(url = %self.bucket.url, "lease renewed again");
+                }
+                Ok(()) => {}
+                Err(TierError::LeaseLost { .. }) if self.lost.load(Ordering::SeqCst) => return,
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::warn!(url = %self.bucket.url, error = %e, "cannot renew the bucket lease; retrying");
+                }
+                Err(_) => {}
+            }
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+
+    fn bucket() -> Bucket {
+        Bucket::new(Arc::new(InMemory::new()), "pre", "memory://test/pre")
+    }
+
+    #[tokio::test]
+    async fn a_second_owner_is_refused_and_the_first_keeps_the_lease() {
+        let b = bucket();
+        let first = Lease::acquire(&b, "broker-a").await.unwrap();
+        assert_eq!(first.epoch, 1);
+        let err = Lease::acquire(&b, "broker-b").await.unwrap_err();
+        assert!(
+            matches!(err, TierError::LeaseHeld { epoch: 1, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("memory://test/pre"));
+        first.renew().await.unwrap();
+        first.check().unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_same_owner_or_a_released_lease_is_taken_over_and_the_old_holder_stops() {
+        let b = bucket();
+        let first = Lease::acquire(&b, "broker-a").await.unwrap();
+        // The same data directory restarting (e.g. after kill -9) takes over at once.
+        let again = Lease::acquire(&b, "broker-a").await.unwrap();
+        assert_eq!(again.epoch, 2);
+        assert!(matches!(
+            first.renew().await,
+            Err(TierError::LeaseLost { epoch: 1 })
+        ));
+        assert!(first.check().is_err());
+        again.release().await.unwrap();
+        let other = Lease::acquire(&b, "broker-b").await.unwrap();
+        assert_eq!(other.epoch, 3);
+        assert!(again.renew().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn racing_claims_of_one_epoch_cannot_both_win() {
+        let b = bucket();
+        b.store
+            .put_opts(
+                &b.key(&claim_key(1, "claim")),
+                PutPayload::from_static(b"{}"),
+                PutOptions::from(PutMode::Create),
+            )
+            .await
+            .unwrap();
+        let again = b
+            .store
+            .put_opts(
+                &b.key(&claim_key(1, "claim")),
+                PutPayload::from_static(b"{}"),
+                PutOptions::from(PutMode::Create),
+            )
+            .await;
+        assert!(matches!(
+            again,
+            Err(object_store::Error::AlreadyExists { .. })
+        ));
+    }
+}

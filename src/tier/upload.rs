@@ -1,0 +1,613 @@
+//! The background copy to the tier: topic metadata, the producer-id block, and every sealed,
+//! durable segment of a tiered partition, each then recorded in the partition's manifest.
+//!
+//! One tokio task passes over all partitions every [`PASS_INTERVAL`], copying at most
+//! [`CONCURRENCY`] partitions at once. It takes a partition's lock only to copy out segment
+//! handles and offsets, never across a network call, so produce and fetch never wait on the
+//! store. Store errors are retried with backoff per partition and logged once per outage.
+//! Tiered: topics with `remote.storage.enable=true` and every internal topic
+//! (`__consumer_offsets`), so the bucket is a complete copy of record.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{StreamExt, TryStreamExt};
+use object_store::{ObjectStoreExt, PutPayload};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::lease::Lease;
+use super::local::{same_in, snapshot, upload_file, whole_log_start, Candidate, Snapshot};
+use super::manifest::{self, Manifest, RemoteObject, RemoteSegment};
+use super::pace::Pacer;
+use super::read::RemoteLog;
+use super::{now_ms, Bucket, TierError};
+use crate::log::{checkpoint, producer_state, LogManager, Partition, TopicInfo};
+
+/// How often the uploader looks for work.
+pub const PASS_INTERVAL: Duration = Duration::from_millis(500);
+/// Partitions copied at once.
+pub const CONCURRENCY: usize = 4;
+/// Segments uploaded per manifest write.
+const SEGMENTS_PER_MANIFEST: usize = 16;
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Every this many passes the uploader checks that the metadata it uploaded is still there.
+const AUDIT_EVERY: u64 = 10;
+
+/// The running tier: lease renewal, the uploader, and reads of what only the tier holds.
+pub struct Tier {
+    pub bucket: Bucket,
+    pub lease: Arc<Lease>,
+    pub remote: Arc<RemoteLog>,
+    stop: watch::Sender<bool>,
+    tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Tier {
+    /// Reads every tiered partition's manifest (so reads of remote-only offsets work from the
+    /// first request), then starts renewing `lease` and copying `log` to `bucket` in the
+    /// background.
+    pub async fn start(
+        bucket: Bucket,
+        lease: Lease,
+        log: Arc<LogManager>,
+        data_dir: PathBuf,
+        options: TierOptions,
+    ) -> Arc<Tier> {
+        let lease = Arc::new(lease);
+        let remote = Arc::new(RemoteLog::new(bucket.clone(), options.cache_bytes));
+        let (stop, rx) = watch::channel(false);
+        let renewer = tokio::spawn(lease.clone().keep_renewed(rx.clone()));
+        let mut uploader = Uploader {
+            bucket: bucket.clone(),
+            pacer: Pacer::new(options.copy_bytes_per_second),
+            lease: lease.clone(),
+            remote: remote.clone(),
+            log,
+            data_dir,
+            upload_interval: options.upload_interval,
+            copies: BTreeMap::new(),
+            uploaded_meta: BTreeMap::new(),
+            emptied: BTreeSet::new(),
+        };
+        uploader.load_manifests().await;
+        let uploading = tokio::spawn(uploader.run(rx));
+        Arc::new(Tier {
+            bucket,
+            lease,
+            remote,
+            stop,
+            tasks: std::sync::Mutex::new(vec![renewer, uploading]),
+        })
+    }
+
+    /// Stops the background work (an upload in flight is abandoned; its objects are orphans
+    /// no manifest names) and releases the lease so the next broker need not wait it out.
+    pub async fn shutdown(&self) {
+        let _ = self.stop.send(true);
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in tasks {
+            let _ = t.await;
+        }
+        if let Err(e) = self.lease.release().await {
+            tracing::warn!(url = %self.bucket.url, error = %e, "cannot release the bucket lease");
+        }
+    }
+}
+
+/// Settings of the running tier.
+#[derive(Debug, Clone, Copy)]
+pub struct TierOptions {
+    /// `cairn.remote.upload.interval.ms`.
+    pub upload_interval: Duration,
+    /// `cairn.remote.cache.bytes`.
+    pub cache_bytes: u64,
+    /// `remote.log.manager.copy.max.bytes.per.second` (`None`: unlimited).
+    pub copy_bytes_per_second: Option<u64>,
+}
+
+/// What the uploader knows of one partition's copy.
+struct Copy {
+    topic_id: uuid::Uuid,
+    dir: String,
+    /// `None` until read from the bucket.
+    manifest: Option<Manifest>,
+    next_version: u64,
+    /// Since when acknowledged data has been waiting for the tier.
+    lagging_since: Option<Instant>,
+    failing: bool,
+    backoff: Duration,
+    retry_at: Option<Instant>,
+    /// Objects no manifest names (left by an interrupted upload) were collected in this run.
+    collected: bool,
+}
+
+struct Uploader {
+    bucket: Bucket,
+    pacer: Pacer,
+    lease: Arc<Lease>,
+    remote: Arc<RemoteLog>,
+    log: Arc<LogManager>,
+    data_dir: PathBuf,
+    upload_interval: Duration,
+    copies: BTreeMap<(String, i32), Copy>,
+    /// Topic metadata as last uploaded, by topic id.
+    uploaded_meta: BTreeMap<uuid::Uuid, String>,
+    /// Topics whose tiered data was deleted (`remote.log.delete.on.disable`) in this run.
+    emptied: BTreeSet<uuid::Uuid>,
+}
+
+impl Uploader {
+    async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let mut meta_failing = false;
+        let mut passes = 0u64;
+        loop {
+            passes += 1;
+            tokio::select! {
+                _ = tokio::time::sleep(PASS_INTERVAL) => {}
+                _ = stop.changed() => return,
+            }
+            if self.lease.check().is_err() {
+                continue;
+            }
+            let audit = passes.is_multiple_of(AUDIT_EVERY);
+            match self.sync_metadata(audit).await {
+                Ok(()) if meta_failing => {
+                    meta_failing = false;
+                    tracing::info!(url = %self.bucket.url, "topic metadata copied to the tier again");
+                }
+                Ok(()) => {}
+                Err(e) if !meta_failing => {
+                    meta_failing = true;
+                    tracing::warn!(url = %self.bucket.url, error = %e, "cannot copy topic metadata to the tier; retrying");
+                }
+                Err(_) => {}
+            }
+            self.copy_partitions().await;
+        }
+    }
+
+    /// Forgets uploaded metadata the bucket no longer has (a store that lost objects), so it
+    /// is uploaded again.
+    async fn audit_metadata(&mut self) -> Result<(), TierError> {
+        let listed: Vec<_> = self
+            .bucket
+            .store
+            .list(Some(&self.bucket.key("topics")))
+            .try_collect()
+            .await?;
+        let present: BTreeSet<String> = listed
+            .iter()
+            .map(|m| self.bucket.relative(&m.location))
+            .collect();
+        let block = match self
+            .bucket
+            .store
+            .head(&self.bucket.key("producer-id-block"))
+            .await
+        {
+            Ok(_) => true,
+            Err(object_store::Error::NotFound { .. }) => false,
+            Err(e) => return Err(e.into()),
+        };
+        let before = self.uploaded_meta.len();
+        self.uploaded_meta.retain(|id, _| {
+            if id.is_nil() {
+                block
+            } else {
+                present.contains(&format!("topics/{id}.topic"))
+            }
+        });
+        if self.uploaded_meta.len() < before {
+            tracing::error!(url = %self.bucket.url, missing = before - self.uploaded_meta.len(),
+                "metadata objects vanished from the tier; uploading them again");
+        }
+        Ok(())
+    }
+
+    /// Uploads changed topic metadata and the producer-id block; removes deleted topics. With
+    /// `audit`, first checks that what was uploaded is still there.
+    async fn sync_metadata(&mut self, audit: bool) -> Result<(), TierError> {
+        if audit {
+            self.audit_metadata().await?;
+        }
+        let topics = self.log.topics();
+        let live: BTreeSet<uuid::Uuid> = topics.iter().map(|t| t.topic_id).collect();
+        for info in &topics {
+            let text = checkpoint::encode_topic(info);
+            if self.uploaded_meta.get(&info.topic_id) != Some(&text) {
+                self.lease.check()?;
+                let key = self.bucket.key(&format!("topics/{}.topic", info.topic_id));
+                self.bucket
+                    .store
+                    .put(&key, PutPayload::from(text.clone()))
+                    .await?;
+                self.uploaded_meta.insert(info.topic_id, text);
+            }
+            let cfg = self.log.topic_config(&info.name);
+            let disabled = !info.internal
+                && cfg.is_some_and(|c| !c.remote_storage_enable && c.remote_log_delete_on_disable);
+            if disabled && !self.emptied.contains(&info.topic_id) {
+                self.delete_topic_data(info.topic_id).await?;
+                self.emptied.insert(info.topic_id);
+                tracing::info!(topic = %info.name, "remote storage disabled: deleted the topic's tiered data");
+            }
+        }
+        // Only topics seen alive in this run are deleted from the bucket: an empty data
+        // directory that has not been restored never empties the bucket.
+        let gone: Vec<uuid::Uuid> = self
+            .uploaded_meta
+            .keys()
+            .filter(|id| !live.contains(id))
+            .copied()
+            .collect();
+        for id in gone {
+            self.lease.check()?;
+            let key = self.bucket.key(&format!("topics/{id}.topic"));
+            match self.bucket.store.delete(&key).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            self.delete_topic_data(id).await?;
+            self.uploaded_meta.remove(&id);
+            for ((name, _), _) in self.copies.iter().filter(|(_, c)| c.topic_id == id) {
+                self.remote.forget_topic(name);
+            }
+            self.copies.retain(|_, c| c.topic_id != id);
+            tracing::info!(topic_id = %id, "topic deleted: removed its tiered data");
+        }
+        let block_path = self
+            .data_dir
+            .join("cairn-metadata")
+            .join("producer-id-block");
+        if let Ok(text) = std::fs::read_to_string(&block_path) {
+            let id = uuid::Uuid::nil();
+            if self.uploaded_meta.get(&id) != Some(&text) {
+                self.lease.check()?;
+                let key = self.bucket.key("producer-id-block");
+                self.bucket
+                    .store
+                    .put(&key, PutPayload::from(text.clone()))
+                    .await?;
+                self.uploaded_meta.insert(id, text);
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete_topic_data(&self, topic_id: uuid::Uuid) -> Result<(), TierError> {
+        let prefix = self.bucket.key(&format!("partitions/{topic_id}"));
+        let keys: Vec<_> = self.bucket.store.list(Some(&prefix)).collect().await;
+        for meta in keys {
+            self.lease.check()?;
+            match self.bucket.store.delete(&meta?.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Every tiered partition with its copy state, taken out of `self.copies`.
+    fn work(&mut self) -> Vec<(String, i32, Arc<Partition>, Copy)> {
+        let mut work = Vec::new();
+        for info in self.log.topics() {
+            if !self.tiered(&info) {
+                continue;
+            }
+            for p in 0..info.partitions {
+                let Some(part) = self.log.partition(&info.name, p) else {
+                    continue;
+                };
+                let copy = self
+                    .copies
+                    .remove(&(info.name.clone(), p))
+                    .filter(|c| c.topic_id == info.topic_id)
+                    .unwrap_or_else(|| Copy {
+                        topic_id: info.topic_id,
+                        dir: manifest::partition_dir(&info.topic_id, p),
+                        manifest: None,
+                        next_version: 1,
+                        lagging_since: None,
+                        failing: false,
+                        backoff: Duration::from_secs(1),
+                        retry_at: None,
+                        collected: false,
+                    });
+                work.push((info.name.clone(), p, part, copy));
+            }
+        }
+        work
+    }
+
+    /// Reads the latest manifest of every tiered partition (at start-up, before serving). A
+    /// partition whose manifest cannot be read now is read again by the next pass.
+    async fn load_manifests(&mut self) {
+        let work = self.work();
+        let this = &*self;
+        let done: Vec<_> = futures_util::stream::iter(work)
+            .map(|(name, p, part, mut copy)| async move {
+                if let Err(e) = this.load_manifest(&part, &mut copy).await {
+                    tracing::warn!(topic = %name, partition = p, error = %e,
+                        "cannot read the partition's manifest from the tier; retrying in the background");
+                }
+                ((name, p), copy)
+            })
+            .buffer_unordered(CONCURRENCY * 4)
+            .collect()
+            .await;
+        self.copies.extend(done);
+    }
+
+    async fn load_manifest(&self, part: &Partition, copy: &mut Copy) -> Result<(), TierError> {
+        if copy.manifest.is_some() {
+            return Ok(());
+        }
+        let (topic, index) = (part.topic().to_string(), part.partition_index());
+        let (latest, top) = manifest::read_latest(&self.bucket, &copy.dir).await?;
+        let m = latest.unwrap_or_else(|| Manifest {
+            topic: topic.clone(),
+            partition: index,
+            ..Manifest::default()
+        });
+        if let Some(end) = m.end_offset() {
+            self.log.set_tiered_end(&topic, index, end);
+        }
+        // A newer version that does not parse may name objects the one read does not: nothing
+        // is collected as an orphan then.
+        if m.version < top {
+            copy.collected = true;
+        }
+        self.remote.publish(&m);
+        copy.next_version = top + 1;
+        copy.manifest = Some(m);
+        Ok(())
+    }
+
+    async fn copy_partitions(&mut self) {
+        let work = self.work();
+        let this = &*self;
+        let done: Vec<_> = futures_util::stream::iter(work)
+            .map(|(name, p, part, mut copy)| async move {
+                this.copy_partition(&part, &mut copy).await;
+                ((name, p), copy)
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        self.copies.extend(done);
+    }
+
+    fn tiered(&self, info: &TopicInfo) -> bool {
+        info.internal
+            || self
+                .log
+                .topic_config(&info.name)
+                .is_some_and(|c| c.remote_storage_enable && !c.remote_log_copy_disable)
+    }
+
+    /// One partition's pass, with retry bookkeeping around [`Self::copy_once`].
+    async fn copy_partition(&self, part: &Partition, copy: &mut Copy) {
+        if copy.retry_at.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        match self.copy_once(part, copy).await {
+            Ok(()) => {
+                if copy.failing {
+                    tracing::info!(topic = %part.topic(), partition = part.partition_index(),
+                        "copying to the tier resumed");
+                }
+                copy.failing = false;
+                copy.backoff = Duration::from_secs(1);
+                copy.retry_at = None;
+            }
+            Err(e) => {
+                if let TierError::LeaseLost { .. } = e {
+                    // Another writer, or our own torn attempt: read the bucket again.
+                    copy.manifest = None;
+                }
+                if !copy.failing {
+                    tracing::warn!(topic = %part.topic(), partition = part.partition_index(),
+                        error = %e, "cannot copy to the tier; retrying with backoff (local data is kept)");
+                }
+                copy.failing = true;
+                copy.retry_at = Some(Instant::now() + copy.backoff);
+                copy.backoff = (copy.backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+
+    async fn copy_once(&self, part: &Partition, copy: &mut Copy) -> Result<(), TierError> {
+        let (topic, index) = (part.topic().to_string(), part.partition_index());
+        self.load_manifest(part, copy).await?;
+        if !copy.collected {
+            let m = copy.manifest.as_ref().expect("loaded above");
+            self.collect_orphans(&copy.dir, m).await?;
+            copy.collected = true;
+        }
+        let snap = snapshot(part)?;
+        let mut m = copy.manifest.clone().expect("loaded above");
+        let now = now_ms();
+        let cfg = part.config();
+        // A topic with remote storage keeps in the tier what local retention deleted: the
+        // tier's own start follows retention.* over the whole log and DeleteRecords. Any other
+        // copied topic (the internal ones) mirrors its local log.
+        let start = if cfg.remote_storage_enable {
+            let deleted = self.remote.deleted_before(&topic, index);
+            whole_log_start(&m, &cfg, &snap, now, deleted)
+        } else {
+            snap.log_start_offset
+        };
+        let mut changed = m.trim_below(start, now);
+        let mut uploaded = 0;
+        for c in &snap.sealed {
+            if c.end_offset <= snap.log_start_offset || same_in(&m, c) {
+                continue;
+            }
+            if uploaded == SEGMENTS_PER_MANIFEST {
+                break;
+            }
+            let remote = self.upload_segment(part, &copy.dir, c).await?;
+            if !m.insert(remote, now_ms()) {
+                tracing::warn!(
+                    topic,
+                    partition = index,
+                    base_offset = c.base_offset,
+                    "a local segment straddles segments in the tier; not copied"
+                );
+                continue;
+            }
+            changed = true;
+            uploaded += 1;
+        }
+        let delay = part.config().file_delete_delay_ms;
+        let expired = m.take_expired(now, delay);
+        changed |= !expired.is_empty();
+        if changed {
+            self.lease.check()?;
+            // The version this one follows must still be there: a store that lost it lost the
+            // segments too, and must get the local log again rather than a manifest naming
+            // objects it no longer has.
+            let previous = copy.next_version - 1;
+            if previous > 0 && !manifest::exists(&self.bucket, &copy.dir, previous).await? {
+                tracing::error!(
+                    topic,
+                    partition = index,
+                    version = previous,
+                    "the tier lost this partition's manifest; copying the local log again"
+                );
+                self.log.set_tiered_end(&topic, index, i64::MIN);
+                copy.manifest = None;
+                return Ok(());
+            }
+            m.version = copy.next_version;
+            m.lease_epoch = self.lease.epoch;
+            m.written_ms = now_ms();
+            manifest::write(&self.bucket, &copy.dir, &m).await?;
+            copy.next_version += 1;
+            if let Some(end) = m.end_offset() {
+                self.log.set_tiered_end(&topic, index, end);
+            }
+            self.remote.publish(&m);
+            if uploaded > 0 {
+                tracing::debug!(
+                    topic,
+                    partition = index,
+                    segments = uploaded,
+                    end_offset = m.end_offset(),
+                    version = m.version,
+                    "copied segments to the tier"
+                );
+            }
+            copy.manifest = Some(m.clone());
+            for key in expired {
+                match self.bucket.store.delete(&self.bucket.key(&key)).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => tracing::debug!(key, error = %e, "cannot delete a retired object"),
+                }
+            }
+        }
+        self.roll_if_lagging(part, copy, &snap, m.end_offset())
+    }
+
+    /// Deletes the partition's segment objects that the manifest neither names nor retired:
+    /// uploads a crash (or a failed manifest write) left behind. Runs once per partition per
+    /// start, between this partition's uploads, so no upload of it is in flight.
+    async fn collect_orphans(&self, dir: &str, m: &Manifest) -> Result<(), TierError> {
+        let named: BTreeSet<&str> = m
+            .segments
+            .iter()
+            .flat_map(|s| std::iter::once(&s.log).chain(&s.producer_snapshot))
+            .map(|o| o.key.as_str())
+            .chain(m.retired.iter().map(|r| r.key.as_str()))
+            .collect();
+        let listed: Vec<_> = self
+            .bucket
+            .store
+            .list(Some(&self.bucket.key(&format!("{dir}/segments"))))
+            .try_collect()
+            .await?;
+        let mut collected = 0;
+        for meta in listed {
+            let rel = self.bucket.relative(&meta.location);
+            if named.contains(rel.as_str()) {
+                continue;
+            }
+            self.lease.check()?;
+            match self.bucket.store.delete(&meta.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => collected += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if collected > 0 {
+            tracing::info!(
+                dir,
+                objects = collected,
+                "collected orphan objects in the tier"
+            );
+        }
+        Ok(())
+    }
+
+    /// Rolls the active segment when acknowledged data has waited longer than
+    /// `cairn.remote.upload.interval.ms` for the tier, so it is sealed and copied next.
+    fn roll_if_lagging(
+        &self,
+        part: &Partition,
+        copy: &mut Copy,
+        snap: &Snapshot,
+        tiered_end: Option<i64>,
+    ) -> Result<(), TierError> {
+        let lagging = snap.durable_offset > tiered_end.unwrap_or(snap.log_start_offset);
+        if !lagging {
+            copy.lagging_since = None;
+            return Ok(());
+        }
+        let since = *copy.lagging_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= self.upload_interval && snap.active_size > 0 {
+            part.roll()
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            copy.lagging_since = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    async fn upload_segment(
+        &self,
+        part: &Partition,
+        dir: &str,
+        c: &Candidate,
+    ) -> Result<RemoteSegment, TierError> {
+        self.lease.check()?;
+        let uid = &uuid::Uuid::new_v4().simple().to_string()[..12];
+        let log_key = format!("{dir}/segments/{:020}-{uid}.log", c.base_offset);
+        let log = upload_file(&self.bucket, &self.pacer, &log_key, c.log.clone(), c.size).await?;
+        let snapshot_path = producer_state::snapshot_path(part.dir(), c.end_offset);
+        let producer_snapshot = match std::fs::read(&snapshot_path) {
+            Ok(bytes) => {
+                let key = format!("{dir}/segments/{:020}-{uid}.snapshot", c.end_offset);
+                let object = RemoteObject {
+                    key: key.clone(),
+                    size: bytes.len() as u64,
+                    crc32c: crc32c::crc32c(&bytes),
+                };
+                self.bucket
+                    .store
+                    .put(&self.bucket.key(&key), PutPayload::from(bytes))
+                    .await?;
+                Some(object)
+            }
+            Err(_) => None,
+        };
+        Ok(RemoteSegment {
+            base_offset: c.base_offset,
+            end_offset: c.end_offset,
+            log,
+            producer_snapshot,
+            max_timestamp: c.max_timestamp,
+            uploaded_ms: now_ms(),
+        })
+    }
+}
