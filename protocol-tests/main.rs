@@ -8,4 +8,5 @@ mod fetch_limits;
 mod groups;
 mod harness;
 mod hostile;
+mod http;
 mod util;

@@ -8,10 +8,13 @@
 //! - [`group`]: the consumer group coordinator (a pure state machine plus the offsets topic).
 //! - [`log`]: the log engine (topics, partitions, segments, indexes, recovery, retention, cleaner).
 //! - [`config`]: broker and topic configuration with Kafka's names.
+//! - [`metrics`]: the broker's counters; [`http`]: the operator's listener (metrics, status page).
 
 pub mod broker;
 pub mod config;
 pub mod group;
+pub mod http;
 pub mod log;
+pub mod metrics;
 pub mod protocol;
 pub mod server;

@@ -6,9 +6,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use cairn::broker::Broker;
 use cairn::config::BrokerConfig;
+use cairn::http::HttpServer;
 use cairn::server::{log_startup, Server};
 use clap::{Parser, Subcommand};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// A Kafka-compatible broker built to keep data for years.
 ///
@@ -83,9 +84,25 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     log_startup(server.local_addr()?, &data_dir);
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    if let Some(addr) = broker.config.http_listen() {
+        match HttpServer::bind(addr, broker.clone()).await {
+            Ok(http) => {
+                info!(listen = %http.local_addr()?, "status page and metrics on http://{}/", http.local_addr()?);
+                tokio::spawn(http.run(shutdown_rx.clone()));
+            }
+            // The default port may be another Cairn's on this machine: serve Kafka without it.
+            Err(e) if !broker.config.is_explicit("cairn.http.listen") => {
+                warn!(listen = %addr, error = %e, "the HTTP listener's default address is taken; serving without it (set cairn.http.listen to choose another)");
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot listen on {addr} (cairn.http.listen)"))
+            }
+        }
+    }
     info!(elapsed_ms = started.elapsed().as_millis() as u64, "started");
 
-    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let serving = tokio::spawn(server.run(shutdown_rx));
     wait_for_signal().await?;
     info!("shutting down: no new connections, finishing in-flight requests");

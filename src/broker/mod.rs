@@ -14,6 +14,7 @@ use crate::config::BrokerConfig;
 use crate::group::GroupCoordinator;
 use crate::log::io::{FileIo, StdIo};
 use crate::log::{LogManager, LogManagerOptions};
+use crate::metrics::Metrics;
 use crate::protocol::versions::{VersionEntry, VersionTable};
 
 mod api_versions;
@@ -41,6 +42,8 @@ pub struct Broker {
     /// The host and port given to clients.
     pub advertised: (String, u16),
     pub cluster_id: String,
+    /// Counters of requests and traffic, read by the HTTP listener's `/metrics`.
+    pub metrics: Metrics,
     versions: VersionTable,
     /// Held for the broker's lifetime: an exclusive lock on `<data dir>/.lock`, so two processes
     /// never open one data directory.
@@ -122,6 +125,7 @@ impl Broker {
             log,
             groups,
             config,
+            metrics: Metrics::default(),
             versions: version_table(),
             _lock: lock,
         }))
@@ -150,6 +154,14 @@ impl Broker {
         header: &RequestHeader,
         request: RequestKind,
     ) -> Option<ResponseKind> {
+        let started = std::time::Instant::now();
+        let response = self.dispatch(header, request).await;
+        self.metrics
+            .request(header.request_api_key, started.elapsed());
+        response
+    }
+
+    async fn dispatch(&self, header: &RequestHeader, request: RequestKind) -> Option<ResponseKind> {
         let version = header.request_api_version;
         let response = match request {
             RequestKind::ApiVersions(r) => {
