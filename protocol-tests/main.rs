@@ -11,6 +11,7 @@ mod group_operations;
 mod groups;
 mod harness;
 mod hostile;
+mod http;
 mod record_errors;
 mod resource_configs;
 mod util;

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// A config value failed validation, or a key is unknown.
@@ -93,6 +94,8 @@ enum Check {
     Listeners,
     /// `s3://BUCKET[/PREFIX]` or `file:///ABSOLUTE/DIR`.
     RemoteUrl,
+    /// `IP:PORT`, or empty for "off".
+    SocketAddrOrEmpty,
 }
 
 /// One accepted config key.
@@ -225,6 +228,7 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def("log.cleaner.min.compaction.lag.ms", T::Long, Some("0"), AtLeast(0), "Default min.compaction.lag.ms."),
     def("log.cleaner.max.compaction.lag.ms", T::Long, Some(I64_MAX), AtLeast(1), "Default max.compaction.lag.ms."),
     def("log.cleaner.delete.retention.ms", T::Long, Some("86400000"), AtLeast(0), "Default delete.retention.ms."),
+    def("cairn.http.listen", T::String, Some("127.0.0.1:9644"), SocketAddrOrEmpty, "Cairn only. HOST:PORT of the operator's HTTP listener (/metrics, the status page at /, /v1/status); empty disables it. When the default port is taken, Cairn serves without it (and says so); a port set here must be free."),
     def("cairn.log.verify.on.startup", T::String, Some("background"), OneOf(VERIFY_ON_STARTUP), "Cairn only. When the CRC and offsets of every batch of every segment are checked, damage moved aside and repaired: 'background' (serve at once, verify in a background pass; after a crash the re-read tail first), 'before-serving' (everything before serving), 'off' (Kafka's behaviour: only the tail after a crash, where damage cuts the log)."),
     def("min.insync.replicas", T::Int, Some("1"), Range(1, 1), "Accepted for compatibility; a single node has one replica."),
     def("unclean.leader.election.enable", T::Boolean, Some("false"), Bool, "Accepted for compatibility; no effect on a single node."),
@@ -545,6 +549,13 @@ fn check_value(def: &ConfigDef, value: &str) -> Result<(), ConfigError> {
             RemoteUrl => {
                 RemoteUrl::parse(v).map_err(|reason| bad(&reason))?;
             }
+            SocketAddrOrEmpty
+                if !v.trim().is_empty() && v.trim().parse::<SocketAddr>().is_err() =>
+            {
+                return Err(bad(
+                    "expected IP:PORT (e.g. 127.0.0.1:9644), or empty to disable",
+                ));
+            }
             _ => {}
         },
     }
@@ -797,6 +808,11 @@ impl BrokerConfig {
         self.get("advertised.listeners")
             .map(|v| parse_listeners(v).expect("advertised.listeners was validated"))
             .unwrap_or_default()
+    }
+
+    /// `cairn.http.listen`: the operator's HTTP listener, `None` when disabled.
+    pub fn http_listen(&self) -> Option<SocketAddr> {
+        self.get("cairn.http.listen")?.trim().parse().ok()
     }
 
     /// `listener.security.protocol.map`, names upper case.

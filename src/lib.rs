@@ -12,13 +12,16 @@
 //! - [`tier`]: the object-storage tier (lease, upload, manifests, restore) beside the log.
 //! - [`config`]: broker and topic configuration with Kafka's names.
 //! - [`resource_configs`]: configs of groups (KIP-848) and client-metrics subscriptions (KIP-714).
+//! - [`metrics`]: the broker's counters; [`http`]: the operator's listener (metrics, status page).
 
 pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod group;
+pub mod http;
 pub mod listener;
 pub mod log;
+pub mod metrics;
 pub mod protocol;
 pub mod resource_configs;
 pub mod server;

@@ -9,9 +9,10 @@ use cairn::auth::credentials::{AddScram, CredentialStore};
 use cairn::auth::tls::TlsListener;
 use cairn::broker::Broker;
 use cairn::config::BrokerConfig;
+use cairn::http::HttpServer;
 use cairn::server::{log_startup, Server};
 use clap::{Parser, Subcommand};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// A Kafka-compatible broker built to keep data for years.
 ///
@@ -100,6 +101,22 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
 
     let tls = server.tls_listeners();
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    if let Some(addr) = broker.config.http_listen() {
+        match HttpServer::bind(addr, broker.clone()).await {
+            Ok(http) => {
+                info!(listen = %http.local_addr()?, "status page and metrics on http://{}/", http.local_addr()?);
+                tokio::spawn(http.run(shutdown_rx.clone()));
+            }
+            // The default port may be another Cairn's on this machine: serve Kafka without it.
+            Err(e) if !broker.config.is_explicit("cairn.http.listen") => {
+                warn!(listen = %addr, error = %e, "the HTTP listener's default address is taken; serving without it (set cairn.http.listen to choose another)");
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot listen on {addr} (cairn.http.listen)"))
+            }
+        }
+    }
     let serving = tokio::spawn(server.run(shutdown_rx));
     wait_for_signal(&tls).await?;
     info!("shutting down: no new connections, finishing in-flight requests");

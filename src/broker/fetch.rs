@@ -44,6 +44,14 @@ pub(super) async fn handle(broker: &Broker, version: i16, request: FetchRequest)
         arrived.as_mut().enable();
         let (responses, gathered, any_error) = gather(broker, &request, isolation, max_bytes).await;
         if gathered >= min_bytes || any_error || Instant::now() >= deadline {
+            for topic in &responses {
+                let bytes = topic
+                    .partitions
+                    .iter()
+                    .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+                    .sum();
+                broker.metrics.fetched(&topic.topic.0, bytes);
+            }
             return FetchResponse::default()
                 .with_error_code(NONE)
                 .with_session_id(0)

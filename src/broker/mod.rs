@@ -21,6 +21,7 @@ use crate::group::GroupCoordinator;
 use crate::listener::Session;
 use crate::log::io::{FileIo, StdIo};
 use crate::log::{LogManager, LogManagerOptions};
+use crate::metrics::Metrics;
 use crate::protocol::versions::{VersionEntry, VersionTable};
 use crate::resource_configs::ResourceConfigs;
 use crate::tier::lease::Lease;
@@ -59,6 +60,8 @@ pub struct Broker {
     pub cluster_id: String,
     /// SCRAM credentials (`cairn-security/scram-credentials`).
     pub credentials: CredentialStore,
+    /// Counters of requests and traffic, read by the HTTP listener's `/metrics`.
+    pub metrics: Metrics,
     versions: VersionTable,
     /// The object-storage tier, when `remote.log.storage.system.enable` is set.
     pub tier: Option<Arc<Tier>>,
@@ -188,6 +191,7 @@ impl Broker {
             config,
             versions,
             tier,
+            metrics: Metrics::default(),
             _lock: lock,
         }))
     }
@@ -216,6 +220,19 @@ impl Broker {
     /// request order (appends, commits) happens before a handler's first `.await` that can
     /// suspend; only waiting (fsync, long poll, rebalance) may come after it.
     pub async fn handle(
+        &self,
+        session: &Session,
+        header: &RequestHeader,
+        request: RequestKind,
+    ) -> Option<ResponseKind> {
+        let started = std::time::Instant::now();
+        let response = self.dispatch(session, header, request).await;
+        self.metrics
+            .request(header.request_api_key, started.elapsed());
+        response
+    }
+
+    async fn dispatch(
         &self,
         session: &Session,
         header: &RequestHeader,

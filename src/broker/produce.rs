@@ -89,11 +89,16 @@ pub(super) async fn handle(
         let mut outcomes = Vec::with_capacity(topic.partition_data.len());
         for data in topic.partition_data {
             let partition = broker.log.partition(&name, data.index);
+            let bytes = data.records.as_ref().map_or(0, |r| r.len());
             let result = match (refuse_all, &partition) {
                 (Some(e), _) => Err(Refusal::code(code(e))),
                 (None, None) => Err(Refusal::code(code(ResponseError::UnknownTopicOrPartition))),
                 (None, Some(log)) => append(log, data.records),
             };
+            if let Some(info) = result.as_ref().ok().filter(|info| !info.duplicate) {
+                let records = (info.last_offset - info.base_offset + 1) as u64;
+                broker.metrics.produced(&name, bytes, records);
+            }
             if let (Ok(info), -1, Some(partition)) = (&result, acks, partition) {
                 to_await.push((
                     topics.len(),

@@ -1,0 +1,286 @@
+//! The operator's HTTP listener: metrics that move with real traffic, the status page and its
+//! JSON, and a listener that bad or greedy HTTP clients cannot turn against the Kafka one.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+use crate::harness::{free_port, Cairn, Client};
+use crate::util::*;
+
+fn start() -> (Cairn, SocketAddr) {
+    let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let cairn = Cairn::start(&[&format!("cairn.http.listen={http}")]);
+    // The HTTP listener comes up right after the Kafka one.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(http).is_err() {
+        assert!(Instant::now() < deadline, "no HTTP listener on {http}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (cairn, http)
+}
+
+/// Sends `request` as is; returns (status code, body). Status 0: the connection was closed
+/// without an answer.
+fn raw(addr: SocketAddr, request: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(request);
+    let mut text = Vec::new();
+    let _ = s.read_to_end(&mut text);
+    let text = String::from_utf8_lossy(&text).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    raw(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: cairn\r\n\r\n").as_bytes(),
+    )
+}
+
+/// The value of the sample named `series` (name and labels exactly as exposed), if present.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.split(' ').next()?.parse().ok())
+}
+
+fn commit(client: &mut Client, group: &str, topic: &str, offset: i64) {
+    let r = client.call(
+        8,
+        &OffsetCommitRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.into())))
+            .with_generation_id_or_member_epoch(-1)
+            .with_member_id(StrBytes::from_static_str(""))
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(topic_name(topic))
+                .with_partitions(vec![OffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(offset)])]),
+    );
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+}
+
+#[test]
+fn metrics_move_with_produce_fetch_and_commits() {
+    let (cairn, http) = start();
+    let mut client = cairn.client();
+    create_topic(&mut client, "m", 1, &[]);
+    let (status, before) = get(http, "/metrics");
+    assert_eq!(status, 200, "{before}");
+    assert_eq!(
+        sample(
+            &before,
+            "cairn_partition_high_watermark{topic=\"m\",partition=\"0\"}"
+        ),
+        Some(0.0),
+        "{before}"
+    );
+    assert_eq!(
+        sample(&before, "cairn_topic_messages_in_total{topic=\"m\"}"),
+        None
+    );
+
+    for i in 0..3 {
+        produce(&mut client, 12, "m", 0, batch(&["a", "b"], i));
+    }
+    let fetched = fetch(&mut client, 12, "m", 0, 0);
+    let records = fetched.responses[0].partitions[0]
+        .records
+        .as_ref()
+        .map_or(0, |r| r.len());
+    commit(&mut client, "readers", "m", 2);
+
+    let (_, after) = get(http, "/metrics");
+    let value =
+        |series: &str| sample(&after, series).unwrap_or_else(|| panic!("no {series} in:\n{after}"));
+    assert_eq!(value("cairn_topic_messages_in_total{topic=\"m\"}"), 6.0);
+    assert!(value("cairn_topic_in_bytes_total{topic=\"m\"}") > 0.0);
+    assert_eq!(
+        value("cairn_topic_out_bytes_total{topic=\"m\"}"),
+        records as f64
+    );
+    assert_eq!(
+        value("cairn_partition_high_watermark{topic=\"m\",partition=\"0\"}"),
+        6.0
+    );
+    assert_eq!(
+        value("cairn_partition_log_end_offset{topic=\"m\",partition=\"0\"}"),
+        6.0
+    );
+    assert!(value("cairn_partition_size_bytes{topic=\"m\",partition=\"0\"}") > 0.0);
+    assert_eq!(value("cairn_requests_total{api=\"Produce\"}"), 3.0);
+    assert_eq!(
+        value("cairn_request_duration_seconds_count{api=\"Produce\"}"),
+        3.0
+    );
+    assert_eq!(
+        value("cairn_group_committed_offset{group=\"readers\",topic=\"m\",partition=\"0\"}"),
+        2.0
+    );
+    assert_eq!(
+        value("cairn_group_lag{group=\"readers\",topic=\"m\",partition=\"0\"}"),
+        4.0
+    );
+    assert!(value("cairn_process_resident_memory_bytes") > 1e6);
+    assert!(value("cairn_process_open_fds") > 0.0);
+    assert!(
+        after.trim_end().ends_with("# EOF"),
+        "OpenMetrics text ends with # EOF"
+    );
+}
+
+#[test]
+fn status_page_and_json_show_topics_groups_and_lag() {
+    let (cairn, http) = start();
+    let mut client = cairn.client();
+    create_topic(&mut client, "orders", 1, &[]);
+    produce(
+        &mut client,
+        12,
+        "orders",
+        0,
+        batch(&["a", "b", "c", "d"], 0),
+    );
+    commit(&mut client, "rebuild", "orders", 1);
+    commit(&mut client, "<b>ad&group", "orders", 4);
+
+    let (status, json) = get(http, "/v1/status");
+    assert_eq!(status, 200);
+    let doc: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    let orders = doc["topics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "orders")
+        .expect("orders in /v1/status");
+    assert_eq!(orders["partitions"][0]["high_watermark"], 4);
+    let group = doc["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["group_id"] == "rebuild")
+        .expect("group in /v1/status");
+    assert_eq!(group["lag"], 3);
+    assert_eq!(group["offsets"][0]["committed_offset"], 1);
+
+    let (status, page) = get(http, "/");
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("<tr><td>orders-0</td><td>0</td><td>4</td><td>4</td>"),
+        "{page}"
+    );
+    assert!(page.contains("<tr id='group-rebuild'>"), "{page}");
+    assert!(page.contains("<td class=lag>3</td>"), "{page}");
+    assert!(page.contains("25.0%"), "progress: 1 of 4 records: {page}");
+    assert!(
+        page.contains("<td>&lt;b&gt;ad&amp;group</td>"),
+        "names are escaped: {page}"
+    );
+    assert!(!page.contains("<b>ad"), "{page}");
+}
+
+#[test]
+fn bad_and_greedy_http_clients_get_errors_and_kafka_keeps_serving() {
+    let (cairn, http) = start();
+    let (status, body) = get(http, "/nope");
+    assert_eq!(status, 404);
+    assert!(body.contains("not found"), "{body}");
+    let (status, _) = raw(
+        http,
+        b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+    );
+    assert_eq!(status, 405);
+    let (status, _) = raw(http, b"NOT-HTTP\r\n\r\n");
+    assert_eq!(status, 400);
+    // Headers beyond the bound: refused (431) or cut, never buffered without end.
+    let huge = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(64 * 1024)
+    );
+    let (status, _) = raw(http, huge.as_bytes());
+    assert!(status == 431 || status == 0, "status {status}");
+    let many: String = (0..100).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let (status, _) = raw(
+        http,
+        format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n").as_bytes(),
+    );
+    assert!(status == 431 || status == 0, "status {status}");
+
+    // A crowd of idle connections: the ones over the limit are closed at once, the rest cut when
+    // their headers do not come; the Kafka listener answers all along.
+    let started = Instant::now();
+    let idle: Vec<TcpStream> = (0..80)
+        .map(|_| TcpStream::connect(http).expect("connect"))
+        .collect();
+    let mut kafka = cairn.client();
+    let r = kafka.call(12, &MetadataRequest::default().with_topics(Some(vec![])));
+    assert_eq!(r.brokers.len(), 1);
+    let mut closed = 0;
+    for mut s in idle {
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let mut buf = [0u8; 64];
+        if s.read(&mut buf).is_ok() {
+            closed += 1;
+        }
+    }
+    assert_eq!(
+        closed, 80,
+        "every idle connection is closed by the listener"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(14),
+        "cut by the header timeout"
+    );
+    let (status, _) = get(http, "/metrics");
+    assert_eq!(
+        status, 200,
+        "the listener serves again once the crowd is gone"
+    );
+}
+
+#[test]
+fn an_http_address_set_but_taken_stops_the_start() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().unwrap();
+    let temp = tempfile::tempdir().expect("temp");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--data-dir")
+        .arg(temp.path().join("data"))
+        .arg("--set")
+        .arg(format!("cairn.http.listen={addr}"))
+        .output()
+        .expect("run cairn");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cairn.http.listen"), "{stderr}");
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["--set", "cairn.http.listen=localhost:http"])
+        .output()
+        .expect("run cairn");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an invalid address is a configuration error"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cairn.http.listen"));
+}

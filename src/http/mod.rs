@@ -1,0 +1,179 @@
+//! The operator's HTTP listener (`cairn.http.listen`, default 127.0.0.1:9644): Prometheus metrics
+//! at `/metrics`, a status page at `/`, and the same data as JSON at `/v1/status`. Read-only.
+//!
+//! It runs on the broker's runtime but cannot hurt the Kafka listeners: at most
+//! [`MAX_CONNECTIONS`] connections (more are closed at once), one request per connection, headers
+//! bounded in size and count and due within [`HEADER_TIMEOUT`], and each connection cut after
+//! [`CONNECTION_TIMEOUT`] whatever it is doing. Everything it shows is one [`status::Status`]
+//! snapshot plus the broker's [`crate::metrics::Metrics`]; a background sampler keeps the last
+//! minutes of throughput and group progress for the page's charts and time-to-catch-up.
+
+mod exposition;
+mod history;
+mod page;
+mod status;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tracing::{debug, info, warn};
+
+use crate::broker::Broker;
+use history::History;
+use status::Status;
+
+/// Most HTTP connections served at once.
+pub const MAX_CONNECTIONS: usize = 64;
+/// A request's headers must arrive within this.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// A connection is closed after this, finished or not.
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most bytes of request line and headers (hyper's read buffer; larger requests are refused).
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Most header fields in a request.
+const MAX_HEADERS: usize = 32;
+
+#[derive(Clone)]
+struct AppState {
+    broker: Arc<Broker>,
+    started: Instant,
+    history: Arc<History>,
+}
+
+/// A bound HTTP listener, not yet serving.
+pub struct HttpServer {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl HttpServer {
+    pub async fn bind(addr: SocketAddr, broker: Arc<Broker>) -> std::io::Result<HttpServer> {
+        let listener = TcpListener::bind(addr).await?;
+        Ok(HttpServer {
+            listener,
+            state: AppState {
+                broker,
+                started: Instant::now(),
+                history: Arc::new(History::default()),
+            },
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` turns true.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let router = Router::new()
+            .route("/", get(status_page))
+            .route("/metrics", get(metrics))
+            .route("/v1/status", get(status_json))
+            .fallback(not_found)
+            .with_state(self.state.clone());
+        let sampler = tokio::spawn(history::sample(
+            self.state.broker.clone(),
+            self.state.history.clone(),
+        ));
+        let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        warn!(error = %e, "http: accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                _ = shutdown.changed() => break,
+            };
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                debug!(%peer, "http: too many connections; closing this one");
+                continue;
+            };
+            let service = TowerToHyperService::new(router.clone());
+            tokio::spawn(async move {
+                let _permit = permit;
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .max_buf_size(MAX_HEADER_BYTES)
+                    .max_headers(MAX_HEADERS)
+                    .keep_alive(false)
+                    .serve_connection(TokioIo::new(stream), service);
+                match tokio::time::timeout(CONNECTION_TIMEOUT, conn).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => debug!(%peer, error = %e, "http: connection ended with an error"),
+                    Err(_) => debug!(%peer, "http: connection cut after the time limit"),
+                }
+            });
+        }
+        sampler.abort();
+        info!("http listener stopped");
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let status = match gather(&state).await {
+        Ok(status) => status,
+        Err(unavailable) => return unavailable,
+    };
+    let text = exposition::render(&state.broker.metrics, &status);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn status_json(State(state): State<AppState>) -> Response {
+    let status = match gather(&state).await {
+        Ok(status) => status,
+        Err(unavailable) => return unavailable,
+    };
+    match serde_json::to_string_pretty(&status) {
+        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+async fn status_page(State(state): State<AppState>) -> Response {
+    match gather(&state).await {
+        Ok(status) => Html(page::render(&status, &state.history.snapshot())).into_response(),
+        Err(unavailable) => unavailable,
+    }
+}
+
+async fn not_found() -> (StatusCode, &'static str) {
+    (
+        StatusCode::NOT_FOUND,
+        "not found: try /, /metrics or /v1/status\n",
+    )
+}
+
+/// Reads the state off the async workers (it takes partition and group locks and reads /proc);
+/// a 503 when that cannot run (the runtime is shutting down).
+async fn gather(state: &AppState) -> Result<Status, Response> {
+    let broker = state.broker.clone();
+    let started = state.started;
+    tokio::task::spawn_blocking(move || Status::gather(&broker, started))
+        .await
+        .map_err(|e| {
+            warn!(error = %e, "http: cannot read the broker's state");
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable\n").into_response()
+        })
+}
