@@ -7,7 +7,6 @@ mod apis;
 mod authorized_operations;
 mod consumer_groups;
 mod fetch_limits;
-mod group_operations;
 mod groups;
 mod harness;
 mod hostile;
