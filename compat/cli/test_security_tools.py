@@ -1,12 +1,13 @@
 """Apache Kafka's CLI tools against Cairn over SASL_SSL with a client properties file:
 kafka-configs manages SCRAM users (AlterUserScramCredentials / DescribeUserScramCredentials),
 then kafka-topics, the console producer and consumer and kafka-consumer-groups authenticate
-with SCRAM-SHA-512 through --command-config / --producer.config / --consumer.config.
+with SCRAM-SHA-512 through a client properties file (--command-config, or before 4.2 the
+console tools' --producer.config / --consumer.config).
 
 Cairn only (the secure_broker fixture starts a broker with a PLAINTEXT and a SASL_SSL
 listener)."""
 
-from cairn_compat import kafka_tool
+from cairn_compat import console_flags, kafka_tool
 
 
 def configs(bootstrap, *args, command_config=None, check=True):
@@ -37,10 +38,10 @@ def test_scram_users_and_tools_over_sasl_ssl(secure_broker):
                                "--command-config", alice, "--list").stdout.split()
 
     kafka_tool("kafka-console-producer", "--bootstrap-server", b.sasl_bootstrap,
-               "--producer.config", alice, "--topic", topic, input="one\ntwo\nthree\n")
+               console_flags()["producer-config"], alice, "--topic", topic, input="one\ntwo\nthree\n")
     bob = b.java_client_config("SCRAM-SHA-256", "bob", "bob-pw")
     consumed = kafka_tool("kafka-console-consumer", "--bootstrap-server", b.sasl_bootstrap,
-                          "--consumer.config", bob, "--topic", topic, "--group", "secure-g",
+                          console_flags()["consumer-config"], bob, "--topic", topic, "--group", "secure-g",
                           "--from-beginning", "--max-messages", "3",
                           "--timeout-ms", "30000").stdout.split()
     assert consumed == ["one", "two", "three"]

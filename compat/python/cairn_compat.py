@@ -419,9 +419,11 @@ def console_flags(version: str = KAFKA_VERSION) -> dict[str, str]:
     deprecated the old names (4.4's console consumer prints that warning on stdout)."""
     if version_tuple(version) >= (4, 2):
         return {"reader": "--reader-property", "formatter": "--formatter-property",
-                "producer": "--command-property", "consumer": "--command-property"}
+                "producer": "--command-property", "consumer": "--command-property",
+                "producer-config": "--command-config", "consumer-config": "--command-config"}
     return {"reader": "--property", "formatter": "--property",
-            "producer": "--producer-property", "consumer": "--consumer-property"}
+            "producer": "--producer-property", "consumer": "--consumer-property",
+            "producer-config": "--producer.config", "consumer-config": "--consumer.config"}
 
 
 def kcat(*args: str, input: str | None = None, timeout: float = 60,
