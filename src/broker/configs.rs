@@ -23,7 +23,7 @@ use tracing::info;
 
 use super::errors::{code, log_error_code, NONE};
 use super::{resource_configs, Broker};
-use crate::config::{self, describe_topic, ConfigType};
+use crate::config::{self, describe_topic, ConfigSource, ConfigType};
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
@@ -98,12 +98,7 @@ pub(super) fn describe_configs(
                             let synonyms = d
                                 .synonyms
                                 .into_iter()
-                                .map(|(name, value, source)| {
-                                    DescribeConfigsSynonym::default()
-                                        .with_name(StrBytes::from_string(name))
-                                        .with_value(value.map(StrBytes::from_string))
-                                        .with_source(source.wire())
-                                })
+                                .map(|(name, value, source)| synonym(name, value, source))
                                 .collect();
                             entry(
                                 d.def.name, d.value, d.source, false, d.def.ty, d.def.doc, synonyms,
@@ -168,10 +163,7 @@ pub(super) fn describe_configs(
                                             .synonyms
                                             .into_iter()
                                             .map(|(name, value, source)| {
-                                                DescribeConfigsSynonym::default()
-                                                    .with_name(StrBytes::from_string(name))
-                                                    .with_value(Some(StrBytes::from_string(value)))
-                                                    .with_source(source.wire())
+                                                synonym(name, Some(value), source)
                                             })
                                             .collect();
                                         entry(
@@ -426,4 +418,12 @@ fn incremental_op(
         }
     }
     Ok(())
+}
+
+/// One entry of a config's synonym list, as DescribeConfigs answers it.
+fn synonym(name: String, value: Option<String>, source: ConfigSource) -> DescribeConfigsSynonym {
+    DescribeConfigsSynonym::default()
+        .with_name(StrBytes::from_string(name))
+        .with_value(value.map(StrBytes::from_string))
+        .with_source(source.wire())
 }
