@@ -43,6 +43,7 @@ mod records;
 mod resource_configs;
 mod scram_users;
 mod tiered;
+mod topic_partitions;
 mod topics;
 
 pub use topics::valid_topic_name;
@@ -101,6 +102,7 @@ const APIS: &[(ApiKey, i16, i16, i16)] = &[
     (ApiKey::SaslAuthenticate, 0, 0, 2),
     (ApiKey::DescribeUserScramCredentials, 0, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0, 0),
+    (ApiKey::DescribeTopicPartitions, 0, 0, 0),
 ];
 
 /// The full version table: this module's APIs plus the group APIs, and the KIP-848 ones when
@@ -308,6 +310,9 @@ impl Broker {
             RequestKind::IncrementalAlterConfigs(r) => {
                 ResponseKind::IncrementalAlterConfigs(configs::incremental_alter_configs(self, r))
             }
+            RequestKind::DescribeTopicPartitions(r) => ResponseKind::DescribeTopicPartitions(
+                topic_partitions::describe_topic_partitions(self, r),
+            ),
             other => {
                 let api_key = ApiKey::try_from(header.request_api_key).ok()?;
                 if groups::APIS.iter().any(|&(key, _, _)| key == api_key) {
