@@ -5,6 +5,7 @@
 
 mod apis;
 mod authorized_operations;
+mod client_quotas;
 mod consumer_groups;
 mod fetch_limits;
 mod groups;
@@ -13,4 +14,5 @@ mod hostile;
 mod http;
 mod record_errors;
 mod resource_configs;
+mod topic_partitions;
 mod util;

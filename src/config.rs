@@ -197,6 +197,8 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def("default.replication.factor", T::Short, Some("1"), Range(1, 1), "Replication factor; a single node supports 1."),
     def("auto.create.topics.enable", T::Boolean, Some("true"), Bool, "Create unknown topics named in Metadata requests."),
     def("socket.request.max.bytes", T::Int, Some("104857600"), AtLeast(1), "Largest request frame accepted."),
+    def("quota.window.num", T::Int, Some("11"), AtLeast(1), "Samples kept for client quota rates."),
+    def("quota.window.size.seconds", T::Int, Some("1"), AtLeast(1), "Time span of each client quota rate sample."),
     def("max.connections", T::Int, Some("10000"), AtLeast(1), "Most client connections at once (Cairn's default; Kafka's is unbounded)."),
     def("connections.max.idle.ms", T::Long, Some("600000"), AtLeast(-1), "Close connections idle this long."),
     def("queued.max.request.bytes", T::Long, Some("268435456"), UnboundedOrAtLeast(1), "Most bytes of requests being read or handled at once, broker-wide; a connection waits for room before reading a frame. -1 is unbounded (Kafka's default; Cairn's is 256 MiB)."),
@@ -871,6 +873,14 @@ impl BrokerConfig {
     }
     pub fn socket_request_max_bytes(&self) -> usize {
         self.int("socket.request.max.bytes") as usize
+    }
+    /// `quota.window.num`: samples of a client quota's rate.
+    pub fn quota_window_num(&self) -> u32 {
+        self.int("quota.window.num").max(1) as u32
+    }
+    /// `quota.window.size.seconds`: the span of each sample.
+    pub fn quota_window_size_seconds(&self) -> u64 {
+        self.int("quota.window.size.seconds").max(1) as u64
     }
     pub fn max_connections(&self) -> usize {
         self.int("max.connections") as usize

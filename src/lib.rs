@@ -11,6 +11,7 @@
 //! - [`listener`]: named listeners, their security protocols, and the per-connection session.
 //! - [`tier`]: the object-storage tier (lease, upload, manifests, restore) beside the log.
 //! - [`config`]: broker and topic configuration with Kafka's names.
+//! - [`quota`]: client quotas (byte rates, request time), their store and their rates.
 //! - [`resource_configs`]: configs of groups (KIP-848) and client-metrics subscriptions (KIP-714).
 //! - [`metrics`]: the broker's counters; [`http`]: the operator's listener (metrics, status page).
 
@@ -23,6 +24,7 @@ pub mod listener;
 pub mod log;
 pub mod metrics;
 pub mod protocol;
+pub mod quota;
 pub mod resource_configs;
 pub mod server;
 pub mod tier;

@@ -85,6 +85,8 @@ pub struct Session {
     /// client certificate.
     pub principal: String,
     pub peer: SocketAddr,
+    /// Set when a client quota throttles this connection; the server honours it.
+    pub mute: std::sync::Arc<crate::quota::ChannelMute>,
 }
 
 impl Session {
@@ -97,6 +99,7 @@ impl Session {
             advertised: listener.advertised.clone(),
             principal: ANONYMOUS.to_string(),
             peer,
+            mute: Default::default(),
         }
     }
 }

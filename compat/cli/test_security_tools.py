@@ -64,13 +64,17 @@ def test_scram_users_and_tools_over_sasl_ssl(secure_broker):
 
 
 def test_configs_describes_scram_users(secure_broker):
-    """`kafka-configs --describe --entity-type users` also asks for client quotas
-    (DescribeClientQuotas), which Cairn does not implement: a known gap (FINDINGS.md)."""
+    """`kafka-configs --describe --entity-type users` shows the user's SCRAM credentials and
+    asks for its client quotas too (DescribeClientQuotas)."""
     b = secure_broker
     configs(b.plain_bootstrap, "--alter", "--entity-type", "users", "--entity-name", "alice",
             "--add-config", "SCRAM-SHA-512=[iterations=8192,password=alice-cli-pw-6610]")
+    configs(b.plain_bootstrap, "--alter", "--entity-type", "users", "--entity-name", "alice",
+            "--add-config", "consumer_byte_rate=20000")
     alice = b.java_client_config("SCRAM-SHA-512", "alice", "alice-cli-pw-6610")
     described = configs(b.sasl_bootstrap, "--describe", "--entity-type", "users",
                         "--entity-name", "alice", command_config=alice).stdout
     assert ("SCRAM credential configs for user-principal 'alice' are "
             "SCRAM-SHA-512=iterations=8192") in described, described
+    assert ("Quota configs for user-principal 'alice' are consumer_byte_rate=20000.0"
+            in described), described

@@ -6,6 +6,7 @@ use kafka_protocol::error::ResponseError;
 use crate::config::ConfigError;
 use crate::log::record_errors::RecordFault;
 use crate::log::LogError;
+use crate::quota::QuotaError;
 use crate::resource_configs::{ResourceConfigError, ResourceKind};
 use crate::tier::TierError;
 
@@ -59,6 +60,16 @@ pub(crate) fn tier_error_code(error: &TierError) -> i16 {
 /// The Kafka error code for a config error.
 pub(crate) fn config_error_code(_error: &ConfigError) -> i16 {
     ResponseError::InvalidConfig.code()
+}
+
+/// The Kafka error code for a client quota error.
+pub(crate) fn quota_error_code(error: &QuotaError) -> i16 {
+    match error {
+        QuotaError::Invalid(_) => ResponseError::InvalidRequest.code(),
+        QuotaError::Io { .. } | QuotaError::Corrupt { .. } => {
+            ResponseError::KafkaStorageError.code()
+        }
+    }
 }
 
 pub(crate) fn code(e: ResponseError) -> i16 {

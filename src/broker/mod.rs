@@ -23,11 +23,14 @@ use crate::log::io::{FileIo, StdIo};
 use crate::log::{LogManager, LogManagerOptions};
 use crate::metrics::Metrics;
 use crate::protocol::versions::{VersionEntry, VersionTable};
+use crate::quota::rate::Windows;
+use crate::quota::ClientQuotas;
 use crate::resource_configs::ResourceConfigs;
 use crate::tier::lease::Lease;
 use crate::tier::upload::{Tier, TierOptions};
 
 mod api_versions;
+mod client_quotas;
 mod configs;
 mod consumer_groups;
 mod errors;
@@ -42,7 +45,9 @@ mod producer_ids;
 mod records;
 mod resource_configs;
 mod scram_users;
+mod throttle;
 mod tiered;
+mod topic_partitions;
 mod topics;
 
 pub use topics::valid_topic_name;
@@ -55,6 +60,8 @@ pub struct Broker {
     /// Configs of groups (KIP-848) and client-metrics subscriptions (KIP-714), durable in the
     /// data directory.
     pub resource_configs: ResourceConfigs,
+    /// Client quotas (durable in the data directory) and the rates measured against them.
+    pub quotas: ClientQuotas,
     /// This broker's node id (also the controller id in Metadata).
     pub node_id: i32,
     pub cluster_id: String,
@@ -101,6 +108,9 @@ const APIS: &[(ApiKey, i16, i16, i16)] = &[
     (ApiKey::SaslAuthenticate, 0, 0, 2),
     (ApiKey::DescribeUserScramCredentials, 0, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0, 0),
+    (ApiKey::DescribeTopicPartitions, 0, 0, 0),
+    (ApiKey::DescribeClientQuotas, 0, 0, 1),
+    (ApiKey::AlterClientQuotas, 0, 0, 1),
 ];
 
 /// The full version table: this module's APIs plus the group APIs, and the KIP-848 ones when
@@ -147,6 +157,13 @@ impl Broker {
         let lock = lock_data_dir(&data_dir)?;
         let cluster_id = load_or_create_cluster_id(&data_dir, config.node_id())?;
         let resource_configs = ResourceConfigs::open(&data_dir)?;
+        let quotas = ClientQuotas::open(
+            &data_dir,
+            Windows {
+                samples: config.quota_window_num(),
+                window: std::time::Duration::from_secs(config.quota_window_size_seconds()),
+            },
+        )?;
         // The tier comes first: its lease decides whether this broker may start at all, and an
         // empty data directory is restored from the bucket before the log opens it.
         let bucket = crate::tier::bucket_from_config(&config)?;
@@ -188,6 +205,7 @@ impl Broker {
             log,
             groups,
             resource_configs,
+            quotas,
             config,
             versions,
             tier,
@@ -226,10 +244,21 @@ impl Broker {
         request: RequestKind,
     ) -> Option<ResponseKind> {
         let started = std::time::Instant::now();
-        let response = self.dispatch(session, header, request).await;
+        let produced = throttle::produced_bytes(&request);
+        // The time spent handling the request (polling it), not waiting: what
+        // `request_percentage` counts, as Kafka counts request-handler thread time.
+        let mut dispatch = std::pin::pin!(self.dispatch(session, header, request));
+        let mut busy = std::time::Duration::ZERO;
+        let response = std::future::poll_fn(|cx| {
+            let polled = std::time::Instant::now();
+            let poll = std::future::Future::poll(dispatch.as_mut(), cx);
+            busy += polled.elapsed();
+            poll
+        })
+        .await;
         self.metrics
             .request(header.request_api_key, started.elapsed());
-        response
+        throttle::apply(self, session, header, produced, busy, response)
     }
 
     async fn dispatch(
@@ -308,6 +337,15 @@ impl Broker {
             RequestKind::IncrementalAlterConfigs(r) => {
                 ResponseKind::IncrementalAlterConfigs(configs::incremental_alter_configs(self, r))
             }
+            RequestKind::DescribeClientQuotas(r) => {
+                ResponseKind::DescribeClientQuotas(client_quotas::describe(self, r))
+            }
+            RequestKind::AlterClientQuotas(r) => {
+                ResponseKind::AlterClientQuotas(client_quotas::alter(self, r))
+            }
+            RequestKind::DescribeTopicPartitions(r) => ResponseKind::DescribeTopicPartitions(
+                topic_partitions::describe_topic_partitions(self, r),
+            ),
             other => {
                 let api_key = ApiKey::try_from(header.request_api_key).ok()?;
                 if groups::APIS.iter().any(|&(key, _, _)| key == api_key) {

@@ -233,7 +233,8 @@ fn decode(text: &str) -> Result<BTreeMap<(ResourceKind, String), Overrides>, Str
     Ok(entries)
 }
 
-fn escape(field: &str) -> String {
+/// Percent-escapes `%`, tab, CR and LF, so a field fits in a tab-separated line.
+pub(crate) fn escape(field: &str) -> String {
     let mut out = String::with_capacity(field.len());
     for c in field.chars() {
         match c {
@@ -244,7 +245,8 @@ fn escape(field: &str) -> String {
     out
 }
 
-fn unescape(field: &str) -> Result<String, String> {
+/// The inverse of [`escape`].
+pub(crate) fn unescape(field: &str) -> Result<String, String> {
     let mut out = Vec::with_capacity(field.len());
     let bytes = field.as_bytes();
     let mut i = 0;

@@ -403,6 +403,14 @@ async fn read_requests<R: AsyncRead + Unpin>(
             Ok(false) => return Err("writer stopped".into()),
             Ok(true) => {}
         }
+        // A client quota throttled this connection: read nothing from it until the throttle
+        // time has passed (Kafka's muted channel); its responses are still written.
+        if let Some(until) = session.mute.take() {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until.into()) => {}
+                _ = shutdown.changed() => return Ok(()),
+            }
+        }
         let mut prefix = [0u8; 4];
         let read = tokio::select! {
             read = tokio::time::timeout(idle, reader.read_exact(&mut prefix)) => read,
