@@ -231,6 +231,7 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def("log.cleaner.max.compaction.lag.ms", T::Long, Some(I64_MAX), AtLeast(1), "Default max.compaction.lag.ms."),
     def("log.cleaner.delete.retention.ms", T::Long, Some("86400000"), AtLeast(0), "Default delete.retention.ms."),
     def("cairn.http.listen", T::String, Some("127.0.0.1:9644"), SocketAddrOrEmpty, "Cairn only. HOST:PORT of the operator's HTTP listener (/metrics, the status page at /, /v1/status); empty disables it. When the default port is taken, Cairn serves without it (and says so); a port set here must be free."),
+    def("cairn.key.index.memory.bytes", T::Long, Some("16777216"), AtLeast(1024), "Cairn only. Memory per indexed partition for the key index of its active segment (sealed segments are indexed on disk); past it, the rest of the active segment is searched linearly."),
     def("cairn.log.verify.on.startup", T::String, Some("background"), OneOf(VERIFY_ON_STARTUP), "Cairn only. When the CRC and offsets of every batch of every segment are checked, damage moved aside and repaired: 'background' (serve at once, verify in a background pass; after a crash the re-read tail first), 'before-serving' (everything before serving), 'off' (Kafka's behaviour: only the tail after a crash, where damage cuts the log)."),
     def("min.insync.replicas", T::Int, Some("1"), Range(1, 1), "Accepted for compatibility; a single node has one replica."),
     def("unclean.leader.election.enable", T::Boolean, Some("false"), Bool, "Accepted for compatibility; no effect on a single node."),
@@ -470,6 +471,10 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
     topic_flag(
         "remote.log.delete.on.disable",
         "Delete the topic's tiered data when remote.storage.enable is turned off.",
+    ),
+    topic_flag(
+        "cairn.key.index.enable",
+        "Cairn only. Index keys for HTTP lookups and snapshots (/v1/topics/T/keys) even when cleanup.policy has no compact (compacted topics always are).",
     ),
     topic(
         "min.insync.replicas",
@@ -980,6 +985,10 @@ impl BrokerConfig {
     pub fn remote_upload_interval_ms(&self) -> i64 {
         self.long("cairn.remote.upload.interval.ms")
     }
+    /// `cairn.key.index.memory.bytes`.
+    pub fn key_index_memory_bytes(&self) -> usize {
+        self.long("cairn.key.index.memory.bytes").max(1024) as usize
+    }
     /// `cairn.log.verify.on.startup`: background, before-serving or off.
     pub fn verify_on_startup(&self) -> &str {
         self.get("cairn.log.verify.on.startup")
@@ -1234,6 +1243,8 @@ pub struct LogConfig {
     pub local_retention_bytes: i64,
     pub remote_log_copy_disable: bool,
     pub remote_log_delete_on_disable: bool,
+    /// `cairn.key.index.enable`: index keys though the topic is not compacted.
+    pub key_index_enable: bool,
 }
 
 impl LogConfig {
@@ -1299,6 +1310,7 @@ impl LogConfig {
             remote_log_copy_disable: value("remote.log.copy.disable").is_some_and(|v| is_true(&v)),
             remote_log_delete_on_disable: value("remote.log.delete.on.disable")
                 .is_some_and(|v| is_true(&v)),
+            key_index_enable: value("cairn.key.index.enable").is_some_and(|v| is_true(&v)),
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod broker;
 pub mod config;
 pub mod group;
 pub mod http;
+pub mod keys;
 pub mod listener;
 pub mod log;
 pub mod metrics;

@@ -7,9 +7,12 @@
 //! [`CONNECTION_TIMEOUT`] whatever it is doing. Everything it shows is one [`status::Status`]
 //! snapshot plus the broker's [`crate::metrics::Metrics`]; a background sampler keeps the last
 //! minutes of throughput and group progress for the page's charts and time-to-catch-up.
+//! `keys.rs` serves compacted topics as a key-value store (lookups and snapshots); a snapshot's
+//! connection lives as long as its reader keeps reading (its deadline moves on with each chunk).
 
 mod exposition;
 mod history;
+mod keys;
 mod page;
 mod status;
 
@@ -48,6 +51,9 @@ struct AppState {
     broker: Arc<Broker>,
     started: Instant,
     history: Arc<History>,
+    keys: Arc<crate::keys::KeyIndex>,
+    /// A SASL listener is configured: the key endpoints answer 403 until they can authorize.
+    authentication_on: bool,
 }
 
 /// A bound HTTP listener, not yet serving.
@@ -59,12 +65,18 @@ pub struct HttpServer {
 impl HttpServer {
     pub async fn bind(addr: SocketAddr, broker: Arc<Broker>) -> std::io::Result<HttpServer> {
         let listener = TcpListener::bind(addr).await?;
+        let key_index_memory = broker.config.key_index_memory_bytes();
+        let authentication_on = crate::listener::listeners(&broker.config)
+            .map(|l| l.iter().any(|s| s.protocol.sasl()))
+            .unwrap_or(true);
         Ok(HttpServer {
             listener,
             state: AppState {
                 broker,
                 started: Instant::now(),
                 history: Arc::new(History::default()),
+                keys: Arc::new(crate::keys::KeyIndex::new(key_index_memory)),
+                authentication_on,
             },
         })
     }
@@ -79,6 +91,13 @@ impl HttpServer {
             .route("/", get(status_page))
             .route("/metrics", get(metrics))
             .route("/v1/status", get(status_json))
+            .route("/v1/topics/{topic}/keys", get(keys::get_key))
+            .route("/v1/topics/{topic}/keys/{*key}", get(keys::get_key))
+            .route(
+                "/v1/topics/{topic}/keys:batchGet",
+                axum::routing::post(keys::batch_get),
+            )
+            .route("/v1/topics/{topic}/snapshot", get(keys::snapshot))
             .fallback(not_found)
             .with_state(self.state.clone());
         let sampler = tokio::spawn(history::sample(
@@ -102,7 +121,9 @@ impl HttpServer {
                 debug!(%peer, "http: too many connections; closing this one");
                 continue;
             };
-            let service = TowerToHyperService::new(router.clone());
+            let deadline = keys::Deadline::after(CONNECTION_TIMEOUT);
+            let service =
+                TowerToHyperService::new(router.clone().layer(axum::Extension(deadline.clone())));
             tokio::spawn(async move {
                 let _permit = permit;
                 let conn = hyper::server::conn::http1::Builder::new()
@@ -112,10 +133,23 @@ impl HttpServer {
                     .max_headers(MAX_HEADERS)
                     .keep_alive(false)
                     .serve_connection(TokioIo::new(stream), service);
-                match tokio::time::timeout(CONNECTION_TIMEOUT, conn).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => debug!(%peer, error = %e, "http: connection ended with an error"),
-                    Err(_) => debug!(%peer, "http: connection cut after the time limit"),
+                tokio::pin!(conn);
+                loop {
+                    let at = deadline.at();
+                    tokio::select! {
+                        done = &mut conn => {
+                            if let Err(e) = done {
+                                debug!(%peer, error = %e, "http: connection ended with an error");
+                            }
+                            break;
+                        }
+                        _ = tokio::time::sleep_until(at.into()) => {
+                            if deadline.at() <= Instant::now() {
+                                debug!(%peer, "http: connection cut after the time limit");
+                                break;
+                            }
+                        }
+                    }
                 }
             });
         }
@@ -161,7 +195,7 @@ async fn status_page(State(state): State<AppState>) -> Response {
 async fn not_found() -> (StatusCode, &'static str) {
     (
         StatusCode::NOT_FOUND,
-        "not found: try /, /metrics or /v1/status\n",
+        "not found: try /, /metrics, /v1/status or /v1/topics/TOPIC/keys/KEY\n",
     )
 }
 

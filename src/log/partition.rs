@@ -20,6 +20,7 @@ use super::segment::{BatchScanner, Scan, Segment, SegmentLimits};
 use super::{now_ms, AppendInfo, AppendOrigin, LogError, PartitionOffsets, Shared};
 use crate::config::{LogConfig, TimestampType};
 
+mod layout;
 mod read;
 mod size;
 mod validate;

@@ -1,0 +1,284 @@
+"""Issue 17 end to end: compacted topics as a key-value store over the HTTP listener.
+
+confluent-kafka (librdkafka's partitioner) and the Java console producer (`parse.key=true`,
+Java's murmur2 partitioner) write keys; `urllib` looks them up on every partition, in batches
+and raw; bad input gets 400/404/409; a snapshot taken while a producer runs, followed by a
+consumer from its hand-off offsets, equals the final latest-value map; lookups survive a clean
+restart and a kill -9."""
+
+import base64
+import json
+import random
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from cairn_compat import TARGET, console_flags, free_port, kafka_tool
+
+pytestmark = pytest.mark.skipif(TARGET != "cairn", reason="Cairn's own HTTP key lookups")
+
+FAST_CLEANING = {
+    "segment.ms": "100",
+    "min.cleanable.dirty.ratio": "0.01",
+    "min.compaction.lag.ms": "0",
+    "delete.retention.ms": "100",
+}
+
+
+@pytest.fixture
+def keys_broker(broker_with):
+    port = free_port()
+    b = broker_with({"cairn.http.listen": f"127.0.0.1:{port}", "log.cleaner.backoff.ms": "100"})
+    b.http = f"http://127.0.0.1:{port}"
+    return b
+
+
+def create_topic(broker, topic, partitions, config):
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1,
+                                  config=config)], operation_timeout=30)[topic].result(timeout=30)
+
+
+def http(broker, path, body=None, accept=None, timeout=30):
+    """(status, headers, body bytes) of one request."""
+    req = urllib.request.Request(broker.http + path, data=body,
+                                 method="POST" if body is not None else "GET")
+    if accept:
+        req.add_header("Accept", accept)
+    if body is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def lookup(broker, topic, key: bytes, extra=""):
+    path = f"/v1/topics/{topic}/keys/{urllib.parse.quote(key, safe='')}{extra}"
+    status, _, body = http(broker, path)
+    return status, json.loads(body)
+
+
+def test_lookups_batch_get_and_bad_input(keys_broker, topic_name):
+    b = keys_broker
+    create_topic(b, topic_name, 3, {"cleanup.policy": "compact"})
+    p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 5})
+    latest = {}
+    for version in range(3):
+        for i in range(60):
+            key, value = f"key/{i} é".encode(), f"value-{i}-{version}".encode()
+            p.produce(topic_name, key=key, value=value, headers=[("h", b"x")])
+            latest[key] = value
+    for i in range(5):
+        p.produce(topic_name, key=f"key/{i} é".encode(), value=None)
+        latest.pop(f"key/{i} é".encode())
+    binary = b"\xff\x00\xfe"
+    p.produce(topic_name, key=binary, value=b"\xff\x01")
+    assert p.flush(30) == 0
+
+    # acks=all: every acknowledged write is visible to the next lookup, on whatever partition.
+    for i in range(60):
+        key = f"key/{i} é".encode()
+        status, body = lookup(b, topic_name, key)
+        if key in latest:
+            assert status == 200, body
+            assert body["value"] == latest[key].decode()
+            assert body["value_encoding"] == "utf8"
+            assert body["key"] == key.decode()
+            assert body["headers"] == [{"key": "h", "value": "x", "value_encoding": "utf8"}]
+            assert body["partition"] in (0, 1, 2) and body["offset"] >= 0
+            # Narrowed to its partition it is found; on another it is not.
+            status, _ = lookup(b, topic_name, key, f"?partition={body['partition']}")
+            assert status == 200
+            other = (body["partition"] + 1) % 3
+            assert lookup(b, topic_name, key, f"?partition={other}")[0] == 404
+        else:
+            assert status == 404, f"tombstoned {key!r}: {body}"
+    assert lookup(b, topic_name, b"never-written")[0] == 404
+
+    # Binary keys by base64; the value raw with Accept: application/octet-stream.
+    q = urllib.parse.quote(base64.b64encode(binary).decode())
+    status, headers, raw = http(b, f"/v1/topics/{topic_name}/keys?key_base64={q}",
+                                accept="application/octet-stream")
+    assert status == 200 and raw == b"\xff\x01"
+    assert headers["Content-Type"] == "application/octet-stream"
+    assert int(headers["X-Cairn-Offset"]) >= 0
+    status, _, body = http(b, f"/v1/topics/{topic_name}/keys?key_base64={q}")
+    assert status == 200
+    assert json.loads(body)["value"] == base64.b64encode(b"\xff\x01").decode()
+    assert json.loads(body)["value_encoding"] == "base64"
+    assert json.loads(body)["key_encoding"] == "base64"
+
+    # batchGet.
+    keys = [f"key/{i} é" for i in (0, 7, 59)] + ["nope"]
+    status, _, body = http(b, f"/v1/topics/{topic_name}/keys:batchGet",
+                           body=json.dumps({"keys": keys,
+                                            "keys_base64": [base64.b64encode(binary).decode()]}
+                                           ).encode())
+    assert status == 200, body
+    results = json.loads(body)["results"]
+    assert [r["found"] for r in results] == [False, True, True, False, True]
+    assert results[1]["value"] == latest["key/7 é".encode()].decode()
+
+    # Bad input.
+    assert lookup(b, "no-such-topic", b"k")[0] == 404
+    plain = topic_name + "-plain"
+    create_topic(b, plain, 1, {})
+    status, body = lookup(b, plain, b"k")
+    assert status == 409 and "compact" in body["error"]
+    assert lookup(b, topic_name, b"x" * 5000)[0] == 400
+    assert http(b, f"/v1/topics/{topic_name}/keys?key_base64=!!!")[0] == 400
+    too_many = json.dumps({"keys": [str(i) for i in range(1001)]}).encode()
+    assert http(b, f"/v1/topics/{topic_name}/keys:batchGet", body=too_many)[0] == 400
+    assert http(b, f"/v1/topics/{topic_name}/keys:batchGet", body=b"{not json")[0] == 400
+    assert lookup(b, topic_name, b"k", "?partition=7")[0] == 404
+    assert http(b, f"/v1/topics/{topic_name}/snapshot?as_of=0:999999")[0] == 400
+
+    # A non-compacted topic with cairn.key.index.enable=true is indexed.
+    flagged = topic_name + "-flagged"
+    create_topic(b, flagged, 1, {"cairn.key.index.enable": "true"})
+    p.produce(flagged, key=b"a", value=b"1")
+    p.produce(flagged, key=b"a", value=b"2")
+    assert p.flush(30) == 0
+    status, body = lookup(b, flagged, b"a")
+    assert status == 200 and body["value"] == "2"
+
+    # A clean restart, then a kill -9: lookups answer the same.
+    for crash in (False, True):
+        if crash:
+            b.proc.kill()
+            b.proc.wait(10)
+            b.proc = None
+        else:
+            b.stop()
+        b.start()
+        for i in (0, 4, 5, 30, 59):
+            key = f"key/{i} é".encode()
+            status, body = lookup(b, topic_name, key)
+            if key in latest:
+                assert status == 200 and body["value"] == latest[key].decode()
+            else:
+                assert status == 404
+
+
+def test_keys_from_the_java_console_producer(keys_broker, topic_name):
+    b = keys_broker
+    create_topic(b, topic_name, 3, {"cleanup.policy": "compact"})
+    reader = console_flags()["reader"]
+    lines = "".join(f"jkey-{i}:first-{i}\n" for i in range(30))
+    lines += "".join(f"jkey-{i}:second-{i}\n" for i in range(0, 30, 2))
+    kafka_tool("kafka-console-producer", "--bootstrap-server", b.bootstrap, "--topic", topic_name,
+               reader, "parse.key=true", reader, "key.separator=:", input=lines)
+    partitions_used = set()
+    for i in range(30):
+        status, body = lookup(b, topic_name, f"jkey-{i}".encode())
+        assert status == 200, body
+        assert body["value"] == (f"second-{i}" if i % 2 == 0 else f"first-{i}")
+        partitions_used.add(body["partition"])
+        hits = [lookup(b, topic_name, f"jkey-{i}".encode(), f"?partition={n}")[0]
+                for n in range(3)]
+        assert sorted(hits) == [200, 404, 404], hits
+    assert len(partitions_used) > 1, "Java's partitioner spread 30 keys over 3 partitions"
+
+
+def read_snapshot(b, topic):
+    """(latest-value map, hand-off offsets) from a streamed snapshot."""
+    req = urllib.request.Request(b.http + f"/v1/topics/{topic}/snapshot")
+    state, end = {}, None
+    with urllib.request.urlopen(req, timeout=60) as r:
+        assert r.headers["Content-Type"] == "application/x-ndjson"
+        for line in r:
+            item = json.loads(line)
+            assert "error" not in item, item
+            assert end is None, "nothing after the end line"
+            if item.get("end"):
+                end = {o["partition"]: o["offset"] for o in item["offsets"]}
+                continue
+            assert item["key"] not in state, f"key {item['key']} twice in the snapshot"
+            state[item["key"]] = item["value"]
+    assert end is not None, "the snapshot ended with its offsets"
+    return state, end
+
+
+def test_snapshot_while_producing_then_follow(keys_broker, topic_name):
+    b = keys_broker
+    # Tombstones stay for 10 minutes: a consumer must catch up within delete.retention.ms to
+    # see deletes (Kafka's contract), and this one starts after the snapshot.
+    create_topic(b, topic_name, 2, {"cleanup.policy": "compact", **FAST_CLEANING,
+                                    "delete.retention.ms": "600000"})
+    final = {}
+    stop = threading.Event()
+
+    def produce():
+        p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all",
+                      "enable.idempotence": True, "linger.ms": 2})
+        rnd = random.Random(17)
+        n = 0
+        while not stop.is_set() or n < 3000:
+            key = f"k{rnd.randrange(300)}"
+            if rnd.random() < 0.1:
+                p.produce(topic_name, key=key.encode(), value=None)
+                final.pop(key, None)
+            else:
+                value = f"v{n}"
+                p.produce(topic_name, key=key.encode(), value=value.encode())
+                final[key] = value
+            n += 1
+            if n % 200 == 0:
+                p.poll(0)
+                time.sleep(0.01)
+        assert p.flush(30) == 0
+
+    t = threading.Thread(target=produce)
+    t.start()
+    time.sleep(1.5)
+    snapshot, offsets = read_snapshot(b, topic_name)
+    stop.set()
+    t.join(60)
+    assert not t.is_alive()
+
+    # Follow from the hand-off offsets to the end: the result is the final map, exactly.
+    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "keys-follow",
+                  "enable.auto.commit": False})
+    try:
+        highs = {p: c.get_watermark_offsets(TopicPartition(topic_name, p), timeout=10)[1]
+                 for p in offsets}
+        c.assign([TopicPartition(topic_name, p, o) for p, o in offsets.items()])
+        # Taken mid-stream: the snapshot holds records and the consumer has more to read.
+        assert snapshot and sum(offsets.values()) > 0
+        assert any(offsets[p] < highs[p] for p in offsets), (offsets, highs)
+        state = dict(snapshot)
+        done = {p for p in offsets if offsets[p] >= highs[p]}
+        deadline = time.monotonic() + 60
+        while len(done) < len(offsets) and time.monotonic() < deadline:
+            for m in c.consume(num_messages=5000, timeout=0.5):
+                assert m.error() is None, m.error()
+                if m.value() is None:
+                    state.pop(m.key().decode(), None)
+                else:
+                    state[m.key().decode()] = m.value().decode()
+                if m.offset() >= highs[m.partition()] - 1:
+                    done.add(m.partition())
+        assert len(done) == len(offsets), "the consumer reached the high watermarks"
+    finally:
+        c.close()
+    diff = {k: (state.get(k), final.get(k), snapshot.get(k)) for k in set(state) | set(final)
+            if state.get(k) != final.get(k)}
+    assert state == final, (diff, offsets, highs)
+
+    # A snapshot now is the final map, and so is every lookup.
+    now, _ = read_snapshot(b, topic_name)
+    assert now == final
+    for key in random.Random(3).sample(sorted(set(final) | {f"k{i}" for i in range(300)}), 40):
+        status, body = lookup(b, topic_name, key.encode())
+        if key in final:
+            assert status == 200 and body["value"] == final[key]
+        else:
+            assert status == 404

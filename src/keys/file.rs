@@ -1,0 +1,191 @@
+//! One sealed segment's key file, `<base:020>.keys` in `cairn-key-index/<topic>-<p>/`: the
+//! 64-bit FNV-1a hash of every key in the segment with the offset of its latest record there,
+//! sorted by hash, so a lookup is a binary search of 16-byte entries read with `pread`.
+//!
+//! Layout (big-endian): magic `CAIRNKEY`, version u32 (1: FNV-1a 64), the identity of the
+//! segment it was built from (base offset, end offset, log file size, inode, mtime in ns),
+//! entry count u64, the entries (hash u64, offset i64), and a CRC-32C of everything before it.
+//! A file whose identity differs from the segment's, or whose CRC fails, is rebuilt: key files
+//! are a cache of the log, never fsynced, never the source of truth.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 8] = b"CAIRNKEY";
+const VERSION: u32 = 1;
+const HEADER: usize = 8 + 4 + 5 * 8 + 8;
+const ENTRY: usize = 16;
+
+/// The 64-bit FNV-1a hash of a key: stable across releases and platforms, as the files need.
+pub fn key_hash(key: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in key {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// What a key file was built from: a segment's range and its log file as the file system
+/// shows it. A cleaner swap or a repair changes at least one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    pub base_offset: i64,
+    pub end_offset: i64,
+    pub size: u64,
+    pub inode: u64,
+    pub mtime_ns: i64,
+}
+
+impl Identity {
+    /// The identity of the segment log at `log_path` covering `[base_offset, end_offset)`.
+    pub fn of(log_path: &Path, base_offset: i64, end_offset: i64) -> io::Result<Identity> {
+        let m = fs::metadata(log_path)?;
+        Ok(Identity {
+            base_offset,
+            end_offset,
+            size: m.len(),
+            inode: m.ino(),
+            mtime_ns: m
+                .mtime()
+                .wrapping_mul(1_000_000_000)
+                .wrapping_add(m.mtime_nsec()),
+        })
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.base_offset.to_be_bytes());
+        out.extend_from_slice(&self.end_offset.to_be_bytes());
+        out.extend_from_slice(&self.size.to_be_bytes());
+        out.extend_from_slice(&self.inode.to_be_bytes());
+        out.extend_from_slice(&self.mtime_ns.to_be_bytes());
+    }
+}
+
+/// A checked key file on disk.
+#[derive(Debug, Clone)]
+pub struct KeyFile {
+    pub path: PathBuf,
+    pub identity: Identity,
+    pub count: u64,
+}
+
+fn be_u64(b: &[u8], at: usize) -> u64 {
+    u64::from_be_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+impl KeyFile {
+    /// Writes the file for `identity` from `(hash, offset)` pairs of every keyed record of the
+    /// segment (any order, duplicates allowed): one entry per hash, the highest offset.
+    pub fn write(
+        path: &Path,
+        identity: Identity,
+        mut entries: Vec<(u64, i64)>,
+    ) -> io::Result<KeyFile> {
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        entries.dedup_by_key(|e| e.0);
+        let mut out = Vec::with_capacity(HEADER + entries.len() * ENTRY + 4);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&VERSION.to_be_bytes());
+        identity.encode(&mut out);
+        out.extend_from_slice(&(entries.len() as u64).to_be_bytes());
+        for (h, o) in &entries {
+            out.extend_from_slice(&h.to_be_bytes());
+            out.extend_from_slice(&o.to_be_bytes());
+        }
+        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crc.to_be_bytes());
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension("keys.tmp");
+        let mut f = File::create(&tmp)?;
+        f.write_all(&out)?;
+        drop(f);
+        fs::rename(&tmp, path)?;
+        Ok(KeyFile {
+            path: path.to_path_buf(),
+            identity,
+            count: entries.len() as u64,
+        })
+    }
+
+    /// Opens and checks the file at `path`: `None` when it is missing, torn, damaged or was
+    /// built from another version of the segment than `expected`.
+    pub fn open(path: &Path, expected: Identity) -> Option<KeyFile> {
+        let bytes = fs::read(path).ok()?;
+        if bytes.len() < HEADER + 4 || &bytes[..8] != MAGIC {
+            return None;
+        }
+        let (body, crc) = bytes.split_at(bytes.len() - 4);
+        if crc32c::crc32c(body).to_be_bytes() != crc {
+            return None;
+        }
+        if u32::from_be_bytes(body[8..12].try_into().expect("4 bytes")) != VERSION {
+            return None;
+        }
+        let mut id = Vec::new();
+        expected.encode(&mut id);
+        if body[12..52] != id[..] {
+            return None;
+        }
+        let count = be_u64(body, 52);
+        if (body.len() - HEADER) as u64 != count * ENTRY as u64 {
+            return None;
+        }
+        Some(KeyFile {
+            path: path.to_path_buf(),
+            identity: expected,
+            count,
+        })
+    }
+
+    /// The offset recorded for `hash`, by binary search with positioned reads.
+    pub fn find(&self, hash: u64) -> io::Result<Option<i64>> {
+        let f = File::open(&self.path)?;
+        let (mut lo, mut hi) = (0u64, self.count);
+        let mut buf = [0u8; ENTRY];
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            f.read_exact_at(&mut buf, HEADER as u64 + mid * ENTRY as u64)?;
+            let h = be_u64(&buf, 0);
+            match h.cmp(&hash) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Ok(Some(be_u64(&buf, 8) as i64)),
+            }
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latest_offset_per_hash_is_found_and_a_changed_segment_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x").join("00000000000000000000.keys");
+        let id = Identity {
+            base_offset: 0,
+            end_offset: 10,
+            size: 100,
+            inode: 7,
+            mtime_ns: 1,
+        };
+        let f = KeyFile::write(&path, id, vec![(5, 1), (3, 2), (5, 9), (1, 0)]).unwrap();
+        assert_eq!(f.count, 3);
+        let f = KeyFile::open(&path, id).unwrap();
+        assert_eq!(f.find(5).unwrap(), Some(9));
+        assert_eq!(f.find(3).unwrap(), Some(2));
+        assert_eq!(f.find(4).unwrap(), None);
+        assert!(KeyFile::open(&path, Identity { size: 99, ..id }).is_none());
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[HEADER + 3] ^= 1;
+        fs::write(&path, &bytes).unwrap();
+        assert!(KeyFile::open(&path, id).is_none());
+    }
+}

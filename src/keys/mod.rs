@@ -1,0 +1,429 @@
+//! Compacted topics as a key-value store: the key index, and the lookups and snapshots built on
+//! it (issue 17). Owns `cairn-key-index/` in the data directory, a cache of the log that can be
+//! deleted at any time. Reads the log only through [`Partition`]'s public read path and
+//! [`Partition::segment_layout`]; the log engine knows nothing of it, and it knows nothing of
+//! HTTP or Kafka requests (`src/http/keys.rs` maps its answers and errors to HTTP).
+//!
+//! Per partition, key → offset of its latest record is answered newest segment first:
+//! - the active segment from a small in-memory map (key hash → offset), caught up lazily to the
+//!   high watermark at each lookup and bounded by `cairn.key.index.memory.bytes` (past the
+//!   bound, the rest of the active segment is searched linearly);
+//! - each sealed segment from its immutable key file ([`file`]), built on first use by reading
+//!   the segment, rebuilt when the segment changes (cleaner swap, repair, truncation);
+//! - a segment that straddles the bound (a snapshot's `as_of`, or an unflushed roll) from a
+//!   temporary map of its part below the bound, or linearly.
+//!
+//! Every candidate offset is checked by reading the record and comparing the key, so a hash
+//! collision or a record the cleaner removed costs a slower path, never a wrong answer; a lookup
+//! that saw the segment layout change under it starts again (see ARCHITECTURE.md).
+
+pub mod file;
+pub mod record;
+mod scan;
+pub mod snapshot;
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, Weak};
+
+use file::{key_hash, Identity, KeyFile};
+pub use record::Record;
+use scan::{latest_in, record_at, scan};
+
+use crate::config::LogConfig;
+use crate::log::partition::{Partition, SegmentInfo};
+use crate::log::segment::segment_file;
+use crate::log::{LogError, PartitionOffsets};
+
+/// Directory of key files inside the data directory.
+pub const KEY_INDEX_DIR: &str = "cairn-key-index";
+/// Bytes one in-memory entry of the active segment's map is charged (hash, offset, table slack).
+const ACTIVE_ENTRY_BYTES: usize = 32;
+/// How many times a lookup starts again when the segment layout changes under it.
+const ATTEMPTS: u32 = 5;
+
+/// The key index's errors.
+#[derive(Debug, thiserror::Error)]
+pub enum KeysError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("key index I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("corrupt record batch: {0}")]
+    Corrupt(String),
+    #[error("the log's segments changed under {0} lookups in a row (cleaner swaps); retry")]
+    Busy(u32),
+}
+
+/// True when a topic's partitions are indexed: `cleanup.policy` has `compact`, or
+/// `cairn.key.index.enable=true`.
+pub fn indexed(config: &LogConfig) -> bool {
+    config.cleanup_policy.compact || config.key_index_enable
+}
+
+/// The latest record for a key below a bound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Latest {
+    /// The record, read and its key compared.
+    Record(Record),
+    /// The offset the caller already holds the record of (a snapshot's `known` offset).
+    Known(i64),
+}
+
+/// The active segment's in-memory part.
+#[derive(Default)]
+struct Active {
+    base_offset: i64,
+    /// Records below this are in `map` (or, once `full`, the rest is searched linearly).
+    next: i64,
+    map: HashMap<u64, i64>,
+    full: bool,
+}
+
+/// A segment's part below a bound, indexed for one snapshot.
+pub(crate) struct Overlay {
+    base_offset: i64,
+    bound: i64,
+    map: HashMap<u64, i64>,
+}
+
+#[derive(Default)]
+struct PartitionKeys {
+    sealed: BTreeMap<i64, KeyFile>,
+    active: Active,
+}
+
+/// Every indexed partition's key index.
+pub struct KeyIndex {
+    memory_bytes: usize,
+    /// Per partition, the one it indexes (a topic deleted and created again is another) and
+    /// its index.
+    #[allow(clippy::type_complexity)]
+    partitions: Mutex<HashMap<(String, i32), (Weak<Partition>, Arc<Mutex<PartitionKeys>>)>>,
+}
+
+/// The layout facts a search needs: segments with their end offsets.
+struct Layout {
+    segments: Vec<(SegmentInfo, i64)>,
+    offsets: PartitionOffsets,
+}
+
+impl Layout {
+    fn of(partition: &Partition) -> Result<Layout, KeysError> {
+        let (segs, offsets) = partition.segment_layout()?;
+        let ends: Vec<i64> = segs
+            .iter()
+            .skip(1)
+            .map(|s| s.base_offset)
+            .chain(std::iter::once(offsets.log_end_offset))
+            .collect();
+        Ok(Layout {
+            segments: segs.into_iter().zip(ends).collect(),
+            offsets,
+        })
+    }
+
+    /// Sealed segments unchanged (the active one may grow).
+    fn same_sealed(&self, other: &Layout) -> bool {
+        let n = self.segments.len();
+        n == other.segments.len()
+            && self.segments[..n.saturating_sub(1)] == other.segments[..n.saturating_sub(1)]
+            && self.segments.last().map(|s| s.0.base_offset)
+                == other.segments.last().map(|s| s.0.base_offset)
+    }
+}
+
+impl KeyIndex {
+    /// A key index whose active-segment maps hold at most `memory_bytes` per partition.
+    pub fn new(memory_bytes: usize) -> KeyIndex {
+        KeyIndex {
+            memory_bytes,
+            partitions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn keys_of(&self, partition: &Arc<Partition>) -> Arc<Mutex<PartitionKeys>> {
+        let mut all = self.partitions.lock().expect("key index map lock");
+        let id = (partition.topic().to_string(), partition.partition_index());
+        match all.get(&id) {
+            Some((owner, k)) if owner.as_ptr() == Arc::as_ptr(partition) => k.clone(),
+            _ => {
+                let k = Arc::new(Mutex::new(PartitionKeys::default()));
+                all.insert(id, (Arc::downgrade(partition), k.clone()));
+                k
+            }
+        }
+    }
+
+    /// The latest record of `key` below the high watermark at the time of the call (a tombstone
+    /// has `value: None`), or `None` when the partition holds no record with that key.
+    pub fn lookup(
+        &self,
+        partition: &Arc<Partition>,
+        key: &[u8],
+    ) -> Result<Option<Record>, KeysError> {
+        for _ in 0..ATTEMPTS {
+            let layout = Layout::of(partition)?;
+            let bound = layout.offsets.high_watermark;
+            let found = self.search(partition, &layout, key, bound, None, None)?;
+            if Layout::of(partition)?.same_sealed(&layout) {
+                return Ok(found.map(|l| match l {
+                    Latest::Record(r) => r,
+                    Latest::Known(_) => unreachable!("no known offset was given"),
+                }));
+            }
+        }
+        Err(KeysError::Busy(ATTEMPTS))
+    }
+
+    /// Whether the record at `offset` with `key` is the latest for its key below `bound`.
+    /// Used by snapshots; `overlay` indexes the segment straddling `bound` and is rebuilt here
+    /// when the layout moved.
+    pub(crate) fn is_latest(
+        &self,
+        partition: &Arc<Partition>,
+        key: &[u8],
+        offset: i64,
+        bound: i64,
+        overlay: &mut Option<Overlay>,
+    ) -> Result<bool, KeysError> {
+        for _ in 0..ATTEMPTS {
+            let layout = Layout::of(partition)?;
+            let straddling = layout
+                .segments
+                .iter()
+                .find(|(s, end)| s.base_offset < bound && bound < *end)
+                .map(|(s, _)| s.base_offset);
+            match straddling {
+                Some(base) if overlay.as_ref().is_none_or(|o| o.base_offset != base) => {
+                    *overlay = Some(build_overlay(partition, base, bound)?);
+                }
+                _ => {}
+            }
+            let found = self.search(
+                partition,
+                &layout,
+                key,
+                bound,
+                Some(offset),
+                overlay.as_ref(),
+            )?;
+            if Layout::of(partition)?.same_sealed(&layout) {
+                return Ok(match found {
+                    Some(Latest::Known(o)) => o == offset,
+                    Some(Latest::Record(r)) => r.offset == offset,
+                    None => false,
+                });
+            }
+        }
+        Err(KeysError::Busy(ATTEMPTS))
+    }
+
+    /// Newest segment first: the latest record of `key` below `bound`.
+    fn search(
+        &self,
+        partition: &Arc<Partition>,
+        layout: &Layout,
+        key: &[u8],
+        bound: i64,
+        known: Option<i64>,
+        overlay: Option<&Overlay>,
+    ) -> Result<Option<Latest>, KeysError> {
+        let hash = key_hash(key);
+        let keys = self.keys_of(partition);
+        let mut keys = keys.lock().expect("partition key index lock");
+        let start = layout.offsets.log_start_offset;
+        let n = layout.segments.len();
+        let check = |candidate: Option<i64>| -> Result<Option<Latest>, KeysError> {
+            let Some(c) = candidate.filter(|&c| c < bound) else {
+                return Ok(None);
+            };
+            if known == Some(c) {
+                return Ok(Some(Latest::Known(c)));
+            }
+            Ok(record_at(partition, c)?
+                .filter(|r| r.key.as_deref() == Some(key))
+                .map(Latest::Record))
+        };
+        for (i, (seg, end)) in layout.segments.iter().enumerate().rev() {
+            let base = seg.base_offset;
+            if base >= bound || *end <= start {
+                continue;
+            }
+            let from = base.max(start);
+            let candidate = if i + 1 == n && bound >= *end {
+                // The active segment, wholly below the bound.
+                let tail = self.catch_up(&mut keys.active, partition, base, bound)?;
+                if let Some(tail_from) = tail {
+                    if let Some(r) = latest_in(partition, tail_from, bound, key)? {
+                        return Ok(Some(Latest::Record(r)));
+                    }
+                }
+                let a = &keys.active;
+                match check(a.map.get(&hash).copied())? {
+                    Some(l) => Some(l),
+                    None if a.map.contains_key(&hash) => {
+                        latest_in(partition, from, a.next, key)?.map(Latest::Record)
+                    }
+                    None => None,
+                }
+            } else if bound < *end {
+                // Straddling the bound: the overlay when it fits, else a linear search.
+                match overlay.filter(|o| o.base_offset == base && o.bound == bound) {
+                    Some(o) => match check(o.map.get(&hash).copied())? {
+                        Some(l) => Some(l),
+                        None if o.map.contains_key(&hash) => {
+                            latest_in(partition, from, bound, key)?.map(Latest::Record)
+                        }
+                        None => None,
+                    },
+                    None => latest_in(partition, from, bound, key)?.map(Latest::Record),
+                }
+            } else {
+                let file = sealed_file(&mut keys.sealed, partition, seg, *end, bound)?;
+                let c = match &file {
+                    Some(f) => f.find(hash)?,
+                    None => None,
+                };
+                match (file.is_some(), check(c)?) {
+                    (_, Some(l)) => Some(l),
+                    // A collision, or a record gone from under the file: read the segment.
+                    (true, None) if c.is_none() => None,
+                    _ => latest_in(partition, from, *end, key)?.map(Latest::Record),
+                }
+            };
+            if let Some(l) = candidate {
+                return Ok(Some(l));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Indexes the active segment up to `bound`. Returns where the unindexed tail starts when
+    /// the memory bound stopped the map short of `bound`.
+    fn catch_up(
+        &self,
+        active: &mut Active,
+        partition: &Partition,
+        base: i64,
+        bound: i64,
+    ) -> Result<Option<i64>, KeysError> {
+        if active.base_offset != base || active.next > bound || active.next < base {
+            *active = Active {
+                base_offset: base,
+                next: base,
+                ..Active::default()
+            };
+        }
+        if !active.full && active.next < bound {
+            let limit = (self.memory_bytes / ACTIVE_ENTRY_BYTES).max(1);
+            let mut reached = active.next;
+            let (map, full) = (&mut active.map, &mut active.full);
+            scan(partition, active.next, bound, |r| {
+                if let Some(k) = &r.key {
+                    let h = key_hash(k);
+                    if map.len() >= limit && !map.contains_key(&h) {
+                        *full = true;
+                        return ControlFlow::Break(());
+                    }
+                    map.insert(h, r.offset);
+                }
+                reached = r.offset + 1;
+                ControlFlow::Continue(())
+            })?;
+            active.next = if active.full { reached } else { bound };
+        }
+        Ok(active.full.then_some(active.next))
+    }
+}
+
+/// The key file of a sealed segment `[seg.base_offset, end)`, built when missing or stale.
+/// `None` when it cannot be built now (the segment is not yet wholly below the high watermark).
+fn sealed_file(
+    sealed: &mut BTreeMap<i64, KeyFile>,
+    partition: &Partition,
+    seg: &SegmentInfo,
+    end: i64,
+    high_watermark: i64,
+) -> Result<Option<KeyFile>, KeysError> {
+    let base = seg.base_offset;
+    if let Some(f) = sealed.get(&base) {
+        let id = f.identity;
+        if id.end_offset == end && id.size == seg.size {
+            return Ok(Some(f.clone()));
+        }
+    }
+    sealed.remove(&base);
+    if end > high_watermark {
+        return Ok(None);
+    }
+    let Ok(id) = Identity::of(&seg.log_path, base, end) else {
+        // Swapped away under us: the caller's layout check starts the lookup again.
+        return Ok(None);
+    };
+    if id.size != seg.size {
+        return Ok(None);
+    }
+    let path = key_file_path(partition, base);
+    let file = match KeyFile::open(&path, id) {
+        Some(f) => f,
+        None => {
+            let mut entries = Vec::new();
+            scan(partition, base, end, |r| {
+                if let Some(k) = &r.key {
+                    entries.push((key_hash(k), r.offset));
+                }
+                ControlFlow::Continue(())
+            })?;
+            // The segment must be the one stat'ed, start to end, for the file to describe it.
+            match Identity::of(&seg.log_path, base, end) {
+                Ok(after) if after == id => match KeyFile::write(&path, id, entries) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        // A full or read-only disk slows lookups down (linear search), no more.
+                        tracing::warn!(path = %path.display(), error = %e, "cannot write a key file");
+                        return Ok(None);
+                    }
+                },
+                _ => return Ok(None),
+            }
+        }
+    };
+    // Files of segments merged away by the cleaner go with them.
+    let stale: Vec<i64> = sealed.range(base + 1..end).map(|(b, _)| *b).collect();
+    for b in stale {
+        if let Some(f) = sealed.remove(&b) {
+            let _ = std::fs::remove_file(&f.path);
+        }
+    }
+    sealed.insert(base, file.clone());
+    Ok(Some(file))
+}
+
+/// `cairn-key-index/<topic>-<p>/<base>.keys` in the partition's data directory.
+fn key_file_path(partition: &Partition, base: i64) -> PathBuf {
+    let dir = partition.dir();
+    let name = dir
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    let data_dir = dir.parent().unwrap_or(dir);
+    segment_file(&data_dir.join(KEY_INDEX_DIR).join(name), base, "keys")
+}
+
+/// Indexes `[base, bound)` of one segment for a snapshot.
+fn build_overlay(partition: &Partition, base: i64, bound: i64) -> Result<Overlay, KeysError> {
+    let mut map = HashMap::new();
+    scan(partition, base, bound, |r| {
+        if let Some(k) = &r.key {
+            map.insert(key_hash(k), r.offset);
+        }
+        ControlFlow::Continue(())
+    })?;
+    Ok(Overlay {
+        base_offset: base,
+        bound,
+        map,
+    })
+}

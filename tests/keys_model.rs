@@ -1,0 +1,234 @@
+//! Model test of the key index (issue 17): random keyed writes, overwrites and tombstones (some
+//! in compressed multi-record batches), rolls, compactions, clean and crash-style restarts, and
+//! damaged or deleted key files, against a map of latest values. Every key's lookup must agree
+//! with the model at the high watermark; a snapshot as of an earlier offset, followed by the
+//! records from that offset on (what a consumer would read), must fold to the model exactly,
+//! and a snapshot as of the high watermark must equal it with each key once.
+
+#[path = "cleaner_support/mod.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn::keys::snapshot::partition_snapshot;
+use cairn::keys::{KeyIndex, KEY_INDEX_DIR};
+use cairn::log::cleaner::{Cleaner, CleanerConfig};
+use cairn::log::{AppendOrigin, LogManager, Partition};
+use kafka_protocol::records::Compression;
+use proptest::prelude::*;
+use support::*;
+
+const KEYS: u8 = 30;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Put(u8, u16),
+    Delete(u8),
+    /// Several records in one lz4 batch.
+    Batch(Vec<(u8, Option<u16>)>),
+    Roll,
+    Compact(u32),
+    Restart {
+        clean: bool,
+    },
+    /// Deletes or garbles every key file.
+    DamageKeyFiles {
+        delete: bool,
+    },
+    /// Remembers the high watermark and the model, for a snapshot as of then.
+    Mark,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        8 => (0..KEYS, any::<u16>()).prop_map(|(k, v)| Op::Put(k, v)),
+        2 => (0..KEYS).prop_map(Op::Delete),
+        2 => proptest::collection::vec((0..KEYS, proptest::option::of(any::<u16>())), 1..6)
+            .prop_map(Op::Batch),
+        2 => Just(Op::Roll),
+        2 => (0u32..200).prop_map(Op::Compact),
+        1 => any::<bool>().prop_map(|clean| Op::Restart { clean }),
+        1 => any::<bool>().prop_map(|delete| Op::DamageKeyFiles { delete }),
+        1 => Just(Op::Mark),
+    ]
+}
+
+fn open_log(dir: &Path) -> Arc<LogManager> {
+    open(dir, &[])
+}
+
+/// Every key's lookup against the model.
+fn check_lookups(index: &KeyIndex, p: &Arc<Partition>, model: &BTreeMap<String, String>) {
+    for k in 0..KEYS {
+        let key = format!("k{k}");
+        let got = index.lookup(p, key.as_bytes()).expect("lookup");
+        let value = got
+            .and_then(|r| r.value)
+            .map(|v| String::from_utf8(v.to_vec()).unwrap());
+        assert_eq!(value.as_ref(), model.get(&key), "lookup of {key}");
+    }
+}
+
+fn snapshot(index: &KeyIndex, p: &Arc<Partition>, as_of: i64) -> Vec<(String, String, i64)> {
+    let mut out = Vec::new();
+    let done = partition_snapshot(index, p, as_of, |r| {
+        let k = String::from_utf8(r.key.unwrap().to_vec()).unwrap();
+        let v = String::from_utf8(r.value.unwrap().to_vec()).unwrap();
+        out.push((k, v, r.offset));
+        ControlFlow::Continue(())
+    })
+    .expect("snapshot");
+    assert!(done);
+    out
+}
+
+fn damage(dir: &Path, delete: bool) {
+    let root = dir.join(KEY_INDEX_DIR);
+    let Ok(parts) = std::fs::read_dir(&root) else {
+        return;
+    };
+    for part in parts.flatten() {
+        for f in std::fs::read_dir(part.path()).unwrap().flatten() {
+            if delete {
+                std::fs::remove_file(f.path()).unwrap();
+            } else {
+                let mut bytes = std::fs::read(f.path()).unwrap();
+                let n = bytes.len();
+                bytes[n / 2] ^= 0x55;
+                std::fs::write(f.path(), bytes).unwrap();
+            }
+        }
+    }
+}
+
+fn run(ops: Vec<Op>, memory_bytes: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = CleanerConfig {
+        dedupe_buffer_size: 1 << 20,
+        io_max_bytes_per_second: f64::MAX,
+        backoff: Duration::from_millis(100),
+    };
+    let mut log = open_log(dir.path());
+    let mut cleaner = Cleaner::new(dir.path(), config.clone());
+    let mut index = KeyIndex::new(memory_bytes);
+    log.create_topic(
+        "t",
+        1,
+        compacted(&[("segment.bytes", "500"), ("delete.retention.ms", "100")]),
+        false,
+    )
+    .unwrap();
+    let mut model: BTreeMap<String, String> = BTreeMap::new();
+    let mut mark: Option<i64> = None;
+    let mut clock = now_ms();
+    for op in ops {
+        let p = log.partition("t", 0).expect("topic exists");
+        match op {
+            Op::Put(k, v) => {
+                let (key, value) = (format!("k{k}"), format!("v{v}"));
+                put(&p, &key, Some(&value));
+                model.insert(key, value);
+            }
+            Op::Delete(k) => {
+                let key = format!("k{k}");
+                put(&p, &key, None);
+                model.remove(&key);
+            }
+            Op::Batch(entries) => {
+                let entries: Vec<(String, Option<String>)> = entries
+                    .into_iter()
+                    .map(|(k, v)| (format!("k{k}"), v.map(|v| format!("b{v}"))))
+                    .collect();
+                p.append(
+                    keyed_batch(&entries, Compression::Lz4),
+                    AppendOrigin::Client,
+                )
+                .expect("append");
+                for (k, v) in entries {
+                    match v {
+                        Some(v) => model.insert(k, v),
+                        None => model.remove(&k),
+                    };
+                }
+            }
+            Op::Roll => p.roll().unwrap(),
+            Op::Compact(advance) => {
+                clock += advance as i64;
+                cleaner.clean_fully(&p, clock, true).unwrap();
+            }
+            Op::Restart { clean } => {
+                if clean {
+                    log.shutdown().unwrap();
+                } else {
+                    log.halt();
+                }
+                drop(p);
+                drop(log);
+                log = open_log(dir.path());
+                cleaner = Cleaner::new(dir.path(), config.clone());
+                index = KeyIndex::new(memory_bytes);
+            }
+            Op::DamageKeyFiles { delete } => {
+                damage(dir.path(), delete);
+                // A restart forgets what was checked; the files are checked again on first use.
+                index = KeyIndex::new(memory_bytes);
+            }
+            Op::Mark => mark = Some(p.offsets().high_watermark),
+        }
+        let p = log.partition("t", 0).expect("topic exists");
+        check_lookups(&index, &p, &model);
+    }
+    let p = log.partition("t", 0).expect("topic exists");
+    // The sealed segments were answered through key files, not only by reading the log.
+    if !p.sealed_segments().is_empty() {
+        let files = std::fs::read_dir(dir.path().join(KEY_INDEX_DIR).join("t-0"))
+            .map(|d| d.flatten().count())
+            .unwrap_or(0);
+        assert!(
+            files > 0,
+            "no key file beside {} sealed segments",
+            p.sealed_segments().len()
+        );
+    }
+    // A snapshot at the high watermark is the model, each key once.
+    let hw = p.offsets().high_watermark;
+    let snap = snapshot(&index, &p, hw);
+    let folded: BTreeMap<String, String> = snap
+        .iter()
+        .map(|(k, v, _)| (k.clone(), v.clone()))
+        .collect();
+    assert_eq!(folded.len(), snap.len(), "a key twice in {snap:?}");
+    assert_eq!(folded, model);
+    // A snapshot as of an earlier mark, then the records from the mark on, is the model too.
+    if let Some(as_of) = mark.filter(|&m| m >= p.offsets().log_start_offset) {
+        let mut state: BTreeMap<String, String> = snapshot(&index, &p, as_of)
+            .into_iter()
+            .map(|(k, v, _)| (k, v))
+            .collect();
+        let (_, records) = read_all(&p);
+        for r in records.into_iter().filter(|r| r.offset >= as_of) {
+            match r.value {
+                Some(v) => state.insert(r.key, v),
+                None => state.remove(&r.key),
+            };
+        }
+        assert_eq!(state, model, "snapshot as of {as_of} then the rest");
+    }
+    log.shutdown().unwrap();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
+
+    #[test]
+    fn lookups_and_snapshots_match_a_map_of_latest_values(
+        ops in proptest::collection::vec(op(), 1..70),
+        memory_bytes in prop_oneof![Just(64usize), Just(1 << 20)],
+    ) {
+        run(ops, memory_bytes);
+    }
+}
