@@ -228,7 +228,7 @@ impl Broker {
         let started = std::time::Instant::now();
         let response = self.dispatch(session, header, request).await;
         self.metrics
-            .request(header.request_api_key, started.elapsed());
+            .request(header.request_api_key, started.elapsed(), response.as_ref());
         response
     }
 

@@ -537,6 +537,13 @@ impl Cleaner {
         };
         self.set_cleaned_offset(partition, end_offset)?;
         stats.duration = started.elapsed();
+        let cleaner_stats = &partition.shared.stats.cleaner;
+        let ended = now_ms();
+        cleaner_stats.pass_done(stats.bytes_before, stats.bytes_after, ended);
+        cleaner_stats.update(&partition.topic, partition.index, |c| {
+            c.last_cleaned_ms = Some(ended);
+            c.uncleanable = false;
+        });
         let secs = stats.duration.as_secs_f64().max(1e-6);
         tracing::info!(
             topic = %partition.topic,
@@ -711,6 +718,14 @@ impl Cleaner {
         if let Err(e) = self.forget_missing(partitions) {
             tracing::warn!(error = %e, "cannot write {CHECKPOINT_FILE}");
         }
+        if let Some(p) = partitions.first() {
+            let compacted: std::collections::HashSet<(String, i32)> = partitions
+                .iter()
+                .filter(|p| p.config().cleanup_policy.compact)
+                .map(|p| key_of(p))
+                .collect();
+            p.shared.stats.cleaner.retain(|k| compacted.contains(k));
+        }
         // Kafka's choice: the due log with the highest dirty ratio.
         let mut best: Option<(f64, &Arc<Partition>)> = None;
         for p in partitions {
@@ -722,9 +737,18 @@ impl Cleaner {
             {
                 continue;
             }
+            let stats = &p.shared.stats.cleaner;
             let plan = match self.evaluate(p, now) {
-                Ok(Some((plan, true, _))) => plan,
-                Ok(Some(_)) => continue,
+                Ok(Some((plan, due, _))) => {
+                    stats.update(&p.topic, p.index, |c| {
+                        c.dirty_ratio = plan.dirty_ratio();
+                        c.uncleanable = false;
+                    });
+                    if !due {
+                        continue;
+                    }
+                    plan
+                }
                 Ok(None) => {
                     // Not compacted (any more) or closed.
                     self.horizons.remove(&key);
@@ -732,6 +756,7 @@ impl Cleaner {
                 }
                 Err(e) => {
                     tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "cannot plan cleaning");
+                    stats.update(&p.topic, p.index, |c| c.uncleanable = true);
                     self.failed.insert(key, Instant::now() + FAILURE_BACKOFF);
                     continue;
                 }
@@ -744,7 +769,18 @@ impl Cleaner {
             return false;
         };
         let p = p.clone();
-        match self.clean_fully(&p, now, true) {
+        let stats = &p.shared.stats.cleaner;
+        stats.update(&p.topic, p.index, |c| c.cleaning = true);
+        let result = self.clean_fully(&p, now, true);
+        stats.update(&p.topic, p.index, |c| {
+            c.cleaning = false;
+            c.uncleanable = matches!(&result, Err(e) if !matches!(e, CleanerError::Stopped));
+            if result.is_ok() {
+                // Cleaned fully: nothing left dirty up to the first uncleanable offset.
+                c.dirty_ratio = 0.0;
+            }
+        });
+        match result {
             Ok(passes) => !passes.is_empty(),
             Err(CleanerError::Stopped) => false,
             Err(e) => {
