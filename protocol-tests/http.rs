@@ -598,3 +598,59 @@ fn the_promql_reader_rejects_what_it_should() {
     assert!(promql_metrics("kafka_x").is_err());
     assert!(promql_metrics("sum by (a) (cairn_x{a=\"1\"").is_err());
 }
+
+#[test]
+fn cleaner_threads_clean_two_partitions_at_once() {
+    let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let cairn = Cairn::start(&[
+        &format!("cairn.http.listen={http}"),
+        "log.cleaner.backoff.ms=100",
+        "log.cleaner.threads=2",
+        // Slow enough that each pass lasts seconds, so both can be seen running.
+        "log.cleaner.io.max.bytes.per.second=4000",
+    ]);
+    let mut client = cairn.client();
+    create_topic(
+        &mut client,
+        "two",
+        2,
+        &[
+            ("cleanup.policy", "compact"),
+            ("segment.ms", "100"),
+            ("min.cleanable.dirty.ratio", "0.01"),
+        ],
+    );
+    let value = "v".repeat(1000);
+    let values = [value.as_str(); 4];
+    for _ in 0..5 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        for partition in 0..2 {
+            assert_eq!(
+                produce(&mut client, 9, "two", partition, batch(&values, now)).0,
+                0
+            );
+        }
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let cleaning = |text: &str, p: i32| {
+        sample(
+            text,
+            &format!("cairn_cleaner_cleaning{{topic=\"two\",partition=\"{p}\"}}"),
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, text) = get(http, "/metrics");
+        if cleaning(&text, 0) == Some(1.0) && cleaning(&text, 1) == Some(1.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never saw both partitions being cleaned at once:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

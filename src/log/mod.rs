@@ -446,10 +446,11 @@ impl LogManager {
         if options.broker.cleaner_enable() {
             let s = shared.clone();
             let config = cleaner::CleanerConfig::from_broker(&options.broker);
+            let cleaners = cleaner::threads(&options.broker);
             threads.push(
                 std::thread::Builder::new()
                     .name("cairn-cleaner".into())
-                    .spawn(move || cleaner::run(s, config))?,
+                    .spawn(move || cleaner::run(s, config, cleaners))?,
             );
         }
         *manager.threads.lock().unwrap_or_else(|e| e.into_inner()) = threads;
