@@ -1,7 +1,7 @@
 //! The error codes a response carries (top level, per topic, per partition, per group), for
 //! `cairn_errors_total`, as Kafka's `ErrorsPerSec` counts them. Reads the response only: no
-//! allocation. `NONE` is not reported. APIs not listed here report their top-level code only
-//! where they have one; the list covers the APIs clients call in steady state.
+//! allocation. `NONE` is not reported. The APIs clients and Kafka's tools call are covered;
+//! errors of the others (transactions, ACLs, quotas, …) are not counted yet.
 
 use kafka_protocol::messages::ResponseKind;
 
