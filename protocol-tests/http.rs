@@ -284,3 +284,373 @@ fn an_http_address_set_but_taken_stops_the_start() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("cairn.http.listen"));
 }
+
+/// The value of `series`, waiting up to 30 s for `ready` to accept it (the cleaner and
+/// background verification run on their own schedule).
+fn wait_for(http: SocketAddr, series: &str, ready: impl Fn(f64) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if TcpStream::connect(http).is_err() {
+            // Not listening yet (a restart).
+            assert!(Instant::now() < deadline, "no HTTP listener on {http}");
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        }
+        let (_, text) = get(http, "/metrics");
+        if sample(&text, series).is_some_and(&ready) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{series} never became ready:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn metrics_cover_errors_durability_cleaning_and_a_kill_9_recovery() {
+    let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let mut cairn = Cairn::start(&[
+        &format!("cairn.http.listen={http}"),
+        "log.cleaner.backoff.ms=100",
+    ]);
+    let mut client = cairn.client();
+    create_topic(&mut client, "plain", 1, &[]);
+    create_topic(
+        &mut client,
+        "compacted",
+        1,
+        &[
+            ("cleanup.policy", "compact"),
+            ("segment.ms", "100"),
+            ("min.cleanable.dirty.ratio", "0.01"),
+        ],
+    );
+    let (_, before) = get(http, "/metrics");
+    assert_eq!(
+        sample(&before, "cairn_errors_total{api=\"Produce\",code=\"3\"}"),
+        None
+    );
+    assert_eq!(sample(&before, "cairn_cleaner_runs_total"), Some(0.0));
+    assert_eq!(sample(&before, "cairn_startup_unclean"), Some(0.0));
+    assert!(
+        sample(&before, "cairn_connections") >= Some(1.0),
+        "{before}"
+    );
+
+    // Produce with acks=all, to a missing topic (UNKNOWN_TOPIC_OR_PARTITION, 3), and the same
+    // keys again and again to the compacted topic, its segments rolling in between.
+    for i in 0..4 {
+        assert_eq!(
+            produce(&mut client, 9, "plain", 0, batch(&["a", "b"], i)).0,
+            0
+        );
+    }
+    assert_eq!(produce(&mut client, 9, "missing", 0, batch(&["a"], 0)).0, 3);
+    for _ in 0..5 {
+        // Segments roll by record time (segment.ms), so the records carry the current time.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        assert_eq!(
+            produce(&mut client, 9, "compacted", 0, batch(&["x", "y"], now)).0,
+            0
+        );
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let fetched = fetch(&mut client, 12, "plain", 0, 0);
+    assert!(fetched.responses[0].partitions[0].records.is_some());
+    commit(&mut client, "readers", "plain", 2);
+    let _second = cairn.client();
+    wait_for(http, "cairn_cleaner_runs_total", |runs| runs >= 1.0);
+    // Cleaned up to the active segment once no more segments roll.
+    let after = wait_for(
+        http,
+        "cairn_cleaner_dirty_ratio{topic=\"compacted\",partition=\"0\"}",
+        |ratio| ratio == 0.0,
+    );
+    let value =
+        |series: &str| sample(&after, series).unwrap_or_else(|| panic!("no {series} in:\n{after}"));
+    assert_eq!(value("cairn_errors_total{api=\"Produce\",code=\"3\"}"), 1.0);
+    assert_eq!(value("cairn_produce_durable_duration_seconds_count"), 9.0);
+    assert!(value("cairn_fsync_duration_seconds_count") >= 1.0);
+    assert!(value("cairn_group_commit_appends_sum") >= 9.0);
+    assert_eq!(value("cairn_connections"), 2.0);
+    assert_eq!(
+        value("cairn_group_lag{group=\"readers\",topic=\"plain\",partition=\"0\"}"),
+        6.0
+    );
+    assert!(value("cairn_cleaner_cleaned_bytes_total") > 0.0);
+    assert!(value("cairn_cleaner_removed_bytes_total") > 0.0);
+    assert!(value("cairn_cleaner_since_last_run_seconds") >= 0.0);
+    assert!(
+        value("cairn_cleaner_since_last_clean_seconds{topic=\"compacted\",partition=\"0\"}") >= 0.0
+    );
+    assert_eq!(value("cairn_cleaner_uncleanable_partitions"), 0.0);
+    assert_eq!(
+        sample(
+            &after,
+            "cairn_cleaner_dirty_ratio{topic=\"plain\",partition=\"0\"}"
+        ),
+        None,
+        "only compacted partitions have a cleaner state"
+    );
+
+    // The status JSON carries the same cleaner state and the start-up report.
+    let (_, json) = get(http, "/v1/status");
+    let status: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(status["startup"]["shutdown"], "new", "{json}");
+    let compacted = status["topics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "compacted")
+        .expect("compacted topic");
+    assert!(
+        compacted["partitions"][0]["cleaner"]["last_cleaned_ms"].is_i64(),
+        "{compacted}"
+    );
+
+    let (_, page) = get(http, "/");
+    assert!(
+        page.contains("<table id=cleaner>")
+            && page.contains("<tr><td>compacted-0</td><td>0.0%</td>"),
+        "{page}"
+    );
+    assert!(!page.contains("<tr><td>plain-0</td><td>0.0%"), "{page}");
+    assert!(
+        page.contains("<tr><td>previous shutdown</td><td>new</td></tr>"),
+        "{page}"
+    );
+
+    // The Grafana dashboard only queries metrics this scrape has.
+    check_dashboard(&after);
+
+    // kill -9: the next start reports an unclean shutdown, keeps every acknowledged record,
+    // and background verification goes over the log.
+    drop(client);
+    drop(_second);
+    cairn.kill_and_restart();
+    let recovered = wait_for(http, "cairn_verification_finished", |v| v == 1.0);
+    let value = |series: &str| {
+        sample(&recovered, series).unwrap_or_else(|| panic!("no {series} in:\n{recovered}"))
+    };
+    assert_eq!(value("cairn_startup_unclean"), 1.0);
+    let (_, page) = get(http, "/");
+    assert!(
+        page.contains("<tr><td>previous shutdown</td><td>unclean</td></tr>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<td>verification (background)</td><td>finished:"),
+        "{page}"
+    );
+    assert_eq!(
+        value("cairn_partition_high_watermark{topic=\"plain\",partition=\"0\"}"),
+        8.0
+    );
+    assert!(value("cairn_verification_segments") >= 2.0);
+    assert_eq!(value("cairn_verification_damaged_ranges"), 0.0);
+    assert_eq!(
+        sample(&recovered, "cairn_errors_total{api=\"Produce\",code=\"3\"}"),
+        None
+    );
+}
+
+/// PromQL's functions and keywords the dashboard may use.
+const PROMQL_FUNCTIONS: &[&str] = &[
+    "rate",
+    "increase",
+    "sum",
+    "count",
+    "max",
+    "min",
+    "avg",
+    "histogram_quantile",
+];
+const PROMQL_GROUPING: &[&str] = &["by", "without"];
+
+/// The metric names `expr` queries; an error for what this small PromQL reader does not accept
+/// (unbalanced brackets, unknown functions, stray characters).
+fn promql_metrics(expr: &str) -> Result<Vec<String>, String> {
+    let chars: Vec<char> = expr.chars().collect();
+    let mut names = Vec::new();
+    let mut depth: Vec<char> = Vec::new();
+    let mut i = 0;
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+    // Skips a bracketed group of labels or a range, strings included; returns the index after it.
+    let skip_group = |mut i: usize, close: char| -> Result<usize, String> {
+        while i < chars.len() && chars[i] != close {
+            if chars[i] == '"' {
+                i += 1;
+                while i < chars.len() && chars[i] != '"' {
+                    i += if chars[i] == '\\' { 2 } else { 1 };
+                }
+            }
+            i += 1;
+        }
+        if i >= chars.len() {
+            return Err(format!("unclosed group in {expr}"));
+        }
+        Ok(i + 1)
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        if c.is_whitespace() || "+-*/,<>=!".contains(c) {
+            i += 1;
+        } else if c.is_ascii_digit() || c == '.' {
+            while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.') {
+                i += 1;
+            }
+        } else if c == '{' {
+            i = skip_group(i + 1, '}')?;
+        } else if c == '[' {
+            i = skip_group(i + 1, ']')?;
+        } else if c == '(' {
+            depth.push('(');
+            i += 1;
+        } else if c == ')' {
+            depth.pop().ok_or(format!("unbalanced ) in {expr}"))?;
+            i += 1;
+        } else if c.is_ascii_alphabetic() || c == '_' {
+            let start = i;
+            while i < chars.len() && ident(chars[i]) {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            let mut next = i;
+            while next < chars.len() && chars[next].is_whitespace() {
+                next += 1;
+            }
+            let rest: String = chars[next..].iter().collect();
+            // An aggregation may put its grouping before its argument: `sum by (a) (x)`.
+            let called = chars.get(next) == Some(&'(')
+                || PROMQL_FUNCTIONS.contains(&word.as_str())
+                    && PROMQL_GROUPING.iter().any(|g| rest.starts_with(g));
+            if PROMQL_GROUPING.contains(&word.as_str()) {
+                if !called {
+                    return Err(format!("{word} without labels in {expr}"));
+                }
+                i = skip_group(next + 1, ')')?;
+            } else if called {
+                if !PROMQL_FUNCTIONS.contains(&word.as_str()) {
+                    return Err(format!("unknown function {word} in {expr}"));
+                }
+            } else if word.starts_with("cairn_") {
+                names.push(word);
+            } else {
+                return Err(format!("unexpected {word} in {expr}"));
+            }
+        } else {
+            return Err(format!("unexpected {c:?} in {expr}"));
+        }
+    }
+    if !depth.is_empty() {
+        return Err(format!("unclosed ( in {expr}"));
+    }
+    if names.is_empty() {
+        return Err(format!("no metric in {expr}"));
+    }
+    Ok(names)
+}
+
+/// Every expression of `ops/grafana/cairn.json` reads, and queries only metrics `scrape` has.
+fn check_dashboard(scrape: &str) {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/ops/grafana/cairn.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("dashboard")).expect("JSON");
+    let exprs: Vec<&str> = dashboard["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|p| p["targets"].as_array().into_iter().flatten())
+        .map(|t| t["expr"].as_str().expect("expr"))
+        .collect();
+    assert!(exprs.len() >= 20, "{} expressions", exprs.len());
+    let exposed: std::collections::HashSet<&str> = scrape
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    for expr in exprs {
+        let names = promql_metrics(expr).unwrap_or_else(|e| panic!("{e}"));
+        for name in names {
+            assert!(
+                exposed.contains(name.as_str()),
+                "the dashboard queries {name}, which /metrics does not have:\n{scrape}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_promql_reader_rejects_what_it_should() {
+    assert_eq!(
+        promql_metrics(
+            "histogram_quantile(0.99, sum by (api, le) (rate(cairn_x_bucket{a=\"b}\"}[5m])))"
+        ),
+        Ok(vec!["cairn_x_bucket".to_string()])
+    );
+    assert!(promql_metrics("sum(rate(cairn_x[5m])").is_err());
+    assert!(promql_metrics("frobnicate(cairn_x)").is_err());
+    assert!(promql_metrics("kafka_x").is_err());
+    assert!(promql_metrics("sum by (a) (cairn_x{a=\"1\"").is_err());
+}
+
+#[test]
+fn cleaner_threads_clean_two_partitions_at_once() {
+    let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let cairn = Cairn::start(&[
+        &format!("cairn.http.listen={http}"),
+        "log.cleaner.backoff.ms=100",
+        "log.cleaner.threads=2",
+        // Slow enough that each pass lasts seconds, so both can be seen running.
+        "log.cleaner.io.max.bytes.per.second=4000",
+    ]);
+    let mut client = cairn.client();
+    create_topic(
+        &mut client,
+        "two",
+        2,
+        &[
+            ("cleanup.policy", "compact"),
+            ("segment.ms", "100"),
+            ("min.cleanable.dirty.ratio", "0.01"),
+        ],
+    );
+    let value = "v".repeat(1000);
+    let values = [value.as_str(); 4];
+    for _ in 0..5 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        for partition in 0..2 {
+            assert_eq!(
+                produce(&mut client, 9, "two", partition, batch(&values, now)).0,
+                0
+            );
+        }
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let cleaning = |text: &str, p: i32| {
+        sample(
+            text,
+            &format!("cairn_cleaner_cleaning{{topic=\"two\",partition=\"{p}\"}}"),
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, text) = get(http, "/metrics");
+        if cleaning(&text, 0) == Some(1.0) && cleaning(&text, 1) == Some(1.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never saw both partitions being cleaned at once:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

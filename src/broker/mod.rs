@@ -257,7 +257,7 @@ impl Broker {
         })
         .await;
         self.metrics
-            .request(header.request_api_key, started.elapsed());
+            .request(header.request_api_key, started.elapsed(), response.as_ref());
         throttle::apply(self, session, header, produced, busy, response)
     }
 

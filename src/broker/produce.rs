@@ -116,6 +116,8 @@ pub(super) async fn handle(
     }
     // acks=all: answer after fsync. Every partition was appended first, so one flush (group
     // commit) usually covers them all.
+    let appended = std::time::Instant::now();
+    let awaited = !to_await.is_empty();
     for (t, p, partition, end) in to_await {
         let waited = tokio::time::timeout(
             timeout.max(Duration::from_millis(1)),
@@ -130,6 +132,9 @@ pub(super) async fn handle(
         if let Some(f) = failure {
             topics[t].1[p].result = Err(f);
         }
+    }
+    if awaited {
+        broker.metrics.produce_durable(appended.elapsed());
     }
     if acks == 0 {
         return None;

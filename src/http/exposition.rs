@@ -8,8 +8,16 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
+use std::collections::HashSet;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::metrics::counter::Counter;
+
 use super::status::Status;
-use crate::metrics::Metrics;
+use crate::log::stats::LogStats;
+use crate::metrics::{HistogramFamily, Histograms, Metrics};
+
+type FloatGauge = Gauge<f64, AtomicU64>;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PartitionLabels {
@@ -36,9 +44,11 @@ struct GroupPartitionLabels {
 }
 
 /// The text a scrape receives.
-pub(crate) fn render(metrics: &Metrics, status: &Status) -> String {
+pub(crate) fn render(metrics: &Metrics, log: &LogStats, status: &Status) -> String {
     let mut registry = Registry::default();
-    metrics.register(&mut registry);
+    let live: HashSet<&str> = status.topics.iter().map(|t| t.name.as_str()).collect();
+    metrics.register(&mut registry, |topic| live.contains(topic));
+    register_log(&mut registry, log, status);
 
     let partition_gauges = [
         (
@@ -150,4 +160,166 @@ pub(crate) fn render(metrics: &Metrics, status: &Status) -> String {
     // Writing to a String cannot fail.
     let _ = encode(&mut text, &registry);
     text
+}
+
+/// The log engine's group commits, the cleaner, tiered sizes and the start-up report.
+fn register_log(registry: &mut Registry, log: &LogStats, status: &Status) {
+    registry.register_collector(Box::new(Histograms(vec![
+        HistogramFamily {
+            name: "cairn_fsync_duration",
+            help: "Duration of each group commit (the fsyncs of every partition flushed together)",
+            unit: Some(Unit::Seconds),
+            series: vec![(Vec::new(), log.fsync_seconds.snapshot())],
+        },
+        HistogramFamily {
+            name: "cairn_group_commit_appends",
+            help: "Appends covered by each group commit",
+            unit: None,
+            series: vec![(Vec::new(), log.appends_per_commit.snapshot())],
+        },
+    ])));
+
+    let remote: Family<PartitionLabels, Gauge> = Family::default();
+    let dirty: Family<PartitionLabels, FloatGauge> = Family::default();
+    let since_clean: Family<PartitionLabels, FloatGauge> = Family::default();
+    let cleaning: Family<PartitionLabels, Gauge> = Family::default();
+    for topic in &status.topics {
+        for p in &topic.partitions {
+            let labels = PartitionLabels {
+                topic: topic.name.clone(),
+                partition: p.partition,
+            };
+            if let Some(bytes) = p.remote_size_bytes {
+                remote.get_or_create(&labels).set(bytes as i64);
+            }
+            if let Some(c) = &p.cleaner {
+                dirty.get_or_create(&labels).set(c.state.dirty_ratio);
+                cleaning
+                    .get_or_create(&labels)
+                    .set(i64::from(c.state.cleaning));
+                if let Some(secs) = c.seconds_since_last_clean {
+                    since_clean.get_or_create(&labels).set(secs);
+                }
+            }
+        }
+    }
+    registry.register_with_unit(
+        "cairn_partition_remote_size",
+        "Bytes of the partition's segments in the object-storage tier",
+        Unit::Bytes,
+        remote,
+    );
+    registry.register(
+        "cairn_cleaner_dirty_ratio",
+        "Dirty bytes over cleanable bytes of a compacted partition, at the cleaner's last look",
+        dirty,
+    );
+    registry.register(
+        "cairn_cleaner_cleaning",
+        "1 while a cleaner thread is cleaning the partition",
+        cleaning,
+    );
+    registry.register_with_unit(
+        "cairn_cleaner_since_last_clean",
+        "Time since the partition's last cleaning ended",
+        Unit::Seconds,
+        since_clean,
+    );
+
+    let c = &status.cleaner;
+    let counters = [
+        (
+            "cairn_cleaner_runs",
+            "Cleaning passes completed",
+            None,
+            c.runs,
+        ),
+        (
+            "cairn_cleaner_cleaned",
+            "Segment bytes read and rewritten by cleaning passes",
+            Some(Unit::Bytes),
+            c.bytes_cleaned,
+        ),
+        (
+            "cairn_cleaner_removed",
+            "Bytes cleaning passes removed from the log",
+            Some(Unit::Bytes),
+            c.bytes_removed,
+        ),
+    ];
+    for (name, help, unit, value) in counters {
+        let counter: Counter = Counter::default();
+        counter.inc_by(value);
+        match unit {
+            Some(unit) => registry.register_with_unit(name, help, unit, counter),
+            None => registry.register(name, help, counter),
+        }
+    }
+    let uncleanable: Gauge = Gauge::default();
+    uncleanable.set(c.uncleanable_partitions as i64);
+    registry.register(
+        "cairn_cleaner_uncleanable_partitions",
+        "Compacted partitions whose last cleaning failed (skipped for a while)",
+        uncleanable,
+    );
+    if let Some(secs) = c.seconds_since_last_run {
+        let since: FloatGauge = Gauge::default();
+        since.set(secs);
+        registry.register_with_unit(
+            "cairn_cleaner_since_last_run",
+            "Time since the last cleaning pass ended",
+            Unit::Seconds,
+            since,
+        );
+    }
+
+    let s = &status.startup;
+    let v = &s.verification;
+    let startup = [
+        (
+            "cairn_startup_unclean",
+            "1 when the last start-up followed an unclean shutdown (crash, kill -9)",
+            i64::from(s.shutdown == "unclean"),
+        ),
+        (
+            "cairn_recovery_recovered_partitions",
+            "Partitions recovered at the last start-up",
+            s.recovered_partitions as i64,
+        ),
+        (
+            "cairn_recovery_recovered_segments",
+            "Segments re-validated by recovery at the last start-up",
+            s.recovered_segments as i64,
+        ),
+        (
+            "cairn_recovery_truncated_bytes",
+            "Bytes of torn writes cut by recovery at the last start-up",
+            s.truncated_bytes as i64,
+        ),
+        (
+            "cairn_verification_damaged_ranges",
+            "Damaged byte ranges found and moved aside by verification at the last start-up",
+            s.damaged_ranges as i64,
+        ),
+        (
+            "cairn_verification_segments",
+            "Segments verified by background verification since start-up",
+            v.segments as i64,
+        ),
+        (
+            "cairn_verification_repaired_segments",
+            "Segments repaired by background verification since start-up",
+            v.repaired_segments as i64,
+        ),
+        (
+            "cairn_verification_finished",
+            "1 once background verification of the whole log has finished",
+            i64::from(v.finished),
+        ),
+    ];
+    for (name, help, value) in startup {
+        let gauge: Gauge = Gauge::default();
+        gauge.set(value);
+        registry.register(name, help, gauge);
+    }
 }

@@ -163,7 +163,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         Ok(status) => status,
         Err(unavailable) => return unavailable,
     };
-    let text = exposition::render(&state.broker.metrics, &status);
+    let text = exposition::render(&state.broker.metrics, state.broker.log.stats(), &status);
     (
         [(
             header::CONTENT_TYPE,

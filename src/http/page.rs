@@ -1,6 +1,7 @@
 //! The status page: plain server-rendered HTML (no script), readable at a glance. Topics with
 //! offsets and sizes, groups with lag and, for a group behind its partitions' ends, a progress bar
-//! with its rate and time to catch up, and throughput over the last minutes as inline SVG.
+//! with its rate and time to catch up, throughput over the last minutes as inline SVG, the
+//! cleaner's state per compacted partition, and the last start-up's recovery and verification.
 
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -25,6 +26,8 @@ pub(crate) fn render(status: &Status, trends: &Trends) -> String {
     throughput(&mut h, trends);
     groups(&mut h, status, trends);
     topics(&mut h, status);
+    cleaner(&mut h, status);
+    startup(&mut h, status);
     h.push_str("</body></html>\n");
     h
 }
@@ -147,11 +150,95 @@ fn topics(h: &mut String, status: &Status) {
                 start = p.log_start_offset,
                 hw = p.high_watermark,
                 end = p.log_end_offset,
-                size = bytes(p.size_bytes),
+                size = match p.remote_size_bytes {
+                    Some(remote) =>
+                        format!("{} (+{} in the tier)", bytes(p.size_bytes), bytes(remote)),
+                    None => bytes(p.size_bytes),
+                },
             );
         }
     }
     h.push_str("</table>");
+}
+
+fn cleaner(h: &mut String, status: &Status) {
+    let c = &status.cleaner;
+    let _ = write!(
+        h,
+        "<h2>Log cleaner</h2><p class=meta>{runs} passes since start-up · {cleaned} cleaned, \
+         {removed} removed · last pass {last} · {bad} uncleanable</p>",
+        runs = c.runs,
+        cleaned = bytes(c.bytes_cleaned),
+        removed = bytes(c.bytes_removed),
+        last = c
+            .seconds_since_last_run
+            .map_or("never".to_string(), |s| format!("{} ago", duration(s))),
+        bad = c.uncleanable_partitions,
+    );
+    h.push_str(
+        "<table id=cleaner><tr><th>compacted partition</th><th>dirty ratio</th>\
+         <th>last cleaned</th><th>state</th></tr>",
+    );
+    for t in &status.topics {
+        for p in &t.partitions {
+            let Some(c) = &p.cleaner else { continue };
+            let state = if c.state.cleaning {
+                "cleaning"
+            } else if c.state.uncleanable {
+                "uncleanable (last cleaning failed)"
+            } else {
+                "idle"
+            };
+            let _ = write!(
+                h,
+                "<tr><td>{name}-{p}</td><td>{ratio:.1}%</td><td>{last}</td><td>{state}</td></tr>",
+                name = escape(&t.name),
+                p = p.partition,
+                ratio = c.state.dirty_ratio * 100.0,
+                last = c.seconds_since_last_clean.map_or(
+                    "not since start-up".to_string(),
+                    |s| format!("{} ago", duration(s))
+                ),
+            );
+        }
+    }
+    h.push_str("</table>");
+}
+
+fn startup(h: &mut String, status: &Status) {
+    let s = &status.startup;
+    let v = &s.verification;
+    let _ = write!(
+        h,
+        "<h2>Last start-up</h2><table id=startup>\
+         <tr><td>previous shutdown</td><td>{shutdown}</td></tr>\
+         <tr><td>partitions opened</td><td>{partitions} in {elapsed} ms</td></tr>\
+         <tr><td>recovered</td><td>{rp} partitions, {rs} segments, {tb} of torn writes cut, \
+         {ix} indexes rebuilt</td></tr>\
+         <tr><td>damage found at start-up</td><td>{dr} ranges ({db}) moved aside, \
+         {rb} base offsets restored</td></tr>\
+         <tr><td>verification ({mode})</td><td>{verified}: {vs} segments ({vb}), \
+         {vr} repaired</td></tr></table>",
+        shutdown = s.shutdown,
+        partitions = s.partitions,
+        elapsed = s.elapsed_ms,
+        rp = s.recovered_partitions,
+        rs = s.recovered_segments,
+        tb = bytes(s.truncated_bytes),
+        ix = s.indexes_rebuilt,
+        dr = s.damaged_ranges,
+        db = bytes(s.damaged_bytes),
+        rb = s.restored_base_offsets,
+        mode = escape(&s.verify),
+        verified = if v.finished {
+            "finished"
+        } else {
+            "in progress or not run in the background"
+        },
+        vs = v.segments,
+        vb = bytes(v.bytes),
+        vr = v.repaired_segments,
+    );
 }
 
 /// Text made safe for HTML element content and quoted attributes.

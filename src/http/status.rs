@@ -1,12 +1,16 @@
-//! One read of the broker's state for the operator: every partition's offsets and size, every
-//! group's members, committed offsets and lag, and the process's memory and open files. The
-//! metrics, the status page and the JSON endpoints all render this one snapshot.
+//! One read of the broker's state for the operator: every partition's offsets and size (local
+//! and in the tier), the cleaner's state per compacted partition, every group's members,
+//! committed offsets and lag, the last start-up's recovery and verification report, and the
+//! process's memory and open files. The metrics, the status page and the JSON endpoints all
+//! render this one snapshot.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use serde::Serialize;
 
 use crate::broker::Broker;
+use crate::log::stats::{CleanerPartition, StartupReport};
 
 #[derive(Debug, Serialize)]
 pub(crate) struct Status {
@@ -15,7 +19,21 @@ pub(crate) struct Status {
     pub uptime_seconds: u64,
     pub topics: Vec<TopicStatus>,
     pub groups: Vec<GroupStatus>,
+    pub cleaner: CleanerStatus,
+    pub startup: StartupReport,
     pub process: ProcessStatus,
+}
+
+/// The cleaner's totals since start-up.
+#[derive(Debug, Serialize)]
+pub(crate) struct CleanerStatus {
+    pub runs: u64,
+    pub bytes_cleaned: u64,
+    pub bytes_removed: u64,
+    /// Seconds since the last cleaning pass ended (`None` before the first).
+    pub seconds_since_last_run: Option<f64>,
+    /// Compacted partitions whose last cleaning failed.
+    pub uncleanable_partitions: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -32,7 +50,22 @@ pub(crate) struct PartitionStatus {
     pub log_start_offset: i64,
     pub high_watermark: i64,
     pub log_end_offset: i64,
+    /// Bytes of its segment files on local disk.
     pub size_bytes: u64,
+    /// Bytes of its segments in the object-storage tier (`None` without a tier, or before the
+    /// tier has a manifest for it).
+    pub remote_size_bytes: Option<u64>,
+    /// The cleaner's view of a compacted partition (`None` for other partitions, and before
+    /// the cleaner first looked at it).
+    pub cleaner: Option<CleanerState>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct CleanerState {
+    #[serde(flatten)]
+    pub state: CleanerPartition,
+    /// Seconds since its last cleaning ended (`None` since start-up).
+    pub seconds_since_last_clean: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -68,6 +101,11 @@ pub(crate) struct ProcessStatus {
 
 impl Status {
     pub(crate) fn gather(broker: &Broker, started: Instant) -> Status {
+        let stats = broker.log.stats();
+        let now_ms = crate::log::now_ms();
+        let since = |ms: i64| ((now_ms - ms).max(0) as f64) / 1000.0;
+        let mut cleaning = stats.cleaner.snapshot();
+        let uncleanable_partitions = cleaning.values().filter(|c| c.uncleanable).count();
         let topics = broker
             .log
             .topics()
@@ -83,6 +121,16 @@ impl Status {
                             high_watermark: offsets.high_watermark,
                             log_end_offset: offsets.log_end_offset,
                             size_bytes: log.size_bytes(),
+                            remote_size_bytes: broker
+                                .tier
+                                .as_ref()
+                                .and_then(|t| t.remote.size_bytes(&info.name, p)),
+                            cleaner: cleaning.remove(&(info.name.clone(), p)).map(|state| {
+                                CleanerState {
+                                    seconds_since_last_clean: state.last_cleaned_ms.map(since),
+                                    state,
+                                }
+                            }),
                         })
                     })
                     .collect();
@@ -143,6 +191,16 @@ impl Status {
             uptime_seconds: started.elapsed().as_secs(),
             topics,
             groups,
+            cleaner: CleanerStatus {
+                runs: stats.cleaner.runs.load(Relaxed),
+                bytes_cleaned: stats.cleaner.bytes_cleaned.load(Relaxed),
+                bytes_removed: stats.cleaner.bytes_removed.load(Relaxed),
+                seconds_since_last_run: Some(stats.cleaner.last_run_ms.load(Relaxed))
+                    .filter(|ms| *ms > 0)
+                    .map(since),
+                uncleanable_partitions,
+            },
+            startup: stats.startup(),
             process: ProcessStatus::read(),
         }
     }

@@ -24,6 +24,8 @@ const PARALLEL_SYNCS: usize = 8;
 #[derive(Default)]
 struct QueueState {
     dirty: Vec<Arc<Partition>>,
+    /// Appends that asked for an fsync since the last take (for appends per group commit).
+    appends: u64,
     stop: bool,
 }
 
@@ -41,6 +43,7 @@ impl FlushQueue {
             // Nobody would flush it; shutdown flushes every partition itself.
             return;
         }
+        st.appends += 1;
         if !st.dirty.iter().any(|p| Arc::ptr_eq(p, &partition)) {
             st.dirty.push(partition);
         }
@@ -54,7 +57,8 @@ impl FlushQueue {
     }
 
     /// Waits up to `timeout` for dirty partitions; `None` once stopped and drained.
-    fn take(&self, timeout: Duration) -> Option<Vec<Arc<Partition>>> {
+    /// Also returns how many appends asked for them.
+    fn take(&self, timeout: Duration) -> Option<(Vec<Arc<Partition>>, u64)> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if st.dirty.is_empty() && !st.stop {
             st = self
@@ -66,7 +70,8 @@ impl FlushQueue {
         if st.stop && st.dirty.is_empty() {
             return None;
         }
-        Some(std::mem::take(&mut st.dirty))
+        let appends = std::mem::take(&mut st.appends);
+        Some((std::mem::take(&mut st.dirty), appends))
     }
 }
 
@@ -138,8 +143,16 @@ pub(crate) fn run(shared: Arc<Shared>) {
     let mut last_checkpoint = Instant::now();
     let mut last_retry = Instant::now();
     let mut last_tick = Instant::now();
-    while let Some(dirty) = shared.flush_queue.take(TICK) {
-        pool.flush_all(&dirty);
+    while let Some((dirty, appends)) = shared.flush_queue.take(TICK) {
+        if !dirty.is_empty() {
+            let started = Instant::now();
+            pool.flush_all(&dirty);
+            shared
+                .stats
+                .fsync_seconds
+                .observe(started.elapsed().as_secs_f64());
+            shared.stats.appends_per_commit.observe(appends as f64);
+        }
         if last_tick.elapsed() >= TICK {
             last_tick = Instant::now();
             let now = now_ms();

@@ -51,6 +51,7 @@ pub(crate) mod recovery;
 pub mod retention;
 pub mod segment;
 mod shared;
+pub mod stats;
 pub mod time_index;
 pub(crate) mod verify;
 
@@ -289,6 +290,7 @@ impl LogManager {
             verify: verify::Mode::from_config(options.broker.verify_on_startup()),
             verified: AtomicBool::new(false),
             tiered_end: Mutex::new(OffsetMap::new()),
+            stats: stats::LogStats::default(),
         });
 
         // Which partition directories exist; the rest of the data dir is left alone.
@@ -444,13 +446,34 @@ impl LogManager {
         if options.broker.cleaner_enable() {
             let s = shared.clone();
             let config = cleaner::CleanerConfig::from_broker(&options.broker);
+            let cleaners = cleaner::threads(&options.broker);
             threads.push(
                 std::thread::Builder::new()
                     .name("cairn-cleaner".into())
-                    .spawn(move || cleaner::run(s, config))?,
+                    .spawn(move || cleaner::run(s, config, cleaners))?,
             );
         }
         *manager.threads.lock().unwrap_or_else(|e| e.into_inner()) = threads;
+        shared.stats.set_startup(stats::StartupReport {
+            shutdown: if new_dir {
+                "new"
+            } else if clean {
+                "clean"
+            } else {
+                "unclean"
+            },
+            partitions: partition_count,
+            recovered_partitions,
+            recovered_segments: recovered.recovered_segments,
+            truncated_bytes: recovered.truncated_bytes,
+            indexes_rebuilt: recovered.indexes_rebuilt,
+            damaged_ranges: recovered.damaged_ranges,
+            damaged_bytes: recovered.damaged_bytes,
+            restored_base_offsets: recovered.restored_base_offsets,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+            verify: options.broker.verify_on_startup().to_string(),
+            verification: stats::VerificationReport::default(),
+        });
         if new_dir {
             tracing::info!(data_dir = %data_dir.display(), "log opened in a new data directory");
         } else if clean {
@@ -774,6 +797,11 @@ impl LogManager {
 
     /// Resolves when any partition's high watermark may have advanced since the returned future
     /// was created (create it before checking, to never miss a wake-up).
+    /// What the flusher, cleaner and verifier did since start-up.
+    pub fn stats(&self) -> &stats::LogStats {
+        &self.shared.stats
+    }
+
     pub fn data_arrived(&self) -> tokio::sync::futures::Notified<'_> {
         self.shared.data_arrived.notified()
     }

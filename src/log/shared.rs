@@ -30,6 +30,8 @@ pub(crate) struct Shared {
     /// Per tiered partition, the end (exclusive) of what the object-storage tier holds, as
     /// reported by `tier/`. Retention of a tiered topic never deletes a segment beyond it.
     pub(crate) tiered_end: Mutex<OffsetMap>,
+    /// What the flusher, cleaner and verifier did, for the operator.
+    pub(crate) stats: super::stats::LogStats,
 }
 
 impl Shared {

@@ -324,6 +324,15 @@ pub(crate) fn run_background(shared: std::sync::Arc<super::Shared>) {
     shared
         .verified
         .store(true, std::sync::atomic::Ordering::SeqCst);
+    shared
+        .stats
+        .set_verification(super::stats::VerificationReport {
+            finished: true,
+            partitions,
+            segments,
+            bytes,
+            repaired_segments: repaired,
+        });
     tracing::info!(
         partitions,
         segments,

@@ -16,6 +16,8 @@ pub(super) struct RequestBudget {
     available: Mutex<usize>,
     /// Woken whenever bytes are given back.
     released: Notify,
+    /// Told the bytes in use after each change (`cairn_request_budget_in_use_bytes`).
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 /// Bytes taken from a [`RequestBudget`], given back when dropped.
@@ -26,12 +28,29 @@ pub(super) struct BudgetPermit {
 }
 
 impl RequestBudget {
+    #[cfg(test)]
     pub(super) fn new(limit: Option<usize>) -> Arc<RequestBudget> {
+        Self::reporting(limit, None)
+    }
+
+    /// A budget that reports the bytes in use to `metrics`.
+    pub(super) fn reporting(
+        limit: Option<usize>,
+        metrics: Option<crate::metrics::Metrics>,
+    ) -> Arc<RequestBudget> {
         Arc::new(RequestBudget {
             limit,
             available: Mutex::new(limit.unwrap_or(0)),
             released: Notify::new(),
+            metrics,
         })
+    }
+
+    /// Called with the lock held, so reports arrive in the order of the changes.
+    fn report(&self, available: usize) {
+        if let (Some(metrics), Some(limit)) = (&self.metrics, self.limit) {
+            metrics.set_budget_in_use(limit.saturating_sub(available) as u64);
+        }
     }
 
     /// Takes min(`frame_len`, the whole budget) bytes, waiting until that much is free. A frame
@@ -67,6 +86,7 @@ impl RequestBudget {
             .unwrap_or_else(PoisonError::into_inner);
         if *available >= bytes {
             *available -= bytes;
+            self.report(*available);
             true
         } else {
             false
@@ -90,11 +110,14 @@ impl Drop for BudgetPermit {
         if self.bytes == 0 {
             return;
         }
-        *self
+        let mut available = self
             .budget
             .available
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) += self.bytes;
+            .unwrap_or_else(PoisonError::into_inner);
+        *available += self.bytes;
+        self.budget.report(*available);
+        drop(available);
         self.budget.released.notify_waiters();
     }
 }

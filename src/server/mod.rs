@@ -177,7 +177,7 @@ impl Server {
                 budget_bytes.unwrap_or_default()
             );
         }
-        let budget = RequestBudget::new(budget_bytes);
+        let budget = RequestBudget::reporting(budget_bytes, Some(self.broker.metrics.clone()));
         let shared = Shared {
             broker: self.broker,
             limit,
@@ -266,6 +266,7 @@ async fn accept_loop(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        let connection_gauge = shared.broker.metrics.connection();
         let shared = shared.clone();
         let shutdown = shutdown.clone();
         let done = done.clone();
@@ -275,6 +276,7 @@ async fn accept_loop(
             .clone()
             .map(|listener| Gate::new(listener, &shared.broker.config, peer));
         tokio::spawn(async move {
+            let _connection_gauge = connection_gauge;
             let mut connection = Connection {
                 broker: shared.broker,
                 budget: shared.budget,

@@ -134,6 +134,12 @@ impl RemoteLog {
         Some(first.base_offset.max(m.log_start_offset).max(requested))
     }
 
+    /// Bytes of the partition's segments in the bucket (`None` when it has no manifest).
+    pub fn size_bytes(&self, topic: &str, partition: i32) -> Option<u64> {
+        let m = self.manifest(topic, partition)?;
+        Some(m.segments.iter().map(|s| s.log.size).sum())
+    }
+
     /// The end (exclusive) of what the tier holds of a partition.
     pub fn end_offset(&self, topic: &str, partition: i32) -> Option<i64> {
         self.manifest(topic, partition)?.end_offset()

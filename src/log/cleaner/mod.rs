@@ -17,6 +17,10 @@
 //! segments it replaces and an interrupted swap is completed exactly. I/O is rate limited by
 //! `log.cleaner.io.max.bytes.per.second`.
 //!
+//! Threads: `log.cleaner.threads` threads clean at once, each its own partition: they share one
+//! [`Cleaner`] state (checkpoints, failures, horizons, and the partitions being cleaned, which no
+//! other thread picks), locked only between passes, never during one.
+//!
 //! Scheduling: a log is due when its dirty ratio exceeds `min.cleanable.dirty.ratio`, when its
 //! oldest dirty data is older than `max.compaction.lag.ms`, or when a tombstone kept by its last
 //! cleaning has passed its delete horizon (remembered in memory only: after a restart such
@@ -32,10 +36,10 @@ pub mod key_map;
 pub mod plan;
 pub mod rewrite;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use key_map::KeyOffsetMap;
@@ -94,6 +98,15 @@ impl CleanerConfig {
             backoff: Duration::from_millis(broker.cleaner_backoff_ms().max(0) as u64),
         }
     }
+}
+
+/// `log.cleaner.threads`: partitions cleaned at once (at least 1).
+pub fn threads(broker: &BrokerConfig) -> usize {
+    broker
+        .get("log.cleaner.threads")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1)
 }
 
 impl Default for CleanerConfig {
@@ -170,16 +183,27 @@ struct CheckpointEntry {
     owner: Option<Weak<Partition>>,
 }
 
-/// The cleaner: plans and runs cleanings and keeps `cleaner-offset-checkpoint`.
+/// The cleaner: plans and runs cleanings and keeps `cleaner-offset-checkpoint`. Each cleaner
+/// thread has one; [`Cleaner::sibling`]s share their state.
 pub struct Cleaner {
     data_dir: PathBuf,
     config: CleanerConfig,
+    state: Arc<Mutex<CleanerState>>,
+    /// Threads sharing `log.cleaner.io.max.bytes.per.second`: each pass gets its share.
+    io_share: usize,
+}
+
+/// What the cleaner threads share; locked briefly, never during a pass's I/O.
+#[derive(Default)]
+struct CleanerState {
     checkpoints: HashMap<(String, i32), CheckpointEntry>,
     failed: HashMap<(String, i32), Instant>,
     /// Per partition, the earliest delete horizon among the tombstones its last cleaning kept
     /// (KIP-534's "latest delete horizon"): once passed, the log is cleaned even with nothing
     /// dirty, so deleted keys disappear without new writes. In memory only.
     horizons: HashMap<(String, i32), i64>,
+    /// Partitions a thread is cleaning now; the others leave them alone.
+    in_progress: HashSet<(String, i32)>,
 }
 
 fn key_of(p: &Partition) -> (String, i32) {
@@ -230,15 +254,32 @@ impl Cleaner {
         Cleaner {
             data_dir: data_dir.to_path_buf(),
             config,
-            checkpoints,
-            failed: HashMap::new(),
-            horizons: HashMap::new(),
+            state: Arc::new(Mutex::new(CleanerState {
+                checkpoints,
+                ..CleanerState::default()
+            })),
+            io_share: 1,
         }
+    }
+
+    /// A cleaner for another thread, sharing this one's checkpoints and state.
+    pub fn sibling(&self) -> Cleaner {
+        Cleaner {
+            data_dir: self.data_dir.clone(),
+            config: self.config.clone(),
+            state: self.state.clone(),
+            io_share: self.io_share,
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, CleanerState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The end of `partition`'s cleaned section as checkpointed (None when never cleaned).
     pub fn cleaned_offset(&mut self, partition: &Arc<Partition>) -> Option<i64> {
-        let entry = self.checkpoints.get_mut(&key_of(partition))?;
+        let mut state = self.state();
+        let entry = state.checkpoints.get_mut(&key_of(partition))?;
         match &entry.owner {
             // Compared through upgrade: a dropped partition's address may be reused.
             Some(w) if !w.upgrade().is_some_and(|a| Arc::ptr_eq(&a, partition)) => None,
@@ -251,7 +292,8 @@ impl Cleaner {
     }
 
     fn set_cleaned_offset(&mut self, partition: &Arc<Partition>, offset: i64) -> io::Result<()> {
-        self.checkpoints.insert(
+        let mut state = self.state();
+        state.checkpoints.insert(
             key_of(partition),
             CheckpointEntry {
                 offset,
@@ -259,9 +301,10 @@ impl Cleaner {
             },
         );
         // Partitions that no longer exist (deleted topics) leave the file.
-        self.checkpoints
+        state
+            .checkpoints
             .retain(|_, e| e.owner.as_ref().is_none_or(|w| w.strong_count() > 0));
-        self.write_checkpoint()
+        self.write_checkpoint(&state)
     }
 
     /// Forgets the entries of partitions that are gone (deleted topics, also those deleted while
@@ -269,19 +312,21 @@ impl Cleaner {
     pub fn forget_missing(&mut self, live: &[Arc<Partition>]) -> io::Result<()> {
         let keys: std::collections::HashSet<(String, i32)> =
             live.iter().map(|p| key_of(p)).collect();
-        self.horizons.retain(|k, _| keys.contains(k));
-        let before = self.checkpoints.len();
-        self.checkpoints.retain(|k, e| {
+        let mut state = self.state();
+        state.horizons.retain(|k, _| keys.contains(k));
+        let before = state.checkpoints.len();
+        state.checkpoints.retain(|k, e| {
             keys.contains(k) && e.owner.as_ref().is_none_or(|w| w.strong_count() > 0)
         });
-        if self.checkpoints.len() == before {
+        if state.checkpoints.len() == before {
             return Ok(());
         }
-        self.write_checkpoint()
+        self.write_checkpoint(&state)
     }
 
-    fn write_checkpoint(&self) -> io::Result<()> {
-        let map: OffsetMap = self
+    /// Called with the state locked, so threads write the file one at a time.
+    fn write_checkpoint(&self, state: &CleanerState) -> io::Result<()> {
+        let map: OffsetMap = state
             .checkpoints
             .iter()
             .map(|(k, e)| (k.clone(), e.offset))
@@ -365,6 +410,7 @@ impl Cleaner {
                 cfg.max_compaction_lag_ms,
             );
         let horizon_passed = self
+            .state()
             .horizons
             .get(&key_of(partition))
             .is_some_and(|&h| h <= now);
@@ -437,7 +483,7 @@ impl Cleaner {
         let started = Instant::now();
         let cfg = partition.config();
         let mut throttle = Throttle {
-            rate: self.config.io_max_bytes_per_second,
+            rate: self.config.io_max_bytes_per_second / self.io_share as f64,
             started,
             bytes: 0.0,
             shared: &partition.shared,
@@ -532,11 +578,18 @@ impl Cleaner {
         stats.records_kept = filter.records_kept;
         stats.tombstones_removed = filter.tombstones_removed;
         match filter.earliest_horizon {
-            Some(h) => self.horizons.insert(key_of(partition), h),
-            None => self.horizons.remove(&key_of(partition)),
+            Some(h) => self.state().horizons.insert(key_of(partition), h),
+            None => self.state().horizons.remove(&key_of(partition)),
         };
         self.set_cleaned_offset(partition, end_offset)?;
         stats.duration = started.elapsed();
+        let cleaner_stats = &partition.shared.stats.cleaner;
+        let ended = now_ms();
+        cleaner_stats.pass_done(stats.bytes_before, stats.bytes_after, ended);
+        cleaner_stats.update(&partition.topic, partition.index, |c| {
+            c.last_cleaned_ms = Some(ended);
+            c.uncleanable = false;
+        });
         let secs = stats.duration.as_secs_f64().max(1e-6);
         tracing::info!(
             topic = %partition.topic,
@@ -702,7 +755,12 @@ fn roll_signature(shared: &Shared) -> Vec<(String, i32, usize, i64, i64)> {
 impl Cleaner {
     /// The earliest delete horizon after `now` of any tombstone kept by the last cleanings.
     pub fn next_horizon(&self, now: i64) -> Option<i64> {
-        self.horizons.values().copied().filter(|&h| h > now).min()
+        self.state()
+            .horizons
+            .values()
+            .copied()
+            .filter(|&h| h > now)
+            .min()
     }
 
     /// Picks the due compacted partition with the dirtiest log and cleans it fully.
@@ -711,28 +769,51 @@ impl Cleaner {
         if let Err(e) = self.forget_missing(partitions) {
             tracing::warn!(error = %e, "cannot write {CHECKPOINT_FILE}");
         }
+        if let Some(p) = partitions.first() {
+            let compacted: std::collections::HashSet<(String, i32)> = partitions
+                .iter()
+                .filter(|p| p.config().cleanup_policy.compact)
+                .map(|p| key_of(p))
+                .collect();
+            p.shared.stats.cleaner.retain(|k| compacted.contains(k));
+        }
         // Kafka's choice: the due log with the highest dirty ratio.
         let mut best: Option<(f64, &Arc<Partition>)> = None;
         for p in partitions {
             let key = key_of(p);
-            if self
-                .failed
-                .get(&key)
-                .is_some_and(|until| Instant::now() < *until)
             {
-                continue;
+                let state = self.state();
+                let failed = state
+                    .failed
+                    .get(&key)
+                    .is_some_and(|until| Instant::now() < *until);
+                if failed || state.in_progress.contains(&key) {
+                    continue;
+                }
             }
+            let stats = &p.shared.stats.cleaner;
             let plan = match self.evaluate(p, now) {
-                Ok(Some((plan, true, _))) => plan,
-                Ok(Some(_)) => continue,
+                Ok(Some((plan, due, _))) => {
+                    stats.update(&p.topic, p.index, |c| {
+                        c.dirty_ratio = plan.dirty_ratio();
+                        c.uncleanable = false;
+                    });
+                    if !due {
+                        continue;
+                    }
+                    plan
+                }
                 Ok(None) => {
                     // Not compacted (any more) or closed.
-                    self.horizons.remove(&key);
+                    self.state().horizons.remove(&key);
                     continue;
                 }
                 Err(e) => {
                     tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "cannot plan cleaning");
-                    self.failed.insert(key, Instant::now() + FAILURE_BACKOFF);
+                    stats.update(&p.topic, p.index, |c| c.uncleanable = true);
+                    self.state()
+                        .failed
+                        .insert(key, Instant::now() + FAILURE_BACKOFF);
                     continue;
                 }
             };
@@ -744,26 +825,64 @@ impl Cleaner {
             return false;
         };
         let p = p.clone();
-        match self.clean_fully(&p, now, true) {
+        let key = key_of(&p);
+        if !self.state().in_progress.insert(key.clone()) {
+            // Another thread took it since: look again.
+            return true;
+        }
+        let stats = &p.shared.stats.cleaner;
+        stats.update(&p.topic, p.index, |c| c.cleaning = true);
+        let result = self.clean_fully(&p, now, true);
+        self.state().in_progress.remove(&key);
+        stats.update(&p.topic, p.index, |c| {
+            c.cleaning = false;
+            c.uncleanable = matches!(&result, Err(e) if !matches!(e, CleanerError::Stopped));
+            if result.is_ok() {
+                // Cleaned fully: nothing left dirty up to the first uncleanable offset.
+                c.dirty_ratio = 0.0;
+            }
+        });
+        match result {
             Ok(passes) => !passes.is_empty(),
             Err(CleanerError::Stopped) => false,
             Err(e) => {
                 tracing::warn!(topic = %p.topic, partition = p.index, error = %e,
                     "cleaning failed; the partition is skipped for a while");
-                self.failed
-                    .insert(key_of(&p), Instant::now() + FAILURE_BACKOFF);
+                self.state()
+                    .failed
+                    .insert(key, Instant::now() + FAILURE_BACKOFF);
                 false
             }
         }
     }
 }
 
-/// The cleaner thread: cleans due logs, sleeps `log.cleaner.backoff.ms` when none is due (waking
+/// The cleaner threads (`log.cleaner.threads`, this one and its siblings), each as
+/// [`run_thread`]; returns when the manager stops and every sibling has returned.
+pub(crate) fn run(shared: Arc<Shared>, config: CleanerConfig, threads: usize) {
+    let mut cleaner = Cleaner::new(&shared.data_dir, config);
+    cleaner.io_share = threads.max(1);
+    let siblings: Vec<_> = (1..threads)
+        .filter_map(|i| {
+            let (s, c) = (shared.clone(), cleaner.sibling());
+            std::thread::Builder::new()
+                .name(format!("cairn-cleaner-{i}"))
+                .spawn(move || run_thread(s, c))
+                .map_err(|e| tracing::warn!(error = %e, "cannot start a cleaner thread"))
+                .ok()
+        })
+        .collect();
+    run_thread(shared, cleaner);
+    for t in siblings {
+        let _ = t.join();
+    }
+}
+
+/// One cleaner thread: cleans due logs, sleeps `log.cleaner.backoff.ms` when none is due (waking
 /// early when a compacted partition rolls a segment or its durable end reaches the active
 /// segment), returns when the manager stops.
-pub(crate) fn run(shared: Arc<Shared>, config: CleanerConfig) {
-    let backoff = config.backoff;
-    let mut cleaner = Cleaner::new(&shared.data_dir, config);
+fn run_thread(shared: Arc<Shared>, mut cleaner: Cleaner) {
+    let backoff = cleaner.config.backoff;
     while !shared.is_shutting_down() {
         if cleaner.clean_dirtiest(&shared.partitions(), now_ms()) {
             continue;
