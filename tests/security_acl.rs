@@ -59,6 +59,10 @@ fn topic(text: &str) -> TopicName {
 /// A SASL_PLAINTEXT listener with PLAIN users admin (a super user), alice and bob, and the
 /// StandardAuthorizer; the data directory is `data` so a second start finds the same ACLs.
 fn start(data: &std::path::Path, authorizer: bool) -> (Broker, SocketAddr) {
+    start_with(data, authorizer, &[])
+}
+
+fn start_with(data: &std::path::Path, authorizer: bool, extra: &[String]) -> (Broker, SocketAddr) {
     let port = free_port();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let jaas = r#"org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="admin-pw" user_admin="admin-pw" user_alice="alice-pw" user_bob="bob-pw";"#;
@@ -74,6 +78,7 @@ fn start(data: &std::path::Path, authorizer: bool) -> (Broker, SocketAddr) {
             "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer".into(),
         );
     }
+    lines.extend_from_slice(extra);
     (Broker::start(&lines, &[addr]), addr)
 }
 
@@ -398,4 +403,63 @@ fn without_an_authorizer_acl_apis_say_security_disabled_and_all_is_allowed() {
     assert_eq!(create_topic(&mut bob, "t"), 0);
     assert_eq!(produce(&mut bob, "t"), 0);
     assert_eq!(fetch(&mut bob, "t"), 0);
+}
+
+/// One GET over a fresh connection; the status code of the answer.
+fn http_get(addr: SocketAddr, path: &str, basic: Option<&str>) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let auth = basic
+        .map(|b| {
+            use base64::Engine;
+            let encoded = base64::engine::general_purpose::STANDARD.encode(b);
+            format!("Authorization: Basic {encoded}\r\n")
+        })
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer[9..12].parse().unwrap()
+}
+
+#[test]
+fn the_http_listener_asks_for_the_same_users_and_cluster_describe() {
+    let data = tempfile::tempdir().unwrap();
+    let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let (_broker, addr) = start_with(
+        data.path(),
+        true,
+        &[
+            format!("cairn.http.listen={http}"),
+            "cairn.http.authentication=basic".into(),
+        ],
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(http).is_err() {
+        assert!(std::time::Instant::now() < deadline, "no HTTP listener");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(http_get(http, "/metrics", None), 401);
+    assert_eq!(http_get(http, "/metrics", Some("admin:wrong")), 401);
+    assert_eq!(http_get(http, "/v1/status", Some("alice:alice-pw")), 403);
+    assert_eq!(http_get(http, "/metrics", Some("admin:admin-pw")), 200);
+    // A cluster DESCRIBE ACL lets alice in.
+    let mut admin = login(addr, "admin");
+    let describe_cluster = AclCreation::default()
+        .with_resource_type(4)
+        .with_resource_name(s("kafka-cluster"))
+        .with_resource_pattern_type(LITERAL)
+        .with_principal(s("User:alice"))
+        .with_host(s("*"))
+        .with_operation(8)
+        .with_permission_type(ALLOW);
+    assert_eq!(create_acls(&mut admin, vec![describe_cluster]), vec![0]);
+    assert_eq!(http_get(http, "/v1/status", Some("alice:alice-pw")), 200);
+    assert!(!std::fs::read_to_string(&_broker.log)
+        .unwrap()
+        .contains("alice-pw"));
 }

@@ -8,6 +8,7 @@
 //! snapshot plus the broker's [`crate::metrics::Metrics`]; a background sampler keeps the last
 //! minutes of throughput and group progress for the page's charts and time-to-catch-up.
 
+mod basic_auth;
 mod exposition;
 mod history;
 mod page;
@@ -54,12 +55,16 @@ struct AppState {
 pub struct HttpServer {
     listener: TcpListener,
     state: AppState,
+    /// HTTP Basic authentication against the broker's users and ACLs, when configured.
+    gate: Option<Arc<basic_auth::Gate>>,
 }
 
 impl HttpServer {
     pub async fn bind(addr: SocketAddr, broker: Arc<Broker>) -> std::io::Result<HttpServer> {
+        let gate = basic_auth::Gate::from_config(&broker).map_err(std::io::Error::other)?;
         let listener = TcpListener::bind(addr).await?;
         Ok(HttpServer {
+            gate,
             listener,
             state: AppState {
                 broker,
@@ -81,6 +86,13 @@ impl HttpServer {
             .route("/v1/status", get(status_json))
             .fallback(not_found)
             .with_state(self.state.clone());
+        let router = match &self.gate {
+            Some(gate) => router.layer(axum::middleware::from_fn_with_state(
+                gate.clone(),
+                basic_auth::require,
+            )),
+            None => router,
+        };
         let sampler = tokio::spawn(history::sample(
             self.state.broker.clone(),
             self.state.history.clone(),
@@ -102,7 +114,11 @@ impl HttpServer {
                 debug!(%peer, "http: too many connections; closing this one");
                 continue;
             };
-            let service = TowerToHyperService::new(router.clone());
+            let service = TowerToHyperService::new(
+                router
+                    .clone()
+                    .layer(axum::Extension(basic_auth::Peer(peer))),
+            );
             tokio::spawn(async move {
                 let _permit = permit;
                 let conn = hyper::server::conn::http1::Builder::new()
