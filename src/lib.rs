@@ -8,6 +8,7 @@
 //! - [`group`]: the consumer group coordinator (a pure state machine plus the offsets topic).
 //! - [`log`]: the log engine (topics, partitions, segments, indexes, recovery, retention, cleaner).
 //! - [`auth`]: TLS and client identities (principals).
+//! - [`authz`]: ACLs, the one authorization decision (`authorizer.class.name`).
 //! - [`listener`]: named listeners, their security protocols, and the per-connection session.
 //! - [`tier`]: the object-storage tier (lease, upload, manifests, restore) beside the log.
 //! - [`config`]: broker and topic configuration with Kafka's names.
@@ -16,6 +17,7 @@
 //! - [`metrics`]: the broker's counters; [`http`]: the operator's listener (metrics, status page).
 
 pub mod auth;
+pub mod authz;
 pub mod broker;
 pub mod config;
 pub mod group;

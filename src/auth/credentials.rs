@@ -198,7 +198,7 @@ fn parse(text: &str) -> Result<BTreeMap<Key, ScramCredential>, usize> {
 }
 
 /// Writes `text` to `path` so that a crash leaves either the old or the new file.
-fn write_durably(path: &Path, text: &str) -> std::io::Result<()> {
+pub(crate) fn write_durably(path: &Path, text: &str) -> std::io::Result<()> {
     let dir = path.parent().expect("the store file is in a directory");
     std::fs::create_dir_all(dir)?;
     let tmp = path.with_extension("tmp");

@@ -104,6 +104,16 @@ impl SaslListener {
         })
     }
 
+    /// Whether `user` and `password` are one of this listener's PLAIN users, when PLAIN is
+    /// enabled (compared in constant time).
+    pub fn plain_user_matches(&self, user: &str, password: &str) -> bool {
+        self.mechanisms.contains(&Mechanism::Plain)
+            && self
+                .plain_users
+                .get(user)
+                .is_some_and(|p| super::scram::constant_time_eq(p.as_bytes(), password.as_bytes()))
+    }
+
     /// The enabled mechanisms' names, as SaslHandshake lists them.
     pub fn mechanism_names(&self) -> Vec<&'static str> {
         self.mechanisms.iter().map(|m| m.name()).collect()

@@ -22,6 +22,7 @@ use super::groups::CLIENT_HOST;
 use super::operations::{authorized_operations, ResourceType};
 use super::Broker;
 use crate::group::consumer::{Assignment, ConsumerError, Heartbeat, TopicId, Topics};
+use crate::listener::Session;
 
 /// The KIP-848 APIs, with the versions accepted (min, max).
 pub(super) const APIS: &[(ApiKey, i16, i16)] = &[
@@ -32,22 +33,29 @@ pub(super) const APIS: &[(ApiKey, i16, i16)] = &[
 /// Handles a request whose api key is in [`APIS`].
 pub(crate) fn handle(
     broker: &Broker,
+    session: &Session,
     v: i16,
     client_id: String,
     request: RequestKind,
 ) -> ResponseKind {
-    match request {
+    let (request, patch) = match super::group_acls::authorize(broker, session, request) {
+        Ok(allowed) => allowed,
+        Err(refused) => return refused,
+    };
+    let mut response = match request {
         RequestKind::ConsumerGroupHeartbeat(r) => {
             ResponseKind::ConsumerGroupHeartbeat(consumer_heartbeat(broker, v, client_id, r))
         }
         RequestKind::ConsumerGroupDescribe(r) => {
-            ResponseKind::ConsumerGroupDescribe(consumer_describe(broker, r))
+            ResponseKind::ConsumerGroupDescribe(consumer_describe(broker, session, r))
         }
         other => unreachable!(
             "the dispatch routes only the APIs in consumer_groups::APIS here, not {:?}",
             std::mem::discriminant(&other)
         ),
-    }
+    };
+    patch.apply(broker, session, v, &mut response);
+    response
 }
 
 /// The Kafka error code of a consumer group error.
@@ -164,17 +172,24 @@ fn described(a: &Assignment, names: &BTreeMap<TopicId, String>) -> describe::Ass
 
 fn consumer_describe(
     broker: &Broker,
+    session: &Session,
     r: ConsumerGroupDescribeRequest,
 ) -> ConsumerGroupDescribeResponse {
     let names: BTreeMap<TopicId, String> = topics(broker)
         .into_iter()
         .map(|(name, (id, _))| (id, name))
         .collect();
-    let operations = authorized_operations(ResourceType::Group, r.include_authorized_operations);
     let groups = r
         .group_ids
         .into_iter()
         .map(|group_id| {
+            let operations = authorized_operations(
+                broker,
+                session,
+                ResourceType::Group,
+                &group_id,
+                r.include_authorized_operations,
+            );
             let Some(g) = broker.groups.consumer_group(&group_id) else {
                 // The admin client then falls back to DescribeGroups (classic or unknown).
                 let message = if broker.groups.is_classic_group(&group_id) {

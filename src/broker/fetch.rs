@@ -16,12 +16,19 @@ use tokio::time::Instant;
 
 use super::errors::{code, log_error_code, NONE};
 use super::{tiered, Broker};
+use crate::authz::{Operation, ResourceType};
+use crate::listener::Session;
 use crate::log::{Isolation, LogError};
 
 /// READ_COMMITTED in the request's isolation_level.
 const READ_COMMITTED: i8 = 1;
 
-pub(super) async fn handle(broker: &Broker, version: i16, request: FetchRequest) -> FetchResponse {
+pub(super) async fn handle(
+    broker: &Broker,
+    session: &Session,
+    version: i16,
+    request: FetchRequest,
+) -> FetchResponse {
     // Sessions are not kept: a client that asks to resume one is told it is gone, and session
     // id 0 in every answer makes clients send full fetches.
     if version >= 7 && request.session_id != 0 && request.session_epoch > 0 {
@@ -37,12 +44,20 @@ pub(super) async fn handle(broker: &Broker, version: i16, request: FetchRequest)
     let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
     let min_bytes = request.min_bytes.max(0) as usize;
     let max_bytes = request.max_bytes.max(0) as usize;
+    // A consumer's fetch needs topic READ; decided once, not at every long-poll wake-up.
+    let denied: std::collections::HashSet<String> = request
+        .topics
+        .iter()
+        .map(|t| t.topic.0.to_string())
+        .filter(|name| !broker.allowed(session, Operation::Read, ResourceType::Topic, name))
+        .collect();
     loop {
         // Registered before reading, so an append between the read and the wait still wakes us.
         let arrived = broker.log.data_arrived();
         tokio::pin!(arrived);
         arrived.as_mut().enable();
-        let (responses, gathered, any_error) = gather(broker, &request, isolation, max_bytes).await;
+        let (responses, gathered, any_error) =
+            gather(broker, &request, &denied, isolation, max_bytes).await;
         if gathered >= min_bytes || any_error || Instant::now() >= deadline {
             for topic in &responses {
                 let bytes = topic
@@ -67,6 +82,7 @@ pub(super) async fn handle(broker: &Broker, version: i16, request: FetchRequest)
 async fn gather(
     broker: &Broker,
     request: &FetchRequest,
+    denied: &std::collections::HashSet<String>,
     isolation: Isolation,
     max_bytes: usize,
 ) -> (Vec<FetchableTopicResponse>, usize, bool) {
@@ -85,6 +101,12 @@ async fn gather(
                 .with_log_start_offset(-1)
                 .with_aborted_transactions(read_committed.then(Vec::new))
                 .with_records(Some(Bytes::new()));
+            if denied.contains(&name) {
+                any_error = true;
+                data.error_code = code(ResponseError::TopicAuthorizationFailed);
+                partitions.push(data);
+                continue;
+            }
             let Some(log) = broker.log.partition(&name, p.partition) else {
                 any_error = true;
                 data.error_code = code(ResponseError::UnknownTopicOrPartition);

@@ -96,7 +96,11 @@ pub(crate) async fn handle(
         .as_ref()
         .map(|c| c.to_string())
         .unwrap_or_default();
-    match request {
+    let (request, patch) = match super::group_acls::authorize(broker, session, request) {
+        Ok(allowed) => allowed,
+        Err(refused) => return refused,
+    };
+    let mut response = match request {
         RequestKind::FindCoordinator(r) => {
             ResponseKind::FindCoordinator(find_coordinator(broker, session, v, r))
         }
@@ -114,13 +118,15 @@ pub(crate) async fn handle(
         RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(delete_groups(broker, r).await),
         RequestKind::ListGroups(r) => ResponseKind::ListGroups(list_groups(broker, v, r)),
         RequestKind::DescribeGroups(r) => {
-            ResponseKind::DescribeGroups(describe_groups(broker, v, r))
+            ResponseKind::DescribeGroups(describe_groups(broker, session, v, r))
         }
         other => unreachable!(
             "the dispatch routes only the APIs in groups::APIS here, not {:?}",
             std::mem::discriminant(&other)
         ),
-    }
+    };
+    patch.apply(broker, session, v, &mut response);
+    response
 }
 
 /// The Kafka error code of a group state machine error.
@@ -729,50 +735,59 @@ fn list_groups(broker: &Broker, v: i16, r: ListGroupsRequest) -> ListGroupsRespo
     })
 }
 
-fn describe_groups(broker: &Broker, v: i16, r: DescribeGroupsRequest) -> DescribeGroupsResponse {
+fn describe_groups(
+    broker: &Broker,
+    session: &Session,
+    v: i16,
+    r: DescribeGroupsRequest,
+) -> DescribeGroupsResponse {
     // The field exists from v3; below it must stay at its default.
-    let operations = authorized_operations(
-        ResourceType::Group,
-        v >= 3 && r.include_authorized_operations,
-    );
+    let asked = v >= 3 && r.include_authorized_operations;
     let groups = r
         .groups
         .into_iter()
         // The empty group id is described like any other, as Kafka does (commits may use it).
-        .map(|group_id| match broker.groups.describe(&group_id) {
-            None => build!(DescribedGroup {
-                error_code: 0,
-                group_id: group_id,
-                group_state: StrBytes::from_static_str("Dead"),
-                protocol_type: StrBytes::default(),
-                protocol_data: StrBytes::default(),
-                authorized_operations: operations,
-            }),
-            Some(d) => build!(DescribedGroup {
-                error_code: 0,
-                group_id: group_id,
-                group_state: StrBytes::from_static_str(d.state.name()),
-                protocol_type: str_bytes(d.protocol_type),
-                protocol_data: str_bytes(d.protocol_name),
-                authorized_operations: operations,
-                members: d
-                    .members
-                    .into_iter()
-                    .map(|m| build!(DescribedGroupMember {
-                        member_id: str_bytes(m.member_id),
-                        group_instance_id: if v >= 4 {
-                            m.group_instance_id.map(str_bytes)
-                        } else {
-                            None
-                        },
-                        client_id: str_bytes(m.client_id),
-                        client_host: str_bytes(m.client_host),
-                        member_metadata: m.metadata,
-                        member_assignment: m.assignment,
-                    }))
-                    .collect(),
-            }),
+        .map(|group_id| {
+            let operations =
+                authorized_operations(broker, session, ResourceType::Group, &group_id, asked);
+            (group_id, operations)
         })
+        .map(
+            |(group_id, operations)| match broker.groups.describe(&group_id) {
+                None => build!(DescribedGroup {
+                    error_code: 0,
+                    group_id: group_id,
+                    group_state: StrBytes::from_static_str("Dead"),
+                    protocol_type: StrBytes::default(),
+                    protocol_data: StrBytes::default(),
+                    authorized_operations: operations,
+                }),
+                Some(d) => build!(DescribedGroup {
+                    error_code: 0,
+                    group_id: group_id,
+                    group_state: StrBytes::from_static_str(d.state.name()),
+                    protocol_type: str_bytes(d.protocol_type),
+                    protocol_data: str_bytes(d.protocol_name),
+                    authorized_operations: operations,
+                    members: d
+                        .members
+                        .into_iter()
+                        .map(|m| build!(DescribedGroupMember {
+                            member_id: str_bytes(m.member_id),
+                            group_instance_id: if v >= 4 {
+                                m.group_instance_id.map(str_bytes)
+                            } else {
+                                None
+                            },
+                            client_id: str_bytes(m.client_id),
+                            client_host: str_bytes(m.client_host),
+                            member_metadata: m.metadata,
+                            member_assignment: m.assignment,
+                        }))
+                        .collect(),
+                }),
+            },
+        )
         .collect();
     build!(DescribeGroupsResponse { groups })
 }

@@ -15,16 +15,17 @@ use kafka_protocol::protocol::StrBytes;
 use super::errors::{code, log_error_code, NONE};
 use super::operations::{authorized_operations, ResourceType};
 use super::{valid_topic_name, Broker};
-use crate::listener::Endpoint;
+use crate::authz::{Operation, CLUSTER_NAME};
+use crate::listener::{Endpoint, Session};
 use crate::log::TopicInfo;
 
 pub(super) fn handle(
     broker: &Broker,
-    advertised: &Endpoint,
+    session: &Session,
     version: i16,
     request: MetadataRequest,
 ) -> MetadataResponse {
-    let Endpoint { host, port } = advertised;
+    let Endpoint { host, port } = &session.advertised;
     let brokers = vec![MetadataResponseBroker::default()
         .with_node_id(BrokerId(broker.node_id))
         .with_host(StrBytes::from_string(host.clone()))
@@ -52,24 +53,25 @@ pub(super) fn handle(
             .log
             .topics()
             .iter()
+            .filter(|t| describable(broker, session, &t.name))
             .map(|t| topic_metadata(broker, t))
             .collect(),
         Some(names) => names
             .into_iter()
             .map(|wanted| match wanted {
-                Ok(name) => requested_topic(broker, name, allow_auto_create),
-                Err(id) => topic_by_id(broker, id),
+                Ok(name) if !describable(broker, session, &name) => unauthorized(name),
+                Ok(name) => requested_topic(broker, session, name, allow_auto_create),
+                Err(id) => topic_by_id(broker, session, id),
             })
             .collect(),
     };
     // Every topic answered, known or not, as Kafka does: the operations are the client's on that
     // name (v8+).
-    let topic_operations = authorized_operations(
-        ResourceType::Topic,
-        version >= 8 && request.include_topic_authorized_operations,
-    );
+    let asked = version >= 8 && request.include_topic_authorized_operations;
     for topic in &mut topics {
-        topic.topic_authorized_operations = topic_operations;
+        let name = topic.name.as_ref().map(|n| n.0.as_str()).unwrap_or("");
+        topic.topic_authorized_operations =
+            authorized_operations(broker, session, ResourceType::Topic, name, asked);
     }
     let mut response = MetadataResponse::default()
         .with_brokers(brokers)
@@ -83,15 +85,31 @@ pub(super) fn handle(
     // The cluster's operations were asked for in v8-10 only (DescribeCluster answers them since).
     if (8..=10).contains(&version) {
         response.cluster_authorized_operations = authorized_operations(
+            broker,
+            session,
             ResourceType::Cluster,
+            CLUSTER_NAME,
             request.include_cluster_authorized_operations,
         );
     }
     response
 }
 
+/// Whether `session` may learn that the topic `name` exists (topic DESCRIBE).
+fn describable(broker: &Broker, session: &Session, name: &str) -> bool {
+    broker.allowed(session, Operation::Describe, ResourceType::Topic, name)
+}
+
+/// The answer for a topic the client may not describe: Kafka's error, nothing else.
+fn unauthorized(name: String) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(name))))
+        .with_error_code(code(ResponseError::TopicAuthorizationFailed))
+}
+
 fn requested_topic(
     broker: &Broker,
+    session: &Session,
     name: String,
     allow_auto_create: bool,
 ) -> MetadataResponseTopic {
@@ -101,6 +119,12 @@ fn requested_topic(
     let error = if valid_topic_name(&name).is_err() {
         ResponseError::InvalidTopicException
     } else if allow_auto_create && broker.config.auto_create_topics() {
+        // Auto-creation needs CREATE on the cluster or on the topic, as in Kafka.
+        if !broker.cluster_allowed(session, Operation::Create)
+            && !broker.allowed(session, Operation::Create, ResourceType::Topic, &name)
+        {
+            return unauthorized(name);
+        }
         match broker.log.create_topic(
             &name,
             broker.config.num_partitions(),
@@ -132,8 +156,12 @@ fn requested_topic(
 }
 
 /// A topic asked for by id: UNKNOWN_TOPIC_ID (with no name) when no topic has it.
-fn topic_by_id(broker: &Broker, id: uuid::Uuid) -> MetadataResponseTopic {
+/// A topic the client may not describe is answered TOPIC_AUTHORIZATION_FAILED, as Kafka does.
+fn topic_by_id(broker: &Broker, session: &Session, id: uuid::Uuid) -> MetadataResponseTopic {
     match broker.log.topics().iter().find(|t| t.topic_id == id) {
+        Some(info) if !describable(broker, session, &info.name) => MetadataResponseTopic::default()
+            .with_topic_id(id)
+            .with_error_code(code(ResponseError::TopicAuthorizationFailed)),
         Some(info) => topic_metadata(broker, info),
         None => MetadataResponseTopic::default()
             .with_topic_id(id)
@@ -165,10 +193,10 @@ fn topic_metadata(broker: &Broker, info: &TopicInfo) -> MetadataResponseTopic {
 
 pub(super) fn describe_cluster(
     broker: &Broker,
-    advertised: &Endpoint,
+    session: &Session,
     request: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
-    let Endpoint { host, port } = advertised;
+    let Endpoint { host, port } = &session.advertised;
     DescribeClusterResponse::default()
         .with_error_code(NONE)
         .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
@@ -179,7 +207,10 @@ pub(super) fn describe_cluster(
             .with_port(*port as i32)
             .with_rack(None)])
         .with_cluster_authorized_operations(authorized_operations(
+            broker,
+            session,
             ResourceType::Cluster,
+            CLUSTER_NAME,
             request.include_cluster_authorized_operations,
         ))
 }

@@ -16,6 +16,7 @@ use kafka_protocol::protocol::StrBytes;
 use tracing::warn;
 
 use crate::auth::credentials::CredentialStore;
+use crate::authz::{Authorizer, Operation, Requester, ResourceType};
 use crate::config::BrokerConfig;
 use crate::group::GroupCoordinator;
 use crate::listener::Session;
@@ -29,12 +30,14 @@ use crate::resource_configs::ResourceConfigs;
 use crate::tier::lease::Lease;
 use crate::tier::upload::{Tier, TierOptions};
 
+mod acls;
 mod api_versions;
 mod client_quotas;
 mod configs;
 mod consumer_groups;
 mod errors;
 mod fetch;
+mod group_acls;
 pub mod groups;
 mod list_offsets;
 mod log_dirs;
@@ -43,6 +46,7 @@ mod operations;
 mod produce;
 mod producer_ids;
 mod records;
+mod request_acls;
 mod resource_configs;
 mod scram_users;
 mod throttle;
@@ -67,6 +71,8 @@ pub struct Broker {
     pub cluster_id: String,
     /// SCRAM credentials (`cairn-security/scram-credentials`).
     pub credentials: CredentialStore,
+    /// The ACLs and the decision (`authorizer.class.name`; off: everything allowed).
+    pub authorizer: Authorizer,
     /// Counters of requests and traffic, read by the HTTP listener's `/metrics`.
     pub metrics: Metrics,
     versions: VersionTable,
@@ -111,6 +117,9 @@ const APIS: &[(ApiKey, i16, i16, i16)] = &[
     (ApiKey::DescribeTopicPartitions, 0, 0, 0),
     (ApiKey::DescribeClientQuotas, 0, 0, 1),
     (ApiKey::AlterClientQuotas, 0, 0, 1),
+    (ApiKey::DescribeAcls, 1, 1, 3),
+    (ApiKey::CreateAcls, 1, 1, 3),
+    (ApiKey::DeleteAcls, 1, 1, 3),
 ];
 
 /// The full version table: this module's APIs plus the group APIs, and the KIP-848 ones when
@@ -183,6 +192,7 @@ impl Broker {
             io,
         )?;
         let credentials = CredentialStore::open(&config.data_dir())?;
+        let authorizer = Authorizer::open(&config, &config.data_dir())?;
         let tier = match bucket.zip(lease) {
             Some((bucket, lease)) => {
                 let options = TierOptions {
@@ -202,6 +212,7 @@ impl Broker {
             node_id: config.node_id(),
             cluster_id,
             credentials,
+            authorizer,
             log,
             groups,
             resource_configs,
@@ -212,6 +223,41 @@ impl Broker {
             metrics: Metrics::default(),
             _lock: lock,
         }))
+    }
+
+    /// Whether `session`'s principal may perform `operation` on the resource (always, when no
+    /// authorizer is configured). Handlers ask this and map a refusal to their API's error.
+    pub fn allowed(
+        &self,
+        session: &Session,
+        operation: Operation,
+        resource: ResourceType,
+        name: &str,
+    ) -> bool {
+        self.authorizer
+            .authorize(requester(session), operation, resource, name)
+    }
+
+    /// Whether `session` may perform `operation` on the cluster resource.
+    pub fn cluster_allowed(&self, session: &Session, operation: Operation) -> bool {
+        self.allowed(
+            session,
+            operation,
+            ResourceType::Cluster,
+            crate::authz::CLUSTER_NAME,
+        )
+    }
+
+    /// Whether `session` may use the transactional id `id` for `operation`: WRITE to start,
+    /// produce in and end transactions, DESCRIBE to find their coordinator, as Kafka checks
+    /// on InitProducerId, Produce, AddPartitionsToTxn, EndTxn and TxnOffsetCommit.
+    pub fn transactional_id_allowed(
+        &self,
+        session: &Session,
+        operation: Operation,
+        id: &str,
+    ) -> bool {
+        self.allowed(session, operation, ResourceType::TransactionalId, id)
     }
 
     /// The version table this broker serves.
@@ -268,19 +314,25 @@ impl Broker {
         request: RequestKind,
     ) -> Option<ResponseKind> {
         let version = header.request_api_version;
-        let response = match request {
+        let (request, patch) = match request_acls::authorize(self, session, version, request) {
+            Ok(allowed) => allowed,
+            Err(refused) => return Some(refused),
+        };
+        let mut response = match request {
             RequestKind::ApiVersions(r) => {
                 ResponseKind::ApiVersions(api_versions::handle(self, version, r))
             }
             RequestKind::Metadata(r) => {
-                ResponseKind::Metadata(metadata::handle(self, &session.advertised, version, r))
+                ResponseKind::Metadata(metadata::handle(self, session, version, r))
             }
             RequestKind::Produce(r) => {
-                return produce::handle(self, version, r)
+                return produce::handle(self, session, version, r)
                     .await
                     .map(ResponseKind::Produce)
             }
-            RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(self, version, r).await),
+            RequestKind::Fetch(r) => {
+                ResponseKind::Fetch(fetch::handle(self, session, version, r).await)
+            }
             RequestKind::ListOffsets(r) => {
                 ResponseKind::ListOffsets(list_offsets::handle(self, version, r).await)
             }
@@ -288,13 +340,13 @@ impl Broker {
                 ResponseKind::OffsetForLeaderEpoch(list_offsets::offset_for_leader_epoch(self, r))
             }
             RequestKind::CreateTopics(r) => {
-                ResponseKind::CreateTopics(topics::create_topics(self, version, r))
+                ResponseKind::CreateTopics(topics::create_topics(self, session, version, r))
             }
             RequestKind::DeleteTopics(r) => {
-                ResponseKind::DeleteTopics(topics::delete_topics(self, version, r))
+                ResponseKind::DeleteTopics(topics::delete_topics(self, session, version, r))
             }
             RequestKind::CreatePartitions(r) => {
-                ResponseKind::CreatePartitions(topics::create_partitions(self, r))
+                ResponseKind::CreatePartitions(topics::create_partitions(self, session, r))
             }
             RequestKind::DeleteRecords(r) => {
                 ResponseKind::DeleteRecords(records::delete_records(self, r))
@@ -302,9 +354,9 @@ impl Broker {
             RequestKind::InitProducerId(r) => {
                 ResponseKind::InitProducerId(producer_ids::init_producer_id(self, r))
             }
-            RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(
-                metadata::describe_cluster(self, &session.advertised, r),
-            ),
+            RequestKind::DescribeCluster(r) => {
+                ResponseKind::DescribeCluster(metadata::describe_cluster(self, session, r))
+            }
             RequestKind::DescribeLogDirs(r) => {
                 ResponseKind::DescribeLogDirs(log_dirs::describe_log_dirs(self, r))
             }
@@ -334,6 +386,11 @@ impl Broker {
             RequestKind::AlterUserScramCredentials(r) => {
                 ResponseKind::AlterUserScramCredentials(scram_users::alter(self, r))
             }
+            RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(acls::create(self, session, r)),
+            RequestKind::DescribeAcls(r) => {
+                ResponseKind::DescribeAcls(acls::describe(self, session, r))
+            }
+            RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(acls::delete(self, session, r)),
             RequestKind::IncrementalAlterConfigs(r) => {
                 ResponseKind::IncrementalAlterConfigs(configs::incremental_alter_configs(self, r))
             }
@@ -344,7 +401,7 @@ impl Broker {
                 ResponseKind::AlterClientQuotas(client_quotas::alter(self, r))
             }
             RequestKind::DescribeTopicPartitions(r) => ResponseKind::DescribeTopicPartitions(
-                topic_partitions::describe_topic_partitions(self, r),
+                topic_partitions::describe_topic_partitions(self, session, r),
             ),
             other => {
                 let api_key = ApiKey::try_from(header.request_api_key).ok()?;
@@ -355,7 +412,7 @@ impl Broker {
                     .any(|&(key, _, _)| key == api_key)
                 {
                     let client_id = header.client_id.as_deref().unwrap_or("").to_string();
-                    consumer_groups::handle(self, version, client_id, other)
+                    consumer_groups::handle(self, session, version, client_id, other)
                 } else {
                     // The version table only lets through what is dispatched above.
                     warn!(?api_key, "request for an API with no handler");
@@ -363,7 +420,16 @@ impl Broker {
                 }
             }
         };
+        patch.apply(&mut response);
         Some(response)
+    }
+}
+
+/// The authorizer's view of a connection: its principal and the client's address.
+pub fn requester(session: &Session) -> Requester<'_> {
+    Requester {
+        principal: &session.principal,
+        host: session.peer.ip(),
     }
 }
 

@@ -17,6 +17,8 @@ use tracing::debug;
 
 use super::errors::{code, log_error_code, NONE};
 use super::Broker;
+use crate::authz::{Operation, ResourceType};
+use crate::listener::Session;
 use crate::log::{AppendInfo, AppendOrigin, LogError, Partition};
 
 /// The lowest Produce version served (v0–2 carry message formats removed in Kafka 4.0).
@@ -67,6 +69,7 @@ impl Refusal {
 
 pub(super) async fn handle(
     broker: &Broker,
+    session: &Session,
     version: i16,
     request: ProduceRequest,
 ) -> Option<ProduceResponse> {
@@ -86,11 +89,19 @@ pub(super) async fn handle(
     let mut to_await: Vec<(usize, usize, std::sync::Arc<Partition>, i64)> = Vec::new();
     for topic in request.topic_data {
         let name = topic.name.0.to_string();
+        // Writing needs topic WRITE; a topic refused is refused whether it exists or not.
+        let refuse_topic = refuse_all.or_else(|| {
+            (!broker.allowed(session, Operation::Write, ResourceType::Topic, &name))
+                .then_some(ResponseError::TopicAuthorizationFailed)
+        });
         let mut outcomes = Vec::with_capacity(topic.partition_data.len());
         for data in topic.partition_data {
-            let partition = broker.log.partition(&name, data.index);
+            let partition = broker
+                .log
+                .partition(&name, data.index)
+                .filter(|_| refuse_topic.is_none());
             let bytes = data.records.as_ref().map_or(0, |r| r.len());
-            let result = match (refuse_all, &partition) {
+            let result = match (refuse_topic, &partition) {
                 (Some(e), _) => Err(Refusal::code(code(e))),
                 (None, None) => Err(Refusal::code(code(ResponseError::UnknownTopicOrPartition))),
                 (None, Some(log)) => append(log, data.records),

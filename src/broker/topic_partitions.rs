@@ -1,8 +1,9 @@
 //! DescribeTopicPartitions (KIP-966's paginated topic description): what the admin client's
 //! `describeTopics`, and so `kafka-topics --describe`, uses on brokers that offer it. Topics come
 //! in name order with at most a page of partitions per response; a cursor says where the next
-//! page starts. Reads topic metadata only; decides nothing about authorization beyond
-//! [`authorized_operations`].
+//! page starts. Reads topic metadata only. With ACLs on, listing every topic leaves out those
+//! the principal may not describe, and a topic asked for by name gets TOPIC_AUTHORIZATION_FAILED,
+//! as in Kafka.
 
 use std::collections::BTreeSet;
 
@@ -19,6 +20,8 @@ use tracing::debug;
 use super::errors::{code, NONE};
 use super::operations::{authorized_operations, ResourceType};
 use super::{valid_topic_name, Broker};
+use crate::authz::Operation;
+use crate::listener::Session;
 
 /// The most partitions one response describes, whatever the client asks for (the default of
 /// Kafka's `max.request.partition.size.limit`).
@@ -26,6 +29,7 @@ const MAX_PARTITIONS_PER_RESPONSE: i32 = 2000;
 
 pub(super) fn describe_topic_partitions(
     broker: &Broker,
+    session: &Session,
     request: DescribeTopicPartitionsRequest,
 ) -> DescribeTopicPartitionsResponse {
     let all_topics = request.topics.is_empty();
@@ -35,8 +39,16 @@ pub(super) fn describe_topic_partitions(
         .map(|c| (c.topic_name.0.to_string(), c.partition_index));
     let cursor_topic = cursor.as_ref().map(|(t, _)| t.as_str()).unwrap_or("");
     // Each topic once, in name order, from the cursor's topic on.
+    let may_describe =
+        |name: &str| broker.allowed(session, Operation::Describe, ResourceType::Topic, name);
     let names: BTreeSet<String> = if all_topics {
-        broker.log.topics().into_iter().map(|t| t.name).collect()
+        broker
+            .log
+            .topics()
+            .into_iter()
+            .map(|t| t.name)
+            .filter(|n| may_describe(n))
+            .collect()
     } else {
         request
             .topics
@@ -65,12 +77,28 @@ pub(super) fn describe_topic_partitions(
         .clamp(1, MAX_PARTITIONS_PER_RESPONSE);
     let mut response = DescribeTopicPartitionsResponse::default();
     let node = BrokerId(broker.node_id);
-    let operations = authorized_operations(ResourceType::Topic, true);
+    let operations =
+        |name: &str| authorized_operations(broker, session, ResourceType::Topic, name, true);
     for name in names {
         if remaining == 0 {
             // The page is full at a topic's end: the next one starts with this topic.
             response.next_cursor = Some(next_cursor(&name, 0));
             break;
+        }
+        if !may_describe(&name) {
+            response.topics.push(
+                DescribeTopicPartitionsResponseTopic::default()
+                    .with_error_code(code(ResponseError::TopicAuthorizationFailed))
+                    .with_topic_authorized_operations(authorized_operations(
+                        broker,
+                        session,
+                        ResourceType::Topic,
+                        &name,
+                        false,
+                    ))
+                    .with_name(Some(TopicName(StrBytes::from_string(name)))),
+            );
+            continue;
         }
         let Some(info) = broker.log.topic(&name) else {
             // Listing every topic, one deleted meanwhile is left out; one asked for is answered.
@@ -83,8 +111,8 @@ pub(super) fn describe_topic_partitions(
                 response.topics.push(
                     DescribeTopicPartitionsResponseTopic::default()
                         .with_error_code(code(error))
-                        .with_name(Some(TopicName(StrBytes::from_string(name))))
-                        .with_topic_authorized_operations(operations),
+                        .with_topic_authorized_operations(operations(&name))
+                        .with_name(Some(TopicName(StrBytes::from_string(name)))),
                 );
             }
             continue;
@@ -116,7 +144,7 @@ pub(super) fn describe_topic_partitions(
                 .with_topic_id(info.topic_id)
                 .with_is_internal(info.internal)
                 .with_partitions(partitions)
-                .with_topic_authorized_operations(operations),
+                .with_topic_authorized_operations(operations(&name)),
         );
         if end < info.partitions {
             // The page ends inside this topic.

@@ -17,7 +17,9 @@ use tracing::info;
 
 use super::errors::{code, config_error_code, log_error_code, NONE};
 use super::Broker;
+use crate::authz::{Operation, ResourceType};
 use crate::config::{self, describe_topic};
+use crate::listener::Session;
 use crate::log::LogError;
 
 /// Kafka's longest topic name.
@@ -57,6 +59,7 @@ fn error(e: ResponseError, message: String) -> Failure {
 
 pub(super) fn create_topics(
     broker: &Broker,
+    session: &Session,
     version: i16,
     request: CreateTopicsRequest,
 ) -> CreateTopicsResponse {
@@ -65,6 +68,15 @@ pub(super) fn create_topics(
         let name = topic.name.0.to_string();
         let mut result = CreatableTopicResult::default().with_name(topic.name.clone());
         let outcome = (|| -> Result<(i32, BTreeMap<String, String>), Failure> {
+            // CREATE on the cluster or on the topic, checked first as in Kafka.
+            if !broker.cluster_allowed(session, Operation::Create)
+                && !broker.allowed(session, Operation::Create, ResourceType::Topic, &name)
+            {
+                return Err(error(
+                    ResponseError::TopicAuthorizationFailed,
+                    format!("{} may not create topic '{name}'", session.principal),
+                ));
+            }
             valid_topic_name(&name).map_err(|m| error(ResponseError::InvalidTopicException, m))?;
             if broker.log.topic(&name).is_some() {
                 return Err(error(
@@ -197,6 +209,7 @@ pub(super) fn create_topics(
 
 pub(super) fn delete_topics(
     broker: &Broker,
+    session: &Session,
     version: i16,
     request: DeleteTopicsRequest,
 ) -> DeleteTopicsResponse {
@@ -226,6 +239,18 @@ pub(super) fn delete_topics(
                     .map(|t| t.name)
             });
             let mut result = DeletableTopicResult::default();
+            // Deleting needs topic DELETE; refused before the topic's existence shows.
+            if let Some(n) = name
+                .as_ref()
+                .filter(|n| !broker.allowed(session, Operation::Delete, ResourceType::Topic, n))
+            {
+                result.error_code = code(ResponseError::TopicAuthorizationFailed);
+                result.topic_id = topic_id;
+                if topic_id.is_nil() {
+                    result.name = Some(TopicName(StrBytes::from_string(n.clone())));
+                }
+                return result;
+            }
             let Some(name) = name else {
                 result.error_code = code(ResponseError::UnknownTopicId);
                 result.topic_id = topic_id;
@@ -269,6 +294,7 @@ pub(super) fn delete_topics(
 
 pub(super) fn create_partitions(
     broker: &Broker,
+    session: &Session,
     request: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
     let results = request
@@ -276,7 +302,12 @@ pub(super) fn create_partitions(
         .into_iter()
         .map(|t| {
             let name = t.name.0.to_string();
+            let allowed = broker.allowed(session, Operation::Alter, ResourceType::Topic, &name);
             let outcome = match broker.log.topic(&name) {
+                _ if !allowed => Err((
+                    ResponseError::TopicAuthorizationFailed,
+                    format!("{} may not alter topic '{name}'", session.principal),
+                )),
                 None => Err((
                     ResponseError::UnknownTopicOrPartition,
                     format!("The topic '{name}' does not exist."),

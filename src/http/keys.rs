@@ -18,7 +18,9 @@ use base64::Engine;
 use serde_json::{json, Value};
 use tracing::warn;
 
+use super::basic_auth::Authenticated;
 use super::AppState;
+use crate::authz::{Operation, ResourceType};
 use crate::keys::snapshot::partition_snapshot;
 use crate::keys::{indexed, KeyIndex, KeysError, Record};
 use crate::log::partition::Partition;
@@ -155,16 +157,42 @@ fn record_json(partition: i32, r: &Record) -> Value {
 }
 
 /// The partitions of an indexed topic to consult (`?partition=N` narrows), or the error answer.
+///
+/// With a SASL listener, only a principal authenticated by `cairn.http.authentication=basic`
+/// with READ on the topic may read it: without HTTP authentication the topics' data is not
+/// served at all.
 fn partitions(
     state: &AppState,
+    who: Option<&Authenticated>,
     topic: &str,
     q: &[(String, Vec<u8>)],
 ) -> Result<Vec<Arc<Partition>>, Response> {
-    if state.authentication_on {
-        return Err(error(
-            StatusCode::FORBIDDEN,
-            "authentication is on (a SASL listener) and HTTP key lookups cannot check READ on the topic yet; they are off",
-        ));
+    match who {
+        Some(who) => {
+            let authorizer = &state.broker.authorizer;
+            if !authorizer.authorize(who.requester(), Operation::Read, ResourceType::Topic, topic) {
+                // As Kafka does for a topic the principal may not describe: no hint that it
+                // exists unless DESCRIBE is granted.
+                let status = if authorizer.authorize(
+                    who.requester(),
+                    Operation::Describe,
+                    ResourceType::Topic,
+                    topic,
+                ) {
+                    StatusCode::FORBIDDEN
+                } else {
+                    StatusCode::NOT_FOUND
+                };
+                return Err(error(status, format!("READ on topic '{topic}' is needed")));
+            }
+        }
+        None if state.authentication_on => {
+            return Err(error(
+                StatusCode::FORBIDDEN,
+                "authentication is on (a SASL listener): set cairn.http.authentication=basic so key lookups can check READ on the topic",
+            ));
+        }
+        None => {}
     }
     let log = &state.broker.log;
     let (Some(info), Some(config)) = (log.topic(topic), log.topic_config(topic)) else {
@@ -285,6 +313,7 @@ fn topic_and_rest(uri: &Uri) -> Option<(String, &str)> {
 /// `GET /v1/topics/{topic}/keys/{key}` and `GET /v1/topics/{topic}/keys?key_base64=`.
 pub(crate) async fn get_key(
     State(state): State<AppState>,
+    who: Option<Extension<Authenticated>>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
@@ -319,7 +348,7 @@ pub(crate) async fn get_key(
     if let Err(r) = check_key(&key) {
         return r;
     }
-    let parts = match partitions(&state, &topic, &q) {
+    let parts = match partitions(&state, who.as_deref(), &topic, &q) {
         Ok(p) => p,
         Err(r) => return r,
     };
@@ -363,7 +392,12 @@ pub(crate) async fn get_key(
 }
 
 /// `POST /v1/topics/{topic}/keys:batchGet` with `{"keys": [...]}` and/or `{"keys_base64": [...]}`.
-pub(crate) async fn batch_get(State(state): State<AppState>, uri: Uri, body: Bytes) -> Response {
+pub(crate) async fn batch_get(
+    State(state): State<AppState>,
+    who: Option<Extension<Authenticated>>,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
     let q = match query(&uri) {
         Ok(q) => q,
         Err(r) => return r,
@@ -413,7 +447,7 @@ pub(crate) async fn batch_get(State(state): State<AppState>, uri: Uri, body: Byt
             keys.push(key);
         }
     }
-    let parts = match partitions(&state, &topic, &q) {
+    let parts = match partitions(&state, who.as_deref(), &topic, &q) {
         Ok(p) => p,
         Err(r) => return r,
     };
@@ -444,6 +478,7 @@ pub(crate) async fn batch_get(State(state): State<AppState>, uri: Uri, body: Byt
 /// `GET /v1/topics/{topic}/snapshot[?as_of=P:O,...][&partition=N]`.
 pub(crate) async fn snapshot(
     State(state): State<AppState>,
+    who: Option<Extension<Authenticated>>,
     Extension(deadline): Extension<Deadline>,
     uri: Uri,
 ) -> Response {
@@ -454,7 +489,7 @@ pub(crate) async fn snapshot(
     let Some((topic, _)) = topic_and_rest(&uri) else {
         return error(StatusCode::NOT_FOUND, "not found");
     };
-    let parts = match partitions(&state, &topic, &q) {
+    let parts = match partitions(&state, who.as_deref(), &topic, &q) {
         Ok(p) => p,
         Err(r) => return r,
     };

@@ -10,6 +10,7 @@
 //! `keys.rs` serves compacted topics as a key-value store (lookups and snapshots); a snapshot's
 //! connection lives as long as its reader keeps reading (its deadline moves on with each chunk).
 
+mod basic_auth;
 mod exposition;
 mod history;
 mod keys;
@@ -60,16 +61,20 @@ struct AppState {
 pub struct HttpServer {
     listener: TcpListener,
     state: AppState,
+    /// HTTP Basic authentication against the broker's users and ACLs, when configured.
+    gate: Option<Arc<basic_auth::Gate>>,
 }
 
 impl HttpServer {
     pub async fn bind(addr: SocketAddr, broker: Arc<Broker>) -> std::io::Result<HttpServer> {
+        let gate = basic_auth::Gate::from_config(&broker).map_err(std::io::Error::other)?;
         let listener = TcpListener::bind(addr).await?;
         let key_index_memory = broker.config.key_index_memory_bytes();
         let authentication_on = crate::listener::listeners(&broker.config)
             .map(|l| l.iter().any(|s| s.protocol.sasl()))
             .unwrap_or(true);
         Ok(HttpServer {
+            gate,
             listener,
             state: AppState {
                 broker,
@@ -100,6 +105,13 @@ impl HttpServer {
             .route("/v1/topics/{topic}/snapshot", get(keys::snapshot))
             .fallback(not_found)
             .with_state(self.state.clone());
+        let router = match &self.gate {
+            Some(gate) => router.layer(axum::middleware::from_fn_with_state(
+                gate.clone(),
+                basic_auth::require,
+            )),
+            None => router,
+        };
         let sampler = tokio::spawn(history::sample(
             self.state.broker.clone(),
             self.state.history.clone(),
@@ -122,8 +134,12 @@ impl HttpServer {
                 continue;
             };
             let deadline = keys::Deadline::after(CONNECTION_TIMEOUT);
-            let service =
-                TowerToHyperService::new(router.clone().layer(axum::Extension(deadline.clone())));
+            let service = TowerToHyperService::new(
+                router
+                    .clone()
+                    .layer(axum::Extension(deadline.clone()))
+                    .layer(axum::Extension(basic_auth::Peer(peer))),
+            );
             tokio::spawn(async move {
                 let _permit = permit;
                 let conn = hyper::server::conn::http1::Builder::new()
