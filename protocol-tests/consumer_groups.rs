@@ -324,12 +324,15 @@ fn heartbeats_are_checked_as_kafka_checks_them() {
         client.call(1, &nameless).error_code,
         code(ResponseError::InvalidRequest)
     );
-    // Regular expression subscriptions are not served: a clear refusal.
+    // A regular expression that does not compile is refused with its own error.
     let regex = Member::new("h", "y", &[])
         .request(&ids)
-        .with_subscribed_topic_regex(Some(s("t.*")));
+        .with_subscribed_topic_regex(Some(s("t(")));
     let refused = client.call(1, &regex);
-    assert_eq!(refused.error_code, code(ResponseError::InvalidRequest));
+    assert_eq!(
+        refused.error_code,
+        code(ResponseError::InvalidRegularExpression)
+    );
     assert!(refused.error_message.is_some());
 }
 
@@ -338,7 +341,10 @@ fn a_member_whose_session_expires_loses_its_partitions() {
     let cairn = Cairn::start(&[
         ENABLED[0],
         ENABLED[1],
+        "group.consumer.min.session.timeout.ms=1000",
         "group.consumer.session.timeout.ms=1000",
+        "group.consumer.min.heartbeat.interval.ms=500",
+        "group.consumer.heartbeat.interval.ms=500",
     ]);
     let mut client = cairn.client();
     create_topic(&mut client, "t", 4, &[]);
@@ -601,4 +607,225 @@ fn a_group_of_one_protocol_refuses_the_other() {
         .find(|g| g.group_id.as_str() == "k")
         .unwrap();
     assert_eq!(k.group_type.as_str(), "classic");
+}
+
+#[test]
+fn a_group_config_sets_the_heartbeat_interval_its_members_are_given() {
+    let cairn = Cairn::start(ENABLED);
+    let mut client = cairn.client();
+    create_topic(&mut client, "t", 2, &[]);
+    let mut a = Member::new("gc", "a", &["t"]);
+    a.ok(&mut client);
+    let interval = |client: &mut Client, a: &Member| {
+        let request = a.request(&topic_ids(client));
+        let response = client.call(1, &request);
+        assert_eq!(response.error_code, 0);
+        response.heartbeat_interval_ms
+    };
+    assert_eq!(interval(&mut client, &a), 5_000, "the broker's default");
+    let set = |client: &mut Client, group: &str, key: &str, value: &str| {
+        use incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+        let response = client.call(
+            1,
+            &IncrementalAlterConfigsRequest::default().with_resources(vec![
+                AlterConfigsResource::default()
+                    .with_resource_type(32)
+                    .with_resource_name(s(group))
+                    .with_configs(vec![AlterableConfig::default()
+                        .with_name(s(key))
+                        .with_config_operation(0)
+                        .with_value(Some(s(value)))]),
+            ]),
+        );
+        assert_eq!(response.responses[0].error_code, 0);
+    };
+    set(&mut client, "gc", "consumer.heartbeat.interval.ms", "7000");
+    assert_eq!(interval(&mut client, &a), 7_000, "the group's own");
+    // Another group's config does not apply here.
+    set(
+        &mut client,
+        "other",
+        "consumer.heartbeat.interval.ms",
+        "9000",
+    );
+    assert_eq!(interval(&mut client, &a), 7_000);
+}
+
+#[test]
+fn broker_timeouts_outside_their_bounds_stop_the_broker_from_starting() {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = cmd
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", crate::harness::free_port()))
+        .args(["--set", "group.consumer.session.timeout.ms=6000"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("group.consumer.session.timeout.ms must be greater than or equal to group.consumer.min.session.timeout.ms"),
+        "{text}"
+    );
+}
+
+#[test]
+fn membership_survives_a_restart_and_a_kill() {
+    let mut cairn = Cairn::start(ENABLED);
+    let mut client = cairn.client();
+    create_topic(&mut client, "t", 4, &[]);
+    let mut a = Member::new("keep", "a", &["t"]);
+    let mut b = Member::new("keep", "b", &["t"]);
+    a.instance = Some("static-a".into());
+    a.ok(&mut client);
+    b.ok(&mut client);
+    let epoch = settle(&mut client, &mut [&mut a, &mut b]);
+    let held = (a.owned.clone(), b.owned.clone());
+    for kill in [false, true] {
+        if kill {
+            cairn.kill_and_restart();
+        } else {
+            cairn.restart();
+        }
+        let mut client = cairn.client();
+        let group = describe(&mut client, "keep");
+        assert_eq!(group.error_code, 0, "after restart (kill: {kill})");
+        assert_eq!(group.group_epoch, epoch);
+        assert_eq!(group.members.len(), 2);
+        let instance = group
+            .members
+            .iter()
+            .find(|m| m.member_id.as_str() == "a")
+            .and_then(|m| m.instance_id.clone());
+        assert_eq!(instance.as_deref(), Some("static-a"));
+        // The members carry on at their epochs with their partitions: no rebalance.
+        a.ok(&mut client);
+        b.ok(&mut client);
+        assert_eq!((a.epoch, b.epoch), (epoch, epoch));
+        assert_eq!((a.owned.clone(), b.owned.clone()), held);
+        assert_eq!(describe(&mut client, "keep").group_state.as_str(), "Stable");
+    }
+    // A member that leaves stays gone after a restart; the empty group is still a consumer
+    // group, with its offsets.
+    let mut client = cairn.client();
+    assert_eq!(commit_at(&mut client, "keep", "a", epoch, 11), 0);
+    a.leave(&mut client, -1);
+    b.leave(&mut client, -1);
+    cairn.restart();
+    let mut client = cairn.client();
+    let listed = client.call(5, &ListGroupsRequest::default());
+    let keep = listed
+        .groups
+        .iter()
+        .find(|g| g.group_id.as_str() == "keep")
+        .expect("listed");
+    assert_eq!(
+        (
+            keep.group_type.as_str(),
+            keep.protocol_type.as_str(),
+            keep.group_state.as_str()
+        ),
+        ("consumer", "consumer", "Empty")
+    );
+    assert_eq!(fetch_at(&mut client, "keep", None, -1), (0, 11));
+    // Deleted, it stays deleted.
+    let deleted = client.call(
+        2,
+        &DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s("keep"))]),
+    );
+    assert_eq!(deleted.results[0].error_code, 0);
+    cairn.restart();
+    let mut client = cairn.client();
+    let listed = client.call(5, &ListGroupsRequest::default());
+    assert!(listed.groups.iter().all(|g| g.group_id.as_str() != "keep"));
+    assert_eq!(
+        describe(&mut client, "keep").error_code,
+        code(ResponseError::GroupIdNotFound)
+    );
+}
+
+#[test]
+fn a_regular_expression_subscription_follows_topics_created_and_deleted() {
+    let mut cairn = Cairn::start(ENABLED);
+    let mut client = cairn.client();
+    create_topic(&mut client, "re-a", 2, &[]);
+    create_topic(&mut client, "other", 2, &[]);
+    let regex = |m: &Member, client: &mut Client| {
+        let mut r = m.request(&topic_ids(client));
+        if m.epoch == 0 {
+            r.subscribed_topic_names = None;
+            r.subscribed_topic_regex = Some(s("re-.*"));
+        }
+        r
+    };
+    let mut a = Member::new("rx", "a", &[]);
+    // The topic ids are taken before the call: the member may still own a deleted topic.
+    let beat_with = |a: &mut Member,
+                     client: &mut Client,
+                     request: ConsumerGroupHeartbeatRequest,
+                     ids: BTreeMap<String, uuid::Uuid>| {
+        let response = client.call(1, &request);
+        assert_eq!(response.error_code, 0);
+        a.epoch = response.member_epoch;
+        if let Some(assignment) = response.assignment {
+            let names: BTreeMap<uuid::Uuid, String> =
+                ids.into_iter().map(|(n, id)| (id, n)).collect();
+            a.owned = assignment
+                .topic_partitions
+                .into_iter()
+                .map(|tp| {
+                    (
+                        names[&tp.topic_id].clone(),
+                        tp.partitions.into_iter().collect(),
+                    )
+                })
+                .collect();
+        }
+    };
+    let beat = |a: &mut Member, client: &mut Client| {
+        let (request, ids) = (regex(a, client), topic_ids(client));
+        beat_with(a, client, request, ids);
+    };
+    beat(&mut a, &mut client);
+    assert_eq!(a.owned.keys().collect::<Vec<_>>(), ["re-a"]);
+    let group = describe(&mut client, "rx");
+    assert_eq!(
+        group.members[0].subscribed_topic_regex.as_deref(),
+        Some("re-.*")
+    );
+    assert!(group.members[0].subscribed_topic_names.is_empty());
+    // A topic created later that matches is assigned at the next heartbeat.
+    create_topic(&mut client, "re-b", 3, &[]);
+    create_topic(&mut client, "xre-c", 1, &[]);
+    let before = a.epoch;
+    beat(&mut a, &mut client);
+    assert!(a.epoch > before);
+    assert_eq!(a.owned.keys().collect::<Vec<_>>(), ["re-a", "re-b"]);
+    assert_eq!(a.owned["re-b"].len(), 3);
+    // The expression and its topics survive a restart.
+    cairn.restart();
+    let mut client = cairn.client();
+    let epoch = a.epoch;
+    beat(&mut a, &mut client);
+    assert_eq!(a.epoch, epoch);
+    assert_eq!(
+        describe(&mut client, "rx").members[0]
+            .subscribed_topic_regex
+            .as_deref(),
+        Some("re-.*")
+    );
+    // A deleted topic leaves the subscription.
+    let (request, ids) = (regex(&a, &mut client), topic_ids(&mut client));
+    let deleted = client.call(
+        5,
+        &DeleteTopicsRequest::default()
+            .with_topic_names(vec![topic_name("re-a")])
+            .with_timeout_ms(5_000),
+    );
+    assert_eq!(deleted.responses[0].error_code, 0);
+    beat_with(&mut a, &mut client, request, ids);
+    assert_eq!(a.owned.keys().collect::<Vec<_>>(), ["re-b"]);
 }

@@ -957,6 +957,66 @@ impl BrokerConfig {
     pub fn group_consumer_max_size(&self) -> i32 {
         self.int("group.consumer.max.size")
     }
+    /// Kafka's checks of the `group.consumer.*` timeouts against each other (the broker does not
+    /// start when they fail): each default within its min and max, and the heartbeat interval
+    /// below the session timeout.
+    pub fn check_group_consumer_timeouts(&self) -> Result<(), ConfigError> {
+        const HB: &str = "group.consumer.heartbeat.interval.ms";
+        const MIN_HB: &str = "group.consumer.min.heartbeat.interval.ms";
+        const MAX_HB: &str = "group.consumer.max.heartbeat.interval.ms";
+        const SESSION: &str = "group.consumer.session.timeout.ms";
+        const MIN_SESSION: &str = "group.consumer.min.session.timeout.ms";
+        const MAX_SESSION: &str = "group.consumer.max.session.timeout.ms";
+        let checks: [(&str, &str, bool, &str); 7] = [
+            (
+                MAX_HB,
+                MIN_HB,
+                self.int(MAX_HB) >= self.int(MIN_HB),
+                "greater than or equal to",
+            ),
+            (
+                HB,
+                MIN_HB,
+                self.int(HB) >= self.int(MIN_HB),
+                "greater than or equal to",
+            ),
+            (
+                HB,
+                MAX_HB,
+                self.int(HB) <= self.int(MAX_HB),
+                "less than or equal to",
+            ),
+            (
+                MAX_SESSION,
+                MIN_SESSION,
+                self.int(MAX_SESSION) >= self.int(MIN_SESSION),
+                "greater than or equal to",
+            ),
+            (
+                SESSION,
+                MIN_SESSION,
+                self.int(SESSION) >= self.int(MIN_SESSION),
+                "greater than or equal to",
+            ),
+            (
+                SESSION,
+                MAX_SESSION,
+                self.int(SESSION) <= self.int(MAX_SESSION),
+                "less than or equal to",
+            ),
+            (HB, SESSION, self.int(HB) < self.int(SESSION), "less than"),
+        ];
+        for (key, other, ok, relation) in checks {
+            if !ok {
+                return Err(ConfigError::InvalidValue {
+                    key: key.to_string(),
+                    value: self.get(key).unwrap_or_default().to_string(),
+                    reason: format!("{key} must be {relation} {other} ({})", self.int(other)),
+                });
+            }
+        }
+        Ok(())
+    }
     pub fn offsets_retention_ms(&self) -> i64 {
         self.long("offsets.retention.minutes") * 60_000
     }
@@ -1458,6 +1518,43 @@ mod tests {
         assert_eq!(
             BrokerConfig::default().queued_max_request_bytes(),
             Some(256 << 20)
+        );
+    }
+
+    #[test]
+    fn group_consumer_timeouts_are_checked_against_each_other() {
+        let with = |pairs: &[(&str, &str)]| {
+            let mut c = BrokerConfig::default();
+            for (k, v) in pairs {
+                c.set(k, v).unwrap();
+            }
+            c.check_group_consumer_timeouts()
+        };
+        assert!(with(&[]).is_ok());
+        let e = with(&[("group.consumer.session.timeout.ms", "6000")]).unwrap_err();
+        assert!(
+            e.to_string().contains(
+                "group.consumer.session.timeout.ms must be greater than or equal to group.consumer.min.session.timeout.ms"
+            ),
+            "{e}"
+        );
+        assert!(with(&[("group.consumer.heartbeat.interval.ms", "20000")]).is_err());
+        assert!(with(&[("group.consumer.max.session.timeout.ms", "40000")]).is_err());
+        let low = [
+            ("group.consumer.min.session.timeout.ms", "1000"),
+            ("group.consumer.session.timeout.ms", "6000"),
+            ("group.consumer.min.heartbeat.interval.ms", "500"),
+            ("group.consumer.heartbeat.interval.ms", "500"),
+        ];
+        assert!(with(&low).is_ok());
+        let mut inverted = low.to_vec();
+        inverted.push(("group.consumer.heartbeat.interval.ms", "6000"));
+        inverted.push(("group.consumer.max.heartbeat.interval.ms", "6000"));
+        let e = with(&inverted).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("must be less than group.consumer.session.timeout.ms"),
+            "{e}"
         );
     }
 }

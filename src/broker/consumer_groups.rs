@@ -23,6 +23,8 @@ use super::operations::{authorized_operations, ResourceType};
 use super::Broker;
 use crate::group::consumer::{Assignment, ConsumerError, Heartbeat, TopicId, Topics};
 use crate::listener::Session;
+use crate::resource_configs::group::consumer_timeouts;
+use crate::resource_configs::ResourceKind;
 
 /// The KIP-848 APIs, with the versions accepted (min, max).
 pub(super) const APIS: &[(ApiKey, i16, i16)] = &[
@@ -31,7 +33,7 @@ pub(super) const APIS: &[(ApiKey, i16, i16)] = &[
 ];
 
 /// Handles a request whose api key is in [`APIS`].
-pub(crate) fn handle(
+pub(crate) async fn handle(
     broker: &Broker,
     session: &Session,
     v: i16,
@@ -44,7 +46,7 @@ pub(crate) fn handle(
     };
     let mut response = match request {
         RequestKind::ConsumerGroupHeartbeat(r) => {
-            ResponseKind::ConsumerGroupHeartbeat(consumer_heartbeat(broker, v, client_id, r))
+            ResponseKind::ConsumerGroupHeartbeat(consumer_heartbeat(broker, v, client_id, r).await)
         }
         RequestKind::ConsumerGroupDescribe(r) => {
             ResponseKind::ConsumerGroupDescribe(consumer_describe(broker, session, r))
@@ -71,6 +73,7 @@ pub(super) fn consumer_error_code(e: &ConsumerError) -> i16 {
         ConsumerError::GroupIdNotFound => ResponseError::GroupIdNotFound,
         ConsumerError::GroupMaxSizeReached => ResponseError::GroupMaxSizeReached,
         ConsumerError::UnsupportedVersion => ResponseError::UnsupportedVersion,
+        ConsumerError::InvalidRegularExpression(_) => ResponseError::InvalidRegularExpression,
     }
     .code()
 }
@@ -86,7 +89,7 @@ fn topics(broker: &Broker) -> Topics {
         .collect()
 }
 
-fn consumer_heartbeat(
+async fn consumer_heartbeat(
     broker: &Broker,
     v: i16,
     client_id: String,
@@ -101,14 +104,12 @@ fn consumer_heartbeat(
     if v >= 1 && r.member_id.is_empty() {
         return fail(ConsumerError::InvalidRequest("MemberId can't be empty."));
     }
-    if r.subscribed_topic_regex
-        .as_ref()
-        .is_some_and(|re| !re.is_empty())
-    {
-        return fail(ConsumerError::InvalidRequest(
-            "regular expression subscriptions are not supported by this broker",
-        ));
-    }
+    // The group's own configs (KIP-848), else the broker's.
+    let (session_timeout_ms, heartbeat_interval_ms) = consumer_timeouts(
+        &broker
+            .resource_configs
+            .overrides(ResourceKind::Group, &r.group_id),
+    );
     let owned = r.topic_partitions.map(|tps| {
         let mut a = Assignment::new();
         for tp in tps {
@@ -126,14 +127,18 @@ fn consumer_heartbeat(
         subscribed_topic_names: r
             .subscribed_topic_names
             .map(|names| names.iter().map(|n| n.to_string()).collect()),
+        subscribed_topic_regex: r.subscribed_topic_regex.map(|s| s.to_string()),
         server_assignor: r.server_assignor.map(|s| s.to_string()),
         owned,
         client_id,
         client_host: CLIENT_HOST.try_with(Clone::clone).unwrap_or_default(),
+        session_timeout_ms,
+        heartbeat_interval_ms,
     };
     match broker
         .groups
         .consumer_heartbeat(&r.group_id, request, &topics(broker))
+        .await
     {
         Err(e) => fail(e),
         Ok(res) => ConsumerGroupHeartbeatResponse::default()
@@ -218,6 +223,11 @@ fn consumer_describe(
                                 .iter()
                                 .map(|n| TopicName(StrBytes::from_string(n.clone())))
                                 .collect(),
+                        )
+                        .with_subscribed_topic_regex(
+                            m.regex
+                                .as_ref()
+                                .map(|r| StrBytes::from_string(r.as_str().to_string())),
                         )
                         .with_assignment(described(&m.assigned, &names))
                         .with_target_assignment(described(&g.target(&m.member_id), &names))

@@ -161,6 +161,7 @@ impl Broker {
         config: BrokerConfig,
         io: Arc<dyn FileIo>,
     ) -> anyhow::Result<Arc<Broker>> {
+        config.check_group_consumer_timeouts()?;
         let data_dir = config.data_dir();
         std::fs::create_dir_all(&data_dir)?;
         let lock = lock_data_dir(&data_dir)?;
@@ -412,7 +413,7 @@ impl Broker {
                     .any(|&(key, _, _)| key == api_key)
                 {
                     let client_id = header.client_id.as_deref().unwrap_or("").to_string();
-                    consumer_groups::handle(self, session, version, client_id, other)
+                    consumer_groups::handle(self, session, version, client_id, other).await
                 } else {
                     // The version table only lets through what is dispatched above.
                     warn!(?api_key, "request for an API with no handler");

@@ -14,7 +14,8 @@ use std::time::Duration;
 use tokio::sync::{oneshot, Notify};
 use tracing::{error, info};
 
-use super::consumer::{ConsumerConfig, ConsumerError, ConsumerGroups};
+use super::consumer::stored::StoredGroup as StoredConsumerGroup;
+use super::consumer::{ConsumerConfig, ConsumerError, ConsumerGroups, Topics};
 use super::offsets::{OffsetsError, OffsetsRecord, OffsetsTopic};
 use super::state::{
     CommittedOffset, Effect, GroupConfig, GroupError, GroupState, Groups, JoinRequest,
@@ -83,6 +84,9 @@ pub(super) struct Inner {
     pub(super) groups: Groups,
     /// KIP-848 groups; their committed offsets are kept in `groups`, as for any group.
     pub(super) consumer: ConsumerGroups,
+    /// Each consumer group as its records in `__consumer_offsets` last left it: the coordinator
+    /// writes the difference after every change (see [`GroupCoordinator::persist_consumer`]).
+    pub(super) persisted: HashMap<String, StoredConsumerGroup>,
     parked: HashMap<Waiter, Parked>,
     next_waiter: Waiter,
     /// The offsets-topic position of the newest commit applied per (group, partition), so a
@@ -117,7 +121,7 @@ impl GroupCoordinator {
         log: Arc<LogManager>,
     ) -> Result<Arc<GroupCoordinator>, CoordinatorError> {
         let started = std::time::Instant::now();
-        let offsets = OffsetsTopic::open(config, log);
+        let offsets = OffsetsTopic::open(config, log.clone());
         let loaded = offsets.load()?;
         let now = now_ms();
         let mut groups = Groups::new(GroupConfig {
@@ -133,8 +137,29 @@ impl GroupCoordinator {
         for (group_id, stored) in loaded.groups {
             groups.restore_group(&group_id, stored, now);
         }
+        let mut consumer = ConsumerGroups::new(ConsumerConfig {
+            session_timeout_ms: config.group_consumer_session_timeout_ms(),
+            heartbeat_interval_ms: config.group_consumer_heartbeat_interval_ms(),
+            max_size: usize::try_from(config.group_consumer_max_size()).unwrap_or(usize::MAX),
+        });
+        let topics: Topics = log
+            .topics()
+            .into_iter()
+            .filter(|t| !t.internal)
+            .map(|t| (t.name, (t.topic_id, t.partitions)))
+            .collect();
+        let mut persisted = HashMap::new();
+        for (group_id, stored) in loaded.consumer {
+            let session = consumer.config().session_timeout_ms;
+            if let Some(group) = stored.restore(&group_id, &topics, session, now) {
+                consumer.restore(group);
+                persisted.insert(group_id, stored);
+            }
+        }
+        let consumer_count = persisted.len();
         info!(
             groups = group_count,
+            consumer_groups = consumer_count,
             groups_with_offsets = offset_count,
             records = loaded.records,
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -143,12 +168,8 @@ impl GroupCoordinator {
         let coordinator = Arc::new(GroupCoordinator {
             inner: Mutex::new(Inner {
                 groups,
-                consumer: ConsumerGroups::new(ConsumerConfig {
-                    session_timeout_ms: config.group_consumer_session_timeout_ms(),
-                    heartbeat_interval_ms: config.group_consumer_heartbeat_interval_ms(),
-                    max_size: usize::try_from(config.group_consumer_max_size())
-                        .unwrap_or(usize::MAX),
-                }),
+                consumer,
+                persisted,
                 parked: HashMap::new(),
                 next_waiter: 1,
                 applied: HashMap::new(),
@@ -215,9 +236,11 @@ impl GroupCoordinator {
                 return Err(GroupError::CoordinatorNotAvailable);
             }
             // A consumer-protocol group becomes classic again only while it is empty.
-            if inner.consumer.group(group_id).is_some() && !inner.consumer.remove_if_empty(group_id)
-            {
-                return Err(GroupError::InconsistentGroupProtocol);
+            if inner.consumer.group(group_id).is_some() {
+                if !inner.consumer.remove_if_empty(group_id) {
+                    return Err(GroupError::InconsistentGroupProtocol);
+                }
+                self.persist_consumer(&mut inner, group_id);
             }
             let waiter = inner.next_waiter;
             inner.next_waiter += 1;
@@ -469,10 +492,12 @@ impl GroupCoordinator {
     pub async fn delete_group(&self, group_id: &str) -> Result<(), CoordinatorError> {
         let waits = {
             let mut inner = self.lock();
+            let mut tombstones = None;
             let fx = if inner.consumer.group(group_id).is_some() {
                 if !inner.consumer.remove_if_empty(group_id) {
                     return Err(GroupError::NonEmptyGroup.into());
                 }
+                tombstones = self.persist_consumer(&mut inner, group_id);
                 // Its offsets, if any, are held by a classic entry.
                 match inner.groups.delete_group(group_id) {
                     Err(GroupError::GroupIdNotFound) => Vec::new(),
@@ -482,7 +507,9 @@ impl GroupCoordinator {
                 inner.groups.delete_group(group_id)?
             };
             inner.applied.retain(|(g, _), _| g != group_id);
-            self.deliver(&mut inner, fx)
+            let mut waits = self.deliver(&mut inner, fx);
+            waits.extend(tombstones);
+            waits
         };
         for (partition, end) in waits {
             partition.wait_durable(end).await?;
@@ -566,13 +593,48 @@ impl GroupCoordinator {
         waits
     }
 
+    /// Writes the records that bring `group_id`'s consumer-group state in `__consumer_offsets`
+    /// up to date (tombstones when the group is gone); returns where to wait for their
+    /// durability, `None` when nothing had changed. A failed write is logged and retried with
+    /// the next change.
+    pub(super) fn persist_consumer(
+        &self,
+        inner: &mut Inner,
+        group_id: &str,
+    ) -> Option<(Arc<Partition>, i64)> {
+        let now = inner.consumer.group(group_id).map(StoredConsumerGroup::of);
+        let records: Vec<OffsetsRecord> =
+            super::consumer::stored::changes(group_id, inner.persisted.get(group_id), now.as_ref())
+                .into_iter()
+                .map(OffsetsRecord::Consumer)
+                .collect();
+        if records.is_empty() {
+            return None;
+        }
+        match self.offsets.append(group_id, &records, now_ms()) {
+            Ok(wait) => {
+                match now {
+                    Some(stored) => inner.persisted.insert(group_id.to_string(), stored),
+                    None => inner.persisted.remove(group_id),
+                };
+                Some(wait)
+            }
+            Err(e) => {
+                error!(group = %group_id, error = %e, "cannot persist consumer group state");
+                None
+            }
+        }
+    }
+
     fn tick(&self, now: i64, expire: bool) -> Option<i64> {
         let mut inner = self.lock();
         if inner.shutting_down {
             return None;
         }
         let mut fx = inner.groups.tick(now);
-        inner.consumer.tick(now);
+        for group_id in inner.consumer.tick(now) {
+            self.persist_consumer(&mut inner, &group_id);
+        }
         if expire {
             let active = inner
                 .consumer

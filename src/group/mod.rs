@@ -7,6 +7,7 @@
 
 pub mod consumer;
 mod consumer_coordinator;
+mod consumer_records;
 pub mod coordinator;
 pub mod offsets;
 pub mod state;

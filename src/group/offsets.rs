@@ -4,7 +4,8 @@
 //! Records follow Apache Kafka's schemas, so Kafka's own tools can read them: offset commit key
 //! version 1 (group, topic, partition) with value version 3 (offset, leader epoch, metadata,
 //! commit timestamp) or version 1 when an expire timestamp is set; group metadata key version 2
-//! (group) with value version 3. A null value is a tombstone. Depends on the log engine's
+//! (group) with value version 3; and the KIP-848 consumer group records, whose layout is in
+//! [`super::consumer_records`]. A null value is a tombstone. Depends on the log engine's
 //! contract and on [`super::state`]'s plain types; never on Kafka request types.
 
 use std::collections::HashMap;
@@ -15,6 +16,8 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
+use super::consumer::stored::{ConsumerRecord, StoredGroup as StoredConsumerGroup};
+use super::consumer_records;
 use super::state::{CommittedOffset, StoredGroup, StoredMember, TopicPartition};
 use crate::config::BrokerConfig;
 use crate::log::{AppendOrigin, Isolation, LogError, LogManager, Partition};
@@ -61,6 +64,8 @@ pub enum OffsetsRecord {
         group_id: String,
         value: Option<StoredGroup>,
     },
+    /// A KIP-848 consumer group record (`super::consumer_records` has their layout).
+    Consumer(ConsumerRecord),
 }
 
 impl OffsetsRecord {
@@ -82,6 +87,7 @@ impl OffsetsRecord {
                 w.i16(2);
                 w.string(group_id);
             }
+            OffsetsRecord::Consumer(r) => return consumer_records::key(r),
         }
         w.finish()
     }
@@ -129,11 +135,12 @@ impl OffsetsRecord {
                     w.bytes(&m.assignment);
                 }
             }
+            OffsetsRecord::Consumer(r) => return consumer_records::value(r),
         }
         Some(w.finish())
     }
 
-    /// Decodes a record; `Ok(None)` for key versions Cairn does not use (e.g. KIP-848 records).
+    /// Decodes a record; `Ok(None)` for key versions Cairn does not use.
     pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<Option<OffsetsRecord>, String> {
         let mut k = Reader::new(key, false);
         let key_version = k.i16()?;
@@ -153,6 +160,9 @@ impl OffsetsRecord {
                 let group_id = k.string()?;
                 let value = value.map(decode_group_value).transpose()?;
                 Ok(Some(OffsetsRecord::Group { group_id, value }))
+            }
+            v if consumer_records::TYPES.contains(&v) => {
+                Ok(consumer_records::decode(key, value)?.map(OffsetsRecord::Consumer))
             }
             _ => Ok(None),
         }
@@ -274,6 +284,8 @@ pub fn encode_batch(records: &[OffsetsRecord], timestamp_ms: i64) -> Result<Byte
 pub struct Loaded {
     pub offsets: HashMap<String, Vec<(TopicPartition, CommittedOffset)>>,
     pub groups: HashMap<String, StoredGroup>,
+    /// KIP-848 consumer groups, as their records left them (tombstoned groups included).
+    pub consumer: HashMap<String, StoredConsumerGroup>,
     /// Records read, including tombstones and superseded values.
     pub records: u64,
 }
@@ -364,6 +376,7 @@ impl OffsetsTopic {
         let mut offsets: HashMap<(String, TopicPartition), Option<CommittedOffset>> =
             HashMap::new();
         let mut groups: HashMap<String, Option<StoredGroup>> = HashMap::new();
+        let mut consumer: HashMap<String, StoredConsumerGroup> = HashMap::new();
         let mut records = 0u64;
         let existing = self.partitions.get().copied().unwrap_or(0);
         for p in 0..existing {
@@ -390,6 +403,10 @@ impl OffsetsTopic {
                         Ok(Some(OffsetsRecord::Group { group_id, value })) => {
                             groups.insert(group_id, value);
                         }
+                        Ok(Some(OffsetsRecord::Consumer(r))) => {
+                            let group = consumer.entry(r.group_id().to_string()).or_default();
+                            r.apply(group);
+                        }
                         Ok(None) => {}
                         Err(reason) => {
                             tracing::warn!(partition = p, %reason, "skipping an undecodable {OFFSETS_TOPIC} record");
@@ -413,6 +430,7 @@ impl OffsetsTopic {
         }
         let mut loaded = Loaded {
             records,
+            consumer,
             ..Loaded::default()
         };
         for ((group, tp), value) in offsets {
@@ -748,7 +766,8 @@ mod tests {
         assert!(OffsetsRecord::decode(&[0, 1, 0, 9, b'x'], None).is_err());
         assert!(OffsetsRecord::decode(&[0, 2, 0, 1, b'g'], Some(&[0, 3, 0])).is_err());
         assert!(OffsetsRecord::decode(&[0, 2, 0, 1, b'g'], Some(&[0, 9])).is_err());
-        assert_eq!(OffsetsRecord::decode(&[0, 5, 1, 2], Some(&[1])), Ok(None));
+        assert_eq!(OffsetsRecord::decode(&[0, 9, 1, 2], Some(&[1])), Ok(None));
+        assert!(OffsetsRecord::decode(&[0, 5, 1, 2], Some(&[1])).is_err());
         let huge = [
             0, 3, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255, 0, 0, 0, 0, 0, 0, 0, 0, 127, 255, 255, 255,
         ];

@@ -132,6 +132,13 @@ pub(super) fn validate(
     Ok(())
 }
 
+/// A group's own (session timeout, heartbeat interval) for consumer-protocol members; `None`
+/// where it has none (the broker's `group.consumer.*` value applies).
+pub fn consumer_timeouts(overrides: &Overrides) -> (Option<i32>, Option<i32>) {
+    let own = |key: &str| overrides.get(key).and_then(|v| parse(key, v).ok());
+    (own(SESSION_TIMEOUT), own(HEARTBEAT_INTERVAL))
+}
+
 /// Every group config of a group with `overrides`.
 pub(super) fn describe(overrides: &Overrides, broker: &BrokerConfig) -> Vec<DescribedConfig> {
     KEYS.iter()

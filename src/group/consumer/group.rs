@@ -32,30 +32,67 @@ pub struct ConsumerMember {
     pub client_host: String,
     pub rebalance_timeout_ms: i32,
     pub subscribed: Vec<String>,
+    /// A regular-expression subscription (RE2/J syntax, matching whole topic names).
+    pub regex: Option<TopicRegex>,
     pub server_assignor: Option<String>,
     /// The member epoch; -2 while a static member is away.
     pub epoch: i32,
-    previous_epoch: i32,
+    pub(super) previous_epoch: i32,
     pub state: MemberState,
     pub assigned: Assignment,
     pub revoking: Assignment,
-    session_deadline_ms: i64,
-    revoke_deadline_ms: Option<i64>,
+    pub(super) session_deadline_ms: i64,
+    pub(super) revoke_deadline_ms: Option<i64>,
     /// The assignment last sent to the member.
-    sent: Option<Assignment>,
+    pub(super) sent: Option<Assignment>,
+}
+
+impl ConsumerMember {
+    /// Whether the member subscribes to `topic`, by name or by its regular expression.
+    pub fn subscribes_to(&self, topic: &str) -> bool {
+        self.subscribed.iter().any(|n| n == topic)
+            || self.regex.as_ref().is_some_and(|r| r.matches(topic))
+    }
+}
+
+/// A compiled regular-expression subscription; it matches a topic name as a whole, as Kafka's
+/// RE2/J `matches()` does.
+#[derive(Debug, Clone)]
+pub struct TopicRegex {
+    source: String,
+    compiled: regex::Regex,
+}
+
+impl TopicRegex {
+    /// Compiles `source`; `Err` with the reason when it is not a regular expression.
+    pub fn new(source: &str) -> Result<TopicRegex, String> {
+        let compiled = regex::Regex::new(&format!("^(?:{source})$")).map_err(|e| e.to_string())?;
+        Ok(TopicRegex {
+            source: source.to_string(),
+            compiled,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    pub fn matches(&self, topic: &str) -> bool {
+        self.compiled.is_match(topic)
+    }
 }
 
 /// A consumer-protocol group.
 #[derive(Debug, Clone)]
 pub struct ConsumerGroup {
-    group_id: String,
-    epoch: i32,
-    assignment_epoch: i32,
-    members: BTreeMap<String, ConsumerMember>,
-    target: BTreeMap<String, Assignment>,
+    pub(super) group_id: String,
+    pub(super) epoch: i32,
+    pub(super) assignment_epoch: i32,
+    pub(super) members: BTreeMap<String, ConsumerMember>,
+    pub(super) target: BTreeMap<String, Assignment>,
     /// The subscribed topics as of the last target assignment: name → (id, partitions).
-    topics: Topics,
-    assignor: &'static str,
+    pub(super) topics: Topics,
+    pub(super) assignor: &'static str,
 }
 
 fn overlaps(a: &Assignment, b: &Assignment) -> bool {
@@ -186,7 +223,8 @@ impl ConsumerGroup {
             }
         };
         let member = self.members.get_mut(&member_id).expect("present");
-        member.session_deadline_ms = now + i64::from(cfg.session_timeout_ms);
+        let session_timeout_ms = req.session_timeout_ms.unwrap_or(cfg.session_timeout_ms);
+        member.session_deadline_ms = now + i64::from(session_timeout_ms);
         member.client_id = req.client_id.clone();
         member.client_host = req.client_host.clone();
         if req.rebalance_timeout_ms >= 0 {
@@ -207,6 +245,20 @@ impl ConsumerGroup {
                 changed = true;
             }
         }
+        if let Some(source) = &req.subscribed_topic_regex {
+            // An empty expression clears the regular-expression subscription.
+            let regex = if source.is_empty() {
+                None
+            } else {
+                Some(TopicRegex::new(source).map_err(ConsumerError::InvalidRegularExpression)?)
+            };
+            if regex.as_ref().map(TopicRegex::as_str)
+                != member.regex.as_ref().map(TopicRegex::as_str)
+            {
+                member.regex = regex;
+                changed = true;
+            }
+        }
         // One heartbeat raises the group epoch at most once.
         if self.refresh_topics(topics) || changed {
             self.epoch += 1;
@@ -223,7 +275,9 @@ impl ConsumerGroup {
         Ok(HeartbeatResponse {
             member_id,
             member_epoch: member.epoch,
-            heartbeat_interval_ms: cfg.heartbeat_interval_ms,
+            heartbeat_interval_ms: req
+                .heartbeat_interval_ms
+                .unwrap_or(cfg.heartbeat_interval_ms),
             assignment,
         })
     }
@@ -288,6 +342,7 @@ impl ConsumerGroup {
                 client_host: String::new(),
                 rebalance_timeout_ms: req.rebalance_timeout_ms,
                 subscribed: Vec::new(),
+                regex: None,
                 server_assignor: None,
                 epoch: 0,
                 previous_epoch: 0,
@@ -336,12 +391,11 @@ impl ConsumerGroup {
 
     /// Whether a subscribed topic appeared, vanished or changed its partition count since the
     /// last target assignment (the group epoch must then rise).
-    fn refresh_topics(&mut self, topics: &Topics) -> bool {
-        let subscribed: BTreeSet<&String> =
-            self.members.values().flat_map(|m| &m.subscribed).collect();
-        let now: Topics = subscribed
-            .into_iter()
-            .filter_map(|name| topics.get(name).map(|t| (name.clone(), *t)))
+    pub(super) fn refresh_topics(&mut self, topics: &Topics) -> bool {
+        let now: Topics = topics
+            .iter()
+            .filter(|(name, _)| self.members.values().any(|m| m.subscribes_to(name)))
+            .map(|(name, t)| (name.clone(), *t))
             .collect();
         if now == self.topics {
             return false;
@@ -362,10 +416,11 @@ impl ConsumerGroup {
             .values()
             .map(|m| AssignorMember {
                 member_id: &m.member_id,
-                topics: m
-                    .subscribed
+                topics: self
+                    .topics
                     .iter()
-                    .filter_map(|n| self.topics.get(n).map(|(id, _)| *id))
+                    .filter(|(name, _)| m.subscribes_to(name))
+                    .map(|(_, (id, _))| *id)
                     .collect(),
                 previous: self.target.get(&m.member_id).unwrap_or(&empty),
             })
@@ -376,7 +431,7 @@ impl ConsumerGroup {
     }
 
     /// The assignor most members ask for (the default when none asks, or on a tie with it).
-    fn preferred_assignor(&self) -> &'static str {
+    pub(super) fn preferred_assignor(&self) -> &'static str {
         assignor::NAMES
             .iter()
             .copied()
@@ -447,7 +502,8 @@ impl ConsumerGroup {
         };
     }
 
-    pub(super) fn tick(&mut self, now: i64) {
+    /// Removes the members whose session or revocation deadline passed; returns whether any was.
+    pub(super) fn tick(&mut self, now: i64) -> bool {
         let expired: Vec<String> = self
             .members
             .values()
@@ -456,9 +512,11 @@ impl ConsumerGroup {
             })
             .map(|m| m.member_id.clone())
             .collect();
+        let any = !expired.is_empty();
         for id in expired {
             self.remove(&id);
         }
+        any
     }
 
     pub(super) fn next_deadline(&self) -> Option<i64> {

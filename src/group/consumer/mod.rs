@@ -7,15 +7,20 @@
 //! while). A partition moves to its new owner only once the previous owner has reported it
 //! revoked. Sessions and revocation deadlines expire in [`ConsumerGroups::tick`]. Like the
 //! classic machine it does no I/O and reads no clock: time and fresh member ids are arguments,
-//! topic metadata is passed in as a [`Topics`] snapshot. Membership is not persisted (members
-//! rejoin after a restart); committed offsets live in the classic machine's offset store.
+//! topic metadata is passed in as a [`Topics`] snapshot. A member subscribes by topic names, by
+//! a regular expression, or both; the expression is matched against the snapshot at every
+//! heartbeat, so topics created or deleted later join or leave the subscription. [`stored`] is
+//! the group's persisted form (Kafka's `__consumer_offsets` records): the coordinator writes the
+//! difference after each change and rebuilds the groups from it at start-up. Committed offsets
+//! live in the classic machine's offset store.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 pub mod assignor;
 mod group;
+pub mod stored;
 
-pub use group::{ConsumerGroup, ConsumerMember, MemberState};
+pub use group::{ConsumerGroup, ConsumerMember, MemberState, TopicRegex};
 
 /// A topic id (Kafka's topic UUID).
 pub type TopicId = uuid::Uuid;
@@ -70,6 +75,8 @@ pub enum ConsumerError {
     GroupMaxSizeReached,
     #[error("members using the consumer group protocol must commit with a request that carries their member epoch")]
     UnsupportedVersion,
+    #[error("invalid regular expression: {0}")]
+    InvalidRegularExpression(String),
 }
 
 /// A ConsumerGroupHeartbeat, in the machine's terms.
@@ -85,11 +92,17 @@ pub struct Heartbeat {
     pub rebalance_timeout_ms: i32,
     /// `None`: unchanged.
     pub subscribed_topic_names: Option<Vec<String>>,
+    /// `None`: unchanged; empty: no regular-expression subscription.
+    pub subscribed_topic_regex: Option<String>,
     pub server_assignor: Option<String>,
     /// The partitions the member owns; `None`: unchanged since its last heartbeat.
     pub owned: Option<Assignment>,
     pub client_id: String,
     pub client_host: String,
+    /// The group's own `consumer.session.timeout.ms`; `None`: the broker's.
+    pub session_timeout_ms: Option<i32>,
+    /// The group's own `consumer.heartbeat.interval.ms`; `None`: the broker's.
+    pub heartbeat_interval_ms: Option<i32>,
 }
 
 /// A successful heartbeat's answer.
@@ -213,11 +226,22 @@ impl ConsumerGroups {
         Ok(())
     }
 
-    /// Expires sessions and revocations past their deadline.
-    pub fn tick(&mut self, now: i64) {
-        for group in self.groups.values_mut() {
-            group.tick(now);
-        }
+    /// Expires sessions and revocations past their deadline; returns the groups that changed.
+    pub fn tick(&mut self, now: i64) -> Vec<String> {
+        self.groups
+            .values_mut()
+            .filter_map(|g| g.tick(now).then(|| g.group_id().to_string()))
+            .collect()
+    }
+
+    /// Puts back a group rebuilt from `__consumer_offsets` (see [`stored`]).
+    pub fn restore(&mut self, group: ConsumerGroup) {
+        self.groups.insert(group.group_id().to_string(), group);
+    }
+
+    /// The broker's consumer group settings.
+    pub fn config(&self) -> &ConsumerConfig {
+        &self.config
     }
 
     /// The earliest instant at which [`ConsumerGroups::tick`] has something to do.
@@ -253,9 +277,9 @@ fn validate(group_id: &str, req: &Heartbeat) -> Result<(), ConsumerError> {
                     "TopicPartitions must be empty when (re-)joining.",
                 ));
             }
-            if req.subscribed_topic_names.is_none() {
+            if req.subscribed_topic_names.is_none() && req.subscribed_topic_regex.is_none() {
                 return Err(InvalidRequest(
-                    "SubscribedTopicNames must be set in first request.",
+                    "SubscribedTopicNames or SubscribedTopicRegex must be set in first request.",
                 ));
             }
         }
@@ -268,6 +292,13 @@ fn validate(group_id: &str, req: &Heartbeat) -> Result<(), ConsumerError> {
     }
     if req.member_epoch != 0 && req.member_id.is_empty() {
         return Err(InvalidRequest("MemberId can't be empty."));
+    }
+    if let Some(source) = req
+        .subscribed_topic_regex
+        .as_deref()
+        .filter(|s| !s.is_empty())
+    {
+        TopicRegex::new(source).map_err(ConsumerError::InvalidRegularExpression)?;
     }
     if let Some(name) = &req.server_assignor {
         if !assignor::NAMES.contains(&name.as_str()) {
