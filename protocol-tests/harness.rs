@@ -78,6 +78,14 @@ impl Cairn {
         self.spawn();
     }
 
+    /// SIGKILL (a crash: no clean shutdown), then start again on the same data.
+    pub(crate) fn kill_and_restart(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+        self.spawn();
+    }
+
     /// SIGTERM and wait.
     pub(crate) fn stop(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");

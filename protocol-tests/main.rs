@@ -13,4 +13,5 @@ mod hostile;
 mod http;
 mod record_errors;
 mod resource_configs;
+mod transactions;
 mod util;

@@ -44,6 +44,7 @@ mod resource_configs;
 mod scram_users;
 mod tiered;
 mod topics;
+mod txn;
 
 pub use topics::valid_topic_name;
 
@@ -52,6 +53,8 @@ pub struct Broker {
     pub config: BrokerConfig,
     pub log: Arc<LogManager>,
     pub groups: Arc<GroupCoordinator>,
+    /// The transaction coordinator (`__transaction_state`, markers, timeouts).
+    pub txn: Arc<crate::txn::TransactionCoordinator>,
     /// Configs of groups (KIP-848) and client-metrics subscriptions (KIP-714), durable in the
     /// data directory.
     pub resource_configs: ResourceConfigs,
@@ -116,6 +119,7 @@ pub fn version_table(consumer_group_protocol: bool) -> VersionTable {
         });
     let group = groups::APIS
         .iter()
+        .chain(txn::APIS.iter())
         .chain(
             consumer_groups::APIS
                 .iter()
@@ -180,6 +184,8 @@ impl Broker {
             None => None,
         };
         let groups = GroupCoordinator::start(&config, log.clone()).await?;
+        let txn =
+            crate::txn::TransactionCoordinator::start(&config, log.clone(), groups.clone()).await?;
         let versions = version_table(config.consumer_group_protocol_enabled());
         Ok(Arc::new(Broker {
             node_id: config.node_id(),
@@ -187,6 +193,7 @@ impl Broker {
             credentials,
             log,
             groups,
+            txn,
             resource_configs,
             config,
             versions,
@@ -204,6 +211,7 @@ impl Broker {
     /// Stops the group coordinator and the tier (uploads stop, the lease is released), then
     /// closes the log cleanly.
     pub async fn shutdown(&self) -> anyhow::Result<()> {
+        self.txn.shutdown().await;
         self.groups.shutdown().await;
         if let Some(tier) = &self.tier {
             tier.shutdown().await;
@@ -271,7 +279,7 @@ impl Broker {
                 ResponseKind::DeleteRecords(records::delete_records(self, r))
             }
             RequestKind::InitProducerId(r) => {
-                ResponseKind::InitProducerId(producer_ids::init_producer_id(self, r))
+                ResponseKind::InitProducerId(producer_ids::init_producer_id(self, version, r).await)
             }
             RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(
                 metadata::describe_cluster(self, &session.advertised, r),
@@ -304,6 +312,16 @@ impl Broker {
             }
             RequestKind::AlterUserScramCredentials(r) => {
                 ResponseKind::AlterUserScramCredentials(scram_users::alter(self, r))
+            }
+            RequestKind::AddPartitionsToTxn(r) => {
+                ResponseKind::AddPartitionsToTxn(txn::add_partitions_to_txn(self, version, r).await)
+            }
+            RequestKind::AddOffsetsToTxn(r) => {
+                ResponseKind::AddOffsetsToTxn(txn::add_offsets_to_txn(self, version, r).await)
+            }
+            RequestKind::EndTxn(r) => ResponseKind::EndTxn(txn::end_txn(self, version, r).await),
+            RequestKind::TxnOffsetCommit(r) => {
+                ResponseKind::TxnOffsetCommit(txn::txn_offset_commit(self, version, r).await)
             }
             RequestKind::IncrementalAlterConfigs(r) => {
                 ResponseKind::IncrementalAlterConfigs(configs::incremental_alter_configs(self, r))
