@@ -51,10 +51,15 @@ fn api_versions_lowest_and_highest() {
         // KIP-848, served by default as in Kafka 4.
         assert_eq!(apis[&(ApiKey::ConsumerGroupHeartbeat as i16)], (0, 1));
         assert_eq!(apis[&(ApiKey::ConsumerGroupDescribe as i16)], (0, 1));
+        // Transactions, without transaction version 2 (AddPartitionsToTxn v4+, EndTxn v5).
+        assert_eq!(apis[&(ApiKey::AddPartitionsToTxn as i16)], (0, 3));
+        assert_eq!(apis[&(ApiKey::EndTxn as i16)], (0, 4));
+        assert_eq!(apis[&(ApiKey::TxnOffsetCommit as i16)], (0, 4));
         // Not implemented, so not advertised.
         for absent in [
-            ApiKey::AddPartitionsToTxn,
-            ApiKey::EndTxn,
+            ApiKey::DescribeTransactions,
+            ApiKey::ListTransactions,
+            ApiKey::DescribeProducers,
             ApiKey::GetTelemetrySubscriptions,
         ] {
             assert!(
@@ -541,7 +546,7 @@ fn idempotent_producer_dedupes_and_checks_sequences() {
         .map(|r| r.2.unwrap())
         .collect();
     assert_eq!(values, vec!["a", "b", "c", "d", "e"]);
-    // Transactional ids are refused: transactions are not implemented.
+    // A transactional id needs a positive transaction timeout.
     let txn = client.call(
         4,
         &InitProducerIdRequest::default()
@@ -549,7 +554,7 @@ fn idempotent_producer_dedupes_and_checks_sequences() {
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1),
     );
-    assert_eq!(txn.error_code, 53);
+    assert_eq!(txn.error_code, 50);
 }
 
 #[test]

@@ -15,4 +15,5 @@ mod http;
 mod record_errors;
 mod resource_configs;
 mod topic_partitions;
+mod transactions;
 mod util;

@@ -256,6 +256,11 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def("offsets.topic.num.partitions", T::Int, Some("50"), AtLeast(1), "Partitions of __consumer_offsets."),
     def("offsets.topic.segment.bytes", T::Int, Some("104857600"), AtLeast(14), "segment.bytes of __consumer_offsets."),
     def("producer.id.expiration.ms", T::Int, Some("86400000"), AtLeast(1), "Forget an idle producer's idempotence state after this long."),
+    def("transaction.max.timeout.ms", T::Int, Some("900000"), AtLeast(1), "Largest transaction timeout a producer may ask for."),
+    def("transactional.id.expiration.ms", T::Int, Some("604800000"), AtLeast(1), "Forget a transactional id with no transaction for this long."),
+    def("transaction.abort.timed.out.transaction.cleanup.interval.ms", T::Int, Some("10000"), AtLeast(1), "How often timed-out transactions are aborted."),
+    def("transaction.state.log.num.partitions", T::Int, Some("50"), AtLeast(1), "Partitions of __transaction_state."),
+    def("transaction.state.log.segment.bytes", T::Int, Some("104857600"), AtLeast(14), "segment.bytes of __transaction_state."),
     def("log.local.retention.ms", T::Long, Some("-2"), AtLeast(-2), "Default local.retention.ms; -2 means retention.ms."),
     def("log.local.retention.bytes", T::Long, Some("-2"), AtLeast(-2), "Default local.retention.bytes; -2 means retention.bytes."),
     def("remote.log.storage.system.enable", T::Boolean, Some("false"), Bool, "Enable the object-storage tier (needs cairn.remote.storage.url)."),
@@ -1031,6 +1036,21 @@ impl BrokerConfig {
     }
     pub fn producer_id_expiration_ms(&self) -> i64 {
         self.long("producer.id.expiration.ms")
+    }
+    pub fn transaction_max_timeout_ms(&self) -> i32 {
+        self.int("transaction.max.timeout.ms")
+    }
+    pub fn transactional_id_expiration_ms(&self) -> i64 {
+        self.long("transactional.id.expiration.ms")
+    }
+    pub fn transaction_abort_interval_ms(&self) -> i64 {
+        self.long("transaction.abort.timed.out.transaction.cleanup.interval.ms")
+    }
+    pub fn transaction_state_num_partitions(&self) -> i32 {
+        self.int("transaction.state.log.num.partitions")
+    }
+    pub fn transaction_state_segment_bytes(&self) -> i32 {
+        self.int("transaction.state.log.segment.bytes")
     }
     /// `remote.log.storage.system.enable`.
     pub fn remote_storage_enabled(&self) -> bool {

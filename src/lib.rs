@@ -6,6 +6,7 @@
 //! - [`broker`]: one handler file per API family; the only place that maps storage and group
 //!   errors to Kafka error codes.
 //! - [`group`]: the consumer group coordinator (a pure state machine plus the offsets topic).
+//! - [`txn`]: the transaction coordinator (a pure state machine plus `__transaction_state`).
 //! - [`log`]: the log engine (topics, partitions, segments, indexes, recovery, retention, cleaner).
 //! - [`auth`]: TLS and client identities (principals).
 //! - [`authz`]: ACLs, the one authorization decision (`authorizer.class.name`).
@@ -31,3 +32,4 @@ pub mod quota;
 pub mod resource_configs;
 pub mod server;
 pub mod tier;
+pub mod txn;

@@ -23,8 +23,9 @@ use kafka_protocol::messages::offset_commit_request::{
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     CreateAclsRequest, CreateTopicsRequest, DeleteAclsRequest, DeleteTopicsRequest,
-    DescribeAclsRequest, FetchRequest, GroupId, IncrementalAlterConfigsRequest, MetadataRequest,
-    OffsetCommitRequest, ProduceRequest, SaslAuthenticateRequest, SaslHandshakeRequest, TopicName,
+    DescribeAclsRequest, EndTxnRequest, FetchRequest, GroupId, IncrementalAlterConfigsRequest,
+    InitProducerIdRequest, MetadataRequest, OffsetCommitRequest, ProduceRequest,
+    SaslAuthenticateRequest, SaslHandshakeRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
@@ -509,4 +510,42 @@ fn http_key_lookups_need_read_on_the_topic() {
     assert_eq!(create_acls(&mut admin, vec![read]), vec![0]);
     assert_eq!(http_get(http, path, Some("alice:alice-pw")), 200);
     assert_eq!(http_get(http, path, Some("bob:bob-pw")), 404);
+}
+
+#[test]
+fn a_transactional_id_needs_write_on_it() {
+    let data = tempfile::tempdir().unwrap();
+    let (_broker, addr) = start(data.path(), true);
+    let mut admin = login(addr, "admin");
+    assert_eq!(create_topic(&mut admin, "t"), 0);
+    let init = |client: &mut Client| {
+        client
+            .call(
+                4,
+                &InitProducerIdRequest::default()
+                    .with_transactional_id(Some(s("tx-alice").into()))
+                    .with_transaction_timeout_ms(10_000)
+                    .with_producer_id((-1).into())
+                    .with_producer_epoch(-1),
+            )
+            .error_code
+    };
+    let mut alice = login(addr, "alice");
+    let write = acl(2, "t", LITERAL, "User:alice", 4, ALLOW);
+    assert_eq!(create_acls(&mut admin, vec![write]), vec![0]);
+    // TRANSACTIONAL_ID_AUTHORIZATION_FAILED without WRITE on the transactional id.
+    assert_eq!(init(&mut alice), 53);
+    let txn_write = acl(5, "tx-", PREFIXED, "User:alice", 4, ALLOW);
+    assert_eq!(create_acls(&mut admin, vec![txn_write]), vec![0]);
+    assert_eq!(init(&mut alice), 0);
+    // EndTxn for an id alice may not use is refused before the coordinator sees it.
+    let r = alice.call(
+        3,
+        &EndTxnRequest::default()
+            .with_transactional_id(s("other").into())
+            .with_producer_id(0.into())
+            .with_producer_epoch(0)
+            .with_committed(true),
+    );
+    assert_eq!(r.error_code, 53);
 }

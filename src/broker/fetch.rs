@@ -135,6 +135,13 @@ async fn gather(
                 Ok(read) => {
                     total += read.records.len();
                     data.error_code = NONE;
+                    if read_committed && !read.records.is_empty() {
+                        data.aborted_transactions = Some(aborted_transactions(
+                            &log,
+                            p.fetch_offset,
+                            offsets.last_stable_offset,
+                        ));
+                    }
                     data.records = Some(read.records);
                 }
                 // Below the local log start: the tier may still hold it.
@@ -175,4 +182,20 @@ async fn gather(
         );
     }
     (topics, total, any_error)
+}
+
+/// The aborted transactions a `read_committed` consumer must skip in `[from, upper)`.
+fn aborted_transactions(
+    log: &crate::log::Partition,
+    from: i64,
+    upper: i64,
+) -> Vec<kafka_protocol::messages::fetch_response::AbortedTransaction> {
+    log.aborted_transactions(from, upper)
+        .into_iter()
+        .map(|a| {
+            kafka_protocol::messages::fetch_response::AbortedTransaction::default()
+                .with_producer_id(kafka_protocol::messages::ProducerId(a.producer_id))
+                .with_first_offset(a.first_offset)
+        })
+        .collect()
 }

@@ -192,7 +192,11 @@ fn find_coordinator(
             .ensure_offsets_topic()
             .err()
             .map_or(0, |e| coordinator_error_code(&e)),
-        1 => 0,
+        1 => broker
+            .txn
+            .ensure_topic()
+            .err()
+            .map_or(0, |e| super::txn::txn_error_code(e, true)),
         _ => ResponseError::InvalidRequest.code(),
     };
     let ok = error == 0;

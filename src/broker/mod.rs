@@ -53,6 +53,7 @@ mod throttle;
 mod tiered;
 mod topic_partitions;
 mod topics;
+mod txn;
 
 pub use topics::valid_topic_name;
 
@@ -61,6 +62,8 @@ pub struct Broker {
     pub config: BrokerConfig,
     pub log: Arc<LogManager>,
     pub groups: Arc<GroupCoordinator>,
+    /// The transaction coordinator (`__transaction_state`, markers, timeouts).
+    pub txn: Arc<crate::txn::TransactionCoordinator>,
     /// Configs of groups (KIP-848) and client-metrics subscriptions (KIP-714), durable in the
     /// data directory.
     pub resource_configs: ResourceConfigs,
@@ -135,6 +138,7 @@ pub fn version_table(consumer_group_protocol: bool) -> VersionTable {
         });
     let group = groups::APIS
         .iter()
+        .chain(txn::APIS.iter())
         .chain(
             consumer_groups::APIS
                 .iter()
@@ -208,6 +212,8 @@ impl Broker {
             None => None,
         };
         let groups = GroupCoordinator::start(&config, log.clone()).await?;
+        let txn =
+            crate::txn::TransactionCoordinator::start(&config, log.clone(), groups.clone()).await?;
         let versions = version_table(config.consumer_group_protocol_enabled());
         Ok(Arc::new(Broker {
             node_id: config.node_id(),
@@ -216,6 +222,7 @@ impl Broker {
             authorizer,
             log,
             groups,
+            txn,
             resource_configs,
             quotas,
             config,
@@ -269,6 +276,7 @@ impl Broker {
     /// Stops the group coordinator and the tier (uploads stop, the lease is released), then
     /// closes the log cleanly.
     pub async fn shutdown(&self) -> anyhow::Result<()> {
+        self.txn.shutdown().await;
         self.groups.shutdown().await;
         if let Some(tier) = &self.tier {
             tier.shutdown().await;
@@ -353,7 +361,7 @@ impl Broker {
                 ResponseKind::DeleteRecords(records::delete_records(self, r))
             }
             RequestKind::InitProducerId(r) => {
-                ResponseKind::InitProducerId(producer_ids::init_producer_id(self, r))
+                ResponseKind::InitProducerId(producer_ids::init_producer_id(self, version, r).await)
             }
             RequestKind::DescribeCluster(r) => {
                 ResponseKind::DescribeCluster(metadata::describe_cluster(self, session, r))
@@ -392,6 +400,18 @@ impl Broker {
                 ResponseKind::DescribeAcls(acls::describe(self, session, r))
             }
             RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(acls::delete(self, session, r)),
+            RequestKind::AddPartitionsToTxn(r) => ResponseKind::AddPartitionsToTxn(
+                txn::add_partitions_to_txn(self, session, version, r).await,
+            ),
+            RequestKind::AddOffsetsToTxn(r) => ResponseKind::AddOffsetsToTxn(
+                txn::add_offsets_to_txn(self, session, version, r).await,
+            ),
+            RequestKind::EndTxn(r) => {
+                ResponseKind::EndTxn(txn::end_txn(self, session, version, r).await)
+            }
+            RequestKind::TxnOffsetCommit(r) => ResponseKind::TxnOffsetCommit(
+                txn::txn_offset_commit(self, session, version, r).await,
+            ),
             RequestKind::IncrementalAlterConfigs(r) => {
                 ResponseKind::IncrementalAlterConfigs(configs::incremental_alter_configs(self, r))
             }

@@ -78,8 +78,14 @@ pub(super) async fn handle(
         Some(ResponseError::UnsupportedVersion)
     } else if !matches!(acks, -1..=1) {
         Some(ResponseError::InvalidRequiredAcks)
-    } else if request.transactional_id.is_some() {
-        // Transactions are not implemented (and InitProducerId never grants a transactional id).
+    } else if request.transactional_id.is_none() && has_transactional_batch(&request) {
+        // Kafka's answer to transactional records without a transactional id.
+        Some(ResponseError::TransactionalIdAuthorizationFailed)
+    } else if request
+        .transactional_id
+        .as_ref()
+        .is_some_and(|id| !broker.transactional_id_allowed(session, Operation::Write, id))
+    {
         Some(ResponseError::TransactionalIdAuthorizationFailed)
     } else {
         None
@@ -104,7 +110,21 @@ pub(super) async fn handle(
             let result = match (refuse_topic, &partition) {
                 (Some(e), _) => Err(Refusal::code(code(e))),
                 (None, None) => Err(Refusal::code(code(ResponseError::UnknownTopicOrPartition))),
-                (None, Some(log)) => append(log, data.records),
+                (None, Some(log)) => {
+                    match (&request.transactional_id, transactional(&data.records)) {
+                        (Some(id), Some((producer_id, epoch))) => broker
+                            .txn
+                            .append_transactional(
+                                &id.0,
+                                producer_id,
+                                epoch,
+                                (name.clone(), data.index),
+                                || append(log, data.records),
+                            )
+                            .unwrap_or_else(|e| Err(Refusal::code(txn_refusal_code(e)))),
+                        _ => append(log, data.records),
+                    }
+                }
             };
             if let Some(info) = result.as_ref().ok().filter(|info| !info.duplicate) {
                 let records = (info.last_offset - info.base_offset + 1) as u64;
@@ -206,4 +226,29 @@ fn append(log: &Partition, records: Option<Bytes>) -> Result<AppendInfo, Refusal
         }
         Refusal::log(&e)
     })
+}
+
+/// (producer id, epoch) of a transactional batch: attributes bit 4 of its header.
+fn transactional(records: &Option<Bytes>) -> Option<(i64, i16)> {
+    let r = records.as_ref().filter(|r| r.len() >= 61)?;
+    let attributes = i16::from_be_bytes([r[21], r[22]]);
+    (attributes & (1 << 4) != 0).then(|| {
+        (
+            i64::from_be_bytes(r[43..51].try_into().expect("8 bytes")),
+            i16::from_be_bytes([r[51], r[52]]),
+        )
+    })
+}
+
+fn has_transactional_batch(request: &ProduceRequest) -> bool {
+    request
+        .topic_data
+        .iter()
+        .flat_map(|t| &t.partition_data)
+        .any(|p| transactional(&p.records).is_some())
+}
+
+/// A transactional write the coordinator refuses: Produce speaks of epochs, not fencing.
+fn txn_refusal_code(e: crate::txn::TxnError) -> i16 {
+    super::txn::txn_error_code(e, false)
 }

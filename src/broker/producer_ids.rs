@@ -1,13 +1,14 @@
-//! InitProducerId for idempotent producers (transactions are not implemented).
+//! InitProducerId: idempotent producers here; a transactional id goes to the transaction
+//! coordinator (epoch bump, fencing, KIP-360 recovery).
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
-use super::errors::{code, log_error_code, NONE};
+use super::errors::{log_error_code, NONE};
 use super::Broker;
 
-pub(super) fn init_producer_id(
+pub(super) async fn init_producer_id(
     broker: &Broker,
+    version: i16,
     request: InitProducerIdRequest,
 ) -> InitProducerIdResponse {
     let refused = |e: i16| {
@@ -16,12 +17,24 @@ pub(super) fn init_producer_id(
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1)
     };
-    if request
+    if let Some(id) = request
         .transactional_id
         .as_ref()
-        .is_some_and(|id| !id.0.is_empty())
+        .filter(|id| !id.0.is_empty())
     {
-        return refused(code(ResponseError::TransactionalIdAuthorizationFailed));
+        let expected = (request.producer_id.0 >= 0 && request.producer_epoch >= 0)
+            .then_some((request.producer_id.0, request.producer_epoch));
+        return match broker
+            .txn
+            .init_producer_id(&id.0, request.transaction_timeout_ms, expected)
+            .await
+        {
+            Ok((producer_id, epoch)) => InitProducerIdResponse::default()
+                .with_error_code(NONE)
+                .with_producer_id(ProducerId(producer_id))
+                .with_producer_epoch(epoch),
+            Err(e) => refused(super::txn::txn_error_code(e, version >= 4)),
+        };
     }
     // KIP-360: an idempotent producer may ask to bump its epoch after an error; the bumped
     // epoch restarts its sequences at 0. An exhausted epoch gets a fresh producer id.

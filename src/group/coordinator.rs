@@ -14,6 +14,8 @@ use std::time::Duration;
 use tokio::sync::{oneshot, Notify};
 use tracing::{error, info};
 
+mod txn;
+
 use super::consumer::stored::StoredGroup as StoredConsumerGroup;
 use super::consumer::{ConsumerConfig, ConsumerError, ConsumerGroups, Topics};
 use super::offsets::{OffsetsError, OffsetsRecord, OffsetsTopic};
@@ -92,6 +94,8 @@ pub(super) struct Inner {
     /// The offsets-topic position of the newest commit applied per (group, partition), so a
     /// commit whose durability wait finishes late cannot overwrite a newer one.
     applied: HashMap<(String, TopicPartition), i64>,
+    /// Offsets of open transactions (TxnOffsetCommit), by producer id: applied at COMMIT.
+    pending_txn: HashMap<i64, Vec<(String, TopicPartition, CommittedOffset)>>,
     pub(super) shutting_down: bool,
 }
 
@@ -173,6 +177,7 @@ impl GroupCoordinator {
                 parked: HashMap::new(),
                 next_waiter: 1,
                 applied: HashMap::new(),
+                pending_txn: loaded.pending_txn,
                 shutting_down: false,
             }),
             offsets,

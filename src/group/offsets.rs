@@ -5,7 +5,9 @@
 //! version 1 (group, topic, partition) with value version 3 (offset, leader epoch, metadata,
 //! commit timestamp) or version 1 when an expire timestamp is set; group metadata key version 2
 //! (group) with value version 3; and the KIP-848 consumer group records, whose layout is in
-//! [`super::consumer_records`]. A null value is a tombstone. Depends on the log engine's
+//! [`super::consumer_records`]. A null value is a tombstone. Offsets committed inside a
+//! transaction (TxnOffsetCommit) are written in a transactional batch of the producer and take
+//! effect only at its COMMIT marker, at runtime as at load. Depends on the log engine's
 //! contract and on [`super::state`]'s plain types; never on Kafka request types.
 
 use std::collections::HashMap;
@@ -247,16 +249,27 @@ fn decode_group_value(bytes: &[u8]) -> Result<StoredGroup, String> {
 
 /// Encodes records into one uncompressed v2 batch, as a broker-internal producer would.
 pub fn encode_batch(records: &[OffsetsRecord], timestamp_ms: i64) -> Result<Bytes, OffsetsError> {
+    encode_producer_batch(records, timestamp_ms, None)
+}
+
+/// Encodes records into one uncompressed v2 batch; with `producer` (id, epoch), a transactional
+/// batch of that producer (no sequence), as Kafka writes TxnOffsetCommit's offsets.
+pub fn encode_producer_batch(
+    records: &[OffsetsRecord],
+    timestamp_ms: i64,
+    producer: Option<(i64, i16)>,
+) -> Result<Bytes, OffsetsError> {
+    let (producer_id, producer_epoch) = producer.unwrap_or((-1, -1));
     let records: Vec<Record> = records
         .iter()
         .enumerate()
         .map(|(i, r)| Record {
-            transactional: false,
+            transactional: producer.is_some(),
             control: false,
             delete_horizon_ms: None,
             partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id,
+            producer_epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
             sequence: -1,
@@ -288,6 +301,8 @@ pub struct Loaded {
     pub consumer: HashMap<String, StoredConsumerGroup>,
     /// Records read, including tombstones and superseded values.
     pub records: u64,
+    /// Transactional offsets whose transaction has no marker yet, by producer id.
+    pub pending_txn: HashMap<i64, Vec<(String, TopicPartition, CommittedOffset)>>,
 }
 
 /// The offsets topic of one broker. Like Kafka, the topic is created on first use (a group
@@ -365,8 +380,19 @@ impl OffsetsTopic {
         records: &[OffsetsRecord],
         now: i64,
     ) -> Result<(Arc<Partition>, i64), OffsetsError> {
+        self.append_for(group_id, records, now, None)
+    }
+
+    /// [`OffsetsTopic::append`], as a transactional batch of `producer` (id, epoch) when given.
+    pub fn append_for(
+        &self,
+        group_id: &str,
+        records: &[OffsetsRecord],
+        now: i64,
+        producer: Option<(i64, i16)>,
+    ) -> Result<(Arc<Partition>, i64), OffsetsError> {
         let partition = self.partition(group_id)?;
-        let batch = encode_batch(records, now)?;
+        let batch = encode_producer_batch(records, now, producer)?;
         let info = partition.append(batch, AppendOrigin::Internal)?;
         Ok((partition, info.last_offset + 1))
     }
@@ -377,6 +403,8 @@ impl OffsetsTopic {
             HashMap::new();
         let mut groups: HashMap<String, Option<StoredGroup>> = HashMap::new();
         let mut consumer: HashMap<String, StoredConsumerGroup> = HashMap::new();
+        let mut pending_txn: HashMap<i64, Vec<(String, TopicPartition, CommittedOffset)>> =
+            HashMap::new();
         let mut records = 0u64;
         let existing = self.partitions.get().copied().unwrap_or(0);
         for p in 0..existing {
@@ -390,9 +418,39 @@ impl OffsetsTopic {
                 if read.records.is_empty() {
                     break;
                 }
-                let end = for_each_record(&read.records, |key, value| {
+                let end = for_each_record(&read.records, |entry| {
+                    let (key, value, txn_producer) = match entry {
+                        Entry::Record {
+                            key,
+                            value,
+                            txn_producer,
+                        } => (key, value, txn_producer),
+                        Entry::Marker {
+                            producer_id,
+                            commit,
+                        } => {
+                            for (group, tp, o) in
+                                pending_txn.remove(&producer_id).unwrap_or_default()
+                            {
+                                if commit {
+                                    offsets.insert((group, tp), Some(o));
+                                }
+                            }
+                            return;
+                        }
+                    };
                     records += 1;
                     match OffsetsRecord::decode(key, value) {
+                        Ok(Some(OffsetsRecord::Offset {
+                            group_id,
+                            partition,
+                            value: Some(value),
+                        })) if txn_producer.is_some() => {
+                            pending_txn
+                                .entry(txn_producer.unwrap_or(-1))
+                                .or_default()
+                                .push((group_id, partition, value));
+                        }
                         Ok(Some(OffsetsRecord::Offset {
                             group_id,
                             partition,
@@ -431,6 +489,7 @@ impl OffsetsTopic {
         let mut loaded = Loaded {
             records,
             consumer,
+            pending_txn,
             ..Loaded::default()
         };
         for ((group, tp), value) in offsets {
@@ -447,12 +506,21 @@ impl OffsetsTopic {
     }
 }
 
-/// Calls `f(key, value)` for every keyed record of every non-control batch in `data`; returns
-/// the offset just past the last batch, or (offset, reason) of a batch that does not decode.
-fn for_each_record(
-    data: &Bytes,
-    mut f: impl FnMut(&[u8], Option<&[u8]>),
-) -> Result<i64, (i64, String)> {
+/// What [`for_each_record`] hands its callback.
+enum Entry<'a> {
+    /// A keyed record; `txn_producer` is the producer id of a transactional batch.
+    Record {
+        key: &'a [u8],
+        value: Option<&'a [u8]>,
+        txn_producer: Option<i64>,
+    },
+    /// A transaction marker of `producer_id`.
+    Marker { producer_id: i64, commit: bool },
+}
+
+/// Calls `f` for every keyed record and every transaction marker in `data`; returns the offset
+/// just past the last batch, or (offset, reason) of a batch that does not decode.
+fn for_each_record(data: &Bytes, mut f: impl FnMut(Entry<'_>)) -> Result<i64, (i64, String)> {
     let mut pos = 0usize;
     let mut end = -1i64;
     while pos + 61 <= data.len() {
@@ -470,14 +538,26 @@ fn for_each_record(
         let mut batch = data.slice(pos..pos + total);
         pos += total;
         end = base_offset + i64::from(last_offset_delta) + 1;
+        let producer_id = i64::from_be_bytes(batch[43..51].try_into().expect("8 bytes"));
         if attributes & (1 << 5) != 0 {
+            if let Some((kind, _)) = crate::log::partition::txn::marker(&batch) {
+                f(Entry::Marker {
+                    producer_id,
+                    commit: kind == crate::log::partition::txn::COMMIT,
+                });
+            }
             continue;
         }
+        let txn_producer = (attributes & (1 << 4) != 0).then_some(producer_id);
         let set =
             RecordBatchDecoder::decode(&mut batch).map_err(|e| (base_offset, e.to_string()))?;
         for record in &set.records {
             if let Some(key) = &record.key {
-                f(key, record.value.as_deref());
+                f(Entry::Record {
+                    key,
+                    value: record.value.as_deref(),
+                    txn_producer,
+                });
             }
         }
     }
@@ -710,8 +790,10 @@ mod tests {
         ];
         let batch = encode_batch(&records, 99).unwrap();
         let mut decoded = Vec::new();
-        let end = for_each_record(&batch, |k, v| {
-            decoded.push(OffsetsRecord::decode(k, v).unwrap().unwrap());
+        let end = for_each_record(&batch, |entry| {
+            if let Entry::Record { key, value, .. } = entry {
+                decoded.push(OffsetsRecord::decode(key, value).unwrap().unwrap());
+            }
         })
         .unwrap();
         assert_eq!(end, 5);
@@ -772,6 +854,6 @@ mod tests {
             0, 3, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255, 0, 0, 0, 0, 0, 0, 0, 0, 127, 255, 255, 255,
         ];
         assert!(decode_group_value(&huge).is_err());
-        assert!(for_each_record(&Bytes::from_static(&[0; 70]), |_, _| {}).is_err());
+        assert!(for_each_record(&Bytes::from_static(&[0; 70]), |_| {}).is_err());
     }
 }

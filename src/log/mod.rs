@@ -13,6 +13,8 @@
 //!   background threads, shutdown.
 //! - [`partition`]: append / read / flush / roll / delete-records of one partition.
 //! - [`segment`], [`index`], [`time_index`]: one segment's files.
+//! - [`txn_index`]: the aborted-transaction index (`.txnindex`); markers and the last stable
+//!   offset are in `partition/txn.rs`.
 //! - [`batch`]: v2 batch header view, CRC, validation, in-place patches (pure).
 //! - `error.rs`: [`LogError`], the engine's errors; [`record_errors`]: refused records, and why.
 //! - [`producer_state`]: idempotence and its snapshots. [`checkpoint`]: small metadata files.
@@ -53,6 +55,7 @@ pub mod segment;
 mod shared;
 pub mod stats;
 pub mod time_index;
+pub mod txn_index;
 pub(crate) mod verify;
 
 use std::collections::BTreeMap;
@@ -138,7 +141,7 @@ pub struct PartitionOffsets {
     /// a consumer never sees a record that a crash could take away. In page-cache mode it is the
     /// log end offset.
     pub high_watermark: i64,
-    /// Equal to the high watermark while transactions are not implemented.
+    /// The high watermark, or the first offset of the oldest ongoing transaction if lower.
     pub last_stable_offset: i64,
     pub log_end_offset: i64,
 }
@@ -563,6 +566,7 @@ impl LogManager {
             durable_offset: 0,
             high_watermark: 0,
             producers: producer_state::ProducerStateManager::new(),
+            aborted: Vec::new(),
             unflushed_messages: 0,
             last_flush_ms: now_ms(),
             pending_sync: Vec::new(),

@@ -23,6 +23,7 @@ use crate::config::{LogConfig, TimestampType};
 mod layout;
 mod read;
 mod size;
+pub mod txn;
 mod validate;
 
 use validate::map_batch_error;
@@ -52,6 +53,8 @@ pub(crate) struct PartitionState {
     pub durable_offset: i64,
     pub high_watermark: i64,
     pub producers: ProducerStateManager,
+    /// Aborted transactions by marker offset (the `.txnindex` files' entries).
+    pub aborted: Vec<super::txn_index::AbortedTxn>,
     pub unflushed_messages: i64,
     pub last_flush_ms: i64,
     /// Files of sealed segments not yet fsynced.
@@ -77,11 +80,14 @@ impl PartitionState {
             .saturating_sub(1)
     }
 
-    fn offsets(&self) -> PartitionOffsets {
+    pub(crate) fn offsets(&self) -> PartitionOffsets {
         PartitionOffsets {
             log_start_offset: self.log_start_offset,
             high_watermark: self.high_watermark,
-            last_stable_offset: self.high_watermark,
+            last_stable_offset: self
+                .producers
+                .first_unstable_offset()
+                .map_or(self.high_watermark, |f| f.min(self.high_watermark)),
             log_end_offset: self.log_end_offset,
         }
     }
@@ -228,7 +234,8 @@ impl Partition {
         let mut next = st.log_end_offset;
         let mut count = 0i64;
         let single = batches.len() == 1;
-        for (_, h) in batches.iter_mut() {
+        let mut aborts = Vec::new();
+        for (range, h) in batches.iter_mut() {
             match st.producers.check(&pending, h)? {
                 SequenceCheck::Duplicate {
                     first_offset,
@@ -256,6 +263,8 @@ impl Partition {
                 h.attributes |= 0x08;
             }
             st.producers.record(&mut pending, h, now);
+            let marker = &records[range.clone()];
+            aborts.extend(txn::record_marker(&st.producers, &mut pending, h, marker));
             next += h.last_offset_delta as i64 + 1;
             count += h.records_count as i64;
         }
@@ -280,6 +289,7 @@ impl Partition {
         }
         st.active().append(&buf, &batches, &seg_limits)?;
         st.producers.commit(pending);
+        self.complete_aborts(&mut st, &aborts);
         let base_offset = st.log_end_offset;
         st.log_end_offset = next;
         st.unflushed_messages += count;

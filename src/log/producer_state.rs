@@ -3,6 +3,10 @@
 //! refuse out-of-order sequences and fenced epochs. Also the Kafka-format snapshot files
 //! (`<offset:20>.snapshot`) that carry the state across restarts.
 //!
+//! Also each producer's ongoing transaction (the offset of its first transactional batch not
+//! yet followed by a marker), which holds back the partition's last stable offset; snapshots
+//! carry it in Kafka's `currentTxnFirstOffset` field.
+//!
 //! Pure except for the snapshot file helpers at the bottom; knows batch headers, not segments.
 
 use std::collections::{HashMap, VecDeque};
@@ -33,6 +37,10 @@ pub struct ProducerEntry {
     pub batches: VecDeque<BatchMeta>,
     /// Wall-clock time (ms) of its last append, for `producer.id.expiration.ms`.
     pub last_timestamp: i64,
+    /// First offset of its ongoing transaction in this partition (no marker yet).
+    pub current_txn_first_offset: Option<i64>,
+    /// Epoch of the transaction coordinator that wrote its last marker (-1 before any).
+    pub coordinator_epoch: i32,
 }
 
 /// Outcome of checking a batch against the producer state.
@@ -145,8 +153,13 @@ impl ProducerStateManager {
                     epoch: h.producer_epoch,
                     batches: VecDeque::new(),
                     last_timestamp: now_ms,
+                    current_txn_first_offset: None,
+                    coordinator_epoch: -1,
                 })
         });
+        if h.is_transactional() && !h.is_control() && entry.current_txn_first_offset.is_none() {
+            entry.current_txn_first_offset = Some(h.base_offset);
+        }
         if h.producer_epoch > entry.epoch {
             entry.epoch = h.producer_epoch;
             entry.batches.clear();
@@ -165,16 +178,60 @@ impl ProducerStateManager {
         entry.last_timestamp = now_ms;
     }
 
+    /// Ends the ongoing transaction of `producer_id` (a marker was recorded into `pending`):
+    /// returns the offset its transaction began at here, `None` when it had written nothing.
+    pub fn end_txn(
+        &self,
+        pending: &mut PendingUpdates,
+        producer_id: i64,
+        coordinator_epoch: i32,
+    ) -> Option<i64> {
+        let entry = pending.entries.get_mut(&producer_id)?;
+        entry.coordinator_epoch = coordinator_epoch;
+        entry.current_txn_first_offset.take()
+    }
+
+    /// The first offset of the oldest ongoing transaction: the last stable offset when it is
+    /// below the high watermark.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.producers
+            .values()
+            .filter_map(|e| e.current_txn_first_offset)
+            .min()
+    }
+
+    /// The ongoing transactions: (producer id, epoch, first offset), by producer id.
+    pub fn ongoing_transactions(&self) -> Vec<(i64, i16, i64)> {
+        let mut out: Vec<(i64, i16, i64)> = self
+            .producers
+            .iter()
+            .filter_map(|(id, e)| e.current_txn_first_offset.map(|f| (*id, e.epoch, f)))
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// Every producer: (producer id, its entry), by producer id.
+    pub fn entries(&self) -> Vec<(i64, &ProducerEntry)> {
+        let mut out: Vec<(i64, &ProducerEntry)> =
+            self.producers.iter().map(|(id, e)| (*id, e)).collect();
+        out.sort_unstable_by_key(|(id, _)| *id);
+        out
+    }
+
     /// Applies an append's updates.
     pub fn commit(&mut self, pending: PendingUpdates) {
         self.producers.extend(pending.entries);
     }
 
-    /// Forgets producers idle for longer than `expiration_ms`.
+    /// Forgets producers idle for longer than `expiration_ms`, except those with an ongoing
+    /// transaction (its marker is still to come).
     pub fn remove_expired(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
         let before = self.producers.len();
-        self.producers
-            .retain(|_, e| now_ms.saturating_sub(e.last_timestamp) < expiration_ms);
+        self.producers.retain(|_, e| {
+            e.current_txn_first_offset.is_some()
+                || now_ms.saturating_sub(e.last_timestamp) < expiration_ms
+        });
         before - self.producers.len()
     }
 
@@ -182,6 +239,9 @@ impl ProducerStateManager {
     pub fn truncate_to(&mut self, offset: i64) {
         for e in self.producers.values_mut() {
             e.batches.retain(|b| b.last_offset < offset);
+            if e.current_txn_first_offset.is_some_and(|f| f >= offset) {
+                e.current_txn_first_offset = None;
+            }
         }
     }
 
@@ -208,8 +268,8 @@ impl ProducerStateManager {
             body.extend_from_slice(&last_offset.to_be_bytes());
             body.extend_from_slice(&delta.to_be_bytes());
             body.extend_from_slice(&e.last_timestamp.to_be_bytes());
-            body.extend_from_slice(&(-1i32).to_be_bytes()); // coordinator epoch
-            body.extend_from_slice(&(-1i64).to_be_bytes()); // current txn first offset
+            body.extend_from_slice(&e.coordinator_epoch.to_be_bytes());
+            body.extend_from_slice(&e.current_txn_first_offset.unwrap_or(-1).to_be_bytes());
         }
         let mut out = Vec::with_capacity(6 + body.len());
         out.extend_from_slice(&1i16.to_be_bytes());
@@ -243,6 +303,8 @@ impl ProducerStateManager {
             let last_offset = i64_at(14);
             let delta = i32_at(22);
             let timestamp = i64_at(26);
+            let coordinator_epoch = i32_at(34);
+            let txn_first = i64_at(38);
             let mut batches = VecDeque::new();
             if last_seq >= 0 && last_offset >= 0 && delta >= 0 {
                 let first_seq = if last_seq >= delta {
@@ -264,6 +326,8 @@ impl ProducerStateManager {
                     epoch,
                     batches,
                     last_timestamp: timestamp,
+                    current_txn_first_offset: (txn_first >= 0).then_some(txn_first),
+                    coordinator_epoch,
                 },
             );
         }
@@ -465,6 +529,31 @@ mod tests {
         let mut bad = bytes.clone();
         bad[20] ^= 1;
         assert!(ProducerStateManager::decode_snapshot(&bad).is_err());
+    }
+
+    #[test]
+    fn an_ongoing_transaction_holds_the_lso_and_survives_a_snapshot() {
+        let mut s = ProducerStateManager::new();
+        let mut txn = header(8, 1, 0, 2, 10);
+        txn.attributes = 1 << 4;
+        append(&mut s, txn).unwrap();
+        append(&mut s, header(9, 0, 0, 1, 12)).unwrap();
+        assert_eq!(s.first_unstable_offset(), Some(10));
+        assert_eq!(s.ongoing_transactions(), vec![(8, 1, 10)]);
+        let back = ProducerStateManager::decode_snapshot(&s.encode_snapshot()).unwrap();
+        assert_eq!(back.first_unstable_offset(), Some(10));
+        // The marker ends it.
+        let mut marker = header(8, 1, -1, 1, 13);
+        marker.attributes = (1 << 4) | (1 << 5);
+        let mut pending = PendingUpdates::default();
+        s.record(&mut pending, &marker, 2_000);
+        assert_eq!(s.end_txn(&mut pending, 8, 0), Some(10));
+        s.commit(pending);
+        assert_eq!(s.first_unstable_offset(), None);
+        // A producer with an open transaction is never expired.
+        let mut open = ProducerStateManager::new();
+        append(&mut open, txn).unwrap();
+        assert_eq!(open.remove_expired(i64::MAX, 1), 0);
     }
 
     #[test]

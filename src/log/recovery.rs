@@ -1,8 +1,9 @@
 //! Loading one partition directory at start-up (disk-format.md §7): finishing or undoing
 //! interrupted segment swaps, deleting leftovers, opening segments, and after an unclean stop
 //! validating only the tail written since the recovery point (CRC check, truncation of a torn or
-//! corrupt tail, index rebuild). Then rebuilds producer state from the newest snapshot plus the
-//! log after it.
+//! corrupt tail, index rebuild). Then rebuilds producer state (with ongoing transactions) from
+//! the newest snapshot plus the log after it, and the aborted-transaction index from the
+//! `.txnindex` files before that point plus the markers replayed after it.
 //!
 //! Produces a [`PartitionState`]; knows nothing of topics, the flusher or requests.
 
@@ -15,9 +16,11 @@ use std::time::Instant;
 use super::batch::{self, BatchHeader};
 use super::cleaner;
 use super::io::FileIo;
+use super::partition::txn;
 use super::partition::{scan_headers, PartitionState};
 use super::producer_state::{self, PendingUpdates, ProducerStateManager};
 use super::segment::{segment_file, BatchScanner, Scan, Segment, SegmentLimits};
+use super::txn_index::{self, AbortedTxn};
 use super::verify;
 use super::{now_ms, LogError};
 
@@ -246,7 +249,8 @@ pub(crate) fn load_partition(
     }
     log_start_offset = log_start_offset.min(log_end_offset);
 
-    let producers = rebuild_producer_state(io, dir, limits, &mut segments, log_end_offset)?;
+    let (producers, aborted) =
+        rebuild_producer_state(io, dir, limits, &mut segments, log_end_offset)?;
     if !clean || report.recovered_segments > 0 {
         tracing::info!(dir = %dir.display(), segments = report.segments, recovered_segments = report.recovered_segments,
             truncated_bytes = report.truncated_bytes, log_end_offset, producers = producers.len(),
@@ -259,6 +263,7 @@ pub(crate) fn load_partition(
         durable_offset: log_end_offset,
         high_watermark: log_end_offset,
         producers,
+        aborted,
         unflushed_messages: 0,
         last_flush_ms: now_ms(),
         pending_sync: Vec::new(),
@@ -357,14 +362,16 @@ fn verify_segments(
 
 /// The newest snapshot at or below the log end, plus every batch after it. Without a snapshot,
 /// the scan starts at the active segment (older producers are then unknown and may restart at
-/// any sequence).
+/// any sequence). Aborted transactions come from the `.txnindex` files below the replay's
+/// start and from the markers replayed; the files of the replayed segments are rewritten to
+/// match.
 fn rebuild_producer_state(
     io: &dyn FileIo,
     dir: &Path,
     limits: &SegmentLimits,
     segments: &mut [Segment],
     log_end_offset: i64,
-) -> Result<ProducerStateManager, LogError> {
+) -> Result<(ProducerStateManager, Vec<AbortedTxn>), LogError> {
     let (from, mut state) = match producer_state::load_latest_snapshot(dir, log_end_offset)? {
         Some((offset, state)) => (offset, state),
         None => (
@@ -372,13 +379,22 @@ fn rebuild_producer_state(
             ProducerStateManager::new(),
         ),
     };
+    let mut aborted = Vec::new();
+    for seg in segments.iter() {
+        aborted.extend(
+            txn_index::load(dir, seg.base_offset)?
+                .into_iter()
+                .filter(|a| a.last_offset < from.min(log_end_offset)),
+        );
+    }
     if from >= log_end_offset {
-        return Ok(state);
+        return Ok((state, aborted));
     }
     let now = now_ms();
     let first = segments
         .partition_point(|s| s.base_offset <= from)
         .saturating_sub(1);
+    let mut replayed = Vec::new();
     for seg in segments[first..].iter_mut() {
         let position = seg.lookup(io, limits, from)?;
         let file = seg.log_file().clone();
@@ -389,8 +405,26 @@ fn rebuild_producer_state(
             }
             let mut pending = PendingUpdates::default();
             state.record(&mut pending, &b.header, now);
+            let mut abort = None;
+            if b.header.is_control() {
+                // A marker is one small record: its first bytes are enough.
+                let mut head = vec![0u8; b.header.size().min(256)];
+                super::io::read_exact_at(file.as_ref(), &mut head, b.position)?;
+                abort = txn::record_marker(&state, &mut pending, &b.header, &head);
+            }
             state.commit(pending);
+            replayed.extend(txn::aborted_entries(&state, abort.as_slice()));
         }
     }
-    Ok(state)
+    aborted.extend(replayed);
+    for (i, seg) in segments.iter().enumerate().skip(first) {
+        let end = segments.get(i + 1).map_or(i64::MAX, |s| s.base_offset);
+        let own: Vec<AbortedTxn> = aborted
+            .iter()
+            .filter(|a| a.last_offset >= seg.base_offset && a.last_offset < end)
+            .copied()
+            .collect();
+        txn_index::rewrite(dir, seg.base_offset, &own)?;
+    }
+    Ok((state, aborted))
 }

@@ -372,7 +372,7 @@ impl Cleaner {
             sealed,
             active_base_offset,
             log_start_offset: st.log_start_offset,
-            last_stable_offset: st.high_watermark,
+            last_stable_offset: st.offsets().last_stable_offset,
             producers: st.producers.clone(),
         }))
     }

@@ -54,7 +54,8 @@ impl Partition {
             let offsets = st.offsets();
             let upper = match isolation {
                 Isolation::LogEnd => offsets.log_end_offset,
-                Isolation::ReadUncommitted | Isolation::ReadCommitted => offsets.high_watermark,
+                Isolation::ReadUncommitted => offsets.high_watermark,
+                Isolation::ReadCommitted => offsets.last_stable_offset,
             };
             if offset < offsets.log_start_offset || offset > offsets.log_end_offset {
                 return Err(LogError::OffsetOutOfRange {

@@ -1,0 +1,17 @@
+//! The transaction coordinator (Kafka's exactly-once transactions): InitProducerId with a
+//! transactional id, AddPartitionsToTxn, AddOffsetsToTxn, EndTxn and the checks behind
+//! transactional Produce and TxnOffsetCommit.
+//!
+//! [`state`] is the pure state machine of one transactional id (no I/O, no clock), [`topic`]
+//! the `__transaction_state` records in Kafka's format, [`coordinator`] the async shell that
+//! persists every transition before it takes effect, writes the commit/abort markers through
+//! the log engine and aborts timed-out transactions. Nothing here knows Kafka request types or
+//! error codes: `broker/txn.rs` translates. Depends on the log engine's contract, the group
+//! coordinator (offsets committed inside a transaction) and the config.
+
+pub mod coordinator;
+pub mod state;
+pub mod topic;
+
+pub use coordinator::TransactionCoordinator;
+pub use state::TxnError;
