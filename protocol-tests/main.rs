@@ -7,6 +7,7 @@ mod apis;
 mod authorized_operations;
 mod consumer_groups;
 mod fetch_limits;
+mod fetch_sessions;
 mod groups;
 mod harness;
 mod hostile;

@@ -32,6 +32,8 @@ mod configs;
 mod consumer_groups;
 mod errors;
 mod fetch;
+pub mod fetch_files;
+mod fetch_sessions;
 pub mod groups;
 mod list_offsets;
 mod log_dirs;
@@ -63,6 +65,8 @@ pub struct Broker {
     /// Counters of requests and traffic, read by the HTTP listener's `/metrics`.
     pub metrics: Metrics,
     versions: VersionTable,
+    /// Incremental fetch sessions (KIP-227).
+    pub fetch_sessions: fetch_sessions::FetchSessions,
     /// The object-storage tier, when `remote.log.storage.system.enable` is set.
     pub tier: Option<Arc<Tier>>,
     /// Held for the broker's lifetime: an exclusive lock on `<data dir>/.lock`, so two processes
@@ -181,6 +185,8 @@ impl Broker {
         };
         let groups = GroupCoordinator::start(&config, log.clone()).await?;
         let versions = version_table(config.consumer_group_protocol_enabled());
+        let fetch_sessions =
+            fetch_sessions::FetchSessions::new(config.max_incremental_fetch_session_cache_slots());
         Ok(Arc::new(Broker {
             node_id: config.node_id(),
             cluster_id,
@@ -191,6 +197,7 @@ impl Broker {
             config,
             versions,
             tier,
+            fetch_sessions,
             metrics: Metrics::default(),
             _lock: lock,
         }))
@@ -251,7 +258,9 @@ impl Broker {
                     .await
                     .map(ResponseKind::Produce)
             }
-            RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(self, version, r).await),
+            RequestKind::Fetch(r) => {
+                ResponseKind::Fetch(fetch_sessions::handle(self, version, r).await)
+            }
             RequestKind::ListOffsets(r) => {
                 ResponseKind::ListOffsets(list_offsets::handle(self, version, r).await)
             }
