@@ -8,6 +8,7 @@ mod authorized_operations;
 mod client_quotas;
 mod consumer_groups;
 mod fetch_limits;
+mod fetch_sessions;
 mod groups;
 mod harness;
 mod hostile;

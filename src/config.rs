@@ -202,6 +202,7 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def("socket.request.max.bytes", T::Int, Some("104857600"), AtLeast(1), "Largest request frame accepted."),
     def("quota.window.num", T::Int, Some("11"), AtLeast(1), "Samples kept for client quota rates."),
     def("quota.window.size.seconds", T::Int, Some("1"), AtLeast(1), "Time span of each client quota rate sample."),
+    def("max.incremental.fetch.session.cache.slots", T::Int, Some("1000"), AtLeast(0), "Most incremental fetch sessions (KIP-227) kept at once; 0 turns sessions off."),
     def("max.connections", T::Int, Some("10000"), AtLeast(1), "Most client connections at once (Cairn's default; Kafka's is unbounded)."),
     def("connections.max.idle.ms", T::Long, Some("600000"), AtLeast(-1), "Close connections idle this long."),
     def("queued.max.request.bytes", T::Long, Some("268435456"), UnboundedOrAtLeast(1), "Most bytes of requests being read or handled at once, broker-wide; a connection waits for room before reading a frame. -1 is unbounded (Kafka's default; Cairn's is 256 MiB)."),
@@ -219,7 +220,7 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def("log.message.timestamp.type", T::String, Some("CreateTime"), OneOf(TIMESTAMP_TYPE), "Default message.timestamp.type."),
     def("log.message.timestamp.before.max.ms", T::Long, Some(I64_MAX), AtLeast(0), "Default message.timestamp.before.max.ms."),
     def("log.message.timestamp.after.max.ms", T::Long, Some("3600000"), AtLeast(0), "Default message.timestamp.after.max.ms."),
-    def("compression.type", T::String, Some("producer"), OneOf(COMPRESSION), "Default compression.type (only 'producer' changes nothing on the way in)."),
+    def("compression.type", T::String, Some("producer"), OneOf(COMPRESSION), "Default compression.type: 'producer' stores batches as sent; a codec recompresses batches sent with another one."),
     def("log.index.interval.bytes", T::Int, Some("4096"), AtLeast(0), "Default index.interval.bytes."),
     def("log.index.size.max.bytes", T::Int, Some("10485760"), AtLeast(4), "Default segment.index.bytes."),
     def("log.segment.delete.delay.ms", T::Long, Some("60000"), AtLeast(0), "Default file.delete.delay.ms."),
@@ -432,7 +433,7 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
         T::String,
         OneOf(COMPRESSION),
         &["compression.type"],
-        "Only 'producer' is applied: batches are stored as sent.",
+        "The codec batches are stored with: 'producer' keeps each batch as sent; a codec recompresses every batch sent with another one on the way in.",
     ),
     topic(
         "flush.messages",
@@ -896,6 +897,9 @@ impl BrokerConfig {
     pub fn quota_window_size_seconds(&self) -> u64 {
         self.int("quota.window.size.seconds").max(1) as u64
     }
+    pub fn max_incremental_fetch_session_cache_slots(&self) -> usize {
+        self.int("max.incremental.fetch.session.cache.slots").max(0) as usize
+    }
     pub fn max_connections(&self) -> usize {
         self.int("max.connections") as usize
     }
@@ -1312,6 +1316,9 @@ pub struct LogConfig {
     pub delete_retention_ms: i64,
     pub max_message_bytes: usize,
     pub message_timestamp_type: TimestampType,
+    /// `compression.type` as a batch codec (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd); `None`
+    /// for `producer` (batches stored as sent).
+    pub compression: Option<i16>,
     pub message_timestamp_before_max_ms: i64,
     pub message_timestamp_after_max_ms: i64,
     /// fsync after this many records; 1 = before every acknowledgement (Cairn's default).
@@ -1372,6 +1379,14 @@ impl LogConfig {
             max_compaction_lag_ms: long("max.compaction.lag.ms"),
             delete_retention_ms: long("delete.retention.ms"),
             max_message_bytes: long("max.message.bytes").max(0) as usize,
+            compression: match value("compression.type").as_deref() {
+                Some("uncompressed") => Some(0),
+                Some("gzip") => Some(1),
+                Some("snappy") => Some(2),
+                Some("lz4") => Some(3),
+                Some("zstd") => Some(4),
+                _ => None,
+            },
             message_timestamp_type: match value("message.timestamp.type").as_deref() {
                 Some("LogAppendTime") => TimestampType::LogAppendTime,
                 _ => TimestampType::CreateTime,

@@ -15,7 +15,7 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use tokio::time::Instant;
 
 use super::errors::{code, log_error_code, NONE};
-use super::{tiered, Broker};
+use super::{fetch_files, tiered, Broker};
 use crate::authz::{Operation, ResourceType};
 use crate::listener::Session;
 use crate::log::{Isolation, LogError};
@@ -23,19 +23,14 @@ use crate::log::{Isolation, LogError};
 /// READ_COMMITTED in the request's isolation_level.
 const READ_COMMITTED: i8 = 1;
 
+/// Answers `request` in full (sessions are `fetch_sessions.rs`'s: it hands over the partitions
+/// to read and sets the session id of the answer).
 pub(super) async fn handle(
     broker: &Broker,
     session: &Session,
-    version: i16,
+    _version: i16,
     request: FetchRequest,
 ) -> FetchResponse {
-    // Sessions are not kept: a client that asks to resume one is told it is gone, and session
-    // id 0 in every answer makes clients send full fetches.
-    if version >= 7 && request.session_id != 0 && request.session_epoch > 0 {
-        return FetchResponse::default()
-            .with_error_code(code(ResponseError::FetchSessionIdNotFound))
-            .with_session_id(0);
-    }
     let isolation = if request.isolation_level == READ_COMMITTED {
         Isolation::ReadCommitted
     } else {
@@ -63,7 +58,7 @@ pub(super) async fn handle(
                 let bytes = topic
                     .partitions
                     .iter()
-                    .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+                    .map(|p| fetch_files::records_len(&topic.topic.0, p))
                     .sum();
                 broker.metrics.fetched(&topic.topic.0, bytes);
             }
@@ -89,6 +84,7 @@ async fn gather(
     let mut total = 0usize;
     let mut any_error = false;
     let read_committed = isolation == Isolation::ReadCommitted;
+    fetch_files::clear();
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in &request.topics {
         let name = topic.topic.0.to_string();
@@ -118,11 +114,7 @@ async fn gather(
             // Only until some partition has yielded data may a read exceed its limit (by its
             // first batch).
             let may_exceed = total == 0;
-            let result = if may_exceed {
-                log.read(p.fetch_offset, limit, isolation)
-            } else {
-                log.read_within_limit(p.fetch_offset, limit, isolation)
-            };
+            let result = fetch_files::read(&log, p.fetch_offset, limit, isolation, may_exceed);
             let offsets = match &result {
                 Ok(read) => read.offsets,
                 Err(_) => log.offsets(),
@@ -133,9 +125,9 @@ async fn gather(
                 tiered::log_start_offset(broker, &name, p.partition, offsets.log_start_offset);
             match result {
                 Ok(read) => {
-                    total += read.records.len();
+                    total += read.len;
                     data.error_code = NONE;
-                    if read_committed && !read.records.is_empty() {
+                    if read_committed && read.len > 0 {
                         data.aborted_transactions = Some(aborted_transactions(
                             &log,
                             p.fetch_offset,

@@ -37,6 +37,8 @@ mod configs;
 mod consumer_groups;
 mod errors;
 mod fetch;
+pub mod fetch_files;
+mod fetch_sessions;
 mod group_acls;
 pub mod groups;
 mod list_offsets;
@@ -79,6 +81,8 @@ pub struct Broker {
     /// Counters of requests and traffic, read by the HTTP listener's `/metrics`.
     pub metrics: Metrics,
     versions: VersionTable,
+    /// Incremental fetch sessions (KIP-227).
+    pub fetch_sessions: fetch_sessions::FetchSessions,
     /// The object-storage tier, when `remote.log.storage.system.enable` is set.
     pub tier: Option<Arc<Tier>>,
     /// Held for the broker's lifetime: an exclusive lock on `<data dir>/.lock`, so two processes
@@ -215,6 +219,8 @@ impl Broker {
         let txn =
             crate::txn::TransactionCoordinator::start(&config, log.clone(), groups.clone()).await?;
         let versions = version_table(config.consumer_group_protocol_enabled());
+        let fetch_sessions =
+            fetch_sessions::FetchSessions::new(config.max_incremental_fetch_session_cache_slots());
         Ok(Arc::new(Broker {
             node_id: config.node_id(),
             cluster_id,
@@ -228,6 +234,7 @@ impl Broker {
             config,
             versions,
             tier,
+            fetch_sessions,
             metrics: Metrics::default(),
             _lock: lock,
         }))
@@ -340,7 +347,7 @@ impl Broker {
                     .map(ResponseKind::Produce)
             }
             RequestKind::Fetch(r) => {
-                ResponseKind::Fetch(fetch::handle(self, session, version, r).await)
+                ResponseKind::Fetch(fetch_sessions::handle(self, session, version, r).await)
             }
             RequestKind::ListOffsets(r) => {
                 ResponseKind::ListOffsets(list_offsets::handle(self, version, r).await)

@@ -220,6 +220,9 @@ fn append(log: &Partition, records: Option<Bytes>) -> Result<AppendInfo, Refusal
             ..Refusal::code(code(ResponseError::CorruptMessage))
         });
     };
+    // compression.type: batches in another codec are stored in the topic's.
+    let records = crate::log::recompress::to_codec(records, log.config().compression)
+        .map_err(|e| Refusal::log(&e))?;
     log.append(records, AppendOrigin::Client).map_err(|e| {
         if !matches!(e, LogError::OutOfOrderSequence { .. }) {
             debug!(topic = log.topic(), partition = log.partition_index(), error = %e, "produce refused");

@@ -159,6 +159,19 @@ impl OffsetIndex {
         }
     }
 
+    /// The position of the last entry at or below position `limit` whose offset is below
+    /// `upper`, or 0: a batch boundary from which to walk toward `limit`.
+    pub fn floor_position(&self, limit: u64, upper: i64) -> u32 {
+        let idx = self.entries.partition_point(|&(rel, pos)| {
+            (pos as u64) <= limit && self.base_offset + (rel as i64) < upper
+        });
+        if idx == 0 {
+            0
+        } else {
+            self.entries[idx - 1].1
+        }
+    }
+
     /// Drops entries whose offset is ≥ `offset`.
     pub fn truncate_to(&mut self, offset: i64) -> io::Result<()> {
         let rel = offset - self.base_offset;

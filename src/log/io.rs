@@ -9,6 +9,7 @@
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -26,6 +27,27 @@ pub trait IoFile: Send + Sync {
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// The file's current length.
     fn size(&self) -> io::Result<u64>;
+    /// The open file's descriptor, for copies the kernel does itself (`sendfile`); `None` when
+    /// reads must go through [`IoFile::read_at`].
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+}
+
+/// Bytes [position, position + len) of an open file, served as they are. Holding it keeps the
+/// file open, so the range stays readable after the segment is deleted or replaced (its name
+/// goes; the open file stays until the last holder drops it).
+#[derive(Clone)]
+pub struct FileSlice {
+    pub file: Arc<dyn IoFile>,
+    pub position: u64,
+    pub len: usize,
+}
+
+impl fmt::Debug for FileSlice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FileSlice({}..+{})", self.position, self.len)
+    }
 }
 
 /// Opens data files and syncs directories.
@@ -79,6 +101,9 @@ impl IoFile for StdFile {
     }
     fn size(&self) -> io::Result<u64> {
         Ok(self.0.metadata()?.len())
+    }
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.0.as_fd())
     }
 }
 
@@ -186,6 +211,9 @@ impl IoFile for FaultyFile {
     }
     fn size(&self) -> io::Result<u64> {
         self.inner.size()
+    }
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.inner.fd()
     }
 }
 

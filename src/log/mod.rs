@@ -48,6 +48,7 @@ pub mod index;
 pub mod io;
 pub mod partition;
 pub mod producer_state;
+pub mod recompress;
 pub mod record_errors;
 pub(crate) mod recovery;
 pub mod retention;
@@ -75,7 +76,7 @@ use checkpoint::{
 pub use error::LogError;
 use flusher::FlushQueue;
 use io::{FileIo, StdIo};
-pub use partition::{Partition, SegmentInfo};
+pub use partition::{Partition, SegmentInfo, Served, ServedRead};
 pub(crate) use shared::Shared;
 
 /// What a topic is: durable metadata kept by the log manager.

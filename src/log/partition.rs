@@ -8,6 +8,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 
 use bytes::Bytes;
@@ -23,9 +24,11 @@ use crate::config::{LogConfig, TimestampType};
 mod layout;
 mod read;
 mod size;
+mod slice;
 pub mod txn;
 mod validate;
 
+pub use slice::{Served, ServedRead};
 use validate::map_batch_error;
 
 /// The durable end as published to [`Partition::wait_durable`] callers.
@@ -592,8 +595,9 @@ impl Partition {
         &self,
         stop: &dyn Fn() -> bool,
     ) -> Result<(usize, u64, usize), LogError> {
-        // (base offset, file, size, next segment's base, index path) of each segment.
-        type Plan = Vec<(i64, Arc<dyn IoFile>, u64, i64, PathBuf)>;
+        // (base offset, file, size, next segment's base, index path, verified prefix) of each
+        // segment.
+        type Plan = Vec<(i64, Arc<dyn IoFile>, u64, i64, PathBuf, Arc<AtomicU64>)>;
         let plan: Plan = {
             let st = self.lock();
             if st.deleted || st.closed || st.failed.is_some() {
@@ -609,17 +613,28 @@ impl Partition {
                         .get(i + 1)
                         .map_or(st.log_end_offset, |n| n.base_offset);
                     let file = seg.log_file().clone();
-                    (seg.base_offset, file, seg.size, upper, seg.path("index"))
+                    let verified = seg.verified().clone();
+                    (
+                        seg.base_offset,
+                        file,
+                        seg.size,
+                        upper,
+                        seg.path("index"),
+                        verified,
+                    )
                 })
                 .collect()
         };
         let (mut segments, mut bytes, mut repaired) = (0, 0, 0);
-        for (base, file, size, upper, index_path) in plan {
+        for (base, file, size, upper, index_path, verified) in plan {
             if stop() {
                 break;
             }
             let intact =
                 super::verify::is_intact(file.as_ref(), size, base, Some(upper), &index_path)?;
+            if intact {
+                verified.fetch_max(size, Ordering::SeqCst);
+            }
             segments += 1;
             bytes += size;
             if !intact && self.repair_segment(base, &file)? {
@@ -706,6 +721,7 @@ impl Partition {
                 break;
             }
         }
+        seg.unverify_from(cut);
         file.set_len(cut)?;
         seg.size = cut;
         file.sync()?;

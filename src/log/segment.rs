@@ -8,6 +8,7 @@
 use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::batch::{self, BatchHeader, HEADER_SIZE, LOG_OVERHEAD};
@@ -48,6 +49,11 @@ pub struct Segment {
     /// The first batch's max timestamp, or the wall-clock creation time: the `segment.ms` clock.
     rolling_timestamp: Option<i64>,
     created_ms: i64,
+    /// Bytes [0, verified) of the `.log` hold whole batches whose CRCs were checked since the
+    /// segment was opened (by a read, the background verification, or an append's validation),
+    /// so reads within it may be served straight from the file. Only ever a batch boundary, and
+    /// never above `size`: every cut of the file lowers it.
+    verified: Arc<AtomicU64>,
 }
 
 /// One batch found by [`BatchScanner`].
@@ -216,6 +222,7 @@ impl Segment {
             bytes_since_index: 0,
             rolling_timestamp: None,
             created_ms: now_ms(),
+            verified: Arc::default(),
         })
     }
 
@@ -242,6 +249,7 @@ impl Segment {
             bytes_since_index: 0,
             rolling_timestamp: None,
             created_ms: now_ms(),
+            verified: Arc::default(),
         })
     }
 
@@ -375,6 +383,7 @@ impl Segment {
     ) -> io::Result<(Option<i64>, u64, Option<String>)> {
         let file_len = self.log.size()?;
         self.size = file_len;
+        self.verified.store(0, Ordering::SeqCst);
         self.indexes = None;
         self.bytes_since_index = 0;
         self.rolling_timestamp = None;
@@ -636,7 +645,41 @@ impl Segment {
             }
         }
         self.size = start + bytes.len() as u64;
+        // Appended batches passed their CRC check on the way in: a verified prefix that reached
+        // the old end now reaches the new one.
+        let _ =
+            self.verified
+                .compare_exchange(start, self.size, Ordering::SeqCst, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// The verified prefix of the `.log` (see the field), shared with reads outside the lock.
+    pub fn verified(&self) -> &Arc<AtomicU64> {
+        &self.verified
+    }
+
+    /// Forgets what was verified at or past `len` (the file is being cut there, or rewritten).
+    pub fn unverify_from(&self, len: u64) {
+        self.verified.fetch_min(len, Ordering::SeqCst);
+    }
+
+    /// A batch boundary at or after `from` and at or below `limit` from which to walk batch
+    /// headers toward `limit`: the position of the last indexed batch in that range whose last
+    /// offset is below `upper`, or `from`. Loads the indexes if needed.
+    pub fn floor_position(
+        &mut self,
+        io: &dyn FileIo,
+        limits: &SegmentLimits,
+        from: u64,
+        limit: u64,
+        upper: i64,
+    ) -> io::Result<u64> {
+        self.ensure_indexes(io, limits)?;
+        let floor = self
+            .indexes
+            .as_ref()
+            .map_or(0, |ix| ix.offset.floor_position(limit, upper)) as u64;
+        Ok(floor.max(from))
     }
 
     /// Position from which to scan for `offset` (loads indexes if needed).

@@ -1,15 +1,15 @@
-//! Encoding Fetch responses (v4..=12) as a list of chunks, so record bytes are never copied.
+//! Encoding Fetch responses (v4..=12) as chunks, so records held in files are never copied
+//! through the broker.
 //!
 //! The frame (length prefix, response header, body) is written field by field following Kafka's
 //! FetchResponse schema, byte for byte what the generated encoder behind
-//! [`codec::encode_response`] writes; every non-empty `records` field becomes its own chunk that
-//! shares the `Bytes` read from the log, and everything in between goes into small buffers.
-//! Other versions are handed to [`codec::encode_response`] as one chunk. No I/O, no storage: this
-//! module depends only on the generated message types and on [`codec`].
-//!
-//! Not yet used by the server: with glibc's malloc, holding the record buffers until they are
-//! written (instead of freeing them right after a copy) made the allocator hand their pages back
-//! and fault them in again on every fetch, doubling the broker's CPU per MiB consumed.
+//! [`codec::encode_response`] writes. A partition whose records the caller keeps elsewhere (a
+//! range of a segment file, which the connection writes with `sendfile`) gets only its length
+//! encoded here, and the records become a [`Chunk::External`] of their own; records held in
+//! memory are copied into the frame as the generated encoder does (holding many record buffers
+//! until they are written made glibc's malloc hand their pages back and fault them in again on
+//! every fetch). Other versions are handed to [`codec::encode_response`]. No I/O, no storage:
+//! what an external chunk is, is the caller's business.
 
 use std::collections::BTreeMap;
 
@@ -21,27 +21,52 @@ use kafka_protocol::protocol::Encodable;
 use super::codec::{self, EncodeError};
 
 /// The first version this module encodes itself.
-const MIN_VERSION: i16 = 4;
+pub const MIN_VERSION: i16 = 4;
 /// The last version this module encodes itself.
-const MAX_VERSION: i16 = 12;
+pub const MAX_VERSION: i16 = 12;
 /// The first flexible version (compact lengths, tagged fields, response header v1).
 const FIRST_FLEXIBLE: i16 = 12;
 
+/// A piece of an encoded frame: bytes, or records of a partition that the caller holds.
+#[derive(Debug)]
+pub enum Chunk<F> {
+    Bytes(Bytes),
+    External(F),
+}
+
+/// Records kept outside the response for one partition: their length and the caller's handle.
+pub type External<F> = Option<(usize, F)>;
+
 /// Encodes a Fetch response frame, length prefix included, as chunks whose concatenation is the
-/// frame. Each non-empty `records` is a chunk of its own pointing at the caller's bytes.
-pub fn encode_fetch_response(
+/// frame. `external(topic, partition)` names the partitions whose records the caller holds
+/// (their `records` field in `response` is then ignored): each becomes a [`Chunk::External`].
+/// Versions outside [`MIN_VERSION`]..=[`MAX_VERSION`] take no external records.
+pub fn encode_fetch_response<F>(
     correlation_id: i32,
     version: i16,
     response: &FetchResponse,
-) -> Result<Vec<Bytes>, EncodeError> {
+    mut external: impl FnMut(&str, i32) -> External<F>,
+) -> Result<Vec<Chunk<F>>, EncodeError> {
     if !(MIN_VERSION..=MAX_VERSION).contains(&version) {
+        let held_outside = response
+            .responses
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(move |p| (t, p)))
+            .any(|(t, p)| external(&t.topic.0, p.partition_index).is_some());
+        if held_outside {
+            return Err(EncodeError {
+                api_key: ApiKey::Fetch,
+                version,
+                reason: "records held outside the response need versions 4 to 12".into(),
+            });
+        }
         let whole = codec::encode_response(
             correlation_id,
             ApiKey::Fetch,
             version,
             &ResponseKind::Fetch(response.clone()),
         )?;
-        return Ok(vec![whole]);
+        return Ok(vec![Chunk::Bytes(whole)]);
     }
     let mut out = Chunks::new(version);
     out.cur.put_i32(0); // length prefix, filled in by `finish`
@@ -49,25 +74,25 @@ pub fn encode_fetch_response(
         .with_correlation_id(correlation_id)
         .encode(&mut out.cur, ApiKey::Fetch.response_header_version(version))
         .map_err(|e| out.err(e.to_string()))?;
-    out.response(response)?;
+    out.response(response, &mut external)?;
     out.finish()
 }
 
 /// The frame being built: finished chunks, and the buffer of the one being written.
-struct Chunks {
+struct Chunks<F> {
     version: i16,
     flexible: bool,
     /// The chunk holding the length prefix, kept mutable until the length is known.
     head: Option<BytesMut>,
     /// Finished chunks; index 0 is a placeholder for `head` once it exists.
-    done: Vec<Bytes>,
+    done: Vec<Chunk<F>>,
     cur: BytesMut,
     /// Bytes in `head` and `done`.
     done_len: usize,
 }
 
-impl Chunks {
-    fn new(version: i16) -> Chunks {
+impl<F> Chunks<F> {
+    fn new(version: i16) -> Chunks<F> {
         Chunks {
             version,
             flexible: version >= FIRST_FLEXIBLE,
@@ -86,21 +111,21 @@ impl Chunks {
         }
     }
 
-    /// Ends the current chunk and appends `records` as a chunk of its own.
-    fn push_shared(&mut self, records: &Bytes) {
+    /// Ends the current chunk and appends `records` (`len` bytes) as a chunk of its own.
+    fn push_external(&mut self, len: usize, records: F) {
         let piece = self.cur.split();
         self.done_len += piece.len();
         if self.head.is_none() {
             self.head = Some(piece);
-            self.done.push(Bytes::new());
+            self.done.push(Chunk::Bytes(Bytes::new()));
         } else if !piece.is_empty() {
-            self.done.push(piece.freeze());
+            self.done.push(Chunk::Bytes(piece.freeze()));
         }
-        self.done_len += records.len();
-        self.done.push(records.clone());
+        self.done_len += len;
+        self.done.push(Chunk::External(records));
     }
 
-    fn finish(mut self) -> Result<Vec<Bytes>, EncodeError> {
+    fn finish(mut self) -> Result<Vec<Chunk<F>>, EncodeError> {
         let total = self.done_len + self.cur.len();
         let length = i32::try_from(total - 4)
             .map_err(|_| self.err(format!("frame of {total} bytes is too large")))?;
@@ -109,13 +134,13 @@ impl Chunks {
             None => {
                 let mut only = tail;
                 only[..4].copy_from_slice(&length.to_be_bytes());
-                Ok(vec![only.freeze()])
+                Ok(vec![Chunk::Bytes(only.freeze())])
             }
             Some(mut head) => {
                 head[..4].copy_from_slice(&length.to_be_bytes());
-                self.done[0] = head.freeze();
+                self.done[0] = Chunk::Bytes(head.freeze());
                 if !tail.is_empty() {
-                    self.done.push(tail.freeze());
+                    self.done.push(Chunk::Bytes(tail.freeze()));
                 }
                 Ok(self.done)
             }
@@ -169,10 +194,10 @@ impl Chunks {
         Ok(())
     }
 
-    /// A nullable byte string: INT32 length (-1 for null) before v12, COMPACT_BYTES from v12.
-    /// Non-empty contents become a chunk of their own.
-    fn records(&mut self, records: Option<&Bytes>) -> Result<(), EncodeError> {
-        let Some(records) = records else {
+    /// The length of a nullable byte string: INT32 (-1 for null) before v12, COMPACT_BYTES
+    /// UNSIGNED_VARINT length + 1 (0 for null) from v12.
+    fn records_len(&mut self, len: Option<usize>) -> Result<(), EncodeError> {
+        let Some(len) = len else {
             if self.flexible {
                 self.uvarint(0);
             } else {
@@ -180,7 +205,6 @@ impl Chunks {
             }
             return Ok(());
         };
-        let len = records.len();
         let too_long = || format!("records of {len} bytes are too long");
         if self.flexible {
             let n = u32::try_from(len)
@@ -191,9 +215,6 @@ impl Chunks {
         } else {
             let n = i32::try_from(len).map_err(|_| self.err(too_long()))?;
             self.cur.put_i32(n);
-        }
-        if !records.is_empty() {
-            self.push_shared(records);
         }
         Ok(())
     }
@@ -246,7 +267,11 @@ impl Chunks {
         Ok(())
     }
 
-    fn response(&mut self, response: &FetchResponse) -> Result<(), EncodeError> {
+    fn response(
+        &mut self,
+        response: &FetchResponse,
+        external: &mut impl FnMut(&str, i32) -> External<F>,
+    ) -> Result<(), EncodeError> {
         self.cur.put_i32(response.throttle_time_ms);
         if self.version >= 7 {
             self.cur.put_i16(response.error_code);
@@ -259,7 +284,7 @@ impl Chunks {
         }
         self.array_len(Some(response.responses.len()), "responses")?;
         for topic in &response.responses {
-            self.topic(topic)?;
+            self.topic(topic, external)?;
         }
         if self.flexible {
             // node_endpoints (tag 0) exists from v16 only.
@@ -269,11 +294,16 @@ impl Chunks {
         Ok(())
     }
 
-    fn topic(&mut self, topic: &FetchableTopicResponse) -> Result<(), EncodeError> {
+    fn topic(
+        &mut self,
+        topic: &FetchableTopicResponse,
+        external: &mut impl FnMut(&str, i32) -> External<F>,
+    ) -> Result<(), EncodeError> {
         self.string(&topic.topic.0, "topic name")?;
         self.array_len(Some(topic.partitions.len()), "partitions")?;
         for partition in &topic.partitions {
-            self.partition(partition)?;
+            let held = external(&topic.topic.0, partition.partition_index);
+            self.partition(partition, held)?;
         }
         if self.flexible {
             self.tag_count(topic.unknown_tagged_fields.len())?;
@@ -282,7 +312,7 @@ impl Chunks {
         Ok(())
     }
 
-    fn partition(&mut self, p: &PartitionData) -> Result<(), EncodeError> {
+    fn partition(&mut self, p: &PartitionData, held: External<F>) -> Result<(), EncodeError> {
         self.cur.put_i32(p.partition_index);
         self.cur.put_i16(p.error_code);
         self.cur.put_i64(p.high_watermark);
@@ -303,7 +333,21 @@ impl Chunks {
                 p.preferred_read_replica.0
             )));
         }
-        self.records(p.records.as_ref())?;
+        match held {
+            Some((len, records)) => {
+                self.records_len(Some(len))?;
+                if len > 0 {
+                    self.push_external(len, records);
+                }
+            }
+            None => {
+                let records = p.records.as_ref();
+                self.records_len(records.map(Bytes::len))?;
+                if let Some(records) = records {
+                    self.cur.put_slice(records);
+                }
+            }
+        }
         if self.flexible {
             let diverging = p.diverging_epoch != Default::default();
             let leader = p.current_leader != Default::default();
@@ -346,35 +390,61 @@ mod tests {
         .expect("reference encoding")
     }
 
-    fn concat(chunks: &[Bytes]) -> Vec<u8> {
-        chunks.iter().flat_map(|c| c.iter().copied()).collect()
+    /// The frame the chunks make, external records written in place.
+    fn concat(chunks: &[Chunk<Bytes>]) -> Vec<u8> {
+        chunks
+            .iter()
+            .flat_map(|c| match c {
+                Chunk::Bytes(b) | Chunk::External(b) => b.iter().copied(),
+            })
+            .collect()
     }
 
-    /// Asserts byte equality with the generated encoder, and that every non-empty records field
-    /// is a chunk sharing the original allocation.
+    /// Encodes with no external records.
+    fn encode(correlation_id: i32, version: i16, response: &FetchResponse) -> Vec<Chunk<Bytes>> {
+        encode_fetch_response(correlation_id, version, response, |_, _| None).expect("encode")
+    }
+
+    /// Asserts byte equality with the generated encoder, with records in the response and with
+    /// every non-empty records field held outside it (each then a chunk of its own).
     fn check(correlation_id: i32, version: i16, response: &FetchResponse) {
-        let chunks = encode_fetch_response(correlation_id, version, response).expect("encode");
         let expected = reference(correlation_id, version, response);
+        let inline = encode(correlation_id, version, response);
         assert_eq!(
-            concat(&chunks),
+            concat(&inline),
             expected.as_ref(),
             "v{version} frame differs from the generated encoder"
         );
-        for records in response
-            .responses
-            .iter()
-            .flat_map(|t| &t.partitions)
-            .filter_map(|p| p.records.as_ref())
-            .filter(|r| !r.is_empty())
-        {
-            assert!(
-                chunks
-                    .iter()
-                    .any(|c| c.as_ptr() == records.as_ptr() && c.len() == records.len()),
-                "v{version}: records of {} bytes were copied",
-                records.len()
-            );
+        assert!(inline.iter().all(|c| matches!(c, Chunk::Bytes(_))));
+        // The records held outside; the response carries none (they must not be encoded).
+        let mut emptied = response.clone();
+        let mut held = std::collections::HashMap::new();
+        for t in emptied.responses.iter_mut() {
+            for p in t.partitions.iter_mut() {
+                if let Some(r) = p.records.take_if(|r| !r.is_empty()) {
+                    held.insert((t.topic.0.to_string(), p.partition_index), r);
+                    p.records = Some(Bytes::from_static(b"not these"));
+                }
+            }
         }
+        let chunks = encode_fetch_response(correlation_id, version, &emptied, |t, p| {
+            held.get(&(t.to_string(), p)).map(|r| (r.len(), r.clone()))
+        })
+        .expect("encode");
+        assert_eq!(
+            concat(&chunks),
+            expected.as_ref(),
+            "v{version} frame with external records differs from the generated encoder"
+        );
+        let externals = chunks
+            .iter()
+            .filter(|c| matches!(c, Chunk::External(_)))
+            .count();
+        assert_eq!(
+            externals,
+            held.len(),
+            "v{version}: one chunk per external records"
+        );
     }
 
     fn partition(index: i32, records: Option<&'static [u8]>) -> PartitionData {
@@ -444,7 +514,9 @@ mod tests {
             check(1, version, &response);
         }
         for version in 4..7 {
-            assert!(encode_fetch_response(1, version, &response).is_err());
+            assert!(
+                encode_fetch_response(1, version, &response, |_, _| None::<(usize, ())>).is_err()
+            );
         }
     }
 
@@ -456,7 +528,8 @@ mod tests {
             check(1, version, &response);
         }
         for version in 4..11 {
-            let err = encode_fetch_response(1, version, &response).unwrap_err();
+            let err = encode_fetch_response(1, version, &response, |_, _| None::<(usize, ())>)
+                .unwrap_err();
             assert!(err.reason.contains("preferred_read_replica"), "{err}");
         }
     }
@@ -487,15 +560,15 @@ mod tests {
             check(99, version, &response);
         }
         // Set fields make the v12 frame longer than the unset one.
-        let plain = encode_fetch_response(99, 12, &mixed()).unwrap();
-        let tagged = encode_fetch_response(99, 12, &response).unwrap();
+        let plain = encode(99, 12, &mixed());
+        let tagged = encode(99, 12, &response);
         assert!(concat(&tagged).len() > concat(&plain).len());
     }
 
     #[test]
     fn length_prefix_counts_every_chunk() {
         for version in 4..=12 {
-            let frame = concat(&encode_fetch_response(5, version, &mixed()).unwrap());
+            let frame = concat(&encode(5, version, &mixed()));
             let length = i32::from_be_bytes(frame[..4].try_into().unwrap());
             assert_eq!(length as usize, frame.len() - 4);
         }
@@ -505,10 +578,12 @@ mod tests {
     fn other_versions_fall_back_to_the_generated_encoder() {
         let response = mixed();
         for version in 13..=16 {
-            let chunks = encode_fetch_response(5, version, &response).unwrap();
+            let chunks = encode(5, version, &response);
             assert_eq!(concat(&chunks), reference(5, version, &response).as_ref());
+            let held = encode_fetch_response(5, version, &response, |_, _| Some((1, b"x")));
+            assert!(held.is_err(), "v{version} cannot carry external records");
         }
-        assert!(encode_fetch_response(5, 3, &response).is_err());
+        assert!(encode_fetch_response(5, 3, &response, |_, _| None::<(usize, ())>).is_err());
     }
 
     fn arb_partition() -> impl Strategy<Value = PartitionData> {

@@ -13,6 +13,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::Notify;
 
+use crate::log::io::FileSlice;
+use crate::protocol::fetch_encode::Chunk;
+
 /// Bytes of one connection's responses built but not yet written.
 #[derive(Debug, Default)]
 pub(super) struct Backlog {
@@ -23,19 +26,35 @@ pub(super) struct Backlog {
     released: Notify,
 }
 
-/// A response frame, counted in its connection's [`Backlog`] until it is dropped.
+/// A response frame, counted in its connection's [`Backlog`] until it is dropped: bytes, and
+/// for a Fetch answer the file ranges its records are written from.
 #[derive(Debug)]
 pub(super) struct Answer {
-    frame: Bytes,
+    chunks: Vec<Chunk<FileSlice>>,
+    len: usize,
     backlog: Arc<Backlog>,
 }
 
 impl Backlog {
     /// Counts `frame` until the returned answer is dropped.
     pub(super) fn track(self: &Arc<Self>, frame: Bytes) -> Answer {
-        self.bytes.fetch_add(frame.len(), Ordering::SeqCst);
+        self.track_chunks(vec![Chunk::Bytes(frame)])
+    }
+
+    /// Counts the frame made of `chunks` (file ranges by their length) until the returned
+    /// answer is dropped.
+    pub(super) fn track_chunks(self: &Arc<Self>, chunks: Vec<Chunk<FileSlice>>) -> Answer {
+        let len = chunks
+            .iter()
+            .map(|c| match c {
+                Chunk::Bytes(b) => b.len(),
+                Chunk::External(f) => f.len,
+            })
+            .sum();
+        self.bytes.fetch_add(len, Ordering::SeqCst);
         Answer {
-            frame,
+            chunks,
+            len,
             backlog: self.clone(),
         }
     }
@@ -68,17 +87,15 @@ impl Backlog {
 }
 
 impl Answer {
-    /// The frame to write, length prefix included.
-    pub(super) fn frame(&self) -> &[u8] {
-        &self.frame
+    /// The frame to write, length prefix included, in order.
+    pub(super) fn chunks(&self) -> &[Chunk<FileSlice>] {
+        &self.chunks
     }
 }
 
 impl Drop for Answer {
     fn drop(&mut self) {
-        self.backlog
-            .bytes
-            .fetch_sub(self.frame.len(), Ordering::SeqCst);
+        self.backlog.bytes.fetch_sub(self.len, Ordering::SeqCst);
         self.backlog.released.notify_waiters();
     }
 }

@@ -33,7 +33,10 @@
 //! still-running requests hold is given back when they end, which never waits for budget. Free
 //! bytes go to the first waiter they fit (no queue), so small requests go on beside big frames
 //! waiting for room.
-//! Knows nothing of storage: it calls [`Broker::handle`] and writes what comes back.
+//! Knows nothing of storage: it calls [`Broker::handle`] and writes what comes back. A Fetch
+//! handler runs inside [`fetch_files::collect`], and its answer is encoded by
+//! [`fetch_encode`] with the records of the partitions it served from segment files left out as
+//! file ranges, which the writer sends from the files (`sendfile.rs`) in their place.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -43,7 +46,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use kafka_protocol::messages::{ApiKey, ResponseKind};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
@@ -51,18 +54,21 @@ use tracing::{debug, info, warn};
 
 use crate::auth::sasl::{SaslConfigError, SaslListener};
 use crate::auth::tls::{certificate_principal, TlsError, TlsListener};
-use crate::broker::Broker;
+use crate::broker::{fetch_files, Broker};
 use crate::listener::{ListenerSpec, Session};
 use crate::protocol::codec::{self, Decoded};
+use crate::protocol::fetch_encode::{self, Chunk};
 use crate::protocol::frame;
 
 mod backlog;
 mod budget;
 mod sasl_gate;
+mod sendfile;
 
 use backlog::{Answer, Backlog};
 use budget::RequestBudget;
 use sasl_gate::{Gate, Verdict};
+use sendfile::WriteFile;
 
 /// Most requests of one connection in flight at once (Kafka clients pipeline at most 5 by
 /// default); beyond this the reader waits for the writer.
@@ -342,7 +348,7 @@ async fn serve_connection<R, W>(
     shutdown: watch::Receiver<bool>,
 ) where
     R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin + Send + 'static,
+    W: WriteFile + 'static,
 {
     let peer = connection.session.peer;
     debug!(%peer, listener = %connection.session.listener, "connection opened");
@@ -519,6 +525,29 @@ async fn read_requests<R: AsyncRead + Unpin>(
                     let correlation_id = header.correlation_id;
                     // JoinGroup and ConsumerGroupHeartbeat record the member's host, as Kafka
                     // shows it in DescribeGroups and ConsumerGroupDescribe.
+                    if api_key == ApiKey::Fetch {
+                        // Records the handler served from segment files stay there until the
+                        // writer sends them.
+                        let handled = fetch_files::collect(broker.handle(&session, &header, body));
+                        let (response, mut files) = handled.await;
+                        let ResponseKind::Fetch(response) = response? else {
+                            warn!("a Fetch request got a response of another kind");
+                            return None;
+                        };
+                        let encoded = fetch_encode::encode_fetch_response(
+                            correlation_id,
+                            version,
+                            &response,
+                            |topic, partition| files.take(topic, partition).map(|f| (f.len, f)),
+                        );
+                        return match encoded {
+                            Ok(chunks) => Some(answers.track_chunks(chunks)),
+                            Err(e) => {
+                                warn!("{e}");
+                                None
+                            }
+                        };
+                    }
                     let response =
                         if matches!(api_key, ApiKey::JoinGroup | ApiKey::ConsumerGroupHeartbeat) {
                             let host = format!("/{}", peer.ip());
@@ -566,13 +595,15 @@ async fn read_requests<R: AsyncRead + Unpin>(
 }
 
 /// Writes responses strictly in request order.
-async fn write_responses<W: AsyncWrite + Unpin>(
+async fn write_responses<W: WriteFile>(
     writer: W,
     mut queue: mpsc::Receiver<Outgoing>,
     backlog: Arc<Backlog>,
     peer: SocketAddr,
 ) {
     let mut writer = BufWriter::new(writer);
+    // The connection's buffer for file ranges that cannot be sent with `sendfile`.
+    let mut copy_buffer = Vec::new();
     while let Some(outgoing) = queue.recv().await {
         let answer = match outgoing {
             Outgoing::Ready(answer) => Some(answer),
@@ -587,8 +618,13 @@ async fn write_responses<W: AsyncWrite + Unpin>(
             },
         };
         if let Some(answer) = answer {
-            if let Err(e) = writer.write_all(answer.frame()).await {
-                debug!(%peer, "write failed: {e}");
+            if let Err(e) = write_answer(&mut writer, &answer, &mut copy_buffer).await {
+                // A file range that could not be sent whole leaves the client a broken frame.
+                if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    warn!(%peer, "closing connection: {e}");
+                } else {
+                    debug!(%peer, "write failed: {e}");
+                }
                 break;
             }
             // Uncounted before the flush, so the count is right by the time the client can
@@ -603,6 +639,25 @@ async fn write_responses<W: AsyncWrite + Unpin>(
     backlog.close();
     let _ = writer.flush().await;
     let _ = writer.shutdown().await;
+}
+
+/// Writes one answer: its bytes through the buffer, its file ranges from their files (after
+/// flushing what precedes them).
+async fn write_answer<W: WriteFile>(
+    writer: &mut BufWriter<W>,
+    answer: &Answer,
+    copy_buffer: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    for chunk in answer.chunks() {
+        match chunk {
+            Chunk::Bytes(bytes) => writer.write_all(bytes).await?,
+            Chunk::External(slice) => {
+                writer.flush().await?;
+                writer.get_mut().write_file(slice, copy_buffer).await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Logs the startup line.
