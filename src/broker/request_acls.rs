@@ -73,6 +73,34 @@ fn split<T>(items: Vec<T>, allowed: impl Fn(&T) -> bool) -> (Vec<T>, Vec<T>) {
     items.into_iter().partition(|t| allowed(t))
 }
 
+/// Splits config resources into those `op` is allowed on and the refusals of the rest (type,
+/// name, error); `id` gives a resource's type and name.
+fn split_configs<T>(
+    broker: &Broker,
+    session: &Session,
+    resources: Vec<T>,
+    op: Operation,
+    id: impl Fn(&T) -> (i8, &StrBytes),
+) -> (Vec<T>, Vec<(i8, StrBytes, i16)>) {
+    let (kept, refused) = split(resources, |c| {
+        let (resource_type, name) = id(c);
+        let (rt, name, _) = config_resource(resource_type, name);
+        broker.allowed(session, op, rt, &name)
+    });
+    let refused = refused
+        .iter()
+        .map(|c| {
+            let (resource_type, name) = id(c);
+            (
+                resource_type,
+                name.clone(),
+                config_resource(resource_type, name).2,
+            )
+        })
+        .collect();
+    (kept, refused)
+}
+
 /// Checks a request before its handler: `Err` is the whole answer (refused), `Ok` the
 /// request to hand on (perhaps trimmed) and what to append to its answer.
 #[allow(clippy::result_large_err)]
@@ -127,48 +155,27 @@ pub(super) fn authorize(
             RequestKind::DeleteRecords(r)
         }
         RequestKind::DescribeConfigs(mut r) => {
-            let (kept, refused) = split(r.resources, |c| {
-                let (rt, name, _) = config_resource(c.resource_type, &c.resource_name);
-                broker.allowed(session, Operation::DescribeConfigs, rt, &name)
-            });
-            r.resources = kept;
-            patch.configs = refused
-                .into_iter()
-                .map(|c| {
-                    let error = config_resource(c.resource_type, &c.resource_name).2;
-                    (c.resource_type, c.resource_name, error)
-                })
-                .collect();
+            (r.resources, patch.configs) = split_configs(
+                broker,
+                session,
+                r.resources,
+                Operation::DescribeConfigs,
+                |c| (c.resource_type, &c.resource_name),
+            );
             RequestKind::DescribeConfigs(r)
         }
         RequestKind::AlterConfigs(mut r) => {
-            let (kept, refused) = split(r.resources, |c| {
-                let (rt, name, _) = config_resource(c.resource_type, &c.resource_name);
-                broker.allowed(session, Operation::AlterConfigs, rt, &name)
-            });
-            r.resources = kept;
-            patch.configs = refused
-                .into_iter()
-                .map(|c| {
-                    let error = config_resource(c.resource_type, &c.resource_name).2;
-                    (c.resource_type, c.resource_name, error)
-                })
-                .collect();
+            (r.resources, patch.configs) =
+                split_configs(broker, session, r.resources, Operation::AlterConfigs, |c| {
+                    (c.resource_type, &c.resource_name)
+                });
             RequestKind::AlterConfigs(r)
         }
         RequestKind::IncrementalAlterConfigs(mut r) => {
-            let (kept, refused) = split(r.resources, |c| {
-                let (rt, name, _) = config_resource(c.resource_type, &c.resource_name);
-                broker.allowed(session, Operation::AlterConfigs, rt, &name)
-            });
-            r.resources = kept;
-            patch.configs = refused
-                .into_iter()
-                .map(|c| {
-                    let error = config_resource(c.resource_type, &c.resource_name).2;
-                    (c.resource_type, c.resource_name, error)
-                })
-                .collect();
+            (r.resources, patch.configs) =
+                split_configs(broker, session, r.resources, Operation::AlterConfigs, |c| {
+                    (c.resource_type, &c.resource_name)
+                });
             RequestKind::IncrementalAlterConfigs(r)
         }
         RequestKind::InitProducerId(r) => {
