@@ -55,13 +55,11 @@ fn api_versions_lowest_and_highest() {
         assert_eq!(apis[&(ApiKey::AddPartitionsToTxn as i16)], (0, 3));
         assert_eq!(apis[&(ApiKey::EndTxn as i16)], (0, 4));
         assert_eq!(apis[&(ApiKey::TxnOffsetCommit as i16)], (0, 4));
+        assert_eq!(apis[&(ApiKey::ListTransactions as i16)], (0, 1));
+        assert_eq!(apis[&(ApiKey::DescribeTransactions as i16)], (0, 0));
+        assert_eq!(apis[&(ApiKey::DescribeProducers as i16)], (0, 0));
         // Not implemented, so not advertised.
-        for absent in [
-            ApiKey::DescribeTransactions,
-            ApiKey::ListTransactions,
-            ApiKey::DescribeProducers,
-            ApiKey::GetTelemetrySubscriptions,
-        ] {
+        for absent in [ApiKey::WriteTxnMarkers, ApiKey::GetTelemetrySubscriptions] {
             assert!(
                 !apis.contains_key(&(absent as i16)),
                 "{absent:?} advertised"
