@@ -171,7 +171,7 @@ fn fetch_at(
 /// The `read_committed` view a consumer gets, as Kafka's consumers build it: a batch of a
 /// producer at or past the first offset of one of its aborted transactions is skipped until
 /// that producer's next marker.
-fn committed_values(client: &mut Client, topic: &str, partition: i32) -> Vec<String> {
+pub(crate) fn committed_values(client: &mut Client, topic: &str, partition: i32) -> Vec<String> {
     let (records, _, _, mut aborted) = fetch_all(client, topic, partition, 1);
     let mut out = Vec::new();
     let mut skipping: Vec<i64> = Vec::new();
@@ -209,7 +209,7 @@ fn records_of(mut bytes: bytes::Bytes) -> Vec<kafka_protocol::records::Record> {
     out
 }
 
-fn list_latest(client: &mut Client, topic: &str, isolation: i8) -> i64 {
+pub(crate) fn list_latest(client: &mut Client, topic: &str, isolation: i8) -> i64 {
     let r = client.call(
         5,
         &ListOffsetsRequest::default()

@@ -1,16 +1,23 @@
 //! The transaction admin APIs on the wire (what `kafka-transactions` sends): ListTransactions
 //! with its state, producer id and duration filters, DescribeTransactions and
-//! DescribeProducers, against one transaction left open and one committed.
+//! DescribeProducers, against one transaction left open and one committed; WriteTxnMarkers
+//! aborting an open transaction, as `kafka-transactions abort` does.
 
 use kafka_protocol::messages::describe_producers_request::TopicRequest;
+use kafka_protocol::messages::write_txn_markers_request::{
+    WritableTxnMarker, WritableTxnMarkerTopic,
+};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 use crate::harness::{Cairn, Client};
-use crate::transactions::{add, end, init, tid, txn_batch, txn_produce, FAST};
+use crate::transactions::{
+    add, committed_values, end, init, list_latest, tid, txn_batch, txn_produce, FAST,
+};
 use crate::util::*;
 
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const INVALID_PRODUCER_EPOCH: i16 = 47;
 const TRANSACTIONAL_ID_NOT_FOUND: i16 = 105;
 
 /// ListTransactions at `version`: (unknown state filters, sorted (id, producer id, state)).
@@ -154,4 +161,56 @@ fn list_describe_and_describe_producers_show_open_and_committed_transactions() {
     // Once the open transaction is aborted, no transaction is listed as ongoing.
     assert_eq!(end(&mut client, 3, "t-open", open, 0, false), 0);
     assert!(list(&mut client, 1, &["Ongoing"], &[], -1).1.is_empty());
+}
+
+/// WriteTxnMarkers v1 of one marker for partitions 0 and 9 (which does not exist) of `topic`:
+/// the error of each.
+fn write_marker(client: &mut Client, topic: &str, pid: i64, epoch: i16, commit: bool) -> Vec<i16> {
+    let r = client.call(
+        1,
+        &WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(epoch)
+            .with_transaction_result(commit)
+            .with_coordinator_epoch(0)
+            .with_topics(vec![WritableTxnMarkerTopic::default()
+                .with_name(topic_name(topic))
+                .with_partition_indexes(vec![0, 9])])]),
+    );
+    r.markers[0].topics[0]
+        .partitions
+        .iter()
+        .map(|p| p.error_code)
+        .collect()
+}
+
+#[test]
+fn write_txn_markers_aborts_an_open_transaction_and_moves_the_lso() {
+    let cairn = Cairn::start(FAST);
+    let mut client = cairn.client();
+    create_topic(&mut client, "hang", 1, &[]);
+    let (e, pid, _) = init(&mut client, "t-hang", 30_000);
+    assert_eq!(e, 0);
+    assert_eq!(add(&mut client, "t-hang", pid, 0, "hang", &[0]), vec![0]);
+    let batch = txn_batch(&["x", "y"], pid, 0, 0);
+    assert_eq!(
+        txn_produce(&mut client, Some("t-hang"), "hang", 0, batch).0,
+        0
+    );
+    assert_eq!(list_latest(&mut client, "hang", 1), 0);
+    // A marker of an older epoch than the producer's is refused and changes nothing.
+    assert_eq!(
+        write_marker(&mut client, "hang", pid, -1, false),
+        vec![INVALID_PRODUCER_EPOCH, UNKNOWN_TOPIC_OR_PARTITION]
+    );
+    assert_eq!(list_latest(&mut client, "hang", 1), 0);
+    // The abort marker ends the transaction here: the LSO reaches the high watermark (past
+    // the marker) and read_committed reads skip the aborted records.
+    assert_eq!(
+        write_marker(&mut client, "hang", pid, 0, false),
+        vec![0, UNKNOWN_TOPIC_OR_PARTITION]
+    );
+    assert_eq!(list_latest(&mut client, "hang", 1), 3);
+    assert_eq!(list_latest(&mut client, "hang", 0), 3);
+    assert!(committed_values(&mut client, "hang", 0).is_empty());
 }

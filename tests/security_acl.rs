@@ -26,7 +26,7 @@ use kafka_protocol::messages::{
     DescribeAclsRequest, DescribeProducersRequest, DescribeTransactionsRequest, EndTxnRequest,
     FetchRequest, GroupId, IncrementalAlterConfigsRequest, InitProducerIdRequest,
     ListTransactionsRequest, MetadataRequest, OffsetCommitRequest, ProduceRequest,
-    SaslAuthenticateRequest, SaslHandshakeRequest, TopicName,
+    SaslAuthenticateRequest, SaslHandshakeRequest, TopicName, WriteTxnMarkersRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
@@ -613,4 +613,22 @@ fn transaction_admin_apis_show_only_what_acls_allow() {
     let read = acl(TOPIC, "t", LITERAL, "User:alice", READ, ALLOW);
     assert_eq!(create_acls(&mut admin, vec![read]), vec![0]);
     assert_eq!(producers(&mut alice), 0);
+    // WriteTxnMarkers needs CLUSTER_ACTION on the cluster.
+    let markers = |client: &mut Client| {
+        use kafka_protocol::messages::write_txn_markers_request::{
+            WritableTxnMarker, WritableTxnMarkerTopic,
+        };
+        let r = client.call(
+            1,
+            &WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
+                .with_producer_id(7.into())
+                .with_producer_epoch(0)
+                .with_topics(vec![WritableTxnMarkerTopic::default()
+                    .with_name(topic("t"))
+                    .with_partition_indexes(vec![0])])]),
+        );
+        r.markers[0].topics[0].partitions[0].error_code
+    };
+    assert_eq!(markers(&mut alice), CLUSTER_AUTHORIZATION_FAILED);
+    assert_eq!(markers(&mut admin), 0);
 }

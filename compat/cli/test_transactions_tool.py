@@ -1,7 +1,9 @@
 """kafka-transactions (Kafka's CLI) against a transaction left open by a confluent-kafka
-producer and one it committed: list, describe, describe-producers and find-hanging."""
+producer and one it committed: list, describe, describe-producers, find-hanging and abort."""
 
-from confluent_kafka import Producer
+import time
+
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from cairn_compat import kafka_tool
 
@@ -68,6 +70,33 @@ def test_list_describe_and_describe_producers(broker, topic_name):
                          "--broker-id", "1").stdout
     assert "cli-open" not in hanging and open_pid not in hanging.split(), hanging
 
+    # An operator aborts the open transaction at its start offset (WriteTxnMarkers): the
+    # partition's producer has no open transaction left, and a read_committed consumer sees
+    # only the committed record.
+    kafka_tool("kafka-transactions", "--bootstrap-server", b, "abort", "--topic", topic_name,
+               "--partition", "0", "--start-offset", "2")
+    producers = rows(kafka_tool("kafka-transactions", "--bootstrap-server", b,
+                                "describe-producers", "--topic", topic_name,
+                                "--partition", "0").stdout)
+    by_pid = {r[0]: dict(zip(producers[0], r)) for r in producers[1:]}
+    assert by_pid[open_pid]["CurrentTransactionStartOffset"] == "None", producers
+    consumer = Consumer({"bootstrap.servers": b, "group.id": f"{topic_name}-g",
+                         "auto.offset.reset": "earliest", "isolation.level": "read_committed"})
+    consumer.assign([TopicPartition(topic_name, 0, 0)])
+    values = []
+    deadline = time.monotonic() + 20
+    # Read to the end of the partition (offset 5: the abort marker's successor).
+    while (time.monotonic() < deadline
+           and consumer.position([TopicPartition(topic_name, 0)])[0].offset < 5):
+        m = consumer.poll(0.5)
+        if m is not None and m.error() is None:
+            values.append(m.value())
+    low, high = consumer.get_watermark_offsets(TopicPartition(topic_name, 0), timeout=10)
+    consumer.close()
+    assert values == [b"c"], values
+    assert high == 5, (low, high)
+
+    # The producer's own abort afterwards is answered as usual.
     open_.abort_transaction(30)
     listed = rows(kafka_tool("kafka-transactions", "--bootstrap-server", b, "list").stdout)
     assert {r[0]: r[3] for r in listed[1:]}["cli-open"] == "CompleteAbort", listed

@@ -427,6 +427,9 @@ impl Broker {
             RequestKind::DescribeTransactions(r) => ResponseKind::DescribeTransactions(
                 txn_admin::describe_transactions(self, session, r),
             ),
+            RequestKind::WriteTxnMarkers(r) => {
+                ResponseKind::WriteTxnMarkers(txn_admin::write_txn_markers(self, session, r).await)
+            }
             RequestKind::DescribeProducers(r) => {
                 ResponseKind::DescribeProducers(txn_admin::describe_producers(self, session, r))
             }

@@ -1,9 +1,11 @@
 //! Handlers of the transaction admin APIs that `kafka-transactions` uses: ListTransactions
-//! (v0–1, with KIP-994's duration filter), DescribeTransactions and DescribeProducers. They
-//! read the transaction coordinator's metadata and the partitions' producer state, filter by
-//! the requester's ACLs as Kafka does (DESCRIBE on a transactional id to see it, DESCRIBE on a
-//! topic to see its partitions in a transaction, READ on a topic for its producers), and map
-//! what is missing to Kafka's error codes. Read-only: nothing here changes a transaction.
+//! (v0–1, with KIP-994's duration filter), DescribeTransactions and DescribeProducers read the
+//! transaction coordinator's metadata and the partitions' producer state, filtered by the
+//! requester's ACLs as Kafka does (DESCRIBE on a transactional id to see it, DESCRIBE on a
+//! topic to see its partitions in a transaction, READ on a topic for its producers);
+//! WriteTxnMarkers (v1, cluster CLUSTER_ACTION) writes the marker that `kafka-transactions
+//! abort` sends for a hanging transaction, through the coordinator's marker path. Maps what
+//! is missing or refused to Kafka's error codes.
 
 use std::collections::BTreeMap;
 
@@ -15,15 +17,21 @@ use kafka_protocol::messages::describe_transactions_response::{
     TopicData, TransactionState as DescribedTxn,
 };
 use kafka_protocol::messages::list_transactions_response::TransactionState as ListedTxn;
+use kafka_protocol::messages::write_txn_markers_response::{
+    WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
+};
 use kafka_protocol::messages::{
     ApiKey, DescribeProducersRequest, DescribeProducersResponse, DescribeTransactionsRequest,
     DescribeTransactionsResponse, ListTransactionsRequest, ListTransactionsResponse, ProducerId,
-    TopicName, TransactionalId,
+    TopicName, TransactionalId, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 
+use super::errors::log_error_code;
+use super::txn::txn_error_code;
 use super::Broker;
 use crate::authz::{Operation, ResourceType};
+use crate::group::offsets::OFFSETS_TOPIC;
 use crate::listener::Session;
 use crate::txn::state::TxnState;
 
@@ -33,6 +41,7 @@ pub(super) const APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeProducers, 0, 0),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 1),
+    (ApiKey::WriteTxnMarkers, 1, 1),
 ];
 
 /// Kafka's names of the states a ListTransactions filter may name ("Dead" is known but no
@@ -195,4 +204,67 @@ pub(super) fn describe_producers(
         })
         .collect();
     DescribeProducersResponse::default().with_topics(topics)
+}
+
+pub(super) async fn write_txn_markers(
+    broker: &Broker,
+    session: &Session,
+    r: WriteTxnMarkersRequest,
+) -> WriteTxnMarkersResponse {
+    let allowed = broker.cluster_allowed(session, Operation::ClusterAction);
+    let mut markers = Vec::with_capacity(r.markers.len());
+    for marker in r.markers {
+        let (pid, epoch, commit) = (
+            marker.producer_id.0,
+            marker.producer_epoch,
+            marker.transaction_result,
+        );
+        let mut topics = Vec::with_capacity(marker.topics.len());
+        for topic in marker.topics {
+            let mut partitions = Vec::with_capacity(topic.partition_indexes.len());
+            for &index in &topic.partition_indexes {
+                let code = if !allowed {
+                    ResponseError::ClusterAuthorizationFailed.code()
+                } else if let Some(partition) = broker.log.partition(&topic.name, index) {
+                    match broker.txn.write_marker(
+                        &partition,
+                        pid,
+                        epoch,
+                        commit,
+                        marker.coordinator_epoch,
+                    ) {
+                        Err(e) => txn_error_code(e, true),
+                        Ok(Err(e)) => log_error_code(&e),
+                        Ok(Ok(end)) => {
+                            if topic.name.0.as_str() == OFFSETS_TOPIC {
+                                broker.groups.complete_txn(pid, commit);
+                            }
+                            match partition.wait_durable(end).await {
+                                Ok(()) => 0,
+                                Err(e) => log_error_code(&e),
+                            }
+                        }
+                    }
+                } else {
+                    ResponseError::UnknownTopicOrPartition.code()
+                };
+                partitions.push(
+                    WritableTxnMarkerPartitionResult::default()
+                        .with_partition_index(index)
+                        .with_error_code(code),
+                );
+            }
+            topics.push(
+                WritableTxnMarkerTopicResult::default()
+                    .with_name(topic.name)
+                    .with_partitions(partitions),
+            );
+        }
+        markers.push(
+            WritableTxnMarkerResult::default()
+                .with_producer_id(marker.producer_id)
+                .with_topics(topics),
+        );
+    }
+    WriteTxnMarkersResponse::default().with_markers(markers)
 }
