@@ -7,7 +7,7 @@
 //! abort` sends for a hanging transaction, through the coordinator's marker path. Maps what
 //! is missing or refused to Kafka's error codes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_producers_response::{
@@ -33,7 +33,7 @@ use super::Broker;
 use crate::authz::{Operation, ResourceType};
 use crate::group::offsets::OFFSETS_TOPIC;
 use crate::listener::Session;
-use crate::txn::state::TxnState;
+use crate::txn::state::{TxnMetadata, TxnState};
 
 /// The APIs served here, with (min, max) versions. ListTransactions v2 (KIP-1152's
 /// transactional id pattern) is not served.
@@ -109,7 +109,12 @@ pub(super) fn describe_transactions(
     session: &Session,
     r: DescribeTransactionsRequest,
 ) -> DescribeTransactionsResponse {
-    let all = broker.txn.list();
+    let all: HashMap<String, TxnMetadata> = broker
+        .txn
+        .list()
+        .into_iter()
+        .map(|t| (t.transactional_id, t.metadata))
+        .collect();
     let states = r
         .transactional_ids
         .into_iter()
@@ -119,10 +124,9 @@ pub(super) fn describe_transactions(
                 return described
                     .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
             }
-            let Some(t) = all.iter().find(|t| t.transactional_id == id.0.as_str()) else {
+            let Some(m) = all.get(id.0.as_str()) else {
                 return described.with_error_code(ResponseError::TransactionalIdNotFound.code());
             };
-            let m = &t.metadata;
             // As in Kafka, the partitions of topics the requester may not describe are left out.
             let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
             for (topic, p) in &m.partitions {
