@@ -33,7 +33,7 @@ use super::Broker;
 use crate::authz::{Operation, ResourceType};
 use crate::group::offsets::OFFSETS_TOPIC;
 use crate::listener::Session;
-use crate::txn::state::{TxnMetadata, TxnState};
+use crate::txn::state::TxnMetadata;
 
 /// The APIs served here, with (min, max) versions. ListTransactions v2 (KIP-1152's
 /// transactional id pattern) is not served.
@@ -134,13 +134,8 @@ pub(super) fn describe_transactions(
                     topics.entry(topic).or_default().push(*p);
                 }
             }
-            let state = if m.state == TxnState::PrepareEpochFence {
-                TxnState::PrepareAbort
-            } else {
-                m.state
-            };
             described
-                .with_transaction_state(StrBytes::from_static_str(state.name()))
+                .with_transaction_state(StrBytes::from_static_str(m.state.name()))
                 .with_transaction_timeout_ms(m.timeout_ms)
                 .with_transaction_start_time_ms(m.start_ms)
                 .with_producer_id(ProducerId(m.producer_id))
