@@ -17,4 +17,5 @@ mod record_errors;
 mod resource_configs;
 mod topic_partitions;
 mod transactions;
+mod txn_admin;
 mod util;

@@ -15,19 +15,19 @@ use kafka_protocol::records::Compression;
 use crate::harness::{Cairn, Client};
 use crate::util::*;
 
-const FAST: &[&str] = &[
+pub(crate) const FAST: &[&str] = &[
     "offsets.topic.num.partitions=2",
     "transaction.state.log.num.partitions=2",
     "transaction.abort.timed.out.transaction.cleanup.interval.ms=200",
     "transaction.max.timeout.ms=60000",
 ];
 
-fn tid(s: &str) -> TransactionalId {
+pub(crate) fn tid(s: &str) -> TransactionalId {
     TransactionalId(StrBytes::from_string(s.to_string()))
 }
 
 /// InitProducerId v4 for `id`: (error, producer id, epoch).
-fn init(client: &mut Client, id: &str, timeout_ms: i32) -> (i16, i64, i16) {
+pub(crate) fn init(client: &mut Client, id: &str, timeout_ms: i32) -> (i16, i64, i16) {
     let r = client.call(
         4,
         &InitProducerIdRequest::default()
@@ -40,7 +40,14 @@ fn init(client: &mut Client, id: &str, timeout_ms: i32) -> (i16, i64, i16) {
 }
 
 /// AddPartitionsToTxn v3: the error of every partition.
-fn add(client: &mut Client, id: &str, pid: i64, epoch: i16, topic: &str, ps: &[i32]) -> Vec<i16> {
+pub(crate) fn add(
+    client: &mut Client,
+    id: &str,
+    pid: i64,
+    epoch: i16,
+    topic: &str,
+    ps: &[i32],
+) -> Vec<i16> {
     let r = client.call(
         3,
         &AddPartitionsToTxnRequest::default()
@@ -58,7 +65,14 @@ fn add(client: &mut Client, id: &str, pid: i64, epoch: i16, topic: &str, ps: &[i
         .collect()
 }
 
-fn end(client: &mut Client, version: i16, id: &str, pid: i64, epoch: i16, commit: bool) -> i16 {
+pub(crate) fn end(
+    client: &mut Client,
+    version: i16,
+    id: &str,
+    pid: i64,
+    epoch: i16,
+    commit: bool,
+) -> i16 {
     client
         .call(
             version,
@@ -72,7 +86,7 @@ fn end(client: &mut Client, version: i16, id: &str, pid: i64, epoch: i16, commit
 }
 
 /// A transactional batch of `values` from `pid`/`epoch` at `sequence`.
-fn txn_batch(values: &[&str], pid: i64, epoch: i16, sequence: i32) -> bytes::Bytes {
+pub(crate) fn txn_batch(values: &[&str], pid: i64, epoch: i16, sequence: i32) -> bytes::Bytes {
     let records: Vec<_> = values
         .iter()
         .enumerate()
@@ -90,7 +104,7 @@ fn txn_batch(values: &[&str], pid: i64, epoch: i16, sequence: i32) -> bytes::Byt
 }
 
 /// Produces with a transactional id: (error, base offset).
-fn txn_produce(
+pub(crate) fn txn_produce(
     client: &mut Client,
     id: Option<&str>,
     topic: &str,
@@ -157,7 +171,7 @@ fn fetch_at(
 /// The `read_committed` view a consumer gets, as Kafka's consumers build it: a batch of a
 /// producer at or past the first offset of one of its aborted transactions is skipped until
 /// that producer's next marker.
-fn committed_values(client: &mut Client, topic: &str, partition: i32) -> Vec<String> {
+pub(crate) fn committed_values(client: &mut Client, topic: &str, partition: i32) -> Vec<String> {
     let (records, _, _, mut aborted) = fetch_all(client, topic, partition, 1);
     let mut out = Vec::new();
     let mut skipping: Vec<i64> = Vec::new();
@@ -195,7 +209,7 @@ fn records_of(mut bytes: bytes::Bytes) -> Vec<kafka_protocol::records::Record> {
     out
 }
 
-fn list_latest(client: &mut Client, topic: &str, isolation: i8) -> i64 {
+pub(crate) fn list_latest(client: &mut Client, topic: &str, isolation: i8) -> i64 {
     let r = client.call(
         5,
         &ListOffsetsRequest::default()

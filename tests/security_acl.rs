@@ -23,9 +23,10 @@ use kafka_protocol::messages::offset_commit_request::{
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     CreateAclsRequest, CreateTopicsRequest, DeleteAclsRequest, DeleteTopicsRequest,
-    DescribeAclsRequest, EndTxnRequest, FetchRequest, GroupId, IncrementalAlterConfigsRequest,
-    InitProducerIdRequest, MetadataRequest, OffsetCommitRequest, ProduceRequest,
-    SaslAuthenticateRequest, SaslHandshakeRequest, TopicName,
+    DescribeAclsRequest, DescribeProducersRequest, DescribeTransactionsRequest, EndTxnRequest,
+    FetchRequest, GroupId, IncrementalAlterConfigsRequest, InitProducerIdRequest,
+    ListTransactionsRequest, MetadataRequest, OffsetCommitRequest, ProduceRequest,
+    SaslAuthenticateRequest, SaslHandshakeRequest, TopicName, WriteTxnMarkersRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
@@ -548,4 +549,86 @@ fn a_transactional_id_needs_write_on_it() {
             .with_committed(true),
     );
     assert_eq!(r.error_code, 53);
+}
+
+#[test]
+fn transaction_admin_apis_show_only_what_acls_allow() {
+    use kafka_protocol::messages::describe_producers_request::TopicRequest;
+    let data = tempfile::tempdir().unwrap();
+    let (_broker, addr) = start(data.path(), true);
+    let mut admin = login(addr, "admin");
+    assert_eq!(create_topic(&mut admin, "t"), 0);
+    for id in ["tx-a", "tx-b"] {
+        let r = admin.call(
+            4,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(Some(s(id).into()))
+                .with_transaction_timeout_ms(10_000)
+                .with_producer_id((-1).into())
+                .with_producer_epoch(-1),
+        );
+        assert_eq!(r.error_code, 0);
+    }
+    let mut alice = login(addr, "alice");
+    let listed = |client: &mut Client| -> Vec<String> {
+        let r = client.call(
+            1,
+            &ListTransactionsRequest::default().with_duration_filter(-1),
+        );
+        assert_eq!(r.error_code, 0);
+        let mut ids: Vec<String> = r
+            .transaction_states
+            .iter()
+            .map(|t| t.transactional_id.0.to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    // Nothing listed without DESCRIBE on a transactional id (5); then only that id.
+    assert!(listed(&mut alice).is_empty());
+    let describe_a = acl(5, "tx-a", LITERAL, "User:alice", 8, ALLOW);
+    assert_eq!(create_acls(&mut admin, vec![describe_a]), vec![0]);
+    assert_eq!(listed(&mut alice), vec!["tx-a"]);
+    assert_eq!(listed(&mut admin), vec!["tx-a", "tx-b"]);
+    let r = alice.call(
+        0,
+        &DescribeTransactionsRequest::default()
+            .with_transactional_ids(vec![s("tx-a").into(), s("tx-b").into()]),
+    );
+    let codes: Vec<i16> = r.transaction_states.iter().map(|t| t.error_code).collect();
+    // TRANSACTIONAL_ID_AUTHORIZATION_FAILED for the id alice may not describe.
+    assert_eq!(codes, vec![0, 53]);
+    assert_eq!(r.transaction_states[0].transaction_state.as_str(), "Empty");
+    // DescribeProducers needs READ on the topic.
+    let producers = |client: &mut Client| {
+        let r = client.call(
+            0,
+            &DescribeProducersRequest::default().with_topics(vec![TopicRequest::default()
+                .with_name(topic("t"))
+                .with_partition_indexes(vec![0])]),
+        );
+        r.topics[0].partitions[0].error_code
+    };
+    assert_eq!(producers(&mut alice), TOPIC_AUTHORIZATION_FAILED);
+    let read = acl(TOPIC, "t", LITERAL, "User:alice", READ, ALLOW);
+    assert_eq!(create_acls(&mut admin, vec![read]), vec![0]);
+    assert_eq!(producers(&mut alice), 0);
+    // WriteTxnMarkers needs CLUSTER_ACTION on the cluster.
+    let markers = |client: &mut Client| {
+        use kafka_protocol::messages::write_txn_markers_request::{
+            WritableTxnMarker, WritableTxnMarkerTopic,
+        };
+        let r = client.call(
+            1,
+            &WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
+                .with_producer_id(7.into())
+                .with_producer_epoch(0)
+                .with_topics(vec![WritableTxnMarkerTopic::default()
+                    .with_name(topic("t"))
+                    .with_partition_indexes(vec![0])])]),
+        );
+        r.markers[0].topics[0].partitions[0].error_code
+    };
+    assert_eq!(markers(&mut alice), CLUSTER_AUTHORIZATION_FAILED);
+    assert_eq!(markers(&mut admin), 0);
 }

@@ -171,8 +171,8 @@ def batches(partition_dir: Path) -> list[dict[str, int]]:
 def check_idempotent_batches(broker, topic: str, per_partition: dict[int, list]) -> None:
     """The records were written by one idempotent producer: every batch carries the same
     producer id (assigned by the broker's InitProducerId) and sequences 0, 1, 2, ... per
-    partition with no gap. The wire shows no producer id to a consumer (DescribeProducers is
-    not implemented), so this reads the segment files, as kafka-dump-log would."""
+    partition with no gap. The wire shows no producer id to a consumer (DescribeProducers shows
+    only the latest batch), so this reads the segment files, as kafka-dump-log would."""
     if broker.kind == "external":
         return  # no access to an external broker's files; the records were checked above
     producer_ids = set()

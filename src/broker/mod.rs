@@ -56,6 +56,7 @@ mod tiered;
 mod topic_partitions;
 mod topics;
 mod txn;
+mod txn_admin;
 
 pub use topics::valid_topic_name;
 
@@ -143,6 +144,7 @@ pub fn version_table(consumer_group_protocol: bool) -> VersionTable {
     let group = groups::APIS
         .iter()
         .chain(txn::APIS.iter())
+        .chain(txn_admin::APIS.iter())
         .chain(
             consumer_groups::APIS
                 .iter()
@@ -419,6 +421,18 @@ impl Broker {
             RequestKind::TxnOffsetCommit(r) => ResponseKind::TxnOffsetCommit(
                 txn::txn_offset_commit(self, session, version, r).await,
             ),
+            RequestKind::ListTransactions(r) => {
+                ResponseKind::ListTransactions(txn_admin::list_transactions(self, session, r))
+            }
+            RequestKind::DescribeTransactions(r) => ResponseKind::DescribeTransactions(
+                txn_admin::describe_transactions(self, session, r),
+            ),
+            RequestKind::WriteTxnMarkers(r) => {
+                ResponseKind::WriteTxnMarkers(txn_admin::write_txn_markers(self, session, r).await)
+            }
+            RequestKind::DescribeProducers(r) => {
+                ResponseKind::DescribeProducers(txn_admin::describe_producers(self, session, r))
+            }
             RequestKind::IncrementalAlterConfigs(r) => {
                 ResponseKind::IncrementalAlterConfigs(configs::incremental_alter_configs(self, r))
             }

@@ -306,6 +306,25 @@ impl TransactionCoordinator {
         m.verify_write(producer_id, epoch, &partition)
     }
 
+    /// WriteTxnMarkers from an operator (`kafka-transactions abort` of a hanging transaction):
+    /// appends a marker of `producer_id`/`epoch` to `partition` under the coordinator's lock,
+    /// as its own markers are, so no transactional batch interleaves. The log refuses an epoch
+    /// older than the producer's. Returns the offset just past the marker.
+    pub fn write_marker(
+        &self,
+        partition: &Partition,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+    ) -> Result<Result<i64, LogError>, TxnError> {
+        let batch = marker_batch(producer_id, epoch, commit, coordinator_epoch)?;
+        let _txns = self.lock();
+        Ok(partition
+            .append(batch, AppendOrigin::Internal)
+            .map(|info| info.last_offset + 1))
+    }
+
     /// Every transactional id, by id.
     pub fn list(&self) -> Vec<TxnListing> {
         let mut out: Vec<TxnListing> = self
@@ -437,12 +456,25 @@ fn write_marker(
     epoch: i16,
     commit: bool,
 ) -> Result<i64, TxnError> {
+    let batch = marker_batch(producer_id, epoch, commit, 0)?; // one coordinator: epoch 0
+    let info = partition.append(batch, AppendOrigin::Internal)?;
+    Ok(info.last_offset + 1)
+}
+
+/// The control batch of a COMMIT or ABORT marker of `producer_id`/`epoch`, written by a
+/// coordinator at `coordinator_epoch`.
+fn marker_batch(
+    producer_id: i64,
+    epoch: i16,
+    commit: bool,
+    coordinator_epoch: i32,
+) -> Result<bytes::Bytes, TxnError> {
     let mut key = Vec::with_capacity(4);
     key.extend_from_slice(&0i16.to_be_bytes());
     key.extend_from_slice(&(if commit { COMMIT } else { ABORT }).to_be_bytes());
     let mut value = Vec::with_capacity(6);
     value.extend_from_slice(&0i16.to_be_bytes());
-    value.extend_from_slice(&0i32.to_be_bytes()); // coordinator epoch: one coordinator
+    value.extend_from_slice(&coordinator_epoch.to_be_bytes());
     let record = Record {
         transactional: true,
         control: true,
@@ -471,6 +503,5 @@ fn write_marker(
         warn!(error = %e, "cannot encode a transaction marker");
         TxnError::CoordinatorNotAvailable
     })?;
-    let info = partition.append(buf.freeze(), AppendOrigin::Internal)?;
-    Ok(info.last_offset + 1)
+    Ok(buf.freeze())
 }

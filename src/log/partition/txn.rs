@@ -5,7 +5,7 @@
 //! requests; the transaction coordinator that writes the markers lives outside the log engine.
 
 use super::super::batch::BatchHeader;
-use super::super::producer_state::{PendingUpdates, ProducerStateManager};
+use super::super::producer_state::{PendingUpdates, ProducerEntry, ProducerStateManager};
 use super::super::txn_index::{self, AbortedTxn};
 use super::{Partition, PartitionState};
 
@@ -136,6 +136,16 @@ impl Partition {
     /// The ongoing transactions here: (producer id, epoch, first offset).
     pub fn ongoing_transactions(&self) -> Vec<(i64, i16, i64)> {
         self.lock().producers.ongoing_transactions()
+    }
+
+    /// Every producer here with a copy of its state, by producer id (DescribeProducers).
+    pub fn producers(&self) -> Vec<(i64, ProducerEntry)> {
+        let st = self.lock();
+        st.producers
+            .entries()
+            .into_iter()
+            .map(|(id, e)| (id, e.clone()))
+            .collect()
     }
 }
 
