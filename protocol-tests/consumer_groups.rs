@@ -94,7 +94,17 @@ impl Member {
         }
         self.id = response.member_id.expect("a member id").to_string();
         self.epoch = response.member_epoch;
-        if let Some(a) = response.assignment {
+        self.take_assignment(response.assignment, ids);
+        0
+    }
+
+    /// Takes a heartbeat's assignment (by topic id) as the partitions this member owns.
+    fn take_assignment(
+        &mut self,
+        assignment: Option<consumer_group_heartbeat_response::Assignment>,
+        ids: BTreeMap<String, uuid::Uuid>,
+    ) {
+        if let Some(a) = assignment {
             let names: BTreeMap<uuid::Uuid, String> =
                 ids.into_iter().map(|(n, id)| (id, n)).collect();
             self.owned = a
@@ -108,7 +118,6 @@ impl Member {
                 })
                 .collect();
         }
-        0
     }
 
     fn ok(&mut self, client: &mut Client) {
@@ -770,20 +779,7 @@ fn a_regular_expression_subscription_follows_topics_created_and_deleted() {
         let response = client.call(1, &request);
         assert_eq!(response.error_code, 0);
         a.epoch = response.member_epoch;
-        if let Some(assignment) = response.assignment {
-            let names: BTreeMap<uuid::Uuid, String> =
-                ids.into_iter().map(|(n, id)| (id, n)).collect();
-            a.owned = assignment
-                .topic_partitions
-                .into_iter()
-                .map(|tp| {
-                    (
-                        names[&tp.topic_id].clone(),
-                        tp.partitions.into_iter().collect(),
-                    )
-                })
-                .collect();
-        }
+        a.take_assignment(response.assignment, ids);
     };
     let beat = |a: &mut Member, client: &mut Client| {
         let (request, ids) = (regex(a, client), topic_ids(client));
