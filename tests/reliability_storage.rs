@@ -327,3 +327,87 @@ fn corrupted_batch_is_detected_by_crc_and_reported_at_startup() {
         );
     }
 }
+
+/// One record of producer (7, 0) in a transactional batch: data, or an ABORT marker.
+fn transactional(abort_marker: bool) -> Bytes {
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let (key, value) = if abort_marker {
+        // Control key: version 0, type 0 (ABORT); value: version 0, coordinator epoch 0.
+        (vec![0u8, 0, 0, 0], vec![0u8, 0, 0, 0, 0, 0])
+    } else {
+        (b"k".to_vec(), b"v".to_vec())
+    };
+    let record = Record {
+        transactional: true,
+        control: abort_marker,
+        delete_horizon_ms: None,
+        partition_leader_epoch: 0,
+        producer_id: 7,
+        producer_epoch: 0,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: if abort_marker { -1 } else { 0 },
+        timestamp: 1,
+        key: Some(key.into()),
+        value: Some(value.into()),
+        headers: Default::default(),
+    };
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &[record],
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .expect("encode");
+    buf.freeze()
+}
+
+/// Recovery takes the aborted transactions below the newest producer snapshot from the
+/// `.txnindex` files alone, so sealing a segment must make its index durable before the
+/// snapshot written at the roll: with fsyncs failing, the roll of a segment holding an abort
+/// fails (a roll does no other fsync itself; the flusher syncs the sealed files later), and the
+/// abort is still known after a restart.
+#[test]
+fn a_sealed_segments_aborted_transaction_index_is_synced_before_the_roll_completes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let faulty = Arc::new(FaultyIo::new());
+    let log = open(dir.path(), faulty.clone());
+    let fsync_each = BTreeMap::from([("flush.messages".to_string(), "1".to_string())]);
+    log.create_topic("t", 1, fsync_each, false).expect("create");
+    let p = log.partition("t", 0).expect("partition");
+    let rt = runtime();
+
+    produce(&rt, &p, 1).expect("plain batch");
+    p.append(transactional(false), AppendOrigin::Internal)
+        .expect("transactional batch");
+    p.append(transactional(true), AppendOrigin::Internal)
+        .expect("abort marker");
+    // Everything durable first, so no background flush runs while fsyncs fail.
+    rt.block_on(p.wait_durable(3)).expect("durable");
+    let index = dir.path().join("t-0").join(format!("{:020}.txnindex", 0));
+    assert!(
+        index.exists(),
+        "the abort is indexed in {}",
+        index.display()
+    );
+
+    faulty.set(Fault::SyncEio);
+    let roll = p.roll();
+    faulty.set(Fault::None);
+    assert!(
+        matches!(roll, Err(LogError::Io(_))),
+        "the roll must sync the .txnindex and report its failure, got {roll:?}"
+    );
+    p.roll().expect("roll once fsyncs work");
+    assert_eq!(p.offsets().log_end_offset, 3);
+    log.shutdown().expect("shutdown");
+
+    let log = open(dir.path(), Arc::new(StdIo));
+    let p = log.partition("t", 0).expect("partition after restart");
+    let aborted = p.aborted_transactions(0, i64::MAX);
+    assert_eq!(aborted.len(), 1);
+    assert_eq!((aborted[0].first_offset, aborted[0].last_offset), (1, 2));
+}

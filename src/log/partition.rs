@@ -336,6 +336,7 @@ impl Partition {
 
     fn roll_locked(&self, st: &mut PartitionState, limits: &SegmentLimits) -> Result<(), LogError> {
         let new_base = st.log_end_offset;
+        self.sync_txn_index(st.active().base_offset)?;
         producer_state::write_snapshot(&self.dir, new_base, &st.producers, false)?;
         let segment = Segment::create(self.io.as_ref(), &self.dir, new_base, limits)?;
         let old = st.active();

@@ -6,7 +6,9 @@
 
 use super::super::batch::BatchHeader;
 use super::super::producer_state::{PendingUpdates, ProducerEntry, ProducerStateManager};
+use super::super::segment::segment_file;
 use super::super::txn_index::{self, AbortedTxn};
+use super::super::LogError;
 use super::{Partition, PartitionState};
 
 /// Marker type of an ABORT control record.
@@ -112,12 +114,27 @@ impl Partition {
             return;
         }
         let base = st.active().base_offset;
+        // The first entry creates the file: its directory entry must reach the disk too.
+        st.dir_dirty |= !segment_file(&self.dir, base, "txnindex").exists();
         for entry in aborted_entries(&st.producers, aborts) {
             if let Err(e) = txn_index::append(&self.dir, base, &entry) {
                 tracing::warn!(topic = %self.topic, partition = self.index, error = %e,
                     "cannot append to the aborted-transaction index");
             }
             st.aborted.push(entry);
+        }
+    }
+
+    /// Makes the `.txnindex` of the segment based at `base` durable, if it has one. Called
+    /// when that segment is sealed, before the producer snapshot at its end: recovery takes
+    /// the entries below a snapshot from the files alone, so a snapshot must never reach the
+    /// disk ahead of the entries it relies on.
+    pub(super) fn sync_txn_index(&self, base: i64) -> Result<(), LogError> {
+        let path = segment_file(&self.dir, base, "txnindex");
+        match self.io.open(&path, false) {
+            Ok(file) => Ok(file.sync()?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
         }
     }
 
