@@ -753,3 +753,32 @@ fn concurrent_appends_and_reads_see_a_consistent_log() {
     assert_eq!(p.offsets().log_end_offset, TOTAL);
     log.shutdown().unwrap();
 }
+
+#[test]
+fn aborted_transactions_leave_with_the_segments_that_held_their_markers() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), &[]);
+    log.create_topic("t", 1, overrides(&[]), false).unwrap();
+    let p = log.partition("t", 0).unwrap();
+    p.append(transactional(false), AppendOrigin::Internal)
+        .unwrap();
+    p.append(transactional(true), AppendOrigin::Internal)
+        .unwrap();
+    p.roll().unwrap();
+    p.append(batch(&["a", "b"], now_ms()), AppendOrigin::Client)
+        .unwrap();
+    block_on(p.wait_durable(4)).unwrap();
+    assert_eq!(p.aborted_transactions(0, i64::MAX).len(), 1);
+    // Deleting records inside the second segment removes the first, marker and all.
+    assert_eq!(p.delete_records_before(3).unwrap(), 3);
+    assert!(p.aborted_transactions(0, i64::MAX).is_empty());
+    assert!(!dir
+        .path()
+        .join("t-0")
+        .join(format!("{:020}.txnindex", 0))
+        .exists());
+    log.shutdown().unwrap();
+    let log = open(dir.path(), &[]);
+    let p = log.partition("t", 0).unwrap();
+    assert!(p.aborted_transactions(0, i64::MAX).is_empty());
+}

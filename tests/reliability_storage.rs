@@ -8,6 +8,8 @@
 //! Uses the log engine's public API only (the handlers map `LogError::Io` to
 //! KAFKA_STORAGE_ERROR 56); no network.
 
+mod log_support;
+
 #[allow(dead_code)]
 #[path = "../fuzz/engine.rs"]
 mod engine;
@@ -25,6 +27,7 @@ use cairn::config::BrokerConfig;
 use cairn::log::io::{Fault, FaultyIo, FileIo, StdIo};
 use cairn::log::{AppendOrigin, LogError, LogManager, LogManagerOptions, Partition};
 use kafka_protocol::records::Compression;
+use log_support::transactional;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -326,43 +329,6 @@ fn corrupted_batch_is_detected_by_crc_and_reported_at_startup() {
             "clean stop {clean}: the damaged bytes were not moved aside:\n{lines}"
         );
     }
-}
-
-/// One record of producer (7, 0) in a transactional batch: data, or an ABORT marker.
-fn transactional(abort_marker: bool) -> Bytes {
-    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
-    let (key, value) = if abort_marker {
-        // Control key: version 0, type 0 (ABORT); value: version 0, coordinator epoch 0.
-        (vec![0u8, 0, 0, 0], vec![0u8, 0, 0, 0, 0, 0])
-    } else {
-        (b"k".to_vec(), b"v".to_vec())
-    };
-    let record = Record {
-        transactional: true,
-        control: abort_marker,
-        delete_horizon_ms: None,
-        partition_leader_epoch: 0,
-        producer_id: 7,
-        producer_epoch: 0,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: if abort_marker { -1 } else { 0 },
-        timestamp: 1,
-        key: Some(key.into()),
-        value: Some(value.into()),
-        headers: Default::default(),
-    };
-    let mut buf = bytes::BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &[record],
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode");
-    buf.freeze()
 }
 
 /// Recovery takes the aborted transactions below the newest producer snapshot from the

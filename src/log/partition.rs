@@ -795,7 +795,12 @@ pub(crate) fn remove_segments_below_start(st: &mut PartitionState) -> Vec<Segmen
     {
         keep_from += 1;
     }
-    st.segments.drain(..keep_from).collect()
+    let removed: Vec<Segment> = st.segments.drain(..keep_from).collect();
+    // Aborts whose markers were in the removed segments leave with their `.txnindex` files.
+    let first_base = st.segments[0].base_offset;
+    let gone = st.aborted.partition_point(|a| a.last_offset < first_base);
+    st.aborted.drain(..gone);
+    removed
 }
 
 pub(crate) fn delete_segment_files(topic: &str, partition: i32, segments: Vec<Segment>) {

@@ -118,3 +118,39 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .unwrap()
         .block_on(f)
 }
+
+/// One record of producer (7, 0) in a transactional batch: data, or an ABORT marker.
+pub fn transactional(abort_marker: bool) -> Bytes {
+    let (key, value) = if abort_marker {
+        // Control key: version 0, type 0 (ABORT); value: version 0, coordinator epoch 0.
+        (vec![0u8, 0, 0, 0], vec![0u8, 0, 0, 0, 0, 0])
+    } else {
+        (b"k".to_vec(), b"v".to_vec())
+    };
+    let record = Record {
+        transactional: true,
+        control: abort_marker,
+        delete_horizon_ms: None,
+        partition_leader_epoch: 0,
+        producer_id: 7,
+        producer_epoch: 0,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: if abort_marker { -1 } else { 0 },
+        timestamp: 1,
+        key: Some(key.into()),
+        value: Some(value.into()),
+        headers: Default::default(),
+    };
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &[record],
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .expect("encode");
+    buf.freeze()
+}
