@@ -750,3 +750,63 @@ fn a_rate_limited_cleaning_never_blocks_appends_or_reads_for_long() {
     assert_eq!(fold(&read_all(&p).1), expected);
     log.shutdown().unwrap();
 }
+
+#[test]
+fn aborted_values_never_replace_a_keys_committed_value_and_their_index_survives_cleaning() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), &[]);
+    log.create_topic("t", 1, compacted(&[]), false).unwrap();
+    let p = log.partition("t", 0).unwrap();
+    let append = |batch| p.append(batch, AppendOrigin::Internal).unwrap();
+    put(&p, "k", Some("committed")); // 0
+    append(transactional(7, 0, "k", "aborted", None)); // 1
+    append(transactional(8, 0, "j", "in-a-commit", None)); // 2
+    append(transactional(7, 0, "", "", Some(0))); // 3: ABORT
+    append(transactional(8, 0, "", "", Some(1))); // 4: COMMIT
+    put(&p, "tail", Some("x")); // 5
+    p.roll().unwrap();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(p.wait_durable(6))
+        .unwrap();
+    assert_eq!(p.aborted_transactions(0, i64::MAX).len(), 1);
+
+    let mut cleaner = Cleaner::new(dir.path(), config(1 << 20));
+    cleaner.clean_fully(&p, now_ms(), true).unwrap();
+    let (headers, records) = read_all(&p);
+    // Markers' keys are binary (version 0, then the type).
+    let data: Vec<(&str, Option<&str>)> = records
+        .iter()
+        .filter(|r| !r.key.starts_with('\0'))
+        .map(|r| (r.key.as_str(), r.value.as_deref()))
+        .collect();
+    assert_eq!(
+        data,
+        vec![
+            ("k", Some("committed")),
+            ("j", Some("in-a-commit")),
+            ("tail", Some("x"))
+        ],
+        "the aborted value is gone and the committed one stays"
+    );
+    assert_eq!(
+        headers.iter().filter(|h| h.is_control()).count(),
+        2,
+        "markers stay"
+    );
+    let index = p.dir().join(format!("{:020}.txnindex", 0));
+    assert!(
+        index.exists(),
+        "the cleaned segment keeps the abort's entry"
+    );
+    log.shutdown().unwrap();
+
+    let log = open(dir.path(), &[]);
+    let p = log.partition("t", 0).unwrap();
+    let aborted = p.aborted_transactions(0, i64::MAX);
+    assert_eq!(aborted.len(), 1, "the abort is known after a restart");
+    assert_eq!((aborted[0].first_offset, aborted[0].last_offset), (1, 3));
+    log.shutdown().unwrap();
+}

@@ -698,7 +698,7 @@ impl Partition {
 
     /// Replaces the consecutive sealed segments starting at `old_bases[0]` with the cleaned
     /// segment the cleaner wrote as `<old_bases[0]>.log.cleaned` (plus optional
-    /// `.index.cleaned` / `.timeindex.cleaned`). Crash-safe: `.cleaned` files are fsynced and
+    /// `.index.cleaned` / `.timeindex.cleaned` / `.txnindex.cleaned`). Crash-safe: `.cleaned` files are fsynced and
     /// renamed to `.swap`, the old files deleted, then `.swap` renamed to the final names, with a
     /// directory fsync between steps; start-up completes an interrupted swap.
     pub fn replace_segments(&self, old_bases: &[i64]) -> Result<(), LogError> {
@@ -729,7 +729,7 @@ impl Partition {
                 "replace_segments needs consecutive sealed segments",
             )));
         }
-        let exts = ["log", "index", "timeindex"];
+        let exts = ["log", "index", "timeindex", "txnindex"];
         let with_suffix = |ext: &str, suffix: &str| {
             let mut p = super::segment::segment_file(&self.dir, base, ext).into_os_string();
             p.push(suffix);

@@ -201,3 +201,41 @@ pub fn total_log_bytes(dir: &Path) -> u64 {
         .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
         .sum()
 }
+
+/// A transactional batch of producer (pid, epoch 0): one keyed record at `seq`, or, with
+/// `marker` = Some(0 ABORT / 1 COMMIT), the producer's control record ending its transaction.
+pub fn transactional(pid: i64, seq: i32, key: &str, value: &str, marker: Option<i16>) -> Bytes {
+    let (key, value, sequence) = match marker {
+        Some(kind) => {
+            let [hi, lo] = kind.to_be_bytes();
+            (vec![0u8, 0, hi, lo], vec![0u8; 6], -1)
+        }
+        None => (key.as_bytes().to_vec(), value.as_bytes().to_vec(), seq),
+    };
+    let record = Record {
+        transactional: true,
+        control: marker.is_some(),
+        delete_horizon_ms: None,
+        partition_leader_epoch: 0,
+        producer_id: pid,
+        producer_epoch: 0,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence,
+        timestamp: now_ms(),
+        key: Some(Bytes::from(key)),
+        value: Some(Bytes::from(value)),
+        headers: vec![],
+    };
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &[record],
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .expect("encode batch");
+    buf.freeze()
+}

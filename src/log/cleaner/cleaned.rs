@@ -1,6 +1,8 @@
 //! Writing a cleaned segment beside the originals: `<base>.log.cleaned` with its sparse
 //! `.index.cleaned` and `.timeindex.cleaned` built by Kafka's rules (an entry when more than
-//! `index.interval.bytes` were written since the last one), all fsynced before the partition
+//! `index.interval.bytes` were written since the last one) and, when the group holds abort
+//! markers, their `.txnindex.cleaned` entries; data of aborted transactions is dropped
+//! ([`super::aborted`]). All are fsynced before the partition
 //! swaps them in. The group's last batch always stays (emptied if need be), so the cleaned
 //! segment ends at the same offset as the segments it replaces: start-up recovery then completes
 //! an interrupted swap exactly. Runs outside the partition lock; reads go through file handles
@@ -11,6 +13,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::aborted::AbortedRanges;
 use super::rewrite::{self, BatchOutcome, FilterStats, RetainRules, RewriteError};
 use super::{CleanStats, CleanerError, SegmentView, Throttle};
 use crate::log::batch::BatchHeader;
@@ -132,6 +135,7 @@ pub(super) fn write_group(
     partition: &Partition,
     segments: &[SegmentView],
     producers: &ProducerStateManager,
+    aborted: &AbortedRanges,
     rules: &RetainRules<'_>,
     throttle: &mut Throttle<'_>,
     filter: &mut FilterStats,
@@ -154,6 +158,7 @@ pub(super) fn write_group(
     let mut pending: Option<(Vec<u8>, BatchOutcome)> = None;
     let mut any = false;
     let mut changed = false;
+    let mut last_offset = base;
     for seg in segments {
         let mut scan = BatchScanner::new(seg.file.as_ref(), 0, seg.summary.size);
         loop {
@@ -177,7 +182,18 @@ pub(super) fn write_group(
                     .get(h.producer_id)
                     .and_then(|e| e.batches.back())
                     .is_some_and(|m| m.last_offset == h.last_offset());
-            let outcome = rewrite::filter_batch(&bytes, rules, producer_last, filter)?;
+            last_offset = h.last_offset();
+            let outcome = if aborted.holds(&h) {
+                // An aborted transaction's data goes; the producer's last batch stays empty,
+                // as an emptied batch does, so its sequence survives.
+                filter.records_read += h.records_count.max(0) as u64;
+                match producer_last {
+                    true => BatchOutcome::Rewritten(rewrite::empty_batch(&h)),
+                    false => BatchOutcome::Dropped,
+                }
+            } else {
+                rewrite::filter_batch(&bytes, rules, producer_last, filter)?
+            };
             if let Some((prev, prev_outcome)) = pending.replace((bytes, outcome)) {
                 changed |= emit(&mut out, &prev, prev_outcome, false, throttle)?;
             }
@@ -194,7 +210,17 @@ pub(super) fn write_group(
     let size = out.position;
     out.file.sync()?;
     let (offsets, times) = out.index.finish();
-    for (ext, bytes) in [("index", offsets), ("timeindex", times)] {
+    // The aborts whose markers the group holds keep their index entries (none: no file).
+    let txn_entries: Vec<u8> = aborted
+        .markers_within(base, last_offset)
+        .iter()
+        .flat_map(|a| a.encode())
+        .collect();
+    let mut files = vec![("index", offsets), ("timeindex", times)];
+    if !txn_entries.is_empty() {
+        files.push(("txnindex", txn_entries));
+    }
+    for (ext, bytes) in files {
         let path = with_suffix(&segment_file(&partition.dir, base, ext), ".cleaned");
         let f = io.open(&path, true)?;
         f.set_len(0)?;
@@ -240,7 +266,7 @@ fn emit(
 
 /// Removes the `.cleaned` files of an abandoned group (best effort).
 pub(super) fn remove_cleaned(partition: &Partition, base: i64) {
-    for ext in ["log", "index", "timeindex"] {
+    for ext in ["log", "index", "timeindex", "txnindex"] {
         let path = with_suffix(&segment_file(&partition.dir, base, ext), ".cleaned");
         if let Err(e) = std::fs::remove_file(&path) {
             if e.kind() != io::ErrorKind::NotFound {

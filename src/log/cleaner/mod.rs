@@ -31,6 +31,7 @@
 //! Depends on the log engine's partition, segment and batch types only; never on requests,
 //! handlers or the group coordinator.
 
+mod aborted;
 mod cleaned;
 pub mod key_map;
 pub mod plan;
@@ -42,6 +43,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
+use aborted::AbortedRanges;
 use key_map::KeyOffsetMap;
 use plan::{GroupLimits, Plan, PlanInput, SegmentSummary};
 use rewrite::{FilterStats, RetainRules, RewriteError};
@@ -175,6 +177,7 @@ struct Snapshot {
     log_start_offset: i64,
     last_stable_offset: i64,
     producers: ProducerStateManager,
+    aborted: AbortedRanges,
 }
 
 struct CheckpointEntry {
@@ -374,6 +377,7 @@ impl Cleaner {
             log_start_offset: st.log_start_offset,
             last_stable_offset: st.offsets().last_stable_offset,
             producers: st.producers.clone(),
+            aborted: AbortedRanges::new(st.aborted.clone()),
         }))
     }
 
@@ -535,6 +539,7 @@ impl Cleaner {
                 partition,
                 segments,
                 &snap.producers,
+                &snap.aborted,
                 &rules,
                 &mut throttle,
                 &mut filter,
@@ -701,7 +706,8 @@ fn build_map(
                 }
             };
             let h = b.header;
-            if h.last_offset() < from || h.is_control() {
+            // Markers carry no keys; an aborted value never stands for its key.
+            if h.last_offset() < from || h.is_control() || snap.aborted.holds(&h) {
                 continue;
             }
             let bytes = b.bytes.expect("the scan was asked for bodies");
