@@ -157,6 +157,11 @@ const PER_LISTENER_KEYS: &[&str] = &[
     "sasl.enabled.mechanisms",
 ];
 
+/// The name the HTTP listener's TLS keys (`cairn.http.ssl.*`) are kept under, as a listener's
+/// `listener.name.<name>.ssl.*` overrides are; no Kafka listener can have it (listener names
+/// hold no `.`).
+pub const HTTP_TLS_NAME: &str = "cairn.http";
+
 /// SASL mechanisms whose JAAS config can be set per listener as
 /// `listener.name.<name>.<mechanism>.sasl.jaas.config`.
 const JAAS_MECHANISMS: &[&str] = &["plain", "scram-sha-256", "scram-sha-512"];
@@ -237,6 +242,7 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def("cairn.http.listen", T::String, Some("127.0.0.1:9644"), SocketAddrOrEmpty, "Cairn only. HOST:PORT of the operator's HTTP listener (/metrics, the status page at /, /v1/status); empty disables it. When the default port is taken, Cairn serves without it (and says so); a port set here must be free."),
     def("cairn.key.index.memory.bytes", T::Long, Some("16777216"), AtLeast(1024), "Cairn only. Memory per indexed partition for the key index of its active segment (sealed segments are indexed on disk); past it, the rest of the active segment is searched linearly."),
     def("cairn.http.authentication", T::String, Some("none"), OneOf(&["none", "basic"]), "Cairn only. basic: the HTTP listener asks for HTTP Basic credentials of a PLAIN or SCRAM user of the Kafka listeners, who needs cluster DESCRIBE when ACLs are on; none: open to anyone who can reach it."),
+    def("cairn.http.ssl.enable", T::Boolean, Some("false"), Bool, "Cairn only. Serve the HTTP listener over TLS (https) with the broker's ssl.* keys, each overridable for it alone as cairn.http.ssl.<key> (e.g. cairn.http.ssl.keystore.location); SIGHUP re-reads its certificates."),
     def("cairn.log.verify.on.startup", T::String, Some("background"), OneOf(VERIFY_ON_STARTUP), "Cairn only. When the CRC and offsets of every batch of every segment are checked, damage moved aside and repaired: 'background' (serve at once, verify in a background pass; after a crash the re-read tail first), 'before-serving' (everything before serving), 'off' (Kafka's behaviour: only the tail after a crash, where damage cuts the log)."),
     def("min.insync.replicas", T::Int, Some("1"), Range(1, 1), "Accepted for compatibility; a single node has one replica."),
     def("unclean.leader.election.enable", T::Boolean, Some("false"), Bool, "Accepted for compatibility; no effect on a single node."),
@@ -723,6 +729,19 @@ impl BrokerConfig {
         if let Some(rest) = key.strip_prefix("listener.name.") {
             return self.set_per_listener(key, rest, value);
         }
+        if let Some(ssl_key) = key
+            .strip_prefix("cairn.http.")
+            .filter(|k| k.starts_with("ssl.") && PER_LISTENER_KEYS.contains(k))
+        {
+            // The HTTP listener's own TLS keys, kept as a listener's overrides are.
+            let def = broker_def(ssl_key).ok_or_else(|| ConfigError::UnknownKey(key.into()))?;
+            check_value(def, value)?;
+            self.per_listener.insert(
+                (HTTP_TLS_NAME.to_string(), ssl_key.to_string()),
+                value.trim().to_string(),
+            );
+            return Ok(());
+        }
         let def = broker_def(key).ok_or_else(|| ConfigError::UnknownKey(key.to_string()))?;
         check_value(def, value)?;
         self.values.insert(def.name, value.trim().to_string());
@@ -830,6 +849,11 @@ impl BrokerConfig {
     /// `cairn.http.listen`: the operator's HTTP listener, `None` when disabled.
     pub fn http_listen(&self) -> Option<SocketAddr> {
         self.get("cairn.http.listen")?.trim().parse().ok()
+    }
+
+    /// `cairn.http.ssl.enable`: the HTTP listener serves https.
+    pub fn http_tls(&self) -> bool {
+        self.boolean("cairn.http.ssl.enable")
     }
 
     /// `listener.security.protocol.map`, names upper case.
@@ -1486,6 +1510,43 @@ mod tests {
             .unwrap();
         assert_eq!(policy.source, ConfigSource::DynamicTopic);
         assert_eq!(policy.synonyms[0].2, ConfigSource::DynamicTopic);
+    }
+
+    #[test]
+    fn the_http_listener_has_its_own_tls_keys() {
+        let mut broker = BrokerConfig::default();
+        assert!(!broker.http_tls());
+        broker.set("cairn.http.ssl.enable", "true").unwrap();
+        assert!(broker.http_tls());
+        broker.set("ssl.keystore.location", "/kafka.pem").unwrap();
+        broker.set("ssl.client.auth", "requested").unwrap();
+        broker
+            .set("cairn.http.ssl.keystore.location", "/http.pem")
+            .unwrap();
+        // Its own key wins; the others fall back to the broker's, as a listener's do.
+        assert_eq!(
+            broker.listener_value(HTTP_TLS_NAME, "ssl.keystore.location"),
+            Some("/http.pem")
+        );
+        assert_eq!(
+            broker.listener_value(HTTP_TLS_NAME, "ssl.client.auth"),
+            Some("requested")
+        );
+        assert_eq!(
+            broker.listener_value("SASL_SSL", "ssl.keystore.location"),
+            Some("/kafka.pem")
+        );
+        assert!(broker.set("cairn.http.ssl.client.auth", "maybe").is_err());
+        for unknown in [
+            "cairn.http.ssl.bogus",
+            "cairn.http.sasl.enabled.mechanisms",
+            "listener.name.cairn.http.ssl.keystore.location",
+        ] {
+            assert!(matches!(
+                broker.set(unknown, "x"),
+                Err(ConfigError::UnknownKey(_))
+            ));
+        }
     }
 
     #[test]

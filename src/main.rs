@@ -99,16 +99,20 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
     log_startup(&server.local_addrs(), &data_dir);
     info!(elapsed_ms = started.elapsed().as_millis() as u64, "started");
 
-    let tls = server.tls_listeners();
+    let mut tls = server.tls_listeners();
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     if let Some(addr) = broker.config.http_listen() {
         match HttpServer::bind(addr, broker.clone()).await {
             Ok(http) => {
-                info!(listen = %http.local_addr()?, "status page and metrics on http://{}/", http.local_addr()?);
+                info!(listen = %http.local_addr()?, "status page and metrics on {}://{}/", http.scheme(), http.local_addr()?);
+                tls.extend(http.tls());
                 tokio::spawn(http.run(shutdown_rx.clone()));
             }
             // The default port may be another Cairn's on this machine: serve Kafka without it.
-            Err(e) if !broker.config.is_explicit("cairn.http.listen") => {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && !broker.config.is_explicit("cairn.http.listen") =>
+            {
                 warn!(listen = %addr, error = %e, "the HTTP listener's default address is taken; serving without it (set cairn.http.listen to choose another)");
             }
             Err(e) => {

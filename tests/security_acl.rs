@@ -47,6 +47,8 @@ const PREFIXED: i8 = 4;
 const ANY: i8 = 1;
 const READ: i8 = 3;
 const WRITE: i8 = 4;
+const CREATE: i8 = 5;
+const ALTER_CONFIGS: i8 = 11;
 const DENY: i8 = 2;
 const ALLOW: i8 = 3;
 
@@ -315,6 +317,74 @@ fn a_principal_without_acls_can_do_nothing() {
     );
     // The topic is still there, unchanged, and nothing was auto-created.
     assert_eq!(metadata(&mut admin, None), vec![("orders".into(), 0)]);
+}
+
+/// CreateTopics v7 creating `name` with one topic config; the topic's result.
+fn create_with_config(
+    client: &mut Client,
+    name: &str,
+) -> kafka_protocol::messages::create_topics_response::CreatableTopicResult {
+    let mut r = client.call(
+        7,
+        &CreateTopicsRequest::default()
+            .with_timeout_ms(10_000)
+            .with_topics(vec![CreatableTopic::default()
+                .with_name(topic(name))
+                .with_num_partitions(2)
+                .with_replication_factor(1)
+                .with_configs(vec![CreatableTopicConfig::default()
+                    .with_name(s("retention.ms"))
+                    .with_value(Some(s("-1")))])]),
+    );
+    r.topics.remove(0)
+}
+
+#[test]
+fn create_topics_returns_configs_only_to_who_may_describe_them() {
+    let data = tempfile::tempdir().unwrap();
+    let (_broker, addr) = start(data.path(), true);
+    let mut admin = login(addr, "admin");
+    // alice may create `jobs-*` topics but not describe their configs; bob may do both.
+    assert_eq!(
+        create_acls(
+            &mut admin,
+            vec![
+                acl(TOPIC, "jobs-", PREFIXED, "User:alice", CREATE, ALLOW),
+                acl(TOPIC, "jobs-", PREFIXED, "User:bob", CREATE, ALLOW),
+                acl(TOPIC, "jobs-", PREFIXED, "User:bob", ALTER_CONFIGS, ALLOW),
+            ]
+        ),
+        vec![0, 0, 0]
+    );
+
+    // As Kafka: created, but the configs, partition count and replication factor stay hidden
+    // and topic_config_error_code says why.
+    let mut alice = login(addr, "alice");
+    let r = create_with_config(&mut alice, "jobs-alice");
+    assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+    assert_eq!(r.topic_config_error_code, TOPIC_AUTHORIZATION_FAILED);
+    assert_eq!((r.num_partitions, r.replication_factor), (-1, -1));
+    assert_eq!(r.configs.as_deref().unwrap_or_default().len(), 0);
+    assert_eq!(
+        metadata(&mut admin, Some(&["jobs-alice"])),
+        vec![("jobs-alice".into(), 0)]
+    );
+
+    // ALTER_CONFIGS implies DESCRIBE_CONFIGS: bob sees what he created, as does a super user.
+    let mut bob = login(addr, "bob");
+    for (client, name) in [(&mut bob, "jobs-bob"), (&mut admin, "jobs-admin")] {
+        let r = create_with_config(client, name);
+        assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+        assert_eq!(r.topic_config_error_code, 0);
+        assert_eq!((r.num_partitions, r.replication_factor), (2, 1));
+        let retention = r
+            .configs
+            .unwrap_or_default()
+            .into_iter()
+            .find(|c| c.name.as_str() == "retention.ms")
+            .expect("retention.ms is returned");
+        assert_eq!(retention.value.as_deref(), Some("-1"));
+    }
 }
 
 #[test]

@@ -181,7 +181,18 @@ pub(super) fn create_topics(
                             }
                         }
                         result.error_code = NONE;
-                        if version >= 5 {
+                        // As Kafka: a creator without DESCRIBE_CONFIGS on the topic learns that
+                        // it was created, not its configs, partition count or replication factor.
+                        let describable = broker.allowed(
+                            session,
+                            Operation::DescribeConfigs,
+                            ResourceType::Topic,
+                            &name,
+                        );
+                        if version >= 5 && !describable {
+                            result.topic_config_error_code =
+                                code(ResponseError::TopicAuthorizationFailed);
+                        } else if version >= 5 {
                             result.num_partitions = partitions;
                             result.replication_factor = 1;
                             result.configs = Some(

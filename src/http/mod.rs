@@ -9,6 +9,8 @@
 //! minutes of throughput and group progress for the page's charts and time-to-catch-up.
 //! `keys.rs` serves compacted topics as a key-value store (lookups and snapshots); a snapshot's
 //! connection lives as long as its reader keeps reading (its deadline moves on with each chunk).
+//! With `cairn.http.ssl.enable` it serves https, through the same rustls acceptor the Kafka
+//! listeners use (`crate::auth::tls`), its handshake held to [`HEADER_TIMEOUT`].
 
 mod basic_auth;
 mod exposition;
@@ -28,10 +30,12 @@ use axum::routing::get;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tracing::{debug, info, warn};
 
+use crate::auth::tls::TlsListener;
 use crate::broker::Broker;
 use history::History;
 use status::Status;
@@ -63,11 +67,20 @@ pub struct HttpServer {
     state: AppState,
     /// HTTP Basic authentication against the broker's users and ACLs, when configured.
     gate: Option<Arc<basic_auth::Gate>>,
+    /// TLS (`cairn.http.ssl.enable`): every connection's handshake first.
+    tls: Option<Arc<TlsListener>>,
 }
 
 impl HttpServer {
     pub async fn bind(addr: SocketAddr, broker: Arc<Broker>) -> std::io::Result<HttpServer> {
         let gate = basic_auth::Gate::from_config(&broker).map_err(std::io::Error::other)?;
+        let tls = if broker.config.http_tls() {
+            let name = crate::config::HTTP_TLS_NAME;
+            let tls = TlsListener::load(&broker.config, name).map_err(std::io::Error::other)?;
+            Some(Arc::new(tls))
+        } else {
+            None
+        };
         let listener = TcpListener::bind(addr).await?;
         let key_index_memory = broker.config.key_index_memory_bytes();
         let authentication_on = crate::listener::listeners(&broker.config)
@@ -75,6 +88,7 @@ impl HttpServer {
             .unwrap_or(true);
         Ok(HttpServer {
             gate,
+            tls,
             listener,
             state: AppState {
                 broker,
@@ -88,6 +102,20 @@ impl HttpServer {
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The listener's TLS acceptor when it serves https, to re-read its certificates on SIGHUP.
+    pub fn tls(&self) -> Option<Arc<TlsListener>> {
+        self.tls.clone()
+    }
+
+    /// `https` or `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// Serves until `shutdown` turns true.
@@ -140,37 +168,57 @@ impl HttpServer {
                     .layer(axum::Extension(deadline.clone()))
                     .layer(axum::Extension(basic_auth::Peer(peer))),
             );
+            let tls = self.tls.as_ref().map(|t| t.acceptor());
             tokio::spawn(async move {
                 let _permit = permit;
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_TIMEOUT)
-                    .max_buf_size(MAX_HEADER_BYTES)
-                    .max_headers(MAX_HEADERS)
-                    .keep_alive(false)
-                    .serve_connection(TokioIo::new(stream), service);
-                tokio::pin!(conn);
-                loop {
-                    let at = deadline.at();
-                    tokio::select! {
-                        done = &mut conn => {
-                            if let Err(e) = done {
-                                debug!(%peer, error = %e, "http: connection ended with an error");
-                            }
-                            break;
-                        }
-                        _ = tokio::time::sleep_until(at.into()) => {
-                            if deadline.at() <= Instant::now() {
-                                debug!(%peer, "http: connection cut after the time limit");
-                                break;
-                            }
-                        }
-                    }
+                let Some(acceptor) = tls else {
+                    return serve(stream, service, deadline, peer).await;
+                };
+                match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => serve(stream, service, deadline, peer).await,
+                    Ok(Err(e)) => debug!(%peer, error = %e, "http: TLS handshake failed"),
+                    Err(_) => debug!(%peer, "http: TLS handshake not done in time"),
                 }
             });
         }
         sampler.abort();
         info!("http listener stopped");
+    }
+}
+
+/// Serves one request on `io` (plain TCP or TLS), cutting the connection at its deadline.
+async fn serve<S>(
+    io: S,
+    service: TowerToHyperService<Router>,
+    deadline: keys::Deadline,
+    peer: SocketAddr,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES)
+        .max_headers(MAX_HEADERS)
+        .keep_alive(false)
+        .serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    loop {
+        let at = deadline.at();
+        tokio::select! {
+            done = &mut conn => {
+                if let Err(e) = done {
+                    debug!(%peer, error = %e, "http: connection ended with an error");
+                }
+                break;
+            }
+            _ = tokio::time::sleep_until(at.into()) => {
+                if deadline.at() <= Instant::now() {
+                    debug!(%peer, "http: connection cut after the time limit");
+                    break;
+                }
+            }
+        }
     }
 }
 

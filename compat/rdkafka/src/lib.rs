@@ -3,7 +3,9 @@
 //! rdkafka helpers (topic creation, ordered producing with delivery reports, reading a topic back to its
 //! high watermark). It knows Cairn only through its command line and the Kafka protocol: it must not
 //! depend on the `cairn` crate or on anything in Cairn's data directory beyond the partition directory
-//! names of `shared/disk-format.md`.
+//! names of `shared/disk-format.md`. For the security tests it also starts Cairn with named listeners
+//! (SASL_SSL, SSL), adds SCRAM users with `cairn add-scram` before start, and makes certificates with
+//! the main repository's `scripts/make-test-certs` (openssl).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{File, OpenOptions};
@@ -103,12 +105,24 @@ pub struct Cairn {
     root: tempfile::TempDir,
     sets: Vec<String>,
     port: u16,
+    /// Named listeners (name, port) instead of `--listen`; the first one is `port`.
+    listeners: Vec<(String, u16)>,
     child: Option<Child>,
 }
 
 impl Cairn {
     /// Starts Cairn with `--set key=value` for each pair and waits until its port accepts.
     pub fn start(sets: &[(&str, &str)]) -> Result<Cairn> {
+        let mut cairn = Cairn::prepare(&[], sets)?;
+        cairn.spawn()?;
+        Ok(cairn)
+    }
+
+    /// A Cairn that is not started yet, with one loopback listener per name in `listeners`
+    /// (`SASL_SSL`, `SSL`, ... mapped to protocols as Kafka maps them) or, when that is empty, a
+    /// PLAINTEXT `--listen`. Start it with [`Cairn::launch`]; before that, [`Cairn::add_scram`]
+    /// may add users.
+    pub fn prepare(listeners: &[&str], sets: &[(&str, &str)]) -> Result<Cairn> {
         let bin = cairn_bin();
         if !bin.is_file() {
             bail!(
@@ -122,15 +136,64 @@ impl Cairn {
             .tempdir()
             .context("creating temp dir")?;
         std::fs::create_dir(root.path().join("data")).context("creating data dir")?;
-        let mut cairn = Cairn {
+        let listeners = listeners
+            .iter()
+            .map(|name| Ok((name.to_string(), free_port()?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Cairn {
             bin,
             root,
             sets: sets.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-            port: free_port()?,
+            port: match listeners.first() {
+                Some((_, port)) => *port,
+                None => free_port()?,
+            },
+            listeners,
             child: None,
-        };
-        cairn.spawn()?;
-        Ok(cairn)
+        })
+    }
+
+    /// Starts a prepared Cairn and waits until its first listener accepts.
+    pub fn launch(&mut self) -> Result<()> {
+        self.spawn()
+    }
+
+    /// Adds a SCRAM credential before start with `cairn add-scram`, in `kafka-storage format
+    /// --add-scram`'s form: `SCRAM-SHA-256=[name=alice,password=alice-secret]`.
+    pub fn add_scram(&self, spec: &str) -> Result<()> {
+        if self.child.is_some() {
+            bail!("add-scram needs a stopped broker");
+        }
+        let out = Command::new(&self.bin)
+            .arg("add-scram")
+            .arg(spec)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .output()
+            .context("running cairn add-scram")?;
+        if !out.status.success() {
+            bail!(
+                "cairn add-scram failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    /// `127.0.0.1:<port>` of the named listener.
+    pub fn listener(&self, name: &str) -> String {
+        let (_, port) = self
+            .listeners
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no listener named {name}"));
+        format!("127.0.0.1:{port}")
+    }
+
+    /// The broker's log so far (secrets must never be in it).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
     /// `127.0.0.1:<port>`.
@@ -162,12 +225,21 @@ impl Cairn {
             .open(self.log_path())
             .context("opening cairn.log")?;
         let mut cmd = Command::new(&self.bin);
-        cmd.arg("--listen")
-            .arg(self.bootstrap())
-            .arg("--advertised-listener")
-            .arg(self.bootstrap())
-            .arg("--data-dir")
-            .arg(self.data_dir());
+        if self.listeners.is_empty() {
+            cmd.arg("--listen")
+                .arg(self.bootstrap())
+                .arg("--advertised-listener")
+                .arg(self.bootstrap());
+        } else {
+            let listeners: Vec<String> = self
+                .listeners
+                .iter()
+                .map(|(name, port)| format!("{name}://127.0.0.1:{port}"))
+                .collect();
+            cmd.arg("--set")
+                .arg(format!("listeners={}", listeners.join(",")));
+        }
+        cmd.arg("--data-dir").arg(self.data_dir());
         for s in &self.sets {
             cmd.arg("--set").arg(s);
         }
@@ -296,6 +368,42 @@ fn dir_bytes(dir: &Path, ext: &str) -> Result<u64> {
 fn signal(child: &Child, sig: Signal) -> Result<()> {
     let pid = i32::try_from(child.id()).context("pid out of range")?;
     kill(Pid::from_raw(pid), sig).with_context(|| format!("sending {sig} to cairn"))
+}
+
+/// A temporary directory holding a CA, a server certificate (localhost, 127.0.0.1) and a client
+/// certificate (DN `CN=alice,OU=clients,O=Cairn Test,C=US`), made by the main repository's
+/// `scripts/make-test-certs` with openssl: `ca.pem`, `server.keystore.pem`, `client.pem`,
+/// `client.key`.
+pub struct Certs {
+    dir: tempfile::TempDir,
+}
+
+impl Certs {
+    pub fn make() -> Result<Certs> {
+        let dir = tempfile::Builder::new()
+            .prefix("cairn-compat-certs-")
+            .tempdir()
+            .context("creating temp dir")?;
+        let script = repo_root().join("scripts/make-test-certs");
+        let status = Command::new(&script)
+            .arg(dir.path())
+            .status()
+            .with_context(|| format!("running {} (needs openssl)", script.display()))?;
+        if !status.success() {
+            bail!("{} failed: {status}", script.display());
+        }
+        Ok(Certs { dir })
+    }
+
+    /// The path of one of the files above, as a string for client configs.
+    pub fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+}
+
+/// The main repository (this suite lives in its `compat/rdkafka`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// `CAIRN_BIN`, or the main crate's release binary.
