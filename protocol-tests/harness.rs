@@ -103,6 +103,11 @@ impl Cairn {
         }
     }
 
+    /// Starts again on the same data after [`Cairn::stop`].
+    pub(crate) fn start_again(&mut self) {
+        self.spawn();
+    }
+
     /// True while the process runs.
     pub(crate) fn alive(&mut self) -> bool {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))

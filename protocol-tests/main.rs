@@ -6,6 +6,7 @@
 mod apis;
 mod authorized_operations;
 mod client_quotas;
+mod cluster;
 mod consumer_groups;
 mod fetch_limits;
 mod fetch_sessions;

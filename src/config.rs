@@ -98,6 +98,9 @@ enum Check {
     SocketAddrOrEmpty,
 }
 
+/// Producer ids of one cluster node: `node.id << 44` plus a local counter.
+pub const PRODUCER_ID_NODE_SHIFT: u32 = 44;
+
 /// One accepted config key.
 #[derive(Debug, Clone, Copy)]
 pub struct ConfigDef {
@@ -201,8 +204,11 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def("log.dir", T::String, Some("./data"), Any, "Synonym of log.dirs (used when log.dirs is not set)."),
     def("node.id", T::Int, Some("1"), AtLeast(0), "This broker's id."),
     def("broker.id", T::Int, Some("1"), AtLeast(0), "Synonym of node.id."),
+    def("broker.rack", T::String, None, Any, "This broker's rack: in a cluster, partitions are placed so that consecutive brokers alternate racks."),
+    def("cairn.cluster.etcd.endpoints", T::List, Some(""), Any, "Cairn only. etcd endpoints (http://host:port, comma separated) of the cluster this broker joins; empty (the default) means a single node without etcd."),
+    def("broker.session.timeout.ms", T::Int, Some("9000"), AtLeast(2000), "In a cluster, how long a broker stays live without renewing its etcd lease (rounded up to whole seconds)."),
     def("num.partitions", T::Int, Some("1"), AtLeast(1), "Partitions of an auto-created topic, or of one created with -1."),
-    def("default.replication.factor", T::Short, Some("1"), Range(1, 1), "Replication factor; a single node supports 1."),
+    def("default.replication.factor", T::Short, Some("1"), Range(1, 1), "Replication factor of topics created without one; 1 until Cairn replicates partitions (a cluster does not yet)."),
     def("auto.create.topics.enable", T::Boolean, Some("true"), Bool, "Create unknown topics named in Metadata requests."),
     def("socket.request.max.bytes", T::Int, Some("104857600"), AtLeast(1), "Largest request frame accepted."),
     def("quota.window.num", T::Int, Some("11"), AtLeast(1), "Samples kept for client quota rates."),
@@ -904,6 +910,36 @@ impl BrokerConfig {
         }
     }
 
+    /// `cairn.cluster.etcd.endpoints`; empty when this broker is a single node.
+    pub fn cluster_etcd_endpoints(&self) -> Vec<String> {
+        self.get("cairn.cluster.etcd.endpoints")
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+    /// `broker.rack`, `None` when unset or empty.
+    pub fn broker_rack(&self) -> Option<String> {
+        self.get("broker.rack")
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map(str::to_string)
+    }
+    /// Added to every producer id this broker hands out. In a cluster each broker's ids live in
+    /// their own range (`node.id` << 44), so ids from different brokers never collide on a
+    /// partition's leader; 0 on a single node.
+    pub fn producer_id_base(&self) -> i64 {
+        if self.cluster_etcd_endpoints().is_empty() {
+            0
+        } else {
+            i64::from(self.node_id()) << PRODUCER_ID_NODE_SHIFT
+        }
+    }
+    pub fn broker_session_timeout_ms(&self) -> i32 {
+        self.int("broker.session.timeout.ms")
+    }
     pub fn num_partitions(&self) -> i32 {
         self.int("num.partitions")
     }

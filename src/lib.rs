@@ -20,6 +20,7 @@
 pub mod auth;
 pub mod authz;
 pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod group;
 pub mod http;

@@ -94,7 +94,7 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let broker = Broker::start(config)
         .await
-        .with_context(|| format!("cannot open data directory {}", data_dir.display()))?;
+        .with_context(|| format!("cannot start (data directory {})", data_dir.display()))?;
     let server = Server::bind_listeners(listeners, broker.clone()).await?;
     log_startup(&server.local_addrs(), &data_dir);
     info!(elapsed_ms = started.elapsed().as_millis() as u64, "started");

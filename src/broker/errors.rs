@@ -98,3 +98,19 @@ pub(crate) fn resource_config_error_code(error: &ResourceConfigError) -> i16 {
     };
     e.code()
 }
+
+/// The Kafka error code for a cluster (etcd) failure.
+pub(crate) fn cluster_error_code(error: &crate::cluster::ClusterError) -> i16 {
+    use crate::cluster::ClusterError;
+    code(match error {
+        ClusterError::TopicExists(_) => ResponseError::TopicAlreadyExists,
+        ClusterError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
+        ClusterError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+        ClusterError::Config(_) => ResponseError::InvalidRequest,
+        // etcd unreachable, no live broker, a concurrent change: the client may retry.
+        ClusterError::Etcd(_)
+        | ClusterError::NoLiveBrokers
+        | ClusterError::Conflict(_)
+        | ClusterError::DuplicateNodeId { .. } => ResponseError::RequestTimedOut,
+    })
+}

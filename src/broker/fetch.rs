@@ -103,6 +103,14 @@ async fn gather(
                 partitions.push(data);
                 continue;
             }
+            if let Err(error_code) =
+                super::leaders::check(broker, &name, p.partition, p.current_leader_epoch)
+            {
+                any_error = true;
+                data.error_code = error_code;
+                partitions.push(data);
+                continue;
+            }
             let Some(log) = broker.log.partition(&name, p.partition) else {
                 any_error = true;
                 data.error_code = code(ResponseError::UnknownTopicOrPartition);

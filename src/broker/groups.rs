@@ -40,7 +40,7 @@ use crate::group::state::{
     CommittedOffset, GroupError, JoinRequest, Protocol, SyncRequest, TopicPartition,
 };
 use crate::group::CoordinatorError;
-use crate::listener::{Endpoint, Session};
+use crate::listener::Session;
 use crate::log::LogError;
 
 /// The group APIs this broker implements, with the versions it accepts (min, max).
@@ -102,7 +102,7 @@ pub(crate) async fn handle(
     };
     let mut response = match request {
         RequestKind::FindCoordinator(r) => {
-            ResponseKind::FindCoordinator(find_coordinator(broker, session, v, r))
+            ResponseKind::FindCoordinator(find_coordinator(broker, session, v, r).await)
         }
         RequestKind::JoinGroup(r) => {
             ResponseKind::JoinGroup(join_group(broker, v, client_id, r).await)
@@ -177,44 +177,70 @@ fn str_bytes(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
 }
 
-fn find_coordinator(
+async fn find_coordinator(
     broker: &Broker,
     session: &Session,
     v: i16,
     r: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
-    let Endpoint { host, port } = &session.advertised;
-    // Groups (0) and transactions (1) are both coordinated by this single broker. The offsets
-    // topic is created when a group coordinator is first looked for, as Kafka does.
-    let error = match r.key_type {
-        0 => broker
-            .groups
-            .ensure_offsets_topic()
-            .err()
-            .map_or(0, |e| coordinator_error_code(&e)),
-        1 => broker
-            .txn
-            .ensure_topic()
-            .err()
-            .map_or(0, |e| super::txn::txn_error_code(e, true)),
-        _ => ResponseError::InvalidRequest.code(),
+    // Groups (0) and transactions (1): the coordinator is the leader of the key's partition of
+    // the offsets or transaction topic (this broker, on a single node). The topic is created
+    // when a coordinator is first looked for, as Kafka does.
+    let (error, topic) = match r.key_type {
+        0 => (
+            broker
+                .groups
+                .ensure_offsets_topic()
+                .err()
+                .map_or(0, |e| coordinator_error_code(&e)),
+            crate::group::offsets::OFFSETS_TOPIC,
+        ),
+        1 => (
+            broker
+                .txn
+                .ensure_topic()
+                .err()
+                .map_or(0, |e| super::txn::txn_error_code(e, true)),
+            crate::txn::topic::TRANSACTION_STATE_TOPIC,
+        ),
+        _ => (ResponseError::InvalidRequest.code(), ""),
     };
-    let ok = error == 0;
+    let mut error = error;
+    if let (0, Some(cluster), Some(local)) = (error, &broker.cluster, broker.log.topic(topic)) {
+        if let Err(e) = cluster
+            .ensure_internal_topic(topic, local.partitions, local.overrides)
+            .await
+        {
+            tracing::warn!(topic, error = %e, "cannot create the internal topic in the cluster");
+            error = ResponseError::CoordinatorNotAvailable.code();
+        }
+    }
+    let partitions = super::leaders::topic(broker, topic).map_or(0, |t| t.partitions.len() as i32);
+    // The coordinator of one key, or COORDINATOR_NOT_AVAILABLE while its partition has no
+    // live leader.
+    let coordinator = |key: &str| -> Result<super::leaders::BrokerAddress, i16> {
+        if error != 0 {
+            return Err(error);
+        }
+        let partition = crate::group::offsets::partition_for(key, partitions.max(1));
+        super::leaders::leader_address(broker, session, topic, partition)
+            .ok_or(ResponseError::CoordinatorNotAvailable.code())
+    };
     if v >= 4 {
         let coordinators = r
             .coordinator_keys
             .into_iter()
             .map(|key| {
+                let found = coordinator(&key);
                 build!(Coordinator {
                     key: key,
-                    node_id: (if ok { broker.node_id } else { -1 }).into(),
-                    host: if ok {
-                        str_bytes(host.clone())
-                    } else {
-                        StrBytes::default()
-                    },
-                    port: if ok { i32::from(*port) } else { -1 },
-                    error_code: error,
+                    node_id: found.as_ref().map_or(-1, |b| b.node_id).into(),
+                    host: found.as_ref().map_or_else(
+                        |_| StrBytes::default(),
+                        |b| str_bytes(b.endpoint.host.clone())
+                    ),
+                    port: found.as_ref().map_or(-1, |b| i32::from(b.endpoint.port)),
+                    error_code: found.as_ref().err().copied().unwrap_or(0),
                     error_message: None,
                 })
             })
@@ -224,16 +250,16 @@ fn find_coordinator(
             coordinators: coordinators,
         });
     }
+    let found = coordinator(&r.key);
     build!(FindCoordinatorResponse {
-        error_code: error,
+        error_code: found.as_ref().err().copied().unwrap_or(0),
         error_message: None,
-        node_id: (if ok { broker.node_id } else { -1 }).into(),
-        host: if ok {
-            str_bytes(host.clone())
-        } else {
-            StrBytes::default()
-        },
-        port: if ok { i32::from(*port) } else { -1 },
+        node_id: found.as_ref().map_or(-1, |b| b.node_id).into(),
+        host: found.as_ref().map_or_else(
+            |_| StrBytes::default(),
+            |b| str_bytes(b.endpoint.host.clone())
+        ),
+        port: found.as_ref().map_or(-1, |b| i32::from(b.endpoint.port)),
     })
 }
 

@@ -38,6 +38,16 @@ pub(super) async fn handle(
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for p in t.partitions {
             let r = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+            if let Err(error_code) =
+                super::leaders::check(broker, &name, p.partition_index, p.current_leader_epoch)
+            {
+                partitions.push(
+                    r.with_error_code(error_code)
+                        .with_timestamp(-1)
+                        .with_offset(-1),
+                );
+                continue;
+            }
             let Some(log) = broker.log.partition(&name, p.partition_index) else {
                 partitions.push(
                     r.with_error_code(code(ResponseError::UnknownTopicOrPartition))
@@ -159,7 +169,18 @@ pub(super) fn offset_for_leader_epoch(
                     let Some(log) = broker.log.partition(&name, p.partition) else {
                         return r.with_error_code(code(ResponseError::UnknownTopicOrPartition));
                     };
-                    if p.current_leader_epoch > LEADER_EPOCH {
+                    // In a cluster the partition's epoch is etcd's; its batches still carry
+                    // epoch 0 (stamping the leader epoch comes with replication).
+                    if broker.cluster.is_some() {
+                        if let Err(error_code) = super::leaders::check(
+                            broker,
+                            &name,
+                            p.partition,
+                            p.current_leader_epoch,
+                        ) {
+                            return r.with_error_code(error_code);
+                        }
+                    } else if p.current_leader_epoch > LEADER_EPOCH {
                         return r.with_error_code(code(ResponseError::UnknownLeaderEpoch));
                     }
                     if p.leader_epoch > LEADER_EPOCH {

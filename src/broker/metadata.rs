@@ -1,5 +1,5 @@
-//! Metadata and DescribeCluster: this broker is the only broker, leader of every partition and
-//! the controller.
+//! Metadata and DescribeCluster: the brokers, the controller and each partition's leadership
+//! ([`super::leaders`]: this broker alone on a single node, the etcd view in a cluster).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
@@ -14,23 +14,26 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::errors::{code, log_error_code, NONE};
 use super::operations::{authorized_operations, ResourceType};
-use super::{valid_topic_name, Broker};
+use super::{leaders, valid_topic_name, Broker};
 use crate::authz::{Operation, CLUSTER_NAME};
-use crate::listener::{Endpoint, Session};
-use crate::log::TopicInfo;
+use crate::listener::Session;
 
-pub(super) fn handle(
+pub(super) async fn handle(
     broker: &Broker,
     session: &Session,
     version: i16,
     request: MetadataRequest,
 ) -> MetadataResponse {
-    let Endpoint { host, port } = &session.advertised;
-    let brokers = vec![MetadataResponseBroker::default()
-        .with_node_id(BrokerId(broker.node_id))
-        .with_host(StrBytes::from_string(host.clone()))
-        .with_port(*port as i32)
-        .with_rack(None)];
+    let brokers = leaders::brokers(broker, session)
+        .into_iter()
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.node_id))
+                .with_host(StrBytes::from_string(b.endpoint.host))
+                .with_port(b.endpoint.port as i32)
+                .with_rack(b.rack.map(StrBytes::from_string))
+        })
+        .collect();
     // v0: an empty list means all topics; v1+: null means all, empty means none. A topic is
     // named, or (v10+, as KIP-848 consumers ask for their assigned topics) given by id alone.
     let requested: Option<Vec<Result<String, uuid::Uuid>>> = match request.topics {
@@ -48,13 +51,36 @@ pub(super) fn handle(
         ),
     };
     let allow_auto_create = version < 4 || request.allow_auto_topic_creation;
+    if let (Some(cluster), Some(names)) = (&broker.cluster, &requested) {
+        // In a cluster auto-creation writes to etcd (and waits for leaders), so it happens
+        // here, before the answer is built from the view.
+        for name in names.iter().filter_map(|n| n.as_ref().ok()) {
+            if allow_auto_create
+                && broker.config.auto_create_topics()
+                && valid_topic_name(name).is_ok()
+                // Internal topics are created by FindCoordinator, with their own configs.
+                && name != crate::group::offsets::OFFSETS_TOPIC
+                && name != crate::txn::topic::TRANSACTION_STATE_TOPIC
+                && !cluster.view().topics.contains_key(name)
+                && describable(broker, session, name)
+                && (broker.cluster_allowed(session, Operation::Create)
+                    || broker.allowed(session, Operation::Create, ResourceType::Topic, name))
+            {
+                let partitions = broker.config.num_partitions();
+                if let Err(e) = cluster
+                    .create_topic(name, partitions, Default::default(), false)
+                    .await
+                {
+                    tracing::debug!(topic = name, error = %e, "auto-creation in the cluster");
+                }
+            }
+        }
+    }
     let mut topics: Vec<MetadataResponseTopic> = match requested {
-        None => broker
-            .log
-            .topics()
-            .iter()
-            .filter(|t| describable(broker, session, &t.name))
-            .map(|t| topic_metadata(broker, t))
+        None => leaders::topic_names(broker)
+            .into_iter()
+            .filter(|name| describable(broker, session, name))
+            .filter_map(|name| topic_metadata(broker, name))
             .collect(),
         Some(names) => names
             .into_iter()
@@ -77,7 +103,7 @@ pub(super) fn handle(
         .with_brokers(brokers)
         .with_topics(topics);
     if version >= 1 {
-        response.controller_id = BrokerId(broker.node_id);
+        response.controller_id = BrokerId(leaders::controller_id(broker));
     }
     if version >= 2 {
         response.cluster_id = Some(StrBytes::from_string(broker.cluster_id.clone()));
@@ -113,11 +139,18 @@ fn requested_topic(
     name: String,
     allow_auto_create: bool,
 ) -> MetadataResponseTopic {
-    if let Some(info) = broker.log.topic(&name) {
-        return topic_metadata(broker, &info);
+    if let Some(topic) = topic_metadata(broker, name.clone()) {
+        return topic;
     }
     let error = if valid_topic_name(&name).is_err() {
         ResponseError::InvalidTopicException
+    } else if broker.cluster.is_some() {
+        // Auto-creation was tried before; the controller may not have given leaders yet.
+        if allow_auto_create && broker.config.auto_create_topics() {
+            ResponseError::LeaderNotAvailable
+        } else {
+            ResponseError::UnknownTopicOrPartition
+        }
     } else if allow_auto_create && broker.config.auto_create_topics() {
         // Auto-creation needs CREATE on the cluster or on the topic, as in Kafka.
         if !broker.cluster_allowed(session, Operation::Create)
@@ -136,8 +169,8 @@ fn requested_topic(
                 ResponseError::LeaderNotAvailable
             }
             Err(crate::log::LogError::TopicExists(_)) => {
-                if let Some(info) = broker.log.topic(&name) {
-                    return topic_metadata(broker, &info);
+                if let Some(topic) = topic_metadata(broker, name.clone()) {
+                    return topic;
                 }
                 ResponseError::LeaderNotAvailable
             }
@@ -158,37 +191,47 @@ fn requested_topic(
 /// A topic asked for by id: UNKNOWN_TOPIC_ID (with no name) when no topic has it.
 /// A topic the client may not describe is answered TOPIC_AUTHORIZATION_FAILED, as Kafka does.
 fn topic_by_id(broker: &Broker, session: &Session, id: uuid::Uuid) -> MetadataResponseTopic {
-    match broker.log.topics().iter().find(|t| t.topic_id == id) {
-        Some(info) if !describable(broker, session, &info.name) => MetadataResponseTopic::default()
+    match leaders::topic_name_by_id(broker, id) {
+        Some(name) if !describable(broker, session, &name) => MetadataResponseTopic::default()
             .with_topic_id(id)
             .with_error_code(code(ResponseError::TopicAuthorizationFailed)),
-        Some(info) => topic_metadata(broker, info),
+        Some(name) => topic_metadata(broker, name).unwrap_or_else(|| {
+            MetadataResponseTopic::default()
+                .with_topic_id(id)
+                .with_error_code(code(ResponseError::UnknownTopicId))
+        }),
         None => MetadataResponseTopic::default()
             .with_topic_id(id)
             .with_error_code(code(ResponseError::UnknownTopicId)),
     }
 }
 
-fn topic_metadata(broker: &Broker, info: &TopicInfo) -> MetadataResponseTopic {
-    let node = BrokerId(broker.node_id);
-    let partitions = (0..info.partitions)
+/// A topic's metadata, `None` when it does not exist.
+fn topic_metadata(broker: &Broker, name: String) -> Option<MetadataResponseTopic> {
+    let topic = leaders::topic(broker, &name)?;
+    let ids = |ids: Vec<i32>| ids.into_iter().map(BrokerId).collect::<Vec<_>>();
+    let partitions = topic
+        .partitions
+        .into_iter()
         .map(|p| {
             MetadataResponsePartition::default()
-                .with_error_code(NONE)
-                .with_partition_index(p)
-                .with_leader_id(node)
-                .with_leader_epoch(0)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
-                .with_offline_replicas(vec![])
+                .with_error_code(p.error_code)
+                .with_partition_index(p.index)
+                .with_leader_id(BrokerId(p.leader))
+                .with_leader_epoch(p.leader_epoch)
+                .with_replica_nodes(ids(p.replicas))
+                .with_isr_nodes(ids(p.isr))
+                .with_offline_replicas(ids(p.offline))
         })
         .collect();
-    MetadataResponseTopic::default()
-        .with_error_code(NONE)
-        .with_name(Some(TopicName(StrBytes::from_string(info.name.clone()))))
-        .with_topic_id(info.topic_id)
-        .with_is_internal(info.internal)
-        .with_partitions(partitions)
+    Some(
+        MetadataResponseTopic::default()
+            .with_error_code(NONE)
+            .with_name(Some(TopicName(StrBytes::from_string(name))))
+            .with_topic_id(topic.topic_id)
+            .with_is_internal(topic.internal)
+            .with_partitions(partitions),
+    )
 }
 
 pub(super) fn describe_cluster(
@@ -196,16 +239,21 @@ pub(super) fn describe_cluster(
     session: &Session,
     request: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
-    let Endpoint { host, port } = &session.advertised;
+    let brokers = leaders::brokers(broker, session)
+        .into_iter()
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.node_id))
+                .with_host(StrBytes::from_string(b.endpoint.host))
+                .with_port(b.endpoint.port as i32)
+                .with_rack(b.rack.map(StrBytes::from_string))
+        })
+        .collect();
     DescribeClusterResponse::default()
         .with_error_code(NONE)
         .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
-        .with_controller_id(BrokerId(broker.node_id))
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(broker.node_id))
-            .with_host(StrBytes::from_string(host.clone()))
-            .with_port(*port as i32)
-            .with_rack(None)])
+        .with_controller_id(BrokerId(leaders::controller_id(broker)))
+        .with_brokers(brokers)
         .with_cluster_authorized_operations(authorized_operations(
             broker,
             session,

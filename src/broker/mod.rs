@@ -41,6 +41,7 @@ pub mod fetch_files;
 mod fetch_sessions;
 mod group_acls;
 pub mod groups;
+mod leaders;
 mod list_offsets;
 mod log_dirs;
 mod metadata;
@@ -86,6 +87,8 @@ pub struct Broker {
     pub fetch_sessions: fetch_sessions::FetchSessions,
     /// The object-storage tier, when `remote.log.storage.system.enable` is set.
     pub tier: Option<Arc<Tier>>,
+    /// Membership of an etcd-coordinated cluster, when `cairn.cluster.etcd.endpoints` is set.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Held for the broker's lifetime: an exclusive lock on `<data dir>/.lock`, so two processes
     /// never open one data directory.
     _lock: std::fs::File,
@@ -202,6 +205,15 @@ impl Broker {
             },
             io,
         )?;
+        let cluster = if config.cluster_etcd_endpoints().is_empty() {
+            None
+        } else {
+            Some(crate::cluster::Cluster::join(&config, &data_dir, &cluster_id, log.clone()).await?)
+        };
+        let cluster_id = cluster
+            .as_ref()
+            .and_then(|c| c.view().cluster_id.clone())
+            .unwrap_or(cluster_id);
         let credentials = CredentialStore::open(&config.data_dir())?;
         let authorizer = Authorizer::open(&config, &config.data_dir())?;
         let tier = match bucket.zip(lease) {
@@ -236,6 +248,7 @@ impl Broker {
             config,
             versions,
             tier,
+            cluster,
             fetch_sessions,
             metrics: Metrics::default(),
             _lock: lock,
@@ -285,6 +298,9 @@ impl Broker {
     /// Stops the group coordinator and the tier (uploads stop, the lease is released), then
     /// closes the log cleanly.
     pub async fn shutdown(&self) -> anyhow::Result<()> {
+        if let Some(cluster) = &self.cluster {
+            cluster.shutdown().await;
+        }
         self.txn.shutdown().await;
         self.groups.shutdown().await;
         if let Some(tier) = &self.tier {
@@ -341,7 +357,7 @@ impl Broker {
                 ResponseKind::ApiVersions(api_versions::handle(self, version, r))
             }
             RequestKind::Metadata(r) => {
-                ResponseKind::Metadata(metadata::handle(self, session, version, r))
+                ResponseKind::Metadata(metadata::handle(self, session, version, r).await)
             }
             RequestKind::Produce(r) => {
                 return produce::handle(self, session, version, r)
@@ -358,13 +374,13 @@ impl Broker {
                 ResponseKind::OffsetForLeaderEpoch(list_offsets::offset_for_leader_epoch(self, r))
             }
             RequestKind::CreateTopics(r) => {
-                ResponseKind::CreateTopics(topics::create_topics(self, session, version, r))
+                ResponseKind::CreateTopics(topics::create_topics(self, session, version, r).await)
             }
             RequestKind::DeleteTopics(r) => {
-                ResponseKind::DeleteTopics(topics::delete_topics(self, session, version, r))
+                ResponseKind::DeleteTopics(topics::delete_topics(self, session, version, r).await)
             }
             RequestKind::CreatePartitions(r) => {
-                ResponseKind::CreatePartitions(topics::create_partitions(self, session, r))
+                ResponseKind::CreatePartitions(topics::create_partitions(self, session, r).await)
             }
             RequestKind::DeleteRecords(r) => {
                 ResponseKind::DeleteRecords(records::delete_records(self, r))

@@ -102,13 +102,20 @@ pub(super) async fn handle(
         });
         let mut outcomes = Vec::with_capacity(topic.partition_data.len());
         for data in topic.partition_data {
+            let not_served = refuse_topic
+                .is_none()
+                .then(|| super::leaders::check(broker, &name, data.index, -1).err())
+                .flatten();
             let partition = broker
                 .log
                 .partition(&name, data.index)
-                .filter(|_| refuse_topic.is_none());
+                .filter(|_| refuse_topic.is_none() && not_served.is_none());
             let bytes = data.records.as_ref().map_or(0, |r| r.len());
             let result = match (refuse_topic, &partition) {
                 (Some(e), _) => Err(Refusal::code(code(e))),
+                (None, _) if not_served.is_some() => {
+                    Err(Refusal::code(not_served.expect("checked")))
+                }
                 (None, None) => Err(Refusal::code(code(ResponseError::UnknownTopicOrPartition))),
                 (None, Some(log)) => {
                     match (&request.transactional_id, transactional(&data.records)) {

@@ -42,11 +42,8 @@ pub(super) fn describe_topic_partitions(
     let may_describe =
         |name: &str| broker.allowed(session, Operation::Describe, ResourceType::Topic, name);
     let names: BTreeSet<String> = if all_topics {
-        broker
-            .log
-            .topics()
+        super::leaders::topic_names(broker)
             .into_iter()
-            .map(|t| t.name)
             .filter(|n| may_describe(n))
             .collect()
     } else {
@@ -76,7 +73,6 @@ pub(super) fn describe_topic_partitions(
         .response_partition_limit
         .clamp(1, MAX_PARTITIONS_PER_RESPONSE);
     let mut response = DescribeTopicPartitionsResponse::default();
-    let node = BrokerId(broker.node_id);
     let operations =
         |name: &str| authorized_operations(broker, session, ResourceType::Topic, name, true);
     for name in names {
@@ -100,7 +96,7 @@ pub(super) fn describe_topic_partitions(
             );
             continue;
         }
-        let Some(info) = broker.log.topic(&name) else {
+        let Some(info) = super::leaders::topic(broker, &name) else {
             // Listing every topic, one deleted meanwhile is left out; one asked for is answered.
             if !all_topics {
                 let error = if valid_topic_name(&name).is_err() {
@@ -121,19 +117,24 @@ pub(super) fn describe_topic_partitions(
             Some((topic, partition)) if *topic == name => *partition,
             _ => 0,
         };
-        let end = info.partitions.min(first.saturating_add(remaining));
-        let partitions: Vec<_> = (first..end)
+        let count = info.partitions.len() as i32;
+        let end = count.min(first.saturating_add(remaining));
+        let ids = |ids: &[i32]| ids.iter().copied().map(BrokerId).collect::<Vec<_>>();
+        let partitions: Vec<_> = info
+            .partitions
+            .iter()
+            .filter(|p| p.index >= first && p.index < end)
             .map(|p| {
                 DescribeTopicPartitionsResponsePartition::default()
-                    .with_error_code(NONE)
-                    .with_partition_index(p)
-                    .with_leader_id(node)
-                    .with_leader_epoch(0)
-                    .with_replica_nodes(vec![node])
-                    .with_isr_nodes(vec![node])
+                    .with_error_code(p.error_code)
+                    .with_partition_index(p.index)
+                    .with_leader_id(BrokerId(p.leader))
+                    .with_leader_epoch(p.leader_epoch)
+                    .with_replica_nodes(ids(&p.replicas))
+                    .with_isr_nodes(ids(&p.isr))
                     .with_eligible_leader_replicas(Some(vec![]))
                     .with_last_known_elr(Some(vec![]))
-                    .with_offline_replicas(vec![])
+                    .with_offline_replicas(ids(&p.offline))
             })
             .collect();
         remaining -= partitions.len() as i32;
@@ -146,7 +147,7 @@ pub(super) fn describe_topic_partitions(
                 .with_partitions(partitions)
                 .with_topic_authorized_operations(operations(&name)),
         );
-        if end < info.partitions {
+        if end < count {
             // The page ends inside this topic.
             response.next_cursor = Some(next_cursor(&name, end));
             break;

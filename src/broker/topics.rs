@@ -15,8 +15,8 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use tracing::info;
 
-use super::errors::{code, config_error_code, log_error_code, NONE};
-use super::Broker;
+use super::errors::{cluster_error_code, code, config_error_code, log_error_code, NONE};
+use super::{leaders, Broker};
 use crate::authz::{Operation, ResourceType};
 use crate::config::{self, describe_topic};
 use crate::listener::Session;
@@ -57,7 +57,7 @@ fn error(e: ResponseError, message: String) -> Failure {
     (code(e), Some(StrBytes::from_string(message)))
 }
 
-pub(super) fn create_topics(
+pub(super) async fn create_topics(
     broker: &Broker,
     session: &Session,
     version: i16,
@@ -78,7 +78,7 @@ pub(super) fn create_topics(
                 ));
             }
             valid_topic_name(&name).map_err(|m| error(ResponseError::InvalidTopicException, m))?;
-            if broker.log.topic(&name).is_some() {
+            if leaders::topic(broker, &name).is_some() || broker.log.topic(&name).is_some() {
                 return Err(error(
                     ResponseError::TopicAlreadyExists,
                     format!("Topic '{name}' already exists."),
@@ -115,6 +115,12 @@ pub(super) fn create_topics(
             };
             match topic.replication_factor {
                 -1 | 1 => {}
+                rf if broker.cluster.is_some() => {
+                    return Err(error(
+                        ResponseError::InvalidReplicationFactor,
+                        format!("Replication factor {rf} is not supported yet: a Cairn cluster does not replicate partitions; use 1."),
+                    ))
+                }
                 rf => {
                     return Err(error(
                         ResponseError::InvalidReplicationFactor,
@@ -159,25 +165,32 @@ pub(super) fn create_topics(
             Ok((partitions, overrides)) => {
                 let created = if request.validate_only {
                     Ok(None)
+                } else if let Some(cluster) = &broker.cluster {
+                    cluster
+                        .create_topic(&name, partitions, overrides.clone(), false)
+                        .await
+                        .map(|t| Some(t.topic_id))
+                        .map_err(|e| (cluster_error_code(&e), e.to_string()))
                 } else {
                     broker
                         .log
                         .create_topic(&name, partitions, overrides.clone(), false)
-                        .map(Some)
+                        .map(|t| Some(t.topic_id))
+                        .map_err(|e| (log_error_code(&e), e.to_string()))
                 };
                 match created {
-                    Err(e) => {
-                        result.error_code = log_error_code(&e);
-                        result.error_message = Some(StrBytes::from_string(e.to_string()));
+                    Err((error_code, message)) => {
+                        result.error_code = error_code;
+                        result.error_message = Some(StrBytes::from_string(message));
                         if version >= 5 {
                             result.num_partitions = -1;
                             result.replication_factor = -1;
                         }
                     }
-                    Ok(info) => {
-                        if let Some(info) = &info {
+                    Ok(topic_id) => {
+                        if let Some(topic_id) = topic_id {
                             if version >= 7 {
-                                result.topic_id = info.topic_id;
+                                result.topic_id = topic_id;
                             }
                         }
                         result.error_code = NONE;
@@ -218,7 +231,7 @@ pub(super) fn create_topics(
     CreateTopicsResponse::default().with_topics(results)
 }
 
-pub(super) fn delete_topics(
+pub(super) async fn delete_topics(
     broker: &Broker,
     session: &Session,
     version: i16,
@@ -238,83 +251,91 @@ pub(super) fn delete_topics(
             .map(|n| (Some(n.0.to_string()), uuid::Uuid::nil()))
             .collect()
     };
-    let responses = targets
-        .into_iter()
-        .map(|(name, topic_id)| {
-            let name = name.or_else(|| {
-                broker
-                    .log
-                    .topics()
-                    .into_iter()
-                    .find(|t| t.topic_id == topic_id && !topic_id.is_nil())
-                    .map(|t| t.name)
-            });
-            let mut result = DeletableTopicResult::default();
-            // Deleting needs topic DELETE; refused before the topic's existence shows.
-            if let Some(n) = name
-                .as_ref()
-                .filter(|n| !broker.allowed(session, Operation::Delete, ResourceType::Topic, n))
-            {
-                result.error_code = code(ResponseError::TopicAuthorizationFailed);
-                result.topic_id = topic_id;
-                if topic_id.is_nil() {
-                    result.name = Some(TopicName(StrBytes::from_string(n.clone())));
-                }
-                return result;
-            }
-            let Some(name) = name else {
-                result.error_code = code(ResponseError::UnknownTopicId);
-                result.topic_id = topic_id;
-                return result;
-            };
-            result.name = Some(TopicName(StrBytes::from_string(name.clone())));
-            if version >= 6 {
-                result.topic_id = broker
-                    .log
-                    .topic(&name)
-                    .map(|t| t.topic_id)
-                    .unwrap_or(topic_id);
-            }
-            match broker.log.topic(&name) {
-                Some(info) if info.internal => {
-                    result.error_code = code(ResponseError::TopicDeletionDisabled);
-                    if version >= 5 {
-                        result.error_message = Some(StrBytes::from_string(format!(
-                            "internal topic {name} cannot be deleted"
-                        )));
-                    }
-                }
-                _ => match broker.log.delete_topic(&name) {
-                    Ok(()) => {
-                        info!(topic = %name, "deleted topic");
-                        result.error_code = NONE;
-                    }
-                    Err(e) => {
-                        result.error_code = log_error_code(&e);
-                        if version >= 5 {
-                            result.error_message = Some(StrBytes::from_string(e.to_string()));
-                        }
-                    }
-                },
-            }
-            result
-        })
-        .collect();
+    let mut responses = Vec::with_capacity(targets.len());
+    for (name, topic_id) in targets {
+        responses.push(delete_topic(broker, session, version, name, topic_id).await);
+    }
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
-pub(super) fn create_partitions(
+/// Deletes one topic (by name, or by id when the name is unknown).
+async fn delete_topic(
+    broker: &Broker,
+    session: &Session,
+    version: i16,
+    name: Option<String>,
+    topic_id: uuid::Uuid,
+) -> DeletableTopicResult {
+    let name = name.or_else(|| {
+        (!topic_id.is_nil())
+            .then(|| leaders::topic_name_by_id(broker, topic_id))
+            .flatten()
+    });
+    let mut result = DeletableTopicResult::default();
+    // Deleting needs topic DELETE; refused before the topic's existence shows.
+    if let Some(n) = name
+        .as_ref()
+        .filter(|n| !broker.allowed(session, Operation::Delete, ResourceType::Topic, n))
+    {
+        result.error_code = code(ResponseError::TopicAuthorizationFailed);
+        result.topic_id = topic_id;
+        if topic_id.is_nil() {
+            result.name = Some(TopicName(StrBytes::from_string(n.clone())));
+        }
+        return result;
+    }
+    let Some(name) = name else {
+        result.error_code = code(ResponseError::UnknownTopicId);
+        result.topic_id = topic_id;
+        return result;
+    };
+    result.name = Some(TopicName(StrBytes::from_string(name.clone())));
+    if version >= 6 {
+        result.topic_id = leaders::topic(broker, &name)
+            .map(|t| t.topic_id)
+            .unwrap_or(topic_id);
+    }
+    let deleted = match (&broker.cluster, leaders::topic(broker, &name)) {
+        (_, Some(t)) if t.internal => Err((
+            code(ResponseError::TopicDeletionDisabled),
+            format!("internal topic {name} cannot be deleted"),
+        )),
+        (Some(cluster), _) => cluster
+            .delete_topic(&name)
+            .await
+            .map_err(|e| (cluster_error_code(&e), e.to_string())),
+        (None, _) => broker
+            .log
+            .delete_topic(&name)
+            .map_err(|e| (log_error_code(&e), e.to_string())),
+    };
+    match deleted {
+        Ok(()) => {
+            info!(topic = %name, "deleted topic");
+            result.error_code = NONE;
+        }
+        Err((error_code, message)) => {
+            result.error_code = error_code;
+            if version >= 5 {
+                result.error_message = Some(StrBytes::from_string(message));
+            }
+        }
+    }
+    result
+}
+
+pub(super) async fn create_partitions(
     broker: &Broker,
     session: &Session,
     request: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
-    let results = request
-        .topics
-        .into_iter()
-        .map(|t| {
+    let mut results = Vec::with_capacity(request.topics.len());
+    for t in request.topics {
+        {
             let name = t.name.0.to_string();
             let allowed = broker.allowed(session, Operation::Alter, ResourceType::Topic, &name);
-            let outcome = match broker.log.topic(&name) {
+            let existing = leaders::topic(broker, &name).map(|t| t.partitions.len() as i32);
+            let outcome = match existing {
                 _ if !allowed => Err((
                     ResponseError::TopicAuthorizationFailed,
                     format!("{} may not alter topic '{name}'", session.principal),
@@ -323,14 +344,27 @@ pub(super) fn create_partitions(
                     ResponseError::UnknownTopicOrPartition,
                     format!("The topic '{name}' does not exist."),
                 )),
-                Some(info) if t.count <= info.partitions => Err((
+                Some(partitions) if t.count <= partitions => Err((
                     ResponseError::InvalidPartitions,
                     format!(
                         "Topic currently has {} partitions, which is higher than the requested {}.",
-                        info.partitions, t.count
+                        partitions, t.count
                     ),
                 )),
                 Some(_) if request.validate_only => Ok(()),
+                Some(_) if broker.cluster.is_some() => {
+                    let cluster = broker.cluster.as_ref().expect("checked");
+                    cluster
+                        .create_partitions(&name, t.count)
+                        .await
+                        .map_err(|e| {
+                            (
+                                ResponseError::try_from_code(cluster_error_code(&e))
+                                    .unwrap_or(ResponseError::UnknownServerError),
+                                e.to_string(),
+                            )
+                        })
+                }
                 Some(_) => broker
                     .log
                     .create_partitions(&name, t.count)
@@ -344,14 +378,14 @@ pub(super) fn create_partitions(
                     }),
             };
             let result = CreatePartitionsTopicResult::default().with_name(t.name);
-            match outcome {
+            results.push(match outcome {
                 Ok(()) => result.with_error_code(NONE).with_error_message(None),
                 Err((e, message)) => result
                     .with_error_code(code(e))
                     .with_error_message(Some(StrBytes::from_string(message))),
-            }
-        })
-        .collect();
+            });
+        }
+    }
     CreatePartitionsResponse::default().with_results(results)
 }
 

@@ -828,7 +828,7 @@ impl LogManager {
             )?;
             block.limit = limit;
         }
-        let id = block.next;
+        let id = self.broker.producer_id_base() + block.next;
         block.next += 1;
         Ok(id)
     }

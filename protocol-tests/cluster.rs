@@ -1,0 +1,222 @@
+//! Two brokers and a real etcd (Debian's etcd-server, which `scripts/test deps` installs): a
+//! broker that does not lead a partition refuses Produce, Fetch and ListOffsets with
+//! NOT_LEADER_OR_FOLLOWER, stale and future leader epochs are refused, and Metadata,
+//! DescribeCluster and FindCoordinator describe the cluster.
+
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::{
+    DescribeClusterRequest, DescribeClusterResponse, FetchRequest, FetchResponse,
+    FindCoordinatorResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
+    MetadataResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::harness::{free_port, Cairn, Client};
+use crate::util::{batch, create_topic, fetch_request, produce, topic_name};
+
+/// A single-member etcd on free loopback ports with a temp data directory; killed on drop.
+struct Etcd {
+    child: Child,
+    endpoint: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Etcd {
+    fn start() -> Etcd {
+        let dir = tempfile::tempdir().unwrap();
+        let (client, peer) = (free_port(), free_port());
+        let endpoint = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let child = Command::new("etcd")
+            .args(["--name", "t", "--data-dir"])
+            .arg(dir.path().join("etcd"))
+            .args([
+                "--listen-client-urls",
+                &endpoint,
+                "--advertise-client-urls",
+                &endpoint,
+            ])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("t={peer_url}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("etcd (Debian's etcd-server; scripts/test deps installs it)");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", client)).is_err() {
+            assert!(Instant::now() < deadline, "etcd did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Etcd {
+            child,
+            endpoint,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn node(etcd: &Etcd, id: i32) -> Cairn {
+    Cairn::start(&[
+        &format!("node.id={id}"),
+        &format!("cairn.cluster.etcd.endpoints={}", etcd.endpoint),
+        "broker.session.timeout.ms=3000",
+        "cairn.http.listen=",
+    ])
+}
+
+fn metadata(client: &mut Client, topic: &str) -> MetadataResponse {
+    let request = MetadataRequest::default().with_topics(Some(vec![
+        kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+            .with_name(Some(topic_name(topic))),
+    ]));
+    client.call(12, &request)
+}
+
+/// (leader, leader epoch) of each partition, once every partition has a live leader.
+fn leaders(client: &mut Client, topic: &str, brokers: usize) -> Vec<(i32, i32)> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = metadata(client, topic);
+        let found: Vec<(i32, i32)> = m.topics[0]
+            .partitions
+            .iter()
+            .map(|p| (p.leader_id.0, p.leader_epoch))
+            .collect();
+        if m.brokers.len() == brokers && !found.is_empty() && found.iter().all(|l| l.0 >= 0) {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "no leaders: {m:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn fetch_error(client: &mut Client, partition: i32, epoch: i32) -> i16 {
+    let mut request: FetchRequest = fetch_request("t", partition, 0, 0, 0);
+    request.topics[0].partitions[0].current_leader_epoch = epoch;
+    let response: FetchResponse = client.call(12, &request);
+    response.responses[0].partitions[0].error_code
+}
+
+fn list_offsets_error(client: &mut Client, partition: i32) -> i16 {
+    let request = ListOffsetsRequest::default()
+        .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(topic_name("t"))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(partition)
+                .with_current_leader_epoch(-1)
+                .with_timestamp(-1)])]);
+    let response: ListOffsetsResponse = client.call(7, &request);
+    response.topics[0].partitions[0].error_code
+}
+
+#[test]
+fn only_the_leader_serves_a_partition_and_epochs_are_checked() {
+    let etcd = Etcd::start();
+    let one = node(&etcd, 1);
+    let mut two = node(&etcd, 2);
+    let mut c1 = one.client();
+    create_topic(&mut c1, "t", 2, &[]);
+    let placed = leaders(&mut c1, "t", 2);
+    let mut ids: Vec<i32> = placed.iter().map(|l| l.0).collect();
+    ids.sort();
+    assert_eq!(ids, vec![1, 2], "one partition on each broker");
+    let on_two = placed.iter().position(|l| l.0 == 2).unwrap() as i32;
+    let on_one = 1 - on_two;
+
+    // Broker 1 does not lead `on_two`.
+    let not_leader = ResponseError::NotLeaderOrFollower.code();
+    assert_eq!(
+        produce(&mut c1, 9, "t", on_two, batch(&["x"], 0)).0,
+        not_leader
+    );
+    assert_eq!(fetch_error(&mut c1, on_two, -1), not_leader);
+    assert_eq!(list_offsets_error(&mut c1, on_two), not_leader);
+    // It serves its own.
+    assert_eq!(produce(&mut c1, 9, "t", on_one, batch(&["x"], 0)).0, 0);
+    assert_eq!(fetch_error(&mut c1, on_one, 0), 0);
+    assert_eq!(
+        fetch_error(&mut c1, on_one, 7),
+        ResponseError::UnknownLeaderEpoch.code()
+    );
+
+    // DescribeCluster lists both brokers and the controller.
+    let described: DescribeClusterResponse = c1.call(0, &DescribeClusterRequest::default());
+    let mut listed: Vec<i32> = described.brokers.iter().map(|b| b.broker_id.0).collect();
+    listed.sort();
+    assert_eq!(listed, vec![1, 2]);
+    assert!([1, 2].contains(&described.controller_id.0));
+
+    // FindCoordinator names the leader of the group's __consumer_offsets partition.
+    let found: FindCoordinatorResponse = c1.call(
+        3,
+        &FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g")),
+    );
+    assert_eq!(found.error_code, 0);
+    let offsets = leaders(&mut c1, "__consumer_offsets", 2);
+    let partition = java_string_hash("g").unsigned_abs() as usize % offsets.len();
+    assert_eq!(found.node_id.0, offsets[partition].0);
+
+    // Broker 2 stops: it leaves Metadata and its partition has no leader; back, it leads
+    // again at a newer epoch, and the old epoch is fenced.
+    let old_epoch = placed[on_two as usize].1;
+    assert!(two.stop().success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metadata(&mut c1, "t").brokers.len() != 1 {
+        assert!(Instant::now() < deadline, "broker 2 still listed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    two.start_again();
+    let back = leaders(&mut c1, "t", 2);
+    assert_eq!(back[on_two as usize].0, 2);
+    assert!(back[on_two as usize].1 > old_epoch);
+    let mut c2 = two.client();
+    assert_eq!(
+        fetch_error(&mut c2, on_two, old_epoch),
+        ResponseError::FencedLeaderEpoch.code()
+    );
+    assert_eq!(fetch_error(&mut c2, on_two, back[on_two as usize].1), 0);
+}
+
+#[test]
+fn a_duplicate_node_id_is_refused_at_start() {
+    let etcd = Etcd::start();
+    let _one = node(&etcd, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--set", "node.id=1", "--set", "cairn.http.listen="])
+        .arg("--set")
+        .arg(format!("cairn.cluster.etcd.endpoints={}", etcd.endpoint))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("node.id 1 is already registered"),
+        "{stderr}"
+    );
+}
+
+/// Java's `String.hashCode`, as Kafka (and Cairn) hash a group id to its partition.
+fn java_string_hash(s: &str) -> i32 {
+    s.encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32))
+}

@@ -1,0 +1,615 @@
+//! Membership and metadata of a Cairn cluster, coordinated by etcd (opt-in with
+//! `cairn.cluster.etcd.endpoints`; without it this module is never started and Cairn is a
+//! single node).
+//!
+//! Owns: this broker's registration under an etcd lease (a broker whose lease is gone is not
+//! live), the controller election (a lease-bound key created by a compare-and-swap txn), the
+//! controller's leader assignment, topic creation, growth and deletion in etcd, a watched
+//! in-memory [`ClusterView`] of everything under `/cairn/`, and the local mirror: every topic in
+//! etcd exists in the local log, and this broker serves the partitions it leads. Every write of
+//! topic or partition metadata is a txn that compares the key's mod revision (or its absence).
+//! No consensus of Cairn's own: etcd decides. Knows no Kafka request types or error codes; the
+//! handlers map [`ClusterError`] and [`NotServed`].
+//!
+//! Not yet here (the next step, replication): followers, ISR changes, failover to another
+//! replica. With one replica per partition a dead broker's partitions have no leader until it
+//! returns.
+
+pub mod etcd;
+pub mod model;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use crate::config::BrokerConfig;
+use crate::log::LogManager;
+use etcd::{Compare, Etcd, EtcdError, Op};
+pub use model::{BrokerRecord, ClusterView, PartitionView, TopicRecord, NO_LEADER};
+use model::{ControllerRecord, ListenerRecord};
+
+/// Why a cluster operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error(transparent)]
+    Etcd(#[from] EtcdError),
+    #[error("node.id {node_id} is already registered in etcd by a live broker (listeners {listeners}); every broker needs its own node.id")]
+    DuplicateNodeId { node_id: i32, listeners: String },
+    #[error("{0}")]
+    Config(String),
+    #[error("Topic '{0}' already exists.")]
+    TopicExists(String),
+    #[error("topic '{0}' does not exist")]
+    UnknownTopic(String),
+    #[error("{0}")]
+    InvalidPartitions(String),
+    #[error("no live broker to place partitions on")]
+    NoLiveBrokers,
+    #[error("topic '{0}' changed concurrently; retry")]
+    Conflict(String),
+}
+
+/// Why this broker does not serve a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotServed {
+    UnknownTopicOrPartition,
+    /// Another broker leads it, or none does, or this broker's lease is gone.
+    NotLeader,
+    /// The request's leader epoch is older than the partition's.
+    FencedLeaderEpoch,
+    /// The request's leader epoch is newer than this broker knows.
+    UnknownLeaderEpoch,
+}
+
+/// This broker's membership of the cluster.
+pub struct Cluster {
+    etcd: Etcd,
+    node_id: i32,
+    registration: BrokerRecord,
+    ttl_seconds: i64,
+    lease: AtomicI64,
+    view: RwLock<Arc<ClusterView>>,
+    /// The view the local log was last made to match; held while mirroring, so mirrors run one
+    /// at a time and only ever forward.
+    mirrored: tokio::sync::Mutex<Arc<ClusterView>>,
+    changed: tokio::sync::Notify,
+    log: Arc<LogManager>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Cluster {
+    /// Joins the cluster named by `cairn.cluster.etcd.endpoints`: registers this broker (refused
+    /// when another live broker holds its node.id), reads the cluster's metadata, mirrors its
+    /// topics into `log`, and starts watching. `local_cluster_id` becomes the cluster's id when
+    /// this is the first broker.
+    pub async fn join(
+        config: &BrokerConfig,
+        data_dir: &Path,
+        local_cluster_id: &str,
+        log: Arc<LogManager>,
+    ) -> Result<Arc<Cluster>, ClusterError> {
+        let endpoints = config.cluster_etcd_endpoints();
+        let etcd = Etcd::new(&endpoints)?;
+        let listeners =
+            crate::listener::listeners(config).map_err(|e| ClusterError::Config(e.to_string()))?;
+        // Producer ids carry the node id above bit 44 (see `BrokerConfig::producer_id_base`).
+        if config.node_id() >= 1 << (63 - crate::config::PRODUCER_ID_NODE_SHIFT) {
+            return Err(ClusterError::Config(format!(
+                "node.id {} is too large for a cluster; use one below {}",
+                config.node_id(),
+                1 << (63 - crate::config::PRODUCER_ID_NODE_SHIFT)
+            )));
+        }
+        if let Some(l) = listeners.iter().find(|l| l.advertised.port == 0) {
+            return Err(ClusterError::Config(format!(
+                "listener {} has port 0; in a cluster every listener needs a fixed port",
+                l.name
+            )));
+        }
+        let registration = BrokerRecord {
+            node_id: config.node_id(),
+            rack: config.broker_rack(),
+            listeners: listeners
+                .iter()
+                .map(|l| ListenerRecord {
+                    name: l.name.clone(),
+                    host: l.advertised.host.clone(),
+                    port: l.advertised.port,
+                })
+                .collect(),
+            directory_id: directory_id(data_dir),
+        };
+        let ttl_seconds = (config.broker_session_timeout_ms() as i64 + 999) / 1000;
+        let cluster = Arc::new(Cluster {
+            etcd,
+            node_id: registration.node_id,
+            registration,
+            ttl_seconds: ttl_seconds.max(2),
+            lease: AtomicI64::new(0),
+            view: RwLock::new(Arc::new(ClusterView::default())),
+            mirrored: tokio::sync::Mutex::new(Arc::new(ClusterView::default())),
+            changed: tokio::sync::Notify::new(),
+            log,
+            tasks: Mutex::new(Vec::new()),
+        });
+        cluster.register().await?;
+        cluster
+            .etcd
+            .txn(
+                &[Compare::Absent(model::CLUSTER_ID_KEY.into())],
+                &[Op::Put {
+                    key: model::CLUSTER_ID_KEY.into(),
+                    value: local_cluster_id.as_bytes().to_vec(),
+                    lease: None,
+                }],
+            )
+            .await?;
+        cluster.refresh().await?;
+        info!(
+            node_id = cluster.node_id,
+            endpoints = endpoints.join(","),
+            "joined the cluster"
+        );
+        let tasks = vec![
+            tokio::spawn(cluster.clone().keep_alive()),
+            tokio::spawn(cluster.clone().watch()),
+            tokio::spawn(cluster.clone().refresh_loop()),
+        ];
+        *cluster.tasks.lock().unwrap_or_else(|e| e.into_inner()) = tasks;
+        Ok(cluster)
+    }
+
+    /// Puts `/cairn/brokers/<id>` under a new lease: created if absent, replaced if it is this
+    /// data directory's earlier registration (a restart before the old lease expired), refused
+    /// otherwise.
+    async fn register(&self) -> Result<(), ClusterError> {
+        let lease = self.etcd.lease_grant(self.ttl_seconds).await?;
+        let key = model::broker_key(self.node_id);
+        let value = serde_json::to_vec(&self.registration).expect("a record serializes");
+        let put = Op::Put {
+            key: key.clone(),
+            value,
+            lease: Some(lease),
+        };
+        for _ in 0..10 {
+            let (kvs, _) = self.etcd.range_prefix(model::BROKERS).await?;
+            let compare = match kvs.iter().find(|kv| kv.key == key) {
+                None => Compare::Absent(key.clone()),
+                Some(kv) => {
+                    let other: Option<BrokerRecord> = serde_json::from_slice(&kv.value).ok();
+                    match other {
+                        Some(o)
+                            if !o.directory_id.is_empty()
+                                && o.directory_id == self.registration.directory_id =>
+                        {
+                            Compare::ModRevision(key.clone(), kv.mod_revision)
+                        }
+                        other => {
+                            let _ = self.etcd.lease_revoke(lease).await;
+                            let listeners = other.map_or_else(String::new, |o| {
+                                o.listeners
+                                    .iter()
+                                    .map(|l| format!("{}://{}:{}", l.name, l.host, l.port))
+                                    .collect::<Vec<_>>()
+                                    .join(",")
+                            });
+                            return Err(ClusterError::DuplicateNodeId {
+                                node_id: self.node_id,
+                                listeners,
+                            });
+                        }
+                    }
+                }
+            };
+            if self
+                .etcd
+                .txn(&[compare], std::slice::from_ref(&put))
+                .await?
+            {
+                self.lease.store(lease, Ordering::SeqCst);
+                info!(
+                    node_id = self.node_id,
+                    lease,
+                    ttl_seconds = self.ttl_seconds,
+                    "registered in etcd"
+                );
+                return Ok(());
+            }
+        }
+        Err(ClusterError::Conflict(key))
+    }
+
+    /// Renews the lease a third of its TTL; when it has expired (etcd unreachable too long),
+    /// registers again under a new one.
+    async fn keep_alive(self: Arc<Self>) {
+        let period = Duration::from_millis((self.ttl_seconds * 1000 / 3) as u64);
+        loop {
+            tokio::time::sleep(period).await;
+            let lease = self.lease.load(Ordering::SeqCst);
+            match self.etcd.lease_keep_alive(lease).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    warn!(
+                        lease,
+                        "this broker's etcd lease expired: it was not live; registering again"
+                    );
+                    if let Err(e) = self.register().await {
+                        warn!(error = %e, "cannot register again in etcd");
+                    }
+                    self.changed.notify_one();
+                }
+                Err(e) => warn!(error = %e, "cannot renew the etcd lease"),
+            }
+        }
+    }
+
+    /// Watches `/cairn/`; every change wakes the refresh loop.
+    async fn watch(self: Arc<Self>) {
+        loop {
+            let from = self.view().revision + 1;
+            if let Err(e) = self
+                .etcd
+                .watch_prefix(model::ROOT, from, || self.changed.notify_one())
+                .await
+            {
+                warn!(error = %e, "etcd watch ended");
+            }
+            self.changed.notify_one();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Re-reads the view on every change (and every few seconds, should a watch event be
+    /// missed), then acts as controller if elected.
+    async fn refresh_loop(self: Arc<Self>) {
+        loop {
+            let _ = tokio::time::timeout(Duration::from_secs(3), self.changed.notified()).await;
+            if let Err(e) = self.refresh().await {
+                warn!(error = %e, "cannot read the cluster's metadata from etcd");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            if let Err(e) = self.control().await {
+                warn!(error = %e, "controller: cannot update partition leaders");
+            }
+        }
+    }
+
+    /// Reads everything under `/cairn/`, installs the new view, and mirrors topics locally.
+    async fn refresh(&self) -> Result<(), ClusterError> {
+        let (kvs, revision) = self.etcd.range_prefix(model::ROOT).await?;
+        let view = Arc::new(ClusterView::from_keys(
+            revision,
+            kvs.iter()
+                .map(|kv| (kv.key.as_str(), kv.value.as_slice(), kv.mod_revision)),
+        ));
+        {
+            let mut current = self.view.write().unwrap_or_else(|e| e.into_inner());
+            if current.revision <= view.revision {
+                *current = view;
+            }
+        }
+        let mut mirrored = self.mirrored.lock().await;
+        let latest = self.view();
+        if latest.revision > mirrored.revision {
+            self.mirror(&mirrored, &latest);
+            *mirrored = latest;
+        }
+        Ok(())
+    }
+
+    /// Makes the local log hold every topic of the cluster: created with etcd's configs,
+    /// grown to etcd's partition count, deleted when a deletion is seen. A local topic that etcd
+    /// never had is left alone (and not served).
+    fn mirror(&self, previous: &ClusterView, view: &ClusterView) {
+        for (name, topic) in &view.topics {
+            let wanted = topic.record.replicas.len() as i32;
+            let result = match self.log.topic(name) {
+                None => self
+                    .log
+                    .create_topic(
+                        name,
+                        wanted,
+                        topic.record.configs.clone(),
+                        topic.record.internal,
+                    )
+                    .map(|_| ()),
+                Some(local) if local.partitions < wanted => {
+                    self.log.create_partitions(name, wanted)
+                }
+                Some(_) => Ok(()),
+            };
+            if let Err(e) = result {
+                warn!(topic = name, error = %e, "cannot mirror the cluster's topic locally");
+            }
+        }
+        for name in previous.topics.keys() {
+            if !view.topics.contains_key(name) && self.log.topic(name).is_some() {
+                if let Err(e) = self.log.delete_topic(name) {
+                    warn!(topic = name, error = %e, "cannot delete the local copy of a deleted topic");
+                }
+            }
+        }
+    }
+
+    /// Runs for election when there is no controller; as controller, writes every leader
+    /// change [`model::leader_changes`] asks for, each a compare-and-swap on its key.
+    async fn control(&self) -> Result<(), ClusterError> {
+        let view = self.view();
+        if !view.brokers.contains_key(&self.node_id) {
+            return Ok(());
+        }
+        if view.controller.is_none() {
+            let won = self
+                .etcd
+                .txn(
+                    &[Compare::Absent(model::CONTROLLER_KEY.into())],
+                    &[Op::Put {
+                        key: model::CONTROLLER_KEY.into(),
+                        value: serde_json::to_vec(&ControllerRecord {
+                            node_id: self.node_id,
+                        })
+                        .expect("a record serializes"),
+                        lease: Some(self.lease.load(Ordering::SeqCst)),
+                    }],
+                )
+                .await?;
+            if won {
+                info!(node_id = self.node_id, "elected controller");
+            }
+            return Ok(());
+        }
+        if view.controller != Some(self.node_id) {
+            return Ok(());
+        }
+        for change in model::leader_changes(&view) {
+            let key = model::partition_key(&change.topic, change.index);
+            let compare = match change.expected {
+                None => Compare::Absent(key.clone()),
+                Some(revision) => Compare::ModRevision(key.clone(), revision),
+            };
+            // The topic must still exist: a state written after a deletion would linger.
+            let topic_revision = view.topics[&change.topic].mod_revision;
+            let put = Op::Put {
+                key,
+                value: serde_json::to_vec(&change.record).expect("a record serializes"),
+                lease: None,
+            };
+            let applied = self
+                .etcd
+                .txn(
+                    &[
+                        compare,
+                        Compare::ModRevision(model::topic_key(&change.topic), topic_revision),
+                    ],
+                    &[put],
+                )
+                .await?;
+            if applied {
+                info!(
+                    topic = change.topic,
+                    partition = change.index,
+                    leader = change.record.leader,
+                    leader_epoch = change.record.leader_epoch,
+                    "partition leader set"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Revokes the lease: this broker (and its controllership) leaves at once, rather than
+    /// when the lease would expire.
+    pub async fn shutdown(&self) {
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
+        let lease = self.lease.load(Ordering::SeqCst);
+        match self.etcd.lease_revoke(lease).await {
+            Ok(()) => info!(
+                node_id = self.node_id,
+                "left the cluster (etcd lease revoked)"
+            ),
+            Err(e) => warn!(error = %e, "cannot revoke the etcd lease; it expires on its own"),
+        }
+    }
+
+    /// The latest view of the cluster.
+    pub fn view(&self) -> Arc<ClusterView> {
+        self.view.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.node_id
+    }
+
+    /// Whether this broker serves `topic`/`partition` now: it leads it, its lease is live, and
+    /// `current_leader_epoch` (when the request carries one, i.e. not -1) is the current one.
+    pub fn check_leader(
+        &self,
+        topic: &str,
+        partition: i32,
+        current_leader_epoch: i32,
+    ) -> Result<(), NotServed> {
+        let view = self.view();
+        let p = view
+            .partition(topic, partition)
+            .ok_or(NotServed::UnknownTopicOrPartition)?;
+        if p.leader() != self.node_id || !view.brokers.contains_key(&self.node_id) {
+            return Err(NotServed::NotLeader);
+        }
+        match current_leader_epoch {
+            -1 => Ok(()),
+            e if e < p.leader_epoch() => Err(NotServed::FencedLeaderEpoch),
+            e if e > p.leader_epoch() => Err(NotServed::UnknownLeaderEpoch),
+            _ => Ok(()),
+        }
+    }
+
+    /// Creates a topic in etcd with `partitions` partitions spread over the live brokers (one
+    /// replica each), then waits briefly for the controller to give them leaders.
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+        internal: bool,
+    ) -> Result<TopicRecord, ClusterError> {
+        let view = self.view();
+        if view.topics.contains_key(name) {
+            return Err(ClusterError::TopicExists(name.into()));
+        }
+        let replicas = model::place(&live_racks(&view), 0, partitions.max(0) as usize, 1);
+        if replicas.is_empty() {
+            return Err(ClusterError::NoLiveBrokers);
+        }
+        let record = TopicRecord {
+            topic_id: uuid::Uuid::new_v4(),
+            internal,
+            configs,
+            replicas,
+        };
+        let key = model::topic_key(name);
+        let created = self
+            .etcd
+            .txn(
+                &[Compare::Absent(key.clone())],
+                &[Op::Put {
+                    key,
+                    value: serde_json::to_vec(&record).expect("a record serializes"),
+                    lease: None,
+                }],
+            )
+            .await?;
+        if !created {
+            return Err(ClusterError::TopicExists(name.into()));
+        }
+        info!(topic = name, partitions, "created topic in the cluster");
+        self.wait_for_leaders(name).await;
+        Ok(record)
+    }
+
+    /// Waits (a few seconds at most) until every partition of `name` has a leader state, so a
+    /// client that creates a topic then describes it sees its leaders.
+    async fn wait_for_leaders(&self, name: &str) {
+        for _ in 0..50 {
+            if self.refresh().await.is_ok() {
+                let view = self.view();
+                let ready = view.topics.get(name).is_some_and(|t| {
+                    (0..t.record.replicas.len() as i32)
+                        .all(|i| view.partitions.contains_key(&(name.to_string(), i)))
+                });
+                if ready {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Creates the internal topic `name` in etcd unless it is there.
+    pub async fn ensure_internal_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<(), ClusterError> {
+        match self.create_topic(name, partitions, configs, true).await {
+            Ok(_) | Err(ClusterError::TopicExists(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes a topic and its partition states in one txn; every broker deletes its local
+    /// copy when it sees the deletion.
+    pub async fn delete_topic(&self, name: &str) -> Result<(), ClusterError> {
+        let view = self.view();
+        let topic = view
+            .topics
+            .get(name)
+            .ok_or_else(|| ClusterError::UnknownTopic(name.into()))?;
+        let key = model::topic_key(name);
+        let deleted = self
+            .etcd
+            .txn(
+                &[Compare::ModRevision(key.clone(), topic.mod_revision)],
+                &[
+                    Op::Delete(key),
+                    Op::DeletePrefix(model::partitions_prefix(name)),
+                ],
+            )
+            .await?;
+        if !deleted {
+            return Err(ClusterError::Conflict(name.into()));
+        }
+        info!(topic = name, "deleted topic from the cluster");
+        self.refresh().await
+    }
+
+    /// Grows a topic to `new_total` partitions, the new ones placed on live brokers.
+    pub async fn create_partitions(&self, name: &str, new_total: i32) -> Result<(), ClusterError> {
+        let view = self.view();
+        let topic = view
+            .topics
+            .get(name)
+            .ok_or_else(|| ClusterError::UnknownTopic(name.into()))?;
+        let have = topic.record.replicas.len();
+        if new_total as i64 <= have as i64 {
+            return Err(ClusterError::InvalidPartitions(format!(
+                "Topic currently has {have} partitions, which is higher than the requested {new_total}."
+            )));
+        }
+        let added = model::place(&live_racks(&view), have, new_total as usize - have, 1);
+        if added.is_empty() {
+            return Err(ClusterError::NoLiveBrokers);
+        }
+        let mut record = topic.record.clone();
+        record.replicas.extend(added);
+        let key = model::topic_key(name);
+        let written = self
+            .etcd
+            .txn(
+                &[Compare::ModRevision(key.clone(), topic.mod_revision)],
+                &[Op::Put {
+                    key,
+                    value: serde_json::to_vec(&record).expect("a record serializes"),
+                    lease: None,
+                }],
+            )
+            .await?;
+        if !written {
+            return Err(ClusterError::Conflict(name.into()));
+        }
+        self.wait_for_leaders(name).await;
+        Ok(())
+    }
+}
+
+/// Live brokers and their racks.
+fn live_racks(view: &ClusterView) -> BTreeMap<i32, Option<String>> {
+    view.brokers
+        .iter()
+        .map(|(&id, b)| (id, b.rack.clone()))
+        .collect()
+}
+
+/// The data directory's `directory.id` (from `meta.properties`), empty when unknown.
+fn directory_id(data_dir: &Path) -> String {
+    std::fs::read_to_string(data_dir.join("meta.properties"))
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("directory.id="))
+                .map(|id| id.trim().to_string())
+        })
+        .unwrap_or_default()
+}
