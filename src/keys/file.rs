@@ -2,7 +2,8 @@
 //! 64-bit FNV-1a hash of every key in the segment with the offset of its latest record there,
 //! sorted by hash, so a lookup is a binary search of 16-byte entries read with `pread`.
 //!
-//! Layout (big-endian): magic `CAIRNKEY`, version u32 (1: FNV-1a 64), the identity of the
+//! Layout (big-endian): magic `CAIRNKEY`, version u32 (2: FNV-1a 64, committed records only;
+//! version 1 files also indexed records of aborted transactions and are rebuilt), the identity of the
 //! segment it was built from (base offset, end offset, log file size, inode, mtime in ns),
 //! entry count u64, the entries (hash u64, offset i64), and a CRC-32C of everything before it.
 //! A file whose identity differs from the segment's, or whose CRC fails, is rebuilt: key files
@@ -14,7 +15,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"CAIRNKEY";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 const HEADER: usize = 8 + 4 + 5 * 8 + 8;
 const ENTRY: usize = 16;
 

@@ -6,12 +6,17 @@
 //!
 //! Per partition, key → offset of its latest record is answered newest segment first:
 //! - the active segment from a small in-memory map (key hash → offset), caught up lazily to the
-//!   high watermark at each lookup and bounded by `cairn.key.index.memory.bytes` (past the
+//!   last stable offset at each lookup and bounded by `cairn.key.index.memory.bytes` (past the
 //!   bound, the rest of the active segment is searched linearly);
 //! - each sealed segment from its immutable key file ([`file`]), built on first use by reading
 //!   the segment, rebuilt when the segment changes (cleaner swap, repair, truncation);
 //! - a segment that straddles the bound (a snapshot's `as_of`, or an unflushed roll) from a
 //!   temporary map of its part below the bound, or linearly.
+//!
+//! Only committed records count: every bound is at most the last stable offset (below it every
+//! transaction is decided), and reads skip the batches of aborted transactions, so neither the
+//! map nor a key file ever holds an aborted record; a key whose newest record was aborted is
+//! answered by its previous committed one, found in the same or an older segment.
 //!
 //! Every candidate offset is checked by reading the record and comparing the key, so a hash
 //! collision or a record the cleaner removed costs a slower path, never a wrong answer; a lookup
@@ -156,8 +161,10 @@ impl KeyIndex {
         }
     }
 
-    /// The latest record of `key` below the high watermark at the time of the call (a tombstone
-    /// has `value: None`), or `None` when the partition holds no record with that key.
+    /// The latest committed record of `key` below the last stable offset at the time of the call
+    /// (the high watermark when no transaction is open; a tombstone has `value: None`), or `None`
+    /// when the partition holds no such record. Records of aborted transactions are skipped, so
+    /// a key whose newest record was aborted answers its previous committed record.
     pub fn lookup(
         &self,
         partition: &Arc<Partition>,
@@ -165,7 +172,7 @@ impl KeyIndex {
     ) -> Result<Option<Record>, KeysError> {
         for _ in 0..ATTEMPTS {
             let layout = Layout::of(partition)?;
-            let bound = layout.offsets.high_watermark;
+            let bound = layout.offsets.last_stable_offset;
             let found = self.search(partition, &layout, key, bound, None, None)?;
             if Layout::of(partition)?.same_sealed(&layout) {
                 return Ok(found.map(|l| match l {
@@ -252,8 +259,12 @@ impl KeyIndex {
                 continue;
             }
             let from = base.max(start);
-            let candidate = if i + 1 == n && bound >= *end {
-                // The active segment, wholly below the bound.
+            let overlay = overlay.filter(|o| o.base_offset == base && o.bound == bound);
+            let a = &keys.active;
+            // The active segment's map serves any bound it has not passed (it is caught up to
+            // the bound); an older bound (a snapshot's) takes the overlay or a linear search.
+            let map_serves = a.base_offset != base || a.next <= bound;
+            let candidate = if i + 1 == n && overlay.is_none() && map_serves {
                 let tail = self.catch_up(&mut keys.active, partition, base, bound)?;
                 if let Some(tail_from) = tail {
                     if let Some(r) = latest_in(partition, tail_from, bound, key)? {
@@ -270,7 +281,7 @@ impl KeyIndex {
                 }
             } else if bound < *end {
                 // Straddling the bound: the overlay when it fits, else a linear search.
-                match overlay.filter(|o| o.base_offset == base && o.bound == bound) {
+                match overlay {
                     Some(o) => match check(o.map.get(&hash).copied())? {
                         Some(l) => Some(l),
                         None if o.map.contains_key(&hash) => {
@@ -300,7 +311,8 @@ impl KeyIndex {
         Ok(None)
     }
 
-    /// Indexes the active segment up to `bound`. Returns where the unindexed tail starts when
+    /// Indexes the active segment up to `bound` (never past the last stable offset, so only
+    /// committed records enter the map). Returns where the unindexed tail starts when
     /// the memory bound stopped the map short of `bound`.
     fn catch_up(
         &self,
@@ -339,13 +351,15 @@ impl KeyIndex {
 }
 
 /// The key file of a sealed segment `[seg.base_offset, end)`, built when missing or stale.
-/// `None` when it cannot be built now (the segment is not yet wholly below the high watermark).
+/// `None` when it cannot be built now (the segment is not yet wholly below `bound`, the last
+/// stable offset or an older snapshot bound, below which every transaction is decided: a file
+/// never indexes a record whose transaction may still abort).
 fn sealed_file(
     sealed: &mut BTreeMap<i64, KeyFile>,
     partition: &Partition,
     seg: &SegmentInfo,
     end: i64,
-    high_watermark: i64,
+    bound: i64,
 ) -> Result<Option<KeyFile>, KeysError> {
     let base = seg.base_offset;
     if let Some(f) = sealed.get(&base) {
@@ -355,7 +369,7 @@ fn sealed_file(
         }
     }
     sealed.remove(&base);
-    if end > high_watermark {
+    if end > bound {
         return Ok(None);
     }
     let Ok(id) = Identity::of(&seg.log_path, base, end) else {
