@@ -13,6 +13,7 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 const MAGIC: &[u8; 8] = b"CAIRNKEY";
 const VERSION: u32 = 2;
@@ -101,7 +102,11 @@ impl KeyFile {
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir)?;
         }
-        let tmp = path.with_extension("keys.tmp");
+        // A name of its own per write: the background builder and a lookup may build the same
+        // segment's file at once, and must not write into one temporary file.
+        static WRITES: AtomicU64 = AtomicU64::new(0);
+        let n = WRITES.fetch_add(1, Ordering::Relaxed);
+        let tmp = path.with_extension(format!("keys.tmp{}-{n}", std::process::id()));
         let mut f = File::create(&tmp)?;
         f.write_all(&out)?;
         drop(f);

@@ -22,6 +22,7 @@
 //! collision or a record the cleaner removed costs a slower path, never a wrong answer; a lookup
 //! that saw the segment layout change under it starts again (see ARCHITECTURE.md).
 
+pub mod builder;
 pub mod file;
 pub mod record;
 mod scan;
@@ -293,15 +294,28 @@ impl KeyIndex {
                 }
             } else {
                 let file = sealed_file(&mut keys.sealed, partition, seg, *end, bound)?;
-                let c = match &file {
-                    Some(f) => f.find(hash)?,
+                // `Some(entry)`: the file's answer. `None`: no usable file, or one deleted from
+                // under us (by hand, or the sweep of a topic deleted meanwhile): forgotten, and
+                // the segment is read instead.
+                let answer = match &file {
+                    Some(f) => match f.find(hash) {
+                        Ok(entry) => Some(entry),
+                        Err(e) => {
+                            tracing::debug!(path = %f.path.display(), error = %e, "key file unreadable");
+                            keys.sealed.remove(&base);
+                            None
+                        }
+                    },
                     None => None,
                 };
-                match (file.is_some(), check(c)?) {
-                    (_, Some(l)) => Some(l),
+                match answer {
+                    Some(None) => None,
                     // A collision, or a record gone from under the file: read the segment.
-                    (true, None) if c.is_none() => None,
-                    _ => latest_in(partition, from, *end, key)?.map(Latest::Record),
+                    Some(c) => match check(c)? {
+                        Some(l) => Some(l),
+                        None => latest_in(partition, from, *end, key)?.map(Latest::Record),
+                    },
+                    None => latest_in(partition, from, *end, key)?.map(Latest::Record),
                 }
             };
             if let Some(l) = candidate {
@@ -361,14 +375,47 @@ fn sealed_file(
     end: i64,
     bound: i64,
 ) -> Result<Option<KeyFile>, KeysError> {
-    let base = seg.base_offset;
-    if let Some(f) = sealed.get(&base) {
-        let id = f.identity;
-        if id.end_offset == end && id.size == seg.size {
-            return Ok(Some(f.clone()));
+    if let Some(f) = cached(sealed, seg, end) {
+        return Ok(Some(f));
+    }
+    sealed.remove(&seg.base_offset);
+    let file = load_or_build(partition, seg, end, bound)?;
+    if let Some(f) = &file {
+        remember(sealed, f.clone());
+    }
+    Ok(file)
+}
+
+/// The checked file held for the segment, if it still describes it.
+fn cached(sealed: &BTreeMap<i64, KeyFile>, seg: &SegmentInfo, end: i64) -> Option<KeyFile> {
+    sealed
+        .get(&seg.base_offset)
+        .filter(|f| f.identity.end_offset == end && f.identity.size == seg.size)
+        .cloned()
+}
+
+/// Holds `file` for its segment; files of segments merged into it by the cleaner go with them.
+fn remember(sealed: &mut BTreeMap<i64, KeyFile>, file: KeyFile) {
+    let (base, end) = (file.identity.base_offset, file.identity.end_offset);
+    let stale: Vec<i64> = sealed.range(base + 1..end).map(|(b, _)| *b).collect();
+    for b in stale {
+        if let Some(f) = sealed.remove(&b) {
+            let _ = std::fs::remove_file(&f.path);
         }
     }
-    sealed.remove(&base);
+    sealed.insert(base, file);
+}
+
+/// The segment's key file from disk when it is there and describes the segment, else built by
+/// reading the segment (see [`sealed_file`] for `None`). Touches no in-memory state, so the
+/// background builder runs it without holding the partition's index.
+fn load_or_build(
+    partition: &Partition,
+    seg: &SegmentInfo,
+    end: i64,
+    bound: i64,
+) -> Result<Option<KeyFile>, KeysError> {
+    let base = seg.base_offset;
     if end > bound {
         return Ok(None);
     }
@@ -380,39 +427,28 @@ fn sealed_file(
         return Ok(None);
     }
     let path = key_file_path(partition, base);
-    let file = match KeyFile::open(&path, id) {
-        Some(f) => f,
-        None => {
-            let mut entries = Vec::new();
-            scan(partition, base, end, |r| {
-                if let Some(k) = &r.key {
-                    entries.push((key_hash(k), r.offset));
-                }
-                ControlFlow::Continue(())
-            })?;
-            // The segment must be the one stat'ed, start to end, for the file to describe it.
-            match Identity::of(&seg.log_path, base, end) {
-                Ok(after) if after == id => match KeyFile::write(&path, id, entries) {
-                    Ok(f) => f,
-                    Err(e) => {
-                        // A full or read-only disk slows lookups down (linear search), no more.
-                        tracing::warn!(path = %path.display(), error = %e, "cannot write a key file");
-                        return Ok(None);
-                    }
-                },
-                _ => return Ok(None),
-            }
-        }
-    };
-    // Files of segments merged away by the cleaner go with them.
-    let stale: Vec<i64> = sealed.range(base + 1..end).map(|(b, _)| *b).collect();
-    for b in stale {
-        if let Some(f) = sealed.remove(&b) {
-            let _ = std::fs::remove_file(&f.path);
-        }
+    if let Some(f) = KeyFile::open(&path, id) {
+        return Ok(Some(f));
     }
-    sealed.insert(base, file.clone());
-    Ok(Some(file))
+    let mut entries = Vec::new();
+    scan(partition, base, end, |r| {
+        if let Some(k) = &r.key {
+            entries.push((key_hash(k), r.offset));
+        }
+        ControlFlow::Continue(())
+    })?;
+    // The segment must be the one stat'ed, start to end, for the file to describe it.
+    match Identity::of(&seg.log_path, base, end) {
+        Ok(after) if after == id => match KeyFile::write(&path, id, entries) {
+            Ok(f) => Ok(Some(f)),
+            Err(e) => {
+                // A full or read-only disk slows lookups down (linear search), no more.
+                tracing::warn!(path = %path.display(), error = %e, "cannot write a key file");
+                Ok(None)
+            }
+        },
+        _ => Ok(None),
+    }
 }
 
 /// `cairn-key-index/<topic>-<p>/<base>.keys` in the partition's data directory.
