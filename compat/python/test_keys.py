@@ -384,3 +384,55 @@ def test_only_committed_records_with_transactions(keys_broker, topic_name):
     finally:
         c.close()
     assert state == {k: v for k, v in model.items() if v is not None}
+
+
+def anon_rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1])
+    raise AssertionError("no RssAnon in /proc/PID/status")
+
+
+def test_a_stalled_snapshot_reader_is_cut_with_bounded_memory(keys_broker, topic_name):
+    """A reader that stops reading holds at most a few chunks in the broker (the snapshot
+    thread waits on a small channel), and the connection is cut after the idle limit (30 s),
+    without the end line; the broker then answers as before."""
+    import socket
+
+    b = keys_broker
+    create_topic(b, topic_name, 1, {"cleanup.policy": "compact"})
+    p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 20,
+                  "compression.type": "lz4"})
+    value = "x" * 2000
+    keys = 25000
+    for i in range(keys):
+        p.produce(topic_name, key=f"key-{i}".encode(), value=f"{i}-{value}".encode())
+        if i % 1000 == 0:
+            p.poll(0)
+    assert p.flush(60) == 0
+    full_size = keys * len(value)  # at least this many bytes of NDJSON
+
+    s = socket.create_connection(("127.0.0.1", int(b.http.rsplit(":", 1)[1])))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    s.sendall(f"GET /v1/topics/{topic_name}/snapshot HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    received = s.recv(64 * 1024)
+    assert b"200 OK" in received.split(b"\r\n", 1)[0], received[:200]
+    time.sleep(5)
+    before = anon_rss_kib(b.proc.pid)
+    # Stalled past the idle limit.
+    time.sleep(32)
+    grown_kib = anon_rss_kib(b.proc.pid) - before
+    assert grown_kib < 16 * 1024, f"the broker grew {grown_kib} KiB for a stalled reader"
+    s.settimeout(10)
+    while True:
+        chunk = s.recv(1 << 20)
+        if not chunk:
+            break
+        received += chunk
+    s.close()
+    assert b'"end":true' not in received, "the stalled snapshot was cut, not finished"
+    assert len(received) < full_size // 2, (len(received), full_size)
+    # The broker serves on.
+    status, body = lookup(b, topic_name, b"key-7")
+    assert status == 200 and body["value"].startswith("7-")
