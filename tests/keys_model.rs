@@ -14,6 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cairn::keys::builder::{pass, PassReport};
 use cairn::keys::snapshot::partition_snapshot;
 use cairn::keys::{KeyIndex, KEY_INDEX_DIR};
 use cairn::log::cleaner::{Cleaner, CleanerConfig};
@@ -231,4 +232,97 @@ proptest! {
     ) {
         run(ops, memory_bytes);
     }
+}
+
+/// The key files in `cairn-key-index/<name>/`, by file name.
+fn key_files(dir: &Path, name: &str) -> std::collections::BTreeSet<String> {
+    std::fs::read_dir(dir.join(KEY_INDEX_DIR).join(name))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn sealed_key_file_names(p: &Partition) -> std::collections::BTreeSet<String> {
+    p.sealed_segments()
+        .iter()
+        .map(|s| format!("{:020}.keys", s.base_offset))
+        .collect()
+}
+
+#[test]
+fn the_background_builder_builds_missing_files_and_sweeps_stale_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(dir.path());
+    let segments = compacted(&[("segment.bytes", "400"), ("delete.retention.ms", "100")]);
+    log.create_topic("t", 1, segments.clone(), false).unwrap();
+    log.create_topic("gone", 1, segments, false).unwrap();
+    let mut model = BTreeMap::new();
+    for round in 0..6 {
+        for k in 0..KEYS {
+            let (key, value) = (format!("k{k}"), format!("v{k}-{round}"));
+            put(&log.partition("t", 0).unwrap(), &key, Some(&value));
+            model.insert(key, value);
+        }
+    }
+    let gone = log.partition("gone", 0).unwrap();
+    for k in 0..KEYS {
+        put(&gone, &format!("k{k}"), Some("x"));
+    }
+    gone.roll().unwrap();
+    let index = KeyIndex::new(1 << 20);
+    assert!(index.lookup(&gone, b"k1").unwrap().is_some());
+    assert!(!key_files(dir.path(), "gone-0").is_empty());
+    drop(gone);
+    log.delete_topic("gone").unwrap();
+    // Left by a crash: a temporary file, and the file of a segment merged away before it.
+    let t_dir = dir.path().join(KEY_INDEX_DIR).join("t-0");
+    std::fs::create_dir_all(&t_dir).unwrap();
+    std::fs::write(t_dir.join("00000000000000000001.keys.tmp12-0"), b"torn").unwrap();
+    std::fs::write(t_dir.join("00000000000000000001.keys"), b"stale").unwrap();
+
+    // Restarted: nothing is indexed until the pass builds every sealed segment's file.
+    let index = KeyIndex::new(1 << 20);
+    let p = log.partition("t", 0).unwrap();
+    let mut rests = 0;
+    let report = pass(&index, &log, dir.path(), |_| rests += 1);
+    let expected = sealed_key_file_names(&p);
+    assert!(expected.len() > 3, "the topic rolled: {expected:?}");
+    assert_eq!(report.ready, expected.len());
+    assert_eq!(rests, expected.len(), "the builder rests after each file");
+    assert_eq!(
+        report.removed, 3,
+        "gone-0, the stale file and the temporary file"
+    );
+    assert_eq!(key_files(dir.path(), "t-0"), expected);
+    assert!(!dir.path().join(KEY_INDEX_DIR).join("gone-0").exists());
+    check_lookups(&index, &p, &model);
+    // Nothing left to do.
+    assert_eq!(
+        pass(&index, &log, dir.path(), |_| {}),
+        PassReport::default()
+    );
+
+    // The cleaner merges segments: the next pass removes the files of the merged-away ones and
+    // builds the merged segments' files; lookups agree throughout.
+    let mut cleaner = Cleaner::new(
+        dir.path(),
+        CleanerConfig {
+            dedupe_buffer_size: 1 << 20,
+            io_max_bytes_per_second: f64::MAX,
+            backoff: Duration::from_millis(100),
+        },
+    );
+    cleaner.clean_fully(&p, now_ms() + 1000, true).unwrap();
+    check_lookups(&index, &p, &model);
+    let report = pass(&index, &log, dir.path(), |_| {});
+    assert!(report.removed > 0 || report.ready > 0, "{report:?}");
+    assert_eq!(key_files(dir.path(), "t-0"), sealed_key_file_names(&p));
+    check_lookups(&index, &p, &model);
+    // A key directory deleted by hand while lookups run costs a slower lookup, not an error.
+    std::fs::remove_dir_all(dir.path().join(KEY_INDEX_DIR)).unwrap();
+    check_lookups(&index, &p, &model);
+    log.shutdown().unwrap();
 }

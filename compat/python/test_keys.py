@@ -282,3 +282,157 @@ def test_snapshot_while_producing_then_follow(keys_broker, topic_name):
             assert status == 200 and body["value"] == final[key]
         else:
             assert status == 404
+
+
+def test_only_committed_records_with_transactions(keys_broker, topic_name):
+    """Lookups, batchGet and snapshots read committed records only: a committed transaction's
+    writes appear at its commit, an aborted one's never (a key whose newest record was aborted
+    answers its previous committed value), and an open one holds back every later record (the
+    last stable offset), through segment rolls, key files and a restart."""
+    b = keys_broker
+    # Rolls often so the phases land in sealed segments answered through key files; nothing is
+    # cleaned (min.compaction.lag.ms) so every record stays where it was written.
+    create_topic(b, topic_name, 1, {"cleanup.policy": "compact", "segment.ms": "100",
+                                    "min.compaction.lag.ms": "3600000"})
+    plain = Producer({"bootstrap.servers": b.bootstrap, "acks": "all"})
+
+    def transactional(tid):
+        p = Producer({"bootstrap.servers": b.bootstrap, "transactional.id": tid})
+        p.init_transactions(30)
+        return p
+
+    def values(keys):
+        status, _, body = http(b, f"/v1/topics/{topic_name}/keys:batchGet",
+                               body=json.dumps({"keys": keys}).encode())
+        assert status == 200, body
+        return [r["value"] if r["found"] else None for r in json.loads(body)["results"]]
+
+    def expect(model):
+        for key, value in model.items():
+            status, body = lookup(b, topic_name, key.encode())
+            if value is None:
+                assert status == 404, f"{key}: {body}"
+            else:
+                assert status == 200 and body["value"] == value, f"{key}: {body}"
+        assert values(list(model)) == list(model.values())
+
+    for k in ("k1", "k2", "k3"):
+        plain.produce(topic_name, key=k.encode(), value=f"{k}-v0".encode())
+    assert plain.flush(30) == 0
+    time.sleep(0.3)
+
+    committing = transactional(topic_name + "-commit")
+    committing.begin_transaction()
+    committing.produce(topic_name, key=b"k1", value=b"k1-committed")
+    committing.produce(topic_name, key=b"k4", value=b"k4-committed")
+    committing.commit_transaction(30)
+    time.sleep(0.3)
+
+    aborting = transactional(topic_name + "-abort")
+    aborting.begin_transaction()
+    aborting.produce(topic_name, key=b"k2", value=b"k2-aborted")
+    aborting.produce(topic_name, key=b"k5", value=b"k5-aborted")
+    aborting.produce(topic_name, key=b"k1", value=None)
+    aborting.flush(30)
+    aborting.abort_transaction(30)
+    time.sleep(0.3)
+    plain.produce(topic_name, key=b"k0", value=b"k0-after-abort")
+    assert plain.flush(30) == 0
+
+    model = {"k0": "k0-after-abort", "k1": "k1-committed", "k2": "k2-v0", "k3": "k3-v0",
+             "k4": "k4-committed", "k5": None}
+    expect(model)
+    # Key files written by this broker, then read back from disk after a restart.
+    b.stop()
+    b.start()
+    expect(model)
+    state, _ = read_snapshot(b, topic_name)
+    assert state == {k: v for k, v in model.items() if v is not None}
+
+    # An open transaction: neither its records nor any record after its first is visible.
+    time.sleep(0.3)
+    plain = Producer({"bootstrap.servers": b.bootstrap, "acks": "all"})
+    opened = transactional(topic_name + "-open")
+    opened.begin_transaction()
+    opened.produce(topic_name, key=b"k3", value=b"k3-open")
+    opened.flush(30)
+    plain.produce(topic_name, key=b"k6", value=b"k6-behind-the-open-txn")
+    assert plain.flush(30) == 0
+    expect({**model, "k6": None})
+    state, offsets = read_snapshot(b, topic_name)
+    assert state == {k: v for k, v in model.items() if v is not None}
+    status, _, _ = http(b, f"/v1/topics/{topic_name}/snapshot?as_of=0:{offsets[0] + 1}")
+    assert status == 400, "as_of past the last stable offset"
+
+    # At commit both appear; the snapshot's hand-off, followed read_committed, gives the rest.
+    opened.commit_transaction(30)
+    model.update({"k3": "k3-open", "k6": "k6-behind-the-open-txn"})
+    expect(model)
+    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "keys-txn-follow",
+                  "isolation.level": "read_committed", "enable.auto.commit": False})
+    try:
+        c.assign([TopicPartition(topic_name, 0, offsets[0])])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not all(
+                state.get(k) == v for k, v in model.items() if v is not None):
+            for m in c.consume(num_messages=100, timeout=0.5):
+                assert m.error() is None, m.error()
+                if m.value() is None:
+                    state.pop(m.key().decode(), None)
+                else:
+                    state[m.key().decode()] = m.value().decode()
+    finally:
+        c.close()
+    assert state == {k: v for k, v in model.items() if v is not None}
+
+
+def anon_rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1])
+    raise AssertionError("no RssAnon in /proc/PID/status")
+
+
+def test_a_stalled_snapshot_reader_is_cut_with_bounded_memory(keys_broker, topic_name):
+    """A reader that stops reading holds at most a few chunks in the broker (the snapshot
+    thread waits on a small channel), and the connection is cut after the idle limit (30 s),
+    without the end line; the broker then answers as before."""
+    import socket
+
+    b = keys_broker
+    create_topic(b, topic_name, 1, {"cleanup.policy": "compact"})
+    p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 20,
+                  "compression.type": "lz4"})
+    value = "x" * 2000
+    keys = 25000
+    for i in range(keys):
+        p.produce(topic_name, key=f"key-{i}".encode(), value=f"{i}-{value}".encode())
+        if i % 1000 == 0:
+            p.poll(0)
+    assert p.flush(60) == 0
+    full_size = keys * len(value)  # at least this many bytes of NDJSON
+
+    s = socket.create_connection(("127.0.0.1", int(b.http.rsplit(":", 1)[1])))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    s.sendall(f"GET /v1/topics/{topic_name}/snapshot HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    received = s.recv(64 * 1024)
+    assert b"200 OK" in received.split(b"\r\n", 1)[0], received[:200]
+    time.sleep(5)
+    before = anon_rss_kib(b.proc.pid)
+    # Stalled past the idle limit.
+    time.sleep(32)
+    grown_kib = anon_rss_kib(b.proc.pid) - before
+    assert grown_kib < 16 * 1024, f"the broker grew {grown_kib} KiB for a stalled reader"
+    s.settimeout(10)
+    while True:
+        chunk = s.recv(1 << 20)
+        if not chunk:
+            break
+        received += chunk
+    s.close()
+    assert b'"end":true' not in received, "the stalled snapshot was cut, not finished"
+    assert len(received) < full_size // 2, (len(received), full_size)
+    # The broker serves on.
+    status, body = lookup(b, topic_name, b"key-7")
+    assert status == 200 and body["value"].startswith("7-")

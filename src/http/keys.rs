@@ -496,8 +496,10 @@ pub(crate) async fn snapshot(
     let mut plan: Vec<(Arc<Partition>, i64)> = parts
         .into_iter()
         .map(|p| {
-            let hw = p.offsets().high_watermark;
-            (p, hw)
+            // Only committed records: the hand-off is the last stable offset, where a
+            // `read_committed` consumer continues.
+            let lso = p.offsets().last_stable_offset;
+            (p, lso)
         })
         .collect();
     if let Some(as_of) = param(&q, "as_of") {
@@ -522,12 +524,12 @@ pub(crate) async fn snapshot(
                 );
             };
             let offsets = slot.0.offsets();
-            if o > offsets.high_watermark || o < offsets.log_start_offset {
+            if o > offsets.last_stable_offset || o < offsets.log_start_offset {
                 return error(
                     StatusCode::BAD_REQUEST,
                     format!(
-                        "as_of {p}:{o} is outside [{}, {}] (log start, high watermark)",
-                        offsets.log_start_offset, offsets.high_watermark
+                        "as_of {p}:{o} is outside [{}, {}] (log start, last stable offset)",
+                        offsets.log_start_offset, offsets.last_stable_offset
                     ),
                 );
             }

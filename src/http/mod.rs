@@ -144,6 +144,12 @@ impl HttpServer {
             self.state.broker.clone(),
             self.state.history.clone(),
         ));
+        // Key files of indexed topics are built in the background, and stale ones swept.
+        let key_builder = tokio::spawn(crate::keys::builder::run(
+            self.state.keys.clone(),
+            self.state.broker.log.clone(),
+            self.state.broker.config.data_dir(),
+        ));
         let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         loop {
             let (stream, peer) = tokio::select! {
@@ -182,6 +188,7 @@ impl HttpServer {
             });
         }
         sampler.abort();
+        key_builder.abort();
         info!("http listener stopped");
     }
 }

@@ -6,17 +6,23 @@
 //!
 //! Per partition, key → offset of its latest record is answered newest segment first:
 //! - the active segment from a small in-memory map (key hash → offset), caught up lazily to the
-//!   high watermark at each lookup and bounded by `cairn.key.index.memory.bytes` (past the
+//!   last stable offset at each lookup and bounded by `cairn.key.index.memory.bytes` (past the
 //!   bound, the rest of the active segment is searched linearly);
 //! - each sealed segment from its immutable key file ([`file`]), built on first use by reading
 //!   the segment, rebuilt when the segment changes (cleaner swap, repair, truncation);
 //! - a segment that straddles the bound (a snapshot's `as_of`, or an unflushed roll) from a
 //!   temporary map of its part below the bound, or linearly.
 //!
+//! Only committed records count: every bound is at most the last stable offset (below it every
+//! transaction is decided), and reads skip the batches of aborted transactions, so neither the
+//! map nor a key file ever holds an aborted record; a key whose newest record was aborted is
+//! answered by its previous committed one, found in the same or an older segment.
+//!
 //! Every candidate offset is checked by reading the record and comparing the key, so a hash
 //! collision or a record the cleaner removed costs a slower path, never a wrong answer; a lookup
 //! that saw the segment layout change under it starts again (see ARCHITECTURE.md).
 
+pub mod builder;
 pub mod file;
 pub mod record;
 mod scan;
@@ -156,8 +162,10 @@ impl KeyIndex {
         }
     }
 
-    /// The latest record of `key` below the high watermark at the time of the call (a tombstone
-    /// has `value: None`), or `None` when the partition holds no record with that key.
+    /// The latest committed record of `key` below the last stable offset at the time of the call
+    /// (the high watermark when no transaction is open; a tombstone has `value: None`), or `None`
+    /// when the partition holds no such record. Records of aborted transactions are skipped, so
+    /// a key whose newest record was aborted answers its previous committed record.
     pub fn lookup(
         &self,
         partition: &Arc<Partition>,
@@ -165,7 +173,7 @@ impl KeyIndex {
     ) -> Result<Option<Record>, KeysError> {
         for _ in 0..ATTEMPTS {
             let layout = Layout::of(partition)?;
-            let bound = layout.offsets.high_watermark;
+            let bound = layout.offsets.last_stable_offset;
             let found = self.search(partition, &layout, key, bound, None, None)?;
             if Layout::of(partition)?.same_sealed(&layout) {
                 return Ok(found.map(|l| match l {
@@ -252,8 +260,12 @@ impl KeyIndex {
                 continue;
             }
             let from = base.max(start);
-            let candidate = if i + 1 == n && bound >= *end {
-                // The active segment, wholly below the bound.
+            let overlay = overlay.filter(|o| o.base_offset == base && o.bound == bound);
+            let a = &keys.active;
+            // The active segment's map serves any bound it has not passed (it is caught up to
+            // the bound); an older bound (a snapshot's) takes the overlay or a linear search.
+            let map_serves = a.base_offset != base || a.next <= bound;
+            let candidate = if i + 1 == n && overlay.is_none() && map_serves {
                 let tail = self.catch_up(&mut keys.active, partition, base, bound)?;
                 if let Some(tail_from) = tail {
                     if let Some(r) = latest_in(partition, tail_from, bound, key)? {
@@ -270,7 +282,7 @@ impl KeyIndex {
                 }
             } else if bound < *end {
                 // Straddling the bound: the overlay when it fits, else a linear search.
-                match overlay.filter(|o| o.base_offset == base && o.bound == bound) {
+                match overlay {
                     Some(o) => match check(o.map.get(&hash).copied())? {
                         Some(l) => Some(l),
                         None if o.map.contains_key(&hash) => {
@@ -282,15 +294,28 @@ impl KeyIndex {
                 }
             } else {
                 let file = sealed_file(&mut keys.sealed, partition, seg, *end, bound)?;
-                let c = match &file {
-                    Some(f) => f.find(hash)?,
+                // `Some(entry)`: the file's answer. `None`: no usable file, or one deleted from
+                // under us (by hand, or the sweep of a topic deleted meanwhile): forgotten, and
+                // the segment is read instead.
+                let answer = match &file {
+                    Some(f) => match f.find(hash) {
+                        Ok(entry) => Some(entry),
+                        Err(e) => {
+                            tracing::debug!(path = %f.path.display(), error = %e, "key file unreadable");
+                            keys.sealed.remove(&base);
+                            None
+                        }
+                    },
                     None => None,
                 };
-                match (file.is_some(), check(c)?) {
-                    (_, Some(l)) => Some(l),
+                match answer {
+                    Some(None) => None,
                     // A collision, or a record gone from under the file: read the segment.
-                    (true, None) if c.is_none() => None,
-                    _ => latest_in(partition, from, *end, key)?.map(Latest::Record),
+                    Some(c) => match check(c)? {
+                        Some(l) => Some(l),
+                        None => latest_in(partition, from, *end, key)?.map(Latest::Record),
+                    },
+                    None => latest_in(partition, from, *end, key)?.map(Latest::Record),
                 }
             };
             if let Some(l) = candidate {
@@ -300,7 +325,8 @@ impl KeyIndex {
         Ok(None)
     }
 
-    /// Indexes the active segment up to `bound`. Returns where the unindexed tail starts when
+    /// Indexes the active segment up to `bound` (never past the last stable offset, so only
+    /// committed records enter the map). Returns where the unindexed tail starts when
     /// the memory bound stopped the map short of `bound`.
     fn catch_up(
         &self,
@@ -339,23 +365,58 @@ impl KeyIndex {
 }
 
 /// The key file of a sealed segment `[seg.base_offset, end)`, built when missing or stale.
-/// `None` when it cannot be built now (the segment is not yet wholly below the high watermark).
+/// `None` when it cannot be built now (the segment is not yet wholly below `bound`, the last
+/// stable offset or an older snapshot bound, below which every transaction is decided: a file
+/// never indexes a record whose transaction may still abort).
 fn sealed_file(
     sealed: &mut BTreeMap<i64, KeyFile>,
     partition: &Partition,
     seg: &SegmentInfo,
     end: i64,
-    high_watermark: i64,
+    bound: i64,
 ) -> Result<Option<KeyFile>, KeysError> {
-    let base = seg.base_offset;
-    if let Some(f) = sealed.get(&base) {
-        let id = f.identity;
-        if id.end_offset == end && id.size == seg.size {
-            return Ok(Some(f.clone()));
+    if let Some(f) = cached(sealed, seg, end) {
+        return Ok(Some(f));
+    }
+    sealed.remove(&seg.base_offset);
+    let file = load_or_build(partition, seg, end, bound)?;
+    if let Some(f) = &file {
+        remember(sealed, f.clone());
+    }
+    Ok(file)
+}
+
+/// The checked file held for the segment, if it still describes it.
+fn cached(sealed: &BTreeMap<i64, KeyFile>, seg: &SegmentInfo, end: i64) -> Option<KeyFile> {
+    sealed
+        .get(&seg.base_offset)
+        .filter(|f| f.identity.end_offset == end && f.identity.size == seg.size)
+        .cloned()
+}
+
+/// Holds `file` for its segment; files of segments merged into it by the cleaner go with them.
+fn remember(sealed: &mut BTreeMap<i64, KeyFile>, file: KeyFile) {
+    let (base, end) = (file.identity.base_offset, file.identity.end_offset);
+    let stale: Vec<i64> = sealed.range(base + 1..end).map(|(b, _)| *b).collect();
+    for b in stale {
+        if let Some(f) = sealed.remove(&b) {
+            let _ = std::fs::remove_file(&f.path);
         }
     }
-    sealed.remove(&base);
-    if end > high_watermark {
+    sealed.insert(base, file);
+}
+
+/// The segment's key file from disk when it is there and describes the segment, else built by
+/// reading the segment (see [`sealed_file`] for `None`). Touches no in-memory state, so the
+/// background builder runs it without holding the partition's index.
+fn load_or_build(
+    partition: &Partition,
+    seg: &SegmentInfo,
+    end: i64,
+    bound: i64,
+) -> Result<Option<KeyFile>, KeysError> {
+    let base = seg.base_offset;
+    if end > bound {
         return Ok(None);
     }
     let Ok(id) = Identity::of(&seg.log_path, base, end) else {
@@ -366,39 +427,28 @@ fn sealed_file(
         return Ok(None);
     }
     let path = key_file_path(partition, base);
-    let file = match KeyFile::open(&path, id) {
-        Some(f) => f,
-        None => {
-            let mut entries = Vec::new();
-            scan(partition, base, end, |r| {
-                if let Some(k) = &r.key {
-                    entries.push((key_hash(k), r.offset));
-                }
-                ControlFlow::Continue(())
-            })?;
-            // The segment must be the one stat'ed, start to end, for the file to describe it.
-            match Identity::of(&seg.log_path, base, end) {
-                Ok(after) if after == id => match KeyFile::write(&path, id, entries) {
-                    Ok(f) => f,
-                    Err(e) => {
-                        // A full or read-only disk slows lookups down (linear search), no more.
-                        tracing::warn!(path = %path.display(), error = %e, "cannot write a key file");
-                        return Ok(None);
-                    }
-                },
-                _ => return Ok(None),
-            }
-        }
-    };
-    // Files of segments merged away by the cleaner go with them.
-    let stale: Vec<i64> = sealed.range(base + 1..end).map(|(b, _)| *b).collect();
-    for b in stale {
-        if let Some(f) = sealed.remove(&b) {
-            let _ = std::fs::remove_file(&f.path);
-        }
+    if let Some(f) = KeyFile::open(&path, id) {
+        return Ok(Some(f));
     }
-    sealed.insert(base, file.clone());
-    Ok(Some(file))
+    let mut entries = Vec::new();
+    scan(partition, base, end, |r| {
+        if let Some(k) = &r.key {
+            entries.push((key_hash(k), r.offset));
+        }
+        ControlFlow::Continue(())
+    })?;
+    // The segment must be the one stat'ed, start to end, for the file to describe it.
+    match Identity::of(&seg.log_path, base, end) {
+        Ok(after) if after == id => match KeyFile::write(&path, id, entries) {
+            Ok(f) => Ok(Some(f)),
+            Err(e) => {
+                // A full or read-only disk slows lookups down (linear search), no more.
+                tracing::warn!(path = %path.display(), error = %e, "cannot write a key file");
+                Ok(None)
+            }
+        },
+        _ => Ok(None),
+    }
 }
 
 /// `cairn-key-index/<topic>-<p>/<base>.keys` in the partition's data directory.

@@ -1,18 +1,25 @@
 //! Reading a partition's records in an offset range through the log's public read path (whole
 //! CRC-checked batches below the high watermark), for building key files, linear searches and
 //! snapshots. Holds at most one read's worth of batches.
+//!
+//! Only committed records are seen: batches of aborted transactions are skipped, using the
+//! partition's aborted-transaction index as a `read_committed` fetch does. Callers keep `to` at
+//! or below the last stable offset, where every transaction is decided, so what a scan sees
+//! never changes once seen (short of the cleaner or retention removing records).
 
 use std::ops::ControlFlow;
 
-use super::record::{batches, Record};
+use super::record::{batches, BatchView, Record};
 use super::KeysError;
 use crate::log::partition::Partition;
+use crate::log::txn_index::AbortedTxn;
 use crate::log::{Isolation, LogError};
 
 /// Bytes asked of one read.
 const READ_BYTES: usize = 1 << 20;
 
-/// Calls `f` with every user record in `[from, to)`, in offset order, until it breaks.
+/// Calls `f` with every committed user record in `[from, to)`, in offset order, until it
+/// breaks. `to` must not pass the last stable offset (later records may still be aborted).
 pub(crate) fn scan(
     partition: &Partition,
     from: i64,
@@ -36,12 +43,25 @@ pub(crate) fn scan(
             return Ok(());
         }
         let mut next = pos;
-        for batch in batches(&read.records).map_err(KeysError::Corrupt)? {
+        let batches = batches(&read.records).map_err(KeysError::Corrupt)?;
+        let aborted = match batches
+            .iter()
+            .filter(|b| b.header.is_transactional())
+            .count()
+        {
+            0 => Vec::new(),
+            _ => {
+                let end = batches.last().map_or(pos, |b| b.header.last_offset() + 1);
+                partition.aborted_transactions(pos, end.min(to))
+            }
+        };
+        for batch in batches {
             if batch.header.base_offset >= to {
                 return Ok(());
             }
             next = next.max(batch.header.last_offset() + 1);
-            if !batch.is_data() || batch.header.last_offset() < pos {
+            if !batch.is_data() || batch.header.last_offset() < pos || is_aborted(&batch, &aborted)
+            {
                 continue;
             }
             for r in batch.records().map_err(KeysError::Corrupt)? {
@@ -56,6 +76,18 @@ pub(crate) fn scan(
         pos = next;
     }
     Ok(())
+}
+
+/// True when `batch` belongs to one of the `aborted` transactions: same producer, between the
+/// transaction's first offset and its ABORT marker.
+fn is_aborted(batch: &BatchView, aborted: &[AbortedTxn]) -> bool {
+    let h = &batch.header;
+    h.is_transactional()
+        && aborted.iter().any(|a| {
+            a.producer_id == h.producer_id
+                && a.first_offset <= h.base_offset
+                && h.base_offset < a.last_offset
+        })
 }
 
 /// The record at exactly `offset`, if the log still holds it.

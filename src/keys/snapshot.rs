@@ -2,7 +2,9 @@
 //! produced in offset order with memory bounded by one read plus, per partition, a map of the
 //! one segment straddling its `as_of` offset. A record is emitted when it is the latest for its
 //! key below `as_of` and not a tombstone, checked against the key index at the moment it is
-//! read; the caller hands `as_of` to a consumer, which continues from there.
+//! read; the caller hands `as_of` to a consumer, which continues from there. `as_of` is at most
+//! the last stable offset, and records of aborted transactions are not seen, so a snapshot holds
+//! committed records only and the consumer that follows reads `read_committed`.
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
