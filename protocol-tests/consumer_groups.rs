@@ -572,13 +572,32 @@ fn classic_join(client: &mut Client, group: &str) -> i16 {
 
 #[test]
 fn a_group_of_one_protocol_refuses_the_other() {
-    let cairn = Cairn::start(&[ENABLED[0], ENABLED[1], "group.initial.rebalance.delay.ms=0"]);
+    let cairn = Cairn::start(&[
+        ENABLED[0],
+        ENABLED[1],
+        "group.initial.rebalance.delay.ms=0",
+        "group.consumer.migration.policy=disabled",
+    ]);
     let mut client = cairn.client();
     create_topic(&mut client, "t", 1, &[]);
     let mut a = Member::new("k", "a", &["t"]);
     a.ok(&mut client);
+    // A classic member of another protocol type is refused by a consumer group (one of the
+    // consumer protocol type joins it: see the migration tests).
+    let connect = client.call(
+        5,
+        &JoinGroupRequest::default()
+            .with_group_id(GroupId(s("k")))
+            .with_member_id(s("m"))
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(10_000)
+            .with_protocol_type(s("connect"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default()
+                .with_name(s("v1"))
+                .with_metadata(bytes::Bytes::from_static(&[0, 0]))]),
+    );
     assert_eq!(
-        classic_join(&mut client, "k"),
+        connect.error_code,
         code(ResponseError::InconsistentGroupProtocol)
     );
     // DescribeGroups does not describe a consumer group (the admin client asks
@@ -589,8 +608,8 @@ fn a_group_of_one_protocol_refuses_the_other() {
     );
     assert_eq!(old.groups[0].group_state.as_str(), "Dead");
 
-    // A classic group with a member: a consumer-protocol member is refused, and
-    // ConsumerGroupDescribe says it is not a consumer group.
+    // A classic group with a member: with the migration disabled, a consumer-protocol member
+    // is refused, and ConsumerGroupDescribe says it is not a consumer group.
     assert_eq!(classic_join(&mut client, "c"), 0);
     let mut x = Member::new("c", "x", &["t"]);
     assert_eq!(
@@ -824,4 +843,293 @@ fn a_regular_expression_subscription_follows_topics_created_and_deleted() {
     assert_eq!(deleted.responses[0].error_code, 0);
     beat_with(&mut a, &mut client, request, ids);
     assert_eq!(a.owned.keys().collect::<Vec<_>>(), ["re-b"]);
+}
+
+/// A consumer protocol subscription (version 0) to `topics`.
+fn classic_subscription(topics: &[&str]) -> bytes::Bytes {
+    let mut b = 0i16.to_be_bytes().to_vec();
+    b.extend((topics.len() as i32).to_be_bytes());
+    for t in topics {
+        b.extend((t.len() as i16).to_be_bytes());
+        b.extend(t.as_bytes());
+    }
+    b.extend((-1i32).to_be_bytes());
+    b.into()
+}
+
+/// A consumer protocol assignment (version 0) of `partitions` of topic `t`.
+fn classic_assignment(partitions: &[i32]) -> bytes::Bytes {
+    let mut b = 0i16.to_be_bytes().to_vec();
+    b.extend(1i32.to_be_bytes());
+    b.extend([0, 1, b't']);
+    b.extend((partitions.len() as i32).to_be_bytes());
+    for p in partitions {
+        b.extend(p.to_be_bytes());
+    }
+    b.extend((-1i32).to_be_bytes());
+    b.into()
+}
+
+/// The partitions of topic `t` in a consumer protocol assignment (one topic at most).
+fn assigned_partitions(bytes: &[u8]) -> BTreeSet<i32> {
+    let count = i32::from_be_bytes(bytes[2..6].try_into().unwrap());
+    if count == 0 {
+        return BTreeSet::new();
+    }
+    assert_eq!(&bytes[6..9], &[0, 1, b't']);
+    let n = i32::from_be_bytes(bytes[9..13].try_into().unwrap()) as usize;
+    (0..n)
+        .map(|i| i32::from_be_bytes(bytes[13 + 4 * i..17 + 4 * i].try_into().unwrap()))
+        .collect()
+}
+
+/// One classic member, as an eager client keeps it: joins with the member id handshake,
+/// heartbeats, and on REBALANCE_IN_PROGRESS rejoins and syncs.
+struct Classic {
+    group: String,
+    id: String,
+    generation: i32,
+    partitions: BTreeSet<i32>,
+}
+
+impl Classic {
+    fn join_request(&self) -> JoinGroupRequest {
+        JoinGroupRequest::default()
+            .with_group_id(GroupId(s(&self.group)))
+            .with_member_id(s(&self.id))
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(10_000)
+            .with_protocol_type(s("consumer"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default()
+                .with_name(s("range"))
+                .with_metadata(classic_subscription(&["t"]))])
+    }
+
+    /// Joins (the handshake first when it has no id yet); returns the JoinGroup answer.
+    fn join(&mut self, client: &mut Client) -> JoinGroupResponse {
+        if self.id.is_empty() {
+            let first = client.call(9, &self.join_request());
+            assert_eq!(first.error_code, code(ResponseError::MemberIdRequired));
+            self.id = first.member_id.to_string();
+        }
+        let joined = client.call(9, &self.join_request());
+        assert_eq!(joined.error_code, 0, "join of {}", self.id);
+        self.generation = joined.generation_id;
+        joined
+    }
+
+    fn sync(&mut self, client: &mut Client, assignments: &[(&str, &[i32])]) -> i16 {
+        let response = client.call(
+            5,
+            &SyncGroupRequest::default()
+                .with_group_id(GroupId(s(&self.group)))
+                .with_generation_id(self.generation)
+                .with_member_id(s(&self.id))
+                .with_protocol_type(Some(s("consumer")))
+                .with_protocol_name(Some(s("range")))
+                .with_assignments(
+                    assignments
+                        .iter()
+                        .map(|(m, ps)| {
+                            sync_group_request::SyncGroupRequestAssignment::default()
+                                .with_member_id(s(m))
+                                .with_assignment(classic_assignment(ps))
+                        })
+                        .collect(),
+                ),
+        );
+        if response.error_code == 0 {
+            self.partitions = assigned_partitions(&response.assignment);
+        }
+        response.error_code
+    }
+
+    fn heartbeat(&self, client: &mut Client) -> i16 {
+        client
+            .call(
+                4,
+                &HeartbeatRequest::default()
+                    .with_group_id(GroupId(s(&self.group)))
+                    .with_generation_id(self.generation)
+                    .with_member_id(s(&self.id)),
+            )
+            .error_code
+    }
+
+    /// Heartbeats; told to rebalance, gives everything up, rejoins and syncs.
+    fn turn(&mut self, client: &mut Client) {
+        match self.heartbeat(client) {
+            0 => {}
+            e if e == code(ResponseError::RebalanceInProgress) => {
+                self.partitions.clear();
+                let joined = self.join(client);
+                assert!(joined.members.is_empty() && joined.leader.is_empty());
+                assert_eq!(self.sync(client, &[]), 0);
+            }
+            e => panic!("heartbeat of {}: error {e}", self.id),
+        }
+    }
+}
+
+fn group_type(client: &mut Client, group: &str) -> (String, String) {
+    let listed = client.call(5, &ListGroupsRequest::default());
+    let g = listed
+        .groups
+        .iter()
+        .find(|g| g.group_id.as_str() == group)
+        .expect("listed");
+    (g.group_type.to_string(), g.group_state.to_string())
+}
+
+#[test]
+fn a_classic_group_with_members_is_upgraded_and_downgraded_online() {
+    let mut cairn = Cairn::start(&[ENABLED[0], ENABLED[1], "group.initial.rebalance.delay.ms=0"]);
+    let mut client = cairn.client();
+    create_topic(&mut client, "t", 4, &[]);
+    // A classic group: its one member leads and takes every partition.
+    let mut a = Classic {
+        group: "up".into(),
+        id: String::new(),
+        generation: 0,
+        partitions: BTreeSet::new(),
+    };
+    let joined = a.join(&mut client);
+    assert_eq!(joined.leader, joined.member_id);
+    let a_id = a.id.clone();
+    assert_eq!(a.sync(&mut client, &[(&a_id, &[0, 1, 2, 3])]), 0);
+    assert_eq!(a.partitions, BTreeSet::from([0, 1, 2, 3]));
+    assert_eq!(
+        group_type(&mut client, "up"),
+        ("classic".into(), "Stable".into())
+    );
+
+    // A consumer-protocol member joins: the group becomes a consumer group at once, the
+    // classic member keeps its generation as member epoch and its partitions.
+    let mut n = Member::new("up", "n", &["t"]);
+    n.ok(&mut client);
+    assert_eq!(n.epoch, a.generation + 1);
+    assert_eq!(
+        n.count(),
+        0,
+        "nothing until the classic member releases partitions"
+    );
+    assert_eq!(group_type(&mut client, "up").0, "consumer");
+    let described = describe(&mut client, "up");
+    let types: BTreeMap<String, i8> = described
+        .members
+        .iter()
+        .map(|m| (m.member_id.to_string(), m.member_type))
+        .collect();
+    assert_eq!(
+        types,
+        BTreeMap::from([(a.id.clone(), 0), ("n".to_string(), 1)])
+    );
+
+    // The classic member is told to rejoin, and the partitions are split.
+    assert_eq!(
+        a.heartbeat(&mut client),
+        code(ResponseError::RebalanceInProgress)
+    );
+    for _ in 0..4 {
+        a.turn(&mut client);
+        n.ok(&mut client);
+    }
+    assert_eq!(a.generation, n.epoch);
+    let n_partitions: BTreeSet<i32> = n.owned.values().flatten().copied().collect();
+    assert_eq!((a.partitions.len(), n_partitions.len()), (2, 2));
+    assert_eq!(&a.partitions | &n_partitions, BTreeSet::from([0, 1, 2, 3]));
+    assert_eq!(describe(&mut client, "up").group_state.as_str(), "Stable");
+    // The classic member commits at its generation, with a pre-KIP-848 OffsetCommit.
+    assert_eq!(commit_v(&mut client, 8, "up", &a.id, a.generation, 5), 0);
+    assert_eq!(
+        commit_v(&mut client, 8, "up", &a.id, a.generation - 1, 5),
+        code(ResponseError::IllegalGeneration)
+    );
+
+    // The classic member and its protocol metadata survive a restart.
+    cairn.restart();
+    let mut client = cairn.client();
+    let described = describe(&mut client, "up");
+    assert_eq!(described.members.len(), 2);
+    assert_eq!(a.heartbeat(&mut client), 0);
+    n.ok(&mut client);
+
+    // The last consumer-protocol member leaves: the group is classic again, rebalancing, and
+    // the classic member rejoins it as its leader.
+    assert_eq!(n.leave(&mut client, -1).error_code, 0);
+    assert_eq!(
+        group_type(&mut client, "up"),
+        ("classic".into(), "PreparingRebalance".into())
+    );
+    assert_eq!(
+        a.heartbeat(&mut client),
+        code(ResponseError::RebalanceInProgress)
+    );
+    let joined = a.join(&mut client);
+    assert_eq!(joined.leader.as_str(), a.id);
+    assert_eq!(a.sync(&mut client, &[(&a_id, &[0, 1, 2, 3])]), 0);
+    assert_eq!(
+        group_type(&mut client, "up"),
+        ("classic".into(), "Stable".into())
+    );
+    assert_eq!(fetch_at(&mut client, "up", None, -1), (0, 5));
+    // And it stays classic after a restart.
+    cairn.restart();
+    let mut client = cairn.client();
+    assert_eq!(
+        group_type(&mut client, "up"),
+        ("classic".into(), "Stable".into())
+    );
+    assert_eq!(a.heartbeat(&mut client), 0);
+}
+
+#[test]
+fn an_empty_consumer_group_is_deleted_when_its_offsets_expire() {
+    let mut cairn = Cairn::start(&[
+        ENABLED[0],
+        ENABLED[1],
+        "offsets.retention.check.interval.ms=200",
+    ]);
+    let mut client = cairn.client();
+    create_topic(&mut client, "t", 1, &[]);
+    let mut a = Member::new("exp", "a", &["t"]);
+    a.ok(&mut client);
+    assert_eq!(a.leave(&mut client, -1).error_code, 0);
+    // An offset committed without a member (OffsetCommit v2, with a 100 ms retention).
+    let response = client.call(
+        2,
+        &OffsetCommitRequest::default()
+            .with_group_id(GroupId(s("exp")))
+            .with_generation_id_or_member_epoch(-1)
+            .with_retention_time_ms(100)
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(topic_name("t"))
+                .with_partitions(vec![OffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(3)])]),
+    );
+    assert_eq!(response.topics[0].partitions[0].error_code, 0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let listed = client.call(5, &ListGroupsRequest::default());
+        if listed.groups.iter().all(|g| g.group_id.as_str() != "exp") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the empty group was never deleted"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        describe(&mut client, "exp").error_code,
+        code(ResponseError::GroupIdNotFound)
+    );
+    // Gone for good: its records have tombstones.
+    cairn.restart();
+    let mut client = cairn.client();
+    assert_eq!(
+        describe(&mut client, "exp").error_code,
+        code(ResponseError::GroupIdNotFound)
+    );
 }

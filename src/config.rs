@@ -264,6 +264,7 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def("group.consumer.min.heartbeat.interval.ms", T::Int, Some("5000"), AtLeast(1), "Smallest consumer.heartbeat.interval.ms a group config may set."),
     def("group.consumer.max.heartbeat.interval.ms", T::Int, Some("15000"), AtLeast(1), "Largest consumer.heartbeat.interval.ms a group config may set."),
     def("group.consumer.max.size", T::Int, Some(I32_MAX), AtLeast(1), "Most members in one consumer-protocol (KIP-848) group."),
+    def("group.consumer.migration.policy", T::String, Some("bidirectional"), OneOf(&crate::group::consumer::MigrationPolicy::NAMES), "Whether a group with members converts online between the protocols: bidirectional, upgrade (a classic group a consumer-protocol member joins becomes a consumer group), downgrade (a consumer group whose last consumer-protocol member leaves becomes classic), disabled. Empty groups convert either way."),
     def("offsets.retention.minutes", T::Int, Some("10080"), AtLeast(1), "Keep offsets of an empty group this long."),
     def("offsets.retention.check.interval.ms", T::Long, Some("600000"), AtLeast(1), "How often expired offsets are removed."),
     def("offsets.topic.num.partitions", T::Int, Some("50"), AtLeast(1), "Partitions of __consumer_offsets."),
@@ -1022,6 +1023,13 @@ impl BrokerConfig {
             self.int("group.consumer.min.heartbeat.interval.ms"),
             self.int("group.consumer.max.heartbeat.interval.ms"),
         )
+    }
+    pub fn group_consumer_migration_policy(&self) -> crate::group::consumer::MigrationPolicy {
+        let value = self
+            .get("group.consumer.migration.policy")
+            .unwrap_or_default();
+        crate::group::consumer::MigrationPolicy::parse(value)
+            .unwrap_or(crate::group::consumer::MigrationPolicy::Bidirectional)
     }
     pub fn group_consumer_max_size(&self) -> i32 {
         self.int("group.consumer.max.size")

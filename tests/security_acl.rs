@@ -708,3 +708,38 @@ fn transaction_admin_apis_show_only_what_acls_allow() {
     assert_eq!(markers(&mut alice), CLUSTER_AUTHORIZATION_FAILED);
     assert_eq!(markers(&mut admin), 0);
 }
+
+#[test]
+fn a_consumer_group_member_may_subscribe_only_to_topics_it_may_describe() {
+    let data = tempfile::tempdir().unwrap();
+    let (_broker, addr) = start(data.path(), true);
+    let mut admin = login(addr, "admin");
+    assert_eq!(create_topic(&mut admin, "open"), 0);
+    assert_eq!(create_topic(&mut admin, "secret"), 0);
+    assert_eq!(
+        create_acls(
+            &mut admin,
+            vec![
+                acl(GROUP, "g", LITERAL, "User:alice", READ, ALLOW),
+                acl(TOPIC, "open", LITERAL, "User:alice", READ, ALLOW),
+            ]
+        ),
+        vec![0, 0]
+    );
+    let mut alice = login(addr, "alice");
+    let join = |topics: &[&str]| {
+        kafka_protocol::messages::ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(s("g")))
+            .with_member_id(s("m-1"))
+            .with_member_epoch(0)
+            .with_rebalance_timeout_ms(30_000)
+            .with_subscribed_topic_names(Some(topics.iter().map(|t| topic(t)).collect()))
+            .with_topic_partitions(Some(vec![]))
+    };
+    // READ implies DESCRIBE: the open topic is fine; the secret one refuses the whole request.
+    let r = alice.call(1, &join(&["open", "secret"]));
+    assert_eq!(r.error_code, TOPIC_AUTHORIZATION_FAILED);
+    let r = alice.call(1, &join(&["open"]));
+    assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+    assert_eq!(r.member_epoch, 1);
+}

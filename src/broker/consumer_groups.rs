@@ -74,12 +74,14 @@ pub(super) fn consumer_error_code(e: &ConsumerError) -> i16 {
         ConsumerError::GroupMaxSizeReached => ResponseError::GroupMaxSizeReached,
         ConsumerError::UnsupportedVersion => ResponseError::UnsupportedVersion,
         ConsumerError::InvalidRegularExpression(_) => ResponseError::InvalidRegularExpression,
+        ConsumerError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
+        ConsumerError::IllegalGeneration => ResponseError::IllegalGeneration,
     }
     .code()
 }
 
 /// Every user topic: name → (id, partitions).
-fn topics(broker: &Broker) -> Topics {
+pub(super) fn topics(broker: &Broker) -> Topics {
     broker
         .log
         .topics()
@@ -231,8 +233,8 @@ fn consumer_describe(
                         )
                         .with_assignment(described(&m.assigned, &names))
                         .with_target_assignment(described(&g.target(&m.member_id), &names))
-                        // 1: a member of the consumer protocol (0 would be classic).
-                        .with_member_type(1)
+                        // 0: a member using the classic protocol, 1: the consumer protocol.
+                        .with_member_type(if m.classic.is_some() { 0 } else { 1 })
                 })
                 .collect();
             DescribedGroup::default()

@@ -92,6 +92,21 @@ pub(super) fn authorize(
                     .with_member_epoch(-1),
             ))
         }
+        // As Kafka: a member may subscribe only to topics it may describe (the names it sends;
+        // a regular expression is matched against every topic).
+        RequestKind::ConsumerGroupHeartbeat(r)
+            if r.subscribed_topic_names.as_ref().is_some_and(|names| {
+                names
+                    .iter()
+                    .any(|t| !topic_allowed(broker, session, Operation::Describe, t))
+            }) =>
+        {
+            return Err(ResponseKind::ConsumerGroupHeartbeat(
+                ConsumerGroupHeartbeatResponse::default()
+                    .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                    .with_member_epoch(-1),
+            ))
+        }
         RequestKind::OffsetCommit(r) if !read(&r.group_id) => {
             let topics = r
                 .topics

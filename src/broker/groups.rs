@@ -299,7 +299,8 @@ async fn join_group(
             None => Some(StrBytes::default()),
         }
     };
-    match broker.groups.join(&r.group_id, request).await {
+    let topics = super::consumer_groups::topics(broker);
+    match broker.groups.join(&r.group_id, request, &topics).await {
         Ok(res) => {
             // KIP-814: only v9 can tell a static leader to keep the current assignment; older
             // versions get no member list, so the leader has nothing to reassign.

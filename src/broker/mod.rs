@@ -229,7 +229,13 @@ impl Broker {
             }
             None => None,
         };
-        let groups = GroupCoordinator::start(&config, log.clone()).await?;
+        let group_session_timeout = |group_id: &str| {
+            crate::resource_configs::group::consumer_timeouts(
+                &resource_configs.overrides(crate::resource_configs::ResourceKind::Group, group_id),
+            )
+            .0
+        };
+        let groups = GroupCoordinator::start(&config, log.clone(), &group_session_timeout).await?;
         let txn =
             crate::txn::TransactionCoordinator::start(&config, log.clone(), groups.clone()).await?;
         let versions = version_table(config.consumer_group_protocol_enabled());

@@ -4,15 +4,17 @@
 //! A key is the record type (int16: 3 group metadata, 5 member metadata, 6 target assignment
 //! metadata, 7 target assignment member, 8 current member assignment) then the key's strings
 //! (int16 lengths). A value is its version (int16, 0) then the flexible encoding: compact
-//! strings and arrays, uuids, and tagged fields, which are skipped when read (Kafka's
-//! MetadataHash, AssignmentEpochs, the classic members' metadata). Record type 4 (partition
+//! strings and arrays, uuids, and tagged fields: a member's tag 0 (ClassicMemberMetadata: the
+//! session timeout and JoinGroup protocols of a member using the classic protocol) is read and
+//! written, others are skipped when read (Kafka's MetadataHash, AssignmentEpochs). Record type 4 (partition
 //! metadata, replaced in Kafka 4.1) and 16 (resolved regular expressions, which Cairn resolves
 //! again at start-up) are read as nothing. Knows only [`super::consumer::stored`]'s types.
 
 use bytes::Bytes;
 
 use super::consumer::stored::{ConsumerRecord, StoredCurrent, StoredMember};
-use super::consumer::Assignment;
+use super::consumer::{Assignment, ClassicMember};
+use super::state::Protocol;
 
 /// The record types read and written here (Kafka's CoordinatorRecordType numbers).
 pub(super) const TYPES: std::ops::RangeInclusive<i16> = 3..=8;
@@ -56,6 +58,24 @@ pub(super) fn value(record: &ConsumerRecord) -> Option<Bytes> {
             w.nullable(m.regex.as_deref());
             w.i32(m.rebalance_timeout_ms);
             w.nullable(m.server_assignor.as_deref());
+            if let Some(classic) = &m.classic {
+                // Tagged field 0: ClassicMemberMetadata.
+                let mut t = Writer::default();
+                t.i32(classic.session_timeout_ms);
+                t.len(classic.protocols.len());
+                for p in &classic.protocols {
+                    t.string(&p.name);
+                    t.len(p.metadata.len());
+                    t.0.extend_from_slice(&p.metadata);
+                    t.varint(0);
+                }
+                t.varint(0);
+                w.varint(1);
+                w.varint(0);
+                w.varint(u32::try_from(t.0.len()).unwrap_or(u32::MAX));
+                w.0.extend_from_slice(&t.0);
+                return Some(Bytes::from(w.0));
+            }
         }
         ConsumerRecord::Target { value, .. } => w.assignment(value.as_ref()?),
         ConsumerRecord::Current { value, .. } => {
@@ -103,11 +123,25 @@ pub(super) fn decode(key: &[u8], value: Option<&[u8]>) -> Result<Option<Consumer
                 ConsumerRecord::AssignmentEpoch { group_id, epoch }
             }
         }
-        5 => ConsumerRecord::Member {
-            group_id,
-            member_id,
-            value: v.as_mut().map(read_member).transpose()?,
-        },
+        5 => {
+            let value = match v.as_mut() {
+                Some(r) => {
+                    let mut m = read_member(r)?;
+                    for (tag, bytes) in r.tagged()? {
+                        if tag == 0 {
+                            m.classic = Some(read_classic(&mut Reader::new(bytes))?);
+                        }
+                    }
+                    Some(m)
+                }
+                None => None,
+            };
+            ConsumerRecord::Member {
+                group_id,
+                member_id,
+                value,
+            }
+        }
         7 => ConsumerRecord::Target {
             group_id,
             member_id,
@@ -120,7 +154,7 @@ pub(super) fn decode(key: &[u8], value: Option<&[u8]>) -> Result<Option<Consumer
         },
         _ => return Ok(None),
     };
-    if let Some(r) = v.as_mut() {
+    if let Some(r) = v.as_mut().filter(|_| kind != 5) {
         r.tagged_fields()?;
     }
     Ok(Some(record))
@@ -145,6 +179,24 @@ fn read_member(r: &mut Reader<'_>) -> Result<StoredMember, String> {
         regex: r.nullable()?,
         rebalance_timeout_ms: r.i32()?,
         server_assignor: r.nullable()?,
+        classic: None,
+    })
+}
+
+fn read_classic(r: &mut Reader<'_>) -> Result<ClassicMember, String> {
+    let session_timeout_ms = r.i32()?;
+    let mut protocols = Vec::new();
+    for _ in 0..r.len()?.unwrap_or(0) {
+        let name = r.string()?;
+        let n = r.len()?.ok_or("null protocol metadata")?;
+        let metadata = Bytes::copy_from_slice(r.take(n)?);
+        r.tagged_fields()?;
+        protocols.push(Protocol { name, metadata });
+    }
+    r.tagged_fields()?;
+    Ok(ClassicMember {
+        session_timeout_ms,
+        protocols,
     })
 }
 
@@ -287,6 +339,16 @@ impl<'a> Reader<'a> {
         }
         Ok(a)
     }
+    /// The tagged fields: (tag, bytes) each.
+    fn tagged(&mut self) -> Result<Vec<(u32, &'a [u8])>, String> {
+        let mut out = Vec::new();
+        for _ in 0..self.varint()? {
+            let tag = self.varint()?;
+            let size = self.varint()? as usize;
+            out.push((tag, self.take(size)?));
+        }
+        Ok(out)
+    }
     fn tagged_fields(&mut self) -> Result<(), String> {
         for _ in 0..self.varint()? {
             self.varint()?;
@@ -339,6 +401,34 @@ mod tests {
                 regex: Some("^x.*".into()),
                 rebalance_timeout_ms: 30_000,
                 server_assignor: Some("range".into()),
+                classic: None,
+            }),
+        });
+        round_trip(ConsumerRecord::Member {
+            group_id: g(),
+            member_id: m(),
+            value: Some(StoredMember {
+                instance_id: None,
+                rack_id: Some("r".into()),
+                client_id: "c".into(),
+                client_host: "/127.0.0.1".into(),
+                subscribed: vec!["a".into()],
+                regex: None,
+                rebalance_timeout_ms: 30_000,
+                server_assignor: None,
+                classic: Some(ClassicMember {
+                    session_timeout_ms: 10_000,
+                    protocols: vec![
+                        Protocol {
+                            name: "range".into(),
+                            metadata: Bytes::from_static(&[0, 1, 0, 0, 0, 0]),
+                        },
+                        Protocol {
+                            name: "cooperative-sticky".into(),
+                            metadata: Bytes::new(),
+                        },
+                    ],
+                }),
             }),
         });
         round_trip(ConsumerRecord::Target {

@@ -120,9 +120,13 @@ pub(super) fn now_ms() -> i64 {
 impl GroupCoordinator {
     /// Opens (creating if needed) `__consumer_offsets`, rebuilds every group's offsets and
     /// metadata from it, and starts the timer task. Must be called inside a tokio runtime.
+    ///
+    /// `group_session_timeout` gives a group's own `consumer.session.timeout.ms` (KIP-848 group
+    /// config), which the consumer-protocol members of a rebuilt group get.
     pub async fn start(
         config: &BrokerConfig,
         log: Arc<LogManager>,
+        group_session_timeout: &dyn Fn(&str) -> Option<i32>,
     ) -> Result<Arc<GroupCoordinator>, CoordinatorError> {
         let started = std::time::Instant::now();
         let offsets = OffsetsTopic::open(config, log.clone());
@@ -145,6 +149,8 @@ impl GroupCoordinator {
             session_timeout_ms: config.group_consumer_session_timeout_ms(),
             heartbeat_interval_ms: config.group_consumer_heartbeat_interval_ms(),
             max_size: usize::try_from(config.group_consumer_max_size()).unwrap_or(usize::MAX),
+            migration: config.group_consumer_migration_policy(),
+            classic_max_size: usize::try_from(config.group_max_size()).unwrap_or(usize::MAX),
         });
         let topics: Topics = log
             .topics()
@@ -154,7 +160,8 @@ impl GroupCoordinator {
             .collect();
         let mut persisted = HashMap::new();
         for (group_id, stored) in loaded.consumer {
-            let session = consumer.config().session_timeout_ms;
+            let session =
+                group_session_timeout(&group_id).unwrap_or(consumer.config().session_timeout_ms);
             if let Some(group) = stored.restore(&group_id, &topics, session, now) {
                 consumer.restore(group);
                 persisted.insert(group_id, stored);
@@ -230,20 +237,31 @@ impl GroupCoordinator {
     }
 
     /// JoinGroup: resolves when the group answers (at once, or when the rebalance completes).
+    /// A consumer-protocol group with members takes the member in as a classic member (see
+    /// `consumer/classic.rs`); `topics` are the topics that exist now.
     pub async fn join(
         &self,
         group_id: &str,
         request: JoinRequest,
+        topics: &Topics,
     ) -> Result<JoinResponse, GroupError> {
-        let rx = {
+        let rx = 'parked: {
             let mut inner = self.lock();
             if inner.shutting_down {
                 return Err(GroupError::CoordinatorNotAvailable);
             }
-            // A consumer-protocol group becomes classic again only while it is empty.
+            // A consumer-protocol group becomes classic on a JoinGroup only while it is empty.
             if inner.consumer.group(group_id).is_some() {
                 if !inner.consumer.remove_if_empty(group_id) {
-                    return Err(GroupError::InconsistentGroupProtocol);
+                    let new_member_id = uuid::Uuid::new_v4().to_string();
+                    let result = inner.consumer.classic_join(
+                        group_id,
+                        &request,
+                        &new_member_id,
+                        topics,
+                        now_ms(),
+                    );
+                    break 'parked Err((result, self.settle_consumer(&mut inner, group_id)));
                 }
                 self.persist_consumer(&mut inner, group_id);
             }
@@ -256,10 +274,14 @@ impl GroupCoordinator {
                 .groups
                 .join(group_id, &request, &new_member_id, waiter, now_ms());
             self.deliver(&mut inner, fx);
-            rx
+            Ok(rx)
         };
         self.wake.notify_one();
-        rx.await.unwrap_or(Err(GroupError::CoordinatorNotAvailable))
+        match rx {
+            Ok(rx) => rx.await.unwrap_or(Err(GroupError::CoordinatorNotAvailable)),
+            // Answered by the consumer group, once what it changed is durable.
+            Err((result, waits)) => self.after_durable(group_id, waits, result).await,
+        }
     }
 
     /// SyncGroup: followers resolve when the leader's assignment arrives.
@@ -272,6 +294,9 @@ impl GroupCoordinator {
             let mut inner = self.lock();
             if inner.shutting_down {
                 return Err(GroupError::CoordinatorNotAvailable);
+            }
+            if inner.consumer.group(group_id).is_some() {
+                return inner.consumer.classic_sync(group_id, &request, now_ms());
             }
             let waiter = inner.next_waiter;
             inner.next_waiter += 1;
@@ -294,6 +319,15 @@ impl GroupCoordinator {
         generation_id: i32,
     ) -> Result<(), GroupError> {
         let mut inner = self.lock();
+        if inner.consumer.group(group_id).is_some() {
+            return inner.consumer.classic_heartbeat(
+                group_id,
+                member_id,
+                group_instance_id,
+                generation_id,
+                now_ms(),
+            );
+        }
         inner.groups.heartbeat(
             group_id,
             member_id,
@@ -312,9 +346,15 @@ impl GroupCoordinator {
     ) -> Result<PartitionResults, GroupError> {
         let results = {
             let mut inner = self.lock();
-            let (results, fx) = inner.groups.leave(group_id, members, now_ms())?;
-            self.deliver(&mut inner, fx);
-            results
+            if inner.consumer.group(group_id).is_some() {
+                let results = inner.consumer.classic_leave(group_id, members);
+                self.settle_consumer(&mut inner, group_id);
+                results
+            } else {
+                let (results, fx) = inner.groups.leave(group_id, members, now_ms())?;
+                self.deliver(&mut inner, fx);
+                results
+            }
         };
         self.wake.notify_one();
         Ok(results)
@@ -541,7 +581,7 @@ impl GroupCoordinator {
 
     /// Delivers the machine's effects: replies to parked requests, and records appended to
     /// `__consumer_offsets` (returned, to wait for their durability when it matters).
-    fn deliver(&self, inner: &mut Inner, fx: Vec<Effect>) -> Vec<(Arc<Partition>, i64)> {
+    pub(super) fn deliver(&self, inner: &mut Inner, fx: Vec<Effect>) -> Vec<(Arc<Partition>, i64)> {
         let mut waits = Vec::new();
         let now = now_ms();
         for effect in fx {
@@ -638,7 +678,7 @@ impl GroupCoordinator {
         }
         let mut fx = inner.groups.tick(now);
         for group_id in inner.consumer.tick(now) {
-            self.persist_consumer(&mut inner, &group_id);
+            self.settle_consumer(&mut inner, &group_id);
         }
         if expire {
             let active = inner
@@ -652,6 +692,24 @@ impl GroupCoordinator {
                 groups, applied, ..
             } = &mut *inner;
             applied.retain(|(group_id, tp), _| groups.committed(group_id, tp).is_some());
+            // An empty consumer group goes once it has no offsets left, as in Kafka.
+            let empty: Vec<String> = inner
+                .consumer
+                .groups()
+                .filter(|g| g.members().next().is_none())
+                .filter(|g| {
+                    inner
+                        .groups
+                        .group(g.group_id())
+                        .is_none_or(|c| c.offsets().is_empty())
+                })
+                .map(|g| g.group_id().to_string())
+                .collect();
+            for group_id in empty {
+                inner.consumer.remove_if_empty(&group_id);
+                self.persist_consumer(&mut inner, &group_id);
+                info!(group = %group_id, "empty consumer group removed: its offsets expired");
+            }
         }
         self.deliver(&mut inner, fx);
         [inner.groups.next_deadline(), inner.consumer.next_deadline()]

@@ -271,6 +271,20 @@ pub struct StoredGroup {
     pub members: Vec<StoredMember>,
 }
 
+/// A member handed to a classic group by a consumer group that turns classic again (an online
+/// downgrade, KIP-848), with the assignment it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdoptedMember {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: i32,
+    pub rebalance_timeout_ms: i32,
+    pub protocols: Vec<Protocol>,
+    pub assignment: Bytes,
+}
+
 /// One result per partition, in request order.
 pub type PartitionResults = Vec<Result<(), GroupError>>;
 
@@ -710,6 +724,86 @@ impl Groups {
                 .or_else(|| group.members.keys().next().cloned());
         }
         self.groups.insert(group_id.to_string(), group);
+    }
+
+    /// Hands a group's members over to a consumer group (an online upgrade, KIP-848): parked
+    /// JoinGroup and SyncGroup requests are answered REBALANCE_IN_PROGRESS (their members rejoin
+    /// the consumer group), the group keeps only its offsets, and its metadata record gets a
+    /// tombstone. Returns the effects; nothing happens to an unknown group.
+    pub fn release(&mut self, group_id: &str, now: i64) -> Vec<Effect> {
+        let Some(old) = self.groups.remove(group_id) else {
+            return Vec::new();
+        };
+        let mut fx = Vec::new();
+        for m in old.members.values() {
+            if let Some(waiter) = m.awaiting_join {
+                fx.push(Effect::JoinReply {
+                    waiter,
+                    result: Err(GroupError::RebalanceInProgress),
+                });
+            }
+            if let Some(waiter) = m.awaiting_sync {
+                fx.push(Effect::SyncReply {
+                    waiter,
+                    result: Err(GroupError::RebalanceInProgress),
+                });
+            }
+        }
+        let mut group = Group::new(group_id, now);
+        group.offsets = old.offsets;
+        group.pending_commits = old.pending_commits;
+        self.groups.insert(group_id.to_string(), group);
+        fx.push(Effect::RemoveGroup {
+            group_id: group_id.to_string(),
+        });
+        fx
+    }
+
+    /// Takes in the members of a consumer group that turns classic (an online downgrade,
+    /// KIP-848): the group is Stable at `generation_id` with the members' current assignments
+    /// (persisted so), then starts a rebalance so every member rejoins and the leader assigns.
+    /// The group's offsets stay.
+    pub fn adopt(
+        &mut self,
+        group_id: &str,
+        generation_id: i32,
+        members: Vec<AdoptedMember>,
+        now: i64,
+    ) -> Vec<Effect> {
+        let cfg = self.config;
+        let mut group = Group::new(group_id, now);
+        if let Some(old) = self.groups.remove(group_id) {
+            group.offsets = old.offsets;
+            group.pending_commits = old.pending_commits;
+        }
+        group.generation_id = generation_id;
+        group.protocol_type = Some("consumer".to_string());
+        for m in members {
+            let member = Member {
+                member_id: m.member_id.clone(),
+                group_instance_id: m.group_instance_id,
+                client_id: m.client_id,
+                client_host: m.client_host,
+                session_timeout_ms: m.session_timeout_ms,
+                rebalance_timeout_ms: m.rebalance_timeout_ms,
+                protocol_type: "consumer".to_string(),
+                protocols: m.protocols,
+                assignment: m.assignment,
+                last_heartbeat_ms: now,
+                awaiting_join: None,
+                awaiting_sync: None,
+            };
+            group.members.insert(m.member_id, member);
+        }
+        group.protocol_name = group.select_protocol();
+        group.leader = group.members.keys().next().cloned();
+        group.transition(GroupState::Stable, now);
+        let mut fx = vec![Effect::StoreGroup {
+            group_id: group_id.to_string(),
+        }];
+        group.prepare_rebalance(&cfg, now, &mut fx);
+        self.groups.insert(group_id.to_string(), group);
+        fx
     }
 
     fn drop_if_unused(&mut self, group_id: &str) {

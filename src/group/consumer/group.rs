@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::assignor::{self, AssignorMember};
+use super::classic::ClassicMember;
 use super::{Assignment, ConsumerConfig, ConsumerError, Heartbeat, HeartbeatResponse, Topics};
 
 /// Where a member stands in its reconciliation (Kafka's names).
@@ -45,9 +46,32 @@ pub struct ConsumerMember {
     pub(super) revoke_deadline_ms: Option<i64>,
     /// The assignment last sent to the member.
     pub(super) sent: Option<Assignment>,
+    /// The session timeout the member was last given (its own when it uses the classic
+    /// protocol, else the group's or the broker's).
+    pub(super) session_timeout_ms: i32,
+    /// Set while the member uses the classic protocol (JoinGroup, SyncGroup, Heartbeat) in this
+    /// consumer group, after an online upgrade (see `classic.rs`).
+    pub classic: Option<ClassicMember>,
+    /// A classic member told to rejoin must do so by then.
+    pub(super) join_deadline_ms: Option<i64>,
+    /// A classic member that joined must send SyncGroup by then.
+    pub(super) sync_deadline_ms: Option<i64>,
 }
 
 impl ConsumerMember {
+    /// Every instant at which the member is removed unless it acts: its session, a revocation
+    /// it owes, and (classic members) a rejoin or a SyncGroup it owes.
+    fn deadlines(&self) -> impl Iterator<Item = i64> {
+        [
+            Some(self.session_deadline_ms),
+            self.revoke_deadline_ms,
+            self.join_deadline_ms,
+            self.sync_deadline_ms,
+        ]
+        .into_iter()
+        .flatten()
+    }
+
     /// Whether the member subscribes to `topic`, by name or by its regular expression.
     pub fn subscribes_to(&self, topic: &str) -> bool {
         self.subscribed.iter().any(|n| n == topic)
@@ -93,6 +117,9 @@ pub struct ConsumerGroup {
     /// The subscribed topics as of the last target assignment: name → (id, partitions).
     pub(super) topics: Topics,
     pub(super) assignor: &'static str,
+    /// Set when the last consumer-protocol member left a group of classic members that may
+    /// turn classic again (see [`super::ConsumerGroups`]).
+    pub(super) downgrade: bool,
 }
 
 fn overlaps(a: &Assignment, b: &Assignment) -> bool {
@@ -132,6 +159,7 @@ impl ConsumerGroup {
             target: BTreeMap::new(),
             topics: Topics::new(),
             assignor: assignor::DEFAULT,
+            downgrade: false,
         }
     }
 
@@ -196,13 +224,13 @@ impl ConsumerGroup {
                 changed = new;
                 id
             }
-            -1 | -2 => return self.leave(&req),
+            -1 | -2 => return self.leave(cfg, &req),
             epoch => {
                 let member = self
                     .members
                     .get(&req.member_id)
                     .ok_or(ConsumerError::UnknownMemberId)?;
-                if member.epoch == -2 {
+                if member.epoch == -2 || member.classic.is_some() {
                     return Err(ConsumerError::UnknownMemberId);
                 }
                 // A null instance id means "unchanged since the last heartbeat".
@@ -225,6 +253,7 @@ impl ConsumerGroup {
         let member = self.members.get_mut(&member_id).expect("present");
         let session_timeout_ms = req.session_timeout_ms.unwrap_or(cfg.session_timeout_ms);
         member.session_deadline_ms = now + i64::from(session_timeout_ms);
+        member.session_timeout_ms = session_timeout_ms;
         member.client_id = req.client_id.clone();
         member.client_host = req.client_host.clone();
         if req.rebalance_timeout_ms >= 0 {
@@ -320,7 +349,11 @@ impl ConsumerGroup {
             }
         }
         if let Some(member) = self.members.get_mut(&member_id) {
-            // A fenced member rejoining has dropped its partitions.
+            // A fenced member rejoining has dropped its partitions (and, if it used the classic
+            // protocol, now uses the consumer protocol).
+            member.classic = None;
+            member.join_deadline_ms = None;
+            member.sync_deadline_ms = None;
             member.epoch = 0;
             member.previous_epoch = 0;
             member.assigned.clear();
@@ -352,12 +385,20 @@ impl ConsumerGroup {
                 session_deadline_ms: 0,
                 revoke_deadline_ms: None,
                 sent: None,
+                session_timeout_ms: cfg.session_timeout_ms,
+                classic: None,
+                join_deadline_ms: None,
+                sync_deadline_ms: None,
             },
         );
         Ok((member_id, true))
     }
 
-    fn leave(&mut self, req: &Heartbeat) -> Result<HeartbeatResponse, ConsumerError> {
+    fn leave(
+        &mut self,
+        cfg: &ConsumerConfig,
+        req: &Heartbeat,
+    ) -> Result<HeartbeatResponse, ConsumerError> {
         let member = self
             .members
             .get_mut(&req.member_id)
@@ -372,7 +413,7 @@ impl ConsumerGroup {
                 member.epoch = -2;
             }
         } else {
-            self.remove(&req.member_id);
+            self.remove(cfg, &req.member_id);
         }
         Ok(HeartbeatResponse {
             member_id: req.member_id.clone(),
@@ -382,8 +423,24 @@ impl ConsumerGroup {
         })
     }
 
-    fn remove(&mut self, member_id: &str) {
-        self.members.remove(member_id);
+    /// Removes a member that left or was fenced. When it was the last member using the
+    /// consumer protocol and the classic members left may form a classic group (by the
+    /// migration policy and `group.max.size`), the group is marked for the downgrade instead
+    /// of rebalancing: it keeps its epoch and target assignment, which the classic group
+    /// starts from.
+    pub(super) fn remove(&mut self, cfg: &ConsumerConfig, member_id: &str) {
+        let Some(gone) = self.members.remove(member_id) else {
+            return;
+        };
+        if gone.classic.is_none()
+            && !self.members.is_empty()
+            && self.members.values().all(|m| m.classic.is_some())
+            && cfg.migration.downgrade()
+            && self.members.len() <= cfg.classic_max_size
+        {
+            self.downgrade = true;
+            return;
+        }
         self.target.remove(member_id);
         self.epoch += 1;
         self.update_target();
@@ -405,7 +462,7 @@ impl ConsumerGroup {
     }
 
     /// Recomputes the target assignment if the group epoch moved past it.
-    fn update_target(&mut self) {
+    pub(super) fn update_target(&mut self) {
         if self.assignment_epoch >= self.epoch {
             return;
         }
@@ -447,7 +504,7 @@ impl ConsumerGroup {
     }
 
     /// Moves one member towards its target assignment, as far as revocations allow.
-    fn reconcile(&mut self, member_id: &str, owned: Option<&Assignment>, now: i64) {
+    pub(super) fn reconcile(&mut self, member_id: &str, owned: Option<&Assignment>, now: i64) {
         let target = self.target(member_id);
         let held_by_others: Vec<Assignment> = self
             .members
@@ -473,10 +530,14 @@ impl ConsumerGroup {
         let revoke = minus(&member.assigned, &target);
         if !revoke.is_empty() {
             member.assigned = intersect(&member.assigned, &target);
-            member.revoking = revoke;
-            member.state = MemberState::UnrevokedPartitions;
-            member.revoke_deadline_ms = Some(now + i64::from(member.rebalance_timeout_ms));
-            return;
+            // A member that says it no longer owns them (an eager classic member rejoins with
+            // none) need not be asked to revoke them, as in Kafka.
+            if owned.is_none_or(|o| overlaps(o, &revoke)) {
+                member.revoking = revoke;
+                member.state = MemberState::UnrevokedPartitions;
+                member.revoke_deadline_ms = Some(now + i64::from(member.rebalance_timeout_ms));
+                return;
+            }
         }
         let mut unreleased = false;
         for (topic, ps) in &target {
@@ -503,18 +564,19 @@ impl ConsumerGroup {
     }
 
     /// Removes the members whose session or revocation deadline passed; returns whether any was.
-    pub(super) fn tick(&mut self, now: i64) -> bool {
+    pub(super) fn tick(&mut self, cfg: &ConsumerConfig, now: i64) -> bool {
         let expired: Vec<String> = self
             .members
             .values()
-            .filter(|m| {
-                m.session_deadline_ms <= now || m.revoke_deadline_ms.is_some_and(|d| d <= now)
-            })
+            .filter(|m| m.deadlines().any(|d| d <= now))
             .map(|m| m.member_id.clone())
             .collect();
         let any = !expired.is_empty();
         for id in expired {
-            self.remove(&id);
+            if self.downgrade {
+                break;
+            }
+            self.remove(cfg, &id);
         }
         any
     }
@@ -522,8 +584,7 @@ impl ConsumerGroup {
     pub(super) fn next_deadline(&self) -> Option<i64> {
         self.members
             .values()
-            .flat_map(|m| [Some(m.session_deadline_ms), m.revoke_deadline_ms])
-            .flatten()
+            .flat_map(ConsumerMember::deadlines)
             .min()
     }
 }

@@ -16,10 +16,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::state::{
+    GroupError, JoinRequest, JoinResponse, PartitionResults, SyncRequest, SyncResponse,
+};
+
 pub mod assignor;
+mod classic;
+pub mod embedded;
 mod group;
 pub mod stored;
 
+pub use classic::{ClassicMember, Downgraded};
 pub use group::{ConsumerGroup, ConsumerMember, MemberState, TopicRegex};
 
 /// A topic id (Kafka's topic UUID).
@@ -40,6 +47,10 @@ pub struct ConsumerConfig {
     pub heartbeat_interval_ms: i32,
     /// `group.consumer.max.size`
     pub max_size: usize,
+    /// `group.consumer.migration.policy`
+    pub migration: MigrationPolicy,
+    /// `group.max.size`: a group larger than this cannot turn classic.
+    pub classic_max_size: usize,
 }
 
 impl Default for ConsumerConfig {
@@ -48,7 +59,52 @@ impl Default for ConsumerConfig {
             session_timeout_ms: 45_000,
             heartbeat_interval_ms: 5_000,
             max_size: i32::MAX as usize,
+            migration: MigrationPolicy::Bidirectional,
+            classic_max_size: i32::MAX as usize,
         }
+    }
+}
+
+/// Which online conversions of a group with members are allowed (Kafka's
+/// `group.consumer.migration.policy`; empty groups convert either way whatever it says).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MigrationPolicy {
+    /// Upgrade and downgrade (Kafka's default).
+    Bidirectional,
+    /// A classic group may become a consumer group, not back.
+    Upgrade,
+    /// A consumer group may become classic, not the other way.
+    Downgrade,
+    Disabled,
+}
+
+impl MigrationPolicy {
+    /// Kafka's values, case-insensitive.
+    pub const NAMES: [&'static str; 4] = ["bidirectional", "upgrade", "downgrade", "disabled"];
+
+    /// The policy a config value names; `None` for anything else.
+    pub fn parse(value: &str) -> Option<MigrationPolicy> {
+        match value.to_ascii_lowercase().as_str() {
+            "bidirectional" => Some(MigrationPolicy::Bidirectional),
+            "upgrade" => Some(MigrationPolicy::Upgrade),
+            "downgrade" => Some(MigrationPolicy::Downgrade),
+            "disabled" => Some(MigrationPolicy::Disabled),
+            _ => None,
+        }
+    }
+
+    pub fn upgrade(self) -> bool {
+        matches!(
+            self,
+            MigrationPolicy::Bidirectional | MigrationPolicy::Upgrade
+        )
+    }
+
+    pub fn downgrade(self) -> bool {
+        matches!(
+            self,
+            MigrationPolicy::Bidirectional | MigrationPolicy::Downgrade
+        )
     }
 }
 
@@ -77,6 +133,10 @@ pub enum ConsumerError {
     UnsupportedVersion,
     #[error("invalid regular expression: {0}")]
     InvalidRegularExpression(String),
+    #[error("the coordinator is not available")]
+    CoordinatorNotAvailable,
+    #[error("the received generation id does not match the member epoch")]
+    IllegalGeneration,
 }
 
 /// A ConsumerGroupHeartbeat, in the machine's terms.
@@ -120,6 +180,9 @@ pub struct HeartbeatResponse {
 pub struct ConsumerGroups {
     config: ConsumerConfig,
     groups: BTreeMap<String, ConsumerGroup>,
+    /// Groups that turned classic and that the coordinator has yet to hand to the classic
+    /// machine ([`ConsumerGroups::take_downgraded`]).
+    downgraded: Vec<Downgraded>,
 }
 
 impl ConsumerGroups {
@@ -127,6 +190,7 @@ impl ConsumerGroups {
         ConsumerGroups {
             config,
             groups: BTreeMap::new(),
+            downgraded: Vec::new(),
         }
     }
 
@@ -174,7 +238,99 @@ impl ConsumerGroups {
             // A join refused before any member was added leaves no group behind.
             self.groups.remove(group_id);
         }
+        self.collect_downgrade(group_id);
         result
+    }
+
+    /// Turns a classic group with members into a consumer group (an online upgrade), if the
+    /// migration policy and `group.consumer.max.size` allow it and every member speaks the
+    /// consumer protocol; else GROUP_ID_NOT_FOUND, as Kafka answers.
+    pub fn upgrade(
+        &mut self,
+        classic: &crate::group::state::Group,
+        topics: &Topics,
+        now: i64,
+    ) -> Result<(), ConsumerError> {
+        if !self.config.migration.upgrade()
+            || classic.protocol_type() != "consumer"
+            || classic.members().count() > self.config.max_size
+        {
+            return Err(ConsumerError::GroupIdNotFound);
+        }
+        let group = ConsumerGroup::from_classic(classic, topics, now)
+            .map_err(|_| ConsumerError::GroupIdNotFound)?;
+        self.groups.insert(group.group_id().to_string(), group);
+        Ok(())
+    }
+
+    /// JoinGroup from a classic member of a consumer group with members.
+    pub fn classic_join(
+        &mut self,
+        group_id: &str,
+        req: &JoinRequest,
+        new_member_id: &str,
+        topics: &Topics,
+        now: i64,
+    ) -> Result<JoinResponse, GroupError> {
+        let group = self
+            .groups
+            .get_mut(group_id)
+            .ok_or(GroupError::UnknownMemberId)?;
+        group.classic_join(&self.config, req, new_member_id, topics, now)
+    }
+
+    /// SyncGroup from a classic member of a consumer group.
+    pub fn classic_sync(
+        &mut self,
+        group_id: &str,
+        req: &SyncRequest,
+        now: i64,
+    ) -> Result<SyncResponse, GroupError> {
+        let group = self
+            .groups
+            .get_mut(group_id)
+            .ok_or(GroupError::UnknownMemberId)?;
+        group.classic_sync(req, now)
+    }
+
+    /// Heartbeat from a classic member of a consumer group.
+    pub fn classic_heartbeat(
+        &mut self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation_id: i32,
+        now: i64,
+    ) -> Result<(), GroupError> {
+        let group = self
+            .groups
+            .get_mut(group_id)
+            .ok_or(GroupError::UnknownMemberId)?;
+        group.classic_heartbeat(member_id, instance_id, generation_id, now)
+    }
+
+    /// LeaveGroup for classic members of a consumer group: one result per member.
+    pub fn classic_leave(
+        &mut self,
+        group_id: &str,
+        members: &[(String, Option<String>)],
+    ) -> PartitionResults {
+        match self.groups.get_mut(group_id) {
+            Some(group) => group.classic_leave(&self.config, members),
+            None => vec![Err(GroupError::UnknownMemberId); members.len()],
+        }
+    }
+
+    /// The groups that turned classic since the last call (see [`classic`]).
+    pub fn take_downgraded(&mut self) -> Vec<Downgraded> {
+        std::mem::take(&mut self.downgraded)
+    }
+
+    fn collect_downgrade(&mut self, group_id: &str) {
+        if self.groups.get(group_id).is_some_and(|g| g.downgrade) {
+            let group = self.groups.remove(group_id).expect("present");
+            self.downgraded.push(group.to_classic());
+        }
     }
 
     /// Checks an OffsetCommit from `member_id` at `member_epoch` against a consumer group: a
@@ -197,6 +353,13 @@ impl ConsumerGroups {
         let member = group
             .member(member_id)
             .ok_or(ConsumerError::UnknownMemberId)?;
+        if member.classic.is_some() {
+            // A classic member commits at its generation, with any version.
+            return match member_epoch == member.epoch {
+                true => Ok(()),
+                false => Err(ConsumerError::IllegalGeneration),
+            };
+        }
         if !epoch_aware {
             return Err(ConsumerError::UnsupportedVersion);
         }
@@ -227,11 +390,18 @@ impl ConsumerGroups {
     }
 
     /// Expires sessions and revocations past their deadline; returns the groups that changed.
+    /// Groups that turn classic on the way are collected for [`ConsumerGroups::take_downgraded`].
     pub fn tick(&mut self, now: i64) -> Vec<String> {
-        self.groups
+        let config = self.config;
+        let changed: Vec<String> = self
+            .groups
             .values_mut()
-            .filter_map(|g| g.tick(now).then(|| g.group_id().to_string()))
-            .collect()
+            .filter_map(|g| g.tick(&config, now).then(|| g.group_id().to_string()))
+            .collect();
+        for group_id in &changed {
+            self.collect_downgrade(group_id);
+        }
+        changed
     }
 
     /// Puts back a group rebuilt from `__consumer_offsets` (see [`stored`]).

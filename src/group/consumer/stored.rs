@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 
+use super::classic::ClassicMember;
 use super::group::{ConsumerGroup, ConsumerMember, MemberState, TopicRegex};
 use super::{Assignment, Topics};
 
@@ -24,6 +25,8 @@ pub struct StoredMember {
     pub regex: Option<String>,
     pub rebalance_timeout_ms: i32,
     pub server_assignor: Option<String>,
+    /// Set for a member using the classic protocol (Kafka's tagged ClassicMemberMetadata).
+    pub classic: Option<ClassicMember>,
 }
 
 /// A member's current assignment (Kafka's ConsumerGroupCurrentMemberAssignmentValue).
@@ -158,6 +161,7 @@ impl StoredGroup {
                         regex: m.regex.as_ref().map(|r| r.as_str().to_string()),
                         rebalance_timeout_ms: m.rebalance_timeout_ms,
                         server_assignor: m.server_assignor.clone(),
+                        classic: m.classic.clone(),
                     };
                     (m.member_id.clone(), stored)
                 })
@@ -184,8 +188,9 @@ impl StoredGroup {
     }
 
     /// Rebuilds the live group; `None` without a group epoch record. Every member gets a fresh
-    /// session of `session_timeout_ms` from `now` (and a member revoking partitions a fresh
-    /// rebalance timeout); `topics` are the topics that exist now.
+    /// session from `now` (and a member revoking partitions a fresh rebalance timeout): a
+    /// classic member of its own session timeout, the others of `session_timeout_ms` (the
+    /// group's or the broker's); `topics` are the topics that exist now.
     pub fn restore(
         &self,
         group_id: &str,
@@ -201,6 +206,10 @@ impl StoredGroup {
             let current = self.current.get(member_id);
             let state = current.map_or(MemberState::Stable, |c| state_of(c.state));
             let rebalance_timeout_ms = m.rebalance_timeout_ms.max(0);
+            let session_timeout_ms = m
+                .classic
+                .as_ref()
+                .map_or(session_timeout_ms, |c| c.session_timeout_ms);
             let member = ConsumerMember {
                 member_id: member_id.clone(),
                 instance_id: m.instance_id.clone(),
@@ -221,6 +230,10 @@ impl StoredGroup {
                 revoke_deadline_ms: (state == MemberState::UnrevokedPartitions)
                     .then(|| now + i64::from(rebalance_timeout_ms)),
                 sent: None,
+                session_timeout_ms,
+                classic: m.classic.clone(),
+                join_deadline_ms: None,
+                sync_deadline_ms: None,
             };
             group.members.insert(member_id.clone(), member);
         }
