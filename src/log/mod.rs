@@ -49,6 +49,7 @@ pub mod io;
 pub mod partition;
 pub mod producer_state;
 pub mod recompress;
+mod reconfigure;
 pub mod record_errors;
 pub(crate) mod recovery;
 pub mod retention;
@@ -184,7 +185,8 @@ struct ProducerIdBlock {
 /// All topics and partitions in one data directory.
 pub struct LogManager {
     shared: Arc<Shared>,
-    broker: BrokerConfig,
+    /// The broker config topic defaults come from; replaced by [`LogManager::reconfigure`].
+    broker: RwLock<Arc<BrokerConfig>>,
     io: Arc<dyn FileIo>,
     topics: RwLock<BTreeMap<String, TopicEntry>>,
     producer_ids: Mutex<ProducerIdBlock>,
@@ -335,7 +337,7 @@ impl LogManager {
 
         let manager = LogManager {
             shared: shared.clone(),
-            broker: options.broker.clone(),
+            broker: RwLock::new(Arc::new(options.broker.clone())),
             io: io.clone(),
             topics: RwLock::new(BTreeMap::new()),
             producer_ids: Mutex::new(ProducerIdBlock { next: 0, limit: 0 }),
@@ -641,7 +643,7 @@ impl LogManager {
                 "a topic needs at least one partition, got {partitions}"
             )));
         }
-        validate_overrides(&self.broker, &overrides)?;
+        validate_overrides(&self.broker(), &overrides)?;
         let _admin = self.admin.lock().unwrap_or_else(|e| e.into_inner());
         if self.topic(name).is_some() {
             return Err(LogError::TopicExists(name.to_string()));
@@ -653,7 +655,7 @@ impl LogManager {
             overrides,
             internal,
         };
-        let config = Arc::new(LogConfig::resolve(&self.broker, &info.overrides));
+        let config = Arc::new(LogConfig::resolve(&self.broker(), &info.overrides));
         let mut parts = Vec::new();
         let created = (0..partitions).try_for_each(|p| {
             parts.push(self.create_partition_dir(&info, p, config.clone())?);
@@ -714,7 +716,7 @@ impl LogManager {
                 info.partitions
             )));
         }
-        let config = Arc::new(LogConfig::resolve(&self.broker, &info.overrides));
+        let config = Arc::new(LogConfig::resolve(&self.broker(), &info.overrides));
         let mut added = Vec::new();
         let created = (info.partitions..new_total).try_for_each(|p| {
             added.push(self.create_partition_dir(&info, p, config.clone())?);
@@ -745,7 +747,7 @@ impl LogManager {
         overrides: BTreeMap<String, String>,
     ) -> Result<(), LogError> {
         self.check_open()?;
-        validate_overrides(&self.broker, &overrides)?;
+        validate_overrides(&self.broker(), &overrides)?;
         let _admin = self.admin.lock().unwrap_or_else(|e| e.into_inner());
         let mut info = self.topic(name).ok_or(LogError::UnknownTopicOrPartition)?;
         info.overrides = overrides;
@@ -754,7 +756,7 @@ impl LogManager {
         let entry = topics
             .get_mut(name)
             .expect("admin operations are serialized");
-        let config = Arc::new(LogConfig::resolve(&self.broker, &info.overrides));
+        let config = Arc::new(LogConfig::resolve(&self.broker(), &info.overrides));
         for p in &entry.partitions {
             p.set_config(config.clone());
         }
@@ -777,7 +779,7 @@ impl LogManager {
         let topics = self.topics.read().unwrap_or_else(|e| e.into_inner());
         topics
             .get(name)
-            .map(|e| LogConfig::resolve(&self.broker, &e.info.overrides))
+            .map(|e| LogConfig::resolve(&self.broker(), &e.info.overrides))
     }
 
     pub fn partition(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
