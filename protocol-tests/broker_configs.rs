@@ -220,7 +220,7 @@ fn dynamic_broker_configs_take_kafkas_precedence_and_survive_a_restart() {
         ),
         (
             "1",
-            vec![("log.cleaner.threads", SET, Some("2"))],
+            vec![("producer.id.expiration.ms", SET, Some("1000"))],
             INVALID_REQUEST,
             "without a restart",
         ),
@@ -352,9 +352,18 @@ fn a_changed_retention_default_deletes_old_segments_without_a_restart() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(log_start(&mut client), 0, "nothing is deleted by default");
 
+    // The cleaner's settings change live too (accepted here; their effect is a unit test's).
     assert_eq!(
-        alter(&mut client, "", &[("log.retention.bytes", SET, Some("1"))]).0,
-        0
+        alter(
+            &mut client,
+            "",
+            &[
+                ("log.retention.bytes", SET, Some("1")),
+                ("log.cleaner.threads", SET, Some("2")),
+                ("log.cleaner.io.max.bytes.per.second", SET, Some("10485760")),
+            ]
+        ),
+        (0, String::new())
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     while log_start(&mut client) == 0 {
@@ -390,5 +399,70 @@ fn max_connections_changes_live() {
     );
     for _ in 0..3 {
         assert!(!refused(cairn.addr));
+    }
+}
+
+#[test]
+fn more_cleaner_threads_clean_two_partitions_at_once_without_a_restart() {
+    let http: SocketAddr = ([127, 0, 0, 1], crate::harness::free_port()).into();
+    let cairn = Cairn::start(&[
+        &format!("cairn.http.listen={http}"),
+        "log.cleaner.backoff.ms=100",
+        // Slow enough that each pass lasts seconds, so two at once can be seen.
+        "log.cleaner.io.max.bytes.per.second=4000",
+    ]);
+    let mut client = cairn.client();
+    create_topic(
+        &mut client,
+        "two",
+        2,
+        &[
+            ("cleanup.policy", "compact"),
+            ("segment.ms", "100"),
+            ("min.cleanable.dirty.ratio", "0.01"),
+        ],
+    );
+    let value = "v".repeat(1000);
+    let values = [value.as_str(); 4];
+    for _ in 0..5 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        for partition in 0..2 {
+            assert_eq!(
+                produce(&mut client, 9, "two", partition, batch(&values, now)).0,
+                0
+            );
+        }
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let cleaning = |text: &str, p: i32| {
+        crate::http::sample(
+            text,
+            &format!("cairn_cleaner_cleaning{{topic=\"two\",partition=\"{p}\"}}"),
+        )
+    };
+    let both = || {
+        let (_, text) = crate::http::get(http, "/metrics");
+        cleaning(&text, 0) == Some(1.0) && cleaning(&text, 1) == Some(1.0)
+    };
+    // One thread (the default): never two partitions at once while it works through them.
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        assert!(!both(), "one cleaner thread cleaned two partitions at once");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        alter(&mut client, "1", &[("log.cleaner.threads", SET, Some("2"))]),
+        (0, String::new())
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !both() {
+        assert!(
+            Instant::now() < deadline,
+            "never saw both partitions being cleaned at once after the change"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -46,8 +46,8 @@ impl Entity {
 
 /// Broker keys Kafka lets `kafka-configs` change at runtime and Cairn applies at once: the
 /// topic defaults (the first broker synonym of each topic config, as in Kafka: `log.retention.ms`
-/// but not `log.retention.hours`) and the connection limit. All may be set per broker and
-/// cluster-wide.
+/// but not `log.retention.hours`), the connection limit and the cleaner's threads, I/O rate,
+/// memory and backoff. All may be set per broker and cluster-wide.
 const LIVE: &[&str] = &[
     "log.cleanup.policy",
     "log.retention.ms",
@@ -73,14 +73,14 @@ const LIVE: &[&str] = &[
     "min.insync.replicas",
     "unclean.leader.election.enable",
     "max.connections",
-];
-
-/// Keys Kafka updates dynamically that Cairn reads only at start-up.
-const RESTART_ONLY: &[&str] = &[
     "log.cleaner.threads",
     "log.cleaner.dedupe.buffer.size",
     "log.cleaner.io.max.bytes.per.second",
     "log.cleaner.backoff.ms",
+];
+
+/// Keys Kafka updates dynamically that Cairn reads only at start-up.
+const RESTART_ONLY: &[&str] = &[
     "producer.id.expiration.ms",
     "remote.log.manager.copy.max.bytes.per.second",
     "listeners",
@@ -427,7 +427,7 @@ mod tests {
             DynamicConfigError::NotDynamic(k) if k == ["log.dirs", "log.retention.hours"]
         ));
         assert!(matches!(
-            refused(&[("log.cleaner.threads", "2")]),
+            refused(&[("producer.id.expiration.ms", "1000")]),
             DynamicConfigError::RestartOnly(_)
         ));
         assert!(matches!(

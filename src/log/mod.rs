@@ -297,6 +297,9 @@ impl LogManager {
             verified: AtomicBool::new(false),
             tiered_end: Mutex::new(OffsetMap::new()),
             stats: stats::LogStats::default(),
+            cleaner_settings: RwLock::new(Arc::new(cleaner::CleanerSettings::from_broker(
+                &options.broker,
+            ))),
         });
 
         // Which partition directories exist; the rest of the data dir is left alone.
@@ -451,12 +454,10 @@ impl LogManager {
         }
         if options.broker.cleaner_enable() {
             let s = shared.clone();
-            let config = cleaner::CleanerConfig::from_broker(&options.broker);
-            let cleaners = cleaner::threads(&options.broker);
             threads.push(
                 std::thread::Builder::new()
                     .name("cairn-cleaner".into())
-                    .spawn(move || cleaner::run(s, config, cleaners))?,
+                    .spawn(move || cleaner::run(s))?,
             );
         }
         *manager.threads.lock().unwrap_or_else(|e| e.into_inner()) = threads;

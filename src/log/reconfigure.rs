@@ -3,10 +3,12 @@
 //!
 //! Each topic's `LogConfig` is resolved again from the new broker config and its own overrides,
 //! and swapped into its partitions, as a topic's own config change is; appends and reads keep
-//! reading their partition's config snapshot and take no new lock.
+//! reading their partition's config snapshot and take no new lock. The cleaner threads get their
+//! new settings (thread count, I/O rate, dedupe buffer, backoff) the same way, between passes.
 
 use std::sync::Arc;
 
+use super::cleaner::CleanerSettings;
 use super::LogManager;
 use crate::config::{BrokerConfig, LogConfig};
 
@@ -26,6 +28,15 @@ impl LogManager {
         // the old defaults after the swap.
         let _admin = self.admin.lock().unwrap_or_else(|e| e.into_inner());
         *self.broker.write().unwrap_or_else(|e| e.into_inner()) = broker.clone();
+        let cleaner = CleanerSettings::from_broker(&broker);
+        if *self.shared.cleaner_settings() != cleaner {
+            // The cleaner threads read it before each pass; a sleeping one wakes for it.
+            *self
+                .shared
+                .cleaner_settings
+                .write()
+                .unwrap_or_else(|e| e.into_inner()) = Arc::new(cleaner);
+        }
         let topics = self.topics.read().unwrap_or_else(|e| e.into_inner());
         let mut changed = 0;
         for entry in topics.values() {
@@ -75,6 +86,16 @@ mod tests {
             60000
         );
         assert_eq!(log.partition("own", 0).unwrap().config().retention_ms, 5000);
+        assert_eq!(log.shared.cleaner_settings().threads, 1);
+        let mut more = BrokerConfig::default();
+        more.set("log.retention.ms", "60000").unwrap();
+        more.set("log.cleaner.threads", "3").unwrap();
+        more.set("log.cleaner.io.max.bytes.per.second", "1048576")
+            .unwrap();
+        assert_eq!(log.reconfigure(Arc::new(more)), 0);
+        let settings = log.shared.cleaner_settings();
+        assert_eq!(settings.threads, 3);
+        assert_eq!(settings.config.io_max_bytes_per_second, 1048576.0);
         // A topic created afterwards starts with the new default.
         log.create_topic("later", 1, BTreeMap::new(), false)
             .unwrap();
