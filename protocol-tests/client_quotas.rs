@@ -206,3 +206,32 @@ fn client_quotas_alter_describe_and_errors() {
     let (_, defaults) = describe(&mut client, 0, &[("user", 1, None)], false);
     assert!(defaults.is_empty(), "{defaults:?}");
 }
+
+#[test]
+fn a_client_over_its_request_percentage_sees_throttle_time_on_other_responses() {
+    let cairn = Cairn::start(&[]);
+    let mut client = cairn.client();
+    // A thousandth of a percent of a thread: a few requests of this client exceed it.
+    assert_eq!(
+        alter(
+            &mut client,
+            1,
+            vec![(
+                entity(&[("client-id", Some("protocol-tests"))]),
+                vec![("request_percentage", Some(0.001))],
+            )],
+        ),
+        vec![0]
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let metadata: MetadataResponse = client.call(12, &MetadataRequest::default());
+        if metadata.throttle_time_ms > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Metadata never carried a throttle time"
+        );
+    }
+}

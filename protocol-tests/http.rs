@@ -47,7 +47,7 @@ fn raw(addr: SocketAddr, request: &[u8]) -> (u16, String) {
     (status, body)
 }
 
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+pub(crate) fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     raw(
         addr,
         format!("GET {path} HTTP/1.1\r\nHost: cairn\r\n\r\n").as_bytes(),
@@ -55,7 +55,7 @@ fn get(addr: SocketAddr, path: &str) -> (u16, String) {
 }
 
 /// The value of the sample named `series` (name and labels exactly as exposed), if present.
-fn sample(text: &str, series: &str) -> Option<f64> {
+pub(crate) fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
         .and_then(|v| v.split(' ').next()?.parse().ok())

@@ -5,6 +5,7 @@
 
 mod apis;
 mod authorized_operations;
+mod broker_configs;
 mod client_quotas;
 mod cluster;
 mod consumer_groups;

@@ -72,6 +72,16 @@ impl ConfigSource {
             ConfigSource::DynamicGroup => 8,
         }
     }
+
+    /// The rank of a broker-level source in Kafka's precedence (lower wins).
+    fn precedence(self) -> u8 {
+        match self {
+            ConfigSource::DynamicBroker => 0,
+            ConfigSource::DynamicDefaultBroker => 1,
+            ConfigSource::StaticBroker => 2,
+            _ => 3,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -698,13 +708,18 @@ pub enum TimestampType {
     LogAppendTime,
 }
 
-/// The broker's static configuration: defaults, then the file, then `--set` values.
-#[derive(Debug, Clone)]
+/// The broker's configuration: defaults, then the file, then `--set` values, then the dynamic
+/// configs (see `dynamic_config`).
+#[derive(Debug, Clone, PartialEq)]
 pub struct BrokerConfig {
     values: BTreeMap<&'static str, String>,
     explicit: BTreeSet<&'static str>,
     /// `listener.name.<name>.<key>` values, keyed by (lower-case listener name, key).
     per_listener: BTreeMap<(String, String), String>,
+    /// Dynamic values (`kafka-configs --entity-type brokers --alter`) over the static ones, in
+    /// Kafka's precedence: this broker's own, then the cluster-wide default entity's.
+    dynamic_broker: BTreeMap<&'static str, String>,
+    dynamic_default: BTreeMap<&'static str, String>,
 }
 
 impl Default for BrokerConfig {
@@ -717,12 +732,21 @@ impl Default for BrokerConfig {
             values,
             explicit: BTreeSet::new(),
             per_listener: BTreeMap::new(),
+            dynamic_broker: BTreeMap::new(),
+            dynamic_default: BTreeMap::new(),
         }
     }
 }
 
 fn broker_def(key: &str) -> Option<&'static ConfigDef> {
     BROKER_CONFIGS.iter().find(|d| d.name == key)
+}
+
+/// Checks one broker key and value as the config file's are; the key's definition when valid.
+pub fn check_broker_value(key: &str, value: &str) -> Result<&'static ConfigDef, ConfigError> {
+    let def = broker_def(key).ok_or_else(|| ConfigError::UnknownKey(key.to_string()))?;
+    check_value(def, value)?;
+    Ok(def)
 }
 
 /// The definition of a topic-level key.
@@ -809,14 +833,69 @@ impl BrokerConfig {
         Ok(())
     }
 
-    /// The value of a broker key (its default if never set); `None` when null.
+    /// The value of a broker key: dynamic, else static, else its default; `None` when null.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.values.get(key).map(String::as_str)
+        self.dynamic_broker
+            .get(key)
+            .or_else(|| self.dynamic_default.get(key))
+            .or_else(|| self.values.get(key))
+            .map(String::as_str)
     }
 
-    /// True when the key was set in the file or with `--set`.
+    /// True when the key was set: in the file, with `--set`, or dynamically.
     pub fn is_explicit(&self, key: &str) -> bool {
         self.explicit.contains(key)
+            || self.dynamic_broker.contains_key(key)
+            || self.dynamic_default.contains_key(key)
+    }
+
+    /// Where the value [`BrokerConfig::get`] returns comes from.
+    pub fn source(&self, key: &str) -> ConfigSource {
+        self.layers(key)
+            .first()
+            .map_or(ConfigSource::Default, |(_, source)| *source)
+    }
+
+    /// Every value a broker key has, most specific first (Kafka's synonym list for one name):
+    /// this broker's dynamic value, the cluster-wide dynamic default, the static value, the
+    /// default.
+    pub fn layers(&self, key: &str) -> Vec<(Option<String>, ConfigSource)> {
+        let mut layers = Vec::new();
+        if let Some(v) = self.dynamic_broker.get(key) {
+            layers.push((Some(v.clone()), ConfigSource::DynamicBroker));
+        }
+        if let Some(v) = self.dynamic_default.get(key) {
+            layers.push((Some(v.clone()), ConfigSource::DynamicDefaultBroker));
+        }
+        if self.explicit.contains(key) {
+            layers.push((self.values.get(key).cloned(), ConfigSource::StaticBroker));
+        }
+        if let Some(d) = broker_def(key).and_then(|d| d.default) {
+            layers.push((Some(d.to_string()), ConfigSource::Default));
+        }
+        layers
+    }
+
+    /// This static config with the dynamic layers replaced: `broker` for this broker's entity,
+    /// `default` for the cluster-wide one. Every key and value is checked as the file's are.
+    pub fn with_dynamic(
+        &self,
+        default: &BTreeMap<String, String>,
+        broker: &BTreeMap<String, String>,
+    ) -> Result<BrokerConfig, ConfigError> {
+        let layer = |entries: &BTreeMap<String, String>| {
+            entries
+                .iter()
+                .map(|(key, value)| {
+                    let def = check_broker_value(key, value)?;
+                    Ok((def.name, value.trim().to_string()))
+                })
+                .collect::<Result<BTreeMap<_, _>, ConfigError>>()
+        };
+        let mut next = self.clone();
+        next.dynamic_default = layer(default)?;
+        next.dynamic_broker = layer(broker)?;
+        Ok(next)
     }
 
     fn long(&self, key: &str) -> i64 {
@@ -1151,15 +1230,15 @@ impl BrokerConfig {
             .unwrap_or("background")
     }
 
-    /// The broker-level default of a topic key: (value, the broker key it came from, explicit?).
-    /// `None` for a null default (e.g. `flush.ms` when `log.flush.interval.ms` is unset).
-    pub fn topic_default(&self, topic_key: &str) -> Option<(String, &'static str, bool)> {
+    /// The broker-level default of a topic key: (value, the broker key it came from, its
+    /// source). `None` for a null default (e.g. `flush.ms` when `log.flush.interval.ms` is unset).
+    pub fn topic_default(&self, topic_key: &str) -> Option<(String, &'static str, ConfigSource)> {
         let tdef = topic_def(topic_key)?;
         if tdef.broker_synonyms.is_empty() {
             return tdef
                 .def
                 .default
-                .map(|d| (d.to_string(), tdef.def.name, false));
+                .map(|d| (d.to_string(), tdef.def.name, ConfigSource::Default));
         }
         // The most specific explicitly set synonym wins; then the first with a default.
         let pick = tdef
@@ -1173,7 +1252,7 @@ impl BrokerConfig {
             "log.retention.hours" | "log.roll.hours" => scale(&raw, 3_600_000),
             _ => raw,
         };
-        Some((value, pick, self.is_explicit(pick)))
+        Some((value, pick, self.source(pick)))
     }
 
     /// Every broker key with its value and source, for DescribeConfigs on the broker.
@@ -1181,11 +1260,7 @@ impl BrokerConfig {
         BROKER_CONFIGS
             .iter()
             .map(|d| {
-                let source = if self.is_explicit(d.name) {
-                    ConfigSource::StaticBroker
-                } else {
-                    ConfigSource::Default
-                };
+                let source = self.source(d.name);
                 // Kafka never shows a password's value.
                 let value = if d.ty == T::Password {
                     None
@@ -1327,20 +1402,20 @@ pub fn describe_topic(
                     ConfigSource::DynamicTopic,
                 ));
             }
-            for syn in t.broker_synonyms {
-                if broker.is_explicit(syn) {
-                    synonyms.push((
-                        syn.to_string(),
-                        broker.get(syn).map(str::to_string),
-                        ConfigSource::StaticBroker,
-                    ));
-                }
-            }
-            for syn in t.broker_synonyms {
-                if let Some(d) = broker_def(syn).and_then(|d| d.default) {
-                    synonyms.push((syn.to_string(), Some(d.to_string()), ConfigSource::Default));
-                }
-            }
+            // Kafka's order: by source (dynamic broker, dynamic default, static, default), and
+            // within a source the most specific synonym first.
+            let mut broker_layers: Vec<(String, Option<String>, ConfigSource)> = t
+                .broker_synonyms
+                .iter()
+                .flat_map(|syn| {
+                    broker
+                        .layers(syn)
+                        .into_iter()
+                        .map(|(value, source)| (syn.to_string(), value, source))
+                })
+                .collect();
+            broker_layers.sort_by_key(|(_, _, source)| source.precedence());
+            synonyms.extend(broker_layers);
             if let (true, Some(d)) = (t.broker_synonyms.is_empty(), t.def.default) {
                 synonyms.push((
                     t.def.name.to_string(),
@@ -1351,8 +1426,7 @@ pub fn describe_topic(
             let (value, source) = match overrides.get(t.def.name) {
                 Some(v) => (Some(v.clone()), ConfigSource::DynamicTopic),
                 None => match broker.topic_default(t.def.name) {
-                    Some((v, _, true)) => (Some(v), ConfigSource::StaticBroker),
-                    Some((v, _, false)) => (Some(v), ConfigSource::Default),
+                    Some((v, _, source)) => (Some(v), source),
                     None => (None, ConfigSource::Default),
                 },
             };

@@ -13,6 +13,7 @@
 //! - [`listener`]: named listeners, their security protocols, and the per-connection session.
 //! - [`tier`]: the object-storage tier (lease, upload, manifests, restore) beside the log.
 //! - [`config`]: broker and topic configuration with Kafka's names.
+//! - [`dynamic_config`]: dynamic broker configs (durable) and the live config snapshot.
 //! - [`quota`]: client quotas (byte rates, request time), their store and their rates.
 //! - [`resource_configs`]: configs of groups (KIP-848) and client-metrics subscriptions (KIP-714).
 //! - [`metrics`]: the broker's counters; [`http`]: the operator's listener (metrics, status page).
@@ -22,6 +23,7 @@ pub mod authz;
 pub mod broker;
 pub mod cluster;
 pub mod config;
+pub mod dynamic_config;
 pub mod group;
 pub mod http;
 pub mod keys;

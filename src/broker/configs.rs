@@ -1,10 +1,9 @@
 //! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics, the broker, groups and
 //! client-metrics subscriptions.
 //!
-//! Topic overrides are durable in the log manager and take effect at once. Broker configs are
-//! static (file and `--set`): they are described, and refusing to alter them says so. Group
-//! configs (KIP-848) and client-metrics subscriptions (KIP-714) are handled in
-//! `resource_configs.rs`.
+//! Topic overrides are durable in the log manager and take effect at once. Broker configs
+//! (static and dynamic) are handled in `broker_configs.rs`, group configs (KIP-848) and
+//! client-metrics subscriptions (KIP-714) in `resource_configs.rs`.
 
 use std::collections::BTreeMap;
 
@@ -22,7 +21,7 @@ use kafka_protocol::protocol::StrBytes;
 use tracing::info;
 
 use super::errors::{code, log_error_code, NONE};
-use super::{resource_configs, Broker};
+use super::{broker_configs, resource_configs, Broker};
 use crate::config::{self, describe_topic, ConfigSource, ConfigType};
 
 const TOPIC: i8 = 2;
@@ -91,7 +90,7 @@ pub(super) fn describe_configs(
                                 "Topic '{name}' does not exist."
                             ))));
                     };
-                    let configs = describe_topic(&broker.config, &info.overrides)
+                    let configs = describe_topic(&broker.dynamic.current(), &info.overrides)
                         .into_iter()
                         .filter(|d| wanted(d.def.name))
                         .map(|d| {
@@ -107,41 +106,35 @@ pub(super) fn describe_configs(
                         .collect();
                     result.with_error_code(NONE).with_configs(configs)
                 }
-                BROKER => {
-                    let name = resource.resource_name.to_string();
-                    if !name.is_empty() && name != broker.node_id.to_string() {
-                        return result
-                            .with_error_code(code(ResponseError::InvalidRequest))
-                            .with_error_message(Some(StrBytes::from_string(format!(
-                                "Broker {name} does not exist; this is broker {}.",
-                                broker.node_id
-                            ))));
-                    }
-                    // The cluster-wide default entity ("") has no dynamic configs.
-                    let configs = if name.is_empty() {
-                        Vec::new()
-                    } else {
-                        broker
-                            .config
-                            .describe()
+                BROKER => match broker_configs::describe(broker, resource.resource_name.as_str()) {
+                    Ok(described) => {
+                        let configs = described
                             .into_iter()
-                            .filter(|(d, ..)| wanted(d.name))
-                            .map(|(d, value, source)| {
-                                // A secret (e.g. the S3 secret key) is never sent back: Kafka
-                                // answers a null value marked sensitive.
-                                let sensitive = d.ty == ConfigType::Password;
-                                let value = value.filter(|_| !sensitive);
-                                let synonyms = vec![DescribeConfigsSynonym::default()
-                                    .with_name(StrBytes::from_static_str(d.name))
-                                    .with_value(value.clone().map(StrBytes::from_string))
-                                    .with_source(source.wire())];
-                                entry(d.name, value, source, true, d.ty, d.doc, synonyms)
-                                    .with_is_sensitive(sensitive)
+                            .filter(|d| wanted(d.def.name))
+                            .map(|d| {
+                                let synonyms = d
+                                    .synonyms
+                                    .into_iter()
+                                    .map(|(name, value, source)| synonym(name, value, source))
+                                    .collect();
+                                entry(
+                                    d.def.name,
+                                    d.value,
+                                    d.source,
+                                    d.read_only,
+                                    d.def.ty,
+                                    d.def.doc,
+                                    synonyms,
+                                )
+                                .with_is_sensitive(d.sensitive)
                             })
-                            .collect()
-                    };
-                    result.with_error_code(NONE).with_configs(configs)
-                }
+                            .collect();
+                        result.with_error_code(NONE).with_configs(configs)
+                    }
+                    Err((error_code, message)) => result
+                        .with_error_code(error_code)
+                        .with_error_message(Some(StrBytes::from_string(message))),
+                },
                 other => match resource_configs::kind(other) {
                     None => result
                         .with_error_code(code(ResponseError::InvalidRequest))
@@ -198,7 +191,7 @@ fn apply_topic_overrides(
     overrides: BTreeMap<String, String>,
     validate_only: bool,
 ) -> Result<(), Failure> {
-    config::validate_topic_overrides(&broker.config, &overrides)
+    config::validate_topic_overrides(&broker.dynamic.current(), &overrides)
         .map_err(|e| fail(ResponseError::InvalidConfig, e.to_string()))?;
     if validate_only {
         return Ok(());
@@ -209,19 +202,6 @@ fn apply_topic_overrides(
         .map_err(|e| (log_error_code(&e), e.to_string()))?;
     info!(topic, ?overrides, "altered topic config");
     Ok(())
-}
-
-fn broker_refusal(broker: &Broker, name: &str) -> Failure {
-    if !name.is_empty() && name != broker.node_id.to_string() {
-        return fail(
-            ResponseError::InvalidRequest,
-            format!("Broker {name} does not exist."),
-        );
-    }
-    fail(
-        ResponseError::InvalidConfig,
-        "Cairn's broker configs are static: set them in the config file or with --set and restart.",
-    )
 }
 
 fn topic_overrides(broker: &Broker, name: &str) -> Result<BTreeMap<String, String>, Failure> {
@@ -254,7 +234,15 @@ pub(super) fn alter_configs(broker: &Broker, request: AlterConfigsRequest) -> Al
                     }
                     apply_topic_overrides(broker, &name, overrides, request.validate_only)
                 }),
-                BROKER => Err(broker_refusal(broker, &name)),
+                BROKER => broker_configs::replace(
+                    broker,
+                    &name,
+                    resource
+                        .configs
+                        .iter()
+                        .map(|c| (c.name.as_str(), c.value.as_ref().map(|v| v.as_str()))),
+                    request.validate_only,
+                ),
                 other => match resource_configs::kind(other) {
                     Some(kind) => resource_configs::replace(
                         broker,
@@ -308,7 +296,18 @@ pub(super) fn incremental_alter_configs(
                     }
                     apply_topic_overrides(broker, &name, overrides, request.validate_only)
                 }),
-                BROKER => Err(broker_refusal(broker, &name)),
+                BROKER => broker_configs::alter(
+                    broker,
+                    &name,
+                    resource.configs.iter().map(|c| {
+                        (
+                            c.name.as_str(),
+                            c.config_operation,
+                            c.value.as_ref().map(|v| v.as_str()),
+                        )
+                    }),
+                    request.validate_only,
+                ),
                 other => match resource_configs::kind(other) {
                     Some(kind) => resource_configs::alter(
                         broker,
@@ -362,7 +361,13 @@ fn incremental_op(
         overrides
             .get(key)
             .cloned()
-            .or_else(|| broker.config.topic_default(key).map(|(v, _, _)| v))
+            .or_else(|| {
+                broker
+                    .dynamic
+                    .current()
+                    .topic_default(key)
+                    .map(|(v, _, _)| v)
+            })
             .unwrap_or_default()
             .split(',')
             .map(|s| s.trim().to_string())

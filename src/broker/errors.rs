@@ -4,6 +4,7 @@
 use kafka_protocol::error::ResponseError;
 
 use crate::config::ConfigError;
+use crate::dynamic_config::DynamicConfigError;
 use crate::log::record_errors::RecordFault;
 use crate::log::LogError;
 use crate::quota::QuotaError;
@@ -70,6 +71,23 @@ pub(crate) fn quota_error_code(error: &QuotaError) -> i16 {
             ResponseError::KafkaStorageError.code()
         }
     }
+}
+
+/// The Kafka error code for a refused dynamic broker config. Kafka answers a key it cannot
+/// change at runtime, and a value that fails validation, with INVALID_REQUEST (KAFKA-13609 keeps
+/// it so); Cairn refuses an unknown key (which Kafka would store as a custom config) with
+/// INVALID_CONFIG, as Kafka does for an unknown key in APPEND and SUBTRACT.
+pub(crate) fn dynamic_config_error_code(error: &DynamicConfigError) -> i16 {
+    let e = match error {
+        DynamicConfigError::UnknownName(_) => ResponseError::InvalidConfig,
+        DynamicConfigError::NotDynamic(_)
+        | DynamicConfigError::RestartOnly(_)
+        | DynamicConfigError::InvalidValue(_) => ResponseError::InvalidRequest,
+        DynamicConfigError::Io { .. } | DynamicConfigError::Corrupt { .. } => {
+            ResponseError::KafkaStorageError
+        }
+    };
+    e.code()
 }
 
 pub(crate) fn code(e: ResponseError) -> i16 {

@@ -18,6 +18,7 @@ use tracing::warn;
 use crate::auth::credentials::CredentialStore;
 use crate::authz::{Authorizer, Operation, Requester, ResourceType};
 use crate::config::BrokerConfig;
+use crate::dynamic_config::DynamicConfigs;
 use crate::group::GroupCoordinator;
 use crate::listener::Session;
 use crate::log::io::{FileIo, StdIo};
@@ -32,6 +33,7 @@ use crate::tier::upload::{Tier, TierOptions};
 
 mod acls;
 mod api_versions;
+mod broker_configs;
 mod client_quotas;
 mod configs;
 mod consumer_groups;
@@ -63,7 +65,11 @@ pub use topics::valid_topic_name;
 
 /// Shared state of the broker, handed to every handler.
 pub struct Broker {
+    /// The config as the broker started: static, with the dynamic configs stored then. Keys that
+    /// can change at runtime are read from `dynamic` instead.
     pub config: BrokerConfig,
+    /// Dynamic broker configs (durable) and the live config snapshot.
+    pub dynamic: DynamicConfigs,
     pub log: Arc<LogManager>,
     pub groups: Arc<GroupCoordinator>,
     /// The transaction coordinator (`__transaction_state`, markers, timeouts).
@@ -180,6 +186,9 @@ impl Broker {
         let lock = lock_data_dir(&data_dir)?;
         let cluster_id = load_or_create_cluster_id(&data_dir, config.node_id())?;
         let resource_configs = ResourceConfigs::open(&data_dir)?;
+        // Dynamic configs stored by an earlier run apply from the start.
+        let dynamic = DynamicConfigs::open(config, &data_dir)?;
+        let config = BrokerConfig::clone(&dynamic.current());
         let quotas = ClientQuotas::open(
             &data_dir,
             Windows {
@@ -252,6 +261,7 @@ impl Broker {
             resource_configs,
             quotas,
             config,
+            dynamic,
             versions,
             tier,
             cluster,

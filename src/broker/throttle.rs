@@ -2,7 +2,8 @@
 //! `producer_byte_rate`, a Fetch's answer against `consumer_byte_rate` (a throttled Fetch
 //! answers no data, so the bytes are taken back), and every request's handling time against
 //! `request_percentage`. A client over any of them gets the longest throttle time in the
-//! response's `throttle_time_ms` and its connection is muted for that long.
+//! response's `throttle_time_ms` (every response that has the field, as Kafka) and its
+//! connection is muted for that long.
 
 use std::time::{Duration, Instant};
 
@@ -83,12 +84,69 @@ pub(super) fn apply(
         throttle_ms = ms,
         "client quota exceeded: throttled and muted"
     );
-    match &mut response {
-        Some(ResponseKind::Produce(r)) => r.throttle_time_ms = r.throttle_time_ms.max(ms),
-        Some(ResponseKind::Fetch(r)) => r.throttle_time_ms = r.throttle_time_ms.max(ms),
-        _ => {}
+    if let Some(r) = &mut response {
+        set_throttle_time(r, ms);
     }
     response
+}
+
+/// Puts `ms` in the response's `throttle_time_ms`, on every response that has one (a version
+/// without the field does not send it).
+fn set_throttle_time(response: &mut ResponseKind, ms: i32) {
+    macro_rules! throttled {
+        ($($kind:ident),* $(,)?) => {
+            match response {
+                $(ResponseKind::$kind(r) => r.throttle_time_ms = r.throttle_time_ms.max(ms),)*
+                _ => {}
+            }
+        };
+    }
+    throttled!(
+        Produce,
+        Fetch,
+        ListOffsets,
+        Metadata,
+        OffsetCommit,
+        OffsetFetch,
+        FindCoordinator,
+        JoinGroup,
+        Heartbeat,
+        LeaveGroup,
+        SyncGroup,
+        DescribeGroups,
+        ListGroups,
+        ApiVersions,
+        CreateTopics,
+        DeleteTopics,
+        DeleteRecords,
+        InitProducerId,
+        OffsetForLeaderEpoch,
+        AddPartitionsToTxn,
+        AddOffsetsToTxn,
+        EndTxn,
+        TxnOffsetCommit,
+        DescribeAcls,
+        CreateAcls,
+        DeleteAcls,
+        DescribeConfigs,
+        AlterConfigs,
+        DescribeLogDirs,
+        CreatePartitions,
+        DeleteGroups,
+        IncrementalAlterConfigs,
+        OffsetDelete,
+        DescribeClientQuotas,
+        AlterClientQuotas,
+        DescribeUserScramCredentials,
+        AlterUserScramCredentials,
+        DescribeCluster,
+        DescribeProducers,
+        DescribeTransactions,
+        ListTransactions,
+        ConsumerGroupHeartbeat,
+        ConsumerGroupDescribe,
+        DescribeTopicPartitions,
+    );
 }
 
 fn fetched_bytes(fetch: &FetchResponse) -> usize {

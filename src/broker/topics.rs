@@ -145,12 +145,14 @@ pub(super) async fn create_topics(
                 })?;
                 overrides.insert(key, value);
             }
-            config::validate_topic_overrides(&broker.config, &overrides).map_err(|e| {
-                (
-                    config_error_code(&e),
-                    Some(StrBytes::from_string(e.to_string())),
-                )
-            })?;
+            config::validate_topic_overrides(&broker.dynamic.current(), &overrides).map_err(
+                |e| {
+                    (
+                        config_error_code(&e),
+                        Some(StrBytes::from_string(e.to_string())),
+                    )
+                },
+            )?;
             Ok((partitions, overrides))
         })();
         match outcome {
@@ -209,7 +211,7 @@ pub(super) async fn create_topics(
                             result.num_partitions = partitions;
                             result.replication_factor = 1;
                             result.configs = Some(
-                                describe_topic(&broker.config, &overrides)
+                                describe_topic(&broker.dynamic.current(), &overrides)
                                     .into_iter()
                                     .map(|d| {
                                         CreatableTopicConfigs::default()

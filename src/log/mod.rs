@@ -49,6 +49,7 @@ pub mod io;
 pub mod partition;
 pub mod producer_state;
 pub mod recompress;
+mod reconfigure;
 pub mod record_errors;
 pub(crate) mod recovery;
 pub mod retention;
@@ -184,7 +185,8 @@ struct ProducerIdBlock {
 /// All topics and partitions in one data directory.
 pub struct LogManager {
     shared: Arc<Shared>,
-    broker: BrokerConfig,
+    /// The broker config topic defaults come from; replaced by [`LogManager::reconfigure`].
+    broker: RwLock<Arc<BrokerConfig>>,
     io: Arc<dyn FileIo>,
     topics: RwLock<BTreeMap<String, TopicEntry>>,
     producer_ids: Mutex<ProducerIdBlock>,
@@ -295,6 +297,9 @@ impl LogManager {
             verified: AtomicBool::new(false),
             tiered_end: Mutex::new(OffsetMap::new()),
             stats: stats::LogStats::default(),
+            cleaner_settings: RwLock::new(Arc::new(cleaner::CleanerSettings::from_broker(
+                &options.broker,
+            ))),
         });
 
         // Which partition directories exist; the rest of the data dir is left alone.
@@ -335,7 +340,7 @@ impl LogManager {
 
         let manager = LogManager {
             shared: shared.clone(),
-            broker: options.broker.clone(),
+            broker: RwLock::new(Arc::new(options.broker.clone())),
             io: io.clone(),
             topics: RwLock::new(BTreeMap::new()),
             producer_ids: Mutex::new(ProducerIdBlock { next: 0, limit: 0 }),
@@ -449,12 +454,10 @@ impl LogManager {
         }
         if options.broker.cleaner_enable() {
             let s = shared.clone();
-            let config = cleaner::CleanerConfig::from_broker(&options.broker);
-            let cleaners = cleaner::threads(&options.broker);
             threads.push(
                 std::thread::Builder::new()
                     .name("cairn-cleaner".into())
-                    .spawn(move || cleaner::run(s, config, cleaners))?,
+                    .spawn(move || cleaner::run(s))?,
             );
         }
         *manager.threads.lock().unwrap_or_else(|e| e.into_inner()) = threads;
@@ -641,7 +644,7 @@ impl LogManager {
                 "a topic needs at least one partition, got {partitions}"
             )));
         }
-        validate_overrides(&self.broker, &overrides)?;
+        validate_overrides(&self.broker(), &overrides)?;
         let _admin = self.admin.lock().unwrap_or_else(|e| e.into_inner());
         if self.topic(name).is_some() {
             return Err(LogError::TopicExists(name.to_string()));
@@ -653,7 +656,7 @@ impl LogManager {
             overrides,
             internal,
         };
-        let config = Arc::new(LogConfig::resolve(&self.broker, &info.overrides));
+        let config = Arc::new(LogConfig::resolve(&self.broker(), &info.overrides));
         let mut parts = Vec::new();
         let created = (0..partitions).try_for_each(|p| {
             parts.push(self.create_partition_dir(&info, p, config.clone())?);
@@ -714,7 +717,7 @@ impl LogManager {
                 info.partitions
             )));
         }
-        let config = Arc::new(LogConfig::resolve(&self.broker, &info.overrides));
+        let config = Arc::new(LogConfig::resolve(&self.broker(), &info.overrides));
         let mut added = Vec::new();
         let created = (info.partitions..new_total).try_for_each(|p| {
             added.push(self.create_partition_dir(&info, p, config.clone())?);
@@ -745,7 +748,7 @@ impl LogManager {
         overrides: BTreeMap<String, String>,
     ) -> Result<(), LogError> {
         self.check_open()?;
-        validate_overrides(&self.broker, &overrides)?;
+        validate_overrides(&self.broker(), &overrides)?;
         let _admin = self.admin.lock().unwrap_or_else(|e| e.into_inner());
         let mut info = self.topic(name).ok_or(LogError::UnknownTopicOrPartition)?;
         info.overrides = overrides;
@@ -754,7 +757,7 @@ impl LogManager {
         let entry = topics
             .get_mut(name)
             .expect("admin operations are serialized");
-        let config = Arc::new(LogConfig::resolve(&self.broker, &info.overrides));
+        let config = Arc::new(LogConfig::resolve(&self.broker(), &info.overrides));
         for p in &entry.partitions {
             p.set_config(config.clone());
         }
@@ -777,7 +780,7 @@ impl LogManager {
         let topics = self.topics.read().unwrap_or_else(|e| e.into_inner());
         topics
             .get(name)
-            .map(|e| LogConfig::resolve(&self.broker, &e.info.overrides))
+            .map(|e| LogConfig::resolve(&self.broker(), &e.info.overrides))
     }
 
     pub fn partition(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use super::checkpoint::{self, OffsetMap, LOG_START_FILE, RECOVERY_POINT_FILE};
@@ -32,9 +32,18 @@ pub(crate) struct Shared {
     pub(crate) tiered_end: Mutex<OffsetMap>,
     /// What the flusher, cleaner and verifier did, for the operator.
     pub(crate) stats: super::stats::LogStats,
+    /// The cleaner threads' settings; replaced whole by a dynamic broker config change.
+    pub(crate) cleaner_settings: RwLock<Arc<super::cleaner::CleanerSettings>>,
 }
 
 impl Shared {
+    pub(crate) fn cleaner_settings(&self) -> Arc<super::cleaner::CleanerSettings> {
+        self.cleaner_settings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     pub(crate) fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::SeqCst)
     }

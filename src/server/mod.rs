@@ -172,7 +172,13 @@ impl Server {
     /// Serves until `shutdown` becomes true, then stops accepting, lets every connection finish
     /// its in-flight requests, and returns.
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
-        let limit = Arc::new(Semaphore::new(self.broker.config.max_connections()));
+        let max_connections = self.broker.dynamic.current().max_connections();
+        let limit = Arc::new(Semaphore::new(max_connections));
+        let follow = tokio::spawn(follow_max_connections(
+            limit.clone(),
+            max_connections,
+            self.broker.dynamic.live().subscribe(),
+        ));
         let budget_bytes = self.broker.config.queued_max_request_bytes();
         let max_frame = self.broker.config.socket_request_max_bytes();
         if budget_bytes.is_some_and(|b| b < max_frame) {
@@ -207,6 +213,39 @@ impl Server {
         }
         // Wait for every connection to finish its in-flight requests.
         let _ = done_rx.recv().await;
+        follow.abort();
+    }
+}
+
+/// Resizes the connection limit when `max.connections` changes dynamically. As in Kafka, a
+/// lower limit refuses new connections until enough have closed; open ones are not cut.
+async fn follow_max_connections(
+    limit: Arc<Semaphore>,
+    mut current: usize,
+    mut changes: watch::Receiver<Arc<crate::config::BrokerConfig>>,
+) {
+    while changes.changed().await.is_ok() {
+        let wanted = changes.borrow_and_update().max_connections();
+        if wanted == current {
+            continue;
+        }
+        if wanted > current {
+            limit.add_permits(wanted - current);
+        } else if wanted < current {
+            let excess = current - wanted;
+            let left = excess - limit.forget_permits(excess);
+            if left > 0 {
+                // Permits held by open connections are taken back as those close.
+                let limit = limit.clone();
+                tokio::spawn(async move {
+                    if let Ok(permits) = limit.acquire_many_owned(left as u32).await {
+                        permits.forget();
+                    }
+                });
+            }
+        }
+        current = wanted;
+        info!(max_connections = wanted, "connection limit changed");
     }
 }
 

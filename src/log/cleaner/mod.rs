@@ -36,6 +36,9 @@ mod cleaned;
 pub mod key_map;
 pub mod plan;
 pub mod rewrite;
+mod threads;
+
+pub(crate) use threads::{run, CleanerSettings};
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -81,7 +84,7 @@ pub enum CleanerError {
 }
 
 /// Broker-level cleaner settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CleanerConfig {
     /// `log.cleaner.dedupe.buffer.size`: memory for the key → offset map.
     pub dedupe_buffer_size: usize,
@@ -858,58 +861,6 @@ impl Cleaner {
                     .failed
                     .insert(key, Instant::now() + FAILURE_BACKOFF);
                 false
-            }
-        }
-    }
-}
-
-/// The cleaner threads (`log.cleaner.threads`, this one and its siblings), each as
-/// [`run_thread`]; returns when the manager stops and every sibling has returned.
-pub(crate) fn run(shared: Arc<Shared>, config: CleanerConfig, threads: usize) {
-    let mut cleaner = Cleaner::new(&shared.data_dir, config);
-    cleaner.io_share = threads.max(1);
-    let siblings: Vec<_> = (1..threads)
-        .filter_map(|i| {
-            let (s, c) = (shared.clone(), cleaner.sibling());
-            std::thread::Builder::new()
-                .name(format!("cairn-cleaner-{i}"))
-                .spawn(move || run_thread(s, c))
-                .map_err(|e| tracing::warn!(error = %e, "cannot start a cleaner thread"))
-                .ok()
-        })
-        .collect();
-    run_thread(shared, cleaner);
-    for t in siblings {
-        let _ = t.join();
-    }
-}
-
-/// One cleaner thread: cleans due logs, sleeps `log.cleaner.backoff.ms` when none is due (waking
-/// early when a compacted partition rolls a segment or its durable end reaches the active
-/// segment), returns when the manager stops.
-fn run_thread(shared: Arc<Shared>, mut cleaner: Cleaner) {
-    let backoff = cleaner.config.backoff;
-    while !shared.is_shutting_down() {
-        if cleaner.clean_dirtiest(&shared.partitions(), now_ms()) {
-            continue;
-        }
-        // Wake at the next tombstone horizon too, so deleted keys go on time.
-        let now = now_ms();
-        let until_horizon = cleaner
-            .next_horizon(now)
-            .map(|h| Duration::from_millis((h - now) as u64 + 1));
-        let deadline = Instant::now() + until_horizon.map_or(backoff, |d| d.min(backoff));
-        let signature = roll_signature(&shared);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            if shared.wait_stop(left.min(ROLL_POLL)) {
-                return;
-            }
-            if roll_signature(&shared) != signature {
-                break;
             }
         }
     }
