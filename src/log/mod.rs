@@ -831,7 +831,7 @@ impl LogManager {
             )?;
             block.limit = limit;
         }
-        let id = self.broker.producer_id_base() + block.next;
+        let id = self.broker().producer_id_base() + block.next;
         block.next += 1;
         Ok(id)
     }
