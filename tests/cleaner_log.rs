@@ -3,6 +3,8 @@
 //! an idempotent producer's last batch kept, `compact,delete` retention alongside, the checkpoint
 //! file, and the background thread compacting a small-segment topic within seconds.
 
+#[path = "log_support/mod.rs"]
+mod log_support;
 #[path = "cleaner_support/mod.rs"]
 mod support;
 
@@ -12,6 +14,7 @@ use std::time::{Duration, Instant};
 use cairn::log::cleaner::{CleanOptions, Cleaner, CleanerConfig, CHECKPOINT_FILE};
 use cairn::log::{retention, AppendOrigin};
 use kafka_protocol::records::Compression;
+use log_support::transactional;
 use support::*;
 
 fn config(buffer: usize) -> CleanerConfig {

@@ -760,9 +760,9 @@ fn aborted_transactions_leave_with_the_segments_that_held_their_markers() {
     let log = open(dir.path(), &[]);
     log.create_topic("t", 1, overrides(&[]), false).unwrap();
     let p = log.partition("t", 0).unwrap();
-    p.append(transactional(false), AppendOrigin::Internal)
+    p.append(transactional(7, 0, "k", "v", None), AppendOrigin::Internal)
         .unwrap();
-    p.append(transactional(true), AppendOrigin::Internal)
+    p.append(transactional(7, 0, "", "", Some(0)), AppendOrigin::Internal)
         .unwrap();
     p.roll().unwrap();
     p.append(batch(&["a", "b"], now_ms()), AppendOrigin::Client)

@@ -119,28 +119,30 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-/// One record of producer (7, 0) in a transactional batch: data, or an ABORT marker.
-pub fn transactional(abort_marker: bool) -> Bytes {
-    let (key, value) = if abort_marker {
-        // Control key: version 0, type 0 (ABORT); value: version 0, coordinator epoch 0.
-        (vec![0u8, 0, 0, 0], vec![0u8, 0, 0, 0, 0, 0])
-    } else {
-        (b"k".to_vec(), b"v".to_vec())
+/// A transactional batch of producer (pid, epoch 0): one keyed record at `seq`, or, with
+/// `marker` = Some(0 ABORT / 1 COMMIT), the producer's control record ending its transaction.
+pub fn transactional(pid: i64, seq: i32, key: &str, value: &str, marker: Option<i16>) -> Bytes {
+    let (key, value, sequence) = match marker {
+        Some(kind) => {
+            let [hi, lo] = kind.to_be_bytes();
+            (vec![0u8, 0, hi, lo], vec![0u8; 6], -1)
+        }
+        None => (key.as_bytes().to_vec(), value.as_bytes().to_vec(), seq),
     };
     let record = Record {
         transactional: true,
-        control: abort_marker,
+        control: marker.is_some(),
         delete_horizon_ms: None,
         partition_leader_epoch: 0,
-        producer_id: 7,
+        producer_id: pid,
         producer_epoch: 0,
         timestamp_type: TimestampType::Creation,
         offset: 0,
-        sequence: if abort_marker { -1 } else { 0 },
-        timestamp: 1,
-        key: Some(key.into()),
-        value: Some(value.into()),
-        headers: Default::default(),
+        sequence,
+        timestamp: now_ms(),
+        key: Some(Bytes::from(key)),
+        value: Some(Bytes::from(value)),
+        headers: vec![],
     };
     let mut buf = BytesMut::new();
     RecordBatchEncoder::encode(
@@ -151,6 +153,6 @@ pub fn transactional(abort_marker: bool) -> Bytes {
             compression: Compression::None,
         },
     )
-    .expect("encode");
+    .expect("encode batch");
     buf.freeze()
 }
