@@ -412,41 +412,7 @@ fn more_cleaner_threads_clean_two_partitions_at_once_without_a_restart() {
         "log.cleaner.io.max.bytes.per.second=4000",
     ]);
     let mut client = cairn.client();
-    create_topic(
-        &mut client,
-        "two",
-        2,
-        &[
-            ("cleanup.policy", "compact"),
-            ("segment.ms", "100"),
-            ("min.cleanable.dirty.ratio", "0.01"),
-        ],
-    );
-    let value = "v".repeat(1000);
-    let values = [value.as_str(); 4];
-    for _ in 0..5 {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64;
-        for partition in 0..2 {
-            assert_eq!(
-                produce(&mut client, 9, "two", partition, batch(&values, now)).0,
-                0
-            );
-        }
-        std::thread::sleep(Duration::from_millis(150));
-    }
-    let cleaning = |text: &str, p: i32| {
-        crate::http::sample(
-            text,
-            &format!("cairn_cleaner_cleaning{{topic=\"two\",partition=\"{p}\"}}"),
-        )
-    };
-    let both = || {
-        let (_, text) = crate::http::get(http, "/metrics");
-        cleaning(&text, 0) == Some(1.0) && cleaning(&text, 1) == Some(1.0)
-    };
+    let both = crate::http::two_partitions_to_clean(&mut client, http);
     // One thread (the default): never two partitions at once while it works through them.
     let until = Instant::now() + Duration::from_secs(2);
     while Instant::now() < until {

@@ -599,19 +599,15 @@ fn the_promql_reader_rejects_what_it_should() {
     assert!(promql_metrics("sum by (a) (cairn_x{a=\"1\"").is_err());
 }
 
-#[test]
-fn cleaner_threads_clean_two_partitions_at_once() {
-    let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let cairn = Cairn::start(&[
-        &format!("cairn.http.listen={http}"),
-        "log.cleaner.backoff.ms=100",
-        "log.cleaner.threads=2",
-        // Slow enough that each pass lasts seconds, so both can be seen running.
-        "log.cleaner.io.max.bytes.per.second=4000",
-    ]);
-    let mut client = cairn.client();
+/// Two compacted partitions of topic `two`, each with five small dirty segments, on a broker
+/// whose cleaner is slowed (`log.cleaner.io.max.bytes.per.second` in `settings`) so each pass
+/// lasts seconds. Returns whether /metrics at `http` shows both being cleaned at this moment.
+pub(crate) fn two_partitions_to_clean(
+    client: &mut crate::harness::Client,
+    http: SocketAddr,
+) -> impl Fn() -> bool {
     create_topic(
-        &mut client,
+        client,
         "two",
         2,
         &[
@@ -629,27 +625,41 @@ fn cleaner_threads_clean_two_partitions_at_once() {
             .as_millis() as i64;
         for partition in 0..2 {
             assert_eq!(
-                produce(&mut client, 9, "two", partition, batch(&values, now)).0,
+                produce(client, 9, "two", partition, batch(&values, now)).0,
                 0
             );
         }
         std::thread::sleep(Duration::from_millis(150));
     }
-    let cleaning = |text: &str, p: i32| {
-        sample(
-            text,
-            &format!("cairn_cleaner_cleaning{{topic=\"two\",partition=\"{p}\"}}"),
-        )
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    move || {
         let (_, text) = get(http, "/metrics");
-        if cleaning(&text, 0) == Some(1.0) && cleaning(&text, 1) == Some(1.0) {
-            break;
-        }
+        let cleaning = |p: i32| {
+            sample(
+                &text,
+                &format!("cairn_cleaner_cleaning{{topic=\"two\",partition=\"{p}\"}}"),
+            )
+        };
+        cleaning(0) == Some(1.0) && cleaning(1) == Some(1.0)
+    }
+}
+
+#[test]
+fn cleaner_threads_clean_two_partitions_at_once() {
+    let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let cairn = Cairn::start(&[
+        &format!("cairn.http.listen={http}"),
+        "log.cleaner.backoff.ms=100",
+        "log.cleaner.threads=2",
+        // Slow enough that each pass lasts seconds, so both can be seen running.
+        "log.cleaner.io.max.bytes.per.second=4000",
+    ]);
+    let mut client = cairn.client();
+    let both = two_partitions_to_clean(&mut client, http);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !both() {
         assert!(
             Instant::now() < deadline,
-            "never saw both partitions being cleaned at once:\n{text}"
+            "never saw both partitions being cleaned at once"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
