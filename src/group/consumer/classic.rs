@@ -263,7 +263,7 @@ impl ConsumerGroup {
                     return Err(GroupError::GroupMaxSizeReached);
                 }
                 self.members
-                    .insert(member_id.clone(), new_classic_member(&member_id, cfg));
+                    .insert(member_id.clone(), ConsumerMember::new(&member_id, cfg));
                 changed = true;
             }
         }
@@ -419,32 +419,6 @@ impl ConsumerGroup {
                 !member.assigned.get(t).is_some_and(|a| a.contains(p)) && held.contains(&(*t, *p))
             })
         })
-    }
-}
-
-fn new_classic_member(member_id: &str, cfg: &ConsumerConfig) -> ConsumerMember {
-    ConsumerMember {
-        member_id: member_id.to_string(),
-        instance_id: None,
-        rack_id: None,
-        client_id: String::new(),
-        client_host: String::new(),
-        rebalance_timeout_ms: 0,
-        subscribed: Vec::new(),
-        regex: None,
-        server_assignor: None,
-        epoch: 0,
-        previous_epoch: 0,
-        state: MemberState::Stable,
-        assigned: Assignment::new(),
-        revoking: Assignment::new(),
-        session_deadline_ms: 0,
-        revoke_deadline_ms: None,
-        sent: None,
-        session_timeout_ms: cfg.session_timeout_ms,
-        classic: None,
-        join_deadline_ms: None,
-        sync_deadline_ms: None,
     }
 }
 

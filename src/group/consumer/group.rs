@@ -59,6 +59,34 @@ pub struct ConsumerMember {
 }
 
 impl ConsumerMember {
+    /// A member that has just joined: nothing subscribed or assigned, epoch 0, the group's
+    /// session timeout.
+    pub(super) fn new(member_id: &str, cfg: &ConsumerConfig) -> ConsumerMember {
+        ConsumerMember {
+            member_id: member_id.to_string(),
+            instance_id: None,
+            rack_id: None,
+            client_id: String::new(),
+            client_host: String::new(),
+            rebalance_timeout_ms: 0,
+            subscribed: Vec::new(),
+            regex: None,
+            server_assignor: None,
+            epoch: 0,
+            previous_epoch: 0,
+            state: MemberState::Stable,
+            assigned: Assignment::new(),
+            revoking: Assignment::new(),
+            session_deadline_ms: 0,
+            revoke_deadline_ms: None,
+            sent: None,
+            session_timeout_ms: cfg.session_timeout_ms,
+            classic: None,
+            join_deadline_ms: None,
+            sync_deadline_ms: None,
+        }
+    }
+
     /// Every instant at which the member is removed unless it acts: its session, a revocation
     /// it owes, and (classic members) a rejoin or a SyncGroup it owes.
     fn deadlines(&self) -> impl Iterator<Item = i64> {
@@ -368,27 +396,9 @@ impl ConsumerGroup {
         self.members.insert(
             member_id.clone(),
             ConsumerMember {
-                member_id: member_id.clone(),
                 instance_id: req.instance_id.clone(),
-                rack_id: None,
-                client_id: String::new(),
-                client_host: String::new(),
                 rebalance_timeout_ms: req.rebalance_timeout_ms,
-                subscribed: Vec::new(),
-                regex: None,
-                server_assignor: None,
-                epoch: 0,
-                previous_epoch: 0,
-                state: MemberState::Stable,
-                assigned: Assignment::new(),
-                revoking: Assignment::new(),
-                session_deadline_ms: 0,
-                revoke_deadline_ms: None,
-                sent: None,
-                session_timeout_ms: cfg.session_timeout_ms,
-                classic: None,
-                join_deadline_ms: None,
-                sync_deadline_ms: None,
+                ..ConsumerMember::new(&member_id, cfg)
             },
         );
         Ok((member_id, true))
