@@ -283,43 +283,30 @@ pub(super) fn incremental_alter_configs(
         .into_iter()
         .map(|resource| {
             let name = resource.resource_name.to_string();
+            // (name, operation, value) of each change.
+            let changes = || {
+                resource.configs.iter().map(|c| {
+                    (
+                        c.name.as_str(),
+                        c.config_operation,
+                        c.value.as_ref().map(|v| v.as_str()),
+                    )
+                })
+            };
             let outcome = match resource.resource_type {
                 TOPIC => topic_overrides(broker, &name).and_then(|mut overrides| {
-                    for c in &resource.configs {
-                        incremental_op(
-                            broker,
-                            &mut overrides,
-                            c.name.as_str(),
-                            c.config_operation,
-                            c.value.as_ref().map(|v| v.as_str()),
-                        )?;
+                    for (key, op, value) in changes() {
+                        incremental_op(broker, &mut overrides, key, op, value)?;
                     }
                     apply_topic_overrides(broker, &name, overrides, request.validate_only)
                 }),
-                BROKER => broker_configs::alter(
-                    broker,
-                    &name,
-                    resource.configs.iter().map(|c| {
-                        (
-                            c.name.as_str(),
-                            c.config_operation,
-                            c.value.as_ref().map(|v| v.as_str()),
-                        )
-                    }),
-                    request.validate_only,
-                ),
+                BROKER => broker_configs::alter(broker, &name, changes(), request.validate_only),
                 other => match resource_configs::kind(other) {
                     Some(kind) => resource_configs::alter(
                         broker,
                         kind,
                         &name,
-                        resource.configs.iter().map(|c| {
-                            (
-                                c.name.as_str(),
-                                c.config_operation,
-                                c.value.as_ref().map(|v| v.as_str()),
-                            )
-                        }),
+                        changes(),
                         request.validate_only,
                     ),
                     None => Err(fail(
