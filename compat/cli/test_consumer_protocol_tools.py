@@ -135,7 +135,10 @@ def members_of(broker, group):
 
 
 def test_partitions_added_a_member_killed_and_a_static_member_back(broker_with, topic_name):
-    broker = broker_with({**ENABLED, "group.consumer.session.timeout.ms": "6000"})
+    # The session timeout must outlast a console consumer JVM's start on a loaded machine: the
+    # static member is away from its SIGTERM until the new JVM joins, and a timeout shorter than
+    # that removes it (a new epoch, which is Kafka's behaviour too).
+    broker = broker_with({**ENABLED, "group.consumer.session.timeout.ms": "20000"})
     topic, group = topic_name, f"group-{topic_name}"
     setup_topic(broker, topic)
 
