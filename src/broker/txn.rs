@@ -253,7 +253,10 @@ pub(super) async fn txn_offset_commit(
                 .txn_commit(&group_id, (r.producer_id.0, r.producer_epoch), offsets)
                 .await
             {
-                Ok(()) => 0,
+                Ok(()) => {
+                    crate::txn::crash::point("txn-offset-commit");
+                    0
+                }
                 Err(e) => {
                     tracing::warn!(group = %group_id, error = %e, "transactional offset commit failed");
                     ResponseError::CoordinatorNotAvailable.code()

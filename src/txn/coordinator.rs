@@ -20,6 +20,7 @@ use kafka_protocol::records::{
 };
 use tracing::{info, warn};
 
+use super::crash;
 use super::state::{bumped_epoch, TxnError, TxnMetadata, TxnState};
 use super::topic::{StateTopic, TopicError};
 use crate::config::BrokerConfig;
@@ -77,6 +78,7 @@ impl TransactionCoordinator {
         log: Arc<LogManager>,
         groups: Arc<GroupCoordinator>,
     ) -> Result<Arc<TransactionCoordinator>, TopicError> {
+        crash::init();
         let topic = StateTopic::open(config, log.clone());
         let loaded = topic.load()?;
         info!(
@@ -226,8 +228,11 @@ impl TransactionCoordinator {
         let Some(prepared) = prepared else {
             return Ok(());
         };
+        crash::point("before-prepare");
         self.persist(id, prepared.clone()).await?;
+        crash::point("after-prepare");
         self.complete(id, prepared).await?;
+        crash::point("after-complete");
         Ok(())
     }
 
@@ -253,7 +258,11 @@ impl TransactionCoordinator {
                     commit,
                 )?;
                 markers.push((marked, end));
+                if markers.len() == 1 && prepared.partitions.len() > 1 {
+                    crash::point("between-markers");
+                }
             }
+            crash::point("before-complete");
             let done = prepared.complete(now_ms());
             let (partition, end) = self.topic.append(id, Some(&done), now_ms())?;
             txns.insert(id.to_string(), done.clone());
