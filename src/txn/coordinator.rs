@@ -318,7 +318,9 @@ impl TransactionCoordinator {
     /// WriteTxnMarkers from an operator (`kafka-transactions abort` of a hanging transaction):
     /// appends a marker of `producer_id`/`epoch` to `partition` under the coordinator's lock,
     /// as its own markers are, so no transactional batch interleaves. The log refuses an epoch
-    /// older than the producer's. Returns the offset just past the marker.
+    /// older than the producer's; a coordinator epoch older than the one of the producer's
+    /// last marker here is refused as Kafka refuses it (TRANSACTION_COORDINATOR_FENCED), and
+    /// nothing is written. Returns the offset just past the marker.
     pub fn write_marker(
         &self,
         partition: &Partition,
@@ -328,7 +330,16 @@ impl TransactionCoordinator {
         coordinator_epoch: i32,
     ) -> Result<Result<i64, LogError>, TxnError> {
         let batch = marker_batch(producer_id, epoch, commit, coordinator_epoch)?;
+        // Under the coordinator's lock no other marker lands between this check and the append.
         let _txns = self.lock();
+        let recorded = partition.coordinator_epoch(producer_id);
+        if coordinator_epoch < recorded {
+            warn!(
+                producer_id,
+                coordinator_epoch, recorded, "refused a marker from an older coordinator epoch"
+            );
+            return Err(TxnError::CoordinatorFenced);
+        }
         Ok(partition
             .append(batch, AppendOrigin::Internal)
             .map(|info| info.last_offset + 1))
@@ -465,7 +476,10 @@ fn write_marker(
     epoch: i16,
     commit: bool,
 ) -> Result<i64, TxnError> {
-    let batch = marker_batch(producer_id, epoch, commit, 0)?; // one coordinator: epoch 0
+    // One coordinator, at epoch 0, or at the epoch of an operator's marker (WriteTxnMarkers)
+    // written since: the epoch recorded for the producer never goes back.
+    let coordinator_epoch = partition.coordinator_epoch(producer_id).max(0);
+    let batch = marker_batch(producer_id, epoch, commit, coordinator_epoch)?;
     let info = partition.append(batch, AppendOrigin::Internal)?;
     Ok(info.last_offset + 1)
 }
