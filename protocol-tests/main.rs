@@ -20,4 +20,5 @@ mod resource_configs;
 mod topic_partitions;
 mod transactions;
 mod txn_admin;
+mod txn_checks;
 mod util;

@@ -813,3 +813,108 @@ fn aborted_values_never_replace_a_keys_committed_value_and_their_index_survives_
     assert_eq!((aborted[0].first_offset, aborted[0].last_offset), (1, 3));
     log.shutdown().unwrap();
 }
+
+#[test]
+fn markers_go_once_their_transaction_has_no_record_left_and_the_delete_horizon_passed() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), &[]);
+    log.create_topic(
+        "t",
+        1,
+        compacted(&[("delete.retention.ms", "60000")]),
+        false,
+    )
+    .unwrap();
+    let p = log.partition("t", 0).unwrap();
+    let append = |batch| p.append(batch, AppendOrigin::Internal).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    put(&p, "k", Some("committed")); // 0
+    append(transactional(7, 0, "k", "aborted", None)); // 1
+    append(transactional(7, 0, "", "", Some(0))); // 2: ABORT
+    append(transactional(7, 1, "j", "in-a-commit", None)); // 3
+    append(transactional(7, 0, "", "", Some(1))); // 4: COMMIT
+    append(transactional(7, 2, "m", "last", None)); // 5: the producer's last batch
+    append(transactional(7, 0, "", "", Some(1))); // 6: COMMIT
+    put(&p, "j", Some("newer")); // 7: j's transactional value is superseded
+    p.roll().unwrap();
+    runtime.block_on(p.wait_durable(8)).unwrap();
+    let markers = |p: &cairn::log::Partition| -> Vec<i64> {
+        read_all(p)
+            .0
+            .iter()
+            .filter(|h| h.is_control() && h.records_count > 0)
+            .map(|h| h.base_offset)
+            .collect()
+    };
+    let index = p.dir().join(format!("{:020}.txnindex", 0));
+    let now = now_ms();
+    let mut cleaner = Cleaner::new(dir.path(), config(1 << 20));
+
+    // Pass 1 removes the aborted value and j's superseded one; their transactions still had
+    // records in this pass, so every marker and the abort's index entry stay.
+    cleaner.clean_fully(&p, now, true).unwrap();
+    assert_eq!(markers(&p), vec![2, 4, 6]);
+    assert!(
+        index.exists(),
+        "the abort's entry stays while its records were found"
+    );
+    let data: Vec<(String, Option<String>)> = read_all(&p)
+        .1
+        .into_iter()
+        .filter(|r| !r.key.starts_with('\0'))
+        .map(|r| (r.key, r.value))
+        .collect();
+    assert_eq!(
+        data,
+        vec![
+            ("k".to_string(), Some("committed".to_string())),
+            ("m".to_string(), Some("last".to_string())),
+            ("j".to_string(), Some("newer".to_string())),
+        ]
+    );
+
+    // Pass 2 (more dirty data): markers 2 and 4 have no record left: stamped with a delete
+    // horizon, still there; the abort's index entry goes. Marker 6 ends the producer's last
+    // batch's transaction and stays as it is.
+    put(&p, "x", Some("1"));
+    p.roll().unwrap();
+    runtime.block_on(p.wait_durable(9)).unwrap();
+    let passes = cleaner.clean_fully(&p, now, true).unwrap();
+    assert_eq!(passes.iter().map(|s| s.markers_removed).sum::<u64>(), 0);
+    assert_eq!(markers(&p), vec![2, 4, 6]);
+    let stamped: Vec<(i64, bool)> = read_all(&p)
+        .0
+        .iter()
+        .filter(|h| h.is_control())
+        .map(|h| (h.base_offset, h.attributes & 0x40 != 0))
+        .collect();
+    assert_eq!(stamped, vec![(2, true), (4, true), (6, false)]);
+    assert!(
+        !index.exists(),
+        "no abort with records left: no index entry"
+    );
+
+    // Before the horizon nothing more goes; past it, the cleaner is due by itself and the two
+    // markers go. Marker 6 stays.
+    assert!(cleaner
+        .clean(&p, now + 59_000, Default::default())
+        .unwrap()
+        .is_none());
+    let passes = cleaner.clean_fully(&p, now + 60_001, false).unwrap();
+    assert_eq!(passes.iter().map(|s| s.markers_removed).sum::<u64>(), 2);
+    assert_eq!(markers(&p), vec![6]);
+    log.shutdown().unwrap();
+
+    // After a restart: no open transaction (the LSO is the high watermark) and the data reads
+    // the same.
+    let log = open(dir.path(), &[]);
+    let p = log.partition("t", 0).unwrap();
+    let offsets = p.offsets();
+    assert_eq!(offsets.last_stable_offset, offsets.high_watermark);
+    assert_eq!(markers(&p), vec![6]);
+    assert!(p.aborted_transactions(0, i64::MAX).is_empty());
+    log.shutdown().unwrap();
+}

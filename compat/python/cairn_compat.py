@@ -112,6 +112,8 @@ class Broker:
         self.started_once = False
         # More arguments for Cairn, e.g. ["--set", "key=value"].
         self.extra_args: list[str] = []
+        # More environment variables for Cairn's process, e.g. {"CAIRN_CRASH_AT": "..."}.
+        self.env: dict[str, str] = {}
         self._log = None
         if kind == "external":
             host, _, port_s = os.environ["COMPAT_BOOTSTRAP"].rpartition(":")
@@ -165,6 +167,7 @@ class Broker:
              *(arg for k, v in self.settings.items() for arg in ("--set", f"{k}={v}")),
              *self.extra_args],
             stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**os.environ, **self.env},
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -151,7 +151,7 @@ fn group_error_code(e: &GroupError) -> i16 {
 
 /// The Kafka error code of a coordinator error. Storage problems become the retriable codes
 /// Kafka's coordinator gives for them, so clients retry instead of failing.
-fn coordinator_error_code(e: &CoordinatorError) -> i16 {
+pub(super) fn coordinator_error_code(e: &CoordinatorError) -> i16 {
     match e {
         CoordinatorError::Group(g) => group_error_code(g),
         CoordinatorError::Offsets(o) => {

@@ -18,6 +18,7 @@ use kafka_protocol::messages::{
 
 use super::Broker;
 use crate::authz::{Operation, ResourceType};
+use crate::group::coordinator::TxnCommitMember;
 use crate::group::state::{CommittedOffset, TopicPartition};
 use crate::listener::Session;
 use crate::txn::TxnError;
@@ -43,6 +44,7 @@ pub(super) fn txn_error_code(e: TxnError, fenced_known: bool) -> i16 {
         TxnError::InvalidProducerIdMapping => ResponseError::InvalidProducerIdMapping,
         TxnError::InvalidTxnState => ResponseError::InvalidTxnState,
         TxnError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
+        TxnError::CoordinatorFenced => ResponseError::TransactionCoordinatorFenced,
     };
     e.code()
 }
@@ -248,16 +250,27 @@ pub(super) async fn txn_offset_commit(
                     })
                 })
                 .collect();
+            // Before v3 the request names no member: Kafka's defaults ("" and -1) stand.
+            let member = TxnCommitMember {
+                member_id: &r.member_id,
+                instance_id: r.group_instance_id.as_deref(),
+                generation_id: r.generation_id,
+            };
             match broker
                 .groups
-                .txn_commit(&group_id, (r.producer_id.0, r.producer_epoch), offsets)
+                .txn_commit(
+                    &group_id,
+                    member,
+                    (r.producer_id.0, r.producer_epoch),
+                    offsets,
+                )
                 .await
             {
-                Ok(()) => 0,
-                Err(e) => {
-                    tracing::warn!(group = %group_id, error = %e, "transactional offset commit failed");
-                    ResponseError::CoordinatorNotAvailable.code()
+                Ok(()) => {
+                    crate::txn::crash::point("txn-offset-commit");
+                    0
                 }
+                Err(e) => super::groups::coordinator_error_code(&e),
             }
         }
     };

@@ -16,6 +16,8 @@ use tracing::{error, info};
 
 mod txn;
 
+pub use txn::TxnCommitMember;
+
 use super::consumer::stored::StoredGroup as StoredConsumerGroup;
 use super::consumer::{ConsumerConfig, ConsumerError, ConsumerGroups, Topics};
 use super::offsets::{OffsetsError, OffsetsRecord, OffsetsTopic};

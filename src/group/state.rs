@@ -482,6 +482,37 @@ impl Groups {
         }
     }
 
+    /// Checks whether a TxnOffsetCommit may be written, by Kafka's rules for transactional
+    /// commits: as [`Groups::check_commit`], except that a commit naming no member, no
+    /// instance and no generation (TxnOffsetCommit before v3, or a producer given no group
+    /// metadata) is accepted in any state, and the group's state is not enforced (a member at
+    /// the current generation commits while the group completes a rebalance).
+    pub fn check_txn_commit(
+        &mut self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation_id: i32,
+        now: i64,
+    ) -> Result<(), GroupError> {
+        let Some(group) = self.groups.get(group_id) else {
+            return self.check_commit(group_id, member_id, instance_id, generation_id, now);
+        };
+        if group.state == GroupState::Dead {
+            return Err(GroupError::CoordinatorNotAvailable);
+        }
+        if generation_id < 0
+            && (group.state == GroupState::Empty || member_id.is_empty() && instance_id.is_none())
+        {
+            return Ok(());
+        }
+        group.validate_member(member_id, instance_id)?;
+        if generation_id != group.generation_id {
+            return Err(GroupError::IllegalGeneration);
+        }
+        Ok(())
+    }
+
     /// Marks commits of `partitions` as in flight: appended to `__consumer_offsets`, not yet
     /// durable. Until [`Groups::end_commit`], expiry neither removes those partitions' offsets
     /// (its tombstone would land after the commit and erase it on the next start) nor the

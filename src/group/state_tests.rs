@@ -783,6 +783,52 @@ fn offset(o: i64, at: i64) -> CommittedOffset {
 }
 
 #[test]
+fn txn_commit_checks() {
+    let mut h = Harness::new();
+    // An unknown group: generation -1 creates a simple group, anything else is refused.
+    assert_eq!(
+        h.groups.check_txn_commit("simple", "", None, -1, h.now),
+        Ok(())
+    );
+    assert_eq!(
+        h.groups.check_txn_commit("unknown", "m", None, 3, h.now),
+        Err(GroupError::IllegalGeneration)
+    );
+    let mut h = Harness::stable_pair();
+    // Unlike OffsetCommit, no member at generation -1 is accepted in a group with members
+    // (TxnOffsetCommit before v3 names none).
+    assert_eq!(h.groups.check_txn_commit("g", "", None, -1, h.now), Ok(()));
+    assert_eq!(h.groups.check_txn_commit("g", "m1", None, 1, h.now), Ok(()));
+    assert_eq!(
+        h.groups.check_txn_commit("g", "m1", None, -1, h.now),
+        Err(GroupError::IllegalGeneration)
+    );
+    assert_eq!(
+        h.groups.check_txn_commit("g", "m1", None, 2, h.now),
+        Err(GroupError::IllegalGeneration)
+    );
+    assert_eq!(
+        h.groups.check_txn_commit("g", "zz", None, 1, h.now),
+        Err(GroupError::UnknownMemberId)
+    );
+    assert_eq!(
+        h.groups
+            .check_txn_commit("g", "m1", Some("not-a-static-member"), 1, h.now),
+        Err(GroupError::UnknownMemberId)
+    );
+    // The group's state is not enforced: a member at the current generation commits while
+    // the group completes a rebalance (OffsetCommit gets REBALANCE_IN_PROGRESS there).
+    let a = h.join("m1");
+    h.join("m2");
+    h.joined(a);
+    assert_eq!(
+        h.groups.check_commit("g", "m1", None, 2, h.now),
+        Err(GroupError::RebalanceInProgress)
+    );
+    assert_eq!(h.groups.check_txn_commit("g", "m1", None, 2, h.now), Ok(()));
+}
+
+#[test]
 fn commit_checks() {
     let mut h = Harness::new();
     // Simple commit to an unknown group creates it, Empty, with no protocol type.

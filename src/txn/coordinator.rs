@@ -20,6 +20,7 @@ use kafka_protocol::records::{
 };
 use tracing::{info, warn};
 
+use super::crash;
 use super::state::{bumped_epoch, TxnError, TxnMetadata, TxnState};
 use super::topic::{StateTopic, TopicError};
 use crate::config::BrokerConfig;
@@ -77,6 +78,7 @@ impl TransactionCoordinator {
         log: Arc<LogManager>,
         groups: Arc<GroupCoordinator>,
     ) -> Result<Arc<TransactionCoordinator>, TopicError> {
+        crash::init();
         let topic = StateTopic::open(config, log.clone());
         let loaded = topic.load()?;
         info!(
@@ -226,8 +228,11 @@ impl TransactionCoordinator {
         let Some(prepared) = prepared else {
             return Ok(());
         };
+        crash::point("before-prepare");
         self.persist(id, prepared.clone()).await?;
+        crash::point("after-prepare");
         self.complete(id, prepared).await?;
+        crash::point("after-complete");
         Ok(())
     }
 
@@ -253,7 +258,11 @@ impl TransactionCoordinator {
                     commit,
                 )?;
                 markers.push((marked, end));
+                if markers.len() == 1 && prepared.partitions.len() > 1 {
+                    crash::point("between-markers");
+                }
             }
+            crash::point("before-complete");
             let done = prepared.complete(now_ms());
             let (partition, end) = self.topic.append(id, Some(&done), now_ms())?;
             txns.insert(id.to_string(), done.clone());
@@ -309,7 +318,9 @@ impl TransactionCoordinator {
     /// WriteTxnMarkers from an operator (`kafka-transactions abort` of a hanging transaction):
     /// appends a marker of `producer_id`/`epoch` to `partition` under the coordinator's lock,
     /// as its own markers are, so no transactional batch interleaves. The log refuses an epoch
-    /// older than the producer's. Returns the offset just past the marker.
+    /// older than the producer's; a coordinator epoch older than the one of the producer's
+    /// last marker here is refused as Kafka refuses it (TRANSACTION_COORDINATOR_FENCED), and
+    /// nothing is written. Returns the offset just past the marker.
     pub fn write_marker(
         &self,
         partition: &Partition,
@@ -319,7 +330,16 @@ impl TransactionCoordinator {
         coordinator_epoch: i32,
     ) -> Result<Result<i64, LogError>, TxnError> {
         let batch = marker_batch(producer_id, epoch, commit, coordinator_epoch)?;
+        // Under the coordinator's lock no other marker lands between this check and the append.
         let _txns = self.lock();
+        let recorded = partition.coordinator_epoch(producer_id);
+        if coordinator_epoch < recorded {
+            warn!(
+                producer_id,
+                coordinator_epoch, recorded, "refused a marker from an older coordinator epoch"
+            );
+            return Err(TxnError::CoordinatorFenced);
+        }
         Ok(partition
             .append(batch, AppendOrigin::Internal)
             .map(|info| info.last_offset + 1))
@@ -456,7 +476,10 @@ fn write_marker(
     epoch: i16,
     commit: bool,
 ) -> Result<i64, TxnError> {
-    let batch = marker_batch(producer_id, epoch, commit, 0)?; // one coordinator: epoch 0
+    // One coordinator, at epoch 0, or at the epoch of an operator's marker (WriteTxnMarkers)
+    // written since: the epoch recorded for the producer never goes back.
+    let coordinator_epoch = partition.coordinator_epoch(producer_id).max(0);
+    let batch = marker_batch(producer_id, epoch, commit, coordinator_epoch)?;
     let info = partition.append(batch, AppendOrigin::Internal)?;
     Ok(info.last_offset + 1)
 }

@@ -6,10 +6,12 @@
 //! the `__transaction_state` records in Kafka's format, [`coordinator`] the async shell that
 //! persists every transition before it takes effect, writes the commit/abort markers through
 //! the log engine and aborts timed-out transactions. Nothing here knows Kafka request types or
-//! error codes: `broker/txn.rs` translates. Depends on the log engine's contract, the group
-//! coordinator (offsets committed inside a transaction) and the config.
+//! error codes: `broker/txn.rs` translates. [`crash`] names the steps of a commit a test can
+//! kill the broker at. Depends on the log engine's contract, the group coordinator (offsets
+//! committed inside a transaction) and the config.
 
 pub mod coordinator;
+pub mod crash;
 pub mod state;
 pub mod topic;
 

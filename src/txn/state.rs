@@ -73,6 +73,8 @@ pub enum TxnError {
     InvalidTxnState,
     #[error("the transaction state topic cannot be written")]
     CoordinatorNotAvailable,
+    #[error("a marker from a coordinator epoch older than the one that last wrote here")]
+    CoordinatorFenced,
 }
 
 /// What the coordinator knows of one transactional id.

@@ -4,23 +4,61 @@
 //! before. The transaction coordinator calls in here; nothing here knows its state.
 
 use super::{now_ms, CoordinatorError, GroupCoordinator};
+use crate::group::consumer::ConsumerError;
 use crate::group::offsets::{partition_for, OffsetsRecord, OFFSETS_TOPIC};
-use crate::group::state::{CommittedOffset, TopicPartition};
+use crate::group::state::{CommittedOffset, GroupError, TopicPartition};
+
+/// Who commits inside the transaction (TxnOffsetCommit v3+; before, no member and generation
+/// -1): checked against the group as Kafka checks transactional commits.
+#[derive(Debug, Clone, Copy)]
+pub struct TxnCommitMember<'a> {
+    pub member_id: &'a str,
+    pub instance_id: Option<&'a str>,
+    pub generation_id: i32,
+}
 
 impl GroupCoordinator {
-    /// Appends transactional offsets of `producer` (id, epoch) for `group_id` and keeps them
-    /// pending; returns once they are durable.
+    /// Checks `member` against the group (UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION,
+    /// FENCED_INSTANCE_ID as Kafka), then appends transactional offsets of `producer` (id,
+    /// epoch) for `group_id` and keeps them pending; returns once they are durable.
     pub async fn txn_commit(
         &self,
         group_id: &str,
+        member: TxnCommitMember<'_>,
         producer: (i64, i16),
         offsets: Vec<(TopicPartition, CommittedOffset)>,
     ) -> Result<(), CoordinatorError> {
+        let check = |inner: &mut super::Inner| {
+            if inner.consumer.group(group_id).is_some() {
+                // Kafka: TxnOffsetCommit has no STALE_MEMBER_EPOCH; a stale epoch is an
+                // illegal generation.
+                return match inner.consumer.check_commit(
+                    group_id,
+                    member.member_id,
+                    member.generation_id,
+                    true,
+                ) {
+                    Err(ConsumerError::StaleMemberEpoch) => {
+                        Err(GroupError::IllegalGeneration.into())
+                    }
+                    other => other.map_err(CoordinatorError::from),
+                };
+            }
+            inner.groups.check_txn_commit(
+                group_id,
+                member.member_id,
+                member.instance_id,
+                member.generation_id,
+                now_ms(),
+            )?;
+            Ok::<(), CoordinatorError>(())
+        };
         if offsets.is_empty() {
-            return Ok(());
+            return check(&mut self.lock());
         }
         let (partition, end) = {
             let mut inner = self.lock();
+            check(&mut inner)?;
             let records: Vec<OffsetsRecord> = offsets
                 .iter()
                 .map(|(tp, o)| OffsetsRecord::Offset {

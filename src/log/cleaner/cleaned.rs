@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::aborted::AbortedRanges;
+use super::markers::TxnMarkers;
 use super::rewrite::{self, BatchOutcome, FilterStats, RetainRules, RewriteError};
 use super::{CleanStats, CleanerError, SegmentView, Throttle};
 use crate::log::batch::BatchHeader;
@@ -136,6 +137,7 @@ pub(super) fn write_group(
     segments: &[SegmentView],
     producers: &ProducerStateManager,
     aborted: &AbortedRanges,
+    markers: &mut TxnMarkers,
     rules: &RetainRules<'_>,
     throttle: &mut Throttle<'_>,
     filter: &mut FilterStats,
@@ -183,7 +185,10 @@ pub(super) fn write_group(
                     .and_then(|e| e.batches.back())
                     .is_some_and(|m| m.last_offset == h.last_offset());
             last_offset = h.last_offset();
-            let outcome = if aborted.holds(&h) {
+            markers.on_data(&h);
+            let outcome = if h.is_control() {
+                markers.on_control(&h, &bytes, producers, rules, filter)?
+            } else if aborted.holds(&h) {
                 // An aborted transaction's data goes; the producer's last batch stays empty,
                 // as an emptied batch does, so its sequence survives.
                 filter.records_read += h.records_count.max(0) as u64;
@@ -210,10 +215,12 @@ pub(super) fn write_group(
     let size = out.position;
     out.file.sync()?;
     let (offsets, times) = out.index.finish();
-    // The aborts whose markers the group holds keep their index entries (none: no file).
+    // The aborts whose markers the group holds keep their index entries while their records
+    // were still found (none: no file).
     let txn_entries: Vec<u8> = aborted
         .markers_within(base, last_offset)
         .iter()
+        .filter(|a| markers.keeps_abort_entry(a.last_offset))
         .flat_map(|a| a.encode())
         .collect();
     let mut files = vec![("index", offsets), ("timeindex", times)];

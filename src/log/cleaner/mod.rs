@@ -12,7 +12,9 @@
 //! it is full, then rewrite every sealed segment from the log start up to where the map ended,
 //! in groups of small neighbours merged up to `segment.bytes`; a key's latest record stays, older
 //! ones and keyless ones go, tombstones stay until their delete horizon (and always when they lie
-//! beyond where the map ended, whose older values the map does not cover). The last batch of each
+//! beyond where the map ended, whose older values the map does not cover); records of aborted
+//! transactions go (`aborted.rs`), and a transaction's marker goes once no record of its
+//! transaction is left and its delete horizon has passed (`markers.rs`). The last batch of each
 //! group always stays (emptied if needed), so a cleaned segment ends at the same offset as the
 //! segments it replaces and an interrupted swap is completed exactly. I/O is rate limited by
 //! `log.cleaner.io.max.bytes.per.second`.
@@ -34,6 +36,7 @@
 mod aborted;
 mod cleaned;
 pub mod key_map;
+mod markers;
 pub mod plan;
 pub mod rewrite;
 mod threads;
@@ -136,6 +139,8 @@ pub struct CleanStats {
     pub records_read: u64,
     pub records_kept: u64,
     pub tombstones_removed: u64,
+    /// Transaction markers removed (no record of their transaction left, horizon passed).
+    pub markers_removed: u64,
     pub map_keys: usize,
     pub map_capacity: usize,
     pub map_memory_bytes: usize,
@@ -534,6 +539,7 @@ impl Cleaner {
             upper_bound_offset: end_offset,
         };
         let mut filter = FilterStats::default();
+        let mut markers = markers::TxnMarkers::default();
         for group in groups {
             let segments = &snap.sealed[group];
             let bases: Vec<i64> = segments.iter().map(|s| s.summary.base_offset).collect();
@@ -543,6 +549,7 @@ impl Cleaner {
                 segments,
                 &snap.producers,
                 &snap.aborted,
+                &mut markers,
                 &rules,
                 &mut throttle,
                 &mut filter,
@@ -585,6 +592,7 @@ impl Cleaner {
         stats.records_read = filter.records_read;
         stats.records_kept = filter.records_kept;
         stats.tombstones_removed = filter.tombstones_removed;
+        stats.markers_removed = markers.removed;
         match filter.earliest_horizon {
             Some(h) => self.state().horizons.insert(key_of(partition), h),
             None => self.state().horizons.remove(&key_of(partition)),
@@ -611,6 +619,7 @@ impl Cleaner {
             segments_after = stats.segments_after,
             records_removed = stats.records_read - stats.records_kept,
             tombstones_removed = stats.tombstones_removed,
+            markers_removed = stats.markers_removed,
             map_keys = stats.map_keys,
             duration_ms = stats.duration.as_millis() as u64,
             swap_ms = stats.swap_duration.as_millis() as u64,

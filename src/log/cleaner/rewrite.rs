@@ -9,7 +9,8 @@
 //! tombstone stamps `now + delete.retention.ms` into baseTimestamp with attribute bit 6
 //! (KIP-534), rebasing the records' timestamp deltas. A batch that loses every record is dropped,
 //! or written as an empty header-only batch when the caller must keep it (the last batch of an
-//! active producer, so its sequence state survives). Control batches are kept as they are.
+//! active producer, so its sequence state survives). Control batches are not filtered here: the
+//! cleaner's `markers.rs` decides them, and [`stamp_horizon`] stamps a marker's horizon.
 //!
 //! Pure: bytes in, bytes out; the codecs come from the protocol crate. No I/O, no clock.
 
@@ -72,6 +73,13 @@ pub struct FilterStats {
     pub records_read: u64,
     pub records_kept: u64,
     pub tombstones_removed: u64,
+}
+
+impl FilterStats {
+    /// Remembers a delete horizon kept: the next cleaning is due when the earliest passes.
+    pub fn note_horizon(&mut self, horizon: i64) {
+        self.earliest_horizon = Some(self.earliest_horizon.map_or(horizon, |e| e.min(horizon)));
+    }
 }
 
 /// One record inside an uncompressed records block.
@@ -238,6 +246,42 @@ fn encode_batch(
 pub fn empty_batch(h: &BatchHeader) -> Vec<u8> {
     let attributes = h.attributes & (ATTR_LOG_APPEND_TIME | ATTR_TRANSACTIONAL | ATTR_CONTROL);
     encode_batch(h, attributes, -1, h.max_timestamp, 0, &[])
+}
+
+/// The delete horizon stamped into `h` by an earlier cleaning, if any.
+pub fn delete_horizon(h: &BatchHeader) -> Option<i64> {
+    (h.attributes & ATTR_DELETE_HORIZON != 0).then_some(h.base_timestamp)
+}
+
+/// `batch` (uncompressed, as control batches are) with `horizon` stamped into baseTimestamp
+/// and the records' timestamp deltas rebased on it; everything else as it was.
+pub fn stamp_horizon(batch: &[u8], h: &BatchHeader, horizon: i64) -> Result<Vec<u8>, RewriteError> {
+    let corrupt = |reason: String| RewriteError::Corrupt {
+        base_offset: h.base_offset,
+        reason,
+    };
+    if h.compression() != 0 {
+        return Err(corrupt("a compressed control batch".to_string()));
+    }
+    let records = parse_records(&batch[HEADER_SIZE..]).map_err(corrupt)?;
+    let mut raw = Vec::with_capacity(batch.len() - HEADER_SIZE + 8 * records.len());
+    for r in &records {
+        let timestamp = h.base_timestamp.wrapping_add(r.timestamp_delta);
+        let mut body = Vec::with_capacity(r.raw.len() + 8);
+        body.push(r.raw[r.timestamp_field.start - 1]);
+        write_varlong(&mut body, timestamp.wrapping_sub(horizon));
+        body.extend_from_slice(&r.raw[r.timestamp_field.end..]);
+        write_varlong(&mut raw, body.len() as i64);
+        raw.extend_from_slice(&body);
+    }
+    Ok(encode_batch(
+        h,
+        h.attributes | ATTR_DELETE_HORIZON,
+        horizon,
+        h.max_timestamp,
+        h.records_count,
+        &raw,
+    ))
 }
 
 /// Decides which records of `batch` (one whole stored batch, CRC already checked) stay, and

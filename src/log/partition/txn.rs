@@ -150,6 +150,14 @@ impl Partition {
             .collect()
     }
 
+    /// The coordinator epoch of `producer_id`'s last marker here (-1 before any).
+    pub fn coordinator_epoch(&self, producer_id: i64) -> i32 {
+        self.lock()
+            .producers
+            .get(producer_id)
+            .map_or(-1, |e| e.coordinator_epoch)
+    }
+
     /// The ongoing transactions here: (producer id, epoch, first offset).
     pub fn ongoing_transactions(&self) -> Vec<(i64, i16, i64)> {
         self.lock().producers.ongoing_transactions()
