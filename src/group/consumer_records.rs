@@ -15,6 +15,7 @@ use bytes::Bytes;
 use super::consumer::stored::{ConsumerRecord, StoredCurrent, StoredMember};
 use super::consumer::{Assignment, ClassicMember};
 use super::state::Protocol;
+use super::wire::Reader;
 
 /// The record types read and written here (Kafka's CoordinatorRecordType numbers).
 pub(super) const TYPES: std::ops::RangeInclusive<i16> = 3..=8;
@@ -93,7 +94,7 @@ pub(super) fn value(record: &ConsumerRecord) -> Option<Bytes> {
 
 /// Decodes a record whose key starts with a type in [`TYPES`]; `Ok(None)` for type 4.
 pub(super) fn decode(key: &[u8], value: Option<&[u8]>) -> Result<Option<ConsumerRecord>, String> {
-    let mut k = Reader::new(key);
+    let mut k = Reader::new(key, true);
     let kind = k.i16()?;
     let group_id = k.short_string()?;
     let member_id = if matches!(kind, 5 | 7 | 8) {
@@ -103,7 +104,7 @@ pub(super) fn decode(key: &[u8], value: Option<&[u8]>) -> Result<Option<Consumer
     };
     let mut v = match value {
         Some(bytes) => {
-            let mut r = Reader::new(bytes);
+            let mut r = Reader::new(bytes, true);
             let version = r.i16()?;
             if version != 0 {
                 return Err(format!(
@@ -129,7 +130,7 @@ pub(super) fn decode(key: &[u8], value: Option<&[u8]>) -> Result<Option<Consumer
                     let mut m = read_member(r)?;
                     for (tag, bytes) in r.tagged()? {
                         if tag == 0 {
-                            m.classic = Some(read_classic(&mut Reader::new(bytes))?);
+                            m.classic = Some(read_classic(&mut Reader::new(bytes, true))?);
                         }
                     }
                     Some(m)
@@ -145,7 +146,7 @@ pub(super) fn decode(key: &[u8], value: Option<&[u8]>) -> Result<Option<Consumer
         7 => ConsumerRecord::Target {
             group_id,
             member_id,
-            value: v.as_mut().map(Reader::assignment).transpose()?,
+            value: v.as_mut().map(read_assignment).transpose()?,
         },
         8 => ConsumerRecord::Current {
             group_id,
@@ -161,11 +162,11 @@ pub(super) fn decode(key: &[u8], value: Option<&[u8]>) -> Result<Option<Consumer
 }
 
 fn read_member(r: &mut Reader<'_>) -> Result<StoredMember, String> {
-    let instance_id = r.nullable()?;
-    let rack_id = r.nullable()?;
+    let instance_id = r.nullable_string()?;
+    let rack_id = r.nullable_string()?;
     let client_id = r.string()?;
     let client_host = r.string()?;
-    let count = r.len()?.unwrap_or(0);
+    let count = r.array_len()?;
     let mut subscribed = Vec::new();
     for _ in 0..count {
         subscribed.push(r.string()?);
@@ -176,9 +177,9 @@ fn read_member(r: &mut Reader<'_>) -> Result<StoredMember, String> {
         client_id,
         client_host,
         subscribed,
-        regex: r.nullable()?,
+        regex: r.nullable_string()?,
         rebalance_timeout_ms: r.i32()?,
-        server_assignor: r.nullable()?,
+        server_assignor: r.nullable_string()?,
         classic: None,
     })
 }
@@ -186,10 +187,10 @@ fn read_member(r: &mut Reader<'_>) -> Result<StoredMember, String> {
 fn read_classic(r: &mut Reader<'_>) -> Result<ClassicMember, String> {
     let session_timeout_ms = r.i32()?;
     let mut protocols = Vec::new();
-    for _ in 0..r.len()?.unwrap_or(0) {
+    for _ in 0..r.array_len()? {
         let name = r.string()?;
-        let n = r.len()?.ok_or("null protocol metadata")?;
-        let metadata = Bytes::copy_from_slice(r.take(n)?);
+        let metadata = r.nullable_bytes()?.ok_or("null protocol metadata")?;
+        let metadata = Bytes::copy_from_slice(metadata);
         r.tagged_fields()?;
         protocols.push(Protocol { name, metadata });
     }
@@ -204,9 +205,9 @@ fn read_current(r: &mut Reader<'_>) -> Result<StoredCurrent, String> {
     Ok(StoredCurrent {
         epoch: r.i32()?,
         previous_epoch: r.i32()?,
-        state: r.take(1)?[0] as i8,
-        assigned: r.assignment()?,
-        revoking: r.assignment()?,
+        state: r.i8()?,
+        assigned: read_assignment(r)?,
+        revoking: read_assignment(r)?,
     })
 }
 
@@ -261,106 +262,21 @@ impl Writer {
     }
 }
 
-struct Reader<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn new(data: &'a [u8]) -> Self {
-        Reader { data, pos: 0 }
-    }
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let end = self.pos.checked_add(n).ok_or("length overflow")?;
-        let s = self
-            .data
-            .get(self.pos..end)
-            .ok_or_else(|| format!("record ends early at byte {}", self.pos))?;
-        self.pos = end;
-        Ok(s)
-    }
-    fn i16(&mut self) -> Result<i16, String> {
-        Ok(i16::from_be_bytes(
-            self.take(2)?.try_into().expect("2 bytes"),
-        ))
-    }
-    fn i32(&mut self) -> Result<i32, String> {
-        Ok(i32::from_be_bytes(
-            self.take(4)?.try_into().expect("4 bytes"),
-        ))
-    }
-    fn varint(&mut self) -> Result<u32, String> {
-        let mut value = 0u32;
-        for shift in (0..35).step_by(7) {
-            let b = self.take(1)?[0];
-            value |= u32::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(value);
-            }
+/// `[]TopicPartitions`: topic id, partitions, tagged fields.
+fn read_assignment(r: &mut Reader<'_>) -> Result<Assignment, String> {
+    let mut a = Assignment::new();
+    for _ in 0..r.array_len()? {
+        let id = r.uuid()?;
+        let mut partitions = std::collections::BTreeSet::new();
+        for _ in 0..r.array_len()? {
+            partitions.insert(r.i32()?);
         }
-        Err("varint too long".to_string())
-    }
-    fn short_string(&mut self) -> Result<String, String> {
-        let n = usize::try_from(self.i16()?).map_err(|_| "null key string")?;
-        utf8(self.take(n)?)
-    }
-    /// A compact length; `None` for null. Never more than the bytes left.
-    fn len(&mut self) -> Result<Option<usize>, String> {
-        let n = self.varint()? as usize;
-        let Some(n) = n.checked_sub(1) else {
-            return Ok(None);
-        };
-        if n > self.data.len() - self.pos {
-            return Err(format!("length {n} beyond the record's end"));
-        }
-        Ok(Some(n))
-    }
-    fn nullable(&mut self) -> Result<Option<String>, String> {
-        match self.len()? {
-            None => Ok(None),
-            Some(n) => utf8(self.take(n)?).map(Some),
+        r.tagged_fields()?;
+        if !partitions.is_empty() {
+            a.entry(id).or_default().extend(partitions);
         }
     }
-    fn string(&mut self) -> Result<String, String> {
-        self.nullable()?.ok_or_else(|| "null string".to_string())
-    }
-    fn assignment(&mut self) -> Result<Assignment, String> {
-        let mut a = Assignment::new();
-        for _ in 0..self.len()?.unwrap_or(0) {
-            let id = uuid::Uuid::from_bytes(self.take(16)?.try_into().expect("16 bytes"));
-            let mut partitions = std::collections::BTreeSet::new();
-            for _ in 0..self.len()?.unwrap_or(0) {
-                partitions.insert(self.i32()?);
-            }
-            self.tagged_fields()?;
-            if !partitions.is_empty() {
-                a.entry(id).or_default().extend(partitions);
-            }
-        }
-        Ok(a)
-    }
-    /// The tagged fields: (tag, bytes) each.
-    fn tagged(&mut self) -> Result<Vec<(u32, &'a [u8])>, String> {
-        let mut out = Vec::new();
-        for _ in 0..self.varint()? {
-            let tag = self.varint()?;
-            let size = self.varint()? as usize;
-            out.push((tag, self.take(size)?));
-        }
-        Ok(out)
-    }
-    fn tagged_fields(&mut self) -> Result<(), String> {
-        for _ in 0..self.varint()? {
-            self.varint()?;
-            let size = self.varint()? as usize;
-            self.take(size)?;
-        }
-        Ok(())
-    }
-}
-
-fn utf8(bytes: &[u8]) -> Result<String, String> {
-    String::from_utf8(bytes.to_vec()).map_err(|_| "string is not UTF-8".to_string())
+    Ok(a)
 }
 
 #[cfg(test)]

@@ -11,5 +11,6 @@ mod consumer_records;
 pub mod coordinator;
 pub mod offsets;
 pub mod state;
+mod wire;
 
 pub use coordinator::{CoordinatorError, GroupCoordinator};

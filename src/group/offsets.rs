@@ -21,6 +21,7 @@ use kafka_protocol::records::{
 use super::consumer::stored::{ConsumerRecord, StoredGroup as StoredConsumerGroup};
 use super::consumer_records;
 use super::state::{CommittedOffset, StoredGroup, StoredMember, TopicPartition};
+use super::wire::Reader;
 use crate::config::BrokerConfig;
 use crate::log::{AppendOrigin, Isolation, LogError, LogManager, Partition};
 
@@ -219,8 +220,8 @@ fn decode_group_value(bytes: &[u8]) -> Result<StoredGroup, String> {
         let client_host = r.string()?;
         let rebalance_timeout_ms = if version >= 1 { r.i32()? } else { -1 };
         let session_timeout_ms = r.i32()?;
-        let subscription = r.bytes()?;
-        let assignment = r.bytes()?;
+        let subscription = Bytes::copy_from_slice(r.bytes()?);
+        let assignment = Bytes::copy_from_slice(r.bytes()?);
         r.tagged_fields()?;
         members.push(StoredMember {
             member_id,
@@ -598,110 +599,6 @@ impl Writer {
     }
     fn finish(self) -> Bytes {
         Bytes::from(self.0)
-    }
-}
-
-/// Reads Kafka's primitive types; `flexible` selects compact lengths and tagged fields.
-struct Reader<'a> {
-    data: &'a [u8],
-    pos: usize,
-    flexible: bool,
-}
-
-impl<'a> Reader<'a> {
-    fn new(data: &'a [u8], flexible: bool) -> Self {
-        Reader {
-            data,
-            pos: 0,
-            flexible,
-        }
-    }
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let s = self
-            .data
-            .get(self.pos..self.pos.checked_add(n).ok_or("length overflow")?)
-            .ok_or_else(|| format!("record ends early at byte {}", self.pos))?;
-        self.pos += n;
-        Ok(s)
-    }
-    fn i16(&mut self) -> Result<i16, String> {
-        Ok(i16::from_be_bytes(
-            self.take(2)?.try_into().expect("2 bytes"),
-        ))
-    }
-    fn i32(&mut self) -> Result<i32, String> {
-        Ok(i32::from_be_bytes(
-            self.take(4)?.try_into().expect("4 bytes"),
-        ))
-    }
-    fn i64(&mut self) -> Result<i64, String> {
-        Ok(i64::from_be_bytes(
-            self.take(8)?.try_into().expect("8 bytes"),
-        ))
-    }
-    fn varint(&mut self) -> Result<u32, String> {
-        let mut value = 0u32;
-        for shift in (0..35).step_by(7) {
-            let b = self.take(1)?[0];
-            value |= u32::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err("varint too long".to_string())
-    }
-    /// A length: `None` means null.
-    fn len(&mut self, wide: bool) -> Result<Option<usize>, String> {
-        if self.flexible {
-            let n = self.varint()?;
-            return Ok(n.checked_sub(1).map(|n| n as usize));
-        }
-        let n = if wide {
-            i64::from(self.i32()?)
-        } else {
-            i64::from(self.i16()?)
-        };
-        Ok(usize::try_from(n).ok())
-    }
-    fn nullable_string(&mut self) -> Result<Option<String>, String> {
-        match self.len(false)? {
-            None => Ok(None),
-            Some(n) => String::from_utf8(self.take(n)?.to_vec())
-                .map(Some)
-                .map_err(|_| "string is not UTF-8".to_string()),
-        }
-    }
-    fn string(&mut self) -> Result<String, String> {
-        self.nullable_string()?
-            .ok_or_else(|| "null string".to_string())
-    }
-    fn bytes(&mut self) -> Result<Bytes, String> {
-        match self.len(true)? {
-            None => Ok(Bytes::new()),
-            Some(n) => Ok(Bytes::copy_from_slice(self.take(n)?)),
-        }
-    }
-    fn array_len(&mut self) -> Result<usize, String> {
-        let n = self.len(true)?.unwrap_or(0);
-        if n > self.data.len() {
-            return Err(format!(
-                "array of {n} elements in a {}-byte record",
-                self.data.len()
-            ));
-        }
-        Ok(n)
-    }
-    fn tagged_fields(&mut self) -> Result<(), String> {
-        if !self.flexible {
-            return Ok(());
-        }
-        let count = self.varint()?;
-        for _ in 0..count {
-            self.varint()?;
-            let size = self.varint()? as usize;
-            self.take(size)?;
-        }
-        Ok(())
     }
 }
 

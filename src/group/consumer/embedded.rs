@@ -10,6 +10,12 @@
 
 use bytes::Bytes;
 
+use crate::group::wire::Reader;
+
+fn reader(data: &[u8]) -> Reader<'_> {
+    Reader::new(data, false).of("consumer protocol data")
+}
+
 /// Partitions by topic name.
 pub type NamedPartitions = std::collections::BTreeMap<String, std::collections::BTreeSet<i32>>;
 
@@ -26,24 +32,28 @@ pub struct Subscription {
 
 /// Reads a ConsumerProtocolSubscription.
 pub fn parse_subscription(data: &[u8]) -> Result<Subscription, String> {
-    let mut r = Reader { data, pos: 0 };
+    let mut r = reader(data);
     let version = r.i16()?;
     if version < 0 {
         return Err(format!("negative subscription version {version}"));
     }
     let mut topics = Vec::new();
-    for _ in 0..r.count()? {
+    for _ in 0..count(&mut r)? {
         topics.push(r.string()?);
     }
     r.bytes()?;
     let mut owned = NamedPartitions::new();
     if version >= 1 {
-        owned = r.partitions()?;
+        owned = partitions(&mut r)?;
     }
     if version >= 2 {
         r.i32()?;
     }
-    let rack_id = if version >= 3 { r.nullable()? } else { None };
+    let rack_id = if version >= 3 {
+        r.nullable_string()?
+    } else {
+        None
+    };
     Ok(Subscription {
         version,
         topics,
@@ -58,12 +68,12 @@ pub fn parse_assignment(data: &[u8]) -> Result<NamedPartitions, String> {
     if data.is_empty() {
         return Ok(NamedPartitions::new());
     }
-    let mut r = Reader { data, pos: 0 };
+    let mut r = reader(data);
     let version = r.i16()?;
     if version < 0 {
         return Err(format!("negative assignment version {version}"));
     }
-    r.partitions()
+    partitions(&mut r)
 }
 
 /// Writes a ConsumerProtocolAssignment at `version` (clamped to 0..=3) with no user data.
@@ -93,73 +103,24 @@ pub fn version_of(data: &[u8]) -> i16 {
     }
 }
 
-struct Reader<'a> {
-    data: &'a [u8],
-    pos: usize,
+/// An array count: never null (the layouts' arrays are not nullable).
+fn count(r: &mut Reader<'_>) -> Result<usize, String> {
+    r.len(true)?.ok_or_else(|| "null array".to_string())
 }
 
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let end = self.pos.checked_add(n).ok_or("length overflow")?;
-        let s = self
-            .data
-            .get(self.pos..end)
-            .ok_or_else(|| format!("consumer protocol bytes end early at byte {}", self.pos))?;
-        self.pos = end;
-        Ok(s)
-    }
-    fn i16(&mut self) -> Result<i16, String> {
-        Ok(i16::from_be_bytes(
-            self.take(2)?.try_into().expect("2 bytes"),
-        ))
-    }
-    fn i32(&mut self) -> Result<i32, String> {
-        Ok(i32::from_be_bytes(
-            self.take(4)?.try_into().expect("4 bytes"),
-        ))
-    }
-    /// An array count: never null, never more than the bytes left could hold.
-    fn count(&mut self) -> Result<usize, String> {
-        let n = usize::try_from(self.i32()?).map_err(|_| "null or negative array")?;
-        if n > self.data.len() - self.pos {
-            return Err(format!("array of {n} beyond the bytes' end"));
+fn partitions(r: &mut Reader<'_>) -> Result<NamedPartitions, String> {
+    let mut out = NamedPartitions::new();
+    for _ in 0..count(r)? {
+        let topic = r.string()?;
+        let mut ps = std::collections::BTreeSet::new();
+        for _ in 0..count(r)? {
+            ps.insert(r.i32()?);
         }
-        Ok(n)
-    }
-    fn nullable(&mut self) -> Result<Option<String>, String> {
-        let n = self.i16()?;
-        if n < 0 {
-            return Ok(None);
+        if !ps.is_empty() {
+            out.entry(topic).or_default().extend(ps);
         }
-        let bytes = self.take(n as usize)?;
-        String::from_utf8(bytes.to_vec())
-            .map(Some)
-            .map_err(|_| "string is not UTF-8".to_string())
     }
-    fn string(&mut self) -> Result<String, String> {
-        self.nullable()?.ok_or_else(|| "null string".to_string())
-    }
-    fn bytes(&mut self) -> Result<(), String> {
-        let n = self.i32()?;
-        if n >= 0 {
-            self.take(n as usize)?;
-        }
-        Ok(())
-    }
-    fn partitions(&mut self) -> Result<NamedPartitions, String> {
-        let mut out = NamedPartitions::new();
-        for _ in 0..self.count()? {
-            let topic = self.string()?;
-            let mut ps = std::collections::BTreeSet::new();
-            for _ in 0..self.count()? {
-                ps.insert(self.i32()?);
-            }
-            if !ps.is_empty() {
-                out.entry(topic).or_default().extend(ps);
-            }
-        }
-        Ok(out)
-    }
+    Ok(out)
 }
 
 #[cfg(test)]
