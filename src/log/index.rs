@@ -2,9 +2,12 @@
 //! (offset relative to the segment base as i32, `.log` position of a batch start as i32),
 //! byte-compatible with Kafka's so `kafka-dump-log` reads it.
 //!
-//! Entries live in memory and are appended to the file with plain positioned writes, so the file
-//! is always exactly `entries × 8` bytes (no preallocation, nothing to trim). Knows nothing of
-//! batches or the partition; file access goes through [`super::io`].
+//! Entries live in memory; new ones are buffered there and written to the file together, in one
+//! positioned write, by [`OffsetIndex::write_pending`] (the segment calls it when a page's worth
+//! is pending, and at roll and close). So the file is always a prefix of the entries, exactly
+//! `written × 8` bytes (no preallocation, nothing to trim); after a crash it may end before the
+//! log does, which recovery and a clean start both handle (they walk the log from the last entry).
+//! Knows nothing of batches or the partition; file access goes through [`super::io`].
 
 use std::io;
 use std::sync::Arc;
@@ -59,6 +62,8 @@ pub fn decode_entries(bytes: &[u8], log_size: u64) -> Result<Vec<(u32, u32)>, St
 pub struct OffsetIndex {
     base_offset: i64,
     entries: Vec<(u32, u32)>,
+    /// How many of `entries` the file holds; the rest await [`OffsetIndex::write_pending`].
+    written: usize,
     file: Arc<dyn IoFile>,
     max_entries: usize,
 }
@@ -70,6 +75,7 @@ impl OffsetIndex {
         Ok(OffsetIndex {
             base_offset,
             entries: Vec::new(),
+            written: 0,
             file,
             max_entries: (max_bytes as usize / ENTRY_SIZE).max(1),
         })
@@ -87,6 +93,7 @@ impl OffsetIndex {
         read_exact_at(file.as_ref(), &mut bytes, 0)?;
         Ok(decode_entries(&bytes, log_size).map(|entries| OffsetIndex {
             base_offset,
+            written: entries.len(),
             entries,
             file,
             max_entries: (max_bytes as usize / ENTRY_SIZE).max(1),
@@ -113,7 +120,32 @@ impl OffsetIndex {
             .map(|&(rel, pos)| (self.base_offset + rel as i64, pos))
     }
 
-    /// Appends (offset, position). The offset must exceed the last entry's.
+    /// Entries appended but not yet written to the file.
+    pub fn pending(&self) -> usize {
+        self.entries.len() - self.written
+    }
+
+    /// Writes the pending entries to the file in one positioned write. On failure the file is
+    /// cut back to the entries written before, and they stay pending.
+    pub fn write_pending(&mut self) -> io::Result<()> {
+        if self.pending() == 0 {
+            return Ok(());
+        }
+        let bytes: Vec<u8> = self.entries[self.written..]
+            .iter()
+            .flat_map(|&(rel, pos)| encode_entry(rel, pos))
+            .collect();
+        let at = (self.written * ENTRY_SIZE) as u64;
+        if let Err(e) = self.file.write_all_at(&bytes, at) {
+            let _ = self.file.set_len(at);
+            return Err(e);
+        }
+        self.written = self.entries.len();
+        Ok(())
+    }
+
+    /// Appends (offset, position) in memory (see [`OffsetIndex::write_pending`]). The offset
+    /// must exceed the last entry's.
     pub fn append(&mut self, offset: i64, position: u32) -> io::Result<()> {
         let rel = offset - self.base_offset;
         if !(0..=i32::MAX as i64).contains(&rel) {
@@ -131,14 +163,6 @@ impl OffsetIndex {
             .is_some_and(|&(last, _)| last as i64 >= rel)
         {
             return Ok(());
-        }
-        let at = (self.entries.len() * ENTRY_SIZE) as u64;
-        if let Err(e) = self
-            .file
-            .write_all_at(&encode_entry(rel as u32, position), at)
-        {
-            let _ = self.file.set_len(at);
-            return Err(e);
         }
         self.entries.push((rel as u32, position));
         Ok(())
@@ -177,12 +201,14 @@ impl OffsetIndex {
         let rel = offset - self.base_offset;
         let keep = self.entries.partition_point(|&(r, _)| (r as i64) < rel);
         self.entries.truncate(keep);
-        self.file.set_len((keep * ENTRY_SIZE) as u64)
+        self.written = self.written.min(keep);
+        self.file.set_len((self.written * ENTRY_SIZE) as u64)
     }
 
     /// Drops every entry.
     pub fn reset(&mut self) -> io::Result<()> {
         self.entries.clear();
+        self.written = 0;
         self.file.set_len(0)
     }
 }
@@ -220,6 +246,11 @@ mod tests {
         let mut idx = OffsetIndex::create(file.clone(), 1000, 1024).unwrap();
         idx.append(1005, 300).unwrap();
         idx.append(1010, 700).unwrap();
+        assert_eq!(idx.pending(), 2);
+        let raw = std::fs::read(dir.path().join("b.index")).unwrap();
+        assert!(raw.is_empty(), "entries are buffered until written");
+        idx.write_pending().unwrap();
+        assert_eq!(idx.pending(), 0);
         let raw = std::fs::read(dir.path().join("b.index")).unwrap();
         assert_eq!(raw, [0, 0, 0, 5, 0, 0, 1, 44, 0, 0, 0, 10, 0, 0, 2, 188]);
         let loaded = OffsetIndex::load(file.clone(), 1000, 1024, 800)
@@ -238,6 +269,7 @@ mod tests {
         assert!(!idx.is_full());
         idx.append(9, 20).unwrap();
         assert!(idx.is_full());
+        idx.write_pending().unwrap();
         idx.truncate_to(9).unwrap();
         assert_eq!(idx.last_entry(), Some((5, 10)));
         assert_eq!(

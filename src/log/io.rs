@@ -8,7 +8,7 @@
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
-use std::io;
+use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -21,6 +21,15 @@ pub trait IoFile: Send + Sync {
     fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize>;
     /// Writes all of `buf` at `pos`, or fails (the file may then hold part of it).
     fn write_all_at(&self, buf: &[u8], pos: u64) -> io::Result<()>;
+    /// Writes `parts` back to back at `pos`, in one positioned write where the file allows
+    /// (`pwritev`), or fails (the file may then hold part of them).
+    fn write_all_vectored_at(&self, parts: &[&[u8]], mut pos: u64) -> io::Result<()> {
+        for part in parts {
+            self.write_all_at(part, pos)?;
+            pos += part.len() as u64;
+        }
+        Ok(())
+    }
     /// Makes the file's data durable (fdatasync).
     fn sync(&self) -> io::Result<()>;
     /// Truncates or extends the file.
@@ -92,6 +101,32 @@ impl IoFile for StdFile {
     }
     fn write_all_at(&self, buf: &[u8], pos: u64) -> io::Result<()> {
         self.0.write_all_at(buf, pos)
+    }
+    fn write_all_vectored_at(&self, parts: &[&[u8]], mut pos: u64) -> io::Result<()> {
+        let mut parts: Vec<&[u8]> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
+        let mut first = 0;
+        while first < parts.len() {
+            let slices: Vec<IoSlice<'_>> = parts[first..].iter().map(|p| IoSlice::new(p)).collect();
+            let mut written = match rustix::io::pwritev(&self.0, &slices, pos) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => n,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            pos += written as u64;
+            // A short write: skip what went out and write the rest.
+            while written > 0 {
+                let part = parts[first];
+                if written >= part.len() {
+                    written -= part.len();
+                    first += 1;
+                } else {
+                    parts[first] = &part[written..];
+                    written = 0;
+                }
+            }
+        }
+        Ok(())
     }
     fn sync(&self) -> io::Result<()> {
         self.0.sync_data()
@@ -199,6 +234,10 @@ impl IoFile for FaultyFile {
                 Ok(())
             }
         }
+    }
+    /// One write of the joined parts, so a fault hits the append as a whole.
+    fn write_all_vectored_at(&self, parts: &[&[u8]], pos: u64) -> io::Result<()> {
+        self.write_all_at(&parts.concat(), pos)
     }
     fn sync(&self) -> io::Result<()> {
         match current(&self.fault) {

@@ -22,6 +22,7 @@ use super::{now_ms, AppendInfo, AppendOrigin, LogError, PartitionOffsets, Shared
 use crate::config::{LogConfig, TimestampType};
 
 mod layout;
+mod patch;
 mod read;
 mod size;
 mod slice;
@@ -218,7 +219,6 @@ impl Partition {
                 now,
             )?;
         }
-        let mut buf = records.to_vec();
         let seg_limits = segment_limits(&cfg);
 
         let mut st = self.lock();
@@ -277,21 +277,18 @@ impl Partition {
             .map(|(_, h)| h.max_timestamp)
             .max()
             .unwrap_or(now);
-        if st
-            .active()
-            .should_roll(&seg_limits, buf.len() as u64, incoming_ts, next - 1, now)
-        {
+        if st.active().should_roll(
+            &seg_limits,
+            records.len() as u64,
+            incoming_ts,
+            next - 1,
+            now,
+        ) {
             self.roll_locked(&mut st, &seg_limits)?;
         }
-        for (range, h) in &batches {
-            let bytes = &mut buf[range.clone()];
-            batch::set_base_offset(bytes, h.base_offset);
-            batch::set_partition_leader_epoch(bytes, 0);
-            if log_append_time {
-                batch::set_log_append_time(bytes, now);
-            }
-        }
-        st.active().append(&buf, &batches, &seg_limits)?;
+        let bytes = patch::Patched::new(&records, &batches, log_append_time.then_some(now));
+        st.active()
+            .append(bytes.head(), bytes.tail(), &batches, &seg_limits)?;
         st.producers.commit(pending);
         self.complete_aborts(&mut st, &aborts);
         let base_offset = st.log_end_offset;
@@ -340,7 +337,7 @@ impl Partition {
         producer_state::write_snapshot(&self.dir, new_base, &st.producers, false)?;
         let segment = Segment::create(self.io.as_ref(), &self.dir, new_base, limits)?;
         let old = st.active();
-        old.finish_time_index()?;
+        old.seal_indexes()?;
         let mut files = vec![old.log_file().clone()];
         files.extend(old.index_files());
         st.pending_sync.extend(files);
@@ -660,7 +657,7 @@ impl Partition {
             return Err(LogError::Io(io::Error::other(reason.to_string())));
         }
         let active = st.active();
-        active.finish_time_index()?;
+        active.seal_indexes()?;
         let files = active.index_files();
         producer_state::write_snapshot(&self.dir, st.log_end_offset, &st.producers, true)?;
         drop(st);

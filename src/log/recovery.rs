@@ -308,8 +308,9 @@ pub(crate) fn skip_lost_offsets(
         let bytes = cleaner::rewrite::empty_batch(&gap);
         let header =
             batch::check_batch(&bytes).map_err(|e| LogError::CorruptBatch(e.to_string()))?;
-        active.append(&bytes, &[(0..bytes.len(), header)], limits)?;
+        active.append(&bytes, &[], &[(0..bytes.len(), header)], limits)?;
         active.log_file().sync()?;
+        active.write_indexes(0)?;
         for f in active.index_files() {
             f.sync()?;
         }

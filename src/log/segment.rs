@@ -185,6 +185,10 @@ impl<'a> BatchScanner<'a> {
     }
 }
 
+/// Index entries buffered in memory before the segment writes them (a 4 KiB page of the offset
+/// index): after a crash the files lag the log by at most this many entries, which recovery walks.
+const PENDING_INDEX_ENTRIES: usize = 512;
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -364,7 +368,7 @@ impl Segment {
             next = h.last_offset() + 1;
             self.index_batch(h, b.position, limits)?;
         }
-        self.finish_time_index()?;
+        self.seal_indexes()?;
         tracing::info!(segment = %self.path("log").display(), "rebuilt offset and time indexes");
         Ok(())
     }
@@ -483,7 +487,7 @@ impl Segment {
             self.log.set_len(valid)?;
         }
         self.size = valid;
-        self.finish_time_index()?;
+        self.seal_indexes()?;
         Ok((next_offset, truncated, reason))
     }
 
@@ -520,10 +524,23 @@ impl Segment {
         Ok(())
     }
 
-    /// Appends the final time index entry (largest timestamp so far), as at roll or close.
-    pub fn finish_time_index(&mut self) -> io::Result<()> {
+    /// Appends the final time index entry (largest timestamp so far) and writes every buffered
+    /// entry of both indexes to their files, as at roll or close.
+    pub fn seal_indexes(&mut self) -> io::Result<()> {
         if let (Some((ts, off)), Some(ix)) = (self.max_timestamp, self.indexes.as_mut()) {
             ix.time.maybe_append(ts, off)?;
+        }
+        self.write_indexes(0)
+    }
+
+    /// Writes the buffered index entries once more than `at_least` of either index's are
+    /// pending: one positioned write per index instead of one per entry.
+    pub fn write_indexes(&mut self, at_least: usize) -> io::Result<()> {
+        if let Some(ix) = self.indexes.as_mut() {
+            if ix.offset.pending() > at_least || ix.time.pending() > at_least {
+                ix.offset.write_pending()?;
+                ix.time.write_pending()?;
+            }
         }
         Ok(())
     }
@@ -601,22 +618,25 @@ impl Segment {
             || last_offset - self.base_offset > i32::MAX as i64
     }
 
-    /// Writes `bytes` (whole batches with final offsets) at the end, indexing each batch. On any
-    /// error the log and indexes are cut back to where they were.
+    /// Writes `head` then `tail` (together, whole batches with final offsets; `batches` gives
+    /// their ranges in the two joined) at the end in one positioned write, indexing each batch.
+    /// On any error the log and indexes are cut back to where they were.
     pub fn append(
         &mut self,
-        bytes: &[u8],
+        head: &[u8],
+        tail: &[u8],
         batches: &[(Range<usize>, BatchHeader)],
         limits: &SegmentLimits,
     ) -> io::Result<()> {
         let start = self.size;
-        if start + bytes.len() as u64 > u32::MAX as u64 / 2 {
+        let len = (head.len() + tail.len()) as u64;
+        if start + len > u32::MAX as u64 / 2 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "segment would exceed 2 GiB",
             ));
         }
-        if let Err(e) = self.log.write_all_at(bytes, start) {
+        if let Err(e) = self.log.write_all_vectored_at(&[head, tail], start) {
             let _ = self.log.set_len(start);
             return Err(e);
         }
@@ -625,11 +645,15 @@ impl Segment {
             self.bytes_since_index,
             self.rolling_timestamp,
         );
-        for (range, h) in batches {
+        for (i, (range, h)) in batches.iter().enumerate() {
             if self.rolling_timestamp.is_none() {
                 self.rolling_timestamp = Some(h.max_timestamp);
             }
-            if let Err(e) = self.index_batch(h, start + range.start as u64, limits) {
+            let mut indexed = self.index_batch(h, start + range.start as u64, limits);
+            if i + 1 == batches.len() {
+                indexed = indexed.and_then(|()| self.write_indexes(PENDING_INDEX_ENTRIES));
+            }
+            if let Err(e) = indexed {
                 let _ = self.log.set_len(start);
                 let first = batches.first().map_or(0, |(_, h)| h.base_offset);
                 if let Some(ix) = self.indexes.as_mut() {
@@ -644,7 +668,7 @@ impl Segment {
                 return Err(e);
             }
         }
-        self.size = start + bytes.len() as u64;
+        self.size = start + len;
         // Appended batches passed their CRC check on the way in: a verified prefix that reached
         // the old end now reaches the new one.
         let _ =
@@ -778,8 +802,16 @@ mod tests {
         index_interval_bytes: 150,
     };
 
-    /// A segment at base 100 holding `n` one-record batches; returns it and each batch's end.
+    /// A segment at base 100 holding `n` one-record batches, sealed as at roll; returns it and
+    /// each batch's end.
     fn filled(dir: &Path, n: i64) -> (Segment, Vec<u64>) {
+        let (mut seg, ends) = unsealed(dir, n);
+        seg.seal_indexes().unwrap();
+        (seg, ends)
+    }
+
+    /// As [`filled`], but with the index entries still buffered (as when the broker crashes).
+    fn unsealed(dir: &Path, n: i64) -> (Segment, Vec<u64>) {
         let mut seg = Segment::create(&StdIo, dir, 100, &LIMITS).unwrap();
         let mut ends = Vec::new();
         for i in 0..n {
@@ -787,10 +819,9 @@ mod tests {
             batch::set_base_offset(&mut b, 100 + i);
             let h = BatchHeader::parse(&b).unwrap();
             let len = b.len();
-            seg.append(&b, &[(0..len, h)], &LIMITS).unwrap();
+            seg.append(&b, &[], &[(0..len, h)], &LIMITS).unwrap();
             ends.push(seg.size);
         }
-        seg.finish_time_index().unwrap();
         (seg, ends)
     }
 
@@ -837,6 +868,37 @@ mod tests {
             seg.max_timestamp(&StdIo, &LIMITS).unwrap(),
             Some((1_006, 106))
         );
+    }
+
+    /// A crash leaves the index files behind the log (entries are written a page at a time, and
+    /// at roll and close): recovery indexes the rest, as a sealed segment would have it.
+    #[test]
+    fn recovery_completes_index_files_that_lag_the_log() {
+        let sealed_dir = tempfile::tempdir().unwrap();
+        let (mut sealed, _) = filled(sealed_dir.path(), 30);
+        let dir = tempfile::tempdir().unwrap();
+        let (seg, ends) = unsealed(dir.path(), 30);
+        assert!(seg.indexes.as_ref().unwrap().offset.len() > 5);
+        assert!(std::fs::read(seg.path("index")).unwrap().is_empty());
+        assert!(std::fs::read(seg.path("timeindex")).unwrap().is_empty());
+        drop(seg);
+        let mut seg = Segment::open(&StdIo, dir.path(), 100).unwrap();
+        let (next, truncated, reason) = seg.recover(&StdIo, &LIMITS, 120).unwrap();
+        assert_eq!((next, truncated, reason), (Some(130), 0, None));
+        assert_eq!(seg.size, ends[29]);
+        for ext in ["index", "timeindex"] {
+            assert_eq!(
+                std::fs::read(seg.path(ext)).unwrap(),
+                std::fs::read(sealed.path(ext)).unwrap(),
+                "{ext}"
+            );
+        }
+        for offset in 100..130 {
+            assert_eq!(
+                seg.lookup(&StdIo, &LIMITS, offset).unwrap(),
+                sealed.lookup(&StdIo, &LIMITS, offset).unwrap()
+            );
+        }
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! offset relative to the segment base i32), byte-compatible with Kafka's.
 //!
 //! An entry (T, o) means: the largest timestamp among records up to offset `o` is T. Timestamps
-//! strictly increase. Entries live in memory and are appended to the file with positioned writes,
-//! so the file is always exact. Knows nothing of batches or partitions.
+//! strictly increase. Entries live in memory; new ones are buffered and written together by
+//! [`TimeIndex::write_pending`], as the offset index's are (see [`super::index`]), so the file is
+//! always a prefix of them. Knows nothing of batches or partitions.
 
 use std::io;
 use std::sync::Arc;
@@ -53,6 +54,8 @@ pub fn decode_entries(bytes: &[u8]) -> Result<Vec<(i64, u32)>, String> {
 pub struct TimeIndex {
     base_offset: i64,
     entries: Vec<(i64, u32)>,
+    /// How many of `entries` the file holds; the rest await [`TimeIndex::write_pending`].
+    written: usize,
     file: Arc<dyn IoFile>,
     max_entries: usize,
 }
@@ -64,6 +67,7 @@ impl TimeIndex {
         Ok(TimeIndex {
             base_offset,
             entries: Vec::new(),
+            written: 0,
             file,
             max_entries: (max_bytes as usize / ENTRY_SIZE).max(2),
         })
@@ -80,6 +84,7 @@ impl TimeIndex {
         read_exact_at(file.as_ref(), &mut bytes, 0)?;
         Ok(decode_entries(&bytes).map(|entries| TimeIndex {
             base_offset,
+            written: entries.len(),
             entries,
             file,
             max_entries: (max_bytes as usize / ENTRY_SIZE).max(2),
@@ -107,7 +112,32 @@ impl TimeIndex {
             .map(|&(ts, rel)| (ts, self.base_offset + rel as i64))
     }
 
-    /// Appends (timestamp, offset) when the timestamp exceeds the last entry's (and is not -1).
+    /// Entries appended but not yet written to the file.
+    pub fn pending(&self) -> usize {
+        self.entries.len() - self.written
+    }
+
+    /// Writes the pending entries to the file in one positioned write. On failure the file is
+    /// cut back to the entries written before, and they stay pending.
+    pub fn write_pending(&mut self) -> io::Result<()> {
+        if self.pending() == 0 {
+            return Ok(());
+        }
+        let bytes: Vec<u8> = self.entries[self.written..]
+            .iter()
+            .flat_map(|&(ts, rel)| encode_entry(ts, rel))
+            .collect();
+        let at = (self.written * ENTRY_SIZE) as u64;
+        if let Err(e) = self.file.write_all_at(&bytes, at) {
+            let _ = self.file.set_len(at);
+            return Err(e);
+        }
+        self.written = self.entries.len();
+        Ok(())
+    }
+
+    /// Appends (timestamp, offset) in memory when the timestamp exceeds the last entry's (and is
+    /// not -1); [`TimeIndex::write_pending`] writes it out.
     pub fn maybe_append(&mut self, timestamp: i64, offset: i64) -> io::Result<()> {
         if timestamp < 0 || self.entries.last().is_some_and(|&(ts, _)| ts >= timestamp) {
             return Ok(());
@@ -123,14 +153,6 @@ impl TimeIndex {
                     self.base_offset
                 ),
             ));
-        }
-        let at = (self.entries.len() * ENTRY_SIZE) as u64;
-        if let Err(e) = self
-            .file
-            .write_all_at(&encode_entry(timestamp, rel as u32), at)
-        {
-            let _ = self.file.set_len(at);
-            return Err(e);
         }
         self.entries.push((timestamp, rel as u32));
         Ok(())
@@ -153,12 +175,14 @@ impl TimeIndex {
         let rel = offset - self.base_offset;
         let keep = self.entries.partition_point(|&(_, r)| (r as i64) < rel);
         self.entries.truncate(keep);
-        self.file.set_len((keep * ENTRY_SIZE) as u64)
+        self.written = self.written.min(keep);
+        self.file.set_len((self.written * ENTRY_SIZE) as u64)
     }
 
     /// Drops every entry.
     pub fn reset(&mut self) -> io::Result<()> {
         self.entries.clear();
+        self.written = 0;
         self.file.set_len(0)
     }
 }
@@ -185,6 +209,11 @@ mod tests {
         assert_eq!(idx.lookup(1_001), 52);
         assert_eq!(idx.lookup(5_000), 60);
         assert_eq!(idx.last_entry(), Some((2_000, 60)));
+        assert!(
+            std::fs::read(&path).unwrap().is_empty(),
+            "buffered until written"
+        );
+        idx.write_pending().unwrap();
         let raw = std::fs::read(&path).unwrap();
         assert_eq!(raw.len(), 24);
         assert_eq!(&raw[..12], &encode_entry(1_000, 2));
@@ -206,6 +235,7 @@ mod tests {
         assert!(!idx.is_full());
         idx.maybe_append(20, 5).unwrap();
         assert!(idx.is_full());
+        idx.write_pending().unwrap();
         idx.truncate_to(5).unwrap();
         assert_eq!(idx.last_entry(), Some((10, 1)));
     }
