@@ -12,7 +12,7 @@ use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 /// An open data file, addressed by position (no shared cursor, so readers never block writers).
@@ -177,7 +177,6 @@ pub enum Fault {
 #[derive(Debug, Default)]
 pub struct FaultyIo {
     fault: Arc<AtomicU8>,
-    writes: Arc<AtomicU64>,
 }
 
 impl FaultyIo {
@@ -188,11 +187,6 @@ impl FaultyIo {
     /// Injects `fault` from now on (in files already open too).
     pub fn set(&self, fault: Fault) {
         self.fault.store(fault as u8, Ordering::SeqCst);
-    }
-
-    /// Successful data-file writes so far.
-    pub fn writes(&self) -> u64 {
-        self.writes.load(Ordering::SeqCst)
     }
 }
 
@@ -209,7 +203,6 @@ fn current(fault: &AtomicU8) -> Fault {
 struct FaultyFile {
     inner: Arc<dyn IoFile>,
     fault: Arc<AtomicU8>,
-    writes: Arc<AtomicU64>,
 }
 
 fn eio() -> io::Error {
@@ -228,11 +221,7 @@ impl IoFile for FaultyFile {
                 self.inner.write_all_at(&buf[..buf.len() / 2], pos)?;
                 Err(eio())
             }
-            _ => {
-                self.inner.write_all_at(buf, pos)?;
-                self.writes.fetch_add(1, Ordering::SeqCst);
-                Ok(())
-            }
+            _ => self.inner.write_all_at(buf, pos),
         }
     }
     /// One write of the joined parts, so a fault hits the append as a whole.
@@ -261,7 +250,6 @@ impl FileIo for FaultyIo {
         Ok(Arc::new(FaultyFile {
             inner: StdIo.open(path, create)?,
             fault: self.fault.clone(),
-            writes: self.writes.clone(),
         }))
     }
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
