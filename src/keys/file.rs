@@ -10,7 +10,7 @@
 //! are a cache of the log, never fsynced, never the source of truth.
 
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -148,6 +148,31 @@ impl KeyFile {
         })
     }
 
+    /// Reads the entries in hash order, 16 KiB at a time; fails when the file on disk no
+    /// longer describes this file's segment (rebuilt after a cleaner swap, or removed). The CRC
+    /// is checked by [`Entries::finish`] once every entry is read.
+    pub fn entries(&self) -> io::Result<Entries> {
+        let mut file = File::open(&self.path)?;
+        let mut head = [0u8; HEADER];
+        file.read_exact(&mut head)?;
+        let mut id = Vec::new();
+        self.identity.encode(&mut id);
+        if &head[..8] != MAGIC
+            || head[8..12] != VERSION.to_be_bytes()
+            || head[12..52] != id[..]
+            || be_u64(&head, 52) != self.count
+        {
+            return Err(io::Error::other("the key file changed"));
+        }
+        Ok(Entries {
+            file,
+            block: Vec::with_capacity(BLOCK_ENTRIES * ENTRY),
+            at: 0,
+            left: self.count,
+            crc: crc32c::crc32c(&head),
+        })
+    }
+
     /// The offset recorded for `hash`. Hashes are spread evenly over `u64`, so the entry of a
     /// hash lies near `hash / 2^64 · count`, within about `√count / 2` entries (one standard
     /// deviation): one positioned read of `±(√count + 16)` entries around that guess usually
@@ -186,6 +211,52 @@ impl KeyFile {
             }
         }
         Ok(None)
+    }
+}
+
+/// The entries of a key file in hash order, read sequentially a block at a time (see
+/// [`KeyFile::entries`]).
+pub struct Entries {
+    file: File,
+    block: Vec<u8>,
+    at: usize,
+    left: u64,
+    crc: u32,
+}
+
+/// Entries read at once.
+const BLOCK_ENTRIES: usize = 1024;
+
+impl Entries {
+    /// The next `(hash, offset)`, or `None` past the last.
+    pub fn read_next(&mut self) -> io::Result<Option<(u64, i64)>> {
+        if self.at == self.block.len() {
+            if self.left == 0 {
+                return Ok(None);
+            }
+            let n = self.left.min(BLOCK_ENTRIES as u64) as usize;
+            self.block.resize(n * ENTRY, 0);
+            self.file.read_exact(&mut self.block)?;
+            self.crc = crc32c::crc32c_append(self.crc, &self.block);
+            self.left -= n as u64;
+            self.at = 0;
+        }
+        let e = (
+            be_u64(&self.block, self.at),
+            be_u64(&self.block, self.at + 8) as i64,
+        );
+        self.at += ENTRY;
+        Ok(Some(e))
+    }
+
+    /// After the last entry: whether the file's CRC matches what was read.
+    pub fn finish(mut self) -> io::Result<bool> {
+        if self.left != 0 || self.at != self.block.len() {
+            return Ok(false);
+        }
+        let mut crc = [0u8; 4];
+        self.file.read_exact(&mut crc)?;
+        Ok(u32::from_be_bytes(crc) == self.crc)
     }
 }
 

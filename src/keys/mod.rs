@@ -24,6 +24,7 @@
 
 pub mod builder;
 pub mod file;
+mod plan;
 pub mod record;
 mod scan;
 pub mod snapshot;

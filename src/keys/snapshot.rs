@@ -1,17 +1,22 @@
 //! Consistent snapshots: the latest live record of every key as of one offset per partition,
-//! produced in offset order with memory bounded by one read plus, per partition, a map of the
-//! one segment straddling its `as_of` offset. A record is emitted when it is the latest for its
-//! key below `as_of` and not a tombstone, checked against the key index at the moment it is
-//! read; the caller hands `as_of` to a consumer, which continues from there. `as_of` is at most
-//! the last stable offset, and records of aborted transactions are not seen, so a snapshot holds
-//! committed records only and the consumer that follows reads `read_committed`.
+//! produced in offset order with memory bounded by one read, a [`plan`](super::plan) and, per
+//! partition, a map of the one segment straddling its `as_of` offset. A record is emitted when it
+//! is the latest for its key below `as_of` and not a tombstone: certain from the plan (most
+//! records), else checked against the key index at the moment it is read; the caller hands
+//! `as_of` to a consumer, which continues from there. `as_of` is at most the last stable offset,
+//! and records of aborted transactions are not seen, so a snapshot holds committed records only
+//! and the consumer that follows reads `read_committed`.
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
+use super::plan::{plan, NoPlan, Plan};
 use super::scan::scan;
 use super::{KeyIndex, KeysError, Record};
 use crate::log::partition::Partition;
+
+/// Records read without a plan before trying again to make one, after a file moved under it.
+const RETRY_RECORDS: i64 = 1 << 16;
 
 /// Calls `emit` with every live key's latest record below `as_of` in `partition`, in offset
 /// order, until it breaks (then returns `Ok(false)`); `Ok(true)` when the snapshot is complete.
@@ -25,11 +30,40 @@ pub fn partition_snapshot(
     let mut overlay = None;
     let mut failed = None;
     let mut stopped = false;
+    let mut planned: Option<Plan> = None;
+    // Where to (try to) make the next plan; `i64::MAX` once the tail is too large for one.
+    let mut replan_at = start;
     scan(partition, start, as_of, |r| {
         let (Some(key), Some(_)) = (&r.key, &r.value) else {
             return ControlFlow::Continue(());
         };
-        match index.is_latest(partition, key, r.offset, as_of, &mut overlay) {
+        if r.offset >= replan_at && planned.as_ref().is_none_or(|p| !p.covers(r.offset)) {
+            planned = match plan(index, partition, as_of, r.offset) {
+                Ok(Ok(p)) => Some(p),
+                Ok(Err(NoPlan::Moved)) => {
+                    replan_at = r.offset + RETRY_RECORDS;
+                    None
+                }
+                Ok(Err(NoPlan::TooLarge)) => {
+                    replan_at = i64::MAX;
+                    None
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    return ControlFlow::Break(());
+                }
+            };
+            // Retention moved the log start past this record meanwhile: no plan speaks for it.
+            if planned.as_ref().is_some_and(|p| !p.covers(r.offset)) {
+                replan_at = r.offset + RETRY_RECORDS;
+            }
+        }
+        let certain = planned.as_ref().is_some_and(|p| p.certain(key, r.offset));
+        let latest = match certain {
+            true => Ok(true),
+            false => index.is_latest(partition, key, r.offset, as_of, &mut overlay),
+        };
+        match latest {
             Ok(true) => {
                 if emit(r).is_break() {
                     stopped = true;
