@@ -1,7 +1,8 @@
 //! Two brokers and a real etcd (Debian's etcd-server, which `scripts/test deps` installs): a
 //! broker that does not lead a partition refuses Produce, Fetch and ListOffsets with
 //! NOT_LEADER_OR_FOLLOWER, stale and future leader epochs are refused, and Metadata,
-//! DescribeCluster and FindCoordinator describe the cluster.
+//! DescribeCluster and FindCoordinator describe the cluster, and leader epochs are stamped in
+//! stored batches and answered by OffsetForLeaderEpoch.
 
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -10,12 +11,16 @@ use std::time::{Duration, Instant};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
 use kafka_protocol::messages::{
     DescribeClusterRequest, DescribeClusterResponse, FetchRequest, FetchResponse,
     FindCoordinatorResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
-    MetadataResponse,
+    MetadataResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
 };
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::RecordBatchDecoder;
 
 use crate::harness::{free_port, Cairn, Client};
 use crate::util::{batch, create_topic, fetch_request, produce, topic_name};
@@ -111,6 +116,19 @@ fn fetch_error(client: &mut Client, partition: i32, epoch: i32) -> i16 {
     response.responses[0].partitions[0].error_code
 }
 
+/// Waits until the broker behind `client` serves `partition` of `t`: it has seen (and
+/// recorded) its leadership.
+fn wait_serving(client: &mut Client, partition: i32) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fetch_error(client, partition, -1) != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the broker does not serve {partition}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn list_offsets_error(client: &mut Client, partition: i32) -> i16 {
     let request = ListOffsetsRequest::default()
         .with_replica_id(kafka_protocol::messages::BrokerId(-1))
@@ -130,6 +148,17 @@ fn only_the_leader_serves_a_partition_and_epochs_are_checked() {
     let one = node(&etcd, 1);
     let mut two = node(&etcd, 2);
     let mut c1 = one.client();
+    // Both brokers are live (in broker 1's view) before the topic is placed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let m: MetadataResponse =
+            c1.call(12, &MetadataRequest::default().with_topics(Some(vec![])));
+        if m.brokers.len() == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "broker 2 never listed: {m:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     create_topic(&mut c1, "t", 2, &[]);
     let placed = leaders(&mut c1, "t", 2);
     let mut ids: Vec<i32> = placed.iter().map(|l| l.0).collect();
@@ -174,6 +203,9 @@ fn only_the_leader_serves_a_partition_and_epochs_are_checked() {
     // Broker 2 stops: it leaves Metadata and its partition has no leader; back, it leads
     // again at a newer epoch, and the old epoch is fenced.
     let old_epoch = placed[on_two as usize].1;
+    let mut before = two.client();
+    wait_serving(&mut before, on_two);
+    assert_eq!(produce(&mut before, 9, "t", on_two, batch(&["x"], 0)).0, 0);
     assert!(two.stop().success());
     let deadline = Instant::now() + Duration::from_secs(30);
     while metadata(&mut c1, "t").brokers.len() != 1 {
@@ -185,11 +217,64 @@ fn only_the_leader_serves_a_partition_and_epochs_are_checked() {
     assert_eq!(back[on_two as usize].0, 2);
     assert!(back[on_two as usize].1 > old_epoch);
     let mut c2 = two.client();
+    wait_serving(&mut c2, on_two);
     assert_eq!(
         fetch_error(&mut c2, on_two, old_epoch),
         ResponseError::FencedLeaderEpoch.code()
     );
-    assert_eq!(fetch_error(&mut c2, on_two, back[on_two as usize].1), 0);
+    let new_epoch = back[on_two as usize].1;
+    assert_eq!(fetch_error(&mut c2, on_two, new_epoch), 0);
+
+    // Stored batches carry the epoch that wrote them, the leader-epoch-checkpoint says where
+    // each epoch starts, and OffsetForLeaderEpoch answers from it (KIP-101).
+    assert_eq!(produce(&mut c2, 9, "t", on_two, batch(&["y"], 0)), (0, 1));
+    let fetched: FetchResponse = c2.call(12, &fetch_request("t", on_two, 0, 0, 0));
+    let mut bytes = fetched.responses[0].partitions[0].records.clone().unwrap();
+    let mut stamped = Vec::new();
+    while !bytes.is_empty() {
+        let set = RecordBatchDecoder::decode(&mut bytes).unwrap();
+        stamped.extend(
+            set.records
+                .iter()
+                .map(|r| (r.offset, r.partition_leader_epoch)),
+        );
+    }
+    assert_eq!(stamped, vec![(0, old_epoch), (1, new_epoch)]);
+    let checkpoint = std::fs::read_to_string(
+        two.data_dir
+            .join(format!("t-{on_two}"))
+            .join("leader-epoch-checkpoint"),
+    )
+    .unwrap();
+    assert_eq!(checkpoint, format!("0\n2\n{old_epoch} 0\n{new_epoch} 1\n"));
+    for (asked, answer) in [
+        (old_epoch, (old_epoch, 1)),
+        (old_epoch + 1, (old_epoch, 1)),
+        (new_epoch, (new_epoch, 2)),
+        (new_epoch + 5, (-1, -1)),
+    ] {
+        assert_eq!(
+            end_offset_for(&mut c2, on_two, asked),
+            answer,
+            "epoch {asked}"
+        );
+    }
+}
+
+/// OffsetForLeaderEpoch for one partition of `t`: (leader epoch, end offset).
+fn end_offset_for(client: &mut Client, partition: i32, epoch: i32) -> (i32, i64) {
+    let request = OffsetForLeaderEpochRequest::default()
+        .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+        .with_topics(vec![OffsetForLeaderTopic::default()
+            .with_topic(topic_name("t"))
+            .with_partitions(vec![OffsetForLeaderPartition::default()
+                .with_partition(partition)
+                .with_current_leader_epoch(-1)
+                .with_leader_epoch(epoch)])]);
+    let response: OffsetForLeaderEpochResponse = client.call(4, &request);
+    let p = &response.topics[0].partitions[0];
+    assert_eq!(p.error_code, 0);
+    (p.leader_epoch, p.end_offset)
 }
 
 #[test]

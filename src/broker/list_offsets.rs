@@ -70,7 +70,11 @@ pub(super) async fn handle(
                         .with_offset(offset)
                         .with_timestamp(timestamp);
                     if version >= 4 {
-                        r.leader_epoch = if offset >= 0 { LEADER_EPOCH } else { -1 };
+                        r.leader_epoch = match offset {
+                            o if o < 0 => -1,
+                            o if broker.cluster.is_some() => log.epoch_of_offset(o),
+                            _ => LEADER_EPOCH,
+                        };
                     }
                     r
                 }
@@ -147,8 +151,9 @@ impl Query<'_> {
     }
 }
 
-/// This node has had one leader epoch (0) for every partition, so the end offset of epoch 0 is
-/// the log end offset, and any later epoch is unknown.
+/// A single node has had one leader epoch (0) for every partition, so the end offset of epoch 0
+/// is the log end offset, and any later epoch is unknown; a cluster answers from each
+/// partition's epoch cache.
 pub(super) fn offset_for_leader_epoch(
     broker: &Broker,
     request: OffsetForLeaderEpochRequest,
@@ -169,8 +174,8 @@ pub(super) fn offset_for_leader_epoch(
                     let Some(log) = broker.log.partition(&name, p.partition) else {
                         return r.with_error_code(code(ResponseError::UnknownTopicOrPartition));
                     };
-                    // In a cluster the partition's epoch is etcd's; its batches still carry
-                    // epoch 0 (stamping the leader epoch comes with replication).
+                    // In a cluster the partition's epochs are etcd's, stamped in its batches
+                    // and kept in its leader-epoch-checkpoint.
                     if broker.cluster.is_some() {
                         if let Err(error_code) = super::leaders::check(
                             broker,
@@ -180,6 +185,11 @@ pub(super) fn offset_for_leader_epoch(
                         ) {
                             return r.with_error_code(error_code);
                         }
+                        let (epoch, end_offset) = log.end_offset_for_epoch(p.leader_epoch);
+                        return r
+                            .with_error_code(NONE)
+                            .with_leader_epoch(epoch)
+                            .with_end_offset(end_offset);
                     } else if p.current_leader_epoch > LEADER_EPOCH {
                         return r.with_error_code(code(ResponseError::UnknownLeaderEpoch));
                     }

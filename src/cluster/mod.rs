@@ -6,7 +6,8 @@
 //! live), the controller election (a lease-bound key created by a compare-and-swap txn), the
 //! controller's leader assignment, topic creation, growth and deletion in etcd, a watched
 //! in-memory [`ClusterView`] of everything under `/cairn/`, and the local mirror: every topic in
-//! etcd exists in the local log, and this broker serves the partitions it leads. Every write of
+//! etcd exists in the local log, and this broker serves the partitions it leads once their logs
+//! have recorded the leader epoch etcd gave them. Every write of
 //! topic or partition metadata is a txn that compares the key's mod revision (or its absence).
 //! No consensus of Cairn's own: etcd decides. Knows no Kafka request types or error codes; the
 //! handlers map [`ClusterError`] and [`NotServed`].
@@ -293,13 +294,41 @@ impl Cluster {
                 *current = view;
             }
         }
+        // Until `take_leadership` has recorded a partition's new epoch, `check_leader` refuses
+        // it: no batch is written under an epoch its checkpoint does not hold.
         let mut mirrored = self.mirrored.lock().await;
         let latest = self.view();
         if latest.revision > mirrored.revision {
             self.mirror(&mirrored, &latest);
+            self.take_leadership(&latest);
             *mirrored = latest;
         }
         Ok(())
+    }
+
+    /// Gives every local partition this broker leads in `view` the view's leader epoch (a new
+    /// entry in its leader-epoch-checkpoint when the epoch is new).
+    fn take_leadership(&self, view: &ClusterView) {
+        for ((topic, index), state) in &view.partitions {
+            if state.record.leader != self.node_id {
+                continue;
+            }
+            let Some(partition) = self.log.partition(topic, *index) else {
+                continue;
+            };
+            match partition.become_leader(state.record.leader_epoch) {
+                Ok(false) => {}
+                Ok(true) => info!(
+                    topic,
+                    partition = index,
+                    leader_epoch = state.record.leader_epoch,
+                    "leading partition"
+                ),
+                Err(e) => {
+                    warn!(topic, partition = index, error = %e, "cannot record the new leader epoch")
+                }
+            }
+        }
     }
 
     /// Makes the local log hold every topic of the cluster: created with etcd's configs,
@@ -445,6 +474,15 @@ impl Cluster {
             .partition(topic, partition)
             .ok_or(NotServed::UnknownTopicOrPartition)?;
         if p.leader() != self.node_id || !view.brokers.contains_key(&self.node_id) {
+            return Err(NotServed::NotLeader);
+        }
+        // The local log must have recorded the view's epoch (it has, unless this broker has
+        // only just seen it, or recording it failed).
+        let local_epoch = self
+            .log
+            .partition(topic, partition)
+            .map(|l| l.recorded_leader_epoch());
+        if local_epoch.is_some_and(|e| e != p.leader_epoch()) {
             return Err(NotServed::NotLeader);
         }
         match current_leader_epoch {

@@ -8,7 +8,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 
 use bytes::Bytes;
@@ -21,7 +21,9 @@ use super::segment::{BatchScanner, Scan, Segment, SegmentLimits};
 use super::{now_ms, AppendInfo, AppendOrigin, LogError, PartitionOffsets, Shared};
 use crate::config::{LogConfig, TimestampType};
 
+pub mod epochs;
 mod layout;
+mod limits;
 mod patch;
 mod read;
 mod size;
@@ -30,6 +32,7 @@ mod timestamps;
 pub mod txn;
 mod validate;
 
+pub(crate) use limits::segment_limits;
 pub use slice::{Served, ServedRead};
 use validate::map_batch_error;
 
@@ -109,21 +112,10 @@ pub struct Partition {
     durable: watch::Sender<Durability>,
     pub(crate) shared: Arc<Shared>,
     self_ref: Weak<Partition>,
-}
-
-pub(crate) fn segment_limits(cfg: &LogConfig) -> SegmentLimits {
-    SegmentLimits {
-        segment_bytes: cfg.segment_bytes,
-        // A compacted topic rolls by max.compaction.lag.ms too, so the active segment (never
-        // cleaned) cannot hold dirty data past that lag (protocol.md §4).
-        segment_ms: if cfg.cleanup_policy.compact {
-            cfg.segment_ms.min(cfg.max_compaction_lag_ms)
-        } else {
-            cfg.segment_ms
-        },
-        index_bytes: cfg.segment_index_bytes,
-        index_interval_bytes: cfg.index_interval_bytes,
-    }
+    /// Which leader epoch wrote which offsets (lock order: after `state`), and the epoch
+    /// appends stamp; see `epochs.rs`.
+    epochs: Mutex<epochs::LeaderEpochCache>,
+    append_epoch: AtomicI32,
 }
 
 impl Partition {
@@ -141,7 +133,10 @@ impl Partition {
             failed: None,
             shutting_down: false,
         });
+        let epochs = epochs::LeaderEpochCache::open(&dir, &state);
         Arc::new_cyclic(|weak| Partition {
+            append_epoch: AtomicI32::new(epochs.latest_epoch().unwrap_or(0)),
+            epochs: Mutex::new(epochs),
             topic,
             index,
             dir,
@@ -261,7 +256,7 @@ impl Partition {
                 SequenceCheck::Append => {}
             }
             h.base_offset = next;
-            h.partition_leader_epoch = 0;
+            h.partition_leader_epoch = self.append_epoch.load(Ordering::SeqCst);
             if log_append_time {
                 h.max_timestamp = now;
                 h.attributes |= 0x08;

@@ -61,7 +61,7 @@ impl Patched {
 /// Writes the broker's fields into one batch (or its first [`PATCHED_HEAD`] bytes).
 fn stamp(bytes: &mut [u8], h: &BatchHeader, log_append_time: Option<i64>) {
     batch::set_base_offset(bytes, h.base_offset);
-    batch::set_partition_leader_epoch(bytes, 0);
+    batch::set_partition_leader_epoch(bytes, h.partition_leader_epoch);
     if let Some(now) = log_append_time {
         batch::set_log_append_time(bytes, now);
     }
@@ -83,11 +83,12 @@ mod tests {
         let records = Bytes::from(raw.clone());
         let mut batches = split_batches(&records).unwrap();
         batches[0].1.base_offset = 77;
+        batches[0].1.partition_leader_epoch = 9;
         let p = Patched::new(&records, &batches, None);
         assert_eq!(p.head().len(), PATCHED_HEAD);
         let mut expected = raw.clone();
         batch::set_base_offset(&mut expected, 77);
-        batch::set_partition_leader_epoch(&mut expected, 0);
+        batch::set_partition_leader_epoch(&mut expected, 9);
         assert_eq!(joined(&p), expected);
         batch::check_batch(&joined(&p)).unwrap();
 
