@@ -446,6 +446,12 @@ impl RemoteLog {
         Ok(got)
     }
 
+    /// True when a read found object `key` damaged (the scrub checks it next).
+    pub(crate) fn was_found_corrupt(&self, key: &str) -> bool {
+        let known = self.corrupt.lock().unwrap_or_else(|e| e.into_inner());
+        known.contains(key)
+    }
+
     /// A corruption of `seg`'s object, logged with its key the first time.
     fn found_corrupt(&self, seg: &RemoteSegment, reason: impl std::fmt::Display) -> TierError {
         let e = corrupt(seg, reason);
