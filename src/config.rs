@@ -297,6 +297,7 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def("remote.log.manager.copy.max.bytes.per.second", T::Long, Some("9223372036854775807"), AtLeast(1), "Upper bound on the bandwidth of copies to the object-storage tier."),
     def("cairn.remote.cache.bytes", T::Long, Some("268435456"), AtLeast(0), "Cairn only. Memory for segment objects read from the tier (an LRU cache)."),
     def("cairn.remote.upload.interval.ms", T::Long, Some("600000"), AtLeast(100), "Cairn only. Longest time acknowledged data of a tiered partition stays only on local disk: the active segment is rolled and uploaded at least this often."),
+    def("cairn.remote.scrub.interval.ms", T::Long, Some("86400000"), AtLeast(1000), "Cairn only. How often every object of the object-storage tier is read back and checked against its manifest (size, CRC-32C, each batch's CRC); a damaged one is uploaded again from the local copy when there is one."),
 ];
 
 /// A topic-level key: its definition and the broker keys it defaults from, most specific first.
@@ -1215,6 +1216,10 @@ impl BrokerConfig {
     /// `cairn.remote.cache.bytes`.
     pub fn remote_cache_bytes(&self) -> i64 {
         self.long("cairn.remote.cache.bytes")
+    }
+    /// `cairn.remote.scrub.interval.ms`.
+    pub fn remote_scrub_interval_ms(&self) -> i64 {
+        self.long("cairn.remote.scrub.interval.ms")
     }
     /// `cairn.remote.upload.interval.ms`.
     pub fn remote_upload_interval_ms(&self) -> i64 {

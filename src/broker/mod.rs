@@ -233,6 +233,10 @@ impl Broker {
                     ),
                     cache_bytes: config.remote_cache_bytes().max(0) as u64,
                     copy_bytes_per_second: config.remote_copy_bytes_per_second(),
+                    clean: config.cleaner_enable(),
+                    scrub_interval: std::time::Duration::from_millis(
+                        config.remote_scrub_interval_ms().max(1) as u64,
+                    ),
                 };
                 Some(Tier::start(bucket, lease, log.clone(), data_dir, options).await)
             }

@@ -226,6 +226,35 @@ fn register_log(registry: &mut Registry, log: &LogStats, status: &Status) {
         since_clean,
     );
 
+    if let Some(s) = &status.scrub {
+        let scrub = [
+            (
+                "cairn_tier_scrubbed_segments",
+                "Segments of the tier read back and checked",
+                s.checked,
+            ),
+            (
+                "cairn_tier_damaged_segments",
+                "Segments of the tier found with a missing or damaged object",
+                s.damaged,
+            ),
+            (
+                "cairn_tier_repaired_segments",
+                "Damaged segments of the tier uploaded again from the local copy",
+                s.repaired,
+            ),
+            (
+                "cairn_tier_unrepairable_segments",
+                "Damaged segments of the tier with no local copy to repair them from",
+                s.unrepairable,
+            ),
+        ];
+        for (name, help, value) in scrub {
+            let counter: Counter = Counter::default();
+            counter.inc_by(value);
+            registry.register(name, help, counter);
+        }
+    }
     let c = &status.cleaner;
     let counters = [
         (

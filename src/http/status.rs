@@ -22,6 +22,17 @@ pub(crate) struct Status {
     pub cleaner: CleanerStatus,
     pub startup: StartupReport,
     pub process: ProcessStatus,
+    /// The tier's scrub since start-up (`None` without a tier).
+    pub scrub: Option<ScrubStatus>,
+}
+
+/// What the tier's scrub found since start-up.
+#[derive(Debug, Serialize)]
+pub(crate) struct ScrubStatus {
+    pub checked: u64,
+    pub damaged: u64,
+    pub repaired: u64,
+    pub unrepairable: u64,
 }
 
 /// The cleaner's totals since start-up.
@@ -202,6 +213,15 @@ impl Status {
             },
             startup: stats.startup(),
             process: ProcessStatus::read(),
+            scrub: broker.tier.as_ref().map(|t| {
+                let (checked, damaged, repaired, unrepairable) = t.scrub.snapshot();
+                ScrubStatus {
+                    checked,
+                    damaged,
+                    repaired,
+                    unrepairable,
+                }
+            }),
         }
     }
 }

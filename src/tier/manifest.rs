@@ -60,6 +60,14 @@ pub struct Manifest {
     pub segments: Vec<RemoteSegment>,
     pub retired: Vec<Retired>,
     pub written_ms: i64,
+    /// Where the last cleaning of the tier's compacted segments ended ([`super::clean`]): the
+    /// records below it were deduplicated together. 0 before any.
+    #[serde(default)]
+    pub cleaned_to: i64,
+    /// The earliest delete horizon of a tombstone that cleaning kept: the next cleaning is due
+    /// then.
+    #[serde(default)]
+    pub tombstone_horizon: Option<i64>,
 }
 
 impl Manifest {

@@ -4,8 +4,9 @@
 //! Owns the bucket: the writer's lease ([`lease`]), the per-partition manifests
 //! ([`manifest`]), the background copy of sealed, durable segments and of topic metadata
 //! ([`upload`], its local side in `local`, paced by [`pace`]), reads of the offsets only the
-//! bucket still holds ([`read`]), and the restore of an empty data directory from the bucket
-//! ([`restore`]).
+//! bucket still holds ([`read`]), the cleaning of compacted segments only the bucket holds
+//! (`clean`), the scrub that reads every object back and has damaged ones uploaded again
+//! ([`scrub`]), and the restore of an empty data directory from the bucket ([`restore`]).
 //! It reads the log through `log/`'s crate-internal view of a partition (segment handles, durable
 //! offset) and tells the log how far the tier holds each partition, so local retention never
 //! deletes what the bucket lacks. `log/` does not depend on this module; nothing here sees a
@@ -20,12 +21,15 @@
 //! <prefix>/partitions/<topic_id>/<p>/segments/<base:020>-<uid>.log|.snapshot
 //! ```
 
+mod clean;
 pub mod lease;
 mod local;
 pub mod manifest;
+mod object;
 pub mod pace;
 pub mod read;
 pub mod restore;
+pub mod scrub;
 pub mod upload;
 
 use std::sync::Arc;

@@ -351,10 +351,15 @@ impl RemoteLog {
         if known.values().map(BTreeMap::len).sum::<usize>() >= MAX_POSITIONS {
             known.clear();
         }
-        known
-            .entry(key.to_string())
-            .or_default()
-            .insert(offset, position);
+        // A sequential reader's object is known already: no key to allocate.
+        match known.get_mut(key) {
+            Some(positions) => {
+                positions.insert(offset, position);
+            }
+            None => {
+                known.insert(key.to_string(), BTreeMap::from([(offset, position)]));
+            }
+        }
     }
 
     /// The header of the batch at `pos` and the batch's total size, checked to fit the object.
@@ -446,6 +451,12 @@ impl RemoteLog {
         Ok(got)
     }
 
+    /// True when a read found object `key` damaged (the scrub checks it next).
+    pub(crate) fn was_found_corrupt(&self, key: &str) -> bool {
+        let known = self.corrupt.lock().unwrap_or_else(|e| e.into_inner());
+        known.contains(key)
+    }
+
     /// A corruption of `seg`'s object, logged with its key the first time.
     fn found_corrupt(&self, seg: &RemoteSegment, reason: impl std::fmt::Display) -> TierError {
         let e = corrupt(seg, reason);
@@ -490,9 +501,10 @@ pub(crate) async fn fetch(bucket: &Bucket, object: &RemoteObject) -> Result<Byte
     Ok(bytes)
 }
 
-/// The batches of a segment object: (byte range, last offset), each batch's CRC checked.
-fn scan(bytes: &[u8], key: &str) -> Result<Vec<(std::ops::Range<usize>, i64)>, TierError> {
-    let mut out = Vec::new();
+/// Checks every batch of `bytes` (whole batches of a segment object) and counts them; nothing is
+/// allocated, a read pays only for the CRCs.
+fn scan(bytes: &[u8], key: &str) -> Result<usize, TierError> {
+    let mut batches = 0;
     let mut pos = 0;
     let bad = |reason: String| TierError::Corrupt {
         key: key.to_string(),
@@ -510,12 +522,12 @@ fn scan(bytes: &[u8], key: &str) -> Result<Vec<(std::ops::Range<usize>, i64)>, T
                 "a bad batch length {length} at position {pos}"
             )));
         }
-        let header = batch::check_batch(&rest[..size])
+        batch::check_batch(&rest[..size])
             .map_err(|e| bad(format!("batch at position {pos}: {e}")))?;
-        out.push((pos..pos + size, header.last_offset()));
+        batches += 1;
         pos += size;
     }
-    Ok(out)
+    Ok(batches)
 }
 
 #[cfg(test)]
@@ -575,7 +587,7 @@ mod tests {
         let one = remote.read("t", 0, 4, 1).await.unwrap().unwrap();
         assert_eq!(batch::peek(&one).map(|p| p.0), Some(4));
         let rest = remote.read("t", 0, 1, 1 << 20).await.unwrap().unwrap();
-        assert_eq!(scan(&rest, "x").unwrap().len(), 2);
+        assert_eq!(scan(&rest, "x").unwrap(), 2);
         assert!(remote.read("t", 0, 6, 100).await.unwrap().is_none());
         assert_eq!(
             remote.offset_for_timestamp("t", 0, 1004, 6).await.unwrap(),

@@ -18,11 +18,13 @@ use object_store::{ObjectStoreExt, PutPayload};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::clean;
 use super::lease::Lease;
 use super::local::{same_in, snapshot, upload_file, whole_log_start, Candidate, Snapshot};
 use super::manifest::{self, Manifest, RemoteObject, RemoteSegment};
 use super::pace::Pacer;
 use super::read::RemoteLog;
+use super::scrub::{self, ScrubStats};
 use super::{now_ms, Bucket, TierError};
 use crate::log::{checkpoint, producer_state, LogManager, Partition, TopicInfo};
 
@@ -35,12 +37,16 @@ const SEGMENTS_PER_MANIFEST: usize = 16;
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Every this many passes the uploader checks that the metadata it uploaded is still there.
 const AUDIT_EVERY: u64 = 10;
+/// How long after a failed cleaning of a partition's tiered segments the next one starts.
+const CLEAN_BACKOFF: Duration = Duration::from_secs(60);
 
 /// The running tier: lease renewal, the uploader, and reads of what only the tier holds.
 pub struct Tier {
     pub bucket: Bucket,
     pub lease: Arc<Lease>,
     pub remote: Arc<RemoteLog>,
+    /// What the scrub found since start-up.
+    pub scrub: Arc<ScrubStats>,
     stop: watch::Sender<bool>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
@@ -58,6 +64,7 @@ impl Tier {
     ) -> Arc<Tier> {
         let lease = Arc::new(lease);
         let remote = Arc::new(RemoteLog::new(bucket.clone(), options.cache_bytes));
+        let scrub = Arc::new(ScrubStats::default());
         let (stop, rx) = watch::channel(false);
         let renewer = tokio::spawn(lease.clone().keep_renewed(rx.clone()));
         let mut uploader = Uploader {
@@ -68,6 +75,9 @@ impl Tier {
             log,
             data_dir,
             upload_interval: options.upload_interval,
+            clean: options.clean,
+            scrub_interval: options.scrub_interval,
+            scrub: scrub.clone(),
             copies: BTreeMap::new(),
             uploaded_meta: BTreeMap::new(),
             emptied: BTreeSet::new(),
@@ -78,6 +88,7 @@ impl Tier {
             bucket,
             lease,
             remote,
+            scrub,
             stop,
             tasks: std::sync::Mutex::new(vec![renewer, uploading]),
         })
@@ -106,6 +117,10 @@ pub struct TierOptions {
     pub cache_bytes: u64,
     /// `remote.log.manager.copy.max.bytes.per.second` (`None`: unlimited).
     pub copy_bytes_per_second: Option<u64>,
+    /// `log.cleaner.enable`: clean the compacted segments only the tier holds.
+    pub clean: bool,
+    /// `cairn.remote.scrub.interval.ms`: how often every object is read back and checked.
+    pub scrub_interval: Duration,
 }
 
 /// What the uploader knows of one partition's copy.
@@ -122,6 +137,14 @@ struct Copy {
     retry_at: Option<Instant>,
     /// Objects no manifest names (left by an interrupted upload) were collected in this run.
     collected: bool,
+    /// After a failed cleaning of the tier's segments, when to try again.
+    clean_retry_at: Option<Instant>,
+    /// The next segment (by index in the manifest) the scrub cycle checks.
+    scrub_cursor: usize,
+    /// When the next scrub cycle starts.
+    scrub_at: Instant,
+    /// Damaged objects without a local copy, already reported.
+    unrepairable: BTreeSet<String>,
 }
 
 struct Uploader {
@@ -132,6 +155,9 @@ struct Uploader {
     log: Arc<LogManager>,
     data_dir: PathBuf,
     upload_interval: Duration,
+    clean: bool,
+    scrub_interval: Duration,
+    scrub: Arc<ScrubStats>,
     copies: BTreeMap<(String, i32), Copy>,
     /// Topic metadata as last uploaded, by topic id.
     uploaded_meta: BTreeMap<uuid::Uuid, String>,
@@ -315,6 +341,10 @@ impl Uploader {
                         backoff: Duration::from_secs(1),
                         retry_at: None,
                         collected: false,
+                        clean_retry_at: None,
+                        scrub_cursor: 0,
+                        scrub_at: Instant::now(),
+                        unrepairable: BTreeSet::new(),
                     });
                 work.push((info.name.clone(), p, part, copy));
             }
@@ -462,6 +492,16 @@ impl Uploader {
             changed = true;
             uploaded += 1;
         }
+        changed |= self.scrub(part, copy, &mut m, &snap).await?;
+        if self.clean
+            && cfg.remote_storage_enable
+            && copy.clean_retry_at.is_none_or(|t| Instant::now() >= t)
+            && clean::due(&m, &cfg, snap.log_start_offset, now)
+        {
+            changed |= self
+                .clean_remote(part, copy, &mut m, snap.log_start_offset)
+                .await;
+        }
         let delay = part.config().file_delete_delay_ms;
         let expired = m.take_expired(now, delay);
         changed |= !expired.is_empty();
@@ -510,6 +550,127 @@ impl Uploader {
             }
         }
         self.roll_if_lagging(part, copy, &snap, m.end_offset())
+    }
+
+    /// Checks a few of the partition's segments in the tier (the next ones of the scrub cycle,
+    /// and any a remote read found damaged) and uploads a damaged one again from the local copy
+    /// into `m`; true when `m` changed. A damaged segment without a local copy is reported once.
+    async fn scrub(
+        &self,
+        part: &Partition,
+        copy: &mut Copy,
+        m: &mut Manifest,
+        snap: &Snapshot,
+    ) -> Result<bool, TierError> {
+        let (topic, index) = (part.topic(), part.partition_index());
+        let mut todo: Vec<usize> = (0..m.segments.len())
+            .filter(|&i| {
+                let key = &m.segments[i].log.key;
+                self.remote.was_found_corrupt(key) && !copy.unrepairable.contains(key)
+            })
+            .collect();
+        if Instant::now() >= copy.scrub_at {
+            for _ in 0..scrub::SEGMENTS_PER_PASS {
+                if copy.scrub_cursor >= m.segments.len() {
+                    copy.scrub_cursor = 0;
+                    copy.scrub_at = Instant::now() + self.scrub_interval;
+                    break;
+                }
+                todo.push(copy.scrub_cursor);
+                copy.scrub_cursor += 1;
+            }
+        }
+        todo.sort_unstable();
+        todo.dedup();
+        let mut changed = false;
+        for i in todo {
+            let seg = m.segments[i].clone();
+            ScrubStats::add(&self.scrub.checked);
+            let Some(reason) = scrub::check(&self.bucket, &seg).await? else {
+                continue;
+            };
+            ScrubStats::add(&self.scrub.damaged);
+            let local = snap
+                .sealed
+                .iter()
+                .find(|c| c.base_offset == seg.base_offset && c.end_offset == seg.end_offset);
+            match local {
+                Some(c) => {
+                    let fresh = self.upload_segment(part, &copy.dir, c).await?;
+                    if m.insert(fresh, now_ms()) {
+                        changed = true;
+                        ScrubStats::add(&self.scrub.repaired);
+                        tracing::warn!(
+                            topic,
+                            partition = index,
+                            base_offset = seg.base_offset,
+                            reason,
+                            "damaged object in the tier uploaded again from the local copy"
+                        );
+                    }
+                }
+                None => {
+                    if copy.unrepairable.insert(seg.log.key.clone()) {
+                        ScrubStats::add(&self.scrub.unrepairable);
+                        tracing::error!(topic, partition = index, base_offset = seg.base_offset,
+                            end_offset = seg.end_offset, reason,
+                            "damaged object in the tier and no local copy to repair it from: its damaged records are not served");
+                    }
+                }
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Cleans the segments only the tier holds of a compacted partition ([`clean`]) and puts the
+    /// cleaned ones into `m` (the caller writes it); true when `m` changed. A failure is logged,
+    /// leaves `m` as it was and is retried after [`CLEAN_BACKOFF`]; copying goes on meanwhile.
+    async fn clean_remote(
+        &self,
+        part: &Partition,
+        copy: &mut Copy,
+        m: &mut Manifest,
+        local_start: i64,
+    ) -> bool {
+        let (topic, index) = (part.topic(), part.partition_index());
+        let target = clean::Target {
+            bucket: &self.bucket,
+            pacer: &self.pacer,
+            lease: &self.lease,
+            dir: &copy.dir,
+        };
+        let map_bytes = part.shared.cleaner_settings().config.dedupe_buffer_size;
+        let cleaning = match clean::clean(&target, m, &part.config(), local_start, map_bytes).await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(topic, partition = index, error = %e,
+                    "cannot clean the tier's segments of a compacted partition; retrying later");
+                copy.clean_retry_at = Some(Instant::now() + CLEAN_BACKOFF);
+                return false;
+            }
+        };
+        copy.clean_retry_at = None;
+        let replaced = cleaning.segments.len();
+        let now = now_ms();
+        for s in cleaning.segments {
+            // Each covers exactly the range of the segment it replaces, which this task alone
+            // changes: the insert cannot straddle.
+            m.insert(s, now);
+        }
+        m.cleaned_to = cleaning.cleaned_to;
+        m.tombstone_horizon = cleaning.tombstone_horizon;
+        tracing::info!(
+            topic,
+            partition = index,
+            segments = replaced,
+            cleaned_to = cleaning.cleaned_to,
+            records_read = cleaning.stats.records_read,
+            records_kept = cleaning.stats.records_kept,
+            tombstones_removed = cleaning.stats.tombstones_removed,
+            "cleaned the tier's segments"
+        );
+        true
     }
 
     /// Deletes the partition's segment objects that the manifest neither names nor retired:

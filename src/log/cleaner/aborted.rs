@@ -11,14 +11,14 @@ use crate::log::txn_index::AbortedTxn;
 
 /// The aborted transactions of a partition, by producer, as [first offset, marker offset].
 #[derive(Debug, Default, Clone)]
-pub(super) struct AbortedRanges {
+pub(crate) struct AbortedRanges {
     entries: Vec<AbortedTxn>,
     by_producer: HashMap<i64, Vec<(i64, i64)>>,
 }
 
 impl AbortedRanges {
     /// `entries` is the partition's aborted list, ordered by marker offset.
-    pub(super) fn new(entries: Vec<AbortedTxn>) -> AbortedRanges {
+    pub(crate) fn new(entries: Vec<AbortedTxn>) -> AbortedRanges {
         let mut by_producer: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
         for a in &entries {
             by_producer
@@ -36,7 +36,7 @@ impl AbortedRanges {
     }
 
     /// Whether `h` is a data batch of a transaction that was aborted.
-    pub(super) fn holds(&self, h: &BatchHeader) -> bool {
+    pub(crate) fn holds(&self, h: &BatchHeader) -> bool {
         if !h.is_transactional() || h.is_control() {
             return false;
         }

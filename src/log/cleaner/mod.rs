@@ -33,7 +33,7 @@
 //! Depends on the log engine's partition, segment and batch types only; never on requests,
 //! handlers or the group coordinator.
 
-mod aborted;
+pub(crate) mod aborted;
 mod cleaned;
 pub mod key_map;
 mod markers;
