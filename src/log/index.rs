@@ -12,7 +12,7 @@
 use std::io;
 use std::sync::Arc;
 
-use super::io::{read_exact_at, IoFile};
+use super::io::{read_exact_at, write_entries, IoFile};
 
 /// Bytes per offset index entry.
 pub const ENTRY_SIZE: usize = 8;
@@ -128,19 +128,12 @@ impl OffsetIndex {
     /// Writes the pending entries to the file in one positioned write. On failure the file is
     /// cut back to the entries written before, and they stay pending.
     pub fn write_pending(&mut self) -> io::Result<()> {
-        if self.pending() == 0 {
-            return Ok(());
-        }
-        let bytes: Vec<u8> = self.entries[self.written..]
-            .iter()
-            .flat_map(|&(rel, pos)| encode_entry(rel, pos))
-            .collect();
-        let at = (self.written * ENTRY_SIZE) as u64;
-        if let Err(e) = self.file.write_all_at(&bytes, at) {
-            let _ = self.file.set_len(at);
-            return Err(e);
-        }
-        self.written = self.entries.len();
+        self.written = write_entries(
+            self.file.as_ref(),
+            &self.entries,
+            self.written,
+            |(rel, pos)| encode_entry(rel, pos),
+        )?;
         Ok(())
     }
 

@@ -157,6 +157,27 @@ impl FileIo for StdIo {
     }
 }
 
+/// Writes the fixed-size entries `entries[written..]` of an index file, encoded by `encode`, in
+/// one positioned write after the `written` ones the file holds; on failure cuts the file back to
+/// those, so it stays a prefix of the entries. Returns the new count written.
+pub fn write_entries<T: Copy, const N: usize>(
+    file: &dyn IoFile,
+    entries: &[T],
+    written: usize,
+    encode: impl Fn(T) -> [u8; N],
+) -> io::Result<usize> {
+    if written >= entries.len() {
+        return Ok(written);
+    }
+    let bytes: Vec<u8> = entries[written..].iter().flat_map(|&e| encode(e)).collect();
+    let at = (written * N) as u64;
+    if let Err(e) = file.write_all_at(&bytes, at) {
+        let _ = file.set_len(at);
+        return Err(e);
+    }
+    Ok(entries.len())
+}
+
 /// Which fault [`FaultyIo`] injects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
