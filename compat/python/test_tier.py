@@ -453,6 +453,52 @@ def test_kill_9_during_uploads_blocks_nothing_and_loses_nothing(s3, tmp_path):
         b.stop()
 
 
+def start_after_the_lease_expires(b: Broker):
+    """Starts `b` on a new (empty) data directory once the lease of a broker killed with -9
+    on the same prefix has expired (30 s): another data directory may not take it before."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            b.start()
+            return
+        except RuntimeError as e:
+            if "held by another broker" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+
+
+def test_kill_9_mid_upload_then_a_restore_onto_an_empty_disk_brings_back_every_uploaded_record(
+        s3, tmp_path):
+    port, client = s3
+    bucket = new_bucket(client)
+    b = tiered_broker(tmp_path / "broker", port, bucket)
+    topic = f"kill-restore-{uuid.uuid4().hex[:6]}"
+    acked = {}
+    try:
+        create_topic(b.bootstrap, topic, **{"retention.ms": "-1"})
+        for round_ in range(4):
+            acked.update(produce(b.bootstrap, topic, 120, start=120 * round_))
+            time.sleep(0.3 * round_)  # the kills land at different points of the uploads
+            b.proc.kill()  # kill -9, uploads in flight
+            b.proc.wait(10)
+            b.proc = None
+            if round_ < 3:
+                b.start()
+        assert sorted(acked) == list(range(480))
+        # What the bucket held when the broker died is what a lost disk keeps.
+        uploaded = tiered_end(client, bucket, topic)
+        assert uploaded > 0
+        check_consistent(client, bucket, topic)
+        shutil.rmtree(b.data_dir)
+        start_after_the_lease_expires(b)
+        assert "restore from the tier done" in b.log_path.read_text()
+        assert low_watermark(b.bootstrap, topic) == 0
+        got = consume_from(b.bootstrap, topic, 0, uploaded - 1)
+        assert got == {o: v for o, v in acked.items() if o < uploaded}
+    finally:
+        b.stop()
+
+
 def local_segments(b: Broker, topic: str) -> int:
     return len(list((b.data_dir / f"{topic}-0").glob("*.log")))
 
@@ -852,17 +898,7 @@ def test_an_acknowledged_delete_records_into_the_tier_survives_kill_9_and_restor
         # Again, then the disk is lost: the restore from the bucket honours it too.
         delete_then_kill(150)
         shutil.rmtree(b.data_dir)
-        # The killed broker's lease (30 s) must expire before another data directory takes
-        # the prefix.
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                b.start()
-                break
-            except RuntimeError as e:
-                if "held by another broker" not in str(e) or time.monotonic() > deadline:
-                    raise
-                time.sleep(2)
+        start_after_the_lease_expires(b)
         assert "restore from the tier done" in b.log_path.read_text()
         check_starts_at(150)
     finally:
