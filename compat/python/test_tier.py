@@ -5,10 +5,13 @@ an S3 bucket. These tests check, with confluent-kafka: the restore drill (stop, 
 directory, start on the same bucket: every uploaded record at its offset, the topic's configs
 and the group's committed offset come back), one writer per bucket prefix, a store outage
 (produce goes on, nothing local is deleted before it is in the bucket, uploads resume), a
-corrupt object never served, and kill -9 during uploads.
+corrupt object never served, kill -9 during uploads, and a DeleteRecords into the tier's data
+that survives kill -9 right after its answer and a restore (and fails retriably while the store
+is down).
 """
 
 import json
+import shutil
 import socket
 import subprocess
 import threading
@@ -17,10 +20,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, OffsetSpec
 
-from cairn_compat import REPO, TARGET, Broker, free_port, wait_until
+from cairn_compat import REPO, TARGET, Broker, free_port, kafka_tool, wait_until
 
 pytestmark = pytest.mark.skipif(TARGET != "cairn", reason="Cairn's object-storage tier")
 
@@ -76,12 +79,19 @@ class Proxy:
 
     def cut(self):
         self.up = False
+        # shutdown, not only close: a thread blocked in accept (or recv) on a closed socket
+        # would go on accepting (relaying).
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.listener.close()
         for s in self.conns:
             try:
-                s.close()
+                s.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+            s.close()
         self.conns.clear()
 
 
@@ -443,6 +453,52 @@ def test_kill_9_during_uploads_blocks_nothing_and_loses_nothing(s3, tmp_path):
         b.stop()
 
 
+def start_after_the_lease_expires(b: Broker):
+    """Starts `b` on a new (empty) data directory once the lease of a broker killed with -9
+    on the same prefix has expired (30 s): another data directory may not take it before."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            b.start()
+            return
+        except RuntimeError as e:
+            if "held by another broker" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+
+
+def test_kill_9_mid_upload_then_a_restore_onto_an_empty_disk_brings_back_every_uploaded_record(
+        s3, tmp_path):
+    port, client = s3
+    bucket = new_bucket(client)
+    b = tiered_broker(tmp_path / "broker", port, bucket)
+    topic = f"kill-restore-{uuid.uuid4().hex[:6]}"
+    acked = {}
+    try:
+        create_topic(b.bootstrap, topic, **{"retention.ms": "-1"})
+        for round_ in range(4):
+            acked.update(produce(b.bootstrap, topic, 120, start=120 * round_))
+            time.sleep(0.3 * round_)  # the kills land at different points of the uploads
+            b.proc.kill()  # kill -9, uploads in flight
+            b.proc.wait(10)
+            b.proc = None
+            if round_ < 3:
+                b.start()
+        assert sorted(acked) == list(range(480))
+        # What the bucket held when the broker died is what a lost disk keeps.
+        uploaded = tiered_end(client, bucket, topic)
+        assert uploaded > 0
+        check_consistent(client, bucket, topic)
+        shutil.rmtree(b.data_dir)
+        start_after_the_lease_expires(b)
+        assert "restore from the tier done" in b.log_path.read_text()
+        assert low_watermark(b.bootstrap, topic) == 0
+        got = consume_from(b.bootstrap, topic, 0, uploaded - 1)
+        assert got == {o: v for o, v in acked.items() if o < uploaded}
+    finally:
+        b.stop()
+
+
 def local_segments(b: Broker, topic: str) -> int:
     return len(list((b.data_dir / f"{topic}-0").glob("*.log")))
 
@@ -750,5 +806,136 @@ def test_the_scrub_uploads_a_damaged_or_missing_object_again_from_the_local_copy
     b.start()
     try:
         assert consume_from(b.bootstrap, topic, 0, 299) == acked
+    finally:
+        b.stop()
+
+
+def list_offsets(bootstrap, topic):
+    """ListOffsets of partition 0: earliest and latest (confluent-kafka), and KIP-1005's -4
+    (earliest local) and -5 (latest tiered), which librdkafka refuses to send, from
+    kafka-get-offsets."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    tp = TopicPartition(topic, 0)
+    out = {name: admin.list_offsets({tp: spec})[tp].result(30).offset
+           for name, spec in {"earliest": OffsetSpec.earliest(),
+                              "latest": OffsetSpec.latest()}.items()}
+    for name, spec in {"earliest_local": "-4", "latest_tiered": "-5"}.items():
+        shown = kafka_tool("kafka-get-offsets", "--bootstrap-server", bootstrap,
+                           "--topic", topic, "--partitions", "0", "--time", spec).stdout
+        out[name] = int(shown.strip().rsplit(":", 1)[1])
+    return out
+
+
+def delete_markers(client, bucket):
+    objs = client.list_objects_v2(Bucket=bucket, Prefix="cluster/partitions/").get("Contents", [])
+    return [o["Key"] for o in objs if "/delete-before/" in o["Key"]]
+
+
+def test_an_acknowledged_delete_records_into_the_tier_survives_kill_9_and_restore(s3, tmp_path):
+    """DeleteRecords below the local log start (records only the bucket holds) is durable in
+    the bucket before it is answered: a kill -9 right after the answer, before the next
+    manifest write, does not bring the records back, neither on restart nor on a restore
+    onto an empty disk."""
+    port, client = s3
+    bucket = new_bucket(client)
+    b = tiered_broker(tmp_path / "broker", port, bucket)
+    topic = f"trim-{uuid.uuid4().hex[:6]}"
+
+    def delete_then_kill(offset):
+        admin = AdminClient({"bootstrap.servers": b.bootstrap})
+        assert admin.delete_records([TopicPartition(topic, 0, offset)])[
+            TopicPartition(topic, 0, offset)].result(30).low_watermark == offset
+        b.proc.kill()  # kill -9 at once: the manifest is written up to 0.5 s later
+        b.proc.wait(10)
+        b.proc = None
+        # The bucket holds the deletion: as a marker, or already in the manifest.
+        key = f"/delete-before/{offset:020}"
+        assert any(k.endswith(key) for k in delete_markers(client, bucket)) or manifests(
+            client, bucket, topic)[0]["log_start_offset"] >= offset
+
+    def check_starts_at(offset):
+        assert low_watermark(b.bootstrap, topic) == offset
+        offsets = list_offsets(b.bootstrap, topic)
+        assert offsets["earliest"] == offset, offsets
+        assert offsets["latest"] == 500, offsets
+        # KIP-1005: -5 is the last offset the tier holds (its end, exclusive, less one).
+        assert offsets["latest_tiered"] == tiered_end(client, bucket, topic) - 1, offsets
+        assert 200 < offsets["earliest_local"] <= 500, offsets
+        # A consumer from 0 is reset to the new start and reads exactly what is left.
+        assert consume_from(b.bootstrap, topic, 0, 499) == {
+            o: v for o, v in acked.items() if o >= offset}
+
+    try:
+        create_topic(b.bootstrap, topic, **{"retention.ms": "-1", "local.retention.bytes": "1",
+                                            "file.delete.delay.ms": "0"})
+        acked = produce(b.bootstrap, topic, 500)
+        wait_until(lambda: tiered_end(client, bucket, topic) >= 400, timeout=60,
+                   what="records in the tier")
+        wait_until(lambda: local_segments(b, topic) <= 2, timeout=30,
+                   what="local retention deleted the tiered segments")
+        first_keys = [s["log"]["key"] for s in manifests(client, bucket, topic)[0]["segments"]]
+
+        delete_then_kill(110)
+        b.start()
+        check_starts_at(110)
+        # The next manifest holds the new start, drops the segments wholly below it, and their
+        # objects and the DeleteRecords marker are deleted.
+        wait_until(lambda: manifests(client, bucket, topic)[0]["log_start_offset"] == 110,
+                   timeout=30, what="the manifest trimmed by DeleteRecords")
+        m = manifests(client, bucket, topic)[0]
+        assert m["segments"][0]["base_offset"] <= 110 < m["segments"][0]["end_offset"]
+        gone = [k for k in first_keys if k not in {s["log"]["key"] for s in m["segments"]}]
+        assert gone
+
+        def deleted():
+            left = client.list_objects_v2(Bucket=bucket, Prefix="cluster/partitions/")
+            keys = {o["Key"] for o in left.get("Contents", [])}
+            return not any(f"cluster/{k}" in keys for k in gone) and not delete_markers(
+                client, bucket)
+
+        wait_until(deleted, timeout=30, what="trimmed objects and markers deleted")
+
+        # Again, then the disk is lost: the restore from the bucket honours it too.
+        delete_then_kill(150)
+        shutil.rmtree(b.data_dir)
+        start_after_the_lease_expires(b)
+        assert "restore from the tier done" in b.log_path.read_text()
+        check_starts_at(150)
+    finally:
+        b.stop()
+
+
+def test_delete_records_into_the_tier_fails_retriably_while_the_store_is_down(s3, tmp_path):
+    """A DeleteRecords the bucket cannot record gets a retriable error in time and deletes
+    nothing; once the store is back it succeeds."""
+    port, client = s3
+    bucket = new_bucket(client)
+    proxy = Proxy(port)
+    proxy.start()
+    b = Broker("cairn", tmp_path / "broker")
+    b.extra_args = tier_args(proxy.port, bucket)
+    b.start()
+    topic = f"trim-outage-{uuid.uuid4().hex[:6]}"
+    try:
+        create_topic(b.bootstrap, topic, **{"retention.ms": "-1", "local.retention.bytes": "1"})
+        acked = produce(b.bootstrap, topic, 300)
+        wait_until(lambda: local_segments(b, topic) <= 2, timeout=60,
+                   what="local retention deleted the tiered segments")
+        proxy.cut()
+        admin = AdminClient({"bootstrap.servers": b.bootstrap})
+        tp = TopicPartition(topic, 0, 50)
+        started = time.monotonic()
+        with pytest.raises(KafkaException) as failed:
+            admin.delete_records([tp], request_timeout=30)[tp].result(40)
+        assert time.monotonic() - started < 20
+        # KAFKA_STORAGE_ERROR is retriable in Kafka's protocol (librdkafka's per-error
+        # retriable flag is not set on an admin result).
+        assert failed.value.args[0].code() == KafkaError.KAFKA_STORAGE_ERROR
+        proxy.start()
+        # Nothing was deleted: the tier still serves from 0.
+        assert low_watermark(b.bootstrap, topic) == 0
+        assert consume_from(b.bootstrap, topic, 0, 299) == acked
+        assert admin.delete_records([tp])[tp].result(30).low_watermark == 50
+        assert low_watermark(b.bootstrap, topic) == 50
     finally:
         b.stop()

@@ -403,7 +403,7 @@ impl Broker {
                 ResponseKind::CreatePartitions(topics::create_partitions(self, session, r).await)
             }
             RequestKind::DeleteRecords(r) => {
-                ResponseKind::DeleteRecords(records::delete_records(self, r))
+                ResponseKind::DeleteRecords(records::delete_records(self, r).await)
             }
             RequestKind::InitProducerId(r) => {
                 ResponseKind::InitProducerId(producer_ids::init_producer_id(self, version, r).await)

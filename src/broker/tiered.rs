@@ -3,11 +3,14 @@
 //! errors to Kafka codes (all retriable: a store that is down or a corrupt object must not make
 //! a consumer skip data). Without a tier every answer is the local one.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 
 use super::errors::{code, tier_error_code};
 use super::Broker;
+use crate::tier::manifest::partition_dir;
 
 /// The log start offset a client sees: the tier's start when it holds offsets below the local
 /// log start.
@@ -96,11 +99,30 @@ pub(super) fn tiered_end(broker: &Broker, topic: &str, partition: i32) -> Option
     broker.tier.as_ref()?.remote.end_offset(topic, partition)
 }
 
-/// Moves the tier's start of a topic with remote storage to `offset` (DeleteRecords).
-pub(super) fn delete_records_before(broker: &Broker, topic: &str, partition: i32, offset: i64) {
-    if let (Some(tier), true) = (&broker.tier, tiered_topic(broker, topic)) {
-        tier.remote.delete_records_before(topic, partition, offset);
+/// Moves the tier's start of a topic with remote storage to `offset` (DeleteRecords), durably
+/// in the bucket before it returns; a retriable KAFKA_STORAGE_ERROR (nothing deleted) when the
+/// store fails or does not answer within `timeout`.
+pub(super) async fn delete_records_before(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    timeout: Duration,
+) -> Result<(), i16> {
+    let (Some(tier), Some(info)) = (&broker.tier, broker.log.topic(topic)) else {
+        return Ok(());
+    };
+    if !tiered_topic(broker, topic) {
+        return Ok(());
     }
+    let dir = partition_dir(&info.topic_id, partition);
+    tier.delete_records_before(&dir, topic, partition, offset, timeout)
+        .await
+        .map_err(|e| {
+            tracing::warn!(topic, partition, offset, error = %e,
+                "cannot record DeleteRecords in the tier; nothing deleted");
+            tier_error_code(&e)
+        })
 }
 
 fn tiered_topic(broker: &Broker, topic: &str) -> bool {

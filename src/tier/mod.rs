@@ -6,7 +6,8 @@
 //! ([`upload`], its local side in `local`, paced by [`pace`]), reads of the offsets only the
 //! bucket still holds ([`read`]), the cleaning of compacted segments only the bucket holds
 //! (`clean`), the scrub that reads every object back and has damaged ones uploaded again
-//! ([`scrub`]), and the restore of an empty data directory from the bucket ([`restore`]).
+//! ([`scrub`]), DeleteRecords into the tier's data made durable before the answer (`deletion`),
+//! and the restore of an empty data directory from the bucket ([`restore`]).
 //! It reads the log through `log/`'s crate-internal view of a partition (segment handles, durable
 //! offset) and tells the log how far the tier holds each partition, so local retention never
 //! deletes what the bucket lacks. `log/` does not depend on this module; nothing here sees a
@@ -19,9 +20,11 @@
 //! <prefix>/topics/<topic_id>.topic         topic metadata (name, partitions, configs)
 //! <prefix>/partitions/<topic_id>/<p>/manifest/<version:020>.json      (created only if absent)
 //! <prefix>/partitions/<topic_id>/<p>/segments/<base:020>-<uid>.log|.snapshot
+//! <prefix>/partitions/<topic_id>/<p>/delete-before/<offset:020>    a DeleteRecords not yet in a manifest
 //! ```
 
 mod clean;
+mod deletion;
 pub mod lease;
 mod local;
 pub mod manifest;

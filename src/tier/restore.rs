@@ -17,6 +17,7 @@ use std::path::Path;
 use futures_util::TryStreamExt;
 use object_store::ObjectStoreExt;
 
+use super::deletion;
 use super::manifest::{self, RemoteObject};
 use super::read;
 use super::{Bucket, TierError};
@@ -144,7 +145,10 @@ async fn restore_partition(
         .max(m.segments.first().map_or(0, |s| s.base_offset));
     if remote_storage(info) {
         // A topic with remote storage is served from the bucket: only the producer state at
-        // the tier's end comes back to disk, and the local log starts there.
+        // the tier's end comes back to disk, and the local log starts there. Its DeleteRecords
+        // not yet in the manifest are read with the manifest when the tier starts.
+        let folder = manifest::partition_dir(&info.topic_id, p);
+        let first = first.max(deletion::recorded(bucket, &folder).await?.unwrap_or(first));
         let Some(last) = m.segments.last() else {
             return Ok(None);
         };

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::clean;
+use super::deletion;
 use super::lease::Lease;
 use super::local::{same_in, snapshot, upload_file, whole_log_start, Candidate, Snapshot};
 use super::manifest::{self, Manifest, RemoteObject, RemoteSegment};
@@ -145,6 +146,8 @@ struct Copy {
     scrub_at: Instant,
     /// Damaged objects without a local copy, already reported.
     unrepairable: BTreeSet<String>,
+    /// DeleteRecords markers at or below this were deleted (a written manifest holds them).
+    markers_cleared_to: i64,
 }
 
 struct Uploader {
@@ -345,6 +348,7 @@ impl Uploader {
                         scrub_cursor: 0,
                         scrub_at: Instant::now(),
                         unrepairable: BTreeSet::new(),
+                        markers_cleared_to: i64::MIN,
                     });
                 work.push((info.name.clone(), p, part, copy));
             }
@@ -390,6 +394,7 @@ impl Uploader {
         if m.version < top {
             copy.collected = true;
         }
+        deletion::load(&self.bucket, &self.remote, &copy.dir, &topic, index).await?;
         self.remote.publish(&m);
         copy.next_version = top + 1;
         copy.manifest = Some(m);
@@ -548,6 +553,19 @@ impl Uploader {
                     Err(e) => tracing::debug!(key, error = %e, "cannot delete a retired object"),
                 }
             }
+        }
+        // DeleteRecords markers the written manifest now holds are not needed any more.
+        let deleted = self
+            .remote
+            .deleted_before(&topic, index)
+            .unwrap_or(i64::MIN);
+        let written = copy
+            .manifest
+            .as_ref()
+            .map_or(i64::MIN, |m| m.log_start_offset);
+        if deleted > copy.markers_cleared_to && written >= deleted {
+            deletion::clear_up_to(&self.bucket, &copy.dir, written).await?;
+            copy.markers_cleared_to = deleted;
         }
         self.roll_if_lagging(part, copy, &snap, m.end_offset())
     }
