@@ -401,7 +401,7 @@ fn remember(sealed: &mut BTreeMap<i64, KeyFile>, file: KeyFile) {
     let stale: Vec<i64> = sealed.range(base + 1..end).map(|(b, _)| *b).collect();
     for b in stale {
         if let Some(f) = sealed.remove(&b) {
-            let _ = std::fs::remove_file(&f.path);
+            let _ = KeyFile::remove(&f.path);
         }
     }
     sealed.insert(base, file);
