@@ -112,6 +112,7 @@ impl KeyIndex {
             .collect();
         let mut removed = 0;
         for name in listed.iter().filter(|n| !names.contains(*n)) {
+            super::file::forget_dir(&root.join(name));
             match std::fs::remove_dir_all(root.join(name)) {
                 Ok(()) => removed += 1,
                 Err(e) => {
@@ -154,7 +155,7 @@ impl KeyIndex {
                     .strip_suffix(".keys")
                     .and_then(|b| b.parse::<i64>().ok())
                     .is_some_and(|b| bases.contains(&b));
-                if !current && std::fs::remove_file(f.path()).is_ok() {
+                if !current && super::file::KeyFile::remove(&f.path()).is_ok() {
                     report.removed += 1;
                 }
             }

@@ -8,12 +8,18 @@
 //! entry count u64, the entries (hash u64, offset i64), and a CRC-32C of everything before it.
 //! A file whose identity differs from the segment's, or whose CRC fails, is rebuilt: key files
 //! are a cache of the log, never fsynced, never the source of truth.
+//!
+//! Lookups read through a small cache of open files ([`OPEN_FILES`] at most, least recently used
+//! out), each checked once against the identity it serves; writing or removing a file drops its
+//! entry, and an entry never serves another identity than the one it was checked against.
 
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 const MAGIC: &[u8; 8] = b"CAIRNKEY";
 const VERSION: u32 = 2;
@@ -111,6 +117,7 @@ impl KeyFile {
         f.write_all(&out)?;
         drop(f);
         fs::rename(&tmp, path)?;
+        forget(path);
         Ok(KeyFile {
             path: path.to_path_buf(),
             identity,
@@ -183,7 +190,7 @@ impl KeyFile {
         if n == 0 {
             return Ok(None);
         }
-        let f = File::open(&self.path)?;
+        let f = self.handle()?;
         let guess = ((u128::from(hash) * u128::from(n)) >> 64) as u64;
         let half = (n as f64).sqrt() as u64 + 16;
         let (lo, hi) = (guess.saturating_sub(half), (guess + half + 1).min(n));
@@ -212,6 +219,90 @@ impl KeyFile {
         }
         Ok(None)
     }
+}
+
+impl KeyFile {
+    /// This file open, from the cache or opened now and checked to be the file of this identity
+    /// and entry count (one built later for another version of the segment is refused).
+    fn handle(&self) -> io::Result<Arc<File>> {
+        let tick = TICKS.fetch_add(1, Ordering::Relaxed);
+        if let Some(e) = OPEN
+            .lock()
+            .expect("open key files lock")
+            .get_mut(&self.path)
+        {
+            if e.identity == self.identity && e.count == self.count {
+                e.used = tick;
+                return Ok(e.file.clone());
+            }
+        }
+        let file = File::open(&self.path)?;
+        let mut head = [0u8; HEADER];
+        file.read_exact_at(&mut head, 0)?;
+        let mut id = Vec::new();
+        self.identity.encode(&mut id);
+        if &head[..8] != MAGIC
+            || head[8..12] != VERSION.to_be_bytes()
+            || head[12..52] != id[..]
+            || be_u64(&head, 52) != self.count
+        {
+            return Err(io::Error::other("the key file changed"));
+        }
+        let file = Arc::new(file);
+        let mut open = OPEN.lock().expect("open key files lock");
+        if open.len() >= OPEN_FILES && !open.contains_key(&self.path) {
+            let oldest = open
+                .iter()
+                .min_by_key(|(_, e)| e.used)
+                .map(|(p, _)| p.clone());
+            if let Some(p) = oldest {
+                open.remove(&p);
+            }
+        }
+        open.insert(
+            self.path.clone(),
+            OpenFile {
+                identity: self.identity,
+                count: self.count,
+                file: file.clone(),
+                used: tick,
+            },
+        );
+        Ok(file)
+    }
+
+    /// Removes the file at `path` from disk and from the cache of open files.
+    pub fn remove(path: &Path) -> io::Result<()> {
+        forget(path);
+        fs::remove_file(path)
+    }
+}
+
+/// Open key files kept for lookups, at most this many.
+pub const OPEN_FILES: usize = 64;
+
+/// A cached open key file and the identity it was checked against.
+struct OpenFile {
+    identity: Identity,
+    count: u64,
+    file: Arc<File>,
+    used: u64,
+}
+
+static OPEN: std::sync::LazyLock<Mutex<HashMap<PathBuf, OpenFile>>> =
+    std::sync::LazyLock::new(|| Mutex::new(HashMap::new()));
+static TICKS: AtomicU64 = AtomicU64::new(0);
+
+/// Drops the cached handle of the file at `path` (written again, or removed).
+fn forget(path: &Path) {
+    OPEN.lock().expect("open key files lock").remove(path);
+}
+
+/// Drops the cached handles of every file under `dir` (a partition's directory, removed).
+pub fn forget_dir(dir: &Path) {
+    OPEN.lock()
+        .expect("open key files lock")
+        .retain(|p, _| !p.starts_with(dir));
 }
 
 /// The entries of a key file in hash order, read sequentially a block at a time (see
@@ -286,6 +377,41 @@ mod tests {
         bytes[HEADER + 3] ^= 1;
         fs::write(&path, &bytes).unwrap();
         assert!(KeyFile::open(&path, id).is_none());
+    }
+
+    #[test]
+    fn open_files_are_bounded_and_a_rewritten_file_is_not_read_for_the_old_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = |end| Identity {
+            base_offset: 0,
+            end_offset: end,
+            size: 1,
+            inode: 1,
+            mtime_ns: 1,
+        };
+        let path = dir.path().join("00000000000000000000.keys");
+        let old = KeyFile::write(&path, id(10), vec![(7, 3)]).unwrap();
+        assert_eq!(old.find(7).unwrap(), Some(3));
+        // The cleaner's swap: the same path, another version of the segment.
+        let new = KeyFile::write(&path, id(20), vec![(7, 15), (8, 16)]).unwrap();
+        assert_eq!(new.find(7).unwrap(), Some(15));
+        assert!(
+            old.find(7).is_err(),
+            "the old segment's file must not answer from the new one"
+        );
+        // More files than the cache holds: every one still answers, and the cache stays bounded.
+        let files: Vec<KeyFile> = (0..OPEN_FILES as i64 + 10)
+            .map(|i| {
+                let p = dir.path().join(format!("{i:020}.keys"));
+                KeyFile::write(&p, id(i + 1), vec![(i as u64, i)]).unwrap()
+            })
+            .collect();
+        for (i, f) in files.iter().enumerate() {
+            assert_eq!(f.find(i as u64).unwrap(), Some(i as i64));
+            assert!(OPEN.lock().unwrap().len() <= OPEN_FILES);
+        }
+        KeyFile::remove(&files[0].path).unwrap();
+        assert!(files[0].find(0).is_err());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Compacted topics as a key-value store: the key index, and the lookups and snapshots built on
 //! it (issue 17). Owns `cairn-key-index/` in the data directory, a cache of the log that can be
-//! deleted at any time. Reads the log only through [`Partition`]'s public read path and
-//! [`Partition::segment_layout`]; the log engine knows nothing of it, and it knows nothing of
+//! deleted at any time. Reads the log only through [`Partition`]'s public read path,
+//! [`Partition::segment_layout`] and [`Partition::read_batch_into`]; the log engine knows nothing
+//! of it, and it knows nothing of
 //! HTTP or Kafka requests (`src/http/keys.rs` maps its answers and errors to HTTP).
 //!
 //! Per partition, key → offset of its latest record is answered newest segment first:
@@ -401,7 +402,7 @@ fn remember(sealed: &mut BTreeMap<i64, KeyFile>, file: KeyFile) {
     let stale: Vec<i64> = sealed.range(base + 1..end).map(|(b, _)| *b).collect();
     for b in stale {
         if let Some(f) = sealed.remove(&b) {
-            let _ = std::fs::remove_file(&f.path);
+            let _ = KeyFile::remove(&f.path);
         }
     }
     sealed.insert(base, file);

@@ -96,38 +96,89 @@ fn decode_records(block: &Bytes, h: &BatchHeader) -> Result<Vec<Record>, String>
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < block.len() {
-        let len = varlong(block, &mut pos).ok_or("bad record length")?;
-        let len = usize::try_from(len).map_err(|_| "negative record length")?;
-        let end = pos.checked_add(len).filter(|&e| e <= block.len());
-        let end = end.ok_or("record runs past the batch")?;
-        let mut p = pos + 1; // attributes
-        let bad = || format!("malformed record in batch at offset {}", h.base_offset);
-        let ts_delta = varlong(&block[..end], &mut p).ok_or_else(bad)?;
-        let offset_delta = varlong(&block[..end], &mut p).ok_or_else(bad)?;
-        let key = field(block, &mut p, end).ok_or_else(bad)?;
-        let value = field(block, &mut p, end).ok_or_else(bad)?;
-        let count = varlong(&block[..end], &mut p).ok_or_else(bad)?;
-        let mut headers = Vec::new();
-        for _ in 0..count.max(0) {
-            let k = field(block, &mut p, end)
-                .ok_or_else(bad)?
-                .unwrap_or_default();
-            let v = field(block, &mut p, end).ok_or_else(bad)?;
-            headers.push((k, v));
-        }
-        let timestamp = if h.is_log_append_time() {
-            h.max_timestamp
-        } else {
-            h.base_timestamp.wrapping_add(ts_delta)
-        };
-        out.push(Record {
-            offset: h.base_offset + offset_delta,
-            timestamp,
-            key,
-            value,
-            headers,
-        });
-        pos = end;
+        let (start, end) = next_record(block, &mut pos)?;
+        out.push(decode_at(block, start, end, h)?);
     }
     Ok(out)
+}
+
+/// The bounds of the record at `pos` (after its length), moving `pos` past it.
+fn next_record(block: &[u8], pos: &mut usize) -> Result<(usize, usize), String> {
+    let len = varlong(block, pos).ok_or("bad record length")?;
+    let len = usize::try_from(len).map_err(|_| "negative record length")?;
+    let start = *pos;
+    let end = start.checked_add(len).filter(|&e| e <= block.len());
+    *pos = end.ok_or("record runs past the batch")?;
+    Ok((start, *pos))
+}
+
+/// The record in `block[pos..end]`.
+fn decode_at(block: &Bytes, pos: usize, end: usize, h: &BatchHeader) -> Result<Record, String> {
+    let mut p = pos + 1; // attributes
+    let bad = || format!("malformed record in batch at offset {}", h.base_offset);
+    let ts_delta = varlong(&block[..end], &mut p).ok_or_else(bad)?;
+    let offset_delta = varlong(&block[..end], &mut p).ok_or_else(bad)?;
+    let key = field(block, &mut p, end).ok_or_else(bad)?;
+    let value = field(block, &mut p, end).ok_or_else(bad)?;
+    let count = varlong(&block[..end], &mut p).ok_or_else(bad)?;
+    let mut headers = Vec::new();
+    for _ in 0..count.max(0) {
+        let k = field(block, &mut p, end)
+            .ok_or_else(bad)?
+            .unwrap_or_default();
+        let v = field(block, &mut p, end).ok_or_else(bad)?;
+        headers.push((k, v));
+    }
+    let timestamp = if h.is_log_append_time() {
+        h.max_timestamp
+    } else {
+        h.base_timestamp.wrapping_add(ts_delta)
+    };
+    Ok(Record {
+        offset: h.base_offset + offset_delta,
+        timestamp,
+        key,
+        value,
+        headers,
+    })
+}
+
+/// The record at `offset` in one whole stored batch (`batch`, header `h`), or `None` when the
+/// batch does not hold it. Only that record is decoded: an uncompressed batch is walked record by
+/// record up to it without copying; a compressed one is inflated first. The record is copied
+/// out, so the caller may reuse `batch`.
+pub(crate) fn record_in(
+    batch: &[u8],
+    h: &BatchHeader,
+    offset: i64,
+) -> Result<Option<Record>, String> {
+    if batch.len() < HEADER_SIZE || offset < h.base_offset || offset > h.last_offset() {
+        return Ok(None);
+    }
+    let inflated;
+    let block: &[u8] = match h.compression() {
+        0 => &batch[HEADER_SIZE..],
+        codec => {
+            inflated = decompress(codec, h.base_offset, &batch[HEADER_SIZE..])
+                .map_err(|e| e.to_string())?;
+            &inflated
+        }
+    };
+    let mut pos = 0;
+    while pos < block.len() {
+        let (start, end) = next_record(block, &mut pos)?;
+        let mut p = start + 1; // attributes
+        let bad = || format!("malformed record in batch at offset {}", h.base_offset);
+        varlong(&block[..end], &mut p).ok_or_else(bad)?; // timestamp delta
+        let delta = varlong(&block[..end], &mut p).ok_or_else(bad)?;
+        let at = h.base_offset.wrapping_add(delta);
+        if at == offset {
+            let one = Bytes::copy_from_slice(&block[start..end]);
+            return decode_at(&one, 0, one.len(), h).map(Some);
+        }
+        if at > offset {
+            break;
+        }
+    }
+    Ok(None)
 }

@@ -1,6 +1,7 @@
 //! Reading a partition's records in an offset range through the log's public read path (whole
 //! CRC-checked batches below the high watermark), for building key files, linear searches and
-//! snapshots. Holds at most one read's worth of batches.
+//! snapshots. Holds at most one read's worth of batches. A lookup's one record is read alone
+//! ([`record_at`]): its batch only, into a buffer kept for the next lookup.
 //!
 //! Only committed records are seen: batches of aborted transactions are skipped, using the
 //! partition's aborted-transaction index as a `read_committed` fetch does. Callers keep `to` at
@@ -8,9 +9,11 @@
 //! never changes once seen (short of the cleaner or retention removing records).
 
 use std::ops::ControlFlow;
+use std::sync::Mutex;
 
-use super::record::{batches, BatchView, Record};
+use super::record::{batches, record_in, Record};
 use super::KeysError;
+use crate::log::batch::BatchHeader;
 use crate::log::partition::Partition;
 use crate::log::txn_index::AbortedTxn;
 use crate::log::{Isolation, LogError};
@@ -60,7 +63,9 @@ pub(crate) fn scan(
                 return Ok(());
             }
             next = next.max(batch.header.last_offset() + 1);
-            if !batch.is_data() || batch.header.last_offset() < pos || is_aborted(&batch, &aborted)
+            if !batch.is_data()
+                || batch.header.last_offset() < pos
+                || is_aborted(&batch.header, &aborted)
             {
                 continue;
             }
@@ -78,10 +83,9 @@ pub(crate) fn scan(
     Ok(())
 }
 
-/// True when `batch` belongs to one of the `aborted` transactions: same producer, between the
-/// transaction's first offset and its ABORT marker.
-fn is_aborted(batch: &BatchView, aborted: &[AbortedTxn]) -> bool {
-    let h = &batch.header;
+/// True when the batch of header `h` belongs to one of the `aborted` transactions: same
+/// producer, between the transaction's first offset and its ABORT marker.
+fn is_aborted(h: &BatchHeader, aborted: &[AbortedTxn]) -> bool {
     h.is_transactional()
         && aborted.iter().any(|a| {
             a.producer_id == h.producer_id
@@ -90,14 +94,54 @@ fn is_aborted(batch: &BatchView, aborted: &[AbortedTxn]) -> bool {
         })
 }
 
-/// The record at exactly `offset`, if the log still holds it.
+/// Read buffers kept between lookups: at most this many, of at most [`KEPT_BYTES`] each, so
+/// the memory held stays a few MiB whatever the number of threads looking up (buffers freed
+/// on many threads would stay in glibc's per-thread arenas instead).
+const KEPT_BUFFERS: usize = 4;
+const KEPT_BYTES: usize = 2 << 20;
+static BUFFERS: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+/// The record at exactly `offset`, if the log still holds it below the high watermark and it
+/// is a committed user record. Reads only the batch holding it (found through the offset index,
+/// its length from its header) and decodes only that record.
 pub(crate) fn record_at(partition: &Partition, offset: i64) -> Result<Option<Record>, KeysError> {
-    let mut found = None;
-    scan(partition, offset, offset + 1, |r| {
-        found = Some(r);
-        ControlFlow::Break(())
-    })?;
-    Ok(found.filter(|r| r.offset == offset))
+    let mut buf = BUFFERS
+        .lock()
+        .expect("read buffers lock")
+        .pop()
+        .unwrap_or_default();
+    let found = record_in_batch(partition, offset, &mut buf);
+    if buf.capacity() <= KEPT_BYTES {
+        let mut kept = BUFFERS.lock().expect("read buffers lock");
+        if kept.len() < KEPT_BUFFERS {
+            kept.push(buf);
+        }
+    }
+    found
+}
+
+fn record_in_batch(
+    partition: &Partition,
+    offset: i64,
+    buf: &mut Vec<u8>,
+) -> Result<Option<Record>, KeysError> {
+    match partition.read_batch_into(offset, buf) {
+        Ok(true) => {}
+        Ok(false) => return Ok(None),
+        // Retention or delete-records removed it.
+        Err(LogError::OffsetOutOfRange {
+            log_start_offset, ..
+        }) if log_start_offset > offset => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let h = BatchHeader::parse(buf).map_err(|e| KeysError::Corrupt(e.to_string()))?;
+    if h.is_control() || offset < h.base_offset || h.last_offset() < offset {
+        return Ok(None);
+    }
+    if h.is_transactional() && is_aborted(&h, &partition.aborted_transactions(offset, offset + 1)) {
+        return Ok(None);
+    }
+    record_in(buf, &h, offset).map_err(KeysError::Corrupt)
 }
 
 /// The latest record with `key` in `[from, to)`.

@@ -21,6 +21,7 @@ use super::segment::{BatchScanner, Scan, Segment, SegmentLimits};
 use super::{now_ms, AppendInfo, AppendOrigin, LogError, PartitionOffsets, Shared};
 use crate::config::{LogConfig, TimestampType};
 
+mod batch_at;
 pub mod epochs;
 mod layout;
 mod limits;
