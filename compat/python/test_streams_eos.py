@@ -23,7 +23,7 @@ from cairn_compat import KAFKA_VERSION, REPO, run_checked
 
 PARTITIONS = 3
 WORDS = [f"w{i:02d}" for i in range(40)]
-PART_SIZE = 20000  # records in each of the three parts of the input
+PART_SIZE = 70000  # records in each of the three parts of the input (210,000 in all)
 
 
 def build_app(tmp_path):
