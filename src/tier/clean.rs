@@ -30,7 +30,7 @@ use super::object::BatchReader;
 use super::pace::Pacer;
 use super::{now_ms, Bucket, TierError};
 use crate::config::LogConfig;
-use crate::log::batch::{BatchHeader, HEADER_SIZE};
+use crate::log::batch::BatchHeader;
 use crate::log::cleaner::aborted::AbortedRanges;
 use crate::log::cleaner::key_map::KeyOffsetMap;
 use crate::log::cleaner::rewrite::{self, BatchOutcome, FilterStats, RetainRules};
@@ -134,19 +134,10 @@ async fn build_map(
             if aborted.holds(&h) {
                 continue;
             }
-            let block = rewrite::decompress(h.compression(), h.base_offset, &bytes[HEADER_SIZE..])
-                .map_err(|e| corrupt(&seg.log, e))?;
-            let records = rewrite::parse_records(&block).map_err(|e| corrupt(&seg.log, e))?;
-            for r in &records {
-                let offset = h.base_offset + r.offset_delta as i64;
-                if offset < from || offset >= to {
-                    continue;
-                }
-                if let Some(key) = r.key {
-                    if !map.put(key, offset) {
-                        return Ok(offset);
-                    }
-                }
+            let full_at =
+                rewrite::map_keys(&h, &bytes, map, (from, to)).map_err(|e| corrupt(&seg.log, e))?;
+            if let Some(offset) = full_at {
+                return Ok(offset);
             }
         }
     }
@@ -368,6 +359,7 @@ async fn filter_into(
 mod tests {
     use super::*;
     use crate::config::{BrokerConfig, CleanupPolicy};
+    use crate::log::batch::HEADER_SIZE;
     use crate::tier::lease::Lease;
     use crate::tier::read::RemoteLog;
     use bytes::BytesMut;

@@ -728,22 +728,8 @@ fn build_map(
             if h.records_count == 0 {
                 continue;
             }
-            let block = rewrite::decompress(h.compression(), h.base_offset, &bytes[HEADER_SIZE..])?;
-            let records =
-                rewrite::parse_records(&block).map_err(|reason| RewriteError::Corrupt {
-                    base_offset: h.base_offset,
-                    reason,
-                })?;
-            for r in &records {
-                let offset = h.base_offset + r.offset_delta as i64;
-                if offset < from || offset >= to {
-                    continue;
-                }
-                if let Some(key) = r.key {
-                    if !map.put(key, offset) {
-                        return Ok(offset);
-                    }
-                }
+            if let Some(full_at) = rewrite::map_keys(&h, &bytes, map, (from, to))? {
+                return Ok(full_at);
             }
         }
     }

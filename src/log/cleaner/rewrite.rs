@@ -191,6 +191,35 @@ pub fn decompress(codec: i16, base_offset: i64, data: &[u8]) -> Result<Bytes, Re
     out.map_err(|e| codec_error(codec, base_offset, e))
 }
 
+/// Records in `map` the offset of every keyed record of one stored data batch (`bytes`, header
+/// included) that lies in [from, to). Returns the offset of the first record that did not fit
+/// when the map filled, or `None` when the whole batch was mapped. The caller skips control
+/// batches and aborted data: they never stand for a key.
+pub fn map_keys(
+    h: &BatchHeader,
+    bytes: &[u8],
+    map: &mut KeyOffsetMap,
+    (from, to): (i64, i64),
+) -> Result<Option<i64>, RewriteError> {
+    let block = decompress(h.compression(), h.base_offset, &bytes[HEADER_SIZE..])?;
+    let records = parse_records(&block).map_err(|reason| RewriteError::Corrupt {
+        base_offset: h.base_offset,
+        reason,
+    })?;
+    for r in &records {
+        let offset = h.base_offset + r.offset_delta as i64;
+        if offset < from || offset >= to {
+            continue;
+        }
+        if let Some(key) = r.key {
+            if !map.put(key, offset) {
+                return Ok(Some(offset));
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// `records` compressed with `codec`.
 pub fn compress(codec: i16, base_offset: i64, records: &[u8]) -> Result<Vec<u8>, RewriteError> {
     let mut out = BytesMut::new();
