@@ -1,19 +1,27 @@
 //! A small client of etcd's v3 JSON gateway (`/v3/kv/range`, `/v3/kv/txn`, `/v3/lease/*`,
-//! `/v3/watch`) over HTTP.
+//! `/v3/watch`, `/v3/auth/authenticate`) over HTTP or HTTPS.
+//!
+//! When etcd has authentication on, the client authenticates with its credentials before its
+//! first call, sends the token with every call, and authenticates again (once per call) when
+//! etcd says the token is invalid or stale (tokens expire after etcd's `--auth-token-ttl`).
 //!
 //! Why not the `etcd-client` crate: it generates its gRPC code with `protoc` at build time, and a
 //! fresh machine must build Cairn with cargo alone. The gateway speaks the same API as JSON
 //! (keys and values base64, 64-bit numbers as strings), and reqwest is already in the tree
 //! through the object-storage tier. Knows nothing of Cairn's keys: it moves bytes.
 
+use std::sync::{Arc, Mutex};
+
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde_json::{json, Value};
 
+use super::access::{Credentials, EtcdAccess};
+
 /// What went wrong talking to etcd.
 #[derive(Debug, thiserror::Error)]
 pub enum EtcdError {
-    #[error("etcd at {endpoint}: {error}")]
+    #[error("etcd at {endpoint}: {}", with_causes(.error))]
     Http {
         endpoint: String,
         error: reqwest::Error,
@@ -28,6 +36,12 @@ pub enum EtcdError {
     Malformed(String),
     #[error("no etcd endpoint answered (tried {0})")]
     Unavailable(String),
+    #[error("etcd at {endpoint} refused the credentials of user '{user}' (cairn.cluster.etcd.username / cairn.cluster.etcd.password): {reason}")]
+    Credentials {
+        endpoint: String,
+        user: String,
+        reason: String,
+    },
 }
 
 /// One key as read from etcd.
@@ -66,48 +80,110 @@ pub enum Op {
 pub struct Etcd {
     http: reqwest::Client,
     endpoints: Vec<String>,
+    credentials: Option<Credentials>,
+    /// The token of the last authentication, sent with every call.
+    token: Arc<Mutex<Option<String>>>,
 }
 
 impl Etcd {
-    /// `endpoints`: `http://host:port` URLs (a bare `host:port` means http).
-    pub fn new(endpoints: &[String]) -> Result<Etcd, EtcdError> {
-        let endpoints: Vec<String> = endpoints
-            .iter()
-            .map(|e| e.trim().trim_end_matches('/'))
-            .filter(|e| !e.is_empty())
-            .map(|e| {
-                if e.contains("://") {
-                    e.to_string()
-                } else {
-                    format!("http://{e}")
-                }
-            })
-            .collect();
+    /// `endpoints` as [`normalize`] leaves them; `access` from [`EtcdAccess::from_config`].
+    pub fn new(endpoints: Vec<String>, access: EtcdAccess) -> Result<Etcd, EtcdError> {
         if endpoints.is_empty() {
             return Err(EtcdError::Unavailable("no endpoints".into()));
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(2))
-            .build()
-            .map_err(|error| EtcdError::Http {
-                endpoint: endpoints[0].clone(),
-                error,
-            })?;
-        Ok(Etcd { http, endpoints })
+        let mut builder =
+            reqwest::Client::builder().connect_timeout(std::time::Duration::from_secs(2));
+        if !access.roots.is_empty() {
+            builder = builder.tls_certs_only(access.roots);
+        }
+        if let Some(identity) = access.identity {
+            builder = builder.identity(identity);
+        }
+        let http = builder.build().map_err(|error| EtcdError::Http {
+            endpoint: endpoints[0].clone(),
+            error,
+        })?;
+        Ok(Etcd {
+            http,
+            endpoints,
+            credentials: access.credentials,
+            token: Arc::default(),
+        })
     }
 
-    /// POSTs `body` to `path` on the first endpoint that answers.
+    /// The token to send, authenticating first when credentials are set and none is held.
+    async fn token(&self, endpoint: &str) -> Result<Option<String>, EtcdError> {
+        let Some(credentials) = &self.credentials else {
+            return Ok(None);
+        };
+        if let Some(token) = self.token.lock().unwrap().clone() {
+            return Ok(Some(token));
+        }
+        let body = json!({"name": credentials.user, "password": credentials.password()});
+        let response = self
+            .http
+            .post(format!("{endpoint}/v3/auth/authenticate"))
+            .timeout(std::time::Duration::from_secs(5))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .map_err(|error| EtcdError::Http {
+                endpoint: endpoint.to_string(),
+                error,
+            })?;
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        let reply: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let token = reply["token"].as_str().filter(|t| !t.is_empty());
+        match (status, token) {
+            (200, Some(token)) => {
+                *self.token.lock().unwrap() = Some(token.to_string());
+                Ok(Some(token.to_string()))
+            }
+            _ => Err(EtcdError::Credentials {
+                endpoint: endpoint.to_string(),
+                user: credentials.user.clone(),
+                reason: error_text(&reply, status),
+            }),
+        }
+    }
+
+    /// POSTs `body` to `path` on the first endpoint that answers, authenticating again once
+    /// when etcd refuses the token.
     async fn call(&self, path: &str, body: Value) -> Result<Value, EtcdError> {
+        match self.call_once(path, &body).await {
+            Err(EtcdError::Status {
+                body: ref reply, ..
+            }) if self.credentials.is_some() && token_refused(reply) => {
+                tracing::info!(%reply, "etcd refused this broker's token; authenticating again");
+                self.token.lock().unwrap().take();
+                self.call_once(path, &body).await
+            }
+            other => other,
+        }
+    }
+
+    async fn call_once(&self, path: &str, body: &Value) -> Result<Value, EtcdError> {
         let mut last = None;
         for endpoint in &self.endpoints {
-            let sent = self
+            let token = match self.token(endpoint).await {
+                Ok(token) => token,
+                Err(e @ EtcdError::Http { .. }) => {
+                    last = Some(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let mut request = self
                 .http
                 .post(format!("{endpoint}{path}"))
                 .timeout(std::time::Duration::from_secs(5))
-                .header("content-type", "application/json")
-                .body(body.to_string())
-                .send()
-                .await;
+                .header("content-type", "application/json");
+            if let Some(token) = token {
+                request = request.header("authorization", token);
+            }
+            let sent = request.body(body.to_string()).send().await;
             let response = match sent {
                 Ok(r) => r,
                 Err(error) => {
@@ -234,10 +310,14 @@ impl Etcd {
             "key": b64(prefix.as_bytes()), "range_end": b64(&prefix_end(prefix)),
             "start_revision": start_revision.to_string()
         }});
-        let mut response = self
+        let mut request = self
             .http
             .post(format!("{endpoint}/v3/watch"))
-            .header("content-type", "application/json")
+            .header("content-type", "application/json");
+        if let Some(token) = self.token(endpoint).await? {
+            request = request.header("authorization", token);
+        }
+        let mut response = request
             .body(body.to_string())
             .send()
             .await
@@ -265,6 +345,55 @@ impl Etcd {
         }
         Ok(())
     }
+}
+
+/// `endpoints` as URLs: trimmed, without a trailing `/`, a bare `host:port` meaning http.
+pub fn normalize(endpoints: &[String]) -> Vec<String> {
+    endpoints
+        .iter()
+        .map(|e| e.trim().trim_end_matches('/'))
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            if e.contains("://") {
+                e.to_string()
+            } else {
+                format!("http://{e}")
+            }
+        })
+        .collect()
+}
+
+/// Whether an error reply says the token is missing, invalid or from an older auth store:
+/// authenticating again fixes each.
+fn token_refused(reply: &str) -> bool {
+    [
+        "invalid auth token",
+        "user name is empty",
+        "revision of auth store is old",
+    ]
+    .iter()
+    .any(|m| reply.contains(m))
+}
+
+/// etcd's message in an error reply (`{"error": ..., "code": ...}`), else the HTTP status.
+fn error_text(reply: &Value, status: u16) -> String {
+    reply["error"]
+        .as_str()
+        .or_else(|| reply["message"].as_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("HTTP status {status}"))
+}
+
+/// An error and its causes (reqwest's own message leaves out why a TLS handshake failed).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -318,6 +447,22 @@ mod tests {
     fn prefix_end_is_the_next_key_after_every_key_with_the_prefix() {
         assert_eq!(prefix_end("/cairn/"), b"/cairn0".to_vec());
         assert_eq!(prefix_end("a"), b"b".to_vec());
+    }
+
+    #[test]
+    fn endpoints_are_urls_and_token_errors_are_recognised() {
+        let got = normalize(&[
+            " 127.0.0.1:2379/".into(),
+            "https://e:2379".into(),
+            "".into(),
+        ]);
+        assert_eq!(got, vec!["http://127.0.0.1:2379", "https://e:2379"]);
+        assert!(token_refused(
+            r#"{"error":"etcdserver: invalid auth token","code":16}"#
+        ));
+        assert!(!token_refused(
+            r#"{"error":"etcdserver: permission denied","code":7}"#
+        ));
     }
 
     #[test]

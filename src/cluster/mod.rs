@@ -16,6 +16,7 @@
 //! replica. With one replica per partition a dead broker's partitions have no leader until it
 //! returns.
 
+pub mod access;
 pub mod etcd;
 pub mod model;
 
@@ -29,6 +30,7 @@ use tracing::{info, warn};
 
 use crate::config::BrokerConfig;
 use crate::log::LogManager;
+use access::EtcdAccess;
 use etcd::{Compare, Etcd, EtcdError, Op};
 pub use model::{BrokerRecord, ClusterView, PartitionView, TopicRecord, NO_LEADER};
 use model::{ControllerRecord, ListenerRecord};
@@ -93,8 +95,9 @@ impl Cluster {
         local_cluster_id: &str,
         log: Arc<LogManager>,
     ) -> Result<Arc<Cluster>, ClusterError> {
-        let endpoints = config.cluster_etcd_endpoints();
-        let etcd = Etcd::new(&endpoints)?;
+        let endpoints = etcd::normalize(&config.cluster_etcd_endpoints());
+        let access = EtcdAccess::from_config(config, &endpoints).map_err(ClusterError::Config)?;
+        let etcd = Etcd::new(endpoints.clone(), access)?;
         let listeners =
             crate::listener::listeners(config).map_err(|e| ClusterError::Config(e.to_string()))?;
         // Producer ids carry the node id above bit 44 (see `BrokerConfig::producer_id_base`).
