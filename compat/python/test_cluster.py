@@ -4,8 +4,9 @@ Starts one etcd (Debian's etcd-server) and three Cairn brokers on free loopback 
 its own data directory, and checks what a user sees: the Java kafka-topics tool spreads leaders
 over the brokers, confluent-kafka produces to and consumes from every partition with a group,
 a stopped broker leaves Metadata and comes back with its records, a duplicate node.id is
-refused, a replication factor above the live brokers is refused, and a replicated partition
-survives the kill -9 of its leader under an acks=all producer with nothing lost or duplicated.
+refused, a replication factor above the live brokers is refused, a replicated partition
+survives the kill -9 of its leader under an acks=all producer with nothing lost or duplicated,
+and a stalled follower leaves the ISR and rejoins it.
 """
 
 from __future__ import annotations
@@ -307,3 +308,49 @@ def test_stopped_broker_leaves_and_returns_with_its_records(cluster, sig):
     by_partition = {p: sum(1 for q, _ in got if q == p) for p in range(6)}
     assert sorted(got) == sorted(acked), (by_partition, leaders(nodes, "stay"),
                                           victim.log_text()[-3000:])
+
+
+def test_a_stalled_follower_leaves_the_isr_and_rejoins(tmp_path):
+    """ISR shrink and expand by the leader: a follower that stops fetching (SIGSTOP, its etcd
+    lease still live) leaves the ISR after replica.lag.time.max.ms, acks=all with
+    min.insync.replicas=2 carries on with the other two, and the follower rejoins once it
+    resumes (SIGCONT) and catches up."""
+    etcd = Etcd(tmp_path)
+    nodes = [Node(tmp_path, i, etcd) for i in (1, 2, 3)]
+    for n in nodes:
+        n.args += ["--set", "replica.lag.time.max.ms=1500",
+                   "--set", "broker.session.timeout.ms=60000"]
+    try:
+        for n in nodes:
+            n.start()
+        admin = AdminClient({"bootstrap.servers": nodes[0].bootstrap})
+        wait_until(lambda: len(admin.list_topics(timeout=5).brokers) == 3, timeout=30,
+                   what="three brokers in Metadata")
+        kafka_tool("kafka-topics", "--bootstrap-server", nodes[0].bootstrap, "--create",
+                   "--topic", "lag", "--partitions", "1", "--replication-factor", "3",
+                   "--config", "min.insync.replicas=2")
+        wait_until(lambda: sorted(describe(nodes, "lag")[0][2]) == [1, 2, 3], timeout=30,
+                   what="all three replicas in sync")
+        leader = describe(nodes, "lag")[0][0]
+        stalled = next(n for n in nodes if n.node_id != leader)
+        stalled.proc.send_signal(signal.SIGSTOP)
+        try:
+            wait_until(lambda: stalled.node_id not in describe(nodes, "lag")[0][2], timeout=30,
+                       what="the stalled follower to leave the ISR")
+            assert describe(nodes, "lag")[0][0] == leader
+            producer = Producer({"bootstrap.servers": nodes[leader - 1].bootstrap,
+                                 "acks": "all", "enable.idempotence": True})
+            errors = []
+            for i in range(20):
+                producer.produce("lag", value=b"%d" % i, partition=0,
+                                 on_delivery=lambda err, _: errors.append(err) if err else None)
+            assert producer.flush(30) == 0
+            assert not errors, errors
+        finally:
+            stalled.proc.send_signal(signal.SIGCONT)
+        wait_until(lambda: sorted(describe(nodes, "lag")[0][2]) == [1, 2, 3], timeout=30,
+                   what="the follower to rejoin the ISR")
+    finally:
+        for n in nodes:
+            n.stop(signal.SIGKILL)
+        etcd.stop()
