@@ -2,7 +2,8 @@
 //! broker that does not lead a partition refuses Produce, Fetch and ListOffsets with
 //! NOT_LEADER_OR_FOLLOWER, stale and future leader epochs are refused, and Metadata,
 //! DescribeCluster and FindCoordinator describe the cluster, and leader epochs are stamped in
-//! stored batches and answered by OffsetForLeaderEpoch.
+//! stored batches and answered by OffsetForLeaderEpoch; a replicated partition's acks=all waits
+//! for its ISR and honours min.insync.replicas.
 
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -304,4 +305,109 @@ fn a_duplicate_node_id_is_refused_at_start() {
 fn java_string_hash(s: &str) -> i32 {
     s.encode_utf16()
         .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32))
+}
+
+/// The ISR of partition 0 of `topic` as Metadata lists it, sorted.
+fn isr(client: &mut Client, topic: &str) -> Vec<i32> {
+    let m = metadata(client, topic);
+    let mut ids: Vec<i32> = m.topics[0].partitions[0]
+        .isr_nodes
+        .iter()
+        .map(|b| b.0)
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn wait_isr(client: &mut Client, topic: &str, wanted: &[i32]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while isr(client, topic) != wanted {
+        assert!(
+            Instant::now() < deadline,
+            "ISR never became {wanted:?}: {:?}",
+            metadata(client, topic)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn replicated_acks_all_waits_for_the_isr_and_honours_min_insync_replicas() {
+    use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+    use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+
+    let etcd = Etcd::start();
+    let mut nodes = [node(&etcd, 1), node(&etcd, 2)];
+    let mut c1 = nodes[0].client();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let m: MetadataResponse =
+            c1.call(12, &MetadataRequest::default().with_topics(Some(vec![])));
+        if m.brokers.len() == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "broker 2 never listed: {m:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let create = |rf: i16| {
+        CreateTopicsRequest::default()
+            .with_timeout_ms(10_000)
+            .with_topics(vec![CreatableTopic::default()
+                .with_name(topic_name("t"))
+                .with_num_partitions(1)
+                .with_replication_factor(rf)
+                .with_configs(vec![CreatableTopicConfig::default()
+                    .with_name(StrBytes::from_static_str("min.insync.replicas"))
+                    .with_value(Some(StrBytes::from_static_str("2")))])])
+    };
+    let refused: CreateTopicsResponse = c1.call(7, &create(3));
+    assert_eq!(
+        refused.topics[0].error_code,
+        ResponseError::InvalidReplicationFactor.code(),
+        "three replicas on two brokers"
+    );
+    let created: CreateTopicsResponse = c1.call(7, &create(2));
+    assert_eq!(created.topics[0].error_code, 0, "{:?}", created.topics[0]);
+    assert_eq!(created.topics[0].replication_factor, 2);
+    let leader = leaders(&mut c1, "t", 2)[0].0;
+    let (li, fi) = if leader == 1 { (0, 1) } else { (1, 0) };
+    let mut lc = nodes[li].client();
+    wait_serving(&mut lc, 0);
+    let m = metadata(&mut lc, "t");
+    let mut replicas: Vec<i32> = m.topics[0].partitions[0]
+        .replica_nodes
+        .iter()
+        .map(|b| b.0)
+        .collect();
+    replicas.sort();
+    assert_eq!(replicas, vec![1, 2]);
+    wait_isr(&mut lc, "t", &[1, 2]);
+
+    // acks=all is answered once the follower has the batch: the high watermark is past it.
+    let (error, base) = produce(&mut lc, 9, "t", 0, batch(&["a", "b"], 0));
+    assert_eq!((error, base), (0, 0));
+    let fetched: FetchResponse = lc.call(12, &fetch_request("t", 0, 0, 0, 0));
+    assert_eq!(fetched.responses[0].partitions[0].high_watermark, 2);
+
+    // The follower goes: the ISR shrinks to the leader, and acks=all is refused below
+    // min.insync.replicas=2 while acks=1 is still served.
+    nodes[fi].stop();
+    wait_isr(&mut lc, "t", &[leader]);
+    assert_eq!(
+        produce(&mut lc, 9, "t", 0, batch(&["c"], 0)).0,
+        ResponseError::NotEnoughReplicas.code()
+    );
+    let one: kafka_protocol::messages::ProduceResponse = lc.call(
+        9,
+        &crate::util::produce_request("t", 0, 1, batch(&["c"], 0)),
+    );
+    assert_eq!(one.responses[0].partition_responses[0].error_code, 0);
+
+    // It returns, catches up, rejoins the ISR, and acks=all is served again.
+    nodes[fi].start_again();
+    wait_isr(&mut lc, "t", &[1, 2]);
+    let (error, base) = produce(&mut lc, 9, "t", 0, batch(&["d"], 0));
+    assert_eq!((error, base), (0, 3));
+    let fetched: FetchResponse = lc.call(12, &fetch_request("t", 0, 0, 0, 0));
+    assert_eq!(fetched.responses[0].partitions[0].high_watermark, 4);
 }

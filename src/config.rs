@@ -223,7 +223,8 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def("cairn.cluster.etcd.password", T::Password, None, Any, "Cairn only. Password of cairn.cluster.etcd.username."),
     def("broker.session.timeout.ms", T::Int, Some("9000"), AtLeast(2000), "In a cluster, how long a broker stays live without renewing its etcd lease (rounded up to whole seconds)."),
     def("num.partitions", T::Int, Some("1"), AtLeast(1), "Partitions of an auto-created topic, or of one created with -1."),
-    def("default.replication.factor", T::Short, Some("1"), Range(1, 1), "Replication factor of topics created without one; 1 until Cairn replicates partitions (a cluster does not yet)."),
+    def("default.replication.factor", T::Short, Some("1"), Range(1, 32767), "In a cluster, the replication factor of topics created without one; a single node has one replica."),
+    def("replica.lag.time.max.ms", T::Long, Some("30000"), AtLeast(1), "In a cluster, a follower that has not caught up with its leader's log end for this long leaves the ISR."),
     def("auto.create.topics.enable", T::Boolean, Some("true"), Bool, "Create unknown topics named in Metadata requests."),
     def("socket.request.max.bytes", T::Int, Some("104857600"), AtLeast(1), "Largest request frame accepted."),
     def("quota.window.num", T::Int, Some("11"), AtLeast(1), "Samples kept for client quota rates."),
@@ -265,8 +266,8 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def("cairn.http.authentication", T::String, Some("none"), OneOf(&["none", "basic"]), "Cairn only. basic: the HTTP listener asks for HTTP Basic credentials of a PLAIN or SCRAM user of the Kafka listeners, who needs cluster DESCRIBE when ACLs are on; none: open to anyone who can reach it."),
     def("cairn.http.ssl.enable", T::Boolean, Some("false"), Bool, "Cairn only. Serve the HTTP listener over TLS (https) with the broker's ssl.* keys, each overridable for it alone as cairn.http.ssl.<key> (e.g. cairn.http.ssl.keystore.location); SIGHUP re-reads its certificates."),
     def("cairn.log.verify.on.startup", T::String, Some("background"), OneOf(VERIFY_ON_STARTUP), "Cairn only. When the CRC and offsets of every batch of every segment are checked, damage moved aside and repaired: 'background' (serve at once, verify in a background pass; after a crash the re-read tail first), 'before-serving' (everything before serving), 'off' (Kafka's behaviour: only the tail after a crash, where damage cuts the log)."),
-    def("min.insync.replicas", T::Int, Some("1"), Range(1, 1), "Accepted for compatibility; a single node has one replica."),
-    def("unclean.leader.election.enable", T::Boolean, Some("false"), Bool, "Accepted for compatibility; no effect on a single node."),
+    def("min.insync.replicas", T::Int, Some("1"), AtLeast(1), "In a cluster, the fewest in-sync replicas an acks=all write needs (NOT_ENOUGH_REPLICAS below it); a single node has one replica."),
+    def("unclean.leader.election.enable", T::Boolean, Some("false"), Bool, "In a cluster, elect a live replica outside the ISR when no in-sync replica is live (acknowledged writes may be lost); no effect on a single node."),
     def("group.initial.rebalance.delay.ms", T::Int, Some("3000"), AtLeast(0), "Wait for more members before the first rebalance of a new group."),
     def("group.min.session.timeout.ms", T::Int, Some("6000"), AtLeast(0), "Smallest session timeout a member may ask for."),
     def("group.max.session.timeout.ms", T::Int, Some("1800000"), AtLeast(0), "Largest session timeout a member may ask for."),
@@ -518,9 +519,9 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
     topic(
         "min.insync.replicas",
         T::Int,
-        Range(1, 1),
+        AtLeast(1),
         &["min.insync.replicas"],
-        "Accepted for compatibility; a single node has one replica.",
+        "In a cluster, the fewest in-sync replicas an acks=all write to the topic needs.",
     ),
     topic(
         "unclean.leader.election.enable",
@@ -1025,6 +1026,18 @@ impl BrokerConfig {
     }
     pub fn broker_session_timeout_ms(&self) -> i32 {
         self.int("broker.session.timeout.ms")
+    }
+    pub fn default_replication_factor(&self) -> i32 {
+        self.int("default.replication.factor")
+    }
+    pub fn min_insync_replicas(&self) -> i32 {
+        self.int("min.insync.replicas")
+    }
+    pub fn unclean_leader_election(&self) -> bool {
+        self.boolean("unclean.leader.election.enable")
+    }
+    pub fn replica_lag_time_max_ms(&self) -> i64 {
+        self.long("replica.lag.time.max.ms")
     }
     pub fn num_partitions(&self) -> i32 {
         self.int("num.partitions")

@@ -1,10 +1,12 @@
-"""A three-broker Cairn cluster coordinated by a real etcd (issue 19, first step).
+"""A three-broker Cairn cluster coordinated by a real etcd (issue 19).
 
 Starts one etcd (Debian's etcd-server) and three Cairn brokers on free loopback ports, each with
 its own data directory, and checks what a user sees: the Java kafka-topics tool spreads leaders
 over the brokers, confluent-kafka produces to and consumes from every partition with a group,
 a stopped broker leaves Metadata and comes back with its records, a duplicate node.id is
-refused, and a replication factor above 1 is refused until replication exists.
+refused, a replication factor above the live brokers is refused, a replicated partition
+survives the kill -9 of its leader under an acks=all producer with nothing lost or duplicated,
+and a stalled follower leaves the ISR and rejoins it.
 """
 
 from __future__ import annotations
@@ -180,12 +182,99 @@ def test_topics_spread_over_brokers_and_clients_produce_and_consume(cluster):
     assert sorted(got) == sorted(acked)
 
 
-def test_replication_factor_above_one_is_refused(cluster):
+def test_replication_factor_above_the_live_brokers_is_refused(cluster):
     _, nodes, _ = cluster
     admin = AdminClient({"bootstrap.servers": nodes[0].bootstrap})
     with pytest.raises(Exception) as refused:
-        admin.create_topics([NewTopic("rf3", 3, 3)])["rf3"].result(30)
+        admin.create_topics([NewTopic("rf4", 3, 4)])["rf4"].result(30)
     assert "INVALID_REPLICATION_FACTOR" in str(refused.value), refused.value
+
+
+def describe(nodes, topic: str) -> dict[int, tuple[int, list[int], list[int]]]:
+    """kafka-topics --describe: partition -> (leader, replicas, isr)."""
+    live = [n for n in nodes if n.proc and n.proc.poll() is None]
+    out = kafka_tool("kafka-topics", "--bootstrap-server", live[0].bootstrap,
+                     "--describe", "--topic", topic).stdout
+    parts = {}
+    for line in out.splitlines():
+        if "Partition:" not in line:
+            continue
+        field = lambda name: line.split(f"{name}:")[1].split()[0]
+        ids = lambda text: [int(x) for x in text.split(",") if x.strip() not in ("", "none")]
+        leader = -1 if field("Leader") == "none" else int(field("Leader"))
+        parts[int(field("Partition"))] = (leader, ids(field("Replicas")),
+                                          ids(field("Isr")))
+    return parts
+
+
+def test_leader_kill_9_under_acks_all_loses_and_duplicates_nothing(cluster):
+    """Issue 19's first fault: kill -9 of a partition leader while an idempotent acks=all
+    producer writes; a follower takes over, the producer carries on, every acknowledged record
+    is read back exactly once, and the old leader rejoins the ISR when it returns."""
+    _, nodes, _ = cluster
+    kafka_tool("kafka-topics", "--bootstrap-server", nodes[0].bootstrap, "--create",
+               "--topic", "ha", "--partitions", "1", "--replication-factor", "3",
+               "--config", "min.insync.replicas=2")
+    wait_until(lambda: sorted(describe(nodes, "ha")[0][2]) == [1, 2, 3], timeout=30,
+               what="all three replicas in sync")
+    leader, replicas, _ = describe(nodes, "ha")[0]
+    assert sorted(replicas) == [1, 2, 3]
+
+    acked, failed = [], []
+    producer = Producer({"bootstrap.servers": bootstrap(nodes), "acks": "all",
+                         "enable.idempotence": True, "linger.ms": 5,
+                         "message.timeout.ms": 60000})
+
+    def delivered(err, msg):
+        (failed if err else acked).append(err or int(msg.value()))
+
+    def produce_for(seconds: float, start: int) -> int:
+        n, until = start, time.time() + seconds
+        while time.time() < until:
+            producer.produce("ha", value=str(n).encode(), partition=0, on_delivery=delivered)
+            producer.poll(0.002)
+            n += 1
+        return n
+
+    n = produce_for(2.0, 0)
+    assert acked, "nothing acknowledged before the failure"
+    victim = next(x for x in nodes if x.node_id == leader)
+    victim.stop(signal.SIGKILL)
+    killed = time.time()
+    n = produce_for(1.0, n)
+    wait_until(lambda: describe(nodes, "ha")[0][0] not in (leader, -1), timeout=30,
+               what="a follower to take over the partition")
+    took_over = time.time() - killed
+    before = len(acked)
+    n = produce_for(2.0, n)
+    assert producer.flush(90) == 0
+    assert not failed, failed[:5]
+    assert len(acked) > before, "nothing acknowledged after the failover"
+    new_leader, _, isr = describe(nodes, "ha")[0]
+    assert new_leader != leader and leader not in isr and len(isr) == 2, (new_leader, isr)
+
+    consumer = Consumer({"bootstrap.servers": bootstrap(nodes), "group.id": "ha-check",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    consumer.assign([TopicPartition("ha", 0, 0)])
+    _, high = consumer.get_watermark_offsets(TopicPartition("ha", 0), timeout=10)
+    read = []
+    deadline = time.time() + 60
+    while (not read or read[-1][0] < high - 1) and time.time() < deadline:
+        msg = consumer.poll(1.0)
+        if msg is not None and not msg.error():
+            read.append((msg.offset(), int(msg.value())))
+    consumer.close()
+    values = [v for _, v in read]
+    assert len(values) == len(set(values)), "a record is stored twice"
+    missing = set(acked) - set(values)
+    assert not missing, (len(missing), sorted(missing)[:10], took_over)
+    assert took_over < 20, took_over
+    # The killed leader returns as a follower: it cuts whatever it had past the new leader's
+    # log (never acknowledged), catches up, and the leader takes it back into the ISR.
+    victim.start()
+    wait_until(lambda: sorted(describe(nodes, "ha")[0][2]) == [1, 2, 3], timeout=60,
+               what="the old leader to rejoin the ISR")
+    print(f"{len(acked)} acknowledged, {n} sent, new leader {new_leader} after {took_over:.1f}s")
 
 
 def test_duplicate_node_id_is_refused(cluster):
@@ -207,7 +296,7 @@ def test_stopped_broker_leaves_and_returns_with_its_records(cluster, sig):
     victim.stop(sig)
     wait_until(lambda: live_broker_ids(nodes) == {1, 2}, timeout=30,
                what="the stopped broker to leave Metadata")
-    # Its partitions have no leader meanwhile (one replica each: no failover yet).
+    # Its partitions have no leader meanwhile (one replica each: no replica to fail over to).
     assert all(l in (1, 2, -1) for l in leaders(nodes, "stay").values())
     victim.start()
     wait_until(lambda: live_broker_ids(nodes) == {1, 2, 3}, timeout=30,
@@ -219,3 +308,49 @@ def test_stopped_broker_leaves_and_returns_with_its_records(cluster, sig):
     by_partition = {p: sum(1 for q, _ in got if q == p) for p in range(6)}
     assert sorted(got) == sorted(acked), (by_partition, leaders(nodes, "stay"),
                                           victim.log_text()[-3000:])
+
+
+def test_a_stalled_follower_leaves_the_isr_and_rejoins(tmp_path):
+    """ISR shrink and expand by the leader: a follower that stops fetching (SIGSTOP, its etcd
+    lease still live) leaves the ISR after replica.lag.time.max.ms, acks=all with
+    min.insync.replicas=2 carries on with the other two, and the follower rejoins once it
+    resumes (SIGCONT) and catches up."""
+    etcd = Etcd(tmp_path)
+    nodes = [Node(tmp_path, i, etcd) for i in (1, 2, 3)]
+    for n in nodes:
+        n.args += ["--set", "replica.lag.time.max.ms=1500",
+                   "--set", "broker.session.timeout.ms=60000"]
+    try:
+        for n in nodes:
+            n.start()
+        admin = AdminClient({"bootstrap.servers": nodes[0].bootstrap})
+        wait_until(lambda: len(admin.list_topics(timeout=5).brokers) == 3, timeout=30,
+                   what="three brokers in Metadata")
+        kafka_tool("kafka-topics", "--bootstrap-server", nodes[0].bootstrap, "--create",
+                   "--topic", "lag", "--partitions", "1", "--replication-factor", "3",
+                   "--config", "min.insync.replicas=2")
+        wait_until(lambda: sorted(describe(nodes, "lag")[0][2]) == [1, 2, 3], timeout=30,
+                   what="all three replicas in sync")
+        leader = describe(nodes, "lag")[0][0]
+        stalled = next(n for n in nodes if n.node_id != leader)
+        stalled.proc.send_signal(signal.SIGSTOP)
+        try:
+            wait_until(lambda: stalled.node_id not in describe(nodes, "lag")[0][2], timeout=30,
+                       what="the stalled follower to leave the ISR")
+            assert describe(nodes, "lag")[0][0] == leader
+            producer = Producer({"bootstrap.servers": nodes[leader - 1].bootstrap,
+                                 "acks": "all", "enable.idempotence": True})
+            errors = []
+            for i in range(20):
+                producer.produce("lag", value=b"%d" % i, partition=0,
+                                 on_delivery=lambda err, _: errors.append(err) if err else None)
+            assert producer.flush(30) == 0
+            assert not errors, errors
+        finally:
+            stalled.proc.send_signal(signal.SIGCONT)
+        wait_until(lambda: sorted(describe(nodes, "lag")[0][2]) == [1, 2, 3], timeout=30,
+                   what="the follower to rejoin the ISR")
+    finally:
+        for n in nodes:
+            n.stop(signal.SIGKILL)
+        etcd.stop()

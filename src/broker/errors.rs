@@ -125,6 +125,7 @@ pub(crate) fn cluster_error_code(error: &crate::cluster::ClusterError) -> i16 {
         ClusterError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
         ClusterError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
         ClusterError::Config(_) => ResponseError::InvalidRequest,
+        ClusterError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
         // etcd unreachable, no live broker, a concurrent change: the client may retry.
         ClusterError::Etcd(_)
         | ClusterError::NoLiveBrokers

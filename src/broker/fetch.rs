@@ -5,6 +5,11 @@
 //! only until the first partition that yields data may a read exceed those limits, and then only
 //! by its first batch (so a consumer whose limits are below a batch's size still progresses).
 //! Nothing else ever makes a response carry more record bytes than `max_bytes`.
+//!
+//! In a cluster, a Fetch carrying a `replica_id` is a follower's (Kafka's replica Fetch; it needs
+//! CLUSTER_ACTION): it reads up to the log end rather than the high watermark, its fetch offset
+//! is the follower's log end for the leader's high watermark ([`crate::cluster`]'s
+//! `follower_fetched`), and its long poll also ends when a high watermark it asked about moves.
 
 use std::time::Duration;
 
@@ -39,6 +44,13 @@ pub(super) async fn handle(
     let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
     let min_bytes = request.min_bytes.max(0) as usize;
     let max_bytes = request.max_bytes.max(0) as usize;
+    let replica = replica_of(broker, &request);
+    if replica.is_some() && !broker.cluster_allowed(session, Operation::ClusterAction) {
+        return FetchResponse::default()
+            .with_error_code(code(ResponseError::ClusterAuthorizationFailed))
+            .with_session_id(0);
+    }
+    let mut first_hws: Option<Vec<i64>> = None;
     // A consumer's fetch needs topic READ; decided once, not at every long-poll wake-up.
     let denied: std::collections::HashSet<String> = request
         .topics
@@ -53,7 +65,13 @@ pub(super) async fn handle(
         arrived.as_mut().enable();
         let (responses, gathered, any_error) =
             gather(broker, &request, &denied, isolation, max_bytes).await;
-        if gathered >= min_bytes || any_error || Instant::now() >= deadline {
+        // A follower learns of a new high watermark without waiting for new data.
+        let hws: Vec<i64> = responses
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| p.high_watermark))
+            .collect();
+        let hw_moved = replica.is_some() && first_hws.get_or_insert_with(|| hws.clone()) != &hws;
+        if gathered >= min_bytes || any_error || hw_moved || Instant::now() >= deadline {
             for topic in &responses {
                 let bytes = topic
                     .partitions
@@ -84,6 +102,13 @@ async fn gather(
     let mut total = 0usize;
     let mut any_error = false;
     let read_committed = isolation == Isolation::ReadCommitted;
+    let replica = replica_of(broker, request);
+    // A follower reads up to the log end: the high watermark waits for it.
+    let isolation = if replica.is_some() {
+        Isolation::LogEnd
+    } else {
+        isolation
+    };
     fetch_files::clear();
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in &request.topics {
@@ -117,6 +142,9 @@ async fn gather(
                 partitions.push(data);
                 continue;
             };
+            if let (Some(replica), Some(cluster)) = (replica, &broker.cluster) {
+                cluster.follower_fetched(&name, p.partition, replica, p.fetch_offset);
+            }
             let limit =
                 (p.partition_max_bytes.max(0) as usize).min(max_bytes.saturating_sub(total));
             // Only until some partition has yielded data may a read exceed its limit (by its
@@ -182,6 +210,12 @@ async fn gather(
         );
     }
     (topics, total, any_error)
+}
+
+/// The broker id of a follower's replica Fetch (in a cluster only; a consumer's is -1).
+fn replica_of(broker: &Broker, request: &FetchRequest) -> Option<i32> {
+    let id = request.replica_id.0.max(request.replica_state.replica_id.0);
+    (broker.cluster.is_some() && id >= 0).then_some(id)
 }
 
 /// The aborted transactions a `read_committed` consumer must skip in `[from, upper)`.

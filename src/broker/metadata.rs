@@ -68,7 +68,13 @@ pub(super) async fn handle(
             {
                 let partitions = broker.config.num_partitions();
                 if let Err(e) = cluster
-                    .create_topic(name, partitions, Default::default(), false)
+                    .create_topic(
+                        name,
+                        partitions,
+                        cluster.default_replication_factor(),
+                        Default::default(),
+                        false,
+                    )
                     .await
                 {
                     tracing::debug!(topic = name, error = %e, "auto-creation in the cluster");

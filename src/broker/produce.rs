@@ -1,4 +1,6 @@
-//! Produce: validate, append, and (for acks=all) answer once the data is durable.
+//! Produce: validate, append, and (for acks=all) answer once the data is durable, or, for a
+//! replicated partition of a cluster, once every in-sync replica has it (its high watermark
+//! passed it) and the ISR is at least `min.insync.replicas`.
 //!
 //! A batch refused because of some of its records is answered (v8+) with those records' indexes
 //! and reasons in `record_errors` (KIP-467), so the client fails exactly them and may resend the
@@ -18,6 +20,7 @@ use tracing::debug;
 use super::errors::{code, log_error_code, NONE};
 use super::Broker;
 use crate::authz::{Operation, ResourceType};
+use crate::cluster::AckRefusal;
 use crate::listener::Session;
 use crate::log::{AppendInfo, AppendOrigin, LogError, Partition};
 
@@ -105,7 +108,12 @@ pub(super) async fn handle(
             let not_served = refuse_topic
                 .is_none()
                 .then(|| super::leaders::check(broker, &name, data.index, -1).err())
-                .flatten();
+                .flatten()
+                .or_else(|| {
+                    (acks == -1 && refuse_topic.is_none())
+                        .then(|| insync_refusal(broker, &name, data.index))
+                        .flatten()
+                });
             let partition = broker
                 .log
                 .partition(&name, data.index)
@@ -157,6 +165,19 @@ pub(super) async fn handle(
     let appended = std::time::Instant::now();
     let awaited = !to_await.is_empty();
     for (t, p, partition, end) in to_await {
+        if let Some(cluster) = broker
+            .cluster
+            .as_ref()
+            .filter(|c| c.is_replicated(partition.topic()))
+        {
+            let waited = cluster
+                .wait_replicated(&partition, end, timeout.max(Duration::from_millis(1)))
+                .await;
+            if let Err(refusal) = waited {
+                topics[t].1[p].result = Err(Refusal::code(ack_refusal_code(refusal)));
+            }
+            continue;
+        }
         let waited = tokio::time::timeout(
             timeout.max(Duration::from_millis(1)),
             partition.wait_durable(end),
@@ -218,6 +239,25 @@ pub(super) async fn handle(
         })
         .collect();
     Some(ProduceResponse::default().with_responses(responses))
+}
+
+/// NOT_ENOUGH_REPLICAS for an acks=all write to a replicated partition whose ISR is smaller
+/// than `min.insync.replicas`.
+fn insync_refusal(broker: &Broker, topic: &str, partition: i32) -> Option<i16> {
+    let cluster = broker.cluster.as_ref().filter(|c| c.is_replicated(topic))?;
+    cluster
+        .check_insync(topic, partition)
+        .err()
+        .map(ack_refusal_code)
+}
+
+fn ack_refusal_code(refusal: AckRefusal) -> i16 {
+    code(match refusal {
+        AckRefusal::NotEnoughReplicas => ResponseError::NotEnoughReplicas,
+        AckRefusal::NotEnoughReplicasAfterAppend => ResponseError::NotEnoughReplicasAfterAppend,
+        AckRefusal::NotLeader => ResponseError::NotLeaderOrFollower,
+        AckRefusal::TimedOut => ResponseError::RequestTimedOut,
+    })
 }
 
 fn append(log: &Partition, records: Option<Bytes>) -> Result<AppendInfo, Refusal> {

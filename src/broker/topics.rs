@@ -67,7 +67,7 @@ pub(super) async fn create_topics(
     for topic in request.topics {
         let name = topic.name.0.to_string();
         let mut result = CreatableTopicResult::default().with_name(topic.name.clone());
-        let outcome = (|| -> Result<(i32, BTreeMap<String, String>), Failure> {
+        let outcome = (|| -> Result<(i32, i32, BTreeMap<String, String>), Failure> {
             // CREATE on the cluster or on the topic, checked first as in Kafka.
             if !broker.cluster_allowed(session, Operation::Create)
                 && !broker.allowed(session, Operation::Create, ResourceType::Topic, &name)
@@ -113,21 +113,32 @@ pub(super) async fn create_topics(
                     ))
                 }
             };
-            match topic.replication_factor {
-                -1 | 1 => {}
-                rf if broker.cluster.is_some() => {
+            let replication_factor = match (topic.replication_factor, &broker.cluster) {
+                (-1, Some(cluster)) => cluster.default_replication_factor(),
+                (-1 | 1, _) => 1,
+                (rf, Some(cluster)) if rf >= 1 => {
+                    let live = cluster.view().brokers.len();
+                    if rf as usize > live {
+                        return Err(error(
+                            ResponseError::InvalidReplicationFactor,
+                            format!("Replication factor: {rf} larger than available brokers: {live}."),
+                        ));
+                    }
+                    rf as i32
+                }
+                (rf, Some(_)) => {
                     return Err(error(
                         ResponseError::InvalidReplicationFactor,
-                        format!("Replication factor {rf} is not supported yet: a Cairn cluster does not replicate partitions; use 1."),
+                        format!("Replication factor must be larger than 0, or -1 to use the default value; got {rf}."),
                     ))
                 }
-                rf => {
+                (rf, None) => {
                     return Err(error(
                         ResponseError::InvalidReplicationFactor,
                         format!("Replication factor {rf} is larger than the 1 available broker."),
                     ))
                 }
-            }
+            };
             let mut overrides = BTreeMap::new();
             for c in &topic.configs {
                 let key = c.name.to_string();
@@ -153,7 +164,7 @@ pub(super) async fn create_topics(
                     )
                 },
             )?;
-            Ok((partitions, overrides))
+            Ok((partitions, replication_factor, overrides))
         })();
         match outcome {
             Err((error_code, message)) => {
@@ -164,12 +175,18 @@ pub(super) async fn create_topics(
                     result.replication_factor = -1;
                 }
             }
-            Ok((partitions, overrides)) => {
+            Ok((partitions, replication_factor, overrides)) => {
                 let created = if request.validate_only {
                     Ok(None)
                 } else if let Some(cluster) = &broker.cluster {
                     cluster
-                        .create_topic(&name, partitions, overrides.clone(), false)
+                        .create_topic(
+                            &name,
+                            partitions,
+                            replication_factor,
+                            overrides.clone(),
+                            false,
+                        )
                         .await
                         .map(|t| Some(t.topic_id))
                         .map_err(|e| (cluster_error_code(&e), e.to_string()))
@@ -209,7 +226,7 @@ pub(super) async fn create_topics(
                                 code(ResponseError::TopicAuthorizationFailed);
                         } else if version >= 5 {
                             result.num_partitions = partitions;
-                            result.replication_factor = 1;
+                            result.replication_factor = replication_factor as i16;
                             result.configs = Some(
                                 describe_topic(&broker.dynamic.current(), &overrides)
                                     .into_iter()

@@ -12,19 +12,24 @@
 //! No consensus of Cairn's own: etcd decides. Knows no Kafka request types or error codes; the
 //! handlers map [`ClusterError`] and [`NotServed`].
 //!
-//! Not yet here (the next step, replication): followers, ISR changes, failover to another
-//! replica. With one replica per partition a dead broker's partitions have no leader until it
-//! returns.
+//! Replication is `replica.rs` (the leader's side: followers' log ends, the high watermark,
+//! `acks=all`, ISR changes) and `fetcher.rs` (the follower's side: replica Fetch, truncation by
+//! OffsetForLeaderEpoch). A partition whose leader's lease is gone gets a new leader from its
+//! ISR ([`model::leader_changes`]); a broker that cannot renew its lease within its TTL stops
+//! serving as leader before etcd lets another take over.
 
 pub mod access;
 pub mod etcd;
+mod fetcher;
 pub mod model;
+mod replica;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::{info, warn};
 
@@ -34,6 +39,7 @@ use access::EtcdAccess;
 use etcd::{Compare, Etcd, EtcdError, Op};
 pub use model::{BrokerRecord, ClusterView, PartitionView, TopicRecord, NO_LEADER};
 use model::{ControllerRecord, ListenerRecord};
+pub use replica::AckRefusal;
 
 /// Why a cluster operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +58,8 @@ pub enum ClusterError {
     InvalidPartitions(String),
     #[error("no live broker to place partitions on")]
     NoLiveBrokers,
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
     #[error("topic '{0}' changed concurrently; retry")]
     Conflict(String),
 }
@@ -68,6 +76,22 @@ pub enum NotServed {
     UnknownLeaderEpoch,
 }
 
+/// The broker configs replication reads (fixed at start).
+struct Settings {
+    default_replication_factor: usize,
+    min_insync_replicas: usize,
+    unclean_leader_election: bool,
+    replica_lag_time_max_ms: i64,
+    inter_broker_listener: Option<String>,
+}
+
+/// Wall-clock milliseconds.
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// This broker's membership of the cluster.
 pub struct Cluster {
     etcd: Etcd,
@@ -75,6 +99,11 @@ pub struct Cluster {
     registration: BrokerRecord,
     ttl_seconds: i64,
     lease: AtomicI64,
+    /// Until when (ms) the lease is surely live: the last successful grant or renewal's send
+    /// time plus the TTL.
+    lease_valid_until: AtomicI64,
+    settings: Settings,
+    followers: replica::Followers,
     view: RwLock<Arc<ClusterView>>,
     /// The view the local log was last made to match; held while mirroring, so mirrors run one
     /// at a time and only ever forward.
@@ -134,6 +163,19 @@ impl Cluster {
             registration,
             ttl_seconds: ttl_seconds.max(2),
             lease: AtomicI64::new(0),
+            lease_valid_until: AtomicI64::new(0),
+            settings: Settings {
+                default_replication_factor: config.default_replication_factor().max(1) as usize,
+                min_insync_replicas: config.min_insync_replicas().max(1) as usize,
+                unclean_leader_election: config.unclean_leader_election(),
+                replica_lag_time_max_ms: config.replica_lag_time_max_ms(),
+                inter_broker_listener: config
+                    .get("inter.broker.listener.name")
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_string),
+            },
+            followers: replica::Followers::default(),
             view: RwLock::new(Arc::new(ClusterView::default())),
             mirrored: tokio::sync::Mutex::new(Arc::new(ClusterView::default())),
             changed: tokio::sync::Notify::new(),
@@ -162,6 +204,8 @@ impl Cluster {
             tokio::spawn(cluster.clone().keep_alive()),
             tokio::spawn(cluster.clone().watch()),
             tokio::spawn(cluster.clone().refresh_loop()),
+            tokio::spawn(fetcher::supervise(cluster.clone())),
+            tokio::spawn(cluster.clone().isr_loop()),
         ];
         *cluster.tasks.lock().unwrap_or_else(|e| e.into_inner()) = tasks;
         Ok(cluster)
@@ -171,6 +215,7 @@ impl Cluster {
     /// data directory's earlier registration (a restart before the old lease expired), refused
     /// otherwise.
     async fn register(&self) -> Result<(), ClusterError> {
+        let asked = now_ms();
         let lease = self.etcd.lease_grant(self.ttl_seconds).await?;
         let key = model::broker_key(self.node_id);
         let value = serde_json::to_vec(&self.registration).expect("a record serializes");
@@ -215,6 +260,8 @@ impl Cluster {
                 .await?
             {
                 self.lease.store(lease, Ordering::SeqCst);
+                self.lease_valid_until
+                    .store(asked + self.ttl_seconds * 1000, Ordering::SeqCst);
                 info!(
                     node_id = self.node_id,
                     lease,
@@ -234,8 +281,12 @@ impl Cluster {
         loop {
             tokio::time::sleep(period).await;
             let lease = self.lease.load(Ordering::SeqCst);
+            let asked = now_ms();
             match self.etcd.lease_keep_alive(lease).await {
-                Ok(true) => {}
+                Ok(true) => {
+                    self.lease_valid_until
+                        .store(asked + self.ttl_seconds * 1000, Ordering::SeqCst);
+                }
                 Ok(false) => {
                     warn!(
                         lease,
@@ -319,7 +370,14 @@ impl Cluster {
             let Some(partition) = self.log.partition(topic, *index) else {
                 continue;
             };
-            match partition.become_leader(state.record.leader_epoch) {
+            let led = partition.become_leader(state.record.leader_epoch);
+            let replicated = view
+                .partition(topic, *index)
+                .is_some_and(|p| p.replicas.len() > 1);
+            if led.is_ok() && replicated {
+                self.start_leading(view, topic, *index, &partition);
+            }
+            match led {
                 Ok(false) => {}
                 Ok(true) => info!(
                     topic,
@@ -398,7 +456,7 @@ impl Cluster {
         if view.controller != Some(self.node_id) {
             return Ok(());
         }
-        for change in model::leader_changes(&view) {
+        for change in model::leader_changes(&view, self.settings.unclean_leader_election) {
             let key = model::partition_key(&change.topic, change.index);
             let compare = match change.expected {
                 None => Compare::Absent(key.clone()),
@@ -476,7 +534,10 @@ impl Cluster {
         let p = view
             .partition(topic, partition)
             .ok_or(NotServed::UnknownTopicOrPartition)?;
-        if p.leader() != self.node_id || !view.brokers.contains_key(&self.node_id) {
+        if p.leader() != self.node_id
+            || !view.brokers.contains_key(&self.node_id)
+            || self.lease_expired()
+        {
             return Err(NotServed::NotLeader);
         }
         // The local log must have recorded the view's epoch (it has, unless this broker has
@@ -496,12 +557,19 @@ impl Cluster {
         }
     }
 
-    /// Creates a topic in etcd with `partitions` partitions spread over the live brokers (one
-    /// replica each), then waits briefly for the controller to give them leaders.
+    /// The replication factor of topics created without one (`default.replication.factor`).
+    pub fn default_replication_factor(&self) -> i32 {
+        self.settings.default_replication_factor as i32
+    }
+
+    /// Creates a topic in etcd with `partitions` partitions of `replication_factor` replicas
+    /// spread over the live brokers, then waits briefly for the controller to give them
+    /// leaders.
     pub async fn create_topic(
         &self,
         name: &str,
         partitions: i32,
+        replication_factor: i32,
         configs: BTreeMap<String, String>,
         internal: bool,
     ) -> Result<TopicRecord, ClusterError> {
@@ -509,7 +577,18 @@ impl Cluster {
         if view.topics.contains_key(name) {
             return Err(ClusterError::TopicExists(name.into()));
         }
-        let replicas = model::place(&live_racks(&view), 0, partitions.max(0) as usize, 1);
+        let live = view.brokers.len();
+        if replication_factor < 1 || replication_factor as usize > live {
+            return Err(ClusterError::InvalidReplicationFactor(format!(
+                "Replication factor: {replication_factor} larger than available brokers: {live}."
+            )));
+        }
+        let replicas = model::place(
+            &live_racks(&view),
+            0,
+            partitions.max(0) as usize,
+            replication_factor as usize,
+        );
         if replicas.is_empty() {
             return Err(ClusterError::NoLiveBrokers);
         }
@@ -564,7 +643,7 @@ impl Cluster {
         partitions: i32,
         configs: BTreeMap<String, String>,
     ) -> Result<(), ClusterError> {
-        match self.create_topic(name, partitions, configs, true).await {
+        match self.create_topic(name, partitions, 1, configs, true).await {
             Ok(_) | Err(ClusterError::TopicExists(_)) => Ok(()),
             Err(e) => Err(e),
         }
@@ -609,7 +688,13 @@ impl Cluster {
                 "Topic currently has {have} partitions, which is higher than the requested {new_total}."
             )));
         }
-        let added = model::place(&live_racks(&view), have, new_total as usize - have, 1);
+        let replication_factor = topic.record.replicas.first().map_or(1, Vec::len);
+        let added = model::place(
+            &live_racks(&view),
+            have,
+            new_total as usize - have,
+            replication_factor,
+        );
         if added.is_empty() {
             return Err(ClusterError::NoLiveBrokers);
         }

@@ -7,7 +7,8 @@
 //! - `/cairn/brokers/<node.id>`: a live broker's registration, bound to its lease.
 //! - `/cairn/controller`: the controller's node id, bound to its lease.
 //! - `/cairn/topics/<name>`: a topic: id, configs and each partition's replica list.
-//! - `/cairn/partitions/<name>/<index>`: a partition's leader, leader epoch and ISR.
+//! - `/cairn/partitions/<name>/<index>`: a partition's leader, leader epoch and ISR (the
+//!   controller elects leaders; the leader shrinks and expands the ISR).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -91,7 +92,9 @@ mod uuid_text {
     }
 }
 
-/// `/cairn/partitions/<name>/<index>`: written only by the controller.
+/// `/cairn/partitions/<name>/<index>`: written by the controller (leaders, and the ISR when a
+/// member's lease is gone) and by the partition's leader (ISR shrink and expand), every write a
+/// compare-and-swap on the key's revision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionRecord {
     pub leader: i32,
@@ -261,47 +264,100 @@ pub struct LeaderChange {
     pub record: PartitionRecord,
 }
 
-/// The controller's decisions for `view`: every partition gets a leader state; its leader is
-/// the first live replica in the ISR, or none when no in-sync replica is live (with one replica
-/// per partition, that is the replica's broker or none). Each change bumps the leader epoch.
-/// Unclean election (a live replica outside the ISR) is never made here: with one replica it
-/// cannot arise.
-pub fn leader_changes(view: &ClusterView) -> Vec<LeaderChange> {
+/// Whether unclean leader election is enabled for a topic: its `unclean.leader.election.enable`
+/// override, else `default` (the broker's).
+pub fn unclean_election(topic: &TopicRecord, default: bool) -> bool {
+    topic
+        .configs
+        .get("unclean.leader.election.enable")
+        .map_or(default, |v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+/// The controller's decisions for `view`: every partition gets a leader state (its replicas
+/// are its first ISR, the first live one leads). A live leader keeps leading; the ISR loses its
+/// members whose lease is gone (never its last). A partition whose leader is gone gets the first
+/// live member of its ISR as leader, at the next leader epoch, with the ISR cut to its live
+/// members; when none is live, a live replica outside the ISR only if unclean election is
+/// enabled (`unclean_default`, or the topic's override), else no leader (the ISR is kept, so the
+/// replicas that have every acknowledged write are still known when one returns).
+pub fn leader_changes(view: &ClusterView, unclean_default: bool) -> Vec<LeaderChange> {
     let live: BTreeSet<i32> = view.brokers.keys().copied().collect();
     let mut changes = Vec::new();
     for (topic, t) in &view.topics {
+        let unclean = unclean_election(&t.record, unclean_default);
         for (index, replicas) in t.record.replicas.iter().enumerate() {
             let index = index as i32;
             let current = view.partitions.get(&(topic.clone(), index));
-            let isr = current.map_or_else(|| replicas.clone(), |c| c.record.isr.clone());
-            let wanted = isr
-                .iter()
-                .copied()
-                .find(|id| live.contains(id))
-                .unwrap_or(NO_LEADER);
-            match current {
-                None => changes.push(LeaderChange {
+            let Some(c) = current else {
+                let leader = replicas
+                    .iter()
+                    .copied()
+                    .find(|id| live.contains(id))
+                    .unwrap_or(NO_LEADER);
+                changes.push(LeaderChange {
                     topic: topic.clone(),
                     index,
                     expected: None,
                     record: PartitionRecord {
-                        leader: wanted,
+                        leader,
                         leader_epoch: 0,
-                        isr,
+                        isr: replicas.clone(),
                     },
-                }),
-                Some(c) if c.record.leader != wanted => changes.push(LeaderChange {
-                    topic: topic.clone(),
-                    index,
-                    expected: Some(c.mod_revision),
-                    record: PartitionRecord {
-                        leader: wanted,
-                        leader_epoch: c.record.leader_epoch + 1,
-                        isr,
-                    },
-                }),
-                Some(_) => {}
-            }
+                });
+                continue;
+            };
+            let live_isr: Vec<i32> = c
+                .record
+                .isr
+                .iter()
+                .copied()
+                .filter(|id| live.contains(id))
+                .collect();
+            let record = if c.record.leader != NO_LEADER && live.contains(&c.record.leader) {
+                if live_isr.len() == c.record.isr.len() || live_isr.is_empty() {
+                    continue;
+                }
+                PartitionRecord {
+                    isr: live_isr,
+                    ..c.record.clone()
+                }
+            } else if let Some(&leader) = live_isr.first() {
+                PartitionRecord {
+                    leader,
+                    leader_epoch: c.record.leader_epoch + 1,
+                    isr: live_isr,
+                }
+            } else if let Some(leader) = replicas
+                .iter()
+                .copied()
+                .find(|id| unclean && live.contains(id))
+            {
+                tracing::warn!(
+                    topic,
+                    partition = index,
+                    leader,
+                    "unclean leader election: no in-sync replica is live; acknowledged writes may be lost"
+                );
+                PartitionRecord {
+                    leader,
+                    leader_epoch: c.record.leader_epoch + 1,
+                    isr: vec![leader],
+                }
+            } else if c.record.leader != NO_LEADER {
+                PartitionRecord {
+                    leader: NO_LEADER,
+                    leader_epoch: c.record.leader_epoch + 1,
+                    isr: c.record.isr.clone(),
+                }
+            } else {
+                continue;
+            };
+            changes.push(LeaderChange {
+                topic: topic.clone(),
+                index,
+                expected: Some(c.mod_revision),
+                record,
+            });
         }
     }
     changes
@@ -391,9 +447,13 @@ mod tests {
         v
     }
 
+    fn leader_changes_of(view: &ClusterView) -> Vec<LeaderChange> {
+        leader_changes(view, false)
+    }
+
     #[test]
     fn controller_creates_missing_states_with_live_leaders() {
-        let changes = leader_changes(&view(&[1], &[]));
+        let changes = leader_changes_of(&view(&[1], &[]));
         assert_eq!(changes.len(), 2);
         assert_eq!(changes[0].record.leader, 1);
         assert_eq!(changes[0].expected, None);
@@ -408,7 +468,7 @@ mod tests {
     #[test]
     fn controller_moves_leadership_with_liveness_and_bumps_the_epoch() {
         // Broker 2 died: partition 1 loses its leader; broker 1's partition is untouched.
-        let changes = leader_changes(&view(&[1], &[(0, 1, 10), (1, 2, 11)]));
+        let changes = leader_changes_of(&view(&[1], &[(0, 1, 10), (1, 2, 11)]));
         assert_eq!(
             changes,
             vec![LeaderChange {
@@ -423,11 +483,81 @@ mod tests {
             }]
         );
         // Broker 2 came back: it leads again, at a new epoch.
-        let changes = leader_changes(&view(&[1, 2], &[(0, 1, 10), (1, NO_LEADER, 12)]));
+        let changes = leader_changes_of(&view(&[1, 2], &[(0, 1, 10), (1, NO_LEADER, 12)]));
         assert_eq!(changes.len(), 1);
         assert_eq!(changes[0].record.leader, 2);
         assert_eq!(changes[0].record.leader_epoch, 4);
-        assert!(leader_changes(&view(&[1, 2], &[(0, 1, 10), (1, 2, 12)])).is_empty());
+        assert!(leader_changes_of(&view(&[1, 2], &[(0, 1, 10), (1, 2, 12)])).is_empty());
+    }
+
+    /// A three-replica partition led by `leader` with `isr`, brokers `live` alive.
+    fn replicated(live: &[i32], leader: i32, isr: &[i32], unclean: Option<bool>) -> ClusterView {
+        let mut v = view(live, &[]);
+        let t = v.topics.get_mut("t").unwrap();
+        t.record.replicas = vec![vec![1, 2, 3]];
+        if let Some(u) = unclean {
+            t.record
+                .configs
+                .insert("unclean.leader.election.enable".into(), u.to_string());
+        }
+        v.partitions.insert(
+            ("t".into(), 0),
+            Versioned {
+                record: PartitionRecord {
+                    leader,
+                    leader_epoch: 7,
+                    isr: isr.to_vec(),
+                },
+                mod_revision: 20,
+            },
+        );
+        v
+    }
+
+    #[test]
+    fn a_dead_leader_is_replaced_from_the_isr_at_the_next_epoch() {
+        let changes = leader_changes_of(&replicated(&[2, 3], 1, &[1, 3], None));
+        assert_eq!(changes.len(), 1);
+        assert_eq!(
+            changes[0].record,
+            PartitionRecord {
+                leader: 3,
+                leader_epoch: 8,
+                isr: vec![3]
+            },
+            "broker 2 is live but not in sync: only 3 may lead"
+        );
+        assert_eq!(changes[0].expected, Some(20));
+        // A live leader stays; a dead follower leaves the ISR at the same epoch.
+        let changes = leader_changes_of(&replicated(&[1, 2], 1, &[1, 2, 3], None));
+        assert_eq!(changes[0].record.leader, 1);
+        assert_eq!(changes[0].record.leader_epoch, 7);
+        assert_eq!(changes[0].record.isr, vec![1, 2]);
+        assert!(leader_changes_of(&replicated(&[1, 2, 3], 1, &[1, 2], None)).is_empty());
+    }
+
+    #[test]
+    fn without_a_live_in_sync_replica_only_unclean_election_picks_a_leader() {
+        let changes = leader_changes_of(&replicated(&[2], 1, &[1, 3], None));
+        assert_eq!(changes[0].record.leader, NO_LEADER);
+        assert_eq!(changes[0].record.isr, vec![1, 3], "the ISR is kept");
+        let changes = leader_changes_of(&replicated(&[2], 1, &[1, 3], Some(true)));
+        assert_eq!(changes[0].record.leader, 2);
+        assert_eq!(changes[0].record.isr, vec![2]);
+        assert_eq!(changes[0].record.leader_epoch, 8);
+        assert_eq!(
+            leader_changes(&replicated(&[2], 1, &[1, 3], None), true)[0]
+                .record
+                .leader,
+            2
+        );
+        assert_eq!(
+            leader_changes(&replicated(&[2], 1, &[1, 3], Some(false)), true)[0]
+                .record
+                .leader,
+            NO_LEADER,
+            "the topic's override wins"
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 
 use bytes::Bytes;
@@ -22,7 +22,9 @@ use super::{now_ms, AppendInfo, AppendOrigin, LogError, PartitionOffsets, Shared
 use crate::config::{LogConfig, TimestampType};
 
 mod batch_at;
+mod durable;
 pub mod epochs;
+mod follower;
 mod layout;
 mod limits;
 mod patch;
@@ -117,6 +119,8 @@ pub struct Partition {
     /// appends stamp; see `epochs.rs`.
     epochs: Mutex<epochs::LeaderEpochCache>,
     append_epoch: AtomicI32,
+    /// The high watermark never passes this (`follower.rs`: the in-sync followers' floor).
+    hw_cap: AtomicI64,
 }
 
 impl Partition {
@@ -137,6 +141,7 @@ impl Partition {
         let epochs = epochs::LeaderEpochCache::open(&dir, &state);
         Arc::new_cyclic(|weak| Partition {
             append_epoch: AtomicI32::new(epochs.latest_epoch().unwrap_or(0)),
+            hw_cap: AtomicI64::new(i64::MAX),
             epochs: Mutex::new(epochs),
             topic,
             index,
@@ -291,9 +296,10 @@ impl Partition {
         st.log_end_offset = next;
         st.unflushed_messages += count;
         let fsync_mode = cfg.fsync_before_ack();
-        let hw_advanced = !fsync_mode && st.high_watermark < next;
+        let hw_target = next.min(self.hw_cap.load(Ordering::SeqCst));
+        let hw_advanced = !fsync_mode && st.high_watermark < hw_target;
         if hw_advanced {
-            st.high_watermark = next;
+            st.high_watermark = hw_target;
         }
         let flush_now = fsync_mode || st.unflushed_messages >= cfg.flush_messages;
         let info = AppendInfo {
@@ -304,7 +310,8 @@ impl Partition {
             duplicate: false,
         };
         drop(st);
-        if hw_advanced {
+        // Capped: followers long-polling for the new data are woken too.
+        if hw_advanced || hw_target < next {
             self.shared.data_arrived.notify_waiters();
         }
         if flush_now {
@@ -345,40 +352,6 @@ impl Partition {
         Ok(())
     }
 
-    /// Resolves once every offset below `offset` is durable (fsynced). Returns at once in
-    /// page-cache mode. Group commit: concurrent waiters share one fsync.
-    pub async fn wait_durable(&self, offset: i64) -> Result<(), LogError> {
-        if !self.config().fsync_before_ack() {
-            return Ok(());
-        }
-        let mut rx = self.durable.subscribe();
-        let mut asked = false;
-        loop {
-            {
-                let d = rx.borrow_and_update();
-                if d.offset >= offset {
-                    return Ok(());
-                }
-                if let Some(reason) = &d.failed {
-                    return Err(LogError::Io(io::Error::other(format!(
-                        "fsync of partition {}-{} failed: {reason}",
-                        self.topic, self.index
-                    ))));
-                }
-                if d.shutting_down {
-                    return Err(LogError::ShuttingDown);
-                }
-            }
-            if !asked {
-                self.request_flush();
-                asked = true;
-            }
-            if rx.changed().await.is_err() {
-                return Err(LogError::ShuttingDown);
-            }
-        }
-    }
-
     /// fsyncs everything appended so far (outside the lock) and publishes the new durable end.
     pub(crate) fn flush(&self) {
         let (files, dir_dirty, target, count) = {
@@ -411,8 +384,9 @@ impl Partition {
                 st.durable_offset = st.durable_offset.max(target);
                 st.unflushed_messages = (st.unflushed_messages - count).max(0);
                 st.last_flush_ms = now_ms();
-                if fsync_mode && st.high_watermark < st.durable_offset {
-                    st.high_watermark = st.durable_offset;
+                let hw_target = st.durable_offset.min(self.hw_cap.load(Ordering::SeqCst));
+                if fsync_mode && st.high_watermark < hw_target {
+                    st.high_watermark = hw_target;
                     hw_advanced = true;
                 }
             }
