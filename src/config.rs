@@ -304,6 +304,7 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def("cairn.remote.cache.bytes", T::Long, Some("268435456"), AtLeast(0), "Cairn only. Memory for segment objects read from the tier (an LRU cache)."),
     def("cairn.remote.upload.interval.ms", T::Long, Some("600000"), AtLeast(100), "Cairn only. Longest time acknowledged data of a tiered partition stays only on local disk: the active segment is rolled and uploaded at least this often."),
     def("cairn.remote.scrub.interval.ms", T::Long, Some("86400000"), AtLeast(1000), "Cairn only. How often every object of the object-storage tier is read back and checked against its manifest (size, CRC-32C, each batch's CRC); a damaged one is uploaded again from the local copy when there is one."),
+    def("cairn.remote.lease.timeout.ms", T::Long, Some("30000"), AtLeast(1000), "Cairn only. How long the bucket lease outlives its holder's last heartbeat: a broker killed without a clean stop keeps the prefix from other data directories this long (its own data directory takes it back at once), and a holder that cannot renew for this long less a sixth stops writing. Renewed every sixth of it; every broker on one prefix must use the same value."),
 ];
 
 /// A topic-level key: its definition and the broker keys it defaults from, most specific first.
@@ -1239,6 +1240,10 @@ impl BrokerConfig {
     pub fn remote_scrub_interval_ms(&self) -> i64 {
         self.long("cairn.remote.scrub.interval.ms")
     }
+    /// `cairn.remote.lease.timeout.ms`.
+    pub fn remote_lease_timeout_ms(&self) -> i64 {
+        self.long("cairn.remote.lease.timeout.ms")
+    }
     /// `cairn.remote.upload.interval.ms`.
     pub fn remote_upload_interval_ms(&self) -> i64 {
         self.long("cairn.remote.upload.interval.ms")
@@ -1699,6 +1704,10 @@ mod tests {
         ));
         assert!(broker.set("num.partitions", "0").is_err());
         assert!(broker.set("num.partitions", "abc").is_err());
+        assert_eq!(broker.remote_lease_timeout_ms(), 30_000);
+        assert!(broker.set("cairn.remote.lease.timeout.ms", "999").is_err());
+        assert!(broker.set("cairn.remote.lease.timeout.ms", "1000").is_ok());
+        assert_eq!(broker.remote_lease_timeout_ms(), 1000);
         assert!(broker.set("listeners", "x:1,y:2").is_err());
         assert!(broker.set("listeners", "A://x:1,a://y:2").is_err());
         assert!(broker

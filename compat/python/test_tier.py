@@ -134,6 +134,11 @@ def new_bucket(client) -> str:
     return name
 
 
+# The bucket lease of a broker killed with -9 expires this long after its last heartbeat
+# (30 s by default); short here, so that a restore onto another data directory need not wait.
+LEASE_TIMEOUT_MS = 5000
+
+
 def tier_args(port: int, bucket: str, prefix: str = "cluster") -> list[str]:
     args = {
         "remote.log.storage.system.enable": "true",
@@ -144,6 +149,7 @@ def tier_args(port: int, bucket: str, prefix: str = "cluster") -> list[str]:
         "cairn.remote.storage.s3.secret.access.key": "test",
         "cairn.remote.storage.s3.allow.http": "true",
         "cairn.remote.upload.interval.ms": "1000",
+        "cairn.remote.lease.timeout.ms": str(LEASE_TIMEOUT_MS),
         "log.retention.check.interval.ms": "500",
         "offsets.topic.num.partitions": "3",
         "group.initial.rebalance.delay.ms": "0",
@@ -341,7 +347,11 @@ def test_store_outage_keeps_produce_going_and_local_data_until_uploaded(s3, tmp_
         proxy.cut()
         acked = produce(b.bootstrap, topic, 200, start=100)
         assert sorted(acked) == list(range(100, 300))
-        time.sleep(3)  # several retention passes while the store is unreachable
+        # Once the uploader found the store unreachable, several retention passes run (every
+        # 500 ms). That retention deletes nothing cannot be awaited, only watched for a while.
+        wait_until(lambda: "cannot copy to the tier" in b.log_path.read_text(errors="replace"),
+                   timeout=60, what="an upload failing on the outage")
+        time.sleep(2)
         # Nothing the bucket lacks was deleted locally: every record acknowledged during the
         # outage is still served.
         low = low_watermark(b.bootstrap, topic)
@@ -383,7 +393,7 @@ def test_corrupt_object_is_detected_and_never_served(s3, tmp_path):
     try:
         # The restored topic is served from the bucket: the records before the damaged batch
         # and after the object are; the damaged batch never is (the consumer is told to retry).
-        got = consume_for(b.bootstrap, topic, 0, seconds=5)
+        got = consume_up_to_the_damage(b, topic, victim)
         assert_served_up_to_the_damage(got, acked, victim)
         after = consume_from(b.bootstrap, topic, victim["end_offset"], 199)
         assert after == {o: acked[o] for o in range(victim["end_offset"], 200)}
@@ -400,18 +410,29 @@ def assert_served_up_to_the_damage(got, acked, victim):
     assert victim["base_offset"] <= len(got) < victim["end_offset"]
 
 
-def consume_for(bootstrap, topic, offset, seconds):
-    """Every record read from `offset` in `seconds`, ignoring (retriable) errors."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"r-{uuid.uuid4().hex}",
+def consume_up_to_the_damage(b, topic, victim, linger=1.0):
+    """Every record read from offset 0, ignoring (retriable) errors, until the consumer reached
+    the damaged object and the broker refused it (its log names the corrupt object), then
+    `linger` seconds more of the consumer retrying: nothing past the damage may come."""
+    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": f"r-{uuid.uuid4().hex}",
                   "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    c.assign([TopicPartition(topic, 0, offset)])
+    c.assign([TopicPartition(topic, 0, 0)])
     got = {}
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        for m in c.consume(num_messages=500, timeout=0.5):
-            if m.error() is None:
-                got[m.offset()] = m.value().decode()
-    c.close()
+    deadline = time.monotonic() + 60
+    refused_at = None
+    try:
+        while time.monotonic() < deadline:
+            for m in c.consume(num_messages=500, timeout=0.2):
+                if m.error() is None:
+                    got[m.offset()] = m.value().decode()
+            if refused_at is None and len(got) >= victim["base_offset"] and \
+                    "corrupt object in the tier" in b.log_path.read_text(errors="replace"):
+                refused_at = time.monotonic()
+            if refused_at is not None and time.monotonic() - refused_at >= linger:
+                break
+    finally:
+        c.close()
+    assert refused_at is not None, "the consumer never reached the damaged object"
     return got
 
 
@@ -453,18 +474,31 @@ def test_kill_9_during_uploads_blocks_nothing_and_loses_nothing(s3, tmp_path):
         b.stop()
 
 
-def start_after_the_lease_expires(b: Broker):
+def lease_expired(client, bucket) -> bool:
+    """True when the newest claim on the bucket's lease is released or its heartbeat is older
+    than the lease timeout: another data directory may take the prefix."""
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix="cluster/lease/")
+            .get("Contents", [])]
+    claims = sorted(k for k in keys if k.endswith(".claim"))
+    if not claims:
+        return True
+    top = claims[-1].removesuffix(".claim")
+    if f"{top}.released" in keys:
+        return True
+    if f"{top}.heartbeat" in keys:
+        beat = int(client.get_object(Bucket=bucket, Key=f"{top}.heartbeat")["Body"].read())
+    else:
+        beat = json.loads(client.get_object(Bucket=bucket, Key=claims[-1])["Body"].read())[
+            "claimed_ms"]
+    # A little margin: the broker's clock is read a moment after ours.
+    return time.time() * 1000 - beat > LEASE_TIMEOUT_MS + 200
+
+
+def start_after_the_lease_expires(b: Broker, client, bucket):
     """Starts `b` on a new (empty) data directory once the lease of a broker killed with -9
-    on the same prefix has expired (30 s): another data directory may not take it before."""
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            b.start()
-            return
-        except RuntimeError as e:
-            if "held by another broker" not in str(e) or time.monotonic() > deadline:
-                raise
-            time.sleep(2)
+    on the same prefix has expired: another data directory may not take it before."""
+    wait_until(lambda: lease_expired(client, bucket), timeout=60, what="the lease expired")
+    b.start()
 
 
 def test_kill_9_mid_upload_then_a_restore_onto_an_empty_disk_brings_back_every_uploaded_record(
@@ -490,7 +524,7 @@ def test_kill_9_mid_upload_then_a_restore_onto_an_empty_disk_brings_back_every_u
         assert uploaded > 0
         check_consistent(client, bucket, topic)
         shutil.rmtree(b.data_dir)
-        start_after_the_lease_expires(b)
+        start_after_the_lease_expires(b, client, bucket)
         assert "restore from the tier done" in b.log_path.read_text()
         assert low_watermark(b.bootstrap, topic) == 0
         got = consume_from(b.bootstrap, topic, 0, uploaded - 1)
@@ -637,7 +671,7 @@ def test_a_corrupt_object_read_by_a_consumer_is_refused_and_logged_once(s3, tmp_
         client.put_object(Bucket=bucket, Key=key, Body=bytes(body))
         # The records before the damaged batch are served, the damaged batch never is, and the
         # consumer gets a retriable error rather than a skip.
-        got = consume_for(b.bootstrap, topic, 0, seconds=5)
+        got = consume_up_to_the_damage(b, topic, victim)
         assert_served_up_to_the_damage(got, acked, victim)
         # The rest of the log is still served, and the broker is alive.
         after = consume_from(b.bootstrap, topic, victim["end_offset"], 299)
@@ -898,7 +932,7 @@ def test_an_acknowledged_delete_records_into_the_tier_survives_kill_9_and_restor
         # Again, then the disk is lost: the restore from the bucket honours it too.
         delete_then_kill(150)
         shutil.rmtree(b.data_dir)
-        start_after_the_lease_expires(b)
+        start_after_the_lease_expires(b, client, bucket)
         assert "restore from the tier done" in b.log_path.read_text()
         check_starts_at(150)
     finally:

@@ -201,7 +201,10 @@ impl Broker {
         let bucket = crate::tier::bucket_from_config(&config)?;
         let lease = match &bucket {
             Some(bucket) => {
-                let lease = Lease::acquire(bucket, &cluster_id).await?;
+                let timeout = std::time::Duration::from_millis(
+                    config.remote_lease_timeout_ms().max(1000) as u64,
+                );
+                let lease = Lease::acquire_with_timeout(bucket, &cluster_id, timeout).await?;
                 crate::tier::restore::restore_if_empty(bucket, &data_dir).await?;
                 Some(lease)
             }

@@ -18,10 +18,11 @@ use serde::{Deserialize, Serialize};
 
 use super::{now_ms, Bucket, TierError};
 
-/// A heartbeat older than this lets another broker take the prefix.
+/// A heartbeat older than this lets another broker take the prefix: the default of
+/// `cairn.remote.lease.timeout.ms`.
 pub const LEASE_TIMEOUT: Duration = Duration::from_secs(30);
-/// How often the holder renews.
-pub const RENEW_INTERVAL: Duration = Duration::from_secs(5);
+/// The holder renews this many times per timeout (every 5 s with the default timeout).
+const RENEWALS_PER_TIMEOUT: u32 = 6;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Claim {
@@ -41,6 +42,8 @@ pub struct Lease {
     lost: AtomicBool,
     /// When the last renewal (or the claim) succeeded.
     renewed_ms: AtomicI64,
+    /// `cairn.remote.lease.timeout.ms`.
+    timeout: Duration,
 }
 
 fn claim_key(epoch: u64, ext: &str) -> String {
@@ -82,9 +85,20 @@ async fn read_i64(bucket: &Bucket, rel: &str) -> Result<Option<i64>, TierError> 
 }
 
 impl Lease {
-    /// Claims the prefix for `owner` (a stable id of this data directory), or fails with
-    /// [`TierError::LeaseHeld`] when another live broker holds it.
+    /// [`Lease::acquire_with_timeout`] with the default [`LEASE_TIMEOUT`].
     pub async fn acquire(bucket: &Bucket, owner: &str) -> Result<Lease, TierError> {
+        Self::acquire_with_timeout(bucket, owner, LEASE_TIMEOUT).await
+    }
+
+    /// Claims the prefix for `owner` (a stable id of this data directory), or fails with
+    /// [`TierError::LeaseHeld`] when another live broker holds it. A claim whose heartbeat is
+    /// older than `timeout` is expired; the holder renews every `timeout / 6`. Every broker on
+    /// one prefix must use the same timeout.
+    pub async fn acquire_with_timeout(
+        bucket: &Bucket,
+        owner: &str,
+        timeout: Duration,
+    ) -> Result<Lease, TierError> {
         let epochs = claimed_epochs(bucket).await?;
         let next = match epochs.last() {
             None => 1,
@@ -103,7 +117,7 @@ impl Lease {
                     .await?
                     .unwrap_or(claim.claimed_ms);
                 let age_ms = now_ms() - beat;
-                let timeout_ms = LEASE_TIMEOUT.as_millis() as i64;
+                let timeout_ms = timeout.as_millis() as i64;
                 if claim.owner != owner && released.is_none() && age_ms < timeout_ms {
                     return Err(TierError::LeaseHeld {
                         url: bucket.url.clone(),
@@ -140,7 +154,7 @@ impl Lease {
                     owner: "a broker that claimed it at the same moment".into(),
                     epoch: next,
                     age_ms: 0,
-                    timeout_ms: LEASE_TIMEOUT.as_millis() as i64,
+                    timeout_ms: timeout.as_millis() as i64,
                 })
             }
             Err(e) => return Err(e.into()),
@@ -151,6 +165,7 @@ impl Lease {
             owner: owner.to_string(),
             lost: AtomicBool::new(false),
             renewed_ms: AtomicI64::new(now_ms()),
+            timeout,
         };
         lease.renew().await?;
         // Old claims are history; keep the last few for diagnosis.
@@ -233,7 +248,7 @@ impl Lease {
     /// over).
     pub fn check(&self) -> Result<(), TierError> {
         let stale = now_ms() - self.renewed_ms.load(Ordering::SeqCst)
-            > (LEASE_TIMEOUT - RENEW_INTERVAL).as_millis() as i64;
+            > (self.timeout - self.renew_interval()).as_millis() as i64;
         if self.lost.load(Ordering::SeqCst) || stale {
             return Err(TierError::LeaseLost { epoch: self.epoch });
         }
@@ -254,12 +269,17 @@ impl Lease {
         Ok(())
     }
 
-    /// Renews every [`RENEW_INTERVAL`] until `stop` fires; a failed renewal is logged once.
+    /// How often the holder renews: a sixth of the timeout.
+    fn renew_interval(&self) -> Duration {
+        self.timeout / RENEWALS_PER_TIMEOUT
+    }
+
+    /// Renews every sixth of the timeout until `stop` fires; a failed renewal is logged once.
     pub async fn keep_renewed(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         let mut failing = false;
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(RENEW_INTERVAL) => {}
+                _ = tokio::time::sleep(self.renew_interval()) => {}
                 _ = stop.changed() => return,
             }
             match self.renew().await {
@@ -325,6 +345,60 @@ mod tests {
         let other = Lease::acquire(&b, "broker-b").await.unwrap();
         assert_eq!(other.epoch, 3);
         assert!(again.renew().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_dead_holders_claim_expires_after_the_configured_timeout_not_before() {
+        let b = bucket();
+        let timeout = Duration::from_millis(1000);
+        // A holder killed with -9: it never renews nor releases.
+        let dead = Lease::acquire_with_timeout(&b, "broker-a", timeout)
+            .await
+            .unwrap();
+        let killed = std::time::Instant::now();
+        let err = Lease::acquire_with_timeout(&b, "broker-b", timeout)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                TierError::LeaseHeld {
+                    timeout_ms: 1000,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        // Not renewed for the timeout less a sixth, the holder stops writing by itself.
+        let deadline = killed + Duration::from_secs(10);
+        while dead.check().is_ok() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the holder never went stale"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(killed.elapsed() >= timeout - timeout / RENEWALS_PER_TIMEOUT);
+        let taken = loop {
+            match Lease::acquire_with_timeout(&b, "broker-b", timeout).await {
+                Ok(lease) => break lease,
+                Err(TierError::LeaseHeld { .. }) => {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "the claim never expired"
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert!(killed.elapsed() >= timeout, "{:?}", killed.elapsed());
+        assert_eq!(taken.epoch, 2);
+        taken.check().unwrap();
+        assert!(matches!(
+            dead.renew().await,
+            Err(TierError::LeaseLost { epoch: 1 })
+        ));
     }
 
     #[tokio::test]
