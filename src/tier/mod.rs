@@ -20,6 +20,7 @@
 //! <prefix>/topics/<topic_id>.topic         topic metadata (name, partitions, configs)
 //! <prefix>/partitions/<topic_id>/<p>/manifest/<version:020>.json      (created only if absent)
 //! <prefix>/partitions/<topic_id>/<p>/segments/<base:020>-<uid>.log|.snapshot
+//! <prefix>/partitions/<topic_id>/<p>/segments/<base:020>-<uid>.index|.timeindex  (remote_index)
 //! <prefix>/partitions/<topic_id>/<p>/delete-before/<offset:020>    a DeleteRecords not yet in a manifest
 //! ```
 
@@ -31,6 +32,7 @@ pub mod manifest;
 mod object;
 pub mod pace;
 pub mod read;
+mod remote_index;
 pub mod restore;
 pub mod scrub;
 pub mod upload;

@@ -25,7 +25,8 @@ use super::local::{same_in, snapshot, upload_file, whole_log_start, Candidate, S
 use super::manifest::{self, Manifest, RemoteObject, RemoteSegment};
 use super::pace::Pacer;
 use super::read::RemoteLog;
-use super::scrub::{self, ScrubStats};
+use super::remote_index::{self, log_stem, BuiltIndexes, IndexBuilder};
+use super::scrub::{self, Finding, ScrubStats};
 use super::{now_ms, Bucket, TierError};
 use crate::log::{checkpoint, producer_state, LogManager, Partition, TopicInfo};
 
@@ -584,7 +585,8 @@ impl Uploader {
         let mut todo: Vec<usize> = (0..m.segments.len())
             .filter(|&i| {
                 let key = &m.segments[i].log.key;
-                self.remote.was_found_corrupt(key) && !copy.unrepairable.contains(key)
+                (self.remote.was_found_corrupt(key) || self.remote.index_found_bad(&m.segments[i]))
+                    && !copy.unrepairable.contains(key)
             })
             .collect();
         if Instant::now() >= copy.scrub_at {
@@ -604,8 +606,14 @@ impl Uploader {
         for i in todo {
             let seg = m.segments[i].clone();
             ScrubStats::add(&self.scrub.checked);
-            let Some(reason) = scrub::check(&self.bucket, &seg).await? else {
-                continue;
+            let interval = part.config().index_interval_bytes;
+            let reason = match scrub::check(&self.bucket, &seg, interval).await? {
+                Finding::Sound => continue,
+                Finding::Damaged(reason) => reason,
+                Finding::Reindex { reason, built } => {
+                    changed |= self.reindex(part, copy, m, &seg, reason, built).await?;
+                    continue;
+                }
             };
             ScrubStats::add(&self.scrub.damaged);
             let local = snap
@@ -640,6 +648,50 @@ impl Uploader {
         Ok(changed)
     }
 
+    /// Puts index objects the scrub built again from `seg`'s sound log object into `m`, in place
+    /// of the missing or damaged ones (`reason`), or as the first ones of a segment uploaded
+    /// before indexes were; true when `m` changed.
+    async fn reindex(
+        &self,
+        part: &Partition,
+        copy: &Copy,
+        m: &mut Manifest,
+        seg: &RemoteSegment,
+        reason: Option<String>,
+        built: BuiltIndexes,
+    ) -> Result<bool, TierError> {
+        self.lease.check()?;
+        // A new name: the objects the manifest names now are never overwritten.
+        let uid = &uuid::Uuid::new_v4().simple().to_string()[..12];
+        let stem = format!("{}/segments/{:020}-{uid}", copy.dir, seg.base_offset);
+        let indexes = remote_index::upload(&self.bucket, &self.pacer, &stem, &built).await?;
+        let range = (seg.base_offset, seg.end_offset);
+        if !m.set_indexes(range, &seg.log.key, indexes, built.epochs, now_ms()) {
+            return Ok(false);
+        }
+        let (topic, index) = (part.topic(), part.partition_index());
+        match reason {
+            Some(reason) => {
+                ScrubStats::add(&self.scrub.damaged);
+                ScrubStats::add(&self.scrub.repaired);
+                tracing::warn!(
+                    topic,
+                    partition = index,
+                    base_offset = seg.base_offset,
+                    reason,
+                    "damaged index object in the tier built again from its segment"
+                );
+            }
+            None => tracing::debug!(
+                topic,
+                partition = index,
+                base_offset = seg.base_offset,
+                "indexes added to a segment uploaded without them"
+            ),
+        }
+        Ok(true)
+    }
+
     /// Cleans the segments only the tier holds of a compacted partition ([`clean`]) and puts the
     /// cleaned ones into `m` (the caller writes it); true when `m` changed. A failure is logged,
     /// leaves `m` as it was and is retried after [`CLEAN_BACKOFF`]; copying goes on meanwhile.
@@ -656,6 +708,7 @@ impl Uploader {
             pacer: &self.pacer,
             lease: &self.lease,
             dir: &copy.dir,
+            index_interval_bytes: part.config().index_interval_bytes,
         };
         let map_bytes = part.shared.cleaner_settings().config.dedupe_buffer_size;
         let cleaning = match clean::clean(&target, m, &part.config(), local_start, map_bytes).await
@@ -698,7 +751,7 @@ impl Uploader {
         let named: BTreeSet<&str> = m
             .segments
             .iter()
-            .flat_map(|s| std::iter::once(&s.log).chain(&s.producer_snapshot))
+            .flat_map(|s| s.objects())
             .map(|o| o.key.as_str())
             .chain(m.retired.iter().map(|r| r.key.as_str()))
             .collect();
@@ -762,7 +815,26 @@ impl Uploader {
         self.lease.check()?;
         let uid = &uuid::Uuid::new_v4().simple().to_string()[..12];
         let log_key = format!("{dir}/segments/{:020}-{uid}.log", c.base_offset);
-        let log = upload_file(&self.bucket, &self.pacer, &log_key, c.log.clone(), c.size).await?;
+        let interval = part.config().index_interval_bytes;
+        let mut index = IndexBuilder::new(c.base_offset, interval);
+        let log = upload_file(
+            &self.bucket,
+            &self.pacer,
+            &log_key,
+            c.log.clone(),
+            c.size,
+            &mut index,
+        )
+        .await?;
+        // A segment whose bytes build no index (not whole batches) is still uploaded: its reads
+        // walk batch headers, as for segments uploaded before indexes were.
+        let built = index.finish(c.size);
+        let indexes = match &built {
+            Some(built) => Some(
+                remote_index::upload(&self.bucket, &self.pacer, log_stem(&log_key), built).await?,
+            ),
+            None => None,
+        };
         let snapshot_path = producer_state::snapshot_path(part.dir(), c.end_offset);
         let producer_snapshot = match std::fs::read(&snapshot_path) {
             Ok(bytes) => {
@@ -787,6 +859,8 @@ impl Uploader {
             producer_snapshot,
             max_timestamp: c.max_timestamp,
             uploaded_ms: now_ms(),
+            indexes,
+            leader_epochs: built.map(|b| b.epochs).unwrap_or_default(),
         })
     }
 }
