@@ -38,7 +38,7 @@ pub struct RemoteSegment {
     /// Largest record timestamp, -1 if none.
     pub max_timestamp: i64,
     pub uploaded_ms: i64,
-    /// The segment's offset and time indexes ([`super::remote_index`]); absent in manifests
+    /// The segment's offset and time indexes (`remote_index`); absent in manifests
     /// written before they were uploaded, whose reads walk batch headers instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub indexes: Option<RemoteIndexes>,

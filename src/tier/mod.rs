@@ -3,8 +3,9 @@
 //!
 //! Owns the bucket: the writer's lease ([`lease`]), the per-partition manifests
 //! ([`manifest`]), the background copy of sealed, durable segments and of topic metadata
-//! ([`upload`], its local side in `local`, paced by [`pace`]), reads of the offsets only the
-//! bucket still holds ([`read`]), the cleaning of compacted segments only the bucket holds
+//! ([`upload`], its local side in `local`, paced by [`pace`]), each segment's offset and time
+//! indexes built from its uploaded bytes (`remote_index`), reads of the offsets only the bucket
+//! still holds ([`read`]), the cleaning of compacted segments only the bucket holds
 //! (`clean`), the scrub that reads every object back and has damaged ones uploaded again
 //! ([`scrub`]), DeleteRecords into the tier's data made durable before the answer (`deletion`),
 //! and the restore of an empty data directory from the bucket ([`restore`]).

@@ -2,11 +2,14 @@
 //! log start, after local retention deleted the local copy) are served from the segment objects.
 //!
 //! Owns the catalog of every tiered partition's latest manifest (published by the uploader each
-//! time it reads or writes one), a cache of 1 MiB chunks of segment objects (ranged GETs) bounded
-//! by `cairn.remote.cache.bytes`, and, per object, the batch positions already found, so a
-//! sequential reader's next fetch goes straight to its batch. A batch is found by walking batch
-//! headers; the chunk a sequential reader needs next is fetched in the background while it
-//! handles the current one. Every batch served has its CRC-32C checked first, and a damaged or truncated one is
+//! time it reads or writes one), a cache of 1 MiB chunks of segment objects (ranged GETs) and of
+//! their index objects bounded by `cairn.remote.cache.bytes`, and, per object, the batch
+//! positions already found, so a sequential reader's next fetch goes straight to its batch. A
+//! batch is found through the segment's offset index (a timestamp through its time index first,
+//! see `remote_index`), then by walking batch headers from the indexed position (from
+//! the start for a segment without a usable index: uploaded before indexes were, or with a
+//! damaged one, which is logged once by its key); the chunk a sequential reader needs next is
+//! fetched in the background while it handles the current one. Every batch served has its CRC-32C checked first, and a damaged or truncated one is
 //! logged with the object's key (once) and reported as an error, never served. No partition lock
 //! is held here: the handlers call this after the local read answered. Knows no Kafka request
 //! type.
