@@ -864,3 +864,96 @@ impl Uploader {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BrokerConfig;
+    use crate::log::batch::{self, tests::batch_with};
+    use crate::log::segment::segment_file;
+    use crate::log::{AppendOrigin, LogManagerOptions};
+    use crate::tier::read;
+    use bytes::Bytes;
+    use object_store::memory::InMemory;
+
+    #[tokio::test]
+    async fn the_uploaded_indexes_are_the_local_segments_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut broker = BrokerConfig::default();
+        broker
+            .set("remote.log.storage.system.enable", "true")
+            .unwrap();
+        let tier_dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", tier_dir.path().display());
+        broker.set("cairn.remote.storage.url", &url).unwrap();
+        let log = LogManager::open(LogManagerOptions {
+            data_dir: dir.path().to_path_buf(),
+            broker,
+        })
+        .unwrap();
+        let overrides = [
+            ("remote.storage.enable", "true"),
+            ("index.interval.bytes", "100"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        log.create_topic("t", 1, overrides, false).unwrap();
+        let part = log.partition("t", 0).unwrap();
+        for o in 0..200 {
+            let mut one = batch_with(1 + (o % 3) as usize, 1_000 + 10 * o, None, true);
+            batch::set_partition_leader_epoch(&mut one, 0);
+            part.append(Bytes::from(one), AppendOrigin::Client).unwrap();
+        }
+        part.roll().unwrap();
+        let bucket = Bucket::new(Arc::new(InMemory::new()), "", "memory://");
+        let lease = Lease::acquire(&bucket, "test").await.unwrap();
+        let options = TierOptions {
+            upload_interval: Duration::from_secs(600),
+            cache_bytes: 1 << 20,
+            copy_bytes_per_second: None,
+            clean: false,
+            scrub_interval: Duration::from_secs(86_400),
+        };
+        let tier = Tier::start(
+            bucket.clone(),
+            lease,
+            log.clone(),
+            dir.path().to_path_buf(),
+            options,
+        )
+        .await;
+        let end = part.lock().log_end_offset;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while tier.remote.end_offset("t", 0) != Some(end) {
+            assert!(Instant::now() < deadline, "the segment was not uploaded");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let info = log.topic("t").unwrap();
+        let dir_key = manifest::partition_dir(&info.topic_id, 0);
+        let m = manifest::read_latest(&bucket, &dir_key)
+            .await
+            .unwrap()
+            .0
+            .unwrap();
+        let seg = &m.segments[0];
+        let ix = seg.indexes.as_ref().expect("uploaded with its indexes");
+        assert_eq!(ix.interval_bytes, 100);
+        // Byte for byte the files the log wrote for the segment, which Kafka's tools read.
+        for (object, ext) in [(&ix.offset_index, "index"), (&ix.time_index, "timeindex")] {
+            let stored = read::fetch(&bucket, object).await.unwrap();
+            let local = std::fs::read(segment_file(&part.dir, seg.base_offset, ext)).unwrap();
+            assert!(!local.is_empty(), "{ext}");
+            assert_eq!(stored[..], local[..], "{ext}");
+        }
+        assert_eq!(
+            seg.leader_epochs,
+            vec![manifest::EpochStart {
+                epoch: 0,
+                start_offset: 0
+            }]
+        );
+        tier.shutdown().await;
+        log.shutdown().unwrap();
+    }
+}
