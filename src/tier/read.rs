@@ -350,6 +350,8 @@ impl RemoteLog {
         let mut pos = match known {
             // A sequential reader's next batch: nothing to look up.
             Some((o, p)) if o == offset => p,
+            // From the segment's start (a sequential reader entering it): nothing to look up.
+            _ if offset <= seg.base_offset => known.map_or(0, |(_, p)| p),
             _ => {
                 let indexed = self.indexed_position(seg, offset).await?.unwrap_or(0);
                 known.map_or(0, |(_, p)| p).max(indexed)
@@ -932,6 +934,12 @@ mod tests {
     #[tokio::test]
     async fn a_read_in_the_middle_gets_from_the_indexed_position_not_the_start() {
         let (store, remote, seg, positions) = indexed_segment().await;
+        // A reader entering the segment at its start needs no index.
+        let one = remote.read("t", 0, 0, 1).await.unwrap().unwrap();
+        assert_eq!(first_offset(&one), 0);
+        assert!(store.take("s.index").is_empty());
+        clear_cache(&remote);
+        store.take("");
         let one = remote.read("t", 0, 300, 1).await.unwrap().unwrap();
         assert_eq!(first_offset(&one), 300);
         // The offset index, whole, once; then the log from the chunk before the batch at most
