@@ -5,9 +5,10 @@ an S3 bucket. These tests check, with confluent-kafka: the restore drill (stop, 
 directory, start on the same bucket: every uploaded record at its offset, the topic's configs
 and the group's committed offset come back), one writer per bucket prefix, a store outage
 (produce goes on, nothing local is deleted before it is in the bucket, uploads resume), a
-corrupt object never served, kill -9 during uploads, and a DeleteRecords into the tier's data
+corrupt object never served, kill -9 during uploads, a DeleteRecords into the tier's data
 that survives kill -9 right after its answer and a restore (and fails retriably while the store
-is down).
+is down), and timestamp lookups and reads from the middle of hundreds of remote-only segments
+(served through the segments' uploaded offset and time indexes).
 """
 
 import json
@@ -606,8 +607,78 @@ def check_consistent(client, bucket, topic):
     """Every manifest version parses, and the latest names only objects present, whole."""
     for m in manifests(client, bucket, topic).values():
         for seg in m["segments"]:
-            head = client.head_object(Bucket=bucket, Key=f"cluster/{seg['log']['key']}")
-            assert head["ContentLength"] == seg["log"]["size"]
+            objects = [seg["log"]] + [seg["indexes"][k] for k in ("offset_index", "time_index")
+                                      if seg.get("indexes")]
+            for o in objects:
+                head = client.head_object(Bucket=bucket, Key=f"cluster/{o['key']}")
+                assert head["ContentLength"] == o["size"]
+
+
+def test_timestamp_lookups_and_reads_across_hundreds_of_remote_only_segments(s3, tmp_path):
+    """Every segment goes to the bucket with its offset and time indexes, and a topic whose
+    records are only in the tier answers timestamp lookups and reads from the middle exactly
+    (through those indexes: the broker log names no damaged index)."""
+    port, client = s3
+    bucket = new_bucket(client)
+    b = tiered_broker(tmp_path / "broker", port, bucket)
+    topic = f"indexed-{uuid.uuid4().hex[:6]}"
+    n = 8000
+    ts0 = 1_700_000_000_000
+    try:
+        create_topic(b.bootstrap, topic, **{"retention.ms": "-1", "local.retention.bytes": "1",
+                                            "segment.bytes": "1000", "index.interval.bytes": "100"})
+        acked = produce(b.bootstrap, topic, 4000, ts0=ts0)
+        # Offset 4000 carries the largest timestamp, in the middle of the tier.
+        acked.update(produce(b.bootstrap, topic, 1, start=4000, ts0=ts0 + 10**9))
+        acked.update(produce(b.bootstrap, topic, n - 4001, start=4001, ts0=ts0))
+        wait_until(lambda: tiered_end(client, bucket, topic) >= n - 200, timeout=180,
+                   what="the records in the tier")
+        wait_until(lambda: local_segments(b, topic) <= 3, timeout=60,
+                   what="local retention deleted the tiered segments")
+        m = manifests(client, bucket, topic)[0]
+        assert len(m["segments"]) >= 150, len(m["segments"])
+        listed = {}
+        paginator = client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix="cluster/partitions/"):
+            for o in page.get("Contents", []):
+                listed[o["Key"].removeprefix("cluster/")] = o["Size"]
+        for seg in m["segments"]:
+            ix = seg["indexes"]
+            assert ix["interval_bytes"] == 100
+            for o in (ix["offset_index"], ix["time_index"]):
+                assert listed.get(o["key"]) == o["size"], o
+        end = tiered_end(client, bucket, topic)
+        low = min(s["base_offset"] for s in m["segments"])
+        assert low == 0 and low_watermark(b.bootstrap, topic) == 0
+        c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "times"})
+        try:
+            def lookup(ts):
+                found = c.offsets_for_times([TopicPartition(topic, 0, ts)], timeout=30)
+                return found[0].offset
+
+            for i in list(range(0, end - 1, 397)) + [1, 2, 3999, end - 2]:
+                # Between record i's timestamp and record i + 1's: the answer is i + 1, except
+                # that from 4000 on the first record that late is 4000 itself.
+                expected = i + 1 if i + 1 <= 4000 else 4000
+                assert lookup(ts0 + i * 1000 + 500) == expected, i
+                # A record's exact timestamp finds it.
+                if i < 4000:
+                    assert lookup(ts0 + i * 1000) == i, i
+            assert lookup(ts0 - 1) == 0
+        finally:
+            c.close()
+        admin = AdminClient({"bootstrap.servers": b.bootstrap})
+        tp = TopicPartition(topic, 0)
+        assert admin.list_offsets({tp: OffsetSpec.max_timestamp()})[tp].result(30).offset == 4000
+        # Reads from the middle of the tier, and across it to the local log, exactly.
+        for start in (3333, 6789):
+            got = consume_from(b.bootstrap, topic, start, n - 1)
+            assert got == {o: v for o, v in acked.items() if o >= start}
+        log = b.log_path.read_text(errors="replace")
+        assert "damaged index object" not in log
+        check_consistent(client, bucket, topic)
+    finally:
+        b.stop()
 
 
 def test_kill_9_of_the_s3_server_loses_no_acknowledged_record(tmp_path):
@@ -840,6 +911,58 @@ def test_the_scrub_uploads_a_damaged_or_missing_object_again_from_the_local_copy
     b.start()
     try:
         assert consume_from(b.bootstrap, topic, 0, 299) == acked
+    finally:
+        b.stop()
+
+
+def test_a_damaged_index_is_bypassed_and_rebuilt_by_the_scrub_without_a_local_copy(s3, tmp_path):
+    """A segment's offset index damaged in the bucket (its CRC no longer matches the manifest):
+    reads of the segment walk its batches instead and stay exact, the damage is logged once with
+    the object's key, and the scrub builds the index again from the segment object itself,
+    though the disk no longer holds the segment."""
+    port, client = s3
+    bucket = new_bucket(client)
+    b = Broker("cairn", tmp_path / "broker")
+    b.extra_args = tier_args(port, bucket) + ["--set", "cairn.remote.scrub.interval.ms=1000"]
+    b.start()
+    topic = f"reindex-{uuid.uuid4().hex[:6]}"
+    try:
+        create_topic(b.bootstrap, topic, **{"retention.ms": "-1", "local.retention.bytes": "1",
+                                            "index.interval.bytes": "100",
+                                            "file.delete.delay.ms": "1000"})
+        acked = produce(b.bootstrap, topic, 600)
+        wait_until(lambda: tiered_end(client, bucket, topic) >= 550, timeout=60,
+                   what="the records in the tier")
+        wait_until(lambda: local_segments(b, topic) <= 2, timeout=30,
+                   what="local retention deleted the tiered segments")
+        victim = manifests(client, bucket, topic)[0]["segments"][2]
+        index = victim["indexes"]["offset_index"]
+        assert index["size"] >= 16, victim
+        key = f"cluster/{index['key']}"
+        body = bytearray(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+        body[5] ^= 0x40
+        client.put_object(Bucket=bucket, Key=key, Body=bytes(body))
+        middle = (victim["base_offset"] + victim["end_offset"]) // 2
+        assert consume_from(b.bootstrap, topic, middle, 599) == {
+            o: v for o, v in acked.items() if o >= middle}
+
+        def rebuilt():
+            segs = manifests(client, bucket, topic)[0]["segments"]
+            now = next(s for s in segs if s["base_offset"] == victim["base_offset"])
+            return (now["log"]["key"] == victim["log"]["key"]
+                    and now["indexes"]["offset_index"]["key"] != index["key"])
+
+        wait_until(rebuilt, timeout=60, what="the scrub rebuilt the damaged index")
+        assert consume_from(b.bootstrap, topic, middle, 599) == {
+            o: v for o, v in acked.items() if o >= middle}
+        check_consistent(client, bucket, topic)
+        log = b.log_path.read_text(errors="replace")
+        assert "damaged index object in the tier built again from its segment" in log
+        assert "no local copy" not in log
+        # Logged at most once by the reads (none when the scrub came first).
+        damaged = [line for line in log.splitlines()
+                   if "damaged index object in the tier; its segment is read by walking" in line]
+        assert len(damaged) <= 1 and all(index["key"] in line for line in damaged), damaged
     finally:
         b.stop()
 

@@ -28,6 +28,7 @@ use object_store::{ObjectStoreExt, WriteMultipart};
 use super::manifest::{Manifest, RemoteObject, RemoteSegment};
 use super::object::BatchReader;
 use super::pace::Pacer;
+use super::remote_index::{self, log_stem, IndexBuilder};
 use super::{now_ms, Bucket, TierError};
 use crate::config::LogConfig;
 use crate::log::batch::BatchHeader;
@@ -159,6 +160,8 @@ pub(super) struct Target<'a> {
     pub(super) lease: &'a super::lease::Lease,
     /// The partition's folder in the bucket.
     pub(super) dir: &'a str,
+    /// `index.interval.bytes`: how the cleaned segments' indexes are built.
+    pub(super) index_interval_bytes: u64,
 }
 
 /// One pass over the tier's part of a compacted partition whose local log starts at
@@ -217,6 +220,8 @@ struct CleanedWriter<'a> {
     size: u64,
     crc: u32,
     max_timestamp: i64,
+    /// The cleaned segment's indexes, built from the bytes written.
+    index: IndexBuilder,
 }
 
 impl CleanedWriter<'_> {
@@ -229,6 +234,7 @@ impl CleanedWriter<'_> {
             }
         }
         self.crc = crc32c::crc32c_append(self.crc, bytes);
+        self.index.feed(bytes);
         self.size += bytes.len() as u64;
         self.writer.write(bytes);
         Ok(())
@@ -277,6 +283,7 @@ async fn rewrite_segment(
         size: 0,
         crc: 0,
         max_timestamp: -1,
+        index: IndexBuilder::new(seg.base_offset, target.index_interval_bytes),
     };
     let written = filter_into(&mut out, seg, aborted, rules, stats).await;
     let changed = match written {
@@ -291,7 +298,14 @@ async fn rewrite_segment(
         return Ok(None);
     }
     let (size, crc, max_timestamp) = (out.size, out.crc, out.max_timestamp);
+    let built = out.index.finish(size);
     out.writer.finish().await?;
+    let indexes = match &built {
+        Some(built) => {
+            Some(remote_index::upload(bucket, target.pacer, log_stem(&key), built).await?)
+        }
+        None => None,
+    };
     let producer_snapshot = match &seg.producer_snapshot {
         Some(snap) => {
             let to = format!(
@@ -324,6 +338,8 @@ async fn rewrite_segment(
             seg.max_timestamp
         },
         uploaded_ms: seg.uploaded_ms,
+        indexes,
+        leader_epochs: built.map(|b| b.epochs).unwrap_or_default(),
     }))
 }
 
@@ -435,6 +451,8 @@ mod tests {
             producer_snapshot: None,
             max_timestamp: 2_000,
             uploaded_ms: 0,
+            indexes: None,
+            leader_epochs: Vec::new(),
         }
     }
 
@@ -478,6 +496,7 @@ mod tests {
             pacer: &pacer,
             lease: &lease,
             dir: "p",
+            index_interval_bytes: 0,
         };
         // [0, 4): a=1 b=1 c=1, then an aborted transactional a=X at 3.
         // [4, 8): the abort marker at 4, a=2, b=tombstone, d=1.
@@ -540,6 +559,8 @@ mod tests {
         let c = clean(&target, &m, &cfg, 8, 1 << 20).await.unwrap();
         assert_eq!(c.cleaned_to, 10);
         assert_eq!(c.segments.len(), 2);
+        // Each cleaned segment comes with the indexes of its own bytes.
+        assert!(c.segments.iter().all(|s| s.indexes.is_some()), "{c:?}");
         for s in c.segments {
             assert!(m.insert(s, 0));
         }
@@ -584,6 +605,7 @@ mod tests {
             pacer: &pacer,
             lease: &lease,
             dir: "p",
+            index_interval_bytes: 0,
         };
         let mut s0 = segment(
             &b,

@@ -9,6 +9,7 @@ use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
 
 use super::manifest::{Manifest, RemoteObject};
 use super::pace::Pacer;
+use super::remote_index::IndexBuilder;
 use super::{Bucket, TierError};
 use crate::config::LogConfig;
 use crate::log::io::IoFile;
@@ -115,7 +116,8 @@ pub(super) fn snapshot(part: &Partition) -> Result<Snapshot, TierError> {
     })
 }
 
-/// Uploads the first `len` bytes of `file` as `key`, in one PUT or in multipart chunks; returns
+/// Uploads the first `len` bytes of `file` as `key`, in one PUT or in multipart chunks, feeding
+/// every byte uploaded to `index` (so the segment's indexes describe exactly the object); returns
 /// the object's description with its CRC-32C.
 pub(super) async fn upload_file(
     bucket: &Bucket,
@@ -123,6 +125,7 @@ pub(super) async fn upload_file(
     key: &str,
     file: Arc<dyn IoFile>,
     len: u64,
+    index: &mut IndexBuilder,
 ) -> Result<RemoteObject, TierError> {
     let read = |pos: u64, n: u64| {
         let file = file.clone();
@@ -140,6 +143,7 @@ pub(super) async fn upload_file(
     if len <= CHUNK {
         let bytes = read(0, len).await?;
         crc = crc32c::crc32c(&bytes);
+        index.feed(&bytes);
         pacer.reserve(len).await;
         bucket.store.put(&path, PutPayload::from(bytes)).await?;
     } else {
@@ -156,6 +160,7 @@ pub(super) async fn upload_file(
                 }
             };
             crc = crc32c::crc32c_append(crc, &chunk);
+            index.feed(&chunk);
             if let Err(e) = writer.wait_for_capacity(2).await {
                 let _ = writer.abort().await;
                 return Err(e.into());

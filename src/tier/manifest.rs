@@ -38,6 +38,44 @@ pub struct RemoteSegment {
     /// Largest record timestamp, -1 if none.
     pub max_timestamp: i64,
     pub uploaded_ms: i64,
+    /// The segment's offset and time indexes (`remote_index`); absent in manifests
+    /// written before they were uploaded, whose reads walk batch headers instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub indexes: Option<RemoteIndexes>,
+    /// The leader epoch of the segment's batches, from the first offset each one wrote (the
+    /// `partitionLeaderEpoch` of its batches); empty in older manifests.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leader_epochs: Vec<EpochStart>,
+}
+
+impl RemoteSegment {
+    /// Every object of the segment: its log, producer snapshot and indexes.
+    pub fn objects(&self) -> impl Iterator<Item = &RemoteObject> {
+        let indexes = self
+            .indexes
+            .iter()
+            .flat_map(|ix| [&ix.offset_index, &ix.time_index]);
+        std::iter::once(&self.log)
+            .chain(&self.producer_snapshot)
+            .chain(indexes)
+    }
+}
+
+/// A segment's index objects, in Kafka's `.index` and `.timeindex` formats, built from the log
+/// object's bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteIndexes {
+    pub offset_index: RemoteObject,
+    pub time_index: RemoteObject,
+    /// The `index.interval.bytes` they were built with (the scrub rebuilds them to compare).
+    pub interval_bytes: u64,
+}
+
+/// A leader epoch and the first offset of a segment written in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpochStart {
+    pub epoch: i32,
+    pub start_offset: i64,
 }
 
 /// An object no longer referenced, deleted once `since_ms` is old enough.
@@ -116,11 +154,38 @@ impl Manifest {
     }
 
     fn retire(&mut self, s: RemoteSegment, now_ms: i64) {
-        let keys = std::iter::once(s.log).chain(s.producer_snapshot);
-        self.retired.extend(keys.map(|o| Retired {
+        self.retired.extend(s.objects().map(|o| Retired {
+            key: o.key.clone(),
+            since_ms: now_ms,
+        }));
+    }
+
+    /// Gives the segment at exactly [base_offset, end_offset) whose log object is `log_key` new
+    /// index objects (built again from that log object by the scrub), retiring the ones it had;
+    /// false, changing nothing, when the manifest holds no such segment.
+    pub fn set_indexes(
+        &mut self,
+        (base_offset, end_offset): (i64, i64),
+        log_key: &str,
+        indexes: RemoteIndexes,
+        leader_epochs: Vec<EpochStart>,
+        now_ms: i64,
+    ) -> bool {
+        let Some(s) = self.segments.iter_mut().find(|s| {
+            s.base_offset == base_offset && s.end_offset == end_offset && s.log.key == log_key
+        }) else {
+            return false;
+        };
+        let old = s.indexes.replace(indexes);
+        s.leader_epochs = leader_epochs;
+        let old = old
+            .into_iter()
+            .flat_map(|ix| [ix.offset_index, ix.time_index]);
+        self.retired.extend(old.map(|o| Retired {
             key: o.key,
             since_ms: now_ms,
         }));
+        true
     }
 
     /// Takes out the retired objects older than `delay_ms`: the caller deletes them after
@@ -254,6 +319,8 @@ mod tests {
             producer_snapshot: None,
             max_timestamp: -1,
             uploaded_ms: 0,
+            indexes: None,
+            leader_epochs: Vec::new(),
         }
     }
 
@@ -277,6 +344,51 @@ mod tests {
         assert_eq!(m.log_start_offset, 21);
         assert_eq!(m.take_expired(7, 2).len(), 2);
         assert_eq!(m.retired.len(), 1);
+    }
+
+    #[test]
+    fn a_manifest_written_before_indexes_reads_and_index_objects_retire_with_their_segment() {
+        // Version 1 of the format: segments without `indexes` or `leader_epochs`.
+        let old = r#"{"version":7,"lease_epoch":2,"topic":"t","partition":0,"log_start_offset":0,
+            "segments":[{"base_offset":0,"end_offset":10,
+              "log":{"key":"s/0.log","size":100,"crc32c":5},"producer_snapshot":null,
+              "max_timestamp":-1,"uploaded_ms":0}],
+            "retired":[],"written_ms":0}"#;
+        let mut m: Manifest = serde_json::from_str(old).unwrap();
+        assert_eq!(m.segments[0].indexes, None);
+        assert!(m.segments[0].leader_epochs.is_empty());
+        // Written again without the new keys: an older Cairn reads it as before.
+        let text = serde_json::to_string(&m).unwrap();
+        assert!(
+            !text.contains("indexes") && !text.contains("leader_epochs"),
+            "{text}"
+        );
+        let object = |key: &str| RemoteObject {
+            key: key.into(),
+            size: 0,
+            crc32c: 0,
+        };
+        let indexes = |n: u8| RemoteIndexes {
+            offset_index: object(&format!("s/0-{n}.index")),
+            time_index: object(&format!("s/0-{n}.timeindex")),
+            interval_bytes: 4096,
+        };
+        let epochs = vec![EpochStart {
+            epoch: 0,
+            start_offset: 0,
+        }];
+        assert!(!m.set_indexes((0, 10), "s/other.log", indexes(1), vec![], 0));
+        assert!(m.set_indexes((0, 10), "s/0.log", indexes(1), epochs.clone(), 0));
+        assert!(m.retired.is_empty(), "there were none to retire");
+        assert!(m.set_indexes((0, 10), "s/0.log", indexes(2), epochs.clone(), 1));
+        let retired: Vec<&str> = m.retired.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(retired, ["s/0-1.index", "s/0-1.timeindex"]);
+        let again: Manifest = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+        assert_eq!(again, m);
+        assert_eq!(m.segments[0].objects().count(), 3);
+        assert!(m.trim_below(10, 2));
+        let retired: Vec<&str> = m.retired.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(retired[2..], ["s/0.log", "s/0-2.index", "s/0-2.timeindex"]);
     }
 
     #[tokio::test]

@@ -3,8 +3,9 @@
 //!
 //! Owns the bucket: the writer's lease ([`lease`]), the per-partition manifests
 //! ([`manifest`]), the background copy of sealed, durable segments and of topic metadata
-//! ([`upload`], its local side in `local`, paced by [`pace`]), reads of the offsets only the
-//! bucket still holds ([`read`]), the cleaning of compacted segments only the bucket holds
+//! ([`upload`], its local side in `local`, paced by [`pace`]), each segment's offset and time
+//! indexes built from its uploaded bytes (`remote_index`), reads of the offsets only the bucket
+//! still holds ([`read`]), the cleaning of compacted segments only the bucket holds
 //! (`clean`), the scrub that reads every object back and has damaged ones uploaded again
 //! ([`scrub`]), DeleteRecords into the tier's data made durable before the answer (`deletion`),
 //! and the restore of an empty data directory from the bucket ([`restore`]).
@@ -20,6 +21,7 @@
 //! <prefix>/topics/<topic_id>.topic         topic metadata (name, partitions, configs)
 //! <prefix>/partitions/<topic_id>/<p>/manifest/<version:020>.json      (created only if absent)
 //! <prefix>/partitions/<topic_id>/<p>/segments/<base:020>-<uid>.log|.snapshot
+//! <prefix>/partitions/<topic_id>/<p>/segments/<base:020>-<uid>.index|.timeindex  (remote_index)
 //! <prefix>/partitions/<topic_id>/<p>/delete-before/<offset:020>    a DeleteRecords not yet in a manifest
 //! ```
 
@@ -31,6 +33,7 @@ pub mod manifest;
 mod object;
 pub mod pace;
 pub mod read;
+mod remote_index;
 pub mod restore;
 pub mod scrub;
 pub mod upload;

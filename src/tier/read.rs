@@ -2,11 +2,14 @@
 //! log start, after local retention deleted the local copy) are served from the segment objects.
 //!
 //! Owns the catalog of every tiered partition's latest manifest (published by the uploader each
-//! time it reads or writes one), a cache of 1 MiB chunks of segment objects (ranged GETs) bounded
-//! by `cairn.remote.cache.bytes`, and, per object, the batch positions already found, so a
-//! sequential reader's next fetch goes straight to its batch. A batch is found by walking batch
-//! headers; the chunk a sequential reader needs next is fetched in the background while it
-//! handles the current one. Every batch served has its CRC-32C checked first, and a damaged or truncated one is
+//! time it reads or writes one), a cache of 1 MiB chunks of segment objects (ranged GETs) and of
+//! their index objects bounded by `cairn.remote.cache.bytes`, and, per object, the batch
+//! positions already found, so a sequential reader's next fetch goes straight to its batch. A
+//! batch is found through the segment's offset index (a timestamp through its time index first,
+//! see `remote_index`), then by walking batch headers from the indexed position (from
+//! the start for a segment without a usable index: uploaded before indexes were, or with a
+//! damaged one, which is logged once by its key); the chunk a sequential reader needs next is
+//! fetched in the background while it handles the current one. Every batch served has its CRC-32C checked first, and a damaged or truncated one is
 //! logged with the object's key (once) and reported as an error, never served. No partition lock
 //! is held here: the handlers call this after the local read answered. Knows no Kafka request
 //! type.
@@ -19,6 +22,7 @@ use bytes::{Bytes, BytesMut};
 use object_store::ObjectStoreExt;
 
 use super::manifest::{Manifest, RemoteObject, RemoteSegment};
+use super::remote_index;
 use super::{Bucket, TierError};
 use crate::log::batch::{self, HEADER_SIZE, LOG_OVERHEAD};
 
@@ -38,6 +42,9 @@ pub struct RemoteLog {
     positions: Mutex<BTreeMap<String, BTreeMap<i64, u64>>>,
     /// Objects found corrupt, so each is logged once.
     corrupt: Mutex<BTreeSet<String>>,
+    /// Index objects found missing or damaged (logged once): their segments' reads walk batch
+    /// headers instead, and the scrub builds them again.
+    bad_indexes: Mutex<BTreeSet<String>>,
     /// The size of a ranged GET ([`CHUNK`]; tests use tiny ones to cross chunk boundaries).
     chunk_size: u64,
 }
@@ -94,6 +101,7 @@ impl RemoteLog {
             }),
             positions: Mutex::new(BTreeMap::new()),
             corrupt: Mutex::new(BTreeSet::new()),
+            bad_indexes: Mutex::new(BTreeSet::new()),
             chunk_size: CHUNK,
         }
     }
@@ -265,7 +273,12 @@ impl RemoteLog {
             if seg.max_timestamp < timestamp {
                 continue;
             }
-            let Some(mut pos) = self.locate(seg, start).await? else {
+            // Every record up to the time index's floor is older than `timestamp`.
+            let from = match self.time_floor(seg, timestamp).await? {
+                Some(older_to) => start.max(older_to + 1),
+                None => start,
+            };
+            let Some(mut pos) = self.locate(seg, from).await? else {
                 continue;
             };
             while pos < seg.log.size {
@@ -325,14 +338,24 @@ impl RemoteLog {
 
     /// The position of the batch holding `offset` (or of the first batch after it, in a
     /// compacted segment), walking batch headers from the nearest position known to start at or
-    /// before it; `None` past the segment's last batch.
+    /// before it (remembered from earlier reads, or the segment's offset index); `None` past the
+    /// segment's last batch.
     async fn locate(&self, seg: &RemoteSegment, offset: i64) -> Result<Option<u64>, TierError> {
-        let mut pos = {
+        let known = {
             let known = self.positions.lock().unwrap_or_else(|e| e.into_inner());
             known
                 .get(&seg.log.key)
-                .and_then(|m| m.range(..=offset).next_back().map(|(_, &p)| p))
-                .unwrap_or(0)
+                .and_then(|m| m.range(..=offset).next_back().map(|(&o, &p)| (o, p)))
+        };
+        let mut pos = match known {
+            // A sequential reader's next batch: nothing to look up.
+            Some((o, p)) if o == offset => p,
+            // From the segment's start (a sequential reader entering it): nothing to look up.
+            _ if offset <= seg.base_offset => known.map_or(0, |(_, p)| p),
+            _ => {
+                let indexed = self.indexed_position(seg, offset).await?.unwrap_or(0);
+                known.map_or(0, |(_, p)| p).max(indexed)
+            }
         };
         while pos < seg.log.size {
             let (size, header) = self.header_at(seg, pos).await?;
@@ -343,6 +366,133 @@ impl RemoteLog {
             pos += size;
         }
         Ok(None)
+    }
+
+    /// From `seg`'s offset index: the position of the last indexed batch ending at or below
+    /// `offset` (the batch holding it starts there or later), checked against the batch header
+    /// found there; `None` without a usable index entry.
+    async fn indexed_position(
+        &self,
+        seg: &RemoteSegment,
+        offset: i64,
+    ) -> Result<Option<u64>, TierError> {
+        let Some(ix) = &seg.indexes else {
+            return Ok(None);
+        };
+        let object = &ix.offset_index;
+        let check = |b: &[u8]| remote_index::check_offset_index(seg, object, b);
+        let Some(bytes) = self.index_object(object, check).await? else {
+            return Ok(None);
+        };
+        let Some((last_offset, pos)) = remote_index::offset_floor(&bytes, seg.base_offset, offset)
+        else {
+            return Ok(None);
+        };
+        // The entry must name a batch start that ends at its offset, or walking from it could
+        // pass the batch asked for: a wrong index is never followed.
+        let head = self.bytes_at(seg, pos, pos + HEADER_SIZE as u64).await?;
+        let fits = batch::BatchHeader::parse(&head).is_ok_and(|h| {
+            h.last_offset() == last_offset
+                && h.size() >= HEADER_SIZE
+                && pos + h.size() as u64 <= seg.log.size
+        });
+        if !fits {
+            self.index_bad(
+                object,
+                format!("entry ({last_offset}, {pos}) names no batch ending there"),
+            );
+            return Ok(None);
+        }
+        Ok(Some(pos))
+    }
+
+    /// From `seg`'s time index: an offset up to which every record is older than `timestamp`;
+    /// `None` without a usable entry.
+    async fn time_floor(
+        &self,
+        seg: &RemoteSegment,
+        timestamp: i64,
+    ) -> Result<Option<i64>, TierError> {
+        let Some(ix) = &seg.indexes else {
+            return Ok(None);
+        };
+        let object = &ix.time_index;
+        let check = |b: &[u8]| remote_index::check_time_index(seg, object, b);
+        let Some(bytes) = self.index_object(object, check).await? else {
+            return Ok(None);
+        };
+        Ok(remote_index::time_floor(&bytes, seg.base_offset, timestamp))
+    }
+
+    /// An index object, whole: from the cache, or fetched and checked (`check`) first. `None`
+    /// when it is missing or damaged, which is logged once with its key.
+    async fn index_object(
+        &self,
+        object: &RemoteObject,
+        check: impl Fn(&[u8]) -> Result<(), String>,
+    ) -> Result<Option<Bytes>, TierError> {
+        if self.index_known_bad(&object.key) {
+            return Ok(None);
+        }
+        let cache_key = (object.key.clone(), 0);
+        if let Some(b) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&cache_key)
+        {
+            return Ok(Some(b));
+        }
+        let path = self.bucket.key(&object.key);
+        let got = tokio::time::timeout(READ_TIMEOUT, async {
+            self.bucket.store.get(&path).await?.bytes().await
+        })
+        .await
+        .map_err(|_| {
+            TierError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("reading {} from the tier timed out", object.key),
+            ))
+        })?;
+        let bytes = match got {
+            Ok(b) => b,
+            Err(object_store::Error::NotFound { .. }) => {
+                self.index_bad(object, "missing");
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if let Err(reason) = check(&bytes) {
+            self.index_bad(object, reason);
+            return Ok(None);
+        }
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .put(cache_key, bytes.clone());
+        Ok(Some(bytes))
+    }
+
+    fn index_known_bad(&self, key: &str) -> bool {
+        let bad = self.bad_indexes.lock().unwrap_or_else(|e| e.into_inner());
+        bad.contains(key)
+    }
+
+    /// Notes a missing or damaged index object, logged with its key the first time.
+    fn index_bad(&self, object: &RemoteObject, reason: impl std::fmt::Display) {
+        let mut bad = self.bad_indexes.lock().unwrap_or_else(|e| e.into_inner());
+        if bad.insert(object.key.clone()) {
+            tracing::error!(key = %object.key, %reason,
+                "damaged index object in the tier; its segment is read by walking batch headers");
+        }
+    }
+
+    /// True when a read found one of `seg`'s index objects missing or damaged (the scrub builds
+    /// them again next).
+    pub(crate) fn index_found_bad(&self, seg: &RemoteSegment) -> bool {
+        seg.indexes.as_ref().is_some_and(|ix| {
+            self.index_known_bad(&ix.offset_index.key) || self.index_known_bad(&ix.time_index.key)
+        })
     }
 
     /// Notes that every offset from `offset` on lies at or after `position` of object `key`.
@@ -574,6 +724,8 @@ mod tests {
                 producer_snapshot: None,
                 max_timestamp: 1000 + base + 2,
                 uploaded_ms: 0,
+                indexes: None,
+                leader_epochs: Vec::new(),
             });
         }
         let m = Manifest {
@@ -630,5 +782,308 @@ mod tests {
             .await
             .unwrap();
         assert!(remote.read("t", 0, 2, 100).await.is_err());
+    }
+
+    /// An in-memory store that records every GET: (key, range; `None` for a whole object).
+    #[derive(Debug, Default)]
+    struct Counting {
+        inner: InMemory,
+        gets: Mutex<Vec<(String, Option<std::ops::Range<u64>>)>>,
+    }
+
+    impl std::fmt::Display for Counting {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "Counting")
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl object_store::ObjectStore for Counting {
+        async fn put_opts(
+            &self,
+            location: &object_store::path::Path,
+            payload: PutPayload,
+            opts: object_store::PutOptions,
+        ) -> object_store::Result<object_store::PutResult> {
+            self.inner.put_opts(location, payload, opts).await
+        }
+
+        async fn put_multipart_opts(
+            &self,
+            location: &object_store::path::Path,
+            opts: object_store::PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+            self.inner.put_multipart_opts(location, opts).await
+        }
+
+        async fn get_opts(
+            &self,
+            location: &object_store::path::Path,
+            options: object_store::GetOptions,
+        ) -> object_store::Result<object_store::GetResult> {
+            let range = match &options.range {
+                Some(object_store::GetRange::Bounded(r)) => Some(r.clone()),
+                Some(other) => panic!("unexpected range {other:?}"),
+                None => None,
+            };
+            self.gets
+                .lock()
+                .unwrap()
+                .push((location.to_string(), range));
+            self.inner.get_opts(location, options).await
+        }
+
+        fn delete_stream(
+            &self,
+            locations: futures_util::stream::BoxStream<
+                'static,
+                object_store::Result<object_store::path::Path>,
+            >,
+        ) -> futures_util::stream::BoxStream<'static, object_store::Result<object_store::path::Path>>
+        {
+            self.inner.delete_stream(locations)
+        }
+
+        fn list(
+            &self,
+            prefix: Option<&object_store::path::Path>,
+        ) -> futures_util::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>>
+        {
+            self.inner.list(prefix)
+        }
+
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&object_store::path::Path>,
+        ) -> object_store::Result<object_store::ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+
+        async fn copy_opts(
+            &self,
+            from: &object_store::path::Path,
+            to: &object_store::path::Path,
+            options: object_store::CopyOptions,
+        ) -> object_store::Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+    }
+
+    impl Counting {
+        /// The GETs of `key` since the last call.
+        fn take(&self, key: &str) -> Vec<Option<std::ops::Range<u64>>> {
+            let mut gets = self.gets.lock().unwrap();
+            let (of_key, rest) = gets.drain(..).partition(|(k, _)| k.ends_with(key));
+            *gets = rest;
+            of_key.into_iter().map(|(_, r)| r).collect()
+        }
+    }
+
+    /// 400 one-record batches at offsets 0..400 (timestamps 1000 + 10 × offset) with their indexes built every 256 bytes, in a partition `t`-0
+    /// of one segment; reads use 1 KiB chunks. Returns the batch positions by offset.
+    async fn indexed_segment() -> (Arc<Counting>, Arc<RemoteLog>, RemoteSegment, Vec<u64>) {
+        let store = Arc::new(Counting::default());
+        let b = Bucket::new(store.clone(), "p", "memory://");
+        let bytes = remote_index::tests::segment_bytes(0, 400);
+        let mut positions = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            positions.push(at as u64);
+            at += batch::BatchHeader::parse(&bytes[at..]).unwrap().size();
+        }
+        let mut index = remote_index::IndexBuilder::new(0, 256);
+        index.feed(&bytes);
+        let built = index.finish(bytes.len() as u64).unwrap();
+        let indexes = remote_index::upload(&b, &crate::tier::pace::Pacer::new(None), "s", &built)
+            .await
+            .unwrap();
+        let log = put(&b, "s.log", bytes).await;
+        let seg = RemoteSegment {
+            base_offset: 0,
+            end_offset: 400,
+            log,
+            producer_snapshot: None,
+            max_timestamp: 4990,
+            uploaded_ms: 0,
+            indexes: Some(indexes),
+            leader_epochs: built.epochs,
+        };
+        let mut remote = RemoteLog::new(b, 1 << 20);
+        remote.chunk_size = 1024;
+        let remote = Arc::new(remote);
+        remote.publish(&Manifest {
+            topic: "t".into(),
+            segments: vec![seg.clone()],
+            ..Manifest::default()
+        });
+        store.take("");
+        (store, remote, seg, positions)
+    }
+
+    fn first_offset(bytes: &[u8]) -> i64 {
+        batch::BatchHeader::parse(bytes).unwrap().base_offset
+    }
+
+    fn clear_cache(remote: &RemoteLog) {
+        let mut cache = remote.cache.lock().unwrap();
+        cache.entries.clear();
+        cache.bytes = 0;
+        remote.positions.lock().unwrap().clear();
+    }
+
+    #[tokio::test]
+    async fn a_read_in_the_middle_gets_from_the_indexed_position_not_the_start() {
+        let (store, remote, seg, positions) = indexed_segment().await;
+        // A reader entering the segment at its start needs no index.
+        let one = remote.read("t", 0, 0, 1).await.unwrap().unwrap();
+        assert_eq!(first_offset(&one), 0);
+        assert!(store.take("s.index").is_empty());
+        clear_cache(&remote);
+        store.take("");
+        let one = remote.read("t", 0, 300, 1).await.unwrap().unwrap();
+        assert_eq!(first_offset(&one), 300);
+        // The offset index, whole, once; then the log from the chunk before the batch at most
+        // (the indexed batch ends at most 256 bytes and a batch before it).
+        assert_eq!(store.take("s.index"), vec![None]);
+        let gets = store.take("s.log");
+        let lowest = gets.iter().map(|r| r.clone().unwrap().start).min().unwrap();
+        let floor = (positions[300] - 256 - 200) / 1024 * 1024;
+        assert!(
+            lowest >= floor && lowest > 0,
+            "{gets:?} for {}",
+            positions[300]
+        );
+        // Another read, elsewhere: the index comes from the cache.
+        let one = remote.read("t", 0, 123, 1).await.unwrap().unwrap();
+        assert_eq!(first_offset(&one), 123);
+        assert!(store.take("s.index").is_empty());
+        // A timestamp lookup: the time index, then the offset index, then the log near it.
+        clear_cache(&remote);
+        store.take("");
+        assert_eq!(
+            remote
+                .offset_for_timestamp("t", 0, 3500, 400)
+                .await
+                .unwrap(),
+            Some((250, 3500))
+        );
+        assert_eq!(store.take("s.timeindex"), vec![None]);
+        let lowest = store
+            .take("s.log")
+            .iter()
+            .map(|r| r.clone().unwrap().start)
+            .min()
+            .unwrap();
+        assert!(
+            lowest >= (positions[250] - 256 - 200) / 1024 * 1024,
+            "{lowest}"
+        );
+        assert_eq!(
+            remote
+                .offset_for_timestamp("t", 0, 3495, 400)
+                .await
+                .unwrap(),
+            Some((250, 3500))
+        );
+        assert_eq!(
+            remote.max_timestamp("t", 0, 400).await.unwrap(),
+            Some((399, 4990))
+        );
+        assert_eq!(remote.max_timestamp("t", 0, 390).await.unwrap(), None);
+        // The same segment in a manifest written before indexes (no `indexes`): the same
+        // answers, by walking from the start.
+        let old = Manifest {
+            topic: "old".into(),
+            segments: vec![RemoteSegment {
+                indexes: None,
+                ..seg
+            }],
+            ..Manifest::default()
+        };
+        remote.publish(&old);
+        clear_cache(&remote);
+        store.take("");
+        let one = remote.read("old", 0, 300, 1).await.unwrap().unwrap();
+        assert_eq!(first_offset(&one), 300);
+        let gets = store.take("s.log");
+        assert_eq!(gets.first(), Some(&Some(0..1024)), "{gets:?}");
+        assert_eq!(
+            remote
+                .offset_for_timestamp("old", 0, 3495, 400)
+                .await
+                .unwrap(),
+            Some((250, 3500))
+        );
+        assert_eq!(
+            remote.max_timestamp("old", 0, 400).await.unwrap(),
+            Some((399, 4990))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_damaged_or_wrong_index_is_never_followed() {
+        let (store, remote, seg, positions) = indexed_segment().await;
+        let ix = seg.indexes.clone().unwrap();
+        let b = remote.bucket.clone();
+        // An index whose CRC matches the manifest but whose entry for offset 300 names the
+        // batch of offset 310: followed, it would serve 310 for 300.
+        let mut wrong = crate::log::index::encode_entry(300, positions[310] as u32).to_vec();
+        wrong.extend(crate::log::index::encode_entry(350, positions[350] as u32));
+        let wrong_object = put(&b, "w.index", wrong).await;
+        let mut bad_seg = seg.clone();
+        bad_seg.indexes = Some(crate::tier::manifest::RemoteIndexes {
+            offset_index: wrong_object,
+            ..ix.clone()
+        });
+        let publish = |s: RemoteSegment| {
+            remote.publish(&Manifest {
+                topic: "t".into(),
+                segments: vec![s],
+                ..Manifest::default()
+            })
+        };
+        publish(bad_seg.clone());
+        let one = remote.read("t", 0, 300, 1).await.unwrap().unwrap();
+        assert_eq!(first_offset(&one), 300);
+        assert!(remote.index_found_bad(&bad_seg));
+        // Known bad: not fetched again.
+        clear_cache(&remote);
+        store.take("");
+        assert_eq!(
+            first_offset(&remote.read("t", 0, 320, 1).await.unwrap().unwrap()),
+            320
+        );
+        assert!(store.take("w.index").is_empty());
+        // A damaged object (its CRC no longer matches) and a missing one: the walk serves.
+        for damage in [true, false] {
+            let (store, remote, seg, _) = indexed_segment().await;
+            let key = remote.bucket.key(&ix.offset_index.key);
+            if damage {
+                let mut bytes = remote
+                    .bucket
+                    .store
+                    .get(&key)
+                    .await
+                    .unwrap()
+                    .bytes()
+                    .await
+                    .unwrap()
+                    .to_vec();
+                bytes[5] ^= 0x10;
+                remote
+                    .bucket
+                    .store
+                    .put(&key, PutPayload::from(bytes))
+                    .await
+                    .unwrap();
+            } else {
+                remote.bucket.store.delete(&key).await.unwrap();
+            }
+            store.take("");
+            let one = remote.read("t", 0, 300, 1).await.unwrap().unwrap();
+            assert_eq!(first_offset(&one), 300);
+            assert!(remote.index_found_bad(&seg));
+            assert_eq!(store.take("s.log").first(), Some(&Some(0..1024)));
+        }
     }
 }

@@ -9,8 +9,9 @@
 //! logged with its key and left out), the producer snapshot of the last one, and an empty active
 //! segment at the tier's end so new records never land in a restored segment.
 //! Topic files are written last: they are the commit point, so a crash during a restore leaves
-//! no topic file and the next start restores again from scratch. Indexes are not in the bucket;
-//! the log's recovery rebuilds them (the restored directory starts as after a crash).
+//! no topic file and the next start restores again from scratch. The bucket's index objects are
+//! not downloaded: the log's recovery rebuilds the local indexes (the restored directory starts as
+//! after a crash).
 
 use std::path::Path;
 

@@ -25,7 +25,8 @@ use super::local::{same_in, snapshot, upload_file, whole_log_start, Candidate, S
 use super::manifest::{self, Manifest, RemoteObject, RemoteSegment};
 use super::pace::Pacer;
 use super::read::RemoteLog;
-use super::scrub::{self, ScrubStats};
+use super::remote_index::{self, log_stem, BuiltIndexes, IndexBuilder};
+use super::scrub::{self, Finding, ScrubStats};
 use super::{now_ms, Bucket, TierError};
 use crate::log::{checkpoint, producer_state, LogManager, Partition, TopicInfo};
 
@@ -584,7 +585,8 @@ impl Uploader {
         let mut todo: Vec<usize> = (0..m.segments.len())
             .filter(|&i| {
                 let key = &m.segments[i].log.key;
-                self.remote.was_found_corrupt(key) && !copy.unrepairable.contains(key)
+                (self.remote.was_found_corrupt(key) || self.remote.index_found_bad(&m.segments[i]))
+                    && !copy.unrepairable.contains(key)
             })
             .collect();
         if Instant::now() >= copy.scrub_at {
@@ -604,8 +606,14 @@ impl Uploader {
         for i in todo {
             let seg = m.segments[i].clone();
             ScrubStats::add(&self.scrub.checked);
-            let Some(reason) = scrub::check(&self.bucket, &seg).await? else {
-                continue;
+            let interval = part.config().index_interval_bytes;
+            let reason = match scrub::check(&self.bucket, &seg, interval).await? {
+                Finding::Sound => continue,
+                Finding::Damaged(reason) => reason,
+                Finding::Reindex { reason, built } => {
+                    changed |= self.reindex(part, copy, m, &seg, reason, built).await?;
+                    continue;
+                }
             };
             ScrubStats::add(&self.scrub.damaged);
             let local = snap
@@ -640,6 +648,50 @@ impl Uploader {
         Ok(changed)
     }
 
+    /// Puts index objects the scrub built again from `seg`'s sound log object into `m`, in place
+    /// of the missing or damaged ones (`reason`), or as the first ones of a segment uploaded
+    /// before indexes were; true when `m` changed.
+    async fn reindex(
+        &self,
+        part: &Partition,
+        copy: &Copy,
+        m: &mut Manifest,
+        seg: &RemoteSegment,
+        reason: Option<String>,
+        built: BuiltIndexes,
+    ) -> Result<bool, TierError> {
+        self.lease.check()?;
+        // A new name: the objects the manifest names now are never overwritten.
+        let uid = &uuid::Uuid::new_v4().simple().to_string()[..12];
+        let stem = format!("{}/segments/{:020}-{uid}", copy.dir, seg.base_offset);
+        let indexes = remote_index::upload(&self.bucket, &self.pacer, &stem, &built).await?;
+        let range = (seg.base_offset, seg.end_offset);
+        if !m.set_indexes(range, &seg.log.key, indexes, built.epochs, now_ms()) {
+            return Ok(false);
+        }
+        let (topic, index) = (part.topic(), part.partition_index());
+        match reason {
+            Some(reason) => {
+                ScrubStats::add(&self.scrub.damaged);
+                ScrubStats::add(&self.scrub.repaired);
+                tracing::warn!(
+                    topic,
+                    partition = index,
+                    base_offset = seg.base_offset,
+                    reason,
+                    "damaged index object in the tier built again from its segment"
+                );
+            }
+            None => tracing::debug!(
+                topic,
+                partition = index,
+                base_offset = seg.base_offset,
+                "indexes added to a segment uploaded without them"
+            ),
+        }
+        Ok(true)
+    }
+
     /// Cleans the segments only the tier holds of a compacted partition ([`clean`]) and puts the
     /// cleaned ones into `m` (the caller writes it); true when `m` changed. A failure is logged,
     /// leaves `m` as it was and is retried after [`CLEAN_BACKOFF`]; copying goes on meanwhile.
@@ -656,6 +708,7 @@ impl Uploader {
             pacer: &self.pacer,
             lease: &self.lease,
             dir: &copy.dir,
+            index_interval_bytes: part.config().index_interval_bytes,
         };
         let map_bytes = part.shared.cleaner_settings().config.dedupe_buffer_size;
         let cleaning = match clean::clean(&target, m, &part.config(), local_start, map_bytes).await
@@ -698,7 +751,7 @@ impl Uploader {
         let named: BTreeSet<&str> = m
             .segments
             .iter()
-            .flat_map(|s| std::iter::once(&s.log).chain(&s.producer_snapshot))
+            .flat_map(|s| s.objects())
             .map(|o| o.key.as_str())
             .chain(m.retired.iter().map(|r| r.key.as_str()))
             .collect();
@@ -762,7 +815,26 @@ impl Uploader {
         self.lease.check()?;
         let uid = &uuid::Uuid::new_v4().simple().to_string()[..12];
         let log_key = format!("{dir}/segments/{:020}-{uid}.log", c.base_offset);
-        let log = upload_file(&self.bucket, &self.pacer, &log_key, c.log.clone(), c.size).await?;
+        let interval = part.config().index_interval_bytes;
+        let mut index = IndexBuilder::new(c.base_offset, interval);
+        let log = upload_file(
+            &self.bucket,
+            &self.pacer,
+            &log_key,
+            c.log.clone(),
+            c.size,
+            &mut index,
+        )
+        .await?;
+        // A segment whose bytes build no index (not whole batches) is still uploaded: its reads
+        // walk batch headers, as for segments uploaded before indexes were.
+        let built = index.finish(c.size);
+        let indexes = match &built {
+            Some(built) => Some(
+                remote_index::upload(&self.bucket, &self.pacer, log_stem(&log_key), built).await?,
+            ),
+            None => None,
+        };
         let snapshot_path = producer_state::snapshot_path(part.dir(), c.end_offset);
         let producer_snapshot = match std::fs::read(&snapshot_path) {
             Ok(bytes) => {
@@ -787,6 +859,101 @@ impl Uploader {
             producer_snapshot,
             max_timestamp: c.max_timestamp,
             uploaded_ms: now_ms(),
+            indexes,
+            leader_epochs: built.map(|b| b.epochs).unwrap_or_default(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BrokerConfig;
+    use crate::log::batch::{self, tests::batch_with};
+    use crate::log::segment::segment_file;
+    use crate::log::{AppendOrigin, LogManagerOptions};
+    use crate::tier::read;
+    use bytes::Bytes;
+    use object_store::memory::InMemory;
+
+    #[tokio::test]
+    async fn the_uploaded_indexes_are_the_local_segments_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut broker = BrokerConfig::default();
+        broker
+            .set("remote.log.storage.system.enable", "true")
+            .unwrap();
+        let tier_dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", tier_dir.path().display());
+        broker.set("cairn.remote.storage.url", &url).unwrap();
+        let log = LogManager::open(LogManagerOptions {
+            data_dir: dir.path().to_path_buf(),
+            broker,
+        })
+        .unwrap();
+        let overrides = [
+            ("remote.storage.enable", "true"),
+            ("index.interval.bytes", "100"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        log.create_topic("t", 1, overrides, false).unwrap();
+        let part = log.partition("t", 0).unwrap();
+        for o in 0..200 {
+            let mut one = batch_with(1 + (o % 3) as usize, 1_000 + 10 * o, None, true);
+            batch::set_partition_leader_epoch(&mut one, 0);
+            part.append(Bytes::from(one), AppendOrigin::Client).unwrap();
+        }
+        part.roll().unwrap();
+        let bucket = Bucket::new(Arc::new(InMemory::new()), "", "memory://");
+        let lease = Lease::acquire(&bucket, "test").await.unwrap();
+        let options = TierOptions {
+            upload_interval: Duration::from_secs(600),
+            cache_bytes: 1 << 20,
+            copy_bytes_per_second: None,
+            clean: false,
+            scrub_interval: Duration::from_secs(86_400),
+        };
+        let tier = Tier::start(
+            bucket.clone(),
+            lease,
+            log.clone(),
+            dir.path().to_path_buf(),
+            options,
+        )
+        .await;
+        let end = part.lock().log_end_offset;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while tier.remote.end_offset("t", 0) != Some(end) {
+            assert!(Instant::now() < deadline, "the segment was not uploaded");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let info = log.topic("t").unwrap();
+        let dir_key = manifest::partition_dir(&info.topic_id, 0);
+        let m = manifest::read_latest(&bucket, &dir_key)
+            .await
+            .unwrap()
+            .0
+            .unwrap();
+        let seg = &m.segments[0];
+        let ix = seg.indexes.as_ref().expect("uploaded with its indexes");
+        assert_eq!(ix.interval_bytes, 100);
+        // Byte for byte the files the log wrote for the segment, which Kafka's tools read.
+        for (object, ext) in [(&ix.offset_index, "index"), (&ix.time_index, "timeindex")] {
+            let stored = read::fetch(&bucket, object).await.unwrap();
+            let local = std::fs::read(segment_file(&part.dir, seg.base_offset, ext)).unwrap();
+            assert!(!local.is_empty(), "{ext}");
+            assert_eq!(stored[..], local[..], "{ext}");
+        }
+        assert_eq!(
+            seg.leader_epochs,
+            vec![manifest::EpochStart {
+                epoch: 0,
+                start_offset: 0
+            }]
+        );
+        tier.shutdown().await;
+        log.shutdown().unwrap();
     }
 }
