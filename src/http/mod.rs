@@ -82,7 +82,11 @@ impl HttpServer {
             None
         };
         let listener = TcpListener::bind(addr).await?;
-        let key_index_memory = broker.config.key_index_memory_bytes();
+        let mut keys = crate::keys::KeyIndex::new(broker.config.key_index_memory_bytes());
+        if let Some(tier) = &broker.tier {
+            let disk = broker.config.key_index_remote_cache_bytes();
+            keys = keys.with_tier(tier.remote.clone(), disk);
+        }
         let authentication_on = crate::listener::listeners(&broker.config)
             .map(|l| l.iter().any(|s| s.protocol.sasl()))
             .unwrap_or(true);
@@ -94,7 +98,7 @@ impl HttpServer {
                 broker,
                 started: Instant::now(),
                 history: Arc::new(History::default()),
-                keys: Arc::new(crate::keys::KeyIndex::new(key_index_memory)),
+                keys: Arc::new(keys),
                 authentication_on,
             },
         })
