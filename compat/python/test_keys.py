@@ -529,3 +529,38 @@ def test_lookups_and_snapshots_answer_from_segments_only_the_tier_holds(broker_w
         f.unlink()
     check_lookups()
 
+
+def test_connections_are_kept_alive_then_closed_when_idle(keys_broker, topic_name):
+    """Lookups on one kept-alive connection; an idle connection is closed after the header
+    timeout (5 s), so it cannot hold one of the listener's slots for long."""
+    import http.client
+    b = keys_broker
+    create_topic(b, topic_name, 1, {"cleanup.policy": "compact"})
+    p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all"})
+    for i in range(10):
+        p.produce(topic_name, key=f"a{i}".encode(), value=f"v{i}".encode())
+    assert p.flush(30) == 0
+    host, port = b.http.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        conn.request("GET", f"/v1/topics/{topic_name}/keys/a0")
+        first = conn.sock
+        r = conn.getresponse()
+        assert r.status == 200 and json.loads(r.read())["value"] == "v0"
+        for i in range(1, 10):
+            conn.request("GET", f"/v1/topics/{topic_name}/keys/a{i}")
+            assert conn.sock is first, "the same connection serves every request"
+            r = conn.getresponse()
+            assert r.status == 200 and json.loads(r.read())["value"] == f"v{i}"
+        conn.request("GET", f"/v1/topics/{topic_name}/keys/nope")
+        r = conn.getresponse()
+        assert r.status == 404
+        r.read()
+        assert conn.sock is first
+        # Idle past the limit: the server closes it.
+        first.settimeout(15)
+        t = time.monotonic()
+        assert first.recv(1) == b""
+        assert 4 < time.monotonic() - t < 12
+    finally:
+        conn.close()

@@ -47,7 +47,7 @@ impl Deadline {
     pub(crate) fn at(&self) -> Instant {
         *self.0.lock().expect("deadline lock")
     }
-    fn extend(&self, d: Duration) {
+    pub(crate) fn extend(&self, d: Duration) {
         let mut at = self.0.lock().expect("deadline lock");
         *at = (*at).max(Instant::now() + d);
     }
