@@ -529,6 +529,22 @@ def test_lookups_and_snapshots_answer_from_segments_only_the_tier_holds(broker_w
         f.unlink()
     check_lookups()
 
+    # DeleteRecords into the middle of the tier's part: keys whose latest record lies below the
+    # cut are gone (every older record of theirs too), the others answer as before; the files
+    # rebuilt meanwhile start at the tier's new start.
+    offsets = {k: lookup(b, topic_name, k.encode())[1]["offset"] for k in model}
+    cut = sorted(offsets.values())[len(offsets) // 3]
+    assert cut < local_bases()[0]
+    for f in (b.data_dir / "cairn-key-index" / f"{topic_name}-0" / "remote").glob("*.keys"):
+        f.unlink()
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    tp = TopicPartition(topic_name, 0, cut)
+    assert admin.delete_records([tp])[tp].result(30).low_watermark == cut
+    model = {k: v for k, v in model.items() if offsets[k] >= cut}
+    check_lookups()
+    snapshot, _ = read_snapshot(b, topic_name)
+    assert snapshot == model
+
 
 def test_connections_are_kept_alive_then_closed_when_idle(keys_broker, topic_name):
     """Lookups on one kept-alive connection; an idle connection is closed after the header

@@ -282,7 +282,10 @@ impl Tiered {
         mut f: impl FnMut(Record) -> ControlFlow<()>,
     ) -> Result<(), KeysError> {
         let to = to.min(seg.end_offset);
-        let aborted = self.aborted(partition, seg, to)?;
+        // Below the tier's start (DeleteRecords, retention) the reader serves nothing.
+        let (t, p) = (partition.topic(), partition.partition_index());
+        let from = from.max(self.log.start_offset(t, p).unwrap_or(from));
+        let aborted = self.aborted(partition, seg, from, to)?;
         let mut pos = from;
         while pos < to {
             let Some(bytes) = self.read(partition, pos, READ_BYTES)? else {
@@ -314,17 +317,18 @@ impl Tiered {
         Ok(())
     }
 
-    /// The aborted transactions with batches in `seg` below `to`.
+    /// The aborted transactions with batches in `[from, to)` of `seg`.
     fn aborted(
         &self,
         partition: &Partition,
         seg: &RemoteSegment,
+        from: i64,
         to: i64,
     ) -> Result<Vec<AbortedTxn>, KeysError> {
         // Producer → first offset of its transaction not yet decided at the read position.
         let mut open: HashMap<i64, i64> = HashMap::new();
         let mut aborted = Vec::new();
-        let mut pos = seg.base_offset;
+        let mut pos = from;
         let mut past_to = false;
         loop {
             if past_to && open.is_empty() {
@@ -347,7 +351,7 @@ impl Tiered {
                     let first = open.remove(&h.producer_id);
                     let first = match (first, past_to) {
                         (Some(f), _) => Some(f),
-                        // A transaction begun before the segment, decided in it.
+                        // A transaction begun before `from`, decided after it.
                         (None, false) => Some(seg.base_offset),
                         (None, true) => None,
                     };
