@@ -263,6 +263,7 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def("log.cleaner.delete.retention.ms", T::Long, Some("86400000"), AtLeast(0), "Default delete.retention.ms."),
     def("cairn.http.listen", T::String, Some("127.0.0.1:9644"), SocketAddrOrEmpty, "Cairn only. HOST:PORT of the operator's HTTP listener (/metrics, the status page at /, /v1/status); empty disables it. When the default port is taken, Cairn serves without it (and says so); a port set here must be free."),
     def("cairn.key.index.memory.bytes", T::Long, Some("16777216"), AtLeast(1024), "Cairn only. Memory per indexed partition for the key index of its active segment (sealed segments are indexed on disk); past it, the rest of the active segment is searched linearly. A snapshot holds at most twice this per partition for its plan (see ARCHITECTURE.md)."),
+    def("cairn.key.index.remote.cache.bytes", T::Long, Some("1073741824"), AtLeast(0), "Cairn only. Local disk for the key files of segments only the object-storage tier holds, over all partitions (least recently used deleted first; a lookup then builds the file again from the bucket)."),
     def("cairn.http.authentication", T::String, Some("none"), OneOf(&["none", "basic"]), "Cairn only. basic: the HTTP listener asks for HTTP Basic credentials of a PLAIN or SCRAM user of the Kafka listeners, who needs cluster DESCRIBE when ACLs are on; none: open to anyone who can reach it."),
     def("cairn.http.ssl.enable", T::Boolean, Some("false"), Bool, "Cairn only. Serve the HTTP listener over TLS (https) with the broker's ssl.* keys, each overridable for it alone as cairn.http.ssl.<key> (e.g. cairn.http.ssl.keystore.location); SIGHUP re-reads its certificates."),
     def("cairn.log.verify.on.startup", T::String, Some("background"), OneOf(VERIFY_ON_STARTUP), "Cairn only. When the CRC and offsets of every batch of every segment are checked, damage moved aside and repaired: 'background' (serve at once, verify in a background pass; after a crash the re-read tail first), 'before-serving' (everything before serving), 'off' (Kafka's behaviour: only the tail after a crash, where damage cuts the log)."),
@@ -1251,6 +1252,10 @@ impl BrokerConfig {
     /// `cairn.key.index.memory.bytes`.
     pub fn key_index_memory_bytes(&self) -> usize {
         self.long("cairn.key.index.memory.bytes").max(1024) as usize
+    }
+    /// `cairn.key.index.remote.cache.bytes`.
+    pub fn key_index_remote_cache_bytes(&self) -> u64 {
+        self.long("cairn.key.index.remote.cache.bytes").max(0) as u64
     }
     /// `cairn.log.verify.on.startup`: background, before-serving or off.
     pub fn verify_on_startup(&self) -> &str {

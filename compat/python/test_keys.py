@@ -436,3 +436,147 @@ def test_a_stalled_snapshot_reader_is_cut_with_bounded_memory(keys_broker, topic
     # The broker serves on.
     status, body = lookup(b, topic_name, b"key-7")
     assert status == 200 and body["value"].startswith("7-")
+
+
+def test_lookups_and_snapshots_answer_from_segments_only_the_tier_holds(broker_with, topic_name,
+                                                                        tmp_path):
+    """A tiered compacted topic whose old segments local retention deleted (they live only in
+    the bucket, a file:// store here): lookups and a snapshot still agree with a model, aborted
+    transactions in the tier included, and tombstones there stay 404."""
+    port = free_port()
+    bucket = tmp_path / "bucket"
+    bucket.mkdir()
+    b = broker_with({"cairn.http.listen": f"127.0.0.1:{port}",
+                     "remote.log.storage.system.enable": "true",
+                     "cairn.remote.storage.url": f"file://{bucket}",
+                     "cairn.remote.upload.interval.ms": "1000",
+                     "log.retention.check.interval.ms": "300"})
+    b.http = f"http://127.0.0.1:{port}"
+    create_topic(b, topic_name, 1, {"cleanup.policy": "compact,delete",
+                                    "remote.storage.enable": "true", "segment.bytes": "2000",
+                                    "retention.ms": "-1", "retention.bytes": "-1",
+                                    "local.retention.bytes": "1",
+                                    "delete.retention.ms": "600000"})
+    model = {}
+    p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 0})
+    rnd = random.Random(5)
+    # Round 0 writes every key; later rounds overwrite or delete some. Keys only round 0 wrote
+    # end up in segments only the tier holds.
+    for rnd_no in range(4):
+        for i in range(150):
+            key = f"tk{i}"
+            if rnd_no and rnd.random() < 0.6:
+                continue
+            if rnd_no and rnd.random() < 0.15:
+                p.produce(topic_name, key=key.encode(), value=None)
+                model.pop(key, None)
+            else:
+                value = f"value-{i}-{rnd_no}-" + "x" * 20
+                p.produce(topic_name, key=key.encode(), value=value.encode())
+                model[key] = value
+            p.poll(0)
+        assert p.flush(30) == 0
+        if rnd_no == 1:
+            # An aborted transaction: its writes never stand for their keys.
+            t = Producer({"bootstrap.servers": b.bootstrap, "transactional.id": "tier-keys"})
+            t.init_transactions(30)
+            t.begin_transaction()
+            for i in range(0, 150, 7):
+                t.produce(topic_name, key=f"tk{i}".encode(), value=b"aborted")
+            t.flush(30)
+            t.abort_transaction(30)
+            t.begin_transaction()
+            for i in range(3, 150, 11):
+                value = f"committed-{i}"
+                t.produce(topic_name, key=f"tk{i}".encode(), value=value.encode())
+                model[f"tk{i}"] = value
+            t.commit_transaction(30)
+    end = {}
+    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "tier-keys"})
+    try:
+        end = c.get_watermark_offsets(TopicPartition(topic_name, 0), timeout=10)[1]
+    finally:
+        c.close()
+
+    # Wait until local retention left only the newest segments locally.
+    def local_bases():
+        return sorted(int(f.stem) for f in (b.data_dir / f"{topic_name}-0").glob("*.log"))
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and (not local_bases() or local_bases()[0] < end // 2):
+        time.sleep(0.5)
+    assert local_bases() and local_bases()[0] >= end // 2, (local_bases(), end)
+
+    def check_lookups():
+        for i in range(150):
+            key = f"tk{i}"
+            status, body = lookup(b, topic_name, key.encode())
+            if key in model:
+                assert status == 200, (key, body)
+                assert body["value"] == model[key], (key, body)
+            else:
+                assert status == 404, (key, body)
+
+    check_lookups()
+    # Some answers came from offsets below the local log start: the tier's.
+    remote = [lookup(b, topic_name, k.encode())[1]["offset"] for k in model]
+    assert min(remote) < local_bases()[0]
+    assert list((b.data_dir / "cairn-key-index" / f"{topic_name}-0" / "remote").glob("*.keys"))
+    snapshot, offsets = read_snapshot(b, topic_name)
+    assert snapshot == model
+    assert offsets == {0: end}
+    # Again with the key files of the tier's segments deleted (rebuilt from the bucket).
+    for f in (b.data_dir / "cairn-key-index" / f"{topic_name}-0" / "remote").glob("*.keys"):
+        f.unlink()
+    check_lookups()
+
+    # DeleteRecords into the middle of the tier's part: keys whose latest record lies below the
+    # cut are gone (every older record of theirs too), the others answer as before; the files
+    # rebuilt meanwhile start at the tier's new start.
+    offsets = {k: lookup(b, topic_name, k.encode())[1]["offset"] for k in model}
+    cut = sorted(offsets.values())[len(offsets) // 3]
+    assert cut < local_bases()[0]
+    for f in (b.data_dir / "cairn-key-index" / f"{topic_name}-0" / "remote").glob("*.keys"):
+        f.unlink()
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    tp = TopicPartition(topic_name, 0, cut)
+    assert admin.delete_records([tp])[tp].result(30).low_watermark == cut
+    model = {k: v for k, v in model.items() if offsets[k] >= cut}
+    check_lookups()
+    snapshot, _ = read_snapshot(b, topic_name)
+    assert snapshot == model
+
+
+def test_connections_are_kept_alive_then_closed_when_idle(keys_broker, topic_name):
+    """Lookups on one kept-alive connection; an idle connection is closed after the header
+    timeout (5 s), so it cannot hold one of the listener's slots for long."""
+    import http.client
+    b = keys_broker
+    create_topic(b, topic_name, 1, {"cleanup.policy": "compact"})
+    p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all"})
+    for i in range(10):
+        p.produce(topic_name, key=f"a{i}".encode(), value=f"v{i}".encode())
+    assert p.flush(30) == 0
+    host, port = b.http.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        conn.request("GET", f"/v1/topics/{topic_name}/keys/a0")
+        first = conn.sock
+        r = conn.getresponse()
+        assert r.status == 200 and json.loads(r.read())["value"] == "v0"
+        for i in range(1, 10):
+            conn.request("GET", f"/v1/topics/{topic_name}/keys/a{i}")
+            assert conn.sock is first, "the same connection serves every request"
+            r = conn.getresponse()
+            assert r.status == 200 and json.loads(r.read())["value"] == f"v{i}"
+        conn.request("GET", f"/v1/topics/{topic_name}/keys/nope")
+        r = conn.getresponse()
+        assert r.status == 404
+        r.read()
+        assert conn.sock is first
+        # Idle past the limit: the server closes it.
+        first.settimeout(15)
+        t = time.monotonic()
+        assert first.recv(1) == b""
+        assert 4 < time.monotonic() - t < 12
+    finally:
+        conn.close()

@@ -47,7 +47,7 @@ impl Deadline {
     pub(crate) fn at(&self) -> Instant {
         *self.0.lock().expect("deadline lock")
     }
-    fn extend(&self, d: Duration) {
+    pub(crate) fn extend(&self, d: Duration) {
         let mut at = self.0.lock().expect("deadline lock");
         *at = (*at).max(Instant::now() + d);
     }
@@ -246,6 +246,11 @@ fn partitions(
 fn keys_error(e: &KeysError) -> Response {
     match e {
         KeysError::Busy(_) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        // A store that is down: retriable, as a consumer's fetch of tiered data is.
+        KeysError::Tier(_) => {
+            warn!(error = %e, "http: key lookup could not read the tier");
+            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
         KeysError::Log(crate::log::LogError::UnknownTopicOrPartition) => {
             error(StatusCode::NOT_FOUND, "the topic was deleted")
         }

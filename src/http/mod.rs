@@ -2,9 +2,12 @@
 //! at `/metrics`, a status page at `/`, and the same data as JSON at `/v1/status`. Read-only.
 //!
 //! It runs on the broker's runtime but cannot hurt the Kafka listeners: at most
-//! [`MAX_CONNECTIONS`] connections (more are closed at once), one request per connection, headers
-//! bounded in size and count and due within [`HEADER_TIMEOUT`], and each connection cut after
-//! [`CONNECTION_TIMEOUT`] whatever it is doing. Everything it shows is one [`status::Status`]
+//! [`MAX_CONNECTIONS`] connections (more are closed at once), headers bounded in size and count
+//! and due within [`HEADER_TIMEOUT`], and each request's connection cut [`CONNECTION_TIMEOUT`]
+//! after the request began, whatever it is doing. Connections are kept alive between requests
+//! (one at a time, HTTP/1.1) for at most [`HEADER_TIMEOUT`] idle: hyper's header timer runs from
+//! the moment a connection waits for its next request, so an idle connection holds its slot no
+//! longer than a slow request line would. Everything it shows is one [`status::Status`]
 //! snapshot plus the broker's [`crate::metrics::Metrics`]; a background sampler keeps the last
 //! minutes of throughput and group progress for the page's charts and time-to-catch-up.
 //! `keys.rs` serves compacted topics as a key-value store (lookups and snapshots); a snapshot's
@@ -82,7 +85,11 @@ impl HttpServer {
             None
         };
         let listener = TcpListener::bind(addr).await?;
-        let key_index_memory = broker.config.key_index_memory_bytes();
+        let mut keys = crate::keys::KeyIndex::new(broker.config.key_index_memory_bytes());
+        if let Some(tier) = &broker.tier {
+            let disk = broker.config.key_index_remote_cache_bytes();
+            keys = keys.with_tier(tier.remote.clone(), disk);
+        }
         let authentication_on = crate::listener::listeners(&broker.config)
             .map(|l| l.iter().any(|s| s.protocol.sasl()))
             .unwrap_or(true);
@@ -94,7 +101,7 @@ impl HttpServer {
                 broker,
                 started: Instant::now(),
                 history: Arc::new(History::default()),
-                keys: Arc::new(crate::keys::KeyIndex::new(key_index_memory)),
+                keys: Arc::new(keys),
                 authentication_on,
             },
         })
@@ -168,9 +175,17 @@ impl HttpServer {
                 continue;
             };
             let deadline = keys::Deadline::after(CONNECTION_TIMEOUT);
+            let each_request = deadline.clone();
             let service = TowerToHyperService::new(
                 router
                     .clone()
+                    .layer(axum::middleware::from_fn(
+                        move |req: axum::extract::Request, next: axum::middleware::Next| {
+                            // A kept-alive connection's next request gets its own time limit.
+                            each_request.extend(CONNECTION_TIMEOUT);
+                            next.run(req)
+                        },
+                    ))
                     .layer(axum::Extension(deadline.clone()))
                     .layer(axum::Extension(basic_auth::Peer(peer))),
             );
@@ -193,7 +208,7 @@ impl HttpServer {
     }
 }
 
-/// Serves one request on `io` (plain TCP or TLS), cutting the connection at its deadline.
+/// Serves the requests of `io` (plain TCP or TLS), cutting the connection at its deadline.
 async fn serve<S>(
     io: S,
     service: TowerToHyperService<Router>,
@@ -207,7 +222,7 @@ async fn serve<S>(
         .header_read_timeout(HEADER_TIMEOUT)
         .max_buf_size(MAX_HEADER_BYTES)
         .max_headers(MAX_HEADERS)
-        .keep_alive(false)
+        .keep_alive(true)
         .serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     loop {

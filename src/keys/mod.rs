@@ -27,6 +27,7 @@ pub mod builder;
 pub mod file;
 mod plan;
 pub mod record;
+mod remote;
 mod scan;
 pub mod snapshot;
 
@@ -43,6 +44,7 @@ use crate::config::LogConfig;
 use crate::log::partition::{Partition, SegmentInfo};
 use crate::log::segment::segment_file;
 use crate::log::{LogError, PartitionOffsets};
+use crate::tier::read::RemoteLog;
 
 /// Directory of key files inside the data directory.
 pub const KEY_INDEX_DIR: &str = "cairn-key-index";
@@ -62,6 +64,8 @@ pub enum KeysError {
     Corrupt(String),
     #[error("the log's segments changed under {0} lookups in a row (cleaner swaps); retry")]
     Busy(u32),
+    #[error("cannot read the object-storage tier: {0}")]
+    Tier(String),
 }
 
 /// True when a topic's partitions are indexed: `cleanup.policy` has `compact`, or
@@ -100,6 +104,7 @@ pub(crate) struct Overlay {
 struct PartitionKeys {
     sealed: BTreeMap<i64, KeyFile>,
     active: Active,
+    remote: remote::RemoteKeys,
 }
 
 /// Every indexed partition's key index.
@@ -109,6 +114,8 @@ pub struct KeyIndex {
     /// its index.
     #[allow(clippy::type_complexity)]
     partitions: Mutex<HashMap<(String, i32), (Weak<Partition>, Arc<Mutex<PartitionKeys>>)>>,
+    /// The object-storage tier, when there is one: segments only it holds are indexed too.
+    tiered: Option<remote::Tiered>,
 }
 
 /// The layout facts a search needs: segments with their end offsets.
@@ -148,7 +155,20 @@ impl KeyIndex {
         KeyIndex {
             memory_bytes,
             partitions: Mutex::new(HashMap::new()),
+            tiered: None,
         }
+    }
+
+    /// Also answers from the segments only the tier holds, read through `remote`; their key
+    /// files take at most `disk_bytes` of local disk.
+    pub fn with_tier(mut self, remote: Arc<RemoteLog>, disk_bytes: u64) -> KeyIndex {
+        self.tiered = Some(remote::Tiered::new(remote, disk_bytes));
+        self
+    }
+
+    /// The tier's state for the layout check of a lookup.
+    fn stamp(&self, partition: &Partition) -> remote::Stamp {
+        self.tiered.as_ref().and_then(|t| t.stamp(partition))
     }
 
     fn keys_of(&self, partition: &Arc<Partition>) -> Arc<Mutex<PartitionKeys>> {
@@ -174,10 +194,11 @@ impl KeyIndex {
         key: &[u8],
     ) -> Result<Option<Record>, KeysError> {
         for _ in 0..ATTEMPTS {
+            let stamp = self.stamp(partition);
             let layout = Layout::of(partition)?;
             let bound = layout.offsets.last_stable_offset;
             let found = self.search(partition, &layout, key, bound, None, None)?;
-            if Layout::of(partition)?.same_sealed(&layout) {
+            if Layout::of(partition)?.same_sealed(&layout) && self.stamp(partition) == stamp {
                 return Ok(found.map(|l| match l {
                     Latest::Record(r) => r,
                     Latest::Known(_) => unreachable!("no known offset was given"),
@@ -199,6 +220,7 @@ impl KeyIndex {
         overlay: &mut Option<Overlay>,
     ) -> Result<bool, KeysError> {
         for _ in 0..ATTEMPTS {
+            let stamp = self.stamp(partition);
             let layout = Layout::of(partition)?;
             let straddling = layout
                 .segments
@@ -219,7 +241,7 @@ impl KeyIndex {
                 Some(offset),
                 overlay.as_ref(),
             )?;
-            if Layout::of(partition)?.same_sealed(&layout) {
+            if Layout::of(partition)?.same_sealed(&layout) && self.stamp(partition) == stamp {
                 return Ok(match found {
                     Some(Latest::Known(o)) => o == offset,
                     Some(Latest::Record(r)) => r.offset == offset,
@@ -322,6 +344,85 @@ impl KeyIndex {
             };
             if let Some(l) = candidate {
                 return Ok(Some(l));
+            }
+        }
+        self.search_remote(partition, &mut keys.remote, layout, key, bound, known)
+    }
+
+    /// Newest remote segment first: the latest record of `key` below `bound` among the offsets
+    /// only the tier holds (below the local log start of `layout`).
+    fn search_remote(
+        &self,
+        partition: &Partition,
+        keys: &mut remote::RemoteKeys,
+        layout: &Layout,
+        key: &[u8],
+        bound: i64,
+        known: Option<i64>,
+    ) -> Result<Option<Latest>, KeysError> {
+        let Some(tier) = &self.tiered else {
+            return Ok(None);
+        };
+        let Some(view) = tier.view(partition, layout.offsets.log_start_offset)? else {
+            return Ok(None);
+        };
+        let hash = key_hash(key);
+        let linear = |from: i64, to: i64, seg| -> Result<Option<Latest>, KeysError> {
+            let mut found = None;
+            tier.records(partition, seg, from, to, |r| {
+                if r.key.as_deref() == Some(key) {
+                    found = Some(r);
+                }
+                ControlFlow::Continue(())
+            })?;
+            Ok(found.map(|r| match known == Some(r.offset) {
+                true => Latest::Known(r.offset),
+                false => Latest::Record(r),
+            }))
+        };
+        let segments: Vec<_> = view.segments().cloned().collect();
+        for seg in segments.iter().rev() {
+            let (from, to) = view.range(seg);
+            let to = to.min(bound);
+            if from >= to {
+                continue;
+            }
+            let file = tier.file(keys, partition, &view, seg, bound)?;
+            let answer = match &file {
+                Some(f) => match f.find(hash) {
+                    Ok(entry) => Some(entry),
+                    Err(e) => {
+                        tracing::debug!(path = %f.path.display(), error = %e, "remote key file unreadable");
+                        tier.drop_file(keys, seg.base_offset);
+                        None
+                    }
+                },
+                None => None,
+            };
+            let candidate = match answer {
+                Some(None) => None,
+                // Below the tier's start: the key's records here are all deleted.
+                Some(Some(c)) if c < from => None,
+                Some(Some(c)) if c < to => {
+                    let hit = match known == Some(c) {
+                        true => Some(Latest::Known(c)),
+                        false => tier
+                            .record_at(partition, c)?
+                            .filter(|r| r.key.as_deref() == Some(key))
+                            .map(Latest::Record),
+                    };
+                    match hit {
+                        Some(l) => Some(l),
+                        // A collision, or a record gone from under the file.
+                        None => linear(from, to, seg)?,
+                    }
+                }
+                // The file's newest lies in the local part (already searched: a collision) or
+                // at the bound: an older record may still hold the key.
+                Some(Some(_)) | None => linear(from, to, seg)?,
+            };
+            if candidate.is_some() {
+                return Ok(candidate);
             }
         }
         Ok(None)

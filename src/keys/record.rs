@@ -182,3 +182,85 @@ pub(crate) fn record_in(
     }
     Ok(None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use kafka_protocol::protocol::StrBytes;
+    use kafka_protocol::records::{
+        Compression, Record as KafkaRecord, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+
+    const BASE: i64 = 100;
+    const TS: i64 = 1_700_000_000_000;
+
+    /// A stored batch at offset 100: record i has key `k{i}` (none for i = 2), value `v{i}`
+    /// (a tombstone for i = 3) and, for i = 1, a header.
+    fn stored(n: usize, compression: Compression) -> Vec<u8> {
+        let records: Vec<KafkaRecord> = (0..n)
+            .map(|i| {
+                let headers = match i {
+                    1 => vec![(
+                        StrBytes::from_static_str("h"),
+                        Some(Bytes::from_static(b"x")),
+                    )],
+                    _ => vec![],
+                };
+                KafkaRecord {
+                    transactional: false,
+                    control: false,
+                    delete_horizon_ms: None,
+                    partition_leader_epoch: 0,
+                    producer_id: -1,
+                    producer_epoch: -1,
+                    timestamp_type: TimestampType::Creation,
+                    offset: BASE + i as i64,
+                    sequence: -1,
+                    timestamp: TS + 10 * i as i64,
+                    key: (i != 2).then(|| Bytes::from(format!("k{i}"))),
+                    value: (i != 3).then(|| Bytes::from(format!("v{i}"))),
+                    headers,
+                }
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression,
+            },
+        )
+        .expect("encode");
+        buf.to_vec()
+    }
+
+    #[test]
+    fn record_in_finds_each_record_of_a_batch_and_nothing_outside_it() {
+        for codec in [Compression::None, Compression::Gzip, Compression::Zstd] {
+            let batch = stored(6, codec);
+            let h = BatchHeader::parse(&batch).unwrap();
+            let all = batches(&Bytes::from(batch.clone())).unwrap()[0]
+                .records()
+                .unwrap();
+            assert_eq!(all.len(), 6);
+            for (i, expected) in all.iter().enumerate() {
+                let offset = BASE + i as i64;
+                let got = record_in(&batch, &h, offset).unwrap().expect("held");
+                assert_eq!(&got, expected, "{codec:?} offset {offset}");
+                assert_eq!(got.offset, offset);
+                assert_eq!(got.timestamp, TS + 10 * i as i64);
+                assert_eq!(got.key.is_none(), i == 2);
+                assert_eq!(got.value.is_none(), i == 3);
+            }
+            assert_eq!(all[1].headers.len(), 1);
+            assert_eq!(record_in(&batch, &h, BASE - 1).unwrap(), None);
+            assert_eq!(record_in(&batch, &h, BASE + 6).unwrap(), None);
+            // A batch cut short is an error or nothing, never a wrong record.
+            let cut = &batch[..batch.len() - 3];
+            assert!(!matches!(record_in(cut, &h, BASE + 5), Ok(Some(r)) if r != all[5]));
+        }
+    }
+}

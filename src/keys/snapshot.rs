@@ -26,8 +26,52 @@ pub fn partition_snapshot(
     as_of: i64,
     mut emit: impl FnMut(Record) -> ControlFlow<()>,
 ) -> Result<bool, KeysError> {
-    let start = partition.offsets().log_start_offset;
     let mut overlay = None;
+    // The offsets only the tier holds first, each checked against the key index; retention that
+    // deletes local segments meanwhile moves the local start up, and the tier serves those too.
+    let mut start = partition.offsets().log_start_offset;
+    let mut remote_from = i64::MIN;
+    if let Some(tier) = &index.tiered {
+        while let Some(view) = tier.view(partition, start)? {
+            for seg in view.segments() {
+                let (from, to) = view.range(seg);
+                let (from, to) = (from.max(remote_from), to.min(as_of));
+                if from >= to {
+                    continue;
+                }
+                let mut failed = None;
+                let mut stopped = false;
+                tier.records(partition, seg, from, to, |r| {
+                    let (Some(key), Some(_)) = (&r.key, &r.value) else {
+                        return ControlFlow::Continue(());
+                    };
+                    match index.is_latest(partition, key, r.offset, as_of, &mut overlay) {
+                        Ok(true) if emit(r).is_break() => {
+                            stopped = true;
+                            ControlFlow::Break(())
+                        }
+                        Ok(_) => ControlFlow::Continue(()),
+                        Err(e) => {
+                            failed = Some(e);
+                            ControlFlow::Break(())
+                        }
+                    }
+                })?;
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+                if stopped {
+                    return Ok(false);
+                }
+            }
+            remote_from = view.below;
+            let now = partition.offsets().log_start_offset;
+            if now <= start {
+                break;
+            }
+            start = now;
+        }
+    }
     let mut failed = None;
     let mut stopped = false;
     let mut planned: Option<Plan> = None;

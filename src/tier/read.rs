@@ -129,6 +129,11 @@ impl RemoteLog {
         map.get(&(topic.to_string(), partition)).cloned()
     }
 
+    /// The partition's latest manifest, as reads use it (for the key index over the tier).
+    pub fn manifest_of(&self, topic: &str, partition: i32) -> Option<Arc<Manifest>> {
+        self.manifest(topic, partition)
+    }
+
     /// True once the partition's manifest was read (or it was found to have none).
     pub fn knows(&self, topic: &str, partition: i32) -> bool {
         self.manifest(topic, partition).is_some()
