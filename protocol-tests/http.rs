@@ -50,7 +50,7 @@ fn raw(addr: SocketAddr, request: &[u8]) -> (u16, String) {
 pub(crate) fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     raw(
         addr,
-        format!("GET {path} HTTP/1.1\r\nHost: cairn\r\n\r\n").as_bytes(),
+        format!("GET {path} HTTP/1.1\r\nHost: cairn\r\nConnection: close\r\n\r\n").as_bytes(),
     )
 }
 
@@ -204,7 +204,7 @@ fn bad_and_greedy_http_clients_get_errors_and_kafka_keeps_serving() {
     assert!(body.contains("not found"), "{body}");
     let (status, _) = raw(
         http,
-        b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+        b"POST /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 3\r\n\r\nabc",
     );
     assert_eq!(status, 405);
     let (status, _) = raw(http, b"NOT-HTTP\r\n\r\n");
