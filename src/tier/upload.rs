@@ -762,7 +762,7 @@ impl Uploader {
         self.lease.check()?;
         let uid = &uuid::Uuid::new_v4().simple().to_string()[..12];
         let log_key = format!("{dir}/segments/{:020}-{uid}.log", c.base_offset);
-        let log = upload_file(&self.bucket, &self.pacer, &log_key, c.log.clone(), c.size).await?;
+        let log = upload_file(&self.bucket, &self.pacer, &log_key, c.log.file()?, c.size).await?;
         let snapshot_path = producer_state::snapshot_path(part.dir(), c.end_offset);
         let producer_snapshot = match std::fs::read(&snapshot_path) {
             Ok(bytes) => {

@@ -9,11 +9,10 @@
 //! batch headers, never by reading the records. Knows nothing of Kafka requests or sockets.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::super::io::{FileSlice, IoFile};
+use super::super::io::FileSlice;
 use super::super::segment::{BatchScanner, Scan};
 use super::read::{copy_batches, locate_first, Batches, First, Planned};
 use super::{segment_limits, Partition};
@@ -86,7 +85,7 @@ impl Partition {
                 First::None => continue,
                 First::Empty => break,
                 First::Damaged { position, reason } => {
-                    self.repair_for_read(seg.base, &seg.file, position, offset, &reason, repaired)?;
+                    self.repair_for_read(seg.base, seg.id, position, offset, &reason, repaired)?;
                     return self.read_served_inner(
                         offset,
                         max_bytes,
@@ -133,7 +132,7 @@ impl Partition {
                     position: at,
                     reason,
                 } => {
-                    self.repair_for_read(seg.base, &seg.file, at, offset, &reason, repaired)?;
+                    self.repair_for_read(seg.base, seg.id, at, offset, &reason, repaired)?;
                     return self.read_served_inner(
                         offset,
                         max_bytes,
@@ -163,7 +162,7 @@ impl Partition {
             let limits = segment_limits(&self.config());
             let mut st = self.lock();
             let same = |s: &&mut super::super::segment::Segment| {
-                s.base_offset == seg.base && same_file(s.log_file(), &seg.file)
+                s.base_offset == seg.base && s.id() == seg.id
             };
             match st.segments.iter_mut().find(|s| same(s)) {
                 Some(s) => s.floor_position(self.io.as_ref(), &limits, from, limit, upper)?,
@@ -182,8 +181,4 @@ impl Partition {
         }
         Ok(end)
     }
-}
-
-fn same_file(a: &Arc<dyn IoFile>, b: &Arc<dyn IoFile>) -> bool {
-    std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b))
 }
