@@ -204,6 +204,49 @@ pub fn reopens() -> u64 {
     REOPENS.load(Ordering::Relaxed)
 }
 
+/// A file lent out for longer than one read (a Fetch answer sent with `sendfile` after the
+/// read returns), counted so that lent descriptors stay within half the cap; `None` when that
+/// many are out, and the caller copies the bytes instead. The count drops with the last clone.
+pub fn lend(file: Arc<dyn IoFile>) -> Option<Arc<dyn IoFile>> {
+    let most = (capacity() / 2).max(1);
+    LENT.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+        (n < most).then_some(n + 1)
+    })
+    .ok()?;
+    Some(Arc::new(Lent(file)))
+}
+
+static LENT: AtomicUsize = AtomicUsize::new(0);
+
+struct Lent(Arc<dyn IoFile>);
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        LENT.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl IoFile for Lent {
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+        self.0.read_at(buf, pos)
+    }
+    fn write_all_at(&self, buf: &[u8], pos: u64) -> io::Result<()> {
+        self.0.write_all_at(buf, pos)
+    }
+    fn sync(&self) -> io::Result<()> {
+        self.0.sync()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+    fn size(&self) -> io::Result<u64> {
+        self.0.size()
+    }
+    fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.0.fd()
+    }
+}
+
 static CAPACITY: AtomicUsize = AtomicUsize::new(0);
 static REOPENS: AtomicU64 = AtomicU64::new(0);
 static CACHE: LazyLock<Cache> = LazyLock::new(Cache::default);

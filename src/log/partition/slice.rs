@@ -104,10 +104,15 @@ impl Partition {
             // Only a range checked whole goes out unread; a partly checked one is read and
             // checked (which extends the prefix), so both give the same batches.
             let limit = position + want as u64;
-            if file.fd().is_some() && limit <= verified {
+            // Lent descriptors are bounded (an answer for thousands of partitions would hold one
+            // each): past the bound the bytes are copied.
+            let lent = (file.fd().is_some() && limit <= verified)
+                .then(|| crate::log::open_files::lend(seg.file.clone()))
+                .flatten();
+            if let Some(lent) = lent {
                 let end = self.batches_end(&seg, position + size as u64, limit, upper)?;
                 return served(Served::File(FileSlice {
-                    file: seg.file.clone(),
+                    file: lent,
                     position,
                     len: (end - position) as usize,
                 }));
