@@ -266,6 +266,7 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def("cairn.key.index.remote.cache.bytes", T::Long, Some("1073741824"), AtLeast(0), "Cairn only. Local disk for the key files of segments only the object-storage tier holds, over all partitions (least recently used deleted first; a lookup then builds the file again from the bucket)."),
     def("cairn.http.authentication", T::String, Some("none"), OneOf(&["none", "basic"]), "Cairn only. basic: the HTTP listener asks for HTTP Basic credentials of a PLAIN or SCRAM user of the Kafka listeners, who needs cluster DESCRIBE when ACLs are on; none: open to anyone who can reach it."),
     def("cairn.http.ssl.enable", T::Boolean, Some("false"), Bool, "Cairn only. Serve the HTTP listener over TLS (https) with the broker's ssl.* keys, each overridable for it alone as cairn.http.ssl.<key> (e.g. cairn.http.ssl.keystore.location); SIGHUP re-reads its certificates."),
+    def("cairn.log.open.files.max", T::Int, Some("0"), AtLeast(0), "Cairn only. Most segment files (.log, .index, .timeindex) kept open at once; the least recently used are closed and reopened on demand, so the number of partitions and segments is not capped by the open-files limit. 0 (the default): half the process's open-files limit (after Cairn raises its soft limit to the hard one), leaving the rest for connections."),
     def("cairn.log.verify.on.startup", T::String, Some("background"), OneOf(VERIFY_ON_STARTUP), "Cairn only. When the CRC and offsets of every batch of every segment are checked, damage moved aside and repaired: 'background' (serve at once, verify in a background pass; after a crash the re-read tail first), 'before-serving' (everything before serving), 'off' (Kafka's behaviour: only the tail after a crash, where damage cuts the log)."),
     def("min.insync.replicas", T::Int, Some("1"), AtLeast(1), "In a cluster, the fewest in-sync replicas an acks=all write needs (NOT_ENOUGH_REPLICAS below it); a single node has one replica."),
     def("unclean.leader.election.enable", T::Boolean, Some("false"), Bool, "In a cluster, elect a live replica outside the ISR when no in-sync replica is live (acknowledged writes may be lost); no effect on a single node."),
@@ -1256,6 +1257,10 @@ impl BrokerConfig {
     /// `cairn.key.index.remote.cache.bytes`.
     pub fn key_index_remote_cache_bytes(&self) -> u64 {
         self.long("cairn.key.index.remote.cache.bytes").max(0) as u64
+    }
+    /// `cairn.log.open.files.max` (0: derived from the open-files limit).
+    pub fn log_open_files_max(&self) -> usize {
+        self.int("cairn.log.open.files.max").max(0) as usize
     }
     /// `cairn.log.verify.on.startup`: background, before-serving or off.
     pub fn verify_on_startup(&self) -> &str {

@@ -217,12 +217,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Every segment keeps its files open, as in Kafka: take the whole allowance the system
-    // grants (soft limit raised to the hard one) rather than fail at a low default.
+    // Take the whole allowance the system grants (soft limit raised to the hard one), then
+    // bound the segment files kept open by it (or by `cairn.log.open.files.max`).
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => tracing::info!(open_files_limit = limit, "open-files limit"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
     }
+    cairn::log::open_files::set_capacity(config.log_open_files_max());
+    tracing::info!(
+        segment_files_max = cairn::log::open_files::capacity(),
+        "segment files kept open"
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

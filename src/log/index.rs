@@ -10,9 +10,9 @@
 //! Knows nothing of batches or the partition; file access goes through [`super::io`].
 
 use std::io;
-use std::sync::Arc;
 
-use super::io::{read_exact_at, write_entries, IoFile};
+use super::io::{read_exact_at, write_entries};
+use super::open_files::SegmentFile;
 
 /// Bytes per offset index entry.
 pub const ENTRY_SIZE: usize = 8;
@@ -64,14 +64,14 @@ pub struct OffsetIndex {
     entries: Vec<(u32, u32)>,
     /// How many of `entries` the file holds; the rest await [`OffsetIndex::write_pending`].
     written: usize,
-    file: Arc<dyn IoFile>,
+    file: SegmentFile,
     max_entries: usize,
 }
 
 impl OffsetIndex {
     /// An index over `file`, emptied.
-    pub fn create(file: Arc<dyn IoFile>, base_offset: i64, max_bytes: u64) -> io::Result<Self> {
-        file.set_len(0)?;
+    pub fn create(file: SegmentFile, base_offset: i64, max_bytes: u64) -> io::Result<Self> {
+        file.file()?.set_len(0)?;
         Ok(OffsetIndex {
             base_offset,
             entries: Vec::new(),
@@ -83,14 +83,16 @@ impl OffsetIndex {
 
     /// Loads `file`; `Ok(Err(reason))` when it fails the sanity check and must be rebuilt.
     pub fn load(
-        file: Arc<dyn IoFile>,
+        file: SegmentFile,
         base_offset: i64,
         max_bytes: u64,
         log_size: u64,
     ) -> io::Result<Result<Self, String>> {
-        let len = file.size()? as usize;
+        let open = file.file()?;
+        let len = open.size()? as usize;
         let mut bytes = vec![0u8; len];
-        read_exact_at(file.as_ref(), &mut bytes, 0)?;
+        read_exact_at(open.as_ref(), &mut bytes, 0)?;
+        drop(open);
         Ok(decode_entries(&bytes, log_size).map(|entries| OffsetIndex {
             base_offset,
             written: entries.len(),
@@ -109,7 +111,7 @@ impl OffsetIndex {
     pub fn is_full(&self) -> bool {
         self.entries.len() >= self.max_entries
     }
-    pub fn file(&self) -> &Arc<dyn IoFile> {
+    pub fn file(&self) -> &SegmentFile {
         &self.file
     }
 
@@ -128,8 +130,11 @@ impl OffsetIndex {
     /// Writes the pending entries to the file in one positioned write. On failure the file is
     /// cut back to the entries written before, and they stay pending.
     pub fn write_pending(&mut self) -> io::Result<()> {
+        if self.written >= self.entries.len() {
+            return Ok(());
+        }
         self.written = write_entries(
-            self.file.as_ref(),
+            self.file.file()?.as_ref(),
             &self.entries,
             self.written,
             |(rel, pos)| encode_entry(rel, pos),
@@ -195,24 +200,26 @@ impl OffsetIndex {
         let keep = self.entries.partition_point(|&(r, _)| (r as i64) < rel);
         self.entries.truncate(keep);
         self.written = self.written.min(keep);
-        self.file.set_len((self.written * ENTRY_SIZE) as u64)
+        self.file
+            .file()?
+            .set_len((self.written * ENTRY_SIZE) as u64)
     }
 
     /// Drops every entry.
     pub fn reset(&mut self) -> io::Result<()> {
         self.entries.clear();
         self.written = 0;
-        self.file.set_len(0)
+        self.file.file()?.set_len(0)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::io::{FileIo, StdIo};
+    use crate::log::io::StdIo;
 
-    fn open(dir: &tempfile::TempDir, name: &str) -> Arc<dyn IoFile> {
-        StdIo.open(&dir.path().join(name), true).unwrap()
+    fn open(dir: &tempfile::TempDir, name: &str) -> SegmentFile {
+        SegmentFile::open(&StdIo, dir.path().join(name), true).unwrap()
     }
 
     #[test]

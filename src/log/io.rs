@@ -2,9 +2,9 @@
 //!
 //! Owns the [`FileIo`]/[`IoFile`] traits, the real implementation ([`StdIo`]) and a
 //! fault-injecting wrapper ([`FaultyIo`]) that tests use to produce EIO, ENOSPC and short writes.
-//! Only data files (`.log`, `.index`, `.timeindex`) and directory syncs go through it; small
-//! metadata files (checkpoints, topic metadata) use `std::fs` directly. Depends on nothing else
-//! in the crate.
+//! Only data files (`.log`, `.index`, `.timeindex`, opened through [`super::open_files`]) and
+//! directory syncs go through it; small metadata files (checkpoints, topic metadata) use
+//! `std::fs` directly. Depends on nothing else in the crate.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -65,6 +65,9 @@ pub trait FileIo: Send + Sync + fmt::Debug {
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn IoFile>>;
     /// Makes a directory's entries (created, renamed, removed files) durable.
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    /// This file system as a handle to keep, for files reopened later
+    /// ([`super::open_files`]); faults set on `self` apply to it too.
+    fn handle(&self) -> Arc<dyn FileIo>;
 }
 
 /// Reads exactly `buf.len()` bytes at `pos`, failing with `UnexpectedEof` past the end.
@@ -154,6 +157,9 @@ impl FileIo for StdIo {
     }
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         File::open(path)?.sync_all()
+    }
+    fn handle(&self) -> Arc<dyn FileIo> {
+        Arc::new(StdIo)
     }
 }
 
@@ -278,5 +284,10 @@ impl FileIo for FaultyIo {
             Fault::SyncEio => Err(eio()),
             _ => StdIo.sync_dir(path),
         }
+    }
+    fn handle(&self) -> Arc<dyn FileIo> {
+        Arc::new(FaultyIo {
+            fault: self.fault.clone(),
+        })
     }
 }

@@ -46,6 +46,7 @@ mod error;
 pub(crate) mod flusher;
 pub mod index;
 pub mod io;
+pub mod open_files;
 pub mod partition;
 pub mod producer_state;
 pub mod recompress;

@@ -8,7 +8,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 
 use bytes::Bytes;
@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 use super::batch::{self, BatchHeader};
 use super::io::{FileIo, IoFile};
+use super::open_files::SegmentFile;
 use super::producer_state::{self, PendingUpdates, ProducerStateManager, SequenceCheck};
 use super::segment::{BatchScanner, Scan, Segment, SegmentLimits};
 use super::{now_ms, AppendInfo, AppendOrigin, LogError, PartitionOffsets, Shared};
@@ -29,6 +30,7 @@ mod layout;
 mod limits;
 mod patch;
 mod read;
+mod repair;
 mod size;
 mod slice;
 mod timestamps;
@@ -69,7 +71,7 @@ pub(crate) struct PartitionState {
     pub unflushed_messages: i64,
     pub last_flush_ms: i64,
     /// Files of sealed segments not yet fsynced.
-    pub pending_sync: Vec<Arc<dyn IoFile>>,
+    pub pending_sync: Vec<SegmentFile>,
     /// Directory entries changed since the last fsync of the directory.
     pub dir_dirty: bool,
     pub failed: Option<Arc<str>>,
@@ -341,8 +343,7 @@ impl Partition {
         let segment = Segment::create(self.io.as_ref(), &self.dir, new_base, limits)?;
         let old = st.active();
         old.seal_indexes()?;
-        let mut files = vec![old.log_file().clone()];
-        files.extend(old.index_files());
+        let files = old.files_to_sync();
         st.pending_sync.extend(files);
         st.segments.push(segment);
         st.dir_dirty = true;
@@ -365,7 +366,7 @@ impl Partition {
                 return;
             }
             let mut files = std::mem::take(&mut st.pending_sync);
-            files.push(st.active().log_file().clone());
+            files.push(st.active().log_handle().clone());
             let dir_dirty = std::mem::take(&mut st.dir_dirty);
             (files, dir_dirty, st.log_end_offset, st.unflushed_messages)
         };
@@ -452,105 +453,6 @@ impl Partition {
         Ok(new_start)
     }
 
-    /// The background verification of this partition ([`super::verify`]): checks every
-    /// segment's bytes as they were when it began, without the lock (sealed segments and the
-    /// written part of the active one never change in place), and repairs a damaged segment
-    /// under the lock. `stop` is asked between segments. Returns (segments, bytes, repaired).
-    pub(crate) fn verify_in_background(
-        &self,
-        stop: &dyn Fn() -> bool,
-    ) -> Result<(usize, u64, usize), LogError> {
-        // (base offset, file, size, next segment's base, index path, verified prefix) of each
-        // segment.
-        type Plan = Vec<(i64, Arc<dyn IoFile>, u64, i64, PathBuf, Arc<AtomicU64>)>;
-        let plan: Plan = {
-            let st = self.lock();
-            if st.deleted || st.closed || st.failed.is_some() {
-                return Ok((0, 0, 0));
-            }
-            st.segments
-                .iter()
-                .enumerate()
-                .map(|(i, seg)| {
-                    // Offsets end before the next segment, or for the active one the log end.
-                    let upper = st
-                        .segments
-                        .get(i + 1)
-                        .map_or(st.log_end_offset, |n| n.base_offset);
-                    let file = seg.log_file().clone();
-                    let verified = seg.verified().clone();
-                    (
-                        seg.base_offset,
-                        file,
-                        seg.size,
-                        upper,
-                        seg.path("index"),
-                        verified,
-                    )
-                })
-                .collect()
-        };
-        let (mut segments, mut bytes, mut repaired) = (0, 0, 0);
-        for (base, file, size, upper, index_path, verified) in plan {
-            if stop() {
-                break;
-            }
-            let intact =
-                super::verify::is_intact(file.as_ref(), size, base, Some(upper), &index_path)?;
-            if intact {
-                verified.fetch_max(size, Ordering::SeqCst);
-            }
-            segments += 1;
-            bytes += size;
-            if !intact && self.repair_segment(base, &file)? {
-                repaired += 1;
-            }
-        }
-        Ok((segments, bytes, repaired))
-    }
-
-    /// Repairs the segment at `base` under the lock, if it is still the one whose file the
-    /// background verification read (retention or the cleaner may have replaced it since).
-    /// Returns true when something was repaired.
-    fn repair_segment(&self, base: i64, file: &Arc<dyn IoFile>) -> Result<bool, LogError> {
-        let limits = segment_limits(&self.config());
-        let io = self.io.as_ref();
-        let mut st = self.lock();
-        if st.deleted || st.closed || st.failed.is_some() {
-            return Ok(false);
-        }
-        let Some(i) = st.segments.iter().position(|s| {
-            s.base_offset == base && std::ptr::addr_eq(Arc::as_ptr(s.log_file()), Arc::as_ptr(file))
-        }) else {
-            return Ok(false);
-        };
-        let active = i + 1 == st.segments.len();
-        let old_end = st.log_end_offset;
-        let upper = st.segments.get(i + 1).map_or(old_end, |s| s.base_offset);
-        let verdict =
-            super::verify::verify_segment(io, &self.dir, &mut st.segments[i], Some(upper), None)?;
-        super::verify::log_verdict(&self.dir, base, &verdict, "background");
-        if active {
-            let next = st.segments[i].load_tail(io, &limits)?.unwrap_or(base);
-            if next < old_end {
-                // Acknowledged offsets were lost: never give them to new records.
-                super::recovery::skip_lost_offsets(
-                    io,
-                    &self.dir,
-                    &limits,
-                    &mut st.segments,
-                    next,
-                    old_end,
-                )?;
-                st.dir_dirty = true;
-            }
-        }
-        // A false alarm (an index read while it was being written) changes nothing.
-        Ok(!verdict.damage.is_empty()
-            || verdict.restored_base_offsets > 0
-            || verdict.index_discarded)
-    }
-
     /// True while an fsync failure keeps the partition offline.
     pub(crate) fn is_failed(&self) -> bool {
         self.lock().failed.is_some()
@@ -577,7 +479,7 @@ impl Partition {
         }
         let seg = &mut st.segments[i];
         let from = seg.lookup(io, &limits, durable)?;
-        let file = seg.log_file().clone();
+        let file = seg.log_file()?;
         let mut cut = seg.size;
         let mut scan = BatchScanner::new(file.as_ref(), from, seg.size);
         while let Scan::Batch(b) = scan.next(false)? {
@@ -628,7 +530,7 @@ impl Partition {
         }
         let active = st.active();
         active.seal_indexes()?;
-        let files = active.index_files();
+        let files = active.index_files()?;
         producer_state::write_snapshot(&self.dir, st.log_end_offset, &st.producers, true)?;
         drop(st);
         for f in files {

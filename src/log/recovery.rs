@@ -213,8 +213,8 @@ pub(crate) fn load_partition(
             log_end_offset = Some(segments.last().expect("one segment").base_offset);
         }
         for seg in &segments[first..] {
-            seg.log_file().sync()?;
-            for f in seg.index_files() {
+            seg.log_file()?.sync()?;
+            for f in seg.index_files()? {
                 f.sync()?;
             }
         }
@@ -309,9 +309,9 @@ pub(crate) fn skip_lost_offsets(
         let header =
             batch::check_batch(&bytes).map_err(|e| LogError::CorruptBatch(e.to_string()))?;
         active.append(&bytes, &[], &[(0..bytes.len(), header)], limits)?;
-        active.log_file().sync()?;
+        active.log_file()?.sync()?;
         active.write_indexes(0)?;
-        for f in active.index_files() {
+        for f in active.index_files()? {
             f.sync()?;
         }
     } else {
@@ -398,7 +398,7 @@ fn rebuild_producer_state(
     let mut replayed = Vec::new();
     for seg in segments[first..].iter_mut() {
         let position = seg.lookup(io, limits, from)?;
-        let file = seg.log_file().clone();
+        let file = seg.log_file()?;
         let mut scan = BatchScanner::new(file.as_ref(), position, seg.size);
         while let Scan::Batch(b) = scan.next(false)? {
             if b.header.last_offset() < from {

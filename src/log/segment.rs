@@ -14,6 +14,7 @@ use std::sync::Arc;
 use super::batch::{self, BatchHeader, HEADER_SIZE, LOG_OVERHEAD};
 use super::index::OffsetIndex;
 use super::io::{read_exact_at, FileIo, IoFile};
+use super::open_files::SegmentFile;
 use super::time_index::TimeIndex;
 
 /// `<dir>/<base:020>.<ext>`.
@@ -39,7 +40,8 @@ struct Indexes {
 pub struct Segment {
     pub base_offset: i64,
     dir: PathBuf,
-    log: Arc<dyn IoFile>,
+    /// The `.log`, opened when used (see [`super::open_files`]).
+    log: SegmentFile,
     /// Bytes of whole batches in the `.log` file.
     pub size: u64,
     indexes: Option<Indexes>,
@@ -204,15 +206,15 @@ impl Segment {
         base_offset: i64,
         limits: &SegmentLimits,
     ) -> io::Result<Segment> {
-        let log = io.open(&segment_file(dir, base_offset, "log"), true)?;
-        log.set_len(0)?;
+        let log = SegmentFile::open(io, segment_file(dir, base_offset, "log"), true)?;
+        log.file()?.set_len(0)?;
         let offset = OffsetIndex::create(
-            io.open(&segment_file(dir, base_offset, "index"), true)?,
+            SegmentFile::open(io, segment_file(dir, base_offset, "index"), true)?,
             base_offset,
             limits.index_bytes,
         )?;
         let time = TimeIndex::create(
-            io.open(&segment_file(dir, base_offset, "timeindex"), true)?,
+            SegmentFile::open(io, segment_file(dir, base_offset, "timeindex"), true)?,
             base_offset,
             limits.index_bytes,
         )?;
@@ -230,20 +232,28 @@ impl Segment {
         })
     }
 
-    /// Opens an existing segment without reading its indexes.
+    /// An existing segment, without opening its files (the first read or write does) or
+    /// reading its indexes.
     pub fn open(io: &dyn FileIo, dir: &Path, base_offset: i64) -> io::Result<Segment> {
-        Segment::with_log(
-            dir,
-            base_offset,
-            io.open(&segment_file(dir, base_offset, "log"), false)?,
-        )
+        let (log, size) = SegmentFile::lazy(io, segment_file(dir, base_offset, "log"))?;
+        Ok(Segment::with_file(dir, base_offset, log, size))
     }
 
     /// A segment over an already open `.log` file (which is, or is about to be renamed to, the
     /// segment's file), without its indexes.
-    pub fn with_log(dir: &Path, base_offset: i64, log: Arc<dyn IoFile>) -> io::Result<Segment> {
+    pub fn with_log(
+        io: &dyn FileIo,
+        dir: &Path,
+        base_offset: i64,
+        log: Arc<dyn IoFile>,
+    ) -> io::Result<Segment> {
         let size = log.size()?;
-        Ok(Segment {
+        let (log, _) = SegmentFile::adopt(io, segment_file(dir, base_offset, "log"), log)?;
+        Ok(Segment::with_file(dir, base_offset, log, size))
+    }
+
+    fn with_file(dir: &Path, base_offset: i64, log: SegmentFile, size: u64) -> Segment {
+        Segment {
             base_offset,
             dir: dir.to_path_buf(),
             log,
@@ -254,18 +264,40 @@ impl Segment {
             rolling_timestamp: None,
             created_ms: now_ms(),
             verified: Arc::default(),
-        })
+        }
     }
 
-    pub fn log_file(&self) -> &Arc<dyn IoFile> {
+    /// The open `.log` (opened again if the cache closed it). Hold it only as long as a read or
+    /// write needs it: each held file is a descriptor beyond the cache's cap.
+    pub fn log_file(&self) -> io::Result<Arc<dyn IoFile>> {
+        self.log.file()
+    }
+
+    /// The `.log` by name, to open outside the partition lock: a reopen fails, rather than read
+    /// another file, once the segment was replaced or deleted.
+    pub fn log_handle(&self) -> &SegmentFile {
         &self.log
     }
 
-    /// The index files, once loaded (for fsync).
-    pub fn index_files(&self) -> Vec<Arc<dyn IoFile>> {
+    /// Names this segment (not its base offset): a segment that replaced it has another id.
+    pub fn id(&self) -> u64 {
+        self.log.id()
+    }
+
+    /// The `.log` and, once loaded, the index files: what to fsync after a roll.
+    pub fn files_to_sync(&self) -> Vec<SegmentFile> {
+        let mut files = vec![self.log.clone()];
+        if let Some(ix) = &self.indexes {
+            files.extend([ix.offset.file().clone(), ix.time.file().clone()]);
+        }
+        files
+    }
+
+    /// The index files, once loaded, open (for fsync).
+    pub fn index_files(&self) -> io::Result<Vec<Arc<dyn IoFile>>> {
         match &self.indexes {
-            Some(ix) => vec![ix.offset.file().clone(), ix.time.file().clone()],
-            None => Vec::new(),
+            Some(ix) => Ok(vec![ix.offset.file().file()?, ix.time.file().file()?]),
+            None => Ok(Vec::new()),
         }
     }
 
@@ -294,13 +326,13 @@ impl Segment {
         let time_path = self.path("timeindex");
         let loaded = if index_path.exists() && time_path.exists() {
             let offset = OffsetIndex::load(
-                io.open(&index_path, false)?,
+                SegmentFile::open(io, index_path, false)?,
                 self.base_offset,
                 limits.index_bytes,
                 self.size.max(1),
             )?;
             let time = TimeIndex::load(
-                io.open(&time_path, false)?,
+                SegmentFile::open(io, time_path, false)?,
                 self.base_offset,
                 limits.index_bytes,
             )?;
@@ -331,12 +363,12 @@ impl Segment {
     /// Replaces both index files with empty ones (no largest timestamp known yet).
     fn empty_indexes(&mut self, io: &dyn FileIo, limits: &SegmentLimits) -> io::Result<()> {
         let offset = OffsetIndex::create(
-            io.open(&self.path("index"), true)?,
+            SegmentFile::open(io, self.path("index"), true)?,
             self.base_offset,
             limits.index_bytes,
         )?;
         let time = TimeIndex::create(
-            io.open(&self.path("timeindex"), true)?,
+            SegmentFile::open(io, self.path("timeindex"), true)?,
             self.base_offset,
             limits.index_bytes,
         )?;
@@ -350,7 +382,7 @@ impl Segment {
     fn rebuild_indexes(&mut self, io: &dyn FileIo, limits: &SegmentLimits) -> io::Result<()> {
         self.empty_indexes(io, limits)?;
         self.bytes_since_index = 0;
-        let log = self.log.clone();
+        let log = self.log.file()?;
         let mut scan = BatchScanner::new(log.as_ref(), 0, self.size);
         let mut next = self.base_offset;
         while let Scan::Batch(b) = scan.next(false)? {
@@ -385,7 +417,8 @@ impl Segment {
         limits: &SegmentLimits,
         trusted_below: i64,
     ) -> io::Result<(Option<i64>, u64, Option<String>)> {
-        let file_len = self.log.size()?;
+        let log = self.log.file()?;
+        let file_len = log.size()?;
         self.size = file_len;
         self.verified.store(0, Ordering::SeqCst);
         self.indexes = None;
@@ -403,8 +436,7 @@ impl Segment {
             // The entry must point at the batch it names; otherwise rebuild from scratch.
             if let Some((offset, position)) = ix.offset.last_entry() {
                 let mut head = [0u8; batch::PEEK_SIZE];
-                let points_right = read_exact_at(self.log.as_ref(), &mut head, position as u64)
-                    .is_ok()
+                let points_right = read_exact_at(log.as_ref(), &mut head, position as u64).is_ok()
                     && batch::peek(&head).is_some_and(|(_, _, last)| last == offset);
                 if !points_right {
                     tracing::warn!(segment = %self.path("log").display(), "offset index does not match the log; rebuilding");
@@ -414,7 +446,7 @@ impl Segment {
             self.max_timestamp = ix.time.last_entry();
             if start > 0 {
                 let mut head = [0u8; HEADER_SIZE];
-                if read_exact_at(self.log.as_ref(), &mut head, 0).is_ok() {
+                if read_exact_at(log.as_ref(), &mut head, 0).is_ok() {
                     self.rolling_timestamp =
                         BatchHeader::parse(&head).ok().map(|h| h.max_timestamp);
                 }
@@ -422,7 +454,7 @@ impl Segment {
         } else {
             self.empty_indexes(io, limits)?;
         }
-        let log = self.log.clone();
+        let log = self.log.file()?;
         let mut scan = BatchScanner::new(log.as_ref(), start, file_len);
         let mut next_offset = None;
         let mut valid = start;
@@ -484,7 +516,7 @@ impl Segment {
         }
         let truncated = file_len - valid;
         if truncated > 0 {
-            self.log.set_len(valid)?;
+            log.set_len(valid)?;
         }
         self.size = valid;
         self.seal_indexes()?;
@@ -558,7 +590,7 @@ impl Segment {
             .as_ref()
             .and_then(|ix| ix.offset.last_entry())
             .map_or(0, |(_, p)| p as u64);
-        let log = self.log.clone();
+        let log = self.log.file()?;
         let mut scan = BatchScanner::new(log.as_ref(), start, self.size);
         let mut next = None;
         let mut end = start;
@@ -575,7 +607,7 @@ impl Segment {
         self.bytes_since_index = end - start;
         if self.size > 0 {
             let mut head = [0u8; HEADER_SIZE];
-            if read_exact_at(self.log.as_ref(), &mut head, 0).is_ok() {
+            if read_exact_at(log.as_ref(), &mut head, 0).is_ok() {
                 self.rolling_timestamp = BatchHeader::parse(&head).ok().map(|h| h.max_timestamp);
             }
         }
@@ -636,8 +668,9 @@ impl Segment {
                 "segment would exceed 2 GiB",
             ));
         }
-        if let Err(e) = self.log.write_all_vectored_at(&[head, tail], start) {
-            let _ = self.log.set_len(start);
+        let log = self.log.file()?;
+        if let Err(e) = log.write_all_vectored_at(&[head, tail], start) {
+            let _ = log.set_len(start);
             return Err(e);
         }
         let saved = (
@@ -654,7 +687,7 @@ impl Segment {
                 indexed = indexed.and_then(|()| self.write_indexes(PENDING_INDEX_ENTRIES));
             }
             if let Err(e) = indexed {
-                let _ = self.log.set_len(start);
+                let _ = log.set_len(start);
                 let first = batches.first().map_or(0, |(_, h)| h.base_offset);
                 if let Some(ix) = self.indexes.as_mut() {
                     let _ = ix.offset.truncate_to(first);
@@ -829,7 +862,7 @@ mod tests {
     fn scanner_tells_torn_from_corrupt() {
         let dir = tempfile::tempdir().unwrap();
         let (seg, ends) = filled(dir.path(), 3);
-        let file = seg.log_file().clone();
+        let file = seg.log_file().unwrap();
         let mut scan = BatchScanner::new(file.as_ref(), 0, ends[2] - 5);
         assert!(matches!(scan.next(true).unwrap(), Scan::Batch(b) if b.header.base_offset == 100));
         assert!(matches!(scan.next(true).unwrap(), Scan::Batch(_)));
@@ -851,8 +884,9 @@ mod tests {
         let index_before = std::fs::read(seg.path("index")).unwrap();
         assert!(!index_before.is_empty());
         // Corrupt batch 7 (offset 107) and add a torn partial batch at the end.
-        seg.log_file().write_all_at(&[0xee], ends[6] + 50).unwrap();
-        seg.log_file().write_all_at(&[0, 0, 0], ends[9]).unwrap();
+        let file = seg.log_file().unwrap();
+        file.write_all_at(&[0xee], ends[6] + 50).unwrap();
+        file.write_all_at(&[0, 0, 0], ends[9]).unwrap();
         drop(seg);
         let mut seg = Segment::open(&StdIo, dir.path(), 100).unwrap();
         let (next, truncated, reason) = seg.recover(&StdIo, &LIMITS, 105).unwrap();

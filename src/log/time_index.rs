@@ -7,9 +7,9 @@
 //! always a prefix of them. Knows nothing of batches or partitions.
 
 use std::io;
-use std::sync::Arc;
 
-use super::io::{read_exact_at, write_entries, IoFile};
+use super::io::{read_exact_at, write_entries};
+use super::open_files::SegmentFile;
 
 /// Bytes per time index entry.
 pub const ENTRY_SIZE: usize = 12;
@@ -56,14 +56,14 @@ pub struct TimeIndex {
     entries: Vec<(i64, u32)>,
     /// How many of `entries` the file holds; the rest await [`TimeIndex::write_pending`].
     written: usize,
-    file: Arc<dyn IoFile>,
+    file: SegmentFile,
     max_entries: usize,
 }
 
 impl TimeIndex {
     /// An index over `file`, emptied.
-    pub fn create(file: Arc<dyn IoFile>, base_offset: i64, max_bytes: u64) -> io::Result<Self> {
-        file.set_len(0)?;
+    pub fn create(file: SegmentFile, base_offset: i64, max_bytes: u64) -> io::Result<Self> {
+        file.file()?.set_len(0)?;
         Ok(TimeIndex {
             base_offset,
             entries: Vec::new(),
@@ -75,13 +75,15 @@ impl TimeIndex {
 
     /// Loads `file`; `Ok(Err(reason))` when it fails the sanity check and must be rebuilt.
     pub fn load(
-        file: Arc<dyn IoFile>,
+        file: SegmentFile,
         base_offset: i64,
         max_bytes: u64,
     ) -> io::Result<Result<Self, String>> {
-        let len = file.size()? as usize;
+        let open = file.file()?;
+        let len = open.size()? as usize;
         let mut bytes = vec![0u8; len];
-        read_exact_at(file.as_ref(), &mut bytes, 0)?;
+        read_exact_at(open.as_ref(), &mut bytes, 0)?;
+        drop(open);
         Ok(decode_entries(&bytes).map(|entries| TimeIndex {
             base_offset,
             written: entries.len(),
@@ -101,7 +103,7 @@ impl TimeIndex {
     pub fn is_full(&self) -> bool {
         self.entries.len() + 1 >= self.max_entries
     }
-    pub fn file(&self) -> &Arc<dyn IoFile> {
+    pub fn file(&self) -> &SegmentFile {
         &self.file
     }
 
@@ -120,8 +122,11 @@ impl TimeIndex {
     /// Writes the pending entries to the file in one positioned write. On failure the file is
     /// cut back to the entries written before, and they stay pending.
     pub fn write_pending(&mut self) -> io::Result<()> {
+        if self.written >= self.entries.len() {
+            return Ok(());
+        }
         self.written = write_entries(
-            self.file.as_ref(),
+            self.file.file()?.as_ref(),
             &self.entries,
             self.written,
             |(ts, rel)| encode_entry(ts, rel),
@@ -169,27 +174,29 @@ impl TimeIndex {
         let keep = self.entries.partition_point(|&(_, r)| (r as i64) < rel);
         self.entries.truncate(keep);
         self.written = self.written.min(keep);
-        self.file.set_len((self.written * ENTRY_SIZE) as u64)
+        self.file
+            .file()?
+            .set_len((self.written * ENTRY_SIZE) as u64)
     }
 
     /// Drops every entry.
     pub fn reset(&mut self) -> io::Result<()> {
         self.entries.clear();
         self.written = 0;
-        self.file.set_len(0)
+        self.file.file()?.set_len(0)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::io::{FileIo, StdIo};
+    use crate::log::io::StdIo;
 
     #[test]
     fn appends_only_increasing_timestamps_and_looks_up() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.timeindex");
-        let file = StdIo.open(&path, true).unwrap();
+        let file = SegmentFile::open(&StdIo, path.clone(), true).unwrap();
         let mut idx = TimeIndex::create(file.clone(), 50, 1200).unwrap();
         idx.maybe_append(-1, 50).unwrap();
         assert!(idx.is_empty());
@@ -222,7 +229,7 @@ mod tests {
         assert!(decode_entries(&[0; 13]).is_err());
 
         let dir = tempfile::tempdir().unwrap();
-        let file = StdIo.open(&dir.path().join("b.timeindex"), true).unwrap();
+        let file = SegmentFile::open(&StdIo, dir.path().join("b.timeindex"), true).unwrap();
         let mut idx = TimeIndex::create(file, 0, 36).unwrap();
         idx.maybe_append(10, 1).unwrap();
         assert!(!idx.is_full());

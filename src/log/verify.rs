@@ -451,7 +451,7 @@ pub(crate) fn verify_segment(
     torn_tail_from: Option<i64>,
 ) -> io::Result<Verdict> {
     let base = segment.base_offset;
-    let file = segment.log_file().clone();
+    let file = segment.log_file()?;
     let end = file.size()?;
     let Examined {
         kept,
@@ -521,7 +521,7 @@ pub(crate) fn verify_segment(
     // Nothing can fail between the rename and the segment taking the new file: the indexes go
     // first (a crash before the rename leaves the old log, whose indexes are rebuilt) and the new
     // file is already open.
-    let repaired = Segment::with_log(dir, base, out)?;
+    let repaired = Segment::with_log(io, dir, base, out)?;
     remove_if_exists(&segment.path("index"))?;
     remove_if_exists(&segment.path("timeindex"))?;
     fs::rename(&tmp, segment.path("log"))?;

@@ -25,7 +25,8 @@ pub(super) struct Candidate {
     pub(super) end_offset: i64,
     pub(super) size: u64,
     pub(super) max_timestamp: i64,
-    pub(super) log: Arc<dyn IoFile>,
+    /// The `.log`, opened when uploaded.
+    pub(super) log: crate::log::open_files::SegmentFile,
 }
 
 pub(super) struct Snapshot {
@@ -104,7 +105,7 @@ pub(super) fn snapshot(part: &Partition) -> Result<Snapshot, TierError> {
             end_offset,
             size: seg.size,
             max_timestamp,
-            log: seg.log_file().clone(),
+            log: seg.log_handle().clone(),
         });
     }
     Ok(Snapshot {

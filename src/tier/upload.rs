@@ -821,7 +821,7 @@ impl Uploader {
             &self.bucket,
             &self.pacer,
             &log_key,
-            c.log.clone(),
+            c.log.file()?,
             c.size,
             &mut index,
         )

@@ -162,7 +162,8 @@ pub(super) fn write_group(
     let mut changed = false;
     let mut last_offset = base;
     for seg in segments {
-        let mut scan = BatchScanner::new(seg.file.as_ref(), 0, seg.summary.size);
+        let file = seg.file.file()?;
+        let mut scan = BatchScanner::new(file.as_ref(), 0, seg.summary.size);
         loop {
             let b = match scan.next(true)? {
                 Scan::Batch(b) => b,

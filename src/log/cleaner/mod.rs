@@ -56,7 +56,8 @@ use rewrite::{FilterStats, RetainRules, RewriteError};
 
 use super::batch::{BatchHeader, HEADER_SIZE};
 use super::checkpoint::{self, OffsetMap};
-use super::io::{read_exact_at, IoFile};
+use super::io::read_exact_at;
+use super::open_files::SegmentFile;
 use super::partition::{segment_limits, Partition};
 use super::producer_state::ProducerStateManager;
 use super::segment::{BatchScanner, Scan};
@@ -174,7 +175,8 @@ pub struct CleanOptions {
 /// A sealed segment as the cleaner read it under the partition lock.
 pub(super) struct SegmentView {
     pub(super) summary: SegmentSummary,
-    pub(super) file: Arc<dyn IoFile>,
+    /// The `.log`, opened as the cleaner reaches it.
+    pub(super) file: SegmentFile,
     pub(super) log_path: PathBuf,
 }
 
@@ -375,7 +377,7 @@ impl Cleaner {
                     size: seg.size,
                     max_timestamp,
                 },
-                file: seg.log_file().clone(),
+                file: seg.log_handle().clone(),
                 log_path: seg.path("log"),
             });
         }
@@ -644,7 +646,7 @@ fn first_batch_timestamp(snap: &Snapshot, offset: i64) -> Result<Option<i64>, Cl
         return Ok(None);
     }
     let mut head = [0u8; HEADER_SIZE];
-    read_exact_at(seg.file.as_ref(), &mut head, 0)?;
+    read_exact_at(seg.file.file()?.as_ref(), &mut head, 0)?;
     Ok(BatchHeader::parse(&head).ok().map(|h| h.max_timestamp))
 }
 
@@ -705,7 +707,8 @@ fn build_map(
         if seg.summary.base_offset >= to {
             break;
         }
-        let mut scan = BatchScanner::new(seg.file.as_ref(), 0, seg.summary.size);
+        let file = seg.file.file()?;
+        let mut scan = BatchScanner::new(file.as_ref(), 0, seg.summary.size);
         loop {
             let b = match scan.next(true)? {
                 Scan::Batch(b) => b,

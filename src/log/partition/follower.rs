@@ -195,7 +195,7 @@ impl Partition {
         let seg = st.active();
         let mut position = seg.size;
         {
-            let file = seg.log_file().clone();
+            let file = seg.log_file()?;
             let mut scan = crate::log::segment::BatchScanner::new(file.as_ref(), 0, seg.size);
             loop {
                 match scan.next(false)? {
@@ -209,7 +209,7 @@ impl Partition {
             }
         }
         seg.unverify_from(position);
-        seg.log_file().set_len(position)?;
+        seg.log_file()?.set_len(position)?;
         seg.recover(self.io.as_ref(), &limits, offset)?;
         st.log_end_offset = offset;
         st.high_watermark = st.high_watermark.min(offset);

@@ -51,6 +51,7 @@ impl Partition {
             self.plan_read(offset, max_bytes, first_batch_always, isolation)?;
         for Planned {
             base,
+            id,
             file,
             position,
             end,
@@ -72,7 +73,7 @@ impl Partition {
                     position: at,
                     reason,
                 } => {
-                    self.repair_for_read(base, &file, at, offset, &reason, repaired)?;
+                    self.repair_for_read(base, id, at, offset, &reason, repaired)?;
                     return self.read_inner(offset, max_bytes, first_batch_always, isolation, true);
                 }
             }
@@ -90,7 +91,7 @@ impl Partition {
     pub(super) fn repair_for_read(
         &self,
         base: i64,
-        file: &Arc<dyn IoFile>,
+        id: u64,
         at: u64,
         offset: i64,
         reason: &str,
@@ -104,7 +105,7 @@ impl Partition {
                 self.topic, self.index
             ))));
         }
-        self.repair_segment(base, file)?;
+        self.repair_segment(base, id)?;
         Ok(())
     }
 }
@@ -112,6 +113,8 @@ impl Partition {
 /// A segment a read may take batches from.
 pub(super) struct Planned {
     pub base: i64,
+    /// The segment's [`Segment::id`](crate::log::segment::Segment::id).
+    pub id: u64,
     pub file: Arc<dyn IoFile>,
     /// Where to start looking for the batch holding the offset.
     pub position: u64,
@@ -164,7 +167,8 @@ impl Partition {
                 };
                 plan.push(Planned {
                     base: seg.base_offset,
-                    file: seg.log_file().clone(),
+                    id: seg.id(),
+                    file: seg.log_file()?,
                     position,
                     end: seg.size,
                     verified: seg.verified().clone(),

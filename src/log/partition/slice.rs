@@ -9,11 +9,10 @@
 //! batch headers, never by reading the records. Knows nothing of Kafka requests or sockets.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::super::io::{FileSlice, IoFile};
+use super::super::io::FileSlice;
 use super::super::segment::{BatchScanner, Scan};
 use super::read::{copy_batches, locate_first, Batches, First, Planned};
 use super::{segment_limits, Partition};
@@ -86,7 +85,7 @@ impl Partition {
                 First::None => continue,
                 First::Empty => break,
                 First::Damaged { position, reason } => {
-                    self.repair_for_read(seg.base, &seg.file, position, offset, &reason, repaired)?;
+                    self.repair_for_read(seg.base, seg.id, position, offset, &reason, repaired)?;
                     return self.read_served_inner(
                         offset,
                         max_bytes,
@@ -105,10 +104,15 @@ impl Partition {
             // Only a range checked whole goes out unread; a partly checked one is read and
             // checked (which extends the prefix), so both give the same batches.
             let limit = position + want as u64;
-            if file.fd().is_some() && limit <= verified {
+            // Lent descriptors are bounded (an answer for thousands of partitions would hold one
+            // each): past the bound the bytes are copied.
+            let lent = (file.fd().is_some() && limit <= verified)
+                .then(|| crate::log::open_files::lend(seg.file.clone()))
+                .flatten();
+            if let Some(lent) = lent {
                 let end = self.batches_end(&seg, position + size as u64, limit, upper)?;
                 return served(Served::File(FileSlice {
-                    file: seg.file.clone(),
+                    file: lent,
                     position,
                     len: (end - position) as usize,
                 }));
@@ -133,7 +137,7 @@ impl Partition {
                     position: at,
                     reason,
                 } => {
-                    self.repair_for_read(seg.base, &seg.file, at, offset, &reason, repaired)?;
+                    self.repair_for_read(seg.base, seg.id, at, offset, &reason, repaired)?;
                     return self.read_served_inner(
                         offset,
                         max_bytes,
@@ -163,7 +167,7 @@ impl Partition {
             let limits = segment_limits(&self.config());
             let mut st = self.lock();
             let same = |s: &&mut super::super::segment::Segment| {
-                s.base_offset == seg.base && same_file(s.log_file(), &seg.file)
+                s.base_offset == seg.base && s.id() == seg.id
             };
             match st.segments.iter_mut().find(|s| same(s)) {
                 Some(s) => s.floor_position(self.io.as_ref(), &limits, from, limit, upper)?,
@@ -182,8 +186,4 @@ impl Partition {
         }
         Ok(end)
     }
-}
-
-fn same_file(a: &Arc<dyn IoFile>, b: &Arc<dyn IoFile>) -> bool {
-    std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b))
 }

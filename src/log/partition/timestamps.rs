@@ -38,7 +38,7 @@ impl Partition {
                     .lookup_time(self.io.as_ref(), &limits, timestamp)?
                     .max(start);
                 let position = seg.lookup(self.io.as_ref(), &limits, from)?;
-                plan.push((seg.log_file().clone(), position, seg.size));
+                plan.push((seg.log_file()?, position, seg.size));
             }
             (upper, start, plan)
         };
@@ -91,7 +91,7 @@ impl Partition {
                 let seg = &mut st.segments[i];
                 let from = seg.lookup_time(self.io.as_ref(), &limits, ts)?.max(start);
                 let position = seg.lookup(self.io.as_ref(), &limits, from)?;
-                plan.push((ts, seg.log_file().clone(), position, seg.size));
+                plan.push((ts, seg.log_handle().clone(), position, seg.size));
             }
             (upper, start, plan)
         };
@@ -99,10 +99,14 @@ impl Partition {
         // batch's max timestamp, not the record): then the segment is scanned whole, and the
         // next segments too, as long as they could still hold a larger timestamp.
         let mut best: Option<(i64, i64)> = None;
-        for (segment_max, file, position, end) in plan {
+        for (segment_max, handle, position, end) in plan {
             if best.is_some_and(|(_, ts)| ts >= segment_max) {
                 break;
             }
+            // Opened one at a time (a segment deleted since the plan is skipped).
+            let Some(file) = handle.file_if_present()? else {
+                continue;
+            };
             let mut found = scan_max_timestamp(file.as_ref(), position, end, upper, start)?;
             if found.is_none() && position > 0 {
                 found = scan_max_timestamp(file.as_ref(), 0, end, upper, start)?;
