@@ -23,8 +23,10 @@ use object_store::ObjectStoreExt;
 
 use super::manifest::{Manifest, RemoteObject, RemoteSegment};
 use super::remote_index;
+use super::remote_txn;
 use super::{Bucket, TierError};
 use crate::log::batch::{self, HEADER_SIZE, LOG_OVERHEAD};
+use crate::log::txn_index::AbortedTxn;
 
 /// A remote read that takes longer fails (a retriable error for the client), so a consumer
 /// never waits past its request timeout on an unreachable store.
@@ -230,6 +232,47 @@ impl RemoteLog {
             return Ok(Some(bytes));
         }
         Ok(None)
+    }
+
+    /// The aborted transactions a `read_committed` fetch at `from` returning records below
+    /// `upper` must skip, from the transaction indexes of the tier's segments below `local_start`
+    /// (the local log answers from there), as (entries, complete: no later entry can concern the
+    /// range). `None` when one of those segments has no usable index (uploaded before they were,
+    /// or its index object is missing or damaged): the caller must not serve the records.
+    pub async fn aborted_transactions(
+        &self,
+        topic: &str,
+        partition: i32,
+        (from, upper): (i64, i64),
+        local_start: i64,
+    ) -> Result<Option<(Vec<AbortedTxn>, bool)>, TierError> {
+        let Some(m) = self.manifest(topic, partition) else {
+            return Ok(Some((Vec::new(), false)));
+        };
+        let first = m.segments.partition_point(|s| s.end_offset <= from);
+        let mut out = Vec::new();
+        for seg in m.segments[first..]
+            .iter()
+            .take_while(|s| s.base_offset < local_start)
+        {
+            let Some(object) = &seg.txn_index else {
+                return Ok(None);
+            };
+            let bytes = if object.size == 0 {
+                Bytes::new()
+            } else {
+                let check = |b: &[u8]| remote_index::check_object(object, b);
+                match self.index_object(object, check).await? {
+                    Some(b) => b,
+                    None => return Ok(None),
+                }
+            };
+            let entries = AbortedTxn::decode_all(&bytes);
+            if remote_txn::collect(&entries, from, upper, &mut out) {
+                return Ok(Some((out, true)));
+            }
+        }
+        Ok(Some((out, false)))
     }
 
     /// Starts fetching, in the background, the chunk a sequential reader needs next: the one
@@ -731,6 +774,7 @@ mod tests {
                 uploaded_ms: 0,
                 indexes: None,
                 leader_epochs: Vec::new(),
+                txn_index: None,
             });
         }
         let m = Manifest {
@@ -912,6 +956,7 @@ mod tests {
             uploaded_ms: 0,
             indexes: Some(indexes),
             leader_epochs: built.epochs,
+            txn_index: None,
         };
         let mut remote = RemoteLog::new(b, 1 << 20);
         remote.chunk_size = 1024;
