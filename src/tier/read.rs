@@ -1136,4 +1136,86 @@ mod tests {
             assert_eq!(store.take("s.log").first(), Some(&Some(0..1024)));
         }
     }
+
+    #[tokio::test]
+    async fn aborted_transactions_come_from_the_segments_txn_indexes_in_order() {
+        let store = Arc::new(Counting::default());
+        let b = Bucket::new(store.clone(), "p", "memory://");
+        let pacer = crate::tier::pace::Pacer::new(None);
+        let txn = |producer_id, first_offset, last_offset, last_stable_offset| AbortedTxn {
+            producer_id,
+            first_offset,
+            last_offset,
+            last_stable_offset,
+        };
+        let (t1, t2, t3) = (txn(1, 5, 12, 13), txn(2, 15, 18, 19), txn(3, 25, 27, 40));
+        let seg = |base: i64, txn_index| RemoteSegment {
+            base_offset: base,
+            end_offset: base + 10,
+            log: RemoteObject {
+                key: format!("s{base}.log"),
+                size: 1,
+                crc32c: 0,
+            },
+            producer_snapshot: None,
+            max_timestamp: -1,
+            uploaded_ms: 0,
+            indexes: None,
+            leader_epochs: Vec::new(),
+            txn_index,
+        };
+        let empty = remote_txn::upload(&b, &pacer, "s0", &[]).await.unwrap();
+        let one = remote_txn::upload(&b, &pacer, "s10", &[t1, t2])
+            .await
+            .unwrap();
+        let two = remote_txn::upload(&b, &pacer, "s20", &[t3]).await.unwrap();
+        let remote = RemoteLog::new(b, 1 << 20);
+        // [30, 40) was uploaded before transaction indexes were.
+        let segments = vec![
+            seg(0, Some(empty)),
+            seg(10, Some(one.clone())),
+            seg(20, Some(two)),
+            seg(30, None),
+        ];
+        remote.publish(&Manifest {
+            topic: "t".into(),
+            segments: segments.clone(),
+            ..Manifest::default()
+        });
+        store.take("");
+        let found = |from, upper, local_start| {
+            let remote = &remote;
+            async move {
+                remote
+                    .aborted_transactions("t", 0, (from, upper), local_start)
+                    .await
+                    .unwrap()
+            }
+        };
+        // t1 began before 10 and aborted after it; its stable offset (13) shows the rest of
+        // the tier cannot concern [0, 10).
+        assert_eq!(found(0, 10, 100).await, Some((vec![t1], true)));
+        // An empty index is never fetched; a fetched one is kept in the cache.
+        assert!(store.take("s0.txnindex").is_empty());
+        assert_eq!(store.take("s10.txnindex").len(), 1);
+        assert_eq!(found(13, 30, 100).await, Some((vec![t2, t3], true)));
+        assert!(store.take("s10.txnindex").is_empty());
+        // Up to the local log start only: the local log answers for the rest.
+        assert_eq!(found(28, 50, 30).await, Some((vec![], false)));
+        // A segment without an index (or with a damaged one) answers nothing, not "none".
+        assert_eq!(found(30, 35, 100).await, None);
+        let mut damaged = segments;
+        damaged[1].txn_index = Some(RemoteObject {
+            crc32c: one.crc32c ^ 1,
+            ..one
+        });
+        remote.publish(&Manifest {
+            topic: "t".into(),
+            segments: damaged,
+            version: 1,
+            ..Manifest::default()
+        });
+        clear_cache(&remote);
+        assert_eq!(found(0, 10, 100).await, None);
+    }
 }
