@@ -7,8 +7,9 @@ and the group's committed offset come back), one writer per bucket prefix, a sto
 (produce goes on, nothing local is deleted before it is in the bucket, uploads resume), a
 corrupt object never served, kill -9 during uploads, a DeleteRecords into the tier's data
 that survives kill -9 right after its answer and a restore (and fails retriably while the store
-is down), and timestamp lookups and reads from the middle of hundreds of remote-only segments
-(served through the segments' uploaded offset and time indexes).
+is down), timestamp lookups and reads from the middle of hundreds of remote-only segments
+(served through the segments' uploaded offset and time indexes), and read_committed reads of
+remote-only transactions (through the segments' uploaded transaction indexes).
 """
 
 import json
@@ -599,6 +600,71 @@ def test_records_only_in_the_tier_are_served_after_local_retention(s3, tmp_path)
         assert low_watermark(b.bootstrap, topic) == 110
         assert consume_from(b.bootstrap, topic, 110, 999) == {
             o: v for o, v in acked.items() if o >= 110}
+    finally:
+        b.stop()
+
+
+def consume_values(bootstrap, topic, isolation, until):
+    """Values read from offset 0 with `isolation` until the record at offset `until`."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"r-{uuid.uuid4().hex}",
+                  "enable.auto.commit": False, "isolation.level": isolation})
+    got = {}
+    try:
+        c.assign([TopicPartition(topic, 0, 0)])
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and until not in got:
+            for m in c.consume(num_messages=500, timeout=0.5):
+                assert m.error() is None, m.error()
+                got[m.offset()] = m.value().decode()
+    finally:
+        c.close()
+    return got
+
+
+def test_read_committed_skips_aborted_transactions_only_the_tier_holds(s3, tmp_path):
+    port, client = s3
+    bucket = new_bucket(client)
+    b = tiered_broker(tmp_path / "broker", port, bucket)
+    topic = f"txns-{uuid.uuid4().hex[:6]}"
+    try:
+        create_topic(b.bootstrap, topic, **{"retention.ms": "-1", "local.retention.bytes": "1",
+                                            "segment.bytes": "1000"})
+        p = Producer({"bootstrap.servers": b.bootstrap, "transactional.id": f"t-{topic}",
+                      "linger.ms": 0})
+        p.init_transactions(30)
+        # One producer, so the offsets are known: each transaction's records, then its marker.
+        committed, everything, offset = {}, {}, 0
+        # Alternating outcomes; the aborted transaction of 150 records spans several segments
+        # (its ABORT marker lies segments after its first record), and the last one commits.
+        for i, (n, commit) in enumerate([(30, True), (40, False), (25, True), (150, False),
+                                         (60, True), (10, False), (80, True)]):
+            p.begin_transaction()
+            for j in range(n):
+                p.produce(topic, value=f"txn{i}-{j}")
+                everything[offset + j] = f"txn{i}-{j}"
+                if commit:
+                    committed[offset + j] = f"txn{i}-{j}"
+            p.flush(30)
+            if commit:
+                p.commit_transaction(30)
+            else:
+                p.abort_transaction(30)
+            offset += n + 1
+        wait_until(lambda: tiered_end(client, bucket, topic) >= offset, timeout=60,
+                   what="every transaction in the tier")
+        wait_until(lambda: local_segments(b, topic) <= 2, timeout=30,
+                   what="local retention deleted the tiered segments")
+        # Every aborted transaction lies below the local log start: only the tier holds them.
+        local_start = min(int(f.stem) for f in (b.data_dir / f"{topic}-0").glob("*.log"))
+        assert local_start > 30 + 40 + 25 + 150 + 60 + 10 + 5, local_start
+        segments = manifests(client, bucket, topic)[0]["segments"]
+        assert len(segments) >= 4
+        # Each segment's transaction index went with it; the ones holding ABORT markers list them.
+        assert all("txn_index" in s for s in segments), segments
+        assert sum(s["txn_index"]["size"] for s in segments) == 3 * 34
+        last = max(committed)
+        assert consume_values(b.bootstrap, topic, "read_committed", last) == committed
+        assert consume_values(b.bootstrap, topic, "read_uncommitted", last) == everything
     finally:
         b.stop()
 

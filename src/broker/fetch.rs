@@ -165,9 +165,7 @@ async fn gather(
                     data.error_code = NONE;
                     if read_committed && read.len > 0 {
                         data.aborted_transactions = Some(aborted_transactions(
-                            &log,
-                            p.fetch_offset,
-                            offsets.last_stable_offset,
+                            log.aborted_transactions(p.fetch_offset, offsets.last_stable_offset),
                         ));
                     }
                     data.records = Some(read.records);
@@ -182,6 +180,23 @@ async fn gather(
                         // The tier, too, answers at least one batch: kept only where the limit
                         // may be exceeded.
                         Ok(records) if may_exceed || records.len() <= limit => {
+                            if read_committed && !records.is_empty() {
+                                let found =
+                                    tiered::aborted_transactions(broker, &log, offset, &records)
+                                        .await;
+                                match found {
+                                    Ok(aborted) => {
+                                        data.aborted_transactions =
+                                            Some(aborted_transactions(aborted))
+                                    }
+                                    Err(error_code) => {
+                                        any_error = true;
+                                        data.error_code = error_code;
+                                        partitions.push(data);
+                                        continue;
+                                    }
+                                }
+                            }
                             total += records.len();
                             data.error_code = NONE;
                             data.records = Some(records);
@@ -218,13 +233,11 @@ fn replica_of(broker: &Broker, request: &FetchRequest) -> Option<i32> {
     (broker.cluster.is_some() && id >= 0).then_some(id)
 }
 
-/// The aborted transactions a `read_committed` consumer must skip in `[from, upper)`.
+/// The aborted transactions a `read_committed` consumer must skip, as the response lists them.
 fn aborted_transactions(
-    log: &crate::log::Partition,
-    from: i64,
-    upper: i64,
+    aborted: Vec<crate::log::txn_index::AbortedTxn>,
 ) -> Vec<kafka_protocol::messages::fetch_response::AbortedTransaction> {
-    log.aborted_transactions(from, upper)
+    aborted
         .into_iter()
         .map(|a| {
             kafka_protocol::messages::fetch_response::AbortedTransaction::default()

@@ -10,6 +10,9 @@ use kafka_protocol::error::ResponseError;
 
 use super::errors::{code, tier_error_code};
 use super::Broker;
+use crate::log::batch::BatchHeader;
+use crate::log::txn_index::AbortedTxn;
+use crate::log::Partition;
 use crate::tier::manifest::partition_dir;
 
 /// The log start offset a client sees: the tier's start when it holds offsets below the local
@@ -47,6 +50,55 @@ pub(super) async fn read(
             Err(tier_error_code(&e))
         }
     }
+}
+
+/// The aborted transactions a `read_committed` consumer must skip in `records`, read from the
+/// tier at `from`: the tier's transaction indexes, then the local log's (no partition lock is
+/// held across the store's answer). A retriable KAFKA_STORAGE_ERROR when a segment has no usable
+/// index (uploaded before they were): its records are not served rather than served unfiltered.
+pub(super) async fn aborted_transactions(
+    broker: &Broker,
+    log: &Partition,
+    from: i64,
+    records: &[u8],
+) -> Result<Vec<AbortedTxn>, i16> {
+    let Some(tier) = &broker.tier else {
+        return Ok(Vec::new());
+    };
+    let mut upper = from;
+    let mut pos = 0;
+    while let Ok(h) = BatchHeader::parse(&records[pos.min(records.len())..]) {
+        upper = upper.max(h.last_offset() + 1);
+        pos += h.size().max(1);
+    }
+    let (topic, partition) = (log.topic(), log.partition_index());
+    let local_start = log.offsets().log_start_offset;
+    let found = tier
+        .remote
+        .aborted_transactions(topic, partition, (from, upper), local_start)
+        .await;
+    let (mut aborted, complete) = match found {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            tracing::debug!(
+                topic,
+                partition,
+                from,
+                "a tiered segment has no transaction index"
+            );
+            return Err(code(ResponseError::KafkaStorageError));
+        }
+        Err(e) => {
+            tracing::debug!(topic, partition, from, error = %e, "cannot read the tier's transaction index");
+            return Err(tier_error_code(&e));
+        }
+    };
+    if !complete {
+        aborted.extend(log.aborted_transactions(from, upper));
+    }
+    aborted.sort_by_key(|a| (a.last_offset, a.producer_id));
+    aborted.dedup_by_key(|a| (a.last_offset, a.producer_id));
+    Ok(aborted)
 }
 
 /// The first offset at or after `timestamp` among what only the tier holds (below

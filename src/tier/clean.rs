@@ -29,6 +29,7 @@ use super::manifest::{Manifest, RemoteObject, RemoteSegment};
 use super::object::BatchReader;
 use super::pace::Pacer;
 use super::remote_index::{self, log_stem, IndexBuilder};
+use super::remote_txn;
 use super::{now_ms, Bucket, TierError};
 use crate::config::LogConfig;
 use crate::log::batch::BatchHeader;
@@ -306,6 +307,8 @@ async fn rewrite_segment(
         }
         None => None,
     };
+    // Aborted batches were dropped: the cleaned segment's transaction index is empty.
+    let txn_index = Some(remote_txn::upload(bucket, target.pacer, log_stem(&key), &[]).await?);
     let producer_snapshot = match &seg.producer_snapshot {
         Some(snap) => {
             let to = format!(
@@ -340,6 +343,7 @@ async fn rewrite_segment(
         uploaded_ms: seg.uploaded_ms,
         indexes,
         leader_epochs: built.map(|b| b.epochs).unwrap_or_default(),
+        txn_index,
     }))
 }
 
@@ -453,6 +457,7 @@ mod tests {
             uploaded_ms: 0,
             indexes: None,
             leader_epochs: Vec::new(),
+            txn_index: None,
         }
     }
 

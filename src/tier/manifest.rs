@@ -46,6 +46,10 @@ pub struct RemoteSegment {
     /// `partitionLeaderEpoch` of its batches); empty in older manifests.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub leader_epochs: Vec<EpochStart>,
+    /// The segment's aborted-transaction index (`remote_txn`), empty when it holds no ABORT
+    /// marker; absent in manifests written before it was uploaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txn_index: Option<RemoteObject>,
 }
 
 impl RemoteSegment {
@@ -58,6 +62,7 @@ impl RemoteSegment {
         std::iter::once(&self.log)
             .chain(&self.producer_snapshot)
             .chain(indexes)
+            .chain(&self.txn_index)
     }
 }
 
@@ -321,6 +326,7 @@ mod tests {
             uploaded_ms: 0,
             indexes: None,
             leader_epochs: Vec::new(),
+            txn_index: None,
         }
     }
 
@@ -357,10 +363,13 @@ mod tests {
         let mut m: Manifest = serde_json::from_str(old).unwrap();
         assert_eq!(m.segments[0].indexes, None);
         assert!(m.segments[0].leader_epochs.is_empty());
+        assert_eq!(m.segments[0].txn_index, None);
         // Written again without the new keys: an older Cairn reads it as before.
         let text = serde_json::to_string(&m).unwrap();
         assert!(
-            !text.contains("indexes") && !text.contains("leader_epochs"),
+            !text.contains("indexes")
+                && !text.contains("leader_epochs")
+                && !text.contains("txn_index"),
             "{text}"
         );
         let object = |key: &str| RemoteObject {
@@ -386,9 +395,18 @@ mod tests {
         let again: Manifest = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
         assert_eq!(again, m);
         assert_eq!(m.segments[0].objects().count(), 3);
+        m.segments[0].txn_index = Some(object("s/0-2.txnindex"));
         assert!(m.trim_below(10, 2));
         let retired: Vec<&str> = m.retired.iter().map(|r| r.key.as_str()).collect();
-        assert_eq!(retired[2..], ["s/0.log", "s/0-2.index", "s/0-2.timeindex"]);
+        assert_eq!(
+            retired[2..],
+            [
+                "s/0.log",
+                "s/0-2.index",
+                "s/0-2.timeindex",
+                "s/0-2.txnindex"
+            ]
+        );
     }
 
     #[tokio::test]

@@ -34,6 +34,7 @@ mod object;
 pub mod pace;
 pub mod read;
 mod remote_index;
+mod remote_txn;
 pub mod restore;
 pub mod scrub;
 pub mod upload;

@@ -23,8 +23,10 @@ use object_store::ObjectStoreExt;
 
 use super::manifest::{Manifest, RemoteObject, RemoteSegment};
 use super::remote_index;
+use super::remote_txn;
 use super::{Bucket, TierError};
 use crate::log::batch::{self, HEADER_SIZE, LOG_OVERHEAD};
+use crate::log::txn_index::AbortedTxn;
 
 /// A remote read that takes longer fails (a retriable error for the client), so a consumer
 /// never waits past its request timeout on an unreachable store.
@@ -230,6 +232,47 @@ impl RemoteLog {
             return Ok(Some(bytes));
         }
         Ok(None)
+    }
+
+    /// The aborted transactions a `read_committed` fetch at `from` returning records below
+    /// `upper` must skip, from the transaction indexes of the tier's segments below `local_start`
+    /// (the local log answers from there), as (entries, complete: no later entry can concern the
+    /// range). `None` when one of those segments has no usable index (uploaded before they were,
+    /// or its index object is missing or damaged): the caller must not serve the records.
+    pub async fn aborted_transactions(
+        &self,
+        topic: &str,
+        partition: i32,
+        (from, upper): (i64, i64),
+        local_start: i64,
+    ) -> Result<Option<(Vec<AbortedTxn>, bool)>, TierError> {
+        let Some(m) = self.manifest(topic, partition) else {
+            return Ok(Some((Vec::new(), false)));
+        };
+        let first = m.segments.partition_point(|s| s.end_offset <= from);
+        let mut out = Vec::new();
+        for seg in m.segments[first..]
+            .iter()
+            .take_while(|s| s.base_offset < local_start)
+        {
+            let Some(object) = &seg.txn_index else {
+                return Ok(None);
+            };
+            let bytes = if object.size == 0 {
+                Bytes::new()
+            } else {
+                let check = |b: &[u8]| remote_index::check_object(object, b);
+                match self.index_object(object, check).await? {
+                    Some(b) => b,
+                    None => return Ok(None),
+                }
+            };
+            let entries = AbortedTxn::decode_all(&bytes);
+            if remote_txn::collect(&entries, from, upper, &mut out) {
+                return Ok(Some((out, true)));
+            }
+        }
+        Ok(Some((out, false)))
     }
 
     /// Starts fetching, in the background, the chunk a sequential reader needs next: the one
@@ -731,6 +774,7 @@ mod tests {
                 uploaded_ms: 0,
                 indexes: None,
                 leader_epochs: Vec::new(),
+                txn_index: None,
             });
         }
         let m = Manifest {
@@ -912,6 +956,7 @@ mod tests {
             uploaded_ms: 0,
             indexes: Some(indexes),
             leader_epochs: built.epochs,
+            txn_index: None,
         };
         let mut remote = RemoteLog::new(b, 1 << 20);
         remote.chunk_size = 1024;
@@ -1090,5 +1135,87 @@ mod tests {
             assert!(remote.index_found_bad(&seg));
             assert_eq!(store.take("s.log").first(), Some(&Some(0..1024)));
         }
+    }
+
+    #[tokio::test]
+    async fn aborted_transactions_come_from_the_segments_txn_indexes_in_order() {
+        let store = Arc::new(Counting::default());
+        let b = Bucket::new(store.clone(), "p", "memory://");
+        let pacer = crate::tier::pace::Pacer::new(None);
+        let txn = |producer_id, first_offset, last_offset, last_stable_offset| AbortedTxn {
+            producer_id,
+            first_offset,
+            last_offset,
+            last_stable_offset,
+        };
+        let (t1, t2, t3) = (txn(1, 5, 12, 13), txn(2, 15, 18, 19), txn(3, 25, 27, 40));
+        let seg = |base: i64, txn_index| RemoteSegment {
+            base_offset: base,
+            end_offset: base + 10,
+            log: RemoteObject {
+                key: format!("s{base}.log"),
+                size: 1,
+                crc32c: 0,
+            },
+            producer_snapshot: None,
+            max_timestamp: -1,
+            uploaded_ms: 0,
+            indexes: None,
+            leader_epochs: Vec::new(),
+            txn_index,
+        };
+        let empty = remote_txn::upload(&b, &pacer, "s0", &[]).await.unwrap();
+        let one = remote_txn::upload(&b, &pacer, "s10", &[t1, t2])
+            .await
+            .unwrap();
+        let two = remote_txn::upload(&b, &pacer, "s20", &[t3]).await.unwrap();
+        let remote = RemoteLog::new(b, 1 << 20);
+        // [30, 40) was uploaded before transaction indexes were.
+        let segments = vec![
+            seg(0, Some(empty)),
+            seg(10, Some(one.clone())),
+            seg(20, Some(two)),
+            seg(30, None),
+        ];
+        remote.publish(&Manifest {
+            topic: "t".into(),
+            segments: segments.clone(),
+            ..Manifest::default()
+        });
+        store.take("");
+        let found = |from, upper, local_start| {
+            let remote = &remote;
+            async move {
+                remote
+                    .aborted_transactions("t", 0, (from, upper), local_start)
+                    .await
+                    .unwrap()
+            }
+        };
+        // t1 began before 10 and aborted after it; its stable offset (13) shows the rest of
+        // the tier cannot concern [0, 10).
+        assert_eq!(found(0, 10, 100).await, Some((vec![t1], true)));
+        // An empty index is never fetched; a fetched one is kept in the cache.
+        assert!(store.take("s0.txnindex").is_empty());
+        assert_eq!(store.take("s10.txnindex").len(), 1);
+        assert_eq!(found(13, 30, 100).await, Some((vec![t2, t3], true)));
+        assert!(store.take("s10.txnindex").is_empty());
+        // Up to the local log start only: the local log answers for the rest.
+        assert_eq!(found(28, 50, 30).await, Some((vec![], false)));
+        // A segment without an index (or with a damaged one) answers nothing, not "none".
+        assert_eq!(found(30, 35, 100).await, None);
+        let mut damaged = segments;
+        damaged[1].txn_index = Some(RemoteObject {
+            crc32c: one.crc32c ^ 1,
+            ..one
+        });
+        remote.publish(&Manifest {
+            topic: "t".into(),
+            segments: damaged,
+            version: 1,
+            ..Manifest::default()
+        });
+        clear_cache(&remote);
+        assert_eq!(found(0, 10, 100).await, None);
     }
 }

@@ -233,7 +233,7 @@ pub(super) fn check_time_index(
     }
 }
 
-fn check_object(object: &RemoteObject, bytes: &[u8]) -> Result<(), String> {
+pub(super) fn check_object(object: &RemoteObject, bytes: &[u8]) -> Result<(), String> {
     let crc = crc32c::crc32c(bytes);
     if bytes.len() as u64 != object.size || crc != object.crc32c {
         return Err(format!(

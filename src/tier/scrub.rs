@@ -204,6 +204,7 @@ mod tests {
             uploaded_ms: 0,
             indexes: None,
             leader_epochs: Vec::new(),
+            txn_index: None,
         };
         assert!(damaged(check(&b, &seg, 0).await.unwrap())
             .unwrap()

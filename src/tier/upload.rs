@@ -26,9 +26,10 @@ use super::manifest::{self, Manifest, RemoteObject, RemoteSegment};
 use super::pace::Pacer;
 use super::read::RemoteLog;
 use super::remote_index::{self, log_stem, BuiltIndexes, IndexBuilder};
+use super::remote_txn;
 use super::scrub::{self, Finding, ScrubStats};
 use super::{now_ms, Bucket, TierError};
-use crate::log::{checkpoint, producer_state, LogManager, Partition, TopicInfo};
+use crate::log::{checkpoint, producer_state, txn_index, LogManager, Partition, TopicInfo};
 
 /// How often the uploader looks for work.
 pub const PASS_INTERVAL: Duration = Duration::from_millis(500);
@@ -835,6 +836,9 @@ impl Uploader {
             ),
             None => None,
         };
+        let aborted = txn_index::load(part.dir(), c.base_offset)?;
+        let txn_index =
+            remote_txn::upload(&self.bucket, &self.pacer, log_stem(&log_key), &aborted).await?;
         let snapshot_path = producer_state::snapshot_path(part.dir(), c.end_offset);
         let producer_snapshot = match std::fs::read(&snapshot_path) {
             Ok(bytes) => {
@@ -861,6 +865,7 @@ impl Uploader {
             uploaded_ms: now_ms(),
             indexes,
             leader_epochs: built.map(|b| b.epochs).unwrap_or_default(),
+            txn_index: Some(txn_index),
         })
     }
 }
