@@ -271,7 +271,8 @@ impl Uploader {
         let gone: Vec<uuid::Uuid> = self
             .uploaded_meta
             .keys()
-            .filter(|id| !live.contains(id))
+            // The nil id stands for the producer-id block, not a topic.
+            .filter(|id| !id.is_nil() && !live.contains(id))
             .copied()
             .collect();
         for id in gone {
@@ -958,6 +959,27 @@ mod tests {
                 start_offset: 0
             }]
         );
+
+        // The producer-id block is uploaded once, not again on every pass (it is kept under the
+        // nil id among the uploaded metadata, which once passed for a deleted topic).
+        let block = dir.path().join("cairn-metadata").join("producer-id-block");
+        std::fs::create_dir_all(block.parent().unwrap()).unwrap();
+        std::fs::write(&block, "1000\n").unwrap();
+        let key = bucket.key("producer-id-block");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let first = loop {
+            if let Ok(meta) = bucket.store.head(&key).await {
+                break meta.e_tag;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the producer-id block was not uploaded"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        tokio::time::sleep(PASS_INTERVAL * 4).await;
+        let later = bucket.store.head(&key).await.unwrap().e_tag;
+        assert_eq!(first, later, "the producer-id block was uploaded again");
         tier.shutdown().await;
         log.shutdown().unwrap();
     }
