@@ -34,7 +34,7 @@ use bytes::Bytes;
 
 use super::file::{key_hash, Identity, KeyFile};
 use super::record::{batches, record_in, Record};
-use super::scan::is_aborted;
+use super::scan;
 use super::KeysError;
 use crate::log::partition::{txn, Partition};
 use crate::log::txn_index::AbortedTxn;
@@ -291,24 +291,10 @@ impl Tiered {
             let Some(bytes) = self.read(partition, pos, READ_BYTES)? else {
                 return Ok(());
             };
-            let mut next = pos;
-            for batch in batches(&bytes).map_err(KeysError::Corrupt)? {
-                if batch.header.base_offset >= to {
-                    return Ok(());
-                }
-                next = next.max(batch.header.last_offset() + 1);
-                if !batch.is_data()
-                    || batch.header.last_offset() < pos
-                    || is_aborted(&batch.header, &aborted)
-                {
-                    continue;
-                }
-                for r in batch.records().map_err(KeysError::Corrupt)? {
-                    if r.offset >= pos && r.offset < to && f(r).is_break() {
-                        return Ok(());
-                    }
-                }
-            }
+            let batches = batches(&bytes).map_err(KeysError::Corrupt)?;
+            let Some(next) = scan::visit(&batches, (pos, to), &aborted, &mut f)? else {
+                return Ok(());
+            };
             if next == pos {
                 return Ok(());
             }

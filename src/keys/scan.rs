@@ -11,7 +11,7 @@
 use std::ops::ControlFlow;
 use std::sync::Mutex;
 
-use super::record::{batches, record_in, Record};
+use super::record::{batches, record_in, BatchView, Record};
 use super::KeysError;
 use crate::log::batch::BatchHeader;
 use crate::log::partition::Partition;
@@ -45,7 +45,6 @@ pub(crate) fn scan(
         if read.records.is_empty() {
             return Ok(());
         }
-        let mut next = pos;
         let batches = batches(&read.records).map_err(KeysError::Corrupt)?;
         let aborted = match batches
             .iter()
@@ -58,23 +57,9 @@ pub(crate) fn scan(
                 partition.aborted_transactions(pos, end.min(to))
             }
         };
-        for batch in batches {
-            if batch.header.base_offset >= to {
-                return Ok(());
-            }
-            next = next.max(batch.header.last_offset() + 1);
-            if !batch.is_data()
-                || batch.header.last_offset() < pos
-                || is_aborted(&batch.header, &aborted)
-            {
-                continue;
-            }
-            for r in batch.records().map_err(KeysError::Corrupt)? {
-                if r.offset >= pos && r.offset < to && f(r).is_break() {
-                    return Ok(());
-                }
-            }
-        }
+        let Some(next) = visit(&batches, (pos, to), &aborted, &mut f)? else {
+            return Ok(());
+        };
         if next == pos {
             return Ok(());
         }
@@ -83,9 +68,38 @@ pub(crate) fn scan(
     Ok(())
 }
 
+/// Calls `f` with every committed user record of `batches` (read from `pos`) in `[pos, to)`.
+/// Returns the offset after the last batch, or `None` once `f` broke or a batch reached `to`.
+pub(crate) fn visit(
+    batches: &[BatchView],
+    (pos, to): (i64, i64),
+    aborted: &[AbortedTxn],
+    f: &mut impl FnMut(Record) -> ControlFlow<()>,
+) -> Result<Option<i64>, KeysError> {
+    let mut next = pos;
+    for batch in batches {
+        if batch.header.base_offset >= to {
+            return Ok(None);
+        }
+        next = next.max(batch.header.last_offset() + 1);
+        if !batch.is_data()
+            || batch.header.last_offset() < pos
+            || is_aborted(&batch.header, aborted)
+        {
+            continue;
+        }
+        for r in batch.records().map_err(KeysError::Corrupt)? {
+            if r.offset >= pos && r.offset < to && f(r).is_break() {
+                return Ok(None);
+            }
+        }
+    }
+    Ok(Some(next))
+}
+
 /// True when the batch of header `h` belongs to one of the `aborted` transactions: same
 /// producer, between the transaction's first offset and its ABORT marker.
-pub(crate) fn is_aborted(h: &BatchHeader, aborted: &[AbortedTxn]) -> bool {
+fn is_aborted(h: &BatchHeader, aborted: &[AbortedTxn]) -> bool {
     h.is_transactional()
         && aborted.iter().any(|a| {
             a.producer_id == h.producer_id

@@ -7,6 +7,7 @@
 //! Kafka requests; talks to the manager only through [`Shared`].
 
 use std::io;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
@@ -275,20 +276,7 @@ impl Partition {
             next += h.last_offset_delta as i64 + 1;
             count += h.records_count as i64;
         }
-        let incoming_ts = batches
-            .iter()
-            .map(|(_, h)| h.max_timestamp)
-            .max()
-            .unwrap_or(now);
-        if st.active().should_roll(
-            &seg_limits,
-            records.len() as u64,
-            incoming_ts,
-            next - 1,
-            now,
-        ) {
-            self.roll_locked(&mut st, &seg_limits)?;
-        }
+        self.roll_for(&mut st, &seg_limits, &batches, records.len(), next - 1, now)?;
         let bytes = patch::Patched::new(&records, &batches, log_append_time.then_some(now));
         st.active()
             .append(bytes.head(), bytes.tail(), &batches, &seg_limits)?;
@@ -334,6 +322,31 @@ impl Partition {
             return Ok(());
         }
         self.roll_locked(&mut st, &limits)
+    }
+
+    /// Rolls first when `batches` (`len` bytes, ending at `last_offset`) do not belong in the
+    /// active segment: it is full, too old, or its indexes are full.
+    fn roll_for(
+        &self,
+        st: &mut PartitionState,
+        limits: &SegmentLimits,
+        batches: &[(Range<usize>, BatchHeader)],
+        len: usize,
+        last_offset: i64,
+        now: i64,
+    ) -> Result<(), LogError> {
+        let incoming_ts = batches
+            .iter()
+            .map(|(_, h)| h.max_timestamp)
+            .max()
+            .unwrap_or(now);
+        if st
+            .active()
+            .should_roll(limits, len as u64, incoming_ts, last_offset, now)
+        {
+            self.roll_locked(st, limits)?;
+        }
+        Ok(())
     }
 
     fn roll_locked(&self, st: &mut PartitionState, limits: &SegmentLimits) -> Result<(), LogError> {

@@ -104,20 +104,7 @@ impl Partition {
                 .store(epochs.latest_epoch().unwrap_or(0), Ordering::SeqCst);
             *self.epochs.lock().unwrap_or_else(|e| e.into_inner()) = epochs;
         }
-        let incoming_ts = batches
-            .iter()
-            .map(|(_, h)| h.max_timestamp)
-            .max()
-            .unwrap_or(now);
-        if st.active().should_roll(
-            &seg_limits,
-            records.len() as u64,
-            incoming_ts,
-            next - 1,
-            now,
-        ) {
-            self.roll_locked(&mut st, &seg_limits)?;
-        }
+        self.roll_for(&mut st, &seg_limits, &batches, records.len(), next - 1, now)?;
         st.active().append(&records, &[], &batches, &seg_limits)?;
         st.producers.commit(pending);
         self.complete_aborts(&mut st, &aborts);
