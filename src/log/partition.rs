@@ -225,19 +225,7 @@ impl Partition {
         }
         let seg_limits = segment_limits(&cfg);
 
-        let mut st = self.lock();
-        if st.deleted {
-            return Err(LogError::UnknownTopicOrPartition);
-        }
-        if st.closed {
-            return Err(LogError::ShuttingDown);
-        }
-        if let Some(reason) = &st.failed {
-            return Err(LogError::Io(io::Error::other(format!(
-                "partition {}-{} is offline after a storage error: {reason}",
-                self.topic, self.index
-            ))));
-        }
+        let mut st = self.lock_for_append()?;
         let mut pending = PendingUpdates::default();
         let mut next = st.log_end_offset;
         let mut count = 0i64;
@@ -322,6 +310,25 @@ impl Partition {
             return Ok(());
         }
         self.roll_locked(&mut st, &limits)
+    }
+
+    /// The partition's state, locked, when it can take an append: not deleted, closed or
+    /// offline after a storage error.
+    fn lock_for_append(&self) -> Result<MutexGuard<'_, PartitionState>, LogError> {
+        let st = self.lock();
+        if st.deleted {
+            return Err(LogError::UnknownTopicOrPartition);
+        }
+        if st.closed {
+            return Err(LogError::ShuttingDown);
+        }
+        if let Some(reason) = &st.failed {
+            return Err(LogError::Io(io::Error::other(format!(
+                "partition {}-{} is offline after a storage error: {reason}",
+                self.topic, self.index
+            ))));
+        }
+        Ok(st)
     }
 
     /// Rolls first when `batches` (`len` bytes, ending at `last_offset`) do not belong in the

@@ -8,7 +8,6 @@
 //! in-sync followers have ([`Partition::cap_high_watermark`]); a single node never sets a cap
 //! and its appends move the high watermark as they always have. Knows no Kafka request types.
 
-use std::io;
 use std::ops::Range;
 use std::sync::atomic::Ordering;
 
@@ -54,19 +53,7 @@ impl Partition {
         let cfg = self.config();
         let seg_limits = segment_limits(&cfg);
         let now = now_ms();
-        let mut st = self.lock();
-        if st.deleted {
-            return Err(LogError::UnknownTopicOrPartition);
-        }
-        if st.closed {
-            return Err(LogError::ShuttingDown);
-        }
-        if let Some(reason) = &st.failed {
-            return Err(LogError::Io(io::Error::other(format!(
-                "partition {}-{} is offline after a storage error: {reason}",
-                self.topic, self.index
-            ))));
-        }
+        let mut st = self.lock_for_append()?;
         let mut next = st.log_end_offset;
         let mut pending = PendingUpdates::default();
         let mut aborts = Vec::new();
