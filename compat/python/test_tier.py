@@ -189,9 +189,12 @@ def produce(bootstrap, topic, n, start=0, ts0=1_700_000_000_000):
     return acked
 
 
-def consume_from(bootstrap, topic, offset, until, group=None):
+def consume_from(bootstrap, topic, offset, until, group=None, isolation="read_committed"):
+    """Values read from `offset` until the record at offset `until` (read_committed, the
+    client's default, unless `isolation` says otherwise)."""
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": group or f"r-{uuid.uuid4().hex}",
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                  "isolation.level": isolation})
     got = {}
     try:
         c.assign([TopicPartition(topic, 0, offset)])
@@ -604,23 +607,6 @@ def test_records_only_in_the_tier_are_served_after_local_retention(s3, tmp_path)
         b.stop()
 
 
-def consume_values(bootstrap, topic, isolation, until):
-    """Values read from offset 0 with `isolation` until the record at offset `until`."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"r-{uuid.uuid4().hex}",
-                  "enable.auto.commit": False, "isolation.level": isolation})
-    got = {}
-    try:
-        c.assign([TopicPartition(topic, 0, 0)])
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and until not in got:
-            for m in c.consume(num_messages=500, timeout=0.5):
-                assert m.error() is None, m.error()
-                got[m.offset()] = m.value().decode()
-    finally:
-        c.close()
-    return got
-
-
 def test_read_committed_skips_aborted_transactions_only_the_tier_holds(s3, tmp_path):
     port, client = s3
     bucket = new_bucket(client)
@@ -663,8 +649,8 @@ def test_read_committed_skips_aborted_transactions_only_the_tier_holds(s3, tmp_p
         assert all("txn_index" in s for s in segments), segments
         assert sum(s["txn_index"]["size"] for s in segments) == 3 * 34
         last = max(committed)
-        assert consume_values(b.bootstrap, topic, "read_committed", last) == committed
-        assert consume_values(b.bootstrap, topic, "read_uncommitted", last) == everything
+        assert consume_from(b.bootstrap, topic, 0, last) == committed
+        assert consume_from(b.bootstrap, topic, 0, last, isolation="read_uncommitted") == everything
     finally:
         b.stop()
 
