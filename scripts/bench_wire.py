@@ -201,7 +201,7 @@ def wait_until(predicate, timeout, interval=0.02, what="condition"):
 def create_topic(port, name, partitions, configs=None, host="127.0.0.1", timeout=60.0):
     """Create a topic (an existing one is an error) and wait until every partition is served."""
     with Connection(host, port, timeout=timeout) as c:
-        result = c.create_topics([(name, partitions, dict(configs or {}))])
+        result = c.create_topics([(name, partitions, dict(configs or {}))], timeout_ms=int(timeout * 1000))
     code, message = result.get(name, (None, "no answer for the topic"))
     if code != 0:
         raise WireError(f"CreateTopics {name}: error {code} {ERRORS.get(code, '')} {message or ''}".strip())
