@@ -164,6 +164,78 @@ fn producer_state_survives_a_crash_via_snapshots_and_the_log_tail() {
     log.shutdown().unwrap();
 }
 
+/// Eight batches of one producer (two records each), with rolls (so producer snapshots) after
+/// the third and the seventh; then a restart, clean or as after a crash. Each of the last five
+/// batches, retried (as a producer with several requests in flight at a kill does), is answered
+/// as a duplicate with its original offsets; the sixth-last is out of order, as before the
+/// restart. The snapshot at the last roll holds only the seventh batch (Kafka's format): the
+/// earlier ones come back from Cairn's companion file beside it.
+fn the_last_five_batches_are_known_after_a_restart(crash: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let pid = 77;
+    let batches: Vec<_> = (0..8)
+        .map(|i| idempotent(&[&format!("a{i}"), &format!("b{i}")], (pid, 3, i * 2)))
+        .collect();
+    {
+        let log = open(dir.path(), &[]);
+        log.create_topic("retry", 1, overrides(&[]), false).unwrap();
+        let p = log.partition("retry", 0).unwrap();
+        p.append(batch(&["plain"], now_ms()), AppendOrigin::Client)
+            .unwrap();
+        for (i, b) in batches.iter().enumerate() {
+            let info = p.append(b.clone(), AppendOrigin::Client).unwrap();
+            assert_eq!(info.base_offset, 1 + 2 * i as i64);
+            if i == 2 || i == 6 {
+                p.roll().unwrap();
+            }
+        }
+        block_on(p.wait_durable(17)).unwrap();
+        assert_eq!(p.sealed_segments().len(), 2);
+        if crash {
+            log.halt();
+        } else {
+            log.shutdown().unwrap();
+        }
+    }
+    let log = open(dir.path(), &[]);
+    let p = log.partition("retry", 0).unwrap();
+    assert_eq!(p.offsets().log_end_offset, 17);
+    for (i, b) in batches.iter().enumerate().skip(3) {
+        let retry = p.append(b.clone(), AppendOrigin::Client).unwrap();
+        let first = 1 + 2 * i as i64;
+        assert_eq!(
+            (retry.base_offset, retry.last_offset, retry.duplicate),
+            (first, first + 1, true),
+            "retry of batch {i} (crash: {crash})"
+        );
+    }
+    assert!(matches!(
+        p.append(batches[2].clone(), AppendOrigin::Client),
+        Err(LogError::OutOfOrderSequence {
+            producer_id: 77,
+            sequence: 4,
+            expected: 16
+        })
+    ));
+    assert_eq!(p.offsets().log_end_offset, 17, "no retry was written again");
+    let next = idempotent(&["next"], (pid, 3, 16));
+    assert_eq!(
+        p.append(next, AppendOrigin::Client).unwrap().base_offset,
+        17
+    );
+    log.shutdown().unwrap();
+}
+
+#[test]
+fn the_last_five_batches_are_known_after_a_crash() {
+    the_last_five_batches_are_known_after_a_restart(true);
+}
+
+#[test]
+fn the_last_five_batches_are_known_after_a_clean_restart() {
+    the_last_five_batches_are_known_after_a_restart(false);
+}
+
 #[test]
 fn idle_producers_expire() {
     let dir = tempfile::tempdir().unwrap();

@@ -17,7 +17,9 @@
 //!   offset are in `partition/txn.rs`.
 //! - [`batch`]: v2 batch header view, CRC, validation, in-place patches (pure).
 //! - `error.rs`: [`LogError`], the engine's errors; [`record_errors`]: refused records, and why.
-//! - [`producer_state`]: idempotence and its snapshots. [`checkpoint`]: small metadata files.
+//! - [`producer_state`]: idempotence and its snapshots; [`producer_snapshot`]: the snapshot
+//!   files and Cairn's companions keeping each producer's last five batches.
+//!   [`checkpoint`]: small metadata files.
 //! - [`recovery`]: loading a partition directory. [`retention`]: deleting old segments.
 //! - [`flusher`]: group commit. [`io`]: the file-I/O seam for fault injection.
 //!
@@ -48,6 +50,7 @@ pub mod index;
 pub mod io;
 pub mod open_files;
 pub mod partition;
+pub mod producer_snapshot;
 pub mod producer_state;
 pub mod recompress;
 mod reconfigure;
@@ -571,6 +574,7 @@ impl LogManager {
             durable_offset: 0,
             high_watermark: 0,
             producers: producer_state::ProducerStateManager::new(),
+            snapshots: producer_snapshot::SnapshotFiles::default(),
             aborted: Vec::new(),
             unflushed_messages: 0,
             last_flush_ms: now_ms(),

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use super::batch::{self, BatchHeader};
 use super::io::{FileIo, IoFile};
 use super::open_files::SegmentFile;
-use super::producer_state::{self, PendingUpdates, ProducerStateManager, SequenceCheck};
+use super::producer_state::{PendingUpdates, ProducerStateManager, SequenceCheck};
 use super::segment::{BatchScanner, Scan, Segment, SegmentLimits};
 use super::{now_ms, AppendInfo, AppendOrigin, LogError, PartitionOffsets, Shared};
 use crate::config::{LogConfig, TimestampType};
@@ -67,6 +67,7 @@ pub(crate) struct PartitionState {
     pub durable_offset: i64,
     pub high_watermark: i64,
     pub producers: ProducerStateManager,
+    pub snapshots: super::producer_snapshot::SnapshotFiles,
     /// Aborted transactions by marker offset (the `.txnindex` files' entries).
     pub aborted: Vec<super::txn_index::AbortedTxn>,
     pub unflushed_messages: i64,
@@ -359,7 +360,8 @@ impl Partition {
     fn roll_locked(&self, st: &mut PartitionState, limits: &SegmentLimits) -> Result<(), LogError> {
         let new_base = st.log_end_offset;
         self.sync_txn_index(st.active().base_offset)?;
-        producer_state::write_snapshot(&self.dir, new_base, &st.producers, false)?;
+        st.snapshots
+            .write(&self.dir, new_base, &st.producers, false)?;
         let segment = Segment::create(self.io.as_ref(), &self.dir, new_base, limits)?;
         let old = st.active();
         old.seal_indexes()?;
@@ -551,7 +553,11 @@ impl Partition {
         let active = st.active();
         active.seal_indexes()?;
         let files = active.index_files()?;
-        producer_state::write_snapshot(&self.dir, st.log_end_offset, &st.producers, true)?;
+        let state = &mut *st;
+        let end = state.log_end_offset;
+        state
+            .snapshots
+            .write(&self.dir, end, &state.producers, true)?;
         drop(st);
         for f in files {
             f.sync()?;

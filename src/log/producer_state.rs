@@ -1,21 +1,19 @@
 //! Idempotent-producer state of one partition: per producer id, its epoch and the last five
 //! batches' sequence and offset ranges, used to answer retries with their original offsets and to
-//! refuse out-of-order sequences and fenced epochs. Also the Kafka-format snapshot files
-//! (`<offset:20>.snapshot`) that carry the state across restarts.
+//! refuse out-of-order sequences and fenced epochs. Also the encoding of Kafka's snapshot
+//! format (`<offset:20>.snapshot`) that carries the state across restarts.
 //!
 //! Also each producer's ongoing transaction (the offset of its first transactional batch not
 //! yet followed by a marker), which holds back the partition's last stable offset; snapshots
 //! carry it in Kafka's `currentTxnFirstOffset` field.
 //!
-//! Pure except for the snapshot file helpers at the bottom; knows batch headers, not segments.
+//! Pure: the snapshot files themselves (and Cairn's companion keeping the earlier batches) are
+//! written and read by [`super::producer_snapshot`]. Knows batch headers, not segments.
 
 use std::collections::{HashMap, VecDeque};
-use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 
 use super::batch::{increment_sequence, BatchHeader};
-use super::checkpoint::write_atomic;
 use super::LogError;
 
 /// Batches remembered per producer for duplicate detection (Kafka's value).
@@ -245,6 +243,30 @@ impl ProducerStateManager {
         }
     }
 
+    /// Gives `producer_id` back the batches it had before a restart (oldest first), as
+    /// Cairn's companion of a snapshot kept them. Taken only when they agree with what the
+    /// snapshot says: the producer is known at `epoch`, their last batch is its last batch, and
+    /// they are at most [`RETAINED_BATCHES`] batches in ascending, non-overlapping offsets.
+    /// Returns whether they were taken.
+    pub fn restore_batches(&mut self, producer_id: i64, epoch: i16, batches: &[BatchMeta]) -> bool {
+        let Some(entry) = self.producers.get_mut(&producer_id) else {
+            return false;
+        };
+        let ordered = batches.iter().all(|b| b.first_offset <= b.last_offset)
+            && batches
+                .windows(2)
+                .all(|w| w[0].last_offset < w[1].first_offset);
+        let agrees = entry.epoch == epoch
+            && !batches.is_empty()
+            && batches.len() <= RETAINED_BATCHES
+            && entry.batches.back() == batches.last();
+        if !(ordered && agrees) {
+            return false;
+        }
+        entry.batches = batches.iter().copied().collect();
+        true
+    }
+
     /// Kafka's snapshot format (version 1, CRC-32C over bytes 6..end, 46-byte entries). Only
     /// each producer's last batch is kept, as in Kafka.
     pub fn encode_snapshot(&self) -> Vec<u8> {
@@ -338,74 +360,6 @@ impl ProducerStateManager {
 /// `<offset:20>.snapshot` in `dir`.
 pub fn snapshot_path(dir: &Path, offset: i64) -> PathBuf {
     dir.join(format!("{offset:020}.snapshot"))
-}
-
-/// Offsets of the snapshot files in `dir`, ascending.
-pub fn list_snapshots(dir: &Path) -> io::Result<Vec<i64>> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let name = entry?.file_name();
-        let name = name.to_string_lossy();
-        if let Some(stem) = name.strip_suffix(".snapshot") {
-            if let Ok(offset) = stem.parse::<i64>() {
-                out.push(offset);
-            }
-        }
-    }
-    out.sort_unstable();
-    Ok(out)
-}
-
-/// Writes the state as of `offset` (exclusive) and deletes older snapshots but the previous one.
-/// With `durable` the file is fsynced; without (at roll, under the partition lock) a lost or torn
-/// snapshot is detected by its CRC at start-up and the previous one is used instead.
-pub fn write_snapshot(
-    dir: &Path,
-    offset: i64,
-    state: &ProducerStateManager,
-    durable: bool,
-) -> io::Result<()> {
-    let path = snapshot_path(dir, offset);
-    if durable {
-        write_atomic(&path, &state.encode_snapshot())?;
-    } else {
-        let tmp = path.with_extension("snapshot.tmp");
-        fs::write(&tmp, state.encode_snapshot())?;
-        fs::rename(&tmp, &path)?;
-    }
-    let existing = list_snapshots(dir)?;
-    let older: Vec<i64> = existing.into_iter().filter(|&o| o < offset).collect();
-    for &o in older.iter().rev().skip(1) {
-        let _ = fs::remove_file(snapshot_path(dir, o));
-    }
-    Ok(())
-}
-
-/// Loads the newest valid snapshot at or below `max_offset`, deleting those above it and any
-/// unreadable one. Returns (snapshot offset, state).
-pub fn load_latest_snapshot(
-    dir: &Path,
-    max_offset: i64,
-) -> io::Result<Option<(i64, ProducerStateManager)>> {
-    let mut offsets = list_snapshots(dir)?;
-    while let Some(offset) = offsets.pop() {
-        let path = snapshot_path(dir, offset);
-        if offset > max_offset {
-            fs::remove_file(&path)?;
-            continue;
-        }
-        match fs::read(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|b| ProducerStateManager::decode_snapshot(&b))
-        {
-            Ok(state) => return Ok(Some((offset, state))),
-            Err(e) => {
-                tracing::warn!(file = %path.display(), error = %e, "deleting unreadable producer snapshot");
-                fs::remove_file(&path)?;
-            }
-        }
-    }
-    Ok(None)
 }
 
 #[cfg(test)]
@@ -554,19 +508,5 @@ mod tests {
         let mut open = ProducerStateManager::new();
         append(&mut open, txn).unwrap();
         assert_eq!(open.remove_expired(i64::MAX, 1), 0);
-    }
-
-    #[test]
-    fn snapshot_files_newest_valid_wins() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = ProducerStateManager::new();
-        append(&mut s, header(5, 0, 0, 1, 0)).unwrap();
-        write_snapshot(dir.path(), 10, &s, true).unwrap();
-        write_snapshot(dir.path(), 20, &ProducerStateManager::new(), false).unwrap();
-        write_snapshot(dir.path(), 30, &s, true).unwrap();
-        assert_eq!(list_snapshots(dir.path()).unwrap(), vec![20, 30]);
-        let (off, loaded) = load_latest_snapshot(dir.path(), 25).unwrap().unwrap();
-        assert_eq!((off, loaded.len()), (20, 0));
-        assert_eq!(list_snapshots(dir.path()).unwrap(), vec![20]);
     }
 }

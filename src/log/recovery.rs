@@ -18,7 +18,8 @@ use super::cleaner;
 use super::io::FileIo;
 use super::partition::txn;
 use super::partition::{scan_headers, PartitionState};
-use super::producer_state::{self, PendingUpdates, ProducerStateManager};
+use super::producer_snapshot::{self, SnapshotFiles};
+use super::producer_state::{PendingUpdates, ProducerStateManager};
 use super::segment::{segment_file, BatchScanner, Scan, Segment, SegmentLimits};
 use super::txn_index::{self, AbortedTxn};
 use super::verify;
@@ -106,6 +107,7 @@ pub(crate) fn load_partition(
     clean_directory(dir)?;
     let mut bases = BTreeSet::new();
     let mut index_files = Vec::new();
+    let (mut snapshots, mut companions) = (Vec::new(), Vec::new());
     for entry in fs::read_dir(dir)? {
         let name = entry?.file_name().to_string_lossy().into_owned();
         match parse_name(&name) {
@@ -113,6 +115,8 @@ pub(crate) fn load_partition(
                 bases.insert(base);
             }
             Some((base, "index" | "timeindex" | "txnindex")) => index_files.push((base, name)),
+            Some((offset, "snapshot")) => snapshots.push(offset),
+            Some((offset, "producers")) => companions.push(offset),
             _ => {}
         }
     }
@@ -249,8 +253,9 @@ pub(crate) fn load_partition(
     }
     log_start_offset = log_start_offset.min(log_end_offset);
 
-    let (producers, aborted) =
-        rebuild_producer_state(io, dir, limits, &mut segments, log_end_offset)?;
+    let listed = (snapshots, companions);
+    let (producers, snapshots, aborted) =
+        rebuild_producer_state(io, dir, limits, &mut segments, listed, log_end_offset)?;
     if !clean || report.recovered_segments > 0 {
         tracing::info!(dir = %dir.display(), segments = report.segments, recovered_segments = report.recovered_segments,
             truncated_bytes = report.truncated_bytes, log_end_offset, producers = producers.len(),
@@ -263,6 +268,7 @@ pub(crate) fn load_partition(
         durable_offset: log_end_offset,
         high_watermark: log_end_offset,
         producers,
+        snapshots,
         aborted,
         unflushed_messages: 0,
         last_flush_ms: now_ms(),
@@ -361,7 +367,9 @@ fn verify_segments(
     Ok(())
 }
 
-/// The newest snapshot at or below the log end, plus every batch after it. Without a snapshot,
+/// The newest snapshot at or below the log end (with the earlier batches its companion keeps),
+/// plus every batch after it; `listed` are the directory's `.snapshot` and `.producers`
+/// offsets. Without a snapshot,
 /// the scan starts at the active segment (older producers are then unknown and may restart at
 /// any sequence). Aborted transactions come from the `.txnindex` files below the replay's
 /// start and from the markers replayed; the files of the replayed segments are rewritten to
@@ -371,9 +379,13 @@ fn rebuild_producer_state(
     dir: &Path,
     limits: &SegmentLimits,
     segments: &mut [Segment],
+    listed: (Vec<i64>, Vec<i64>),
     log_end_offset: i64,
-) -> Result<(ProducerStateManager, Vec<AbortedTxn>), LogError> {
-    let (from, mut state) = match producer_state::load_latest_snapshot(dir, log_end_offset)? {
+) -> Result<(ProducerStateManager, SnapshotFiles, Vec<AbortedTxn>), LogError> {
+    let (snapshots, companions) = listed;
+    let (files, latest) =
+        producer_snapshot::load_latest(dir, snapshots, &companions, log_end_offset)?;
+    let (from, mut state) = match latest {
         Some((offset, state)) => (offset, state),
         None => (
             segments.last().expect("one segment").base_offset,
@@ -389,7 +401,7 @@ fn rebuild_producer_state(
         );
     }
     if from >= log_end_offset {
-        return Ok((state, aborted));
+        return Ok((state, files, aborted));
     }
     let now = now_ms();
     let first = segments
@@ -427,5 +439,5 @@ fn rebuild_producer_state(
             .collect();
         txn_index::rewrite(dir, seg.base_offset, &own)?;
     }
-    Ok((state, aborted))
+    Ok((state, files, aborted))
 }

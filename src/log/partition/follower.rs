@@ -189,6 +189,7 @@ impl Partition {
         st.high_watermark = st.high_watermark.min(offset);
         st.durable_offset = st.durable_offset.min(offset);
         st.producers.truncate_to(offset);
+        st.snapshots.truncate_to(&self.dir, offset);
         st.aborted.retain(|a| a.last_offset < offset);
         st.dir_dirty = true;
         let mut epochs = self.epochs.lock().unwrap_or_else(|e| e.into_inner());
