@@ -31,6 +31,9 @@ enum Op {
     Delete(u8),
     /// Several records in one lz4 batch.
     Batch(Vec<(u8, Option<u16>)>),
+    /// Many records with long values in one batch larger than a segment (uncompressed or
+    /// zstd): lookups read one record of it by its place in the segment file.
+    BigBatch(Vec<(u8, Option<u16>)>, bool),
     Roll,
     Compact(u32),
     Restart {
@@ -50,6 +53,9 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..KEYS).prop_map(Op::Delete),
         2 => proptest::collection::vec((0..KEYS, proptest::option::of(any::<u16>())), 1..6)
             .prop_map(Op::Batch),
+        2 => (proptest::collection::vec((0..KEYS, proptest::option::of(any::<u16>())), 20..120),
+              any::<bool>())
+            .prop_map(|(e, zstd)| Op::BigBatch(e, zstd)),
         2 => Just(Op::Roll),
         2 => (0u32..200).prop_map(Op::Compact),
         1 => any::<bool>().prop_map(|clean| Op::Restart { clean }),
@@ -149,6 +155,30 @@ fn run(ops: Vec<Op>, memory_bytes: usize) {
                     AppendOrigin::Client,
                 )
                 .expect("append");
+                for (k, v) in entries {
+                    match v {
+                        Some(v) => model.insert(k, v),
+                        None => model.remove(&k),
+                    };
+                }
+            }
+            Op::BigBatch(entries, zstd) => {
+                let entries: Vec<(String, Option<String>)> = entries
+                    .into_iter()
+                    .map(|(k, v)| {
+                        (
+                            format!("k{k}"),
+                            v.map(|v| format!("g{v}-{}", "x".repeat(40))),
+                        )
+                    })
+                    .collect();
+                let codec = if zstd {
+                    Compression::Zstd
+                } else {
+                    Compression::None
+                };
+                p.append(keyed_batch(&entries, codec), AppendOrigin::Client)
+                    .expect("append");
                 for (k, v) in entries {
                     match v {
                         Some(v) => model.insert(k, v),
@@ -324,5 +354,71 @@ fn the_background_builder_builds_missing_files_and_sweeps_stale_ones() {
     // A key directory deleted by hand while lookups run costs a slower lookup, not an error.
     std::fs::remove_dir_all(dir.path().join(KEY_INDEX_DIR)).unwrap();
     check_lookups(&index, &p, &model);
+    log.shutdown().unwrap();
+}
+
+/// A record changed in a sealed segment's file behind the log's back, its size and mtime put
+/// back (so the file looks like the one its key file was built from): a lookup never serves the
+/// changed bytes. Before the change, every key is answered through the key files.
+#[test]
+fn a_record_changed_under_its_key_file_is_never_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(dir.path());
+    log.create_topic("t", 1, compacted(&[("segment.bytes", "100000")]), false)
+        .unwrap();
+    let p = log.partition("t", 0).unwrap();
+    let mut model = BTreeMap::new();
+    for (round, codec) in [Compression::None, Compression::Zstd]
+        .into_iter()
+        .enumerate()
+    {
+        let entries: Vec<(String, Option<String>)> = (0..KEYS)
+            .map(|k| {
+                (
+                    format!("k{k}"),
+                    Some(format!("value-{round}-{k:02}-{}", "y".repeat(30))),
+                )
+            })
+            .filter(|(k, _)| round == 0 || k.ends_with('1'))
+            .collect();
+        p.append(keyed_batch(&entries, codec), AppendOrigin::Client)
+            .expect("append");
+        for (k, v) in entries {
+            model.insert(k, v.unwrap());
+        }
+    }
+    p.roll().unwrap();
+    let index = KeyIndex::new(1 << 20);
+    check_lookups(&index, &p, &model);
+    assert_eq!(key_files(dir.path(), "t-0"), sealed_key_file_names(&p));
+
+    // The value of k7 (in the uncompressed batch) changed in place, one byte.
+    let seg = dir.path().join("t-0").join(format!("{:020}.log", 0));
+    let meta = std::fs::metadata(&seg).unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let at = bytes
+        .windows(11)
+        .position(|w| w == b"value-0-07-")
+        .expect("k7's value in the segment");
+    bytes[at + 6] = b'9';
+    std::fs::write(&seg, &bytes).unwrap();
+    let f = std::fs::File::options().write(true).open(&seg).unwrap();
+    f.set_modified(meta.modified().unwrap()).unwrap();
+    drop(f);
+    let index = KeyIndex::new(1 << 20);
+    // An error, nothing (the repair cut the damaged batch) or the old value, never the new.
+    if let Ok(Some(r)) = index.lookup(&p, b"k7") {
+        assert_ne!(
+            r.value.as_deref(),
+            Some(&bytes[at..at + 11 + 30][..]),
+            "the changed record was served"
+        );
+    }
+    for k in (0..KEYS).filter(|&k| k != 7) {
+        let key = format!("k{k}");
+        if let Ok(Some(r)) = index.lookup(&p, key.as_bytes()) {
+            assert_eq!(r.value.as_deref(), Some(model[&key].as_bytes()), "{key}");
+        }
+    }
     log.shutdown().unwrap();
 }

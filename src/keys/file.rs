@@ -1,11 +1,14 @@
 //! One sealed segment's key file, `<base:020>.keys` in `cairn-key-index/<topic>-<p>/`: the
-//! 64-bit FNV-1a hash of every key in the segment with the offset of its latest record there,
-//! sorted by hash, so a lookup is a binary search of 16-byte entries read with `pread`.
+//! 64-bit FNV-1a hash of every key in the segment with the offset of its latest record there and
+//! where that record lies in the segment's log file ([`Place`]), sorted by hash, so a lookup is a
+//! binary search of 32-byte entries read with `pread`, then a read of the record alone.
 //!
-//! Layout (big-endian): magic `CAIRNKEY`, version u32 (2: FNV-1a 64, committed records only;
-//! version 1 files also indexed records of aborted transactions and are rebuilt), the identity of the
+//! Layout (big-endian): magic `CAIRNKEY`, version u32 (3: FNV-1a 64, committed records only,
+//! with places; version 1 files also indexed records of aborted transactions, version 2 files
+//! had no places: both are rebuilt), the identity of the
 //! segment it was built from (base offset, end offset, log file size, inode, mtime in ns),
-//! entry count u64, the entries (hash u64, offset i64), and a CRC-32C of everything before it.
+//! entry count u64, the entries (hash u64, offset i64, batch position u32, record position u32,
+//! record length u32, record CRC u32; see [`Place`]), and a CRC-32C of everything before it.
 //! A file whose identity differs from the segment's, or whose CRC fails, is rebuilt: key files
 //! are a cache of the log, never fsynced, never the source of truth.
 //!
@@ -22,9 +25,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 const MAGIC: &[u8; 8] = b"CAIRNKEY";
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 const HEADER: usize = 8 + 4 + 5 * 8 + 8;
-const ENTRY: usize = 16;
+const ENTRY: usize = 32;
 
 /// The 64-bit FNV-1a hash of a key: stable across releases and platforms, as the files need.
 pub fn key_hash(key: &[u8]) -> u64 {
@@ -50,8 +53,24 @@ pub struct Identity {
 impl Identity {
     /// The identity of the segment log at `log_path` covering `[base_offset, end_offset)`.
     pub fn of(log_path: &Path, base_offset: i64, end_offset: i64) -> io::Result<Identity> {
-        let m = fs::metadata(log_path)?;
-        Ok(Identity {
+        Ok(Identity::of_metadata(
+            &fs::metadata(log_path)?,
+            base_offset,
+            end_offset,
+        ))
+    }
+
+    /// The identity of the open segment log `file` covering `[base_offset, end_offset)`.
+    pub fn of_file(file: &File, base_offset: i64, end_offset: i64) -> io::Result<Identity> {
+        Ok(Identity::of_metadata(
+            &file.metadata()?,
+            base_offset,
+            end_offset,
+        ))
+    }
+
+    fn of_metadata(m: &fs::Metadata, base_offset: i64, end_offset: i64) -> Identity {
+        Identity {
             base_offset,
             end_offset,
             size: m.len(),
@@ -60,7 +79,7 @@ impl Identity {
                 .mtime()
                 .wrapping_mul(1_000_000_000)
                 .wrapping_add(m.mtime_nsec()),
-        })
+        }
     }
 
     fn encode(&self, out: &mut Vec<u8>) {
@@ -69,6 +88,34 @@ impl Identity {
         out.extend_from_slice(&self.size.to_be_bytes());
         out.extend_from_slice(&self.inode.to_be_bytes());
         out.extend_from_slice(&self.mtime_ns.to_be_bytes());
+    }
+}
+
+/// Where an entry's record lies, so a lookup reads its batch header and the record alone:
+/// `batch`, the byte position of its batch in the segment's log file; `at` and `len`, the
+/// record's bytes (after its length prefix) in the batch's records (inflated for a compressed
+/// batch); `crc`, the CRC-32C of the batch's 61-byte header followed by those bytes. The builder
+/// takes them from batches whose CRC it checked, so the record CRC carries that check to every
+/// later read of the record. [`Place::NONE`] (`batch` u32::MAX): no place (a remote segment's
+/// file, or a position past 4 GiB); the record is read through the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Place {
+    pub batch: u32,
+    pub at: u32,
+    pub len: u32,
+    pub crc: u32,
+}
+
+impl Place {
+    pub const NONE: Place = Place {
+        batch: u32::MAX,
+        at: 0,
+        len: 0,
+        crc: 0,
+    };
+
+    fn get(self) -> Option<Place> {
+        (self.batch != u32::MAX).then_some(self)
     }
 }
 
@@ -84,13 +131,38 @@ fn be_u64(b: &[u8], at: usize) -> u64 {
     u64::from_be_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
 
+fn be_u32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+
+/// The offset and place of the entry at the start of `e`.
+fn entry_at(e: &[u8]) -> (i64, Option<Place>) {
+    let place = Place {
+        batch: be_u32(e, 16),
+        at: be_u32(e, 20),
+        len: be_u32(e, 24),
+        crc: be_u32(e, 28),
+    };
+    (be_u64(e, 8) as i64, place.get())
+}
+
 impl KeyFile {
     /// Writes the file for `identity` from `(hash, offset)` pairs of every keyed record of the
-    /// segment (any order, duplicates allowed): one entry per hash, the highest offset.
-    pub fn write(
+    /// segment (any order, duplicates allowed): one entry per hash, the highest offset. No
+    /// places (see [`KeyFile::write_placed`]).
+    pub fn write(path: &Path, identity: Identity, entries: Vec<(u64, i64)>) -> io::Result<KeyFile> {
+        let placed = entries
+            .into_iter()
+            .map(|(h, o)| (h, o, Place::NONE))
+            .collect();
+        KeyFile::write_placed(path, identity, placed)
+    }
+
+    /// [`KeyFile::write`] with each record's place in the segment.
+    pub fn write_placed(
         path: &Path,
         identity: Identity,
-        mut entries: Vec<(u64, i64)>,
+        mut entries: Vec<(u64, i64, Place)>,
     ) -> io::Result<KeyFile> {
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
         entries.dedup_by_key(|e| e.0);
@@ -99,9 +171,12 @@ impl KeyFile {
         out.extend_from_slice(&VERSION.to_be_bytes());
         identity.encode(&mut out);
         out.extend_from_slice(&(entries.len() as u64).to_be_bytes());
-        for (h, o) in &entries {
+        for (h, o, p) in &entries {
             out.extend_from_slice(&h.to_be_bytes());
             out.extend_from_slice(&o.to_be_bytes());
+            for f in [p.batch, p.at, p.len, p.crc] {
+                out.extend_from_slice(&f.to_be_bytes());
+            }
         }
         let crc = crc32c::crc32c(&out);
         out.extend_from_slice(&crc.to_be_bytes());
@@ -123,6 +198,11 @@ impl KeyFile {
             identity,
             count: entries.len() as u64,
         })
+    }
+
+    /// The file's size on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        (HEADER + 4) as u64 + self.count * ENTRY as u64
     }
 
     /// Opens and checks the file at `path`: `None` when it is missing, torn, damaged or was
@@ -186,6 +266,11 @@ impl KeyFile {
     /// holds it, and a binary search with positioned reads of the side it fell outside does
     /// the rest. The window only saves reads: the answer is the binary search's either way.
     pub fn find(&self, hash: u64) -> io::Result<Option<i64>> {
+        Ok(self.find_placed(hash)?.map(|(o, _)| o))
+    }
+
+    /// [`KeyFile::find`] with the record's place, when the file has one.
+    pub fn find_placed(&self, hash: u64) -> io::Result<Option<(i64, Option<Place>)>> {
         let n = self.count;
         if n == 0 {
             return Ok(None);
@@ -203,7 +288,7 @@ impl KeyFile {
                 .chunks_exact(ENTRY)
                 .collect::<Vec<_>>()
                 .binary_search_by(|e| be_u64(e, 0).cmp(&hash));
-            return Ok(found.ok().map(|i| be_u64(&window, i * ENTRY + 8) as i64));
+            return Ok(found.ok().map(|i| entry_at(&window[i * ENTRY..])));
         }
         let (mut lo, mut hi) = if hash < first { (0, lo) } else { (hi, n) };
         let mut buf = [0u8; ENTRY];
@@ -214,7 +299,7 @@ impl KeyFile {
             match h.cmp(&hash) {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return Ok(Some(be_u64(&buf, 8) as i64)),
+                std::cmp::Ordering::Equal => return Ok(Some(entry_at(&buf))),
             }
         }
         Ok(None)
@@ -373,6 +458,18 @@ mod tests {
         assert_eq!(f.find(3).unwrap(), Some(2));
         assert_eq!(f.find(4).unwrap(), None);
         assert!(KeyFile::open(&path, Identity { size: 99, ..id }).is_none());
+        // Places come back with their entry; an entry without one has none.
+        let place = Place {
+            batch: 4096,
+            at: 17,
+            len: 120,
+            crc: 0xdead_beef,
+        };
+        let placed =
+            KeyFile::write_placed(&path, id, vec![(5, 9, place), (3, 2, Place::NONE)]).unwrap();
+        assert_eq!(placed.find_placed(5).unwrap(), Some((9, Some(place))));
+        assert_eq!(placed.find_placed(3).unwrap(), Some((2, None)));
+        KeyFile::write(&path, id, vec![(5, 1), (3, 2), (5, 9), (1, 0)]).unwrap();
         let mut bytes = fs::read(&path).unwrap();
         bytes[HEADER + 3] ^= 1;
         fs::write(&path, &bytes).unwrap();

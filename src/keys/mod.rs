@@ -1,8 +1,9 @@
 //! Compacted topics as a key-value store: the key index, and the lookups and snapshots built on
 //! it (issue 17). Owns `cairn-key-index/` in the data directory, a cache of the log that can be
 //! deleted at any time. Reads the log only through [`Partition`]'s public read path,
-//! [`Partition::segment_layout`] and [`Partition::read_batch_into`]; the log engine knows nothing
-//! of it, and it knows nothing of
+//! [`Partition::segment_layout`] and [`Partition::read_batch_into`], and a sealed segment's log
+//! file by the path the layout gives, read-only, checked to be the file a key file was built
+//! from ([`placed`]); the log engine knows nothing of it, and it knows nothing of
 //! HTTP or Kafka requests (`src/http/keys.rs` maps its answers and errors to HTTP).
 //!
 //! Per partition, key → offset of its latest record is answered newest segment first:
@@ -25,6 +26,7 @@
 
 pub mod builder;
 pub mod file;
+mod placed;
 mod plan;
 pub mod record;
 mod remote;
@@ -36,7 +38,7 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
 
-use file::{key_hash, Identity, KeyFile};
+use file::{key_hash, Identity, KeyFile, Place};
 pub use record::Record;
 use scan::{latest_in, record_at, scan};
 
@@ -44,6 +46,7 @@ use crate::config::LogConfig;
 use crate::log::partition::{Partition, SegmentInfo};
 use crate::log::segment::segment_file;
 use crate::log::{LogError, PartitionOffsets};
+use crate::tier::manifest::RemoteSegment;
 use crate::tier::read::RemoteLog;
 
 /// Directory of key files inside the data directory.
@@ -263,8 +266,8 @@ impl KeyIndex {
         overlay: Option<&Overlay>,
     ) -> Result<Option<Latest>, KeysError> {
         let hash = key_hash(key);
-        let keys = self.keys_of(partition);
-        let mut keys = keys.lock().expect("partition key index lock");
+        let shared = self.keys_of(partition);
+        let mut keys = shared.lock().expect("partition key index lock");
         let start = layout.offsets.log_start_offset;
         let n = layout.segments.len();
         let check = |candidate: Option<i64>| -> Result<Option<Latest>, KeysError> {
@@ -322,7 +325,7 @@ impl KeyIndex {
                 // under us (by hand, or the sweep of a topic deleted meanwhile): forgotten, and
                 // the segment is read instead.
                 let answer = match &file {
-                    Some(f) => match f.find(hash) {
+                    Some(f) => match f.find_placed(hash) {
                         Ok(entry) => Some(entry),
                         Err(e) => {
                             tracing::debug!(path = %f.path.display(), error = %e, "key file unreadable");
@@ -332,21 +335,96 @@ impl KeyIndex {
                     },
                     None => None,
                 };
-                match answer {
-                    Some(None) => None,
-                    // A collision, or a record gone from under the file: read the segment.
-                    Some(c) => match check(c)? {
-                        Some(l) => Some(l),
-                        None => latest_in(partition, from, *end, key)?.map(Latest::Record),
-                    },
-                    None => latest_in(partition, from, *end, key)?.map(Latest::Record),
+                match (answer, &file) {
+                    (Some(None), _) => None,
+                    // Below the log start: every record of the key here is deleted.
+                    (Some(Some((c, _))), _) if c < from => None,
+                    (Some(Some((c, place))), Some(f)) => {
+                        // The record alone, by its place; else (the file changed, a failed
+                        // CRC) through the log.
+                        let placed = match place.filter(|_| c < bound && known != Some(c)) {
+                            Some(p) => placed::record_placed(&seg.log_path, &f.identity, p, c),
+                            None => None,
+                        };
+                        let hit = match placed {
+                            Some(r) => (r.key.as_deref() == Some(key)).then_some(Latest::Record(r)),
+                            None => check(Some(c))?,
+                        };
+                        match hit {
+                            Some(l) => Some(l),
+                            // A collision, or a record gone from under the file: read the
+                            // segment.
+                            None => latest_in(partition, from, *end, key)?.map(Latest::Record),
+                        }
+                    }
+                    _ => latest_in(partition, from, *end, key)?.map(Latest::Record),
                 }
             };
             if let Some(l) = candidate {
                 return Ok(Some(l));
             }
         }
-        self.search_remote(partition, &mut keys.remote, layout, key, bound, known)
+        // Not held while the tier is read (a key file built from the bucket takes long).
+        drop(keys);
+        self.search_remote(partition, &shared, layout, key, bound, known)
+    }
+
+    /// The key file of the remote segment `seg`, held or loaded or built; built without
+    /// holding the partition's index (`keys`), so lookups of the partition go on meanwhile.
+    fn remote_file(
+        &self,
+        tier: &remote::Tiered,
+        keys: &Mutex<PartitionKeys>,
+        partition: &Partition,
+        view: &remote::View,
+        seg: &RemoteSegment,
+        bound: i64,
+    ) -> Result<Option<KeyFile>, KeysError> {
+        let held = {
+            let mut k = keys.lock().expect("partition key index lock");
+            tier.cached(&mut k.remote, partition, view, seg)
+        };
+        if held.is_some() {
+            return Ok(held);
+        }
+        let Some(file) = tier.load_or_build(partition, seg, bound)? else {
+            return Ok(None);
+        };
+        let mut k = keys.lock().expect("partition key index lock");
+        tier.remember(&mut k.remote, seg, &file);
+        Ok(Some(file))
+    }
+
+    /// For a snapshot plan: the start of what only the tier holds of `partition` below
+    /// `local_start`, and the key files of every remote segment from there on, when each one
+    /// has a file and together they cover `[start, local_start)` without a gap; else `None`.
+    pub(crate) fn remote_files(
+        &self,
+        partition: &Arc<Partition>,
+        local_start: i64,
+        bound: i64,
+    ) -> Result<Option<(i64, Vec<KeyFile>)>, KeysError> {
+        let Some(tier) = &self.tiered else {
+            return Ok(None);
+        };
+        let Some(view) = tier.view(partition, local_start)? else {
+            return Ok(None);
+        };
+        let keys = self.keys_of(partition);
+        let mut files = Vec::new();
+        let mut covered = view.start;
+        let segments: Vec<_> = view.segments().cloned().collect();
+        for seg in &segments {
+            if seg.base_offset > covered {
+                return Ok(None);
+            }
+            match self.remote_file(tier, &keys, partition, &view, seg, bound)? {
+                Some(f) => files.push(f),
+                None => return Ok(None),
+            }
+            covered = covered.max(seg.end_offset);
+        }
+        Ok((covered >= local_start).then_some((view.start, files)))
     }
 
     /// Newest remote segment first: the latest record of `key` below `bound` among the offsets
@@ -354,7 +432,7 @@ impl KeyIndex {
     fn search_remote(
         &self,
         partition: &Partition,
-        keys: &mut remote::RemoteKeys,
+        keys: &Mutex<PartitionKeys>,
         layout: &Layout,
         key: &[u8],
         bound: i64,
@@ -387,13 +465,14 @@ impl KeyIndex {
             if from >= to {
                 continue;
             }
-            let file = tier.file(keys, partition, &view, seg, bound)?;
+            let file = self.remote_file(tier, keys, partition, &view, seg, bound)?;
             let answer = match &file {
                 Some(f) => match f.find(hash) {
                     Ok(entry) => Some(entry),
                     Err(e) => {
                         tracing::debug!(path = %f.path.display(), error = %e, "remote key file unreadable");
-                        tier.drop_file(keys, seg.base_offset);
+                        let mut k = keys.lock().expect("partition key index lock");
+                        tier.drop_file(&mut k.remote, seg.base_offset);
                         None
                     }
                 },
@@ -533,16 +612,24 @@ fn load_or_build(
     if let Some(f) = KeyFile::open(&path, id) {
         return Ok(Some(f));
     }
-    let mut entries = Vec::new();
-    scan(partition, base, end, |r| {
-        if let Some(k) = &r.key {
-            entries.push((key_hash(k), r.offset));
+    // From the segment file itself, with places; else (a torn or damaged batch) through the
+    // log's read path, which repairs, without places.
+    let entries = match placed::index_segment(partition, seg, id)? {
+        Some(entries) => entries,
+        None => {
+            let mut entries = Vec::new();
+            scan(partition, base, end, |r| {
+                if let Some(k) = &r.key {
+                    entries.push((key_hash(k), r.offset, Place::NONE));
+                }
+                ControlFlow::Continue(())
+            })?;
+            entries
         }
-        ControlFlow::Continue(())
-    })?;
+    };
     // The segment must be the one stat'ed, start to end, for the file to describe it.
     match Identity::of(&seg.log_path, base, end) {
-        Ok(after) if after == id => match KeyFile::write(&path, id, entries) {
+        Ok(after) if after == id => match KeyFile::write_placed(&path, id, entries) {
             Ok(f) => Ok(Some(f)),
             Err(e) => {
                 // A full or read-only disk slows lookups down (linear search), no more.

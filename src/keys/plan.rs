@@ -4,7 +4,9 @@
 //! per file per record), which made a snapshot of many segments far slower than a consumer.
 //!
 //! A plan is one merged pass, in hash order, over the key files of the sealed segments wholly
-//! below the snapshot's bound (each read sequentially once, its CRC checked), and over the hashes
+//! below the snapshot's bound (each read sequentially once, its CRC checked), those of the
+//! segments only the object-storage tier holds included (all of them from the tier's start, with
+//! no gap up to the local log start, or none: a tiered part costs what a local one does), and over the hashes
 //! of the unindexed rest below the bound (the tail: the segment straddling the bound and the
 //! active segment's part below it, read once into a sorted vector). For each hash, the highest
 //! offset holding it below the bound is the only record with that hash that can be the latest of
@@ -92,11 +94,21 @@ pub(crate) fn plan(
 ) -> Result<Result<Plan, NoPlan>, KeysError> {
     let budget = index.memory_bytes;
     let layout = Layout::of(partition)?;
-    let lo = from.max(layout.offsets.log_start_offset);
-    // The sealed segments from `lo` on that lie wholly below the bound and have a key file, up
-    // to the first that has none; never the active segment (it grows).
+    let local_start = layout.offsets.log_start_offset;
+    let mut lo = from.max(local_start);
     let mut files = Vec::new();
     let mut indexed_end = lo;
+    // Below the local log start, the tier's segments: all of them with their key files, or the
+    // plan starts at the local log start (the snapshot asks the key index for those records).
+    if from < local_start {
+        if let Some((start, remote)) = index.remote_files(partition, local_start, bound)? {
+            lo = from.max(start);
+            files = remote;
+            indexed_end = local_start;
+        }
+    }
+    // The sealed segments from `lo` on that lie wholly below the bound and have a key file, up
+    // to the first that has none; never the active segment (it grows).
     {
         let keys = index.keys_of(partition);
         let mut keys = keys.lock().expect("partition key index lock");

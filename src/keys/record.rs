@@ -143,6 +143,44 @@ fn decode_at(block: &Bytes, pos: usize, end: usize, h: &BatchHeader) -> Result<R
     })
 }
 
+/// Calls `f` with the offset, key and bounds (after the length prefix) of every keyed record in
+/// `block`, the records of a batch of header `h` (inflated when compressed), in order.
+pub(crate) fn walk_keys(
+    block: &[u8],
+    h: &BatchHeader,
+    mut f: impl FnMut(i64, &[u8], usize, usize),
+) -> Result<(), String> {
+    let bad = || format!("malformed record in batch at offset {}", h.base_offset);
+    let mut pos = 0;
+    while pos < block.len() {
+        let (start, end) = next_record(block, &mut pos)?;
+        let mut p = start + 1; // attributes
+        varlong(&block[..end], &mut p).ok_or_else(bad)?; // timestamp delta
+        let delta = varlong(&block[..end], &mut p).ok_or_else(bad)?;
+        let len = varlong(&block[..end], &mut p).ok_or_else(bad)?;
+        if len < 0 {
+            continue;
+        }
+        let key_end = usize::try_from(len)
+            .ok()
+            .and_then(|l| p.checked_add(l))
+            .filter(|&e| e <= end)
+            .ok_or_else(bad)?;
+        f(
+            h.base_offset.wrapping_add(delta),
+            &block[p..key_end],
+            start,
+            end,
+        );
+    }
+    Ok(())
+}
+
+/// The one record whose bytes (after its length prefix) are `record`, of a batch of header `h`.
+pub(crate) fn decode_one(record: &Bytes, h: &BatchHeader) -> Result<Record, String> {
+    decode_at(record, 0, record.len(), h)
+}
+
 /// The record at `offset` in one whole stored batch (`batch`, header `h`), or `None` when the
 /// batch does not hold it. Only that record is decoded: an uncompressed batch is walked record by
 /// record up to it without copying; a compressed one is inflated first. The record is copied

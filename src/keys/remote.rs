@@ -177,56 +177,67 @@ impl Tiered {
         }))
     }
 
-    /// The key file of `seg`, loaded or built (`None` when it cannot be now: the segment is not
-    /// wholly below `bound`, or the manifest changed while it was read).
-    pub(crate) fn file(
+    /// The key file held for `seg`, if there is one for its object.
+    pub(crate) fn cached(
         &self,
         keys: &mut RemoteKeys,
         partition: &Partition,
         view: &View,
         seg: &RemoteSegment,
+    ) -> Option<KeyFile> {
+        self.forget_stale(keys, partition, &view.manifest);
+        let (object, f) = keys.files.get(&seg.base_offset)?;
+        if *object != seg.log.key {
+            return None;
+        }
+        let f = f.clone();
+        self.disk_touch(&f);
+        Some(f)
+    }
+
+    /// Holds `file`, the key file of `seg`.
+    pub(crate) fn remember(&self, keys: &mut RemoteKeys, seg: &RemoteSegment, file: &KeyFile) {
+        self.disk_touch(file);
+        keys.files
+            .insert(seg.base_offset, (seg.log.key.clone(), file.clone()));
+    }
+
+    /// The key file of `seg` from disk, or built by reading the segment from the tier (`None`
+    /// when it cannot be now: the segment is not wholly below `bound`, or the manifest changed
+    /// while it was read). Touches no partition state: callers run it without holding the
+    /// partition's index, which a read from the bucket would hold for its whole duration.
+    pub(crate) fn load_or_build(
+        &self,
+        partition: &Partition,
+        seg: &RemoteSegment,
         bound: i64,
     ) -> Result<Option<KeyFile>, KeysError> {
-        self.forget_stale(keys, partition, &view.manifest);
-        if let Some((object, f)) = keys.files.get(&seg.base_offset) {
-            if *object == seg.log.key {
-                let f = f.clone();
-                self.disk_touch(&f);
-                return Ok(Some(f));
-            }
-        }
         if seg.end_offset > bound {
             return Ok(None);
         }
         let id = identity(seg);
         let path = remote_file_path(partition, seg);
-        let file = match KeyFile::open(&path, id) {
-            Some(f) => f,
-            None => {
-                let before = self.stamp(partition);
-                let mut entries = Vec::new();
-                self.records(partition, seg, seg.base_offset, seg.end_offset, |r| {
-                    if let Some(k) = &r.key {
-                        entries.push((key_hash(k), r.offset));
-                    }
-                    ControlFlow::Continue(())
-                })?;
-                if self.stamp(partition) != before {
-                    return Ok(None);
-                }
-                match KeyFile::write(&path, id, entries) {
-                    Ok(f) => f,
-                    Err(e) => {
-                        tracing::warn!(path = %path.display(), error = %e, "cannot write a remote key file");
-                        return Ok(None);
-                    }
-                }
+        if let Some(f) = KeyFile::open(&path, id) {
+            return Ok(Some(f));
+        }
+        let before = self.stamp(partition);
+        let mut entries = Vec::new();
+        self.records(partition, seg, seg.base_offset, seg.end_offset, |r| {
+            if let Some(k) = &r.key {
+                entries.push((key_hash(k), r.offset));
             }
-        };
-        self.disk_touch(&file);
-        keys.files
-            .insert(seg.base_offset, (seg.log.key.clone(), file.clone()));
-        Ok(Some(file))
+            ControlFlow::Continue(())
+        })?;
+        if self.stamp(partition) != before {
+            return Ok(None);
+        }
+        match KeyFile::write(&path, id, entries) {
+            Ok(f) => Ok(Some(f)),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot write a remote key file");
+                Ok(None)
+            }
+        }
     }
 
     /// Forgets a file found unreadable (deleted by the disk bound, or by hand).
@@ -240,7 +251,7 @@ impl Tiered {
     }
 
     fn disk_touch(&self, f: &KeyFile) {
-        let size = 64 + f.count * 16;
+        let size = f.disk_bytes();
         self.disk
             .lock()
             .expect("remote key files lock")

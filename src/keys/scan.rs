@@ -99,7 +99,7 @@ pub(crate) fn visit(
 
 /// True when the batch of header `h` belongs to one of the `aborted` transactions: same
 /// producer, between the transaction's first offset and its ABORT marker.
-fn is_aborted(h: &BatchHeader, aborted: &[AbortedTxn]) -> bool {
+pub(crate) fn is_aborted(h: &BatchHeader, aborted: &[AbortedTxn]) -> bool {
     h.is_transactional()
         && aborted.iter().any(|a| {
             a.producer_id == h.producer_id

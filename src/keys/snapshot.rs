@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use super::plan::{plan, NoPlan, Plan};
 use super::scan::scan;
-use super::{KeyIndex, KeysError, Record};
+use super::{KeyIndex, KeysError, Overlay, Record};
 use crate::log::partition::Partition;
 
 /// Records read without a plan before trying again to make one, after a file moved under it.
@@ -27,7 +27,12 @@ pub fn partition_snapshot(
     mut emit: impl FnMut(Record) -> ControlFlow<()>,
 ) -> Result<bool, KeysError> {
     let mut overlay = None;
-    // The offsets only the tier holds first, each checked against the key index; retention that
+    let mut planner = Planner {
+        planned: None,
+        replan_at: i64::MIN,
+    };
+    // The offsets only the tier holds first, against a plan over the remote and local key
+    // files as the local ones are (else each against the key index); retention that
     // deletes local segments meanwhile moves the local start up, and the tier serves those too.
     let mut start = partition.offsets().log_start_offset;
     let mut remote_from = i64::MIN;
@@ -45,7 +50,7 @@ pub fn partition_snapshot(
                     let (Some(key), Some(_)) = (&r.key, &r.value) else {
                         return ControlFlow::Continue(());
                     };
-                    match index.is_latest(partition, key, r.offset, as_of, &mut overlay) {
+                    match planner.is_latest(index, partition, key, r.offset, as_of, &mut overlay) {
                         Ok(true) if emit(r).is_break() => {
                             stopped = true;
                             ControlFlow::Break(())
@@ -74,39 +79,11 @@ pub fn partition_snapshot(
     }
     let mut failed = None;
     let mut stopped = false;
-    let mut planned: Option<Plan> = None;
-    // Where to (try to) make the next plan; `i64::MAX` once the tail is too large for one.
-    let mut replan_at = start;
     scan(partition, start, as_of, |r| {
         let (Some(key), Some(_)) = (&r.key, &r.value) else {
             return ControlFlow::Continue(());
         };
-        if r.offset >= replan_at && planned.as_ref().is_none_or(|p| !p.covers(r.offset)) {
-            planned = match plan(index, partition, as_of, r.offset) {
-                Ok(Ok(p)) => Some(p),
-                Ok(Err(NoPlan::Moved)) => {
-                    replan_at = r.offset + RETRY_RECORDS;
-                    None
-                }
-                Ok(Err(NoPlan::TooLarge)) => {
-                    replan_at = i64::MAX;
-                    None
-                }
-                Err(e) => {
-                    failed = Some(e);
-                    return ControlFlow::Break(());
-                }
-            };
-            // Retention moved the log start past this record meanwhile: no plan speaks for it.
-            if planned.as_ref().is_some_and(|p| !p.covers(r.offset)) {
-                replan_at = r.offset + RETRY_RECORDS;
-            }
-        }
-        let certain = planned.as_ref().is_some_and(|p| p.certain(key, r.offset));
-        let latest = match certain {
-            true => Ok(true),
-            false => index.is_latest(partition, key, r.offset, as_of, &mut overlay),
-        };
+        let latest = planner.is_latest(index, partition, key, r.offset, as_of, &mut overlay);
         match latest {
             Ok(true) => {
                 if emit(r).is_break() {
@@ -125,5 +102,52 @@ pub fn partition_snapshot(
     match failed {
         Some(e) => Err(e),
         None => Ok(!stopped),
+    }
+}
+
+/// The snapshot's plans: made where a record needs one, made again past each one's window.
+struct Planner {
+    planned: Option<Plan>,
+    /// Where to (try to) make the next plan; `i64::MAX` once the tail is too large for one.
+    replan_at: i64,
+}
+
+impl Planner {
+    /// Whether the record at `offset` with `key` is the latest of its key below `as_of`: from
+    /// the plan when it is certain, else asked of the key index.
+    fn is_latest(
+        &mut self,
+        index: &KeyIndex,
+        partition: &Arc<Partition>,
+        key: &[u8],
+        offset: i64,
+        as_of: i64,
+        overlay: &mut Option<Overlay>,
+    ) -> Result<bool, KeysError> {
+        if offset >= self.replan_at && self.planned.as_ref().is_none_or(|p| !p.covers(offset)) {
+            self.planned = match plan(index, partition, as_of, offset)? {
+                Ok(p) => Some(p),
+                Err(NoPlan::Moved) => {
+                    self.replan_at = offset + RETRY_RECORDS;
+                    None
+                }
+                Err(NoPlan::TooLarge) => {
+                    self.replan_at = i64::MAX;
+                    None
+                }
+            };
+            // Retention moved the log start past this record meanwhile: no plan speaks for it.
+            if self.planned.as_ref().is_some_and(|p| !p.covers(offset)) {
+                self.replan_at = offset + RETRY_RECORDS;
+            }
+        }
+        if self
+            .planned
+            .as_ref()
+            .is_some_and(|p| p.certain(key, offset))
+        {
+            return Ok(true);
+        }
+        index.is_latest(partition, key, offset, as_of, overlay)
     }
 }
