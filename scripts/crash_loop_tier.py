@@ -557,6 +557,17 @@ def check_restored(broker, committed):
     return problems
 
 
+def clean_upload_was_swapped(moto, pos):
+    """True when, after the first cleaned upload logged since `pos`, moto also logged a manifest
+    write of the same partition before Cairn died: the kill came after the swap."""
+    requests = moto.requests_since(pos)
+    for i, (method, key, _) in enumerate(requests):
+        if method == "POST" and ".log?uploadId=" in key:
+            folder = key.split("/segments/")[0]
+            return any(m == "PUT" and k.startswith(folder + "/manifest/") for m, k, _ in requests[i + 1:])
+    return False
+
+
 def run_tier(args, rng, make_broker, work):
     """The tiered crash loop. `make_broker(settings)` builds crash-loop's Broker with these
     broker settings. Returns the exit status."""
@@ -614,10 +625,13 @@ def run_tier(args, rng, make_broker, work):
                 # A pass of the tier's cleaner reads the whole compacted partition: it waits longer.
                 limit = 40 if wanted.startswith("clean") else 15
                 moment = wait_for_request(moto, moto_from, wanted, t0 + rng.uniform(1.0, 4.0), t0 + limit)
+            late = ""
             if wanted != "restore":
                 killed_at = time.time() - t0
                 broker.kill9()
                 kills[moment] += 1
+                if moment == "clean-upload" and clean_upload_was_swapped(moto, moto_from):
+                    late = " (its manifest was written before the kill)"
                 stop.set()
                 broker.start()
             if moment == "s3-server":
@@ -640,7 +654,7 @@ def run_tier(args, rng, make_broker, work):
                            for m, k, s in moto.requests_since(moto_from) if s.startswith("2"))
             starts = {f"{t}-{p}": s for (t, p), s in verifier.log_start.items() if s}
             local = {f"{t}-{p}": s for (t, p), s in local_starts(broker.data_dir).items() if s}
-            print(f"cycle {cycle}: kill {moment} at {killed_at:.1f} s; acknowledged {acked}, stored {stored}, "
+            print(f"cycle {cycle}: kill {moment}{late} at {killed_at:.1f} s; acknowledged {acked}, stored {stored}, "
                   f"non-idempotent duplicates {verifier.duplicates}, below log start {verifier.below_start}, "
                   f"lost with the S3 server's memory {verifier.excused}; fatal producer errors "
                   f"{len(acks.fatal)}; log start {starts}; "
