@@ -651,6 +651,36 @@ def test_read_committed_skips_aborted_transactions_only_the_tier_holds(s3, tmp_p
         last = max(committed)
         assert consume_from(b.bootstrap, topic, 0, last) == committed
         assert consume_from(b.bootstrap, topic, 0, last, isolation="read_uncommitted") == everything
+
+        # Segments uploaded before transaction indexes were: a manifest naming none. A
+        # read_committed fetch builds the aborted transactions from the log objects meanwhile,
+        # and the scrub uploads indexes equal to the local log's and puts them in the manifest.
+        b.stop()
+        m = manifests(client, bucket, topic)[0]
+        folder = m["segments"][0]["log"]["key"].rsplit("/segments/", 1)[0]
+
+        def txn_bytes(seg):
+            o = seg["txn_index"]
+            if o["size"] == 0:
+                return b""
+            return client.get_object(Bucket=bucket, Key=f"cluster/{o['key']}")["Body"].read()
+
+        original = {s["base_offset"]: txn_bytes(s) for s in m["segments"]}
+        for seg in m["segments"]:
+            del seg["txn_index"]
+        m["version"] += 1
+        client.put_object(Bucket=bucket, Key=f"cluster/{folder}/manifest/{m['version']:020}.json",
+                          Body=json.dumps(m).encode())
+        b.start()
+        assert consume_from(b.bootstrap, topic, 0, last) == committed
+
+        def reindexed():
+            segments = manifests(client, bucket, topic)[0]["segments"]
+            return all("txn_index" in s for s in segments) and segments
+
+        segments = wait_until(reindexed, timeout=60, what="transaction indexes added by the scrub")
+        assert {s["base_offset"]: txn_bytes(s) for s in segments} == original
+        assert consume_from(b.bootstrap, topic, 0, last) == committed
     finally:
         b.stop()
 

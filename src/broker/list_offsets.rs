@@ -175,7 +175,8 @@ pub(super) fn offset_for_leader_epoch(
                         return r.with_error_code(code(ResponseError::UnknownTopicOrPartition));
                     };
                     // In a cluster the partition's epochs are etcd's, stamped in its batches
-                    // and kept in its leader-epoch-checkpoint.
+                    // and kept in its leader-epoch-checkpoint (and, below the local log, in
+                    // the tier's manifest).
                     if broker.cluster.is_some() {
                         if let Err(error_code) = super::leaders::check(
                             broker,
@@ -185,7 +186,8 @@ pub(super) fn offset_for_leader_epoch(
                         ) {
                             return r.with_error_code(error_code);
                         }
-                        let (epoch, end_offset) = log.end_offset_for_epoch(p.leader_epoch);
+                        let (epoch, end_offset) =
+                            super::tiered::end_offset_for_epoch(broker, &log, p.leader_epoch);
                         return r
                             .with_error_code(NONE)
                             .with_leader_epoch(epoch)

@@ -54,8 +54,8 @@ pub(super) async fn read(
 
 /// The aborted transactions a `read_committed` consumer must skip in `records`, read from the
 /// tier at `from`: the tier's transaction indexes, then the local log's (no partition lock is
-/// held across the store's answer). A retriable KAFKA_STORAGE_ERROR when a segment has no usable
-/// index (uploaded before they were): its records are not served rather than served unfiltered.
+/// held across the store's answer). A retriable KAFKA_STORAGE_ERROR when a segment's index object
+/// is missing or damaged: its records are not served rather than served unfiltered.
 pub(super) async fn aborted_transactions(
     broker: &Broker,
     log: &Partition,
@@ -84,7 +84,7 @@ pub(super) async fn aborted_transactions(
                 topic,
                 partition,
                 from,
-                "a tiered segment has no transaction index"
+                "a tiered segment has no usable transaction index"
             );
             return Err(code(ResponseError::KafkaStorageError));
         }
@@ -151,9 +151,10 @@ pub(super) fn tiered_end(broker: &Broker, topic: &str, partition: i32) -> Option
     broker.tier.as_ref()?.remote.end_offset(topic, partition)
 }
 
-/// Moves the tier's start of a topic with remote storage to `offset` (DeleteRecords), durably
-/// in the bucket before it returns; a retriable KAFKA_STORAGE_ERROR (nothing deleted) when the
-/// store fails or does not answer within `timeout`.
+/// Moves the tier's start of a topic with remote storage, or of an internal topic (copied to the
+/// tier too), to `offset` (DeleteRecords), durably in the bucket before it returns, so a restore
+/// never brings the deleted records back; a retriable KAFKA_STORAGE_ERROR (nothing deleted) when
+/// the store fails or does not answer within `timeout`.
 pub(super) async fn delete_records_before(
     broker: &Broker,
     topic: &str,
@@ -164,7 +165,7 @@ pub(super) async fn delete_records_before(
     let (Some(tier), Some(info)) = (&broker.tier, broker.log.topic(topic)) else {
         return Ok(());
     };
-    if !tiered_topic(broker, topic) {
+    if !info.internal && !tiered_topic(broker, topic) {
         return Ok(());
     }
     let dir = partition_dir(&info.topic_id, partition);
@@ -182,4 +183,26 @@ fn tiered_topic(broker: &Broker, topic: &str) -> bool {
         .log
         .topic_config(topic)
         .is_some_and(|c| c.remote_storage_enable)
+}
+
+/// Where `epoch` ends in the partition's whole log (see `LeaderEpochCache::end_offset_for`):
+/// the tier's epochs below the local log start, then the local cache's, so an epoch only the
+/// tier holds answers as it would on disk.
+pub(super) fn end_offset_for_epoch(broker: &Broker, log: &Partition, epoch: i32) -> (i32, i64) {
+    let manifest = broker
+        .tier
+        .as_ref()
+        .and_then(|tier| tier.remote.manifest_of(log.topic(), log.partition_index()));
+    let offsets = log.offsets();
+    match manifest {
+        Some(m)
+            if m.segments
+                .first()
+                .is_some_and(|s| s.base_offset < offsets.log_start_offset) =>
+        {
+            crate::tier::epochs::whole_log(&m, offsets.log_start_offset, &log.leader_epochs())
+                .end_offset_for(epoch, offsets.log_end_offset)
+        }
+        _ => log.end_offset_for_epoch(epoch),
+    }
 }

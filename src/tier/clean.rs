@@ -376,7 +376,7 @@ async fn filter_into(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::config::{BrokerConfig, CleanupPolicy};
     use crate::log::batch::HEADER_SIZE;
@@ -392,7 +392,7 @@ mod tests {
 
     /// One batch at `base` of (key, value) records; `producer` makes it transactional, and
     /// `marker` a control batch of that type.
-    fn batch_at(
+    pub(in crate::tier) fn batch_at(
         base: i64,
         entries: &[(&str, Option<&str>)],
         producer: i64,
@@ -436,7 +436,12 @@ mod tests {
         buf.to_vec()
     }
 
-    async fn segment(b: &Bucket, base: i64, end: i64, batches: &[Vec<u8>]) -> RemoteSegment {
+    pub(in crate::tier) async fn segment(
+        b: &Bucket,
+        base: i64,
+        end: i64,
+        batches: &[Vec<u8>],
+    ) -> RemoteSegment {
         let bytes: Vec<u8> = batches.concat();
         let key = format!("p/segments/{base:020}-orig.log");
         let log = RemoteObject {

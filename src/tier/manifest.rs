@@ -193,6 +193,27 @@ impl Manifest {
         true
     }
 
+    /// Gives the segment of `log_key` covering [`base_offset`, `end_offset`) its transaction
+    /// index (one uploaded before they were has none); false when the manifest no longer names
+    /// that segment or it has one already.
+    pub fn set_txn_index(
+        &mut self,
+        (base_offset, end_offset): (i64, i64),
+        log_key: &str,
+        txn_index: RemoteObject,
+    ) -> bool {
+        let Some(s) = self.segments.iter_mut().find(|s| {
+            s.base_offset == base_offset && s.end_offset == end_offset && s.log.key == log_key
+        }) else {
+            return false;
+        };
+        if s.txn_index.is_some() {
+            return false;
+        }
+        s.txn_index = Some(txn_index);
+        true
+    }
+
     /// Takes out the retired objects older than `delay_ms`: the caller deletes them after
     /// writing the manifest that no longer lists them.
     pub fn take_expired(&mut self, now_ms: i64, delay_ms: i64) -> Vec<String> {

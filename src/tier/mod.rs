@@ -27,6 +27,7 @@
 
 mod clean;
 mod deletion;
+pub mod epochs;
 pub mod lease;
 mod local;
 pub mod manifest;
@@ -37,6 +38,7 @@ mod remote_index;
 mod remote_txn;
 pub mod restore;
 pub mod scrub;
+mod txn_rebuild;
 pub mod upload;
 
 use std::sync::Arc;

@@ -24,6 +24,7 @@ use object_store::ObjectStoreExt;
 use super::manifest::{Manifest, RemoteObject, RemoteSegment};
 use super::remote_index;
 use super::remote_txn;
+use super::txn_rebuild;
 use super::{Bucket, TierError};
 use crate::log::batch::{self, HEADER_SIZE, LOG_OVERHEAD};
 use crate::log::txn_index::AbortedTxn;
@@ -237,8 +238,9 @@ impl RemoteLog {
     /// The aborted transactions a `read_committed` fetch at `from` returning records below
     /// `upper` must skip, from the transaction indexes of the tier's segments below `local_start`
     /// (the local log answers from there), as (entries, complete: no later entry can concern the
-    /// range). `None` when one of those segments has no usable index (uploaded before they were,
-    /// or its index object is missing or damaged): the caller must not serve the records.
+    /// range). A segment uploaded before transaction indexes were has its entries built from the
+    /// log objects ([`txn_rebuild`]). `None` when one of those segments' index object is missing
+    /// or damaged: the caller must not serve the records.
     pub async fn aborted_transactions(
         &self,
         topic: &str,
@@ -251,12 +253,18 @@ impl RemoteLog {
         };
         let first = m.segments.partition_point(|s| s.end_offset <= from);
         let mut out = Vec::new();
-        for seg in m.segments[first..]
-            .iter()
-            .take_while(|s| s.base_offset < local_start)
-        {
+        for (i, seg) in m.segments.iter().enumerate().skip(first) {
+            if seg.base_offset >= local_start {
+                break;
+            }
             let Some(object) = &seg.txn_index else {
-                return Ok(None);
+                // Uploaded before transaction indexes were: built from the log objects until
+                // the scrub puts one into the manifest.
+                let entries = txn_rebuild::rebuild(&self.bucket, &m.segments, i).await?;
+                if remote_txn::collect(&entries, from, upper, &mut out) {
+                    return Ok(Some((out, true)));
+                }
+                continue;
             };
             let bytes = if object.size == 0 {
                 Bytes::new()
@@ -1202,8 +1210,11 @@ mod tests {
         assert!(store.take("s10.txnindex").is_empty());
         // Up to the local log start only: the local log answers for the rest.
         assert_eq!(found(28, 50, 30).await, Some((vec![], false)));
-        // A segment without an index (or with a damaged one) answers nothing, not "none".
-        assert_eq!(found(30, 35, 100).await, None);
+        // A segment without an index is read to build one: here its log object is missing.
+        assert!(remote
+            .aborted_transactions("t", 0, (30, 35), 100)
+            .await
+            .is_err());
         let mut damaged = segments;
         damaged[1].txn_index = Some(RemoteObject {
             crc32c: one.crc32c ^ 1,

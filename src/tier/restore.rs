@@ -8,6 +8,8 @@
 //! at their original offsets (each object's size and CRC-32C checked first; a corrupt one is
 //! logged with its key and left out), the producer snapshot of the last one, and an empty active
 //! segment at the tier's end so new records never land in a restored segment.
+//! Every restored partition gets its `leader-epoch-checkpoint` back from the leader epochs the
+//! manifest records for its segments ([`super::epochs`]).
 //! Topic files are written last: they are the commit point, so a crash during a restore leaves
 //! no topic file and the next start restores again from scratch. The bucket's index objects are
 //! not downloaded: the log's recovery rebuilds the local indexes (the restored directory starts as
@@ -23,6 +25,7 @@ use super::manifest::{self, RemoteObject};
 use super::read;
 use super::{Bucket, TierError};
 use crate::log::checkpoint::{self, OffsetMap, LOG_START_FILE, PARTITION_METADATA_FILE};
+use crate::log::partition::epochs::LEADER_EPOCH_FILE;
 use crate::log::segment::segment_file;
 use crate::log::{producer_state, topic_file, TopicInfo};
 
@@ -141,15 +144,24 @@ async fn restore_partition(
         return Ok(None);
     };
     total.partitions += 1;
+    // The leader epochs the tier recorded come back as the partition's checkpoint (the log's
+    // opening trims it to the restored local log; OffsetForLeaderEpoch reads the rest from the
+    // manifest).
+    let epochs = super::epochs::whole_log(&m, i64::MAX, &[]);
+    if !epochs.entries().is_empty() {
+        checkpoint::write_atomic(&dir.join(LEADER_EPOCH_FILE), epochs.encode().as_bytes())?;
+    }
     let first = m
         .log_start_offset
         .max(m.segments.first().map_or(0, |s| s.base_offset));
+    // DeleteRecords not yet in the manifest (its markers): for a topic with remote storage they
+    // are read again with the manifest when the tier starts; an internal topic's log starts
+    // there on disk.
+    let folder = manifest::partition_dir(&info.topic_id, p);
+    let first = first.max(deletion::recorded(bucket, &folder).await?.unwrap_or(first));
     if remote_storage(info) {
         // A topic with remote storage is served from the bucket: only the producer state at
-        // the tier's end comes back to disk, and the local log starts there. Its DeleteRecords
-        // not yet in the manifest are read with the manifest when the tier starts.
-        let folder = manifest::partition_dir(&info.topic_id, p);
-        let first = first.max(deletion::recorded(bucket, &folder).await?.unwrap_or(first));
+        // the tier's end comes back to disk, and the local log starts there.
         let Some(last) = m.segments.last() else {
             return Ok(None);
         };
@@ -172,6 +184,10 @@ async fn restore_partition(
     }
     let mut restored_end = None;
     for (i, seg) in m.segments.iter().enumerate() {
+        let last = i + 1 == m.segments.len();
+        if seg.end_offset <= first && !last {
+            continue;
+        }
         let Some(bytes) = fetch_checked(bucket, &seg.log, total).await? else {
             continue;
         };
@@ -179,7 +195,6 @@ async fn restore_partition(
         total.segments += 1;
         total.bytes += bytes.len() as u64;
         restored_end = Some(seg.end_offset);
-        let last = i + 1 == m.segments.len();
         if let (true, Some(snap)) = (last, &seg.producer_snapshot) {
             if let Some(bytes) = fetch_checked(bucket, snap, total).await? {
                 write_file(&producer_state::snapshot_path(&dir, seg.end_offset), &bytes)?;
@@ -192,6 +207,8 @@ async fn restore_partition(
     // New records go to a new segment at the tier's end, never into a restored one.
     write_file(&segment_file(&dir, end, "log"), &[])?;
     std::fs::File::open(&dir)?.sync_all()?;
+    // A deletion past what was uploaded leaves the log empty at its end.
+    let first = first.min(end);
     Ok(Some(PartitionRestore {
         local_start: first,
         first,
@@ -240,4 +257,126 @@ fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut f = std::fs::File::create(path)?;
     f.write_all(bytes)?;
     f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::partition::epochs::LeaderEpochCache;
+    use crate::tier::manifest::{EpochStart, Manifest, RemoteSegment};
+    use object_store::memory::InMemory;
+    use object_store::PutPayload;
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    fn seg(base: i64, end: i64, epochs: &[(i32, i64)]) -> RemoteSegment {
+        RemoteSegment {
+            base_offset: base,
+            end_offset: end,
+            log: RemoteObject {
+                key: format!("s{base}.log"),
+                size: 1,
+                crc32c: 0,
+            },
+            producer_snapshot: None,
+            max_timestamp: 0,
+            uploaded_ms: 0,
+            indexes: None,
+            leader_epochs: epochs
+                .iter()
+                .map(|&(epoch, start_offset)| EpochStart {
+                    epoch,
+                    start_offset,
+                })
+                .collect(),
+            txn_index: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_restored_partition_gets_its_leader_epochs_back() {
+        let b = Bucket::new(Arc::new(InMemory::new()), "c", "memory://");
+        let info = TopicInfo {
+            name: "t".into(),
+            topic_id: uuid::Uuid::new_v4(),
+            partitions: 1,
+            overrides: BTreeMap::from([("remote.storage.enable".into(), "true".into())]),
+            internal: false,
+        };
+        let key = b.key(&format!("topics/{}.topic", info.topic_id));
+        let text = checkpoint::encode_topic(&info);
+        b.store.put(&key, PutPayload::from(text)).await.unwrap();
+        let m = Manifest {
+            version: 1,
+            topic: "t".into(),
+            log_start_offset: 10,
+            segments: vec![
+                seg(0, 20, &[(0, 0), (2, 15)]),
+                seg(20, 40, &[(2, 20), (4, 30)]),
+            ],
+            ..Manifest::default()
+        };
+        manifest::write(&b, &manifest::partition_dir(&info.topic_id, 0), &m)
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let restored = restore_if_empty(&b, dir.path()).await.unwrap().unwrap();
+        assert_eq!((restored.topics, restored.partitions), (1, 1));
+        let text = std::fs::read_to_string(dir.path().join("t-0").join(LEADER_EPOCH_FILE)).unwrap();
+        let cache = LeaderEpochCache::decode(&text).unwrap();
+        let got: Vec<(i32, i64)> = cache
+            .entries()
+            .iter()
+            .map(|e| (e.epoch, e.start_offset))
+            .collect();
+        // From the tier's start: epoch 0's first offsets went with retention.
+        assert_eq!(got, vec![(0, 10), (2, 15), (4, 30)]);
+        // Restoring again finds the topic there and does nothing.
+        assert_eq!(restore_if_empty(&b, dir.path()).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn an_internal_topics_deleterecords_marker_is_not_undone_by_a_restore() {
+        use crate::tier::clean::tests::{batch_at, segment};
+        let b = Bucket::new(Arc::new(InMemory::new()), "", "memory://");
+        let info = TopicInfo {
+            name: "__consumer_offsets".into(),
+            topic_id: uuid::Uuid::new_v4(),
+            partitions: 1,
+            overrides: BTreeMap::new(),
+            internal: true,
+        };
+        let key = b.key(&format!("topics/{}.topic", info.topic_id));
+        let text = checkpoint::encode_topic(&info);
+        b.store.put(&key, PutPayload::from(text)).await.unwrap();
+        let folder = manifest::partition_dir(&info.topic_id, 0);
+        let record = |base| batch_at(base, &[("k", Some("v")), ("k", Some("v"))], -1, None);
+        let m = Manifest {
+            version: 1,
+            topic: info.name.clone(),
+            segments: vec![
+                segment(&b, 0, 2, &[record(0)]).await,
+                segment(&b, 2, 6, &[record(2), record(4)]).await,
+            ],
+            ..Manifest::default()
+        };
+        manifest::write(&b, &folder, &m).await.unwrap();
+        // DeleteRecords before 3, acknowledged before the next manifest was written.
+        let marker = b.key(&format!("{folder}/delete-before/{:020}", 3));
+        b.store
+            .put(&marker, PutPayload::from(Vec::new()))
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let restored = restore_if_empty(&b, dir.path()).await.unwrap().unwrap();
+        assert_eq!(
+            restored.segments, 1,
+            "the segment wholly deleted is not restored"
+        );
+        let part = dir.path().join("__consumer_offsets-0");
+        assert!(!segment_file(&part, 0, "log").exists());
+        assert!(segment_file(&part, 2, "log").exists());
+        let starts = checkpoint::read_offsets(&dir.path().join(LOG_START_FILE));
+        assert_eq!(starts.get(&(info.name.clone(), 0)), Some(&3));
+    }
 }

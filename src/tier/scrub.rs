@@ -8,7 +8,9 @@
 //! The segment's offset and time indexes are built again from the log object as it is read and
 //! compared byte for byte with the stored ones: missing, damaged or different ones (and those of
 //! a segment uploaded before indexes were) are replaced by the rebuilt ones, which needs no local
-//! copy. Knows no Kafka request type.
+//! copy. A sound segment uploaded before transaction indexes were gets one built from the log
+//! objects (`txn_rebuild`; a few such segments per pass, whatever the scrub cycle). Knows no Kafka
+//! request type.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

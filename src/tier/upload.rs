@@ -28,6 +28,7 @@ use super::read::RemoteLog;
 use super::remote_index::{self, log_stem, BuiltIndexes, IndexBuilder};
 use super::remote_txn;
 use super::scrub::{self, Finding, ScrubStats};
+use super::txn_rebuild;
 use super::{now_ms, Bucket, TierError};
 use crate::log::{checkpoint, producer_state, txn_index, LogManager, Partition, TopicInfo};
 
@@ -322,11 +323,12 @@ impl Uploader {
         Ok(())
     }
 
-    /// Every tiered partition with its copy state, taken out of `self.copies`.
-    fn work(&mut self) -> Vec<(String, i32, Arc<Partition>, Copy)> {
+    /// Every partition the tier holds data of with its copy state, taken out of `self.copies`:
+    /// with `copying`, only those copied to the tier (not `remote.log.copy.disable`).
+    fn work(&mut self, copying: bool) -> Vec<(String, i32, Arc<Partition>, Copy)> {
         let mut work = Vec::new();
         for info in self.log.topics() {
-            if !self.tiered(&info) {
+            if !self.readable(&info) || (copying && !self.tiered(&info)) {
                 continue;
             }
             for p in 0..info.partitions {
@@ -359,10 +361,12 @@ impl Uploader {
         work
     }
 
-    /// Reads the latest manifest of every tiered partition (at start-up, before serving). A
-    /// partition whose manifest cannot be read now is read again by the next pass.
+    /// Reads the latest manifest of every partition the tier holds data of (at start-up, before
+    /// serving), those of topics with `remote.log.copy.disable` too: their data in the tier stays
+    /// readable. A copied partition whose manifest cannot be read now is read again by the next
+    /// pass.
     async fn load_manifests(&mut self) {
-        let work = self.work();
+        let work = self.work(false);
         let this = &*self;
         let done: Vec<_> = futures_util::stream::iter(work)
             .map(|(name, p, part, mut copy)| async move {
@@ -405,7 +409,7 @@ impl Uploader {
     }
 
     async fn copy_partitions(&mut self) {
-        let work = self.work();
+        let work = self.work(true);
         let this = &*self;
         let done: Vec<_> = futures_util::stream::iter(work)
             .map(|(name, p, part, mut copy)| async move {
@@ -416,6 +420,16 @@ impl Uploader {
             .collect()
             .await;
         self.copies.extend(done);
+    }
+
+    /// True when the tier may hold data of the topic: internal, or with remote storage (copied
+    /// or not).
+    fn readable(&self, info: &TopicInfo) -> bool {
+        info.internal
+            || self
+                .log
+                .topic_config(&info.name)
+                .is_some_and(|c| c.remote_storage_enable)
     }
 
     fn tiered(&self, info: &TopicInfo) -> bool {
@@ -591,6 +605,13 @@ impl Uploader {
                     && !copy.unrepairable.contains(key)
             })
             .collect();
+        // Segments uploaded before transaction indexes were get one, a few per pass.
+        todo.extend(
+            (0..m.segments.len())
+                .filter(|&i| m.segments[i].txn_index.is_none())
+                .filter(|&i| !copy.unrepairable.contains(&m.segments[i].log.key))
+                .take(scrub::SEGMENTS_PER_PASS),
+        );
         if Instant::now() >= copy.scrub_at {
             for _ in 0..scrub::SEGMENTS_PER_PASS {
                 if copy.scrub_cursor >= m.segments.len() {
@@ -610,10 +631,14 @@ impl Uploader {
             ScrubStats::add(&self.scrub.checked);
             let interval = part.config().index_interval_bytes;
             let reason = match scrub::check(&self.bucket, &seg, interval).await? {
-                Finding::Sound => continue,
+                Finding::Sound => {
+                    changed |= self.add_txn_index(part, copy, m, i).await?;
+                    continue;
+                }
                 Finding::Damaged(reason) => reason,
                 Finding::Reindex { reason, built } => {
                     changed |= self.reindex(part, copy, m, &seg, reason, built).await?;
+                    changed |= self.add_txn_index(part, copy, m, i).await?;
                     continue;
                 }
             };
@@ -691,6 +716,47 @@ impl Uploader {
                 "indexes added to a segment uploaded without them"
             ),
         }
+        Ok(true)
+    }
+
+    /// Gives `m.segments[i]`, a sound segment uploaded before transaction indexes were, the
+    /// index built again from the log objects ([`txn_rebuild`]), uploaded under a new name; true
+    /// when `m` changed. A damaged earlier segment it must read leaves it without one (that
+    /// segment's scrub reports it).
+    async fn add_txn_index(
+        &self,
+        part: &Partition,
+        copy: &Copy,
+        m: &mut Manifest,
+        i: usize,
+    ) -> Result<bool, TierError> {
+        if m.segments[i].txn_index.is_some() {
+            return Ok(false);
+        }
+        let entries = match txn_rebuild::rebuild(&self.bucket, &m.segments, i).await {
+            Ok(entries) => entries,
+            Err(TierError::Corrupt { key, reason }) => {
+                tracing::debug!(
+                    key,
+                    reason,
+                    "cannot build a transaction index from a damaged object"
+                );
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        };
+        self.lease.check()?;
+        let seg = &m.segments[i];
+        let uid = &uuid::Uuid::new_v4().simple().to_string()[..12];
+        let stem = format!("{}/segments/{:020}-{uid}", copy.dir, seg.base_offset);
+        let object = remote_txn::upload(&self.bucket, &self.pacer, &stem, &entries).await?;
+        let (range, key) = ((seg.base_offset, seg.end_offset), seg.log.key.clone());
+        if !m.set_txn_index(range, &key, object) {
+            return Ok(false);
+        }
+        tracing::debug!(topic = %part.topic(), partition = part.partition_index(),
+            base_offset = range.0, aborted = entries.len(),
+            "transaction index added to a segment uploaded without one");
         Ok(true)
     }
 
@@ -980,6 +1046,76 @@ mod tests {
         tokio::time::sleep(PASS_INTERVAL * 4).await;
         let later = bucket.store.head(&key).await.unwrap().e_tag;
         assert_eq!(first, later, "the producer-id block was uploaded again");
+        tier.shutdown().await;
+
+        // A manifest from before transaction indexes were uploaded: the scrub adds them.
+        let (latest, top) = manifest::read_latest(&bucket, &dir_key).await.unwrap();
+        let mut old = latest.unwrap();
+        for s in &mut old.segments {
+            s.txn_index = None;
+        }
+        old.version = top + 1;
+        manifest::write(&bucket, &dir_key, &old).await.unwrap();
+        let options = TierOptions {
+            upload_interval: Duration::from_secs(600),
+            cache_bytes: 1 << 20,
+            copy_bytes_per_second: None,
+            clean: false,
+            scrub_interval: Duration::from_secs(86_400),
+        };
+        let lease = Lease::acquire(&bucket, "test").await.unwrap();
+        let tier = Tier::start(
+            bucket.clone(),
+            lease,
+            log.clone(),
+            dir.path().to_path_buf(),
+            options,
+        )
+        .await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let m = manifest::read_latest(&bucket, &dir_key).await.unwrap().0;
+            let m = m.unwrap();
+            if m.segments.iter().all(|s| s.txn_index.is_some()) {
+                // No transaction in these segments: an empty index, never fetched.
+                assert!(m
+                    .segments
+                    .iter()
+                    .all(|s| s.txn_index.as_ref().unwrap().size == 0));
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the scrub added no transaction index"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tier.shutdown().await;
+
+        // Copying stopped (`remote.log.copy.disable`): the data in the tier stays readable
+        // after a restart, its manifest read at start-up like a copied partition's.
+        let mut overrides = info.overrides.clone();
+        overrides.insert("remote.log.copy.disable".into(), "true".into());
+        log.alter_topic_config("t", overrides).unwrap();
+        let lease = Lease::acquire(&bucket, "test").await.unwrap();
+        let options = TierOptions {
+            upload_interval: Duration::from_secs(600),
+            cache_bytes: 1 << 20,
+            copy_bytes_per_second: None,
+            clean: false,
+            scrub_interval: Duration::from_secs(86_400),
+        };
+        let tier = Tier::start(
+            bucket.clone(),
+            lease,
+            log.clone(),
+            dir.path().to_path_buf(),
+            options,
+        )
+        .await;
+        assert_eq!(tier.remote.end_offset("t", 0), Some(end));
+        let first = tier.remote.read("t", 0, 0, 1).await.unwrap().unwrap();
+        assert_eq!(batch::BatchHeader::parse(&first).unwrap().base_offset, 0);
         tier.shutdown().await;
         log.shutdown().unwrap();
     }
