@@ -17,12 +17,14 @@
 //! OffsetForLeaderEpoch). A partition whose leader's lease is gone gets a new leader from its
 //! ISR ([`model::leader_changes`]); a broker that cannot renew its lease within its TTL stops
 //! serving as leader before etcd lets another take over.
+//! Controlled shutdown (leadership moved away before a broker stops) is `shutdown.rs`.
 
 pub mod access;
 pub mod etcd;
 mod fetcher;
 pub mod model;
 mod replica;
+mod shutdown;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -456,7 +458,8 @@ impl Cluster {
         if view.controller != Some(self.node_id) {
             return Ok(());
         }
-        for change in model::leader_changes(&view, self.settings.unclean_leader_election) {
+        let changes = model::leader_changes(&view, self.settings.unclean_leader_election);
+        for change in shutdown::with_moves(&view, changes) {
             let key = model::partition_key(&change.topic, change.index);
             let compare = match change.expected {
                 None => Compare::Absent(key.clone()),

@@ -1,0 +1,155 @@
+"""Operating a three-broker Cairn cluster (issue 19, item 4): controlled shutdown, and the
+rolling restart it makes safe.
+
+Uses test_cluster.py's etcd and broker fixtures. A rolling restart stops (SIGTERM) and restarts
+each broker in turn while confluent-kafka and the Java verifiable producer write with
+acks=all at their default retries: no send may fail, every acknowledged record must be read
+back exactly once, and each broker must hand its leaderships over before it stops. (The Java
+side is kafka-producer-perf-test: kafka-verifiable-producer forces retries=0.)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from cairn_compat import SCRIPTS, kafka_tool, wait_until
+from test_cluster import Etcd, Node, bootstrap, cluster, describe  # noqa: F401 (fixture)
+
+PARTITIONS = 3
+JAVA_RECORDS = 5000
+
+
+def all_in_sync(nodes, topic: str) -> bool:
+    parts = describe(nodes, topic)
+    return len(parts) == PARTITIONS and all(
+        sorted(isr) == [1, 2, 3] and leader != -1 for leader, _, isr in parts.values())
+
+
+def read_all(nodes, topic: str) -> list[bytes]:
+    """Every record of every partition, up to each one's high watermark."""
+    consumer = Consumer({"bootstrap.servers": bootstrap(nodes), "group.id": f"{topic}-check",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    highs = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+             for p in range(PARTITIONS)}
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+    seen = {p: -1 for p in range(PARTITIONS)}
+    values = []
+    deadline = time.time() + 90
+    while any(seen[p] < highs[p] - 1 for p in seen) and time.time() < deadline:
+        msg = consumer.poll(1.0)
+        if msg is not None and not msg.error():
+            seen[msg.partition()] = msg.offset()
+            values.append(msg.value())
+    consumer.close()
+    assert all(seen[p] >= highs[p] - 1 for p in seen), (seen, highs)
+    return values
+
+
+def test_rolling_restart_under_acks_all_fails_no_send(cluster):
+    """Issue 19's rolling-restart fault: every broker in turn gets SIGTERM, hands its
+    leaderships to an in-sync replica (controlled shutdown), stops and comes back, while two
+    acks=all producers (confluent-kafka, idempotent; the Java kafka-producer-perf-test,
+    idempotent by default) keep writing with their default retries."""
+    _, nodes, tmp_path = cluster
+    for topic in ("roll", "roll-java"):
+        kafka_tool("kafka-topics", "--bootstrap-server", nodes[0].bootstrap, "--create",
+                   "--topic", topic, "--partitions", str(PARTITIONS),
+                   "--replication-factor", "3", "--config", "min.insync.replicas=2")
+        wait_until(lambda: all_in_sync(nodes, topic), timeout=60,
+                   what=f"every replica of {topic} in sync")
+    all_bootstrap = ",".join(n.bootstrap for n in nodes)
+
+    acked, failed = [], []
+    producer = Producer({"bootstrap.servers": all_bootstrap, "acks": "all",
+                         "enable.idempotence": True, "linger.ms": 5})
+    stop = threading.Event()
+
+    def delivered(err, msg):
+        (failed if err else acked).append(err or msg.value())
+
+    def produce():
+        n = 0
+        while not stop.is_set():
+            producer.produce("roll", value=b"%d" % n, partition=n % PARTITIONS,
+                             on_delivery=delivered)
+            producer.poll(0.005)
+            n += 1
+
+    java_out = open(tmp_path / "producer-perf-test.out", "w")
+    java = subprocess.Popen(
+        [str(SCRIPTS / "kafka-tool"), "kafka-producer-perf-test", "--topic", "roll-java",
+         "--num-records", str(JAVA_RECORDS), "--throughput", "50", "--record-size", "100",
+         "--producer-props", f"bootstrap.servers={all_bootstrap}", "acks=all"],
+        stdout=java_out, stderr=subprocess.STDOUT,
+        # Retried errors are logged at WARN; a send that fails prints its exception.
+        env={**os.environ, "KAFKA_TOOL_LOG_LEVEL": "error"})
+    writer = threading.Thread(target=produce)
+    writer.start()
+    try:
+        time.sleep(3)
+        for node in nodes:
+            assert java.poll() is None, "the Java producer finished before the restarts did"
+            led = [p for p, (leader, _, _) in describe(nodes, "roll").items()
+                   if leader == node.node_id]
+            node.stop(signal.SIGTERM)
+            log = node.log_text()
+            assert "controlled shutdown complete" in log, log[-3000:]
+            assert "still_leads=0" in log, log[-3000:]
+            after = describe(nodes, "roll")
+            assert all(after[p][0] not in (node.node_id, -1) for p in led), (led, after)
+            time.sleep(1)
+            node.start()
+            wait_until(lambda: all_in_sync(nodes, "roll") and all_in_sync(nodes, "roll-java"),
+                       timeout=90, what=f"broker {node.node_id} back in every ISR")
+        time.sleep(2)
+    except BaseException:
+        java.kill()
+        raise
+    finally:
+        stop.set()
+        writer.join()
+    java_code = java.wait(timeout=JAVA_RECORDS / 50 + 120)
+    java_out.close()
+    assert producer.flush(120) == 0
+    assert not failed, failed[:5]
+    assert len(acked) > 100, len(acked)
+
+    values = read_all(nodes, "roll")
+    assert len(values) == len(set(values)), "a record is stored twice"
+    missing = set(acked) - set(values)
+    assert not missing, (len(missing), sorted(missing)[:10])
+
+    java_text = (tmp_path / "producer-perf-test.out").read_text()
+    assert java_code == 0 and "Exception" not in java_text, java_text[-3000:]
+    assert f"{JAVA_RECORDS} records sent" in java_text, java_text[-3000:]
+    # Every one of its records acknowledged, none failed: the topic holds each exactly once.
+    assert len(read_all(nodes, "roll-java")) == JAVA_RECORDS
+    print(f"{len(acked)} + {JAVA_RECORDS} acknowledged through a rolling restart")
+
+
+def test_controlled_shutdown_can_be_turned_off(tmp_path):
+    """controlled.shutdown.enable=false: the broker stops at once; its partitions fail over
+    when its lease is revoked, as before."""
+    etcd = Etcd(tmp_path)
+    nodes = [Node(tmp_path, i, etcd) for i in (1, 2)]
+    for n in nodes:
+        n.args += ["--set", "controlled.shutdown.enable=false"]
+    try:
+        for n in nodes:
+            n.start()
+        kafka_tool("kafka-topics", "--bootstrap-server", nodes[0].bootstrap, "--create",
+                   "--topic", "off", "--partitions", "2", "--replication-factor", "2")
+        nodes[1].stop(signal.SIGTERM)
+        assert "controlled shutdown" not in nodes[1].log_text()
+        assert "left the cluster" in nodes[1].log_text()
+    finally:
+        for n in nodes:
+            n.stop(signal.SIGKILL)
+        etcd.stop()
+
