@@ -1,8 +1,9 @@
-"""Operating a three-broker Cairn cluster (issue 19, item 4): controlled shutdown, and the
-rolling restart it makes safe.
+"""Operating a three-broker Cairn cluster (issue 19, item 4): controlled shutdown and the
+rolling restart it makes safe, kafka-leader-election (ElectLeaders) and automatic
+preferred-leader rebalancing.
 
 Uses test_cluster.py's etcd and broker fixtures. A rolling restart stops (SIGTERM) and restarts
-each broker in turn while confluent-kafka and the Java verifiable producer write with
+each broker in turn while confluent-kafka and kafka-producer-perf-test write with
 acks=all at their default retries: no send may fail, every acknowledged record must be read
 back exactly once, and each broker must hand its leaderships over before it stops. (The Java
 side is kafka-producer-perf-test: kafka-verifiable-producer forces retries=0.)
@@ -11,15 +12,22 @@ side is kafka-producer-perf-test: kafka-verifiable-producer forces retries=0.)
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import threading
 import time
 
+import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from cairn_compat import SCRIPTS, kafka_tool, wait_until
+from cairn_compat import SCRIPTS, TARGET, kafka_tool, wait_until
 from test_cluster import Etcd, Node, bootstrap, cluster, describe  # noqa: F401 (fixture)
+
+pytestmark = [
+    pytest.mark.skipif(TARGET != "cairn", reason="a Cairn cluster only"),
+    pytest.mark.skipif(shutil.which("etcd") is None, reason="etcd-server is not installed"),
+]
 
 PARTITIONS = 3
 JAVA_RECORDS = 5000
@@ -153,3 +161,89 @@ def test_controlled_shutdown_can_be_turned_off(tmp_path):
             n.stop(signal.SIGKILL)
         etcd.stop()
 
+
+def leaders_and_preferred(nodes, topic: str) -> list[tuple[int, int]]:
+    """(leader, preferred replica) of each partition."""
+    return [(leader, replicas[0]) for _, (leader, replicas, _) in
+            sorted(describe(nodes, topic).items())]
+
+
+def restart_moves_leadership_away(nodes, topic: str) -> None:
+    """SIGTERM then restart broker 1: its preferred partitions are led elsewhere after."""
+    nodes[0].stop(signal.SIGTERM)
+    nodes[0].start()
+    wait_until(lambda: all_in_sync(nodes, topic), timeout=60, what="broker 1 back in every ISR")
+
+
+def three_brokers(tmp_path, *settings: str):
+    etcd = Etcd(tmp_path)
+    nodes = [Node(tmp_path, i, etcd) for i in (1, 2, 3)]
+    for n in nodes:
+        for s in settings:
+            n.args += ["--set", s]
+    for n in nodes:
+        n.start()
+    return etcd, nodes
+
+
+def test_kafka_leader_election_preferred_gives_leadership_back(tmp_path):
+    """kafka-leader-election --election-type PREFERRED (ElectLeaders, KIP-460): after a
+    restart moved broker 1's leaderships away (automatic rebalancing off), the tool makes
+    every partition's first replica its leader again; asked again, nothing is needed. UNCLEAN
+    on a partition that has a leader is not needed either."""
+    etcd, nodes = three_brokers(tmp_path, "auto.leader.rebalance.enable=false")
+    try:
+        kafka_tool("kafka-topics", "--bootstrap-server", nodes[0].bootstrap, "--create",
+                   "--topic", "elect", "--partitions", str(PARTITIONS),
+                   "--replication-factor", "3")
+        wait_until(lambda: all_in_sync(nodes, "elect"), timeout=60, what="replicas in sync")
+        assert all(l == p for l, p in leaders_and_preferred(nodes, "elect"))
+        restart_moves_leadership_away(nodes, "elect")
+        moved = [(l, p) for l, p in leaders_and_preferred(nodes, "elect") if l != p]
+        assert moved and all(p == 1 for _, p in moved), moved
+        time.sleep(1)
+        assert [(l, p) for l, p in leaders_and_preferred(nodes, "elect") if l != p] == moved
+
+        out = kafka_tool("kafka-leader-election", "--bootstrap-server", nodes[1].bootstrap,
+                         "--election-type", "PREFERRED", "--all-topic-partitions").stdout
+        assert "Successfully completed leader election (PREFERRED)" in out, out
+        assert all(l == p for l, p in leaders_and_preferred(nodes, "elect")), \
+            leaders_and_preferred(nodes, "elect")
+
+        out = kafka_tool("kafka-leader-election", "--bootstrap-server", nodes[2].bootstrap,
+                         "--election-type", "PREFERRED", "--topic", "elect",
+                         "--partition", "0").stdout
+        assert "Valid replica already elected for partitions elect-0" in out, out
+        out = kafka_tool("kafka-leader-election", "--bootstrap-server", nodes[2].bootstrap,
+                         "--election-type", "UNCLEAN", "--topic", "elect",
+                         "--partition", "1").stdout
+        assert "Valid replica already elected for partitions elect-1" in out, out
+        failed = kafka_tool("kafka-leader-election", "--bootstrap-server", nodes[2].bootstrap,
+                            "--election-type", "PREFERRED", "--topic", "nope",
+                            "--partition", "0", check=False)
+        assert failed.returncode != 0
+        assert "UnknownTopicOrPartition" in failed.stdout + failed.stderr, failed
+    finally:
+        for n in nodes:
+            n.stop(signal.SIGKILL)
+        etcd.stop()
+
+
+def test_automatic_rebalancing_gives_leadership_back(tmp_path):
+    """auto.leader.rebalance.enable with a short leader.imbalance.check.interval.seconds: once
+    broker 1 is back in sync after a restart, the controller makes it lead its preferred
+    partitions again by itself."""
+    etcd, nodes = three_brokers(tmp_path, "leader.imbalance.check.interval.seconds=2")
+    try:
+        kafka_tool("kafka-topics", "--bootstrap-server", nodes[0].bootstrap, "--create",
+                   "--topic", "balance", "--partitions", str(PARTITIONS),
+                   "--replication-factor", "3")
+        wait_until(lambda: all_in_sync(nodes, "balance"), timeout=60, what="replicas in sync")
+        restart_moves_leadership_away(nodes, "balance")
+        wait_until(lambda: all(l == p for l, p in leaders_and_preferred(nodes, "balance")),
+                   timeout=30, what="every partition led by its preferred replica again")
+        assert any("partition leader elected" in n.log_text() for n in nodes)
+    finally:
+        for n in nodes:
+            n.stop(signal.SIGKILL)
+        etcd.stop()
