@@ -247,3 +247,43 @@ def test_automatic_rebalancing_gives_leadership_back(tmp_path):
         for n in nodes:
             n.stop(signal.SIGKILL)
         etcd.stop()
+
+
+def test_kafka_leader_election_unclean_gives_a_leaderless_partition_a_leader(tmp_path):
+    """kafka-leader-election --election-type UNCLEAN: a partition whose only in-sync replica
+    is gone has no leader (unclean.leader.election.enable is off); the tool makes the live
+    replica outside the ISR its leader at the next epoch, and it takes writes again."""
+    etcd, nodes = three_brokers(tmp_path, "replica.lag.time.max.ms=1500",
+                                "broker.session.timeout.ms=60000",
+                                "controlled.shutdown.enable=false")
+    try:
+        kafka_tool("kafka-topics", "--bootstrap-server", nodes[0].bootstrap, "--create",
+                   "--topic", "lonely", "--partitions", "1", "--replication-factor", "2")
+        wait_until(lambda: len(describe(nodes, "lonely")[0][2]) == 2, timeout=60,
+                   what="both replicas in sync")
+        leader, replicas, _ = describe(nodes, "lonely")[0]
+        follower = next(n for n in nodes if n.node_id in replicas and n.node_id != leader)
+        follower.proc.send_signal(signal.SIGSTOP)
+        try:
+            wait_until(lambda: describe(nodes, "lonely")[0][2] == [leader], timeout=30,
+                       what="the stalled follower to leave the ISR")
+            next(n for n in nodes if n.node_id == leader).stop(signal.SIGTERM)
+        finally:
+            follower.proc.send_signal(signal.SIGCONT)
+        wait_until(lambda: describe(nodes, "lonely")[0][0] == -1, timeout=30,
+                   what="the partition to lose its leader")
+        out = kafka_tool("kafka-leader-election", "--bootstrap-server", follower.bootstrap,
+                         "--election-type", "UNCLEAN", "--topic", "lonely",
+                         "--partition", "0").stdout
+        assert "Successfully completed leader election (UNCLEAN) for partitions lonely-0" in out
+        assert describe(nodes, "lonely")[0][0] == follower.node_id
+        producer = Producer({"bootstrap.servers": bootstrap(nodes), "acks": "all"})
+        errors = []
+        producer.produce("lonely", value=b"after", partition=0,
+                         on_delivery=lambda err, _: errors.append(err))
+        assert producer.flush(30) == 0
+        assert errors == [None], errors
+    finally:
+        for n in nodes:
+            n.stop(signal.SIGKILL)
+        etcd.stop()
