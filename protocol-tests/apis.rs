@@ -886,3 +886,45 @@ fn describe_log_dirs_reports_partition_sizes_and_the_volume() {
         }
     }
 }
+
+/// ElectLeaders on a single node: each partition's one replica already leads (v0 has no
+/// election type and means PREFERRED); an unknown partition and an unknown election type are
+/// refused.
+#[test]
+fn elect_leaders_on_a_single_node() {
+    use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+    let cairn = Cairn::start(&[]);
+    let mut client = cairn.client();
+    create_topic(&mut client, "el", 2, &[]);
+    let asked = |election_type: i8| {
+        ElectLeadersRequest::default()
+            .with_election_type(election_type)
+            .with_timeout_ms(5000)
+            .with_topic_partitions(Some(vec![TopicPartitions::default()
+                .with_topic(topic_name("el"))
+                .with_partitions(vec![1, 5])]))
+    };
+    for (version, election_type) in [(0i16, 0i8), (1, 1), (2, 0)] {
+        let r = client.call(version, &asked(election_type));
+        assert_eq!(r.error_code, 0);
+        let codes: Vec<(i32, i16)> = r.replica_election_results[0]
+            .partition_result
+            .iter()
+            .map(|p| (p.partition_id, p.error_code))
+            .collect();
+        assert_eq!(codes, vec![(1, 84), (5, 3)], "v{version}");
+    }
+    let r = client.call(2, &asked(7));
+    assert_eq!(r.error_code, 42, "INVALID_REQUEST");
+    let all = client.call(
+        2,
+        &ElectLeadersRequest::default()
+            .with_topic_partitions(None)
+            .with_timeout_ms(5000),
+    );
+    assert_eq!(all.error_code, 0);
+    assert!(
+        all.replica_election_results.is_empty(),
+        "no election needed anywhere"
+    );
+}

@@ -225,6 +225,11 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def("num.partitions", T::Int, Some("1"), AtLeast(1), "Partitions of an auto-created topic, or of one created with -1."),
     def("default.replication.factor", T::Short, Some("1"), Range(1, 32767), "In a cluster, the replication factor of topics created without one; a single node has one replica."),
     def("replica.lag.time.max.ms", T::Long, Some("30000"), AtLeast(1), "In a cluster, a follower that has not caught up with its leader's log end for this long leaves the ISR."),
+    def("controlled.shutdown.enable", T::Boolean, Some("true"), Bool, "In a cluster, on SIGTERM move the leadership of every partition this broker leads to another in-sync replica (and leave the ISRs it is in) before stopping."),
+    def("cairn.controlled.shutdown.timeout.ms", T::Long, Some("30000"), AtLeast(0), "Cairn only. How long a controlled shutdown waits for its leaderships to move before the broker stops anyway."),
+    def("auto.leader.rebalance.enable", T::Boolean, Some("true"), Bool, "In a cluster, the controller gives partitions back to their preferred (first) replica when a broker leads too few of its preferred partitions."),
+    def("leader.imbalance.check.interval.seconds", T::Long, Some("300"), AtLeast(1), "In a cluster, how often the controller checks the leader balance."),
+    def("leader.imbalance.per.broker.percentage", T::Int, Some("10"), Range(0, 100), "In a cluster, the share (percent) of its preferred partitions a broker may not lead before the controller rebalances them."),
     def("auto.create.topics.enable", T::Boolean, Some("true"), Bool, "Create unknown topics named in Metadata requests."),
     def("socket.request.max.bytes", T::Int, Some("104857600"), AtLeast(1), "Largest request frame accepted."),
     def("quota.window.num", T::Int, Some("11"), AtLeast(1), "Samples kept for client quota rates."),
@@ -1041,6 +1046,21 @@ impl BrokerConfig {
     }
     pub fn replica_lag_time_max_ms(&self) -> i64 {
         self.long("replica.lag.time.max.ms")
+    }
+    pub fn controlled_shutdown_enable(&self) -> bool {
+        self.boolean("controlled.shutdown.enable")
+    }
+    pub fn controlled_shutdown_timeout_ms(&self) -> i64 {
+        self.long("cairn.controlled.shutdown.timeout.ms")
+    }
+    pub fn auto_leader_rebalance_enable(&self) -> bool {
+        self.boolean("auto.leader.rebalance.enable")
+    }
+    pub fn leader_imbalance_check_interval_seconds(&self) -> u64 {
+        self.long("leader.imbalance.check.interval.seconds").max(1) as u64
+    }
+    pub fn leader_imbalance_per_broker_percentage(&self) -> i64 {
+        i64::from(self.int("leader.imbalance.per.broker.percentage"))
     }
     pub fn num_partitions(&self) -> i32 {
         self.int("num.partitions")

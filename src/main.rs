@@ -123,6 +123,14 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
     }
     let serving = tokio::spawn(server.run(shutdown_rx));
     wait_for_signal(&tls).await?;
+    if let Some(cluster) = broker.cluster.as_ref() {
+        if broker.config.controlled_shutdown_enable() {
+            let timeout = broker.config.controlled_shutdown_timeout_ms().max(0) as u64;
+            cluster
+                .controlled_shutdown(std::time::Duration::from_millis(timeout))
+                .await;
+        }
+    }
     info!("shutting down: no new connections, finishing in-flight requests");
     let _ = shutdown_tx.send(true);
     // Answer JoinGroup/SyncGroup requests parked in a rebalance now (COORDINATOR_NOT_AVAILABLE),

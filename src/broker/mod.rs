@@ -37,6 +37,7 @@ mod broker_configs;
 mod client_quotas;
 mod configs;
 mod consumer_groups;
+mod elect_leaders;
 mod errors;
 mod fetch;
 pub mod fetch_files;
@@ -137,6 +138,7 @@ const APIS: &[(ApiKey, i16, i16, i16)] = &[
     (ApiKey::DescribeAcls, 1, 1, 3),
     (ApiKey::CreateAcls, 1, 1, 3),
     (ApiKey::DeleteAcls, 1, 1, 3),
+    (ApiKey::ElectLeaders, 0, 0, 2),
 ];
 
 /// The full version table: this module's APIs plus the group APIs, and the KIP-848 ones when
@@ -413,6 +415,9 @@ impl Broker {
             }
             RequestKind::DescribeCluster(r) => {
                 ResponseKind::DescribeCluster(metadata::describe_cluster(self, session, r))
+            }
+            RequestKind::ElectLeaders(r) => {
+                ResponseKind::ElectLeaders(elect_leaders::handle(self, session, version, r).await)
             }
             RequestKind::DescribeLogDirs(r) => {
                 ResponseKind::DescribeLogDirs(log_dirs::describe_log_dirs(self, r))

@@ -17,12 +17,16 @@
 //! OffsetForLeaderEpoch). A partition whose leader's lease is gone gets a new leader from its
 //! ISR ([`model::leader_changes`]); a broker that cannot renew its lease within its TTL stops
 //! serving as leader before etcd lets another take over.
+//! Controlled shutdown (leadership moved away before a broker stops) is `shutdown.rs`;
+//! ElectLeaders and automatic preferred-leader rebalancing are `election.rs`.
 
 pub mod access;
+mod election;
 pub mod etcd;
 mod fetcher;
 pub mod model;
 mod replica;
+mod shutdown;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -36,6 +40,7 @@ use tracing::{info, warn};
 use crate::config::BrokerConfig;
 use crate::log::LogManager;
 use access::EtcdAccess;
+pub use election::{ElectionRefusal, ElectionType};
 use etcd::{Compare, Etcd, EtcdError, Op};
 pub use model::{BrokerRecord, ClusterView, PartitionView, TopicRecord, NO_LEADER};
 use model::{ControllerRecord, ListenerRecord};
@@ -206,6 +211,11 @@ impl Cluster {
             tokio::spawn(cluster.clone().refresh_loop()),
             tokio::spawn(fetcher::supervise(cluster.clone())),
             tokio::spawn(cluster.clone().isr_loop()),
+            tokio::spawn(
+                cluster
+                    .clone()
+                    .rebalance_loop(election::Rebalancing::from_config(config)),
+            ),
         ];
         *cluster.tasks.lock().unwrap_or_else(|e| e.into_inner()) = tasks;
         Ok(cluster)
@@ -456,7 +466,8 @@ impl Cluster {
         if view.controller != Some(self.node_id) {
             return Ok(());
         }
-        for change in model::leader_changes(&view, self.settings.unclean_leader_election) {
+        let changes = model::leader_changes(&view, self.settings.unclean_leader_election);
+        for change in shutdown::with_moves(&view, changes) {
             let key = model::partition_key(&change.topic, change.index);
             let compare = match change.expected {
                 None => Compare::Absent(key.clone()),

@@ -9,6 +9,7 @@
 //! - `/cairn/topics/<name>`: a topic: id, configs and each partition's replica list.
 //! - `/cairn/partitions/<name>/<index>`: a partition's leader, leader epoch and ISR (the
 //!   controller elects leaders; the leader shrinks and expands the ISR).
+//! - `/cairn/shutting_down/<node.id>`: a broker in controlled shutdown, bound to its lease.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -20,6 +21,7 @@ pub const BROKERS: &str = "/cairn/brokers/";
 pub const CONTROLLER_KEY: &str = "/cairn/controller";
 pub const TOPICS: &str = "/cairn/topics/";
 pub const PARTITIONS: &str = "/cairn/partitions/";
+pub const SHUTTING_DOWN: &str = "/cairn/shutting_down/";
 
 /// Leader id meaning "no leader" (Kafka's -1).
 pub const NO_LEADER: i32 = -1;
@@ -118,6 +120,8 @@ pub struct ClusterView {
     pub controller: Option<i32>,
     pub topics: BTreeMap<String, Versioned<TopicRecord>>,
     pub partitions: BTreeMap<(String, i32), Versioned<PartitionRecord>>,
+    /// Brokers in controlled shutdown: leadership moves away from them, and they leave ISRs.
+    pub shutting_down: BTreeSet<i32>,
 }
 
 impl ClusterView {
@@ -152,6 +156,11 @@ impl ClusterView {
                         },
                     );
                 })
+            } else if let Some(id) = key.strip_prefix(SHUTTING_DOWN) {
+                if let Ok(id) = id.parse::<i32>() {
+                    view.shutting_down.insert(id);
+                }
+                Ok(())
             } else if let Some(rest) = key.strip_prefix(PARTITIONS) {
                 let Some((name, index)) = rest
                     .rsplit_once('/')

@@ -290,6 +290,10 @@ impl Cluster {
                                 if *id == self.node_id {
                                     return true;
                                 }
+                                // A follower in controlled shutdown stays out (shutdown.rs).
+                                if view.shutting_down.contains(id) {
+                                    return false;
+                                }
                                 let f = led.followers.get(id);
                                 let in_sync = record.isr.contains(id);
                                 let fresh = f.is_some_and(|f| now - f.caught_up_ms <= lag_ms);
