@@ -115,8 +115,10 @@ def run(bench, h):
         f"tier: segment.bytes={prof['segment_bytes'] // MIB} MiB, {PARTITIONS} partitions, 1 KiB records; "
         f"consume {prof['consume_mib']['file']} MiB (file://) and {prof['consume_mib']['s3']} MiB (moto S3) "
         f"per read; produce {prof['produce_records']['file']} records (file://) and {prof['produce_records']['s3']} (moto S3); {prof['rounds']} rounds (medians); "
-        f"remote reads as on this commit (src/tier/read.rs scans segments; uploaded offset/time "
-        f"indexes will change the tier figures)")
+        f"remote reads: 1 MiB ranged GETs into the remote cache (`cairn.remote.cache.bytes`), "
+        f"batches found through the uploaded offset indexes and written to the socket from the "
+        f"cached chunks; Cairn starts a scrub cycle (every remote object read back) at each "
+        f"restart, so both columns' reads run beside it")
     for store in ("file", "s3"):
         store_dir = os.path.join(bench.workdir, "cairn", f"store-{store}")
         os.makedirs(store_dir, exist_ok=True)

@@ -179,11 +179,15 @@ async fn gather(
                     match tiered::read(broker, &name, p.partition, offset, limit).await {
                         // The tier, too, answers at least one batch: kept only where the limit
                         // may be exceeded.
-                        Ok(records) if may_exceed || records.len() <= limit => {
-                            if read_committed && !records.is_empty() {
-                                let found =
-                                    tiered::aborted_transactions(broker, &log, offset, &records)
-                                        .await;
+                        Ok(records) if may_exceed || records.len <= limit => {
+                            if read_committed {
+                                let found = tiered::aborted_transactions(
+                                    broker,
+                                    &log,
+                                    offset,
+                                    records.last_offset,
+                                )
+                                .await;
                                 match found {
                                     Ok(aborted) => {
                                         data.aborted_transactions =
@@ -197,9 +201,10 @@ async fn gather(
                                     }
                                 }
                             }
-                            total += records.len();
+                            total += records.len;
                             data.error_code = NONE;
-                            data.records = Some(records);
+                            data.records =
+                                Some(fetch_files::serve_remote(&name, p.partition, records));
                         }
                         Ok(_) => data.error_code = NONE,
                         Err(error_code) => {

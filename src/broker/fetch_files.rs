@@ -8,7 +8,10 @@
 //! the server beside the response, whose `records` for those partitions stay empty. Outside
 //! [`collect`] every read comes back as bytes. Holding a range holds its file open, so a
 //! segment deleted by retention or replaced by the cleaner while the answer is written stays
-//! readable until it is written. Owns no Kafka error mapping: errors go back to the handler.
+//! readable until it is written. Records read from the object-storage tier are handed over the
+//! same way, as the slices of the remote cache's chunks they lie in, so they are written from
+//! there rather than copied into the response and again into one buffer. Owns no Kafka error
+//! mapping: errors go back to the handler.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -19,23 +22,55 @@ use kafka_protocol::messages::fetch_response::PartitionData;
 
 use crate::log::io::FileSlice;
 use crate::log::{Isolation, LogError, Partition, PartitionOffsets, Served};
+use crate::tier::read::RemoteRecords;
 
 tokio::task_local! {
     static FILES: RefCell<Files>;
 }
 
-/// The file ranges chosen for one Fetch response, by topic and partition.
+/// Records of one partition that the connection writes outside the encoded response.
+#[derive(Debug)]
+pub enum Held {
+    /// A range of a segment file.
+    File(FileSlice),
+    /// Slices of the remote cache's chunks, in order.
+    Remote(Vec<Bytes>),
+}
+
+impl Held {
+    /// Record bytes held.
+    pub fn size(&self) -> usize {
+        match self {
+            Held::File(slice) => slice.len,
+            Held::Remote(pieces) => pieces.iter().map(Bytes::len).sum(),
+        }
+    }
+}
+
+/// The records held outside one Fetch response, by topic and partition.
 #[derive(Debug, Default)]
-pub struct Files(HashMap<String, HashMap<i32, FileSlice>>);
+pub struct Files(HashMap<String, HashMap<i32, Held>>);
 
 impl Files {
-    /// Takes the range serving `partition` of `topic`, if its records are in a file.
-    pub fn take(&mut self, topic: &str, partition: i32) -> Option<FileSlice> {
+    /// Takes the records serving `partition` of `topic`, if they are held outside the response.
+    pub fn take(&mut self, topic: &str, partition: i32) -> Option<Held> {
         self.0.get_mut(topic)?.remove(&partition)
     }
 
     fn len_of(&self, topic: &str, partition: i32) -> Option<usize> {
-        Some(self.0.get(topic)?.get(&partition)?.len)
+        Some(self.0.get(topic)?.get(&partition)?.size())
+    }
+
+    fn hold(&mut self, topic: &str, partition: i32, records: Held) {
+        match self.0.get_mut(topic) {
+            Some(t) => {
+                t.insert(partition, records);
+            }
+            None => {
+                self.0
+                    .insert(topic.to_string(), HashMap::from([(partition, records)]));
+            }
+        }
     }
 }
 
@@ -100,11 +135,7 @@ pub(super) fn read(
                 bytes
             }
             Served::File(slice) => {
-                files
-                    .0
-                    .entry(topic.to_string())
-                    .or_default()
-                    .insert(partition, slice);
+                files.hold(topic, partition, Held::File(slice));
                 Bytes::new()
             }
         }
@@ -114,6 +145,20 @@ pub(super) fn read(
         len,
         offsets: read.offsets,
     })
+}
+
+/// The records a partition of the response carries, read from the tier: held for the connection
+/// to write from the cache's chunks (empty `records` returned), or gathered into one buffer
+/// outside [`collect`].
+pub(super) fn serve_remote(topic: &str, partition: i32, records: RemoteRecords) -> Bytes {
+    if FILES.try_with(|_| ()).is_err() {
+        return records.into_bytes();
+    }
+    FILES.with(|files| {
+        let held = Held::Remote(records.pieces);
+        files.borrow_mut().hold(topic, partition, held);
+    });
+    Bytes::new()
 }
 
 /// Record bytes a partition of the response carries, in its `records` or in a file.

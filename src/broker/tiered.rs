@@ -5,15 +5,14 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 
 use super::errors::{code, tier_error_code};
 use super::Broker;
-use crate::log::batch::BatchHeader;
 use crate::log::txn_index::AbortedTxn;
 use crate::log::Partition;
 use crate::tier::manifest::partition_dir;
+use crate::tier::read::RemoteRecords;
 
 /// The log start offset a client sees: the tier's start when it holds offsets below the local
 /// log start.
@@ -33,11 +32,15 @@ pub(super) async fn read(
     partition: i32,
     offset: i64,
     max_bytes: usize,
-) -> Result<Bytes, i16> {
+) -> Result<RemoteRecords, i16> {
     let Some(tier) = &broker.tier else {
         return Err(code(ResponseError::OffsetOutOfRange));
     };
-    match tier.remote.read(topic, partition, offset, max_bytes).await {
+    match tier
+        .remote
+        .read_pieces(topic, partition, offset, max_bytes)
+        .await
+    {
         Ok(Some(records)) => Ok(records),
         Ok(None) if tier.remote.knows(topic, partition) || !tiered_topic(broker, topic) => {
             Err(code(ResponseError::OffsetOutOfRange))
@@ -52,25 +55,21 @@ pub(super) async fn read(
     }
 }
 
-/// The aborted transactions a `read_committed` consumer must skip in `records`, read from the
-/// tier at `from`: the tier's transaction indexes, then the local log's (no partition lock is
-/// held across the store's answer). A retriable KAFKA_STORAGE_ERROR when a segment's index object
-/// is missing or damaged: its records are not served rather than served unfiltered.
+/// The aborted transactions a `read_committed` consumer must skip in records read from the tier
+/// at `from` up to `last_offset`: the tier's transaction indexes, then the local log's (no
+/// partition lock is held across the store's answer). A retriable KAFKA_STORAGE_ERROR when a
+/// segment's index object is missing or damaged: its records are not served rather than served
+/// unfiltered.
 pub(super) async fn aborted_transactions(
     broker: &Broker,
     log: &Partition,
     from: i64,
-    records: &[u8],
+    last_offset: i64,
 ) -> Result<Vec<AbortedTxn>, i16> {
     let Some(tier) = &broker.tier else {
         return Ok(Vec::new());
     };
-    let mut upper = from;
-    let mut pos = 0;
-    while let Ok(h) = BatchHeader::parse(&records[pos.min(records.len())..]) {
-        upper = upper.max(h.last_offset() + 1);
-        pos += h.size().max(1);
-    }
+    let upper = from.max(last_offset + 1);
     let (topic, partition) = (log.topic(), log.partition_index());
     let local_start = log.offsets().log_start_offset;
     let found = tier

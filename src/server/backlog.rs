@@ -13,7 +13,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use crate::log::io::FileSlice;
+use crate::broker::fetch_files::Held;
 use crate::protocol::fetch_encode::Chunk;
 
 /// Bytes of one connection's responses built but not yet written.
@@ -30,7 +30,7 @@ pub(super) struct Backlog {
 /// for a Fetch answer the file ranges its records are written from.
 #[derive(Debug)]
 pub(super) struct Answer {
-    chunks: Vec<Chunk<FileSlice>>,
+    chunks: Vec<Chunk<Held>>,
     len: usize,
     backlog: Arc<Backlog>,
 }
@@ -43,12 +43,12 @@ impl Backlog {
 
     /// Counts the frame made of `chunks` (file ranges by their length) until the returned
     /// answer is dropped.
-    pub(super) fn track_chunks(self: &Arc<Self>, chunks: Vec<Chunk<FileSlice>>) -> Answer {
+    pub(super) fn track_chunks(self: &Arc<Self>, chunks: Vec<Chunk<Held>>) -> Answer {
         let len = chunks
             .iter()
             .map(|c| match c {
                 Chunk::Bytes(b) => b.len(),
-                Chunk::External(f) => f.len,
+                Chunk::External(held) => held.size(),
             })
             .sum();
         self.bytes.fetch_add(len, Ordering::SeqCst);
@@ -88,7 +88,7 @@ impl Backlog {
 
 impl Answer {
     /// The frame to write, length prefix included, in order.
-    pub(super) fn chunks(&self) -> &[Chunk<FileSlice>] {
+    pub(super) fn chunks(&self) -> &[Chunk<Held>] {
         &self.chunks
     }
 }

@@ -54,7 +54,8 @@ use tracing::{debug, info, warn};
 
 use crate::auth::sasl::{SaslConfigError, SaslListener};
 use crate::auth::tls::{certificate_principal, TlsError, TlsListener};
-use crate::broker::{fetch_files, Broker};
+use crate::broker::fetch_files::{self, Held};
+use crate::broker::Broker;
 use crate::listener::{ListenerSpec, Session};
 use crate::protocol::codec::{self, Decoded};
 use crate::protocol::fetch_encode::{self, Chunk};
@@ -577,7 +578,7 @@ async fn read_requests<R: AsyncRead + Unpin>(
                             correlation_id,
                             version,
                             &response,
-                            |topic, partition| files.take(topic, partition).map(|f| (f.len, f)),
+                            |topic, partition| files.take(topic, partition).map(|f| (f.size(), f)),
                         );
                         return match encoded {
                             Ok(chunks) => Some(answers.track_chunks(chunks)),
@@ -690,9 +691,15 @@ async fn write_answer<W: WriteFile>(
     for chunk in answer.chunks() {
         match chunk {
             Chunk::Bytes(bytes) => writer.write_all(bytes).await?,
-            Chunk::External(slice) => {
+            Chunk::External(Held::File(slice)) => {
                 writer.flush().await?;
                 writer.get_mut().write_file(slice, copy_buffer).await?;
+            }
+            // Records from the tier, written from the remote cache's chunks.
+            Chunk::External(Held::Remote(pieces)) => {
+                for piece in pieces {
+                    writer.write_all(piece).await?;
+                }
             }
         }
     }
