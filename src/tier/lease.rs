@@ -5,10 +5,12 @@
 //! directory), was released by a clean stop, or its heartbeat is older than the timeout; two
 //! brokers racing for E+1 cannot both create it. The holder renews its heartbeat and, on each
 //! renewal, looks for a higher claim: finding one, or failing to renew for a whole timeout,
-//! means it no longer writes (every write to the bucket asks [`Lease::check`] first). Uses only
+//! means it no longer writes (every write to the bucket asks [`Lease::check`] first). A holder
+//! that could not renew for that long (a store outage) resumes only by claiming the next epoch
+//! itself, create-only, so it never writes beside a broker that took over meanwhile. Uses only
 //! create-if-absent, so it works on every store `object_store` offers.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,7 +39,8 @@ struct Claim {
 #[derive(Debug)]
 pub struct Lease {
     bucket: Bucket,
-    pub epoch: u64,
+    /// The epoch held: the claim's, or a later one claimed again after an outage.
+    epoch: AtomicU64,
     owner: String,
     lost: AtomicBool,
     /// When the last renewal (or the claim) succeeded.
@@ -161,7 +164,7 @@ impl Lease {
         }
         let lease = Lease {
             bucket: bucket.clone(),
-            epoch: next,
+            epoch: AtomicU64::new(next),
             owner: owner.to_string(),
             lost: AtomicBool::new(false),
             renewed_ms: AtomicI64::new(now_ms()),
@@ -181,26 +184,40 @@ impl Lease {
         Ok(lease)
     }
 
-    /// Renews the heartbeat, first making sure no broker claimed a higher epoch.
+    /// The epoch this broker holds.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Renews the heartbeat, first making sure no broker claimed a higher epoch. After a
+    /// whole timeout without a renewal (the store was unreachable), another broker may be
+    /// claiming the next epoch at this moment: this one then claims it itself, create-only,
+    /// and writes again only if it won.
     pub async fn renew(&self) -> Result<(), TierError> {
-        self.check()?;
-        let epochs = claimed_epochs(&self.bucket).await?;
-        if epochs.last().is_some_and(|&top| top > self.epoch) {
-            if !self.lost.swap(true, Ordering::SeqCst) {
-                tracing::error!(url = %self.bucket.url, epoch = self.epoch,
-                    "another broker claimed this bucket prefix; no longer writing to it");
-            }
-            return Err(TierError::LeaseLost { epoch: self.epoch });
+        let epoch = self.epoch();
+        if self.lost.load(Ordering::SeqCst) {
+            return Err(TierError::LeaseLost { epoch });
         }
-        if !epochs.contains(&self.epoch) {
+        let epochs = claimed_epochs(&self.bucket).await?;
+        if epochs.last().is_some_and(|&top| top > epoch) {
+            return Err(self.lose(epoch));
+        }
+        if self.check().is_err() {
+            self.claim(epoch + 1).await?;
+            self.epoch.store(epoch + 1, Ordering::SeqCst);
+            tracing::warn!(url = %self.bucket.url, epoch = epoch + 1,
+                "the bucket lease went stale while the store was unreachable; claimed the next epoch");
+        } else if !epochs.contains(&epoch) {
             // The store lost the claim (e.g. an S3 server that restarted empty): claim the
             // epoch again, create-only, so that no other broker can take it meanwhile.
-            self.reclaim().await?;
+            self.claim(epoch).await?;
+            tracing::warn!(url = %self.bucket.url, epoch,
+                "the bucket lost this broker's lease claim; claimed it again");
         }
         self.bucket
             .store
             .put(
-                &self.bucket.key(&claim_key(self.epoch, "heartbeat")),
+                &self.bucket.key(&claim_key(self.epoch(), "heartbeat")),
                 PutPayload::from(now_ms().to_string()),
             )
             .await?;
@@ -208,10 +225,21 @@ impl Lease {
         Ok(())
     }
 
-    async fn reclaim(&self) -> Result<(), TierError> {
+    /// Marks the lease lost (another broker holds a higher epoch), logging it once.
+    fn lose(&self, epoch: u64) -> TierError {
+        if !self.lost.swap(true, Ordering::SeqCst) {
+            tracing::error!(url = %self.bucket.url, epoch,
+                "another broker claimed this bucket prefix; no longer writing to it");
+        }
+        TierError::LeaseLost { epoch }
+    }
+
+    /// Creates the claim of `epoch` for this broker, create-only: an existing claim means
+    /// another broker holds it, and the lease is lost.
+    async fn claim(&self, epoch: u64) -> Result<(), TierError> {
         let claim = Claim {
             owner: self.owner.clone(),
-            epoch: self.epoch,
+            epoch,
             host: hostname(),
             pid: std::process::id(),
             claimed_ms: now_ms(),
@@ -221,24 +249,14 @@ impl Lease {
             .bucket
             .store
             .put_opts(
-                &self.bucket.key(&claim_key(self.epoch, "claim")),
+                &self.bucket.key(&claim_key(epoch, "claim")),
                 PutPayload::from(body),
                 PutOptions::from(PutMode::Create),
             )
             .await;
         match created {
-            Ok(_) => {
-                tracing::warn!(url = %self.bucket.url, epoch = self.epoch,
-                    "the bucket lost this broker's lease claim; claimed it again");
-                Ok(())
-            }
-            Err(object_store::Error::AlreadyExists { .. }) => {
-                if !self.lost.swap(true, Ordering::SeqCst) {
-                    tracing::error!(url = %self.bucket.url, epoch = self.epoch,
-                        "another broker claimed this bucket prefix; no longer writing to it");
-                }
-                Err(TierError::LeaseLost { epoch: self.epoch })
-            }
+            Ok(_) => Ok(()),
+            Err(object_store::Error::AlreadyExists { .. }) => Err(self.lose(epoch)),
             Err(e) => Err(e.into()),
         }
     }
@@ -250,7 +268,9 @@ impl Lease {
         let stale = now_ms() - self.renewed_ms.load(Ordering::SeqCst)
             > (self.timeout - self.renew_interval()).as_millis() as i64;
         if self.lost.load(Ordering::SeqCst) || stale {
-            return Err(TierError::LeaseLost { epoch: self.epoch });
+            return Err(TierError::LeaseLost {
+                epoch: self.epoch(),
+            });
         }
         Ok(())
     }
@@ -261,11 +281,11 @@ impl Lease {
         self.bucket
             .store
             .put(
-                &self.bucket.key(&claim_key(self.epoch, "released")),
+                &self.bucket.key(&claim_key(self.epoch(), "released")),
                 PutPayload::from(now_ms().to_string()),
             )
             .await?;
-        tracing::info!(url = %self.bucket.url, epoch = self.epoch, owner = %self.owner, "released the bucket lease");
+        tracing::info!(url = %self.bucket.url, epoch = self.epoch(), owner = %self.owner, "released the bucket lease");
         Ok(())
     }
 
@@ -318,7 +338,7 @@ mod tests {
     async fn a_second_owner_is_refused_and_the_first_keeps_the_lease() {
         let b = bucket();
         let first = Lease::acquire(&b, "broker-a").await.unwrap();
-        assert_eq!(first.epoch, 1);
+        assert_eq!(first.epoch(), 1);
         let err = Lease::acquire(&b, "broker-b").await.unwrap_err();
         assert!(
             matches!(err, TierError::LeaseHeld { epoch: 1, .. }),
@@ -335,7 +355,7 @@ mod tests {
         let first = Lease::acquire(&b, "broker-a").await.unwrap();
         // The same data directory restarting (e.g. after kill -9) takes over at once.
         let again = Lease::acquire(&b, "broker-a").await.unwrap();
-        assert_eq!(again.epoch, 2);
+        assert_eq!(again.epoch(), 2);
         assert!(matches!(
             first.renew().await,
             Err(TierError::LeaseLost { epoch: 1 })
@@ -343,7 +363,7 @@ mod tests {
         assert!(first.check().is_err());
         again.release().await.unwrap();
         let other = Lease::acquire(&b, "broker-b").await.unwrap();
-        assert_eq!(other.epoch, 3);
+        assert_eq!(other.epoch(), 3);
         assert!(again.renew().await.is_err());
     }
 
@@ -393,12 +413,50 @@ mod tests {
             }
         };
         assert!(killed.elapsed() >= timeout, "{:?}", killed.elapsed());
-        assert_eq!(taken.epoch, 2);
+        assert_eq!(taken.epoch(), 2);
         taken.check().unwrap();
         assert!(matches!(
             dead.renew().await,
             Err(TierError::LeaseLost { epoch: 1 })
         ));
+    }
+
+    #[tokio::test]
+    async fn a_holder_stale_after_an_outage_claims_the_next_epoch_and_writes_again() {
+        let b = bucket();
+        let timeout = Duration::from_millis(300);
+        let lease = Lease::acquire_with_timeout(&b, "broker-a", timeout)
+            .await
+            .unwrap();
+        // No renewal for longer than the timeout, as while the store was unreachable.
+        tokio::time::sleep(timeout + Duration::from_millis(50)).await;
+        assert!(lease.check().is_err());
+        lease.renew().await.unwrap();
+        assert_eq!(lease.epoch(), 2);
+        lease.check().unwrap();
+        // Another broker sees the fresh claim as held.
+        let err = Lease::acquire_with_timeout(&b, "broker-b", timeout)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, TierError::LeaseHeld { epoch: 2, .. }),
+            "{err}"
+        );
+        // Had it taken over first, the stale holder would have stopped for good.
+        let stale = Lease::acquire_with_timeout(&bucket(), "broker-a", timeout)
+            .await
+            .unwrap();
+        let other = stale.bucket.clone();
+        tokio::time::sleep(timeout + Duration::from_millis(50)).await;
+        let taken = Lease::acquire_with_timeout(&other, "broker-b", timeout)
+            .await
+            .unwrap();
+        assert_eq!(taken.epoch(), 2);
+        assert!(matches!(
+            stale.renew().await,
+            Err(TierError::LeaseLost { epoch: 1 })
+        ));
+        assert!(stale.check().is_err());
     }
 
     #[tokio::test]

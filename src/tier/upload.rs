@@ -545,7 +545,7 @@ impl Uploader {
                 return Ok(());
             }
             m.version = copy.next_version;
-            m.lease_epoch = self.lease.epoch;
+            m.lease_epoch = self.lease.epoch();
             m.written_ms = now_ms();
             manifest::write(&self.bucket, &copy.dir, &m).await?;
             copy.next_version += 1;
@@ -948,6 +948,31 @@ mod tests {
     use bytes::Bytes;
     use object_store::memory::InMemory;
 
+    /// The tier over `bucket` with uploads on a ten-minute interval (the tests roll and wait),
+    /// no cleaning, and a daily scrub.
+    async fn start_tier(
+        bucket: &Bucket,
+        log: &Arc<LogManager>,
+        dir: &std::path::Path,
+    ) -> Arc<Tier> {
+        let lease = Lease::acquire(bucket, "test").await.unwrap();
+        let options = TierOptions {
+            upload_interval: Duration::from_secs(600),
+            cache_bytes: 1 << 20,
+            copy_bytes_per_second: None,
+            clean: false,
+            scrub_interval: Duration::from_secs(86_400),
+        };
+        Tier::start(
+            bucket.clone(),
+            lease,
+            log.clone(),
+            dir.to_path_buf(),
+            options,
+        )
+        .await
+    }
+
     #[tokio::test]
     async fn the_uploaded_indexes_are_the_local_segments_own() {
         let dir = tempfile::tempdir().unwrap();
@@ -979,22 +1004,7 @@ mod tests {
         }
         part.roll().unwrap();
         let bucket = Bucket::new(Arc::new(InMemory::new()), "", "memory://");
-        let lease = Lease::acquire(&bucket, "test").await.unwrap();
-        let options = TierOptions {
-            upload_interval: Duration::from_secs(600),
-            cache_bytes: 1 << 20,
-            copy_bytes_per_second: None,
-            clean: false,
-            scrub_interval: Duration::from_secs(86_400),
-        };
-        let tier = Tier::start(
-            bucket.clone(),
-            lease,
-            log.clone(),
-            dir.path().to_path_buf(),
-            options,
-        )
-        .await;
+        let tier = start_tier(&bucket, &log, dir.path()).await;
         let end = part.lock().log_end_offset;
         let deadline = Instant::now() + Duration::from_secs(30);
         while tier.remote.end_offset("t", 0) != Some(end) {
@@ -1056,22 +1066,7 @@ mod tests {
         }
         old.version = top + 1;
         manifest::write(&bucket, &dir_key, &old).await.unwrap();
-        let options = TierOptions {
-            upload_interval: Duration::from_secs(600),
-            cache_bytes: 1 << 20,
-            copy_bytes_per_second: None,
-            clean: false,
-            scrub_interval: Duration::from_secs(86_400),
-        };
-        let lease = Lease::acquire(&bucket, "test").await.unwrap();
-        let tier = Tier::start(
-            bucket.clone(),
-            lease,
-            log.clone(),
-            dir.path().to_path_buf(),
-            options,
-        )
-        .await;
+        let tier = start_tier(&bucket, &log, dir.path()).await;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let m = manifest::read_latest(&bucket, &dir_key).await.unwrap().0;
@@ -1097,22 +1092,7 @@ mod tests {
         let mut overrides = info.overrides.clone();
         overrides.insert("remote.log.copy.disable".into(), "true".into());
         log.alter_topic_config("t", overrides).unwrap();
-        let lease = Lease::acquire(&bucket, "test").await.unwrap();
-        let options = TierOptions {
-            upload_interval: Duration::from_secs(600),
-            cache_bytes: 1 << 20,
-            copy_bytes_per_second: None,
-            clean: false,
-            scrub_interval: Duration::from_secs(86_400),
-        };
-        let tier = Tier::start(
-            bucket.clone(),
-            lease,
-            log.clone(),
-            dir.path().to_path_buf(),
-            options,
-        )
-        .await;
+        let tier = start_tier(&bucket, &log, dir.path()).await;
         assert_eq!(tier.remote.end_offset("t", 0), Some(end));
         let first = tier.remote.read("t", 0, 0, 1).await.unwrap().unwrap();
         assert_eq!(batch::BatchHeader::parse(&first).unwrap().base_offset, 0);
