@@ -17,6 +17,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from cairn_compat import TARGET, Broker, free_port, wait_until
+from test_keys import read_snapshot
 from test_tier import local_segments, new_bucket, s3, tier_args, tiered_end  # noqa: F401
 
 pytestmark = pytest.mark.skipif(TARGET != "cairn", reason="Cairn's key lookups over its tier")
@@ -37,22 +38,6 @@ def lookup(http, topic, key):
     return get(http, f"/v1/topics/{topic}/keys/{urllib.parse.quote(key, safe='')}")
 
 
-def read_snapshot(http, topic):
-    """(latest-value map, hand-off offsets) from a streamed snapshot; each key at most once."""
-    state, end = {}, None
-    with urllib.request.urlopen(http + f"/v1/topics/{topic}/snapshot", timeout=120) as r:
-        for line in r:
-            item = json.loads(line)
-            assert "error" not in item, item
-            assert end is None, "nothing after the end line"
-            if item.get("end"):
-                end = {o["partition"]: o["offset"] for o in item["offsets"]}
-                continue
-            assert item["key"] not in state, f"key {item['key']} twice in the snapshot"
-            state[item["key"]] = item["value"]
-    assert end is not None, "the snapshot ended with its offsets"
-    return state, end
-
 
 def test_lookups_and_a_snapshot_of_a_compacted_topic_only_the_bucket_holds(s3, tmp_path):
     port, client = s3
@@ -60,6 +45,7 @@ def test_lookups_and_a_snapshot_of_a_compacted_topic_only_the_bucket_holds(s3, t
     http_port = free_port()
     http = f"http://127.0.0.1:{http_port}"
     b = Broker("cairn", tmp_path / "broker")
+    b.http = http  # read_snapshot (test_keys.py) reads the broker's HTTP address
     b.extra_args = tier_args(port, bucket) + ["--set", f"cairn.http.listen=127.0.0.1:{http_port}"]
     b.start()
     topic = f"kv-{uuid.uuid4().hex[:6]}"
@@ -123,7 +109,7 @@ def test_lookups_and_a_snapshot_of_a_compacted_topic_only_the_bucket_holds(s3, t
                    what="the tier's manifest read")
         # A snapshot first (the key files of the bucket's segments were built by the lookup
         # above, which searched them all, or by the snapshot's plan).
-        snapshot, offsets = read_snapshot(http, topic)
+        snapshot, offsets = read_snapshot(b, topic)
         assert snapshot == model
         assert offsets == {0: end}
         assert list(index_dir.glob("*.keys"))
@@ -139,7 +125,7 @@ def test_lookups_and_a_snapshot_of_a_compacted_topic_only_the_bucket_holds(s3, t
                    what="the tier's manifest read")
         check_lookups()
         assert list(index_dir.glob("*.keys"))
-        snapshot, offsets = read_snapshot(http, topic)
+        snapshot, offsets = read_snapshot(b, topic)
         assert snapshot == model
         assert offsets == {0: end}
     finally:

@@ -218,7 +218,10 @@ impl Cluster {
         for _ in 0..5 {
             let view = self.view();
             let change = decide(&view, topic, index, kind)?;
-            match self.write_leader_change(&view, &change).await {
+            match self
+                .write_leader_change(&view, &change, "partition leader elected")
+                .await
+            {
                 Ok(true) => return Ok(()),
                 Ok(false) => {
                     if self.refresh().await.is_err() {
@@ -234,11 +237,14 @@ impl Cluster {
         Err(ElectionRefusal::NotWritten)
     }
 
-    /// Writes `change` if the partition's state and its topic are still as `view` read them.
-    async fn write_leader_change(
+    /// Writes `change` if the partition's state and its topic are still as `view` read them
+    /// (the topic must still exist: a state written after a deletion would linger). Used by the
+    /// controller and by elections, each logging the change with its own `message`.
+    pub(super) async fn write_leader_change(
         &self,
         view: &ClusterView,
         change: &LeaderChange,
+        message: &'static str,
     ) -> Result<bool, ClusterError> {
         let Some(topic) = view.topics.get(&change.topic) else {
             return Ok(false);
@@ -268,7 +274,7 @@ impl Cluster {
                 partition = change.index,
                 leader = change.record.leader,
                 leader_epoch = change.record.leader_epoch,
-                "partition leader elected"
+                "{message}"
             );
             self.changed.notify_one();
         }
@@ -288,7 +294,10 @@ impl Cluster {
                 continue;
             }
             for change in rebalance(&view, settings.percentage) {
-                if let Err(e) = self.write_leader_change(&view, &change).await {
+                if let Err(e) = self
+                    .write_leader_change(&view, &change, "partition leader elected")
+                    .await
+                {
                     warn!(error = %e, "controller: cannot rebalance leaders");
                     break;
                 }
@@ -300,46 +309,18 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::model::{BrokerRecord, TopicRecord, Versioned};
 
     /// Brokers `live`; topic "t" with `replicas` per partition; states (leader, isr).
     fn view(live: &[i32], replicas: &[&[i32]], states: &[(i32, &[i32])]) -> ClusterView {
-        let mut v = ClusterView::default();
-        for &id in live {
-            v.brokers.insert(
-                id,
-                BrokerRecord {
-                    node_id: id,
-                    rack: None,
-                    listeners: vec![],
-                    directory_id: String::new(),
-                },
-            );
-        }
-        v.topics.insert(
-            "t".into(),
-            Versioned {
-                record: TopicRecord {
-                    topic_id: uuid::Uuid::nil(),
-                    internal: false,
-                    configs: BTreeMap::new(),
-                    replicas: replicas.iter().map(|r| r.to_vec()).collect(),
-                },
-                mod_revision: 1,
-            },
-        );
+        let replicas = replicas.iter().map(|r| r.to_vec()).collect();
+        let mut v = ClusterView::with_topic(live, replicas);
         for (index, &(leader, isr)) in states.iter().enumerate() {
-            v.partitions.insert(
-                ("t".into(), index as i32),
-                Versioned {
-                    record: PartitionRecord {
-                        leader,
-                        leader_epoch: 4,
-                        isr: isr.to_vec(),
-                    },
-                    mod_revision: 10 + index as i64,
-                },
-            );
+            let state = PartitionRecord {
+                leader,
+                leader_epoch: 4,
+                isr: isr.to_vec(),
+            };
+            v.set_state(index as i32, state, 10 + index as i64);
         }
         v
     }

@@ -468,37 +468,8 @@ impl Cluster {
         }
         let changes = model::leader_changes(&view, self.settings.unclean_leader_election);
         for change in shutdown::with_moves(&view, changes) {
-            let key = model::partition_key(&change.topic, change.index);
-            let compare = match change.expected {
-                None => Compare::Absent(key.clone()),
-                Some(revision) => Compare::ModRevision(key.clone(), revision),
-            };
-            // The topic must still exist: a state written after a deletion would linger.
-            let topic_revision = view.topics[&change.topic].mod_revision;
-            let put = Op::Put {
-                key,
-                value: serde_json::to_vec(&change.record).expect("a record serializes"),
-                lease: None,
-            };
-            let applied = self
-                .etcd
-                .txn(
-                    &[
-                        compare,
-                        Compare::ModRevision(model::topic_key(&change.topic), topic_revision),
-                    ],
-                    &[put],
-                )
+            self.write_leader_change(&view, &change, "partition leader set")
                 .await?;
-            if applied {
-                info!(
-                    topic = change.topic,
-                    partition = change.index,
-                    leader = change.record.leader,
-                    leader_epoch = change.record.leader_epoch,
-                    "partition leader set"
-                );
-            }
         }
         Ok(())
     }

@@ -372,6 +372,46 @@ pub fn leader_changes(view: &ClusterView, unclean_default: bool) -> Vec<LeaderCh
     changes
 }
 
+/// Views for the controller's and elections' unit tests.
+#[cfg(test)]
+impl ClusterView {
+    /// Brokers `live` (no listeners) and topic "t" with `replicas` per partition; no partition
+    /// state yet.
+    pub(crate) fn with_topic(live: &[i32], replicas: Vec<Vec<i32>>) -> ClusterView {
+        let mut v = ClusterView::default();
+        for &id in live {
+            let broker = BrokerRecord {
+                node_id: id,
+                rack: None,
+                listeners: vec![],
+                directory_id: String::new(),
+            };
+            v.brokers.insert(id, broker);
+        }
+        let topic = TopicRecord {
+            topic_id: uuid::Uuid::nil(),
+            internal: false,
+            configs: BTreeMap::new(),
+            replicas,
+        };
+        let topic = Versioned {
+            record: topic,
+            mod_revision: 1,
+        };
+        v.topics.insert("t".into(), topic);
+        v
+    }
+
+    /// Sets the state of partition `index` of "t", written at etcd revision `mod_revision`.
+    pub(crate) fn set_state(&mut self, index: i32, state: PartitionRecord, mod_revision: i64) {
+        let state = Versioned {
+            record: state,
+            mod_revision,
+        };
+        self.partitions.insert(("t".into(), index), state);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -416,42 +456,14 @@ mod tests {
     }
 
     fn view(live: &[i32], states: &[(i32, i32, i64)]) -> ClusterView {
-        let mut v = ClusterView::default();
-        for &id in live {
-            v.brokers.insert(
-                id,
-                BrokerRecord {
-                    node_id: id,
-                    rack: None,
-                    listeners: vec![],
-                    directory_id: String::new(),
-                },
-            );
-        }
-        v.topics.insert(
-            "t".into(),
-            Versioned {
-                record: TopicRecord {
-                    topic_id: uuid::Uuid::nil(),
-                    internal: false,
-                    configs: BTreeMap::new(),
-                    replicas: vec![vec![1], vec![2]],
-                },
-                mod_revision: 1,
-            },
-        );
+        let mut v = ClusterView::with_topic(live, vec![vec![1], vec![2]]);
         for &(index, leader, revision) in states {
-            v.partitions.insert(
-                ("t".into(), index),
-                Versioned {
-                    record: PartitionRecord {
-                        leader,
-                        leader_epoch: 3,
-                        isr: vec![index + 1],
-                    },
-                    mod_revision: revision,
-                },
-            );
+            let state = PartitionRecord {
+                leader,
+                leader_epoch: 3,
+                isr: vec![index + 1],
+            };
+            v.set_state(index, state, revision);
         }
         v
     }

@@ -167,50 +167,19 @@ impl Cluster {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
-    use crate::cluster::model::{BrokerRecord, TopicRecord, Versioned};
 
     /// Brokers `live` (those in `stopping` in controlled shutdown), one partition of replicas
     /// [1, 2, 3] led by `leader` with `isr`.
     fn view(live: &[i32], stopping: &[i32], leader: i32, isr: &[i32]) -> ClusterView {
-        let mut v = ClusterView::default();
-        for &id in live {
-            v.brokers.insert(
-                id,
-                BrokerRecord {
-                    node_id: id,
-                    rack: None,
-                    listeners: vec![],
-                    directory_id: String::new(),
-                },
-            );
-        }
+        let mut v = ClusterView::with_topic(live, vec![vec![1, 2, 3]]);
         v.shutting_down = stopping.iter().copied().collect();
-        v.topics.insert(
-            "t".into(),
-            Versioned {
-                record: TopicRecord {
-                    topic_id: uuid::Uuid::nil(),
-                    internal: false,
-                    configs: BTreeMap::new(),
-                    replicas: vec![vec![1, 2, 3]],
-                },
-                mod_revision: 1,
-            },
-        );
-        v.partitions.insert(
-            ("t".into(), 0),
-            Versioned {
-                record: PartitionRecord {
-                    leader,
-                    leader_epoch: 5,
-                    isr: isr.to_vec(),
-                },
-                mod_revision: 9,
-            },
-        );
+        let state = PartitionRecord {
+            leader,
+            leader_epoch: 5,
+            isr: isr.to_vec(),
+        };
+        v.set_state(0, state, 9);
         v
     }
 

@@ -32,30 +32,10 @@ pub fn whole_log(m: &Manifest, below: i64, local: &[EpochEntry]) -> LeaderEpochC
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tier::manifest::{EpochStart, RemoteObject, RemoteSegment};
+    use crate::tier::manifest::RemoteSegment;
 
     fn seg(base: i64, end: i64, epochs: &[(i32, i64)]) -> RemoteSegment {
-        RemoteSegment {
-            base_offset: base,
-            end_offset: end,
-            log: RemoteObject {
-                key: format!("s{base}.log"),
-                size: 1,
-                crc32c: 0,
-            },
-            producer_snapshot: None,
-            max_timestamp: 0,
-            uploaded_ms: 0,
-            indexes: None,
-            leader_epochs: epochs
-                .iter()
-                .map(|&(epoch, start_offset)| EpochStart {
-                    epoch,
-                    start_offset,
-                })
-                .collect(),
-            txn_index: None,
-        }
+        RemoteSegment::for_test(base, end, epochs)
     }
 
     fn entries(list: &[(i32, i64)]) -> Vec<EpochEntry> {

@@ -327,6 +327,38 @@ pub async fn write(bucket: &Bucket, dir: &str, manifest: &Manifest) -> Result<()
     Ok(())
 }
 
+/// Manifest entries for the tier's unit tests.
+#[cfg(test)]
+impl RemoteSegment {
+    /// The entry of segment [base, end): a one-byte log object named after its range, no
+    /// indexes, and `epochs` as (leader epoch, first offset) pairs.
+    pub(crate) fn for_test(base: i64, end: i64, epochs: &[(i32, i64)]) -> RemoteSegment {
+        let log = RemoteObject {
+            key: format!("s/{base}-{end}.log"),
+            size: 1,
+            crc32c: 0,
+        };
+        let leader_epochs = epochs
+            .iter()
+            .map(|&(epoch, start_offset)| EpochStart {
+                epoch,
+                start_offset,
+            })
+            .collect();
+        RemoteSegment {
+            base_offset: base,
+            end_offset: end,
+            log,
+            producer_snapshot: None,
+            max_timestamp: -1,
+            uploaded_ms: 0,
+            indexes: None,
+            leader_epochs,
+            txn_index: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,21 +366,7 @@ mod tests {
     use std::sync::Arc;
 
     fn seg(base: i64, end: i64) -> RemoteSegment {
-        RemoteSegment {
-            base_offset: base,
-            end_offset: end,
-            log: RemoteObject {
-                key: format!("s/{base}-{end}.log"),
-                size: 1,
-                crc32c: 0,
-            },
-            producer_snapshot: None,
-            max_timestamp: -1,
-            uploaded_ms: 0,
-            indexes: None,
-            leader_epochs: Vec::new(),
-            txn_index: None,
-        }
+        RemoteSegment::for_test(base, end, &[])
     }
 
     #[test]

@@ -263,34 +263,14 @@ fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use crate::log::partition::epochs::LeaderEpochCache;
-    use crate::tier::manifest::{EpochStart, Manifest, RemoteSegment};
+    use crate::tier::manifest::{Manifest, RemoteSegment};
     use object_store::memory::InMemory;
     use object_store::PutPayload;
     use std::collections::BTreeMap;
     use std::sync::Arc;
 
     fn seg(base: i64, end: i64, epochs: &[(i32, i64)]) -> RemoteSegment {
-        RemoteSegment {
-            base_offset: base,
-            end_offset: end,
-            log: RemoteObject {
-                key: format!("s{base}.log"),
-                size: 1,
-                crc32c: 0,
-            },
-            producer_snapshot: None,
-            max_timestamp: 0,
-            uploaded_ms: 0,
-            indexes: None,
-            leader_epochs: epochs
-                .iter()
-                .map(|&(epoch, start_offset)| EpochStart {
-                    epoch,
-                    start_offset,
-                })
-                .collect(),
-            txn_index: None,
-        }
+        RemoteSegment::for_test(base, end, epochs)
     }
 
     #[tokio::test]
