@@ -1,6 +1,7 @@
 //! Group coordination in a two-broker cluster: `__consumer_offsets` gets a replica on each
 //! live broker (offsets.topic.replication.factor, capped at the live brokers), the leader of a
-//! group's partition coordinates the group, and the other broker answers NOT_COORDINATOR.
+//! group's partition coordinates the group, and the other broker answers NOT_COORDINATOR; a
+//! transactional id's state moves to the new leader of its `__transaction_state` partition.
 
 use std::time::{Duration, Instant};
 
@@ -136,4 +137,68 @@ fn only_the_leader_of_a_groups_offsets_partition_coordinates_it() {
     assert_eq!(heartbeat.error_code, not_coordinator);
     // The refused commit changed nothing.
     assert_eq!(fetch(&mut clients[at], "g"), (0, 42));
+}
+
+/// Retries `call` while the coordinator is being looked up or loaded; its last error code.
+fn until_served(mut call: impl FnMut() -> (i16, i64, i16)) -> (i16, i64, i16) {
+    let retriable = [
+        ResponseError::NotCoordinator.code(),
+        ResponseError::CoordinatorLoadInProgress.code(),
+        ResponseError::CoordinatorNotAvailable.code(),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = call();
+        if !retriable.contains(&answer.0) || Instant::now() > deadline {
+            return answer;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_transactional_id_moves_with_the_leadership_of_its_state_partition() {
+    let etcd = Etcd::start();
+    let mut nodes = [node(&etcd, 1), node(&etcd, 2)];
+    let mut c = nodes[0].client();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let m: MetadataResponse = c.call(12, &MetadataRequest::default().with_topics(Some(vec![])));
+        if m.brokers.len() == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "broker 2 never listed: {m:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let coordinator = loop {
+        let found: FindCoordinatorResponse = c.call(
+            3,
+            &FindCoordinatorRequest::default()
+                .with_key(StrBytes::from_static_str("tx"))
+                .with_key_type(1),
+        );
+        if found.error_code == 0 {
+            break found.node_id.0;
+        }
+        assert!(Instant::now() < deadline, "no coordinator: {found:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (at, other) = if coordinator == 1 { (0, 1) } else { (1, 0) };
+    let mut c_at = nodes[at].client();
+    let (error, producer_id, epoch) =
+        until_served(|| crate::transactions::init(&mut c_at, "tx", 60_000));
+    assert_eq!((error, epoch), (0, 0));
+    // The other broker holds a replica of the state but does not coordinate the id.
+    let mut c_other = nodes[other].client();
+    assert_eq!(
+        crate::transactions::init(&mut c_other, "tx", 60_000).0,
+        ResponseError::NotCoordinator.code()
+    );
+    // The coordinator goes; the other broker leads the partition, loads the id's state from
+    // its replica, and the next InitProducerId bumps the same producer's epoch.
+    assert!(nodes[at].stop().success());
+    let (error, again, bumped) =
+        until_served(|| crate::transactions::init(&mut c_other, "tx", 60_000));
+    assert_eq!((error, again, bumped), (0, producer_id, 1));
 }

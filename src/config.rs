@@ -293,6 +293,7 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def("transactional.id.expiration.ms", T::Int, Some("604800000"), AtLeast(1), "Forget a transactional id with no transaction for this long."),
     def("transaction.abort.timed.out.transaction.cleanup.interval.ms", T::Int, Some("10000"), AtLeast(1), "How often timed-out transactions are aborted."),
     def("transaction.state.log.num.partitions", T::Int, Some("50"), AtLeast(1), "Partitions of __transaction_state."),
+    def("transaction.state.log.replication.factor", T::Short, Some("3"), Range(1, 32767), "Replicas of each __transaction_state partition in a cluster (at most the live brokers when it is created)."),
     def("transaction.state.log.segment.bytes", T::Int, Some("104857600"), AtLeast(14), "segment.bytes of __transaction_state."),
     def("log.local.retention.ms", T::Long, Some("-2"), AtLeast(-2), "Default local.retention.ms; -2 means retention.ms."),
     def("log.local.retention.bytes", T::Long, Some("-2"), AtLeast(-2), "Default local.retention.bytes; -2 means retention.bytes."),
@@ -1207,6 +1208,9 @@ impl BrokerConfig {
     }
     pub fn offsets_topic_replication_factor(&self) -> i32 {
         self.int("offsets.topic.replication.factor")
+    }
+    pub fn transaction_state_replication_factor(&self) -> i32 {
+        self.int("transaction.state.log.replication.factor")
     }
     pub fn offsets_topic_segment_bytes(&self) -> i32 {
         self.int("offsets.topic.segment.bytes")

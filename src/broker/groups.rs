@@ -205,9 +205,7 @@ async fn find_coordinator(
                 .err()
                 .map_or(0, |e| super::txn::txn_error_code(e, true)),
             crate::txn::topic::TRANSACTION_STATE_TOPIC,
-            // One replica until the transaction coordinator moves with leadership: a replica
-            // that took over would serve transactions from the state it loaded at start-up.
-            1,
+            broker.config.transaction_state_replication_factor(),
         ),
         _ => (ResponseError::InvalidRequest.code(), "", 1),
     };

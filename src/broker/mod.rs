@@ -257,6 +257,7 @@ impl Broker {
         // In a cluster the groups move with the leadership of `__consumer_offsets`.
         if let Some(cluster) = &cluster {
             crate::cluster::coordination::follow_leadership(cluster.clone(), &groups);
+            crate::cluster::coordination::follow_leadership(cluster.clone(), &txn);
         }
         let versions = version_table(config.consumer_group_protocol_enabled());
         let fetch_sessions =

@@ -20,6 +20,15 @@ use super::Cluster;
 /// view is read here rather than pushed so that `mod.rs` stays as it is.
 const POLL: Duration = Duration::from_millis(200);
 
+/// Where a coordinator stands with one partition of its topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ownership {
+    /// Elected at this leader epoch; its state is being read.
+    Loading(i32),
+    /// Coordinated at this leader epoch.
+    Loaded(i32),
+}
+
 /// A coordinator whose state lives in the partitions of one internal topic.
 pub trait PartitionCoordinator: Send + Sync + 'static {
     /// The internal topic whose partitions hold the coordinator's state.

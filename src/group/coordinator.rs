@@ -17,7 +17,8 @@ use tracing::{error, info};
 mod election;
 mod txn;
 
-use election::{install, Ownership};
+use crate::cluster::coordination::Ownership;
+use election::install;
 pub use txn::TxnCommitMember;
 
 use super::consumer::stored::StoredGroup as StoredConsumerGroup;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use super::{now_ms, CoordinatorError, GroupCoordinator, Inner};
-use crate::cluster::coordination::PartitionCoordinator;
+use crate::cluster::coordination::{Ownership, PartitionCoordinator};
 use crate::group::consumer::Topics;
 use crate::group::offsets::{partition_for, Loaded, OFFSETS_TOPIC};
 use crate::group::state::GroupError;
@@ -22,15 +22,6 @@ use crate::log::{LogManager, Partition};
 /// How long a write to `__consumer_offsets` waits for the in-sync replicas (Kafka's
 /// `offsets.commit.timeout.ms` default).
 const REPLICATION_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// One partition's state on this broker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Ownership {
-    /// Elected at this leader epoch; its groups are being read.
-    Loading(i32),
-    /// Coordinated at this leader epoch.
-    Loaded(i32),
-}
 
 /// How much [`install`] brought in.
 pub(super) struct Counts {
