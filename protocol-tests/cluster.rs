@@ -27,14 +27,14 @@ use crate::harness::{free_port, Cairn, Client};
 use crate::util::{batch, create_topic, fetch_request, produce, topic_name};
 
 /// A single-member etcd on free loopback ports with a temp data directory; killed on drop.
-struct Etcd {
+pub(crate) struct Etcd {
     child: Child,
-    endpoint: String,
+    pub(crate) endpoint: String,
     _dir: tempfile::TempDir,
 }
 
 impl Etcd {
-    fn start() -> Etcd {
+    pub(crate) fn start() -> Etcd {
         let dir = tempfile::tempdir().unwrap();
         let (client, peer) = (free_port(), free_port());
         let endpoint = format!("http://127.0.0.1:{client}");

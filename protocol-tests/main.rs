@@ -8,6 +8,7 @@ mod authorized_operations;
 mod broker_configs;
 mod client_quotas;
 mod cluster;
+mod cluster_coordinator;
 mod consumer_groups;
 mod fetch_limits;
 mod fetch_sessions;

@@ -291,12 +291,14 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def("offsets.retention.minutes", T::Int, Some("10080"), AtLeast(1), "Keep offsets of an empty group this long."),
     def("offsets.retention.check.interval.ms", T::Long, Some("600000"), AtLeast(1), "How often expired offsets are removed."),
     def("offsets.topic.num.partitions", T::Int, Some("50"), AtLeast(1), "Partitions of __consumer_offsets."),
+    def("offsets.topic.replication.factor", T::Short, Some("3"), Range(1, 32767), "Replicas of each __consumer_offsets partition in a cluster (at most the live brokers when it is created)."),
     def("offsets.topic.segment.bytes", T::Int, Some("104857600"), AtLeast(14), "segment.bytes of __consumer_offsets."),
     def("producer.id.expiration.ms", T::Int, Some("86400000"), AtLeast(1), "Forget an idle producer's idempotence state after this long."),
     def("transaction.max.timeout.ms", T::Int, Some("900000"), AtLeast(1), "Largest transaction timeout a producer may ask for."),
     def("transactional.id.expiration.ms", T::Int, Some("604800000"), AtLeast(1), "Forget a transactional id with no transaction for this long."),
     def("transaction.abort.timed.out.transaction.cleanup.interval.ms", T::Int, Some("10000"), AtLeast(1), "How often timed-out transactions are aborted."),
     def("transaction.state.log.num.partitions", T::Int, Some("50"), AtLeast(1), "Partitions of __transaction_state."),
+    def("transaction.state.log.replication.factor", T::Short, Some("3"), Range(1, 32767), "Replicas of each __transaction_state partition in a cluster (at most the live brokers when it is created)."),
     def("transaction.state.log.segment.bytes", T::Int, Some("104857600"), AtLeast(14), "segment.bytes of __transaction_state."),
     def("log.local.retention.ms", T::Long, Some("-2"), AtLeast(-2), "Default local.retention.ms; -2 means retention.ms."),
     def("log.local.retention.bytes", T::Long, Some("-2"), AtLeast(-2), "Default local.retention.bytes; -2 means retention.bytes."),
@@ -1223,6 +1225,12 @@ impl BrokerConfig {
     }
     pub fn offsets_topic_num_partitions(&self) -> i32 {
         self.int("offsets.topic.num.partitions")
+    }
+    pub fn offsets_topic_replication_factor(&self) -> i32 {
+        self.int("offsets.topic.replication.factor")
+    }
+    pub fn transaction_state_replication_factor(&self) -> i32 {
+        self.int("transaction.state.log.replication.factor")
     }
     pub fn offsets_topic_segment_bytes(&self) -> i32 {
         self.int("offsets.topic.segment.bytes")

@@ -75,6 +75,8 @@ pub(super) fn consumer_error_code(e: &ConsumerError) -> i16 {
         ConsumerError::UnsupportedVersion => ResponseError::UnsupportedVersion,
         ConsumerError::InvalidRegularExpression(_) => ResponseError::InvalidRegularExpression,
         ConsumerError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
+        ConsumerError::NotCoordinator => ResponseError::NotCoordinator,
+        ConsumerError::CoordinatorLoadInProgress => ResponseError::CoordinatorLoadInProgress,
         ConsumerError::IllegalGeneration => ResponseError::IllegalGeneration,
     }
     .code()
@@ -197,6 +199,13 @@ fn consumer_describe(
                 &group_id,
                 r.include_authorized_operations,
             );
+            let refused = super::groups::coordinator_refusal(broker, &group_id);
+            if refused != 0 {
+                return DescribedGroup::default()
+                    .with_group_id(group_id)
+                    .with_error_code(refused)
+                    .with_authorized_operations(operations);
+            }
             let Some(g) = broker.groups.consumer_group(&group_id) else {
                 // The admin client then falls back to DescribeGroups (classic or unknown).
                 let message = if broker.groups.is_classic_group(&group_id) {

@@ -142,6 +142,8 @@ fn group_error_code(e: &GroupError) -> i16 {
         GroupError::FencedInstanceId => ResponseError::FencedInstanceId,
         GroupError::GroupMaxSizeReached => ResponseError::GroupMaxSizeReached,
         GroupError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
+        GroupError::NotCoordinator => ResponseError::NotCoordinator,
+        GroupError::CoordinatorLoadInProgress => ResponseError::CoordinatorLoadInProgress,
         GroupError::GroupIdNotFound => ResponseError::GroupIdNotFound,
         GroupError::NonEmptyGroup => ResponseError::NonEmptyGroup,
         GroupError::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic,
@@ -186,7 +188,7 @@ async fn find_coordinator(
     // Groups (0) and transactions (1): the coordinator is the leader of the key's partition of
     // the offsets or transaction topic (this broker, on a single node). The topic is created
     // when a coordinator is first looked for, as Kafka does.
-    let (error, topic) = match r.key_type {
+    let (error, topic, replication_factor) = match r.key_type {
         0 => (
             broker
                 .groups
@@ -194,6 +196,7 @@ async fn find_coordinator(
                 .err()
                 .map_or(0, |e| coordinator_error_code(&e)),
             crate::group::offsets::OFFSETS_TOPIC,
+            broker.config.offsets_topic_replication_factor(),
         ),
         1 => (
             broker
@@ -202,13 +205,14 @@ async fn find_coordinator(
                 .err()
                 .map_or(0, |e| super::txn::txn_error_code(e, true)),
             crate::txn::topic::TRANSACTION_STATE_TOPIC,
+            broker.config.transaction_state_replication_factor(),
         ),
-        _ => (ResponseError::InvalidRequest.code(), ""),
+        _ => (ResponseError::InvalidRequest.code(), "", 1),
     };
     let mut error = error;
     if let (0, Some(cluster), Some(local)) = (error, &broker.cluster, broker.log.topic(topic)) {
         if let Err(e) = cluster
-            .ensure_internal_topic(topic, local.partitions, local.overrides)
+            .ensure_internal_topic(topic, local.partitions, replication_factor, local.overrides)
             .await
         {
             tracing::warn!(topic, error = %e, "cannot create the internal topic in the cluster");
@@ -586,6 +590,15 @@ fn fetch_group(
     }
 }
 
+/// The error code when this broker does not coordinate `group_id` now (in a cluster), else 0.
+pub(super) fn coordinator_refusal(broker: &Broker, group_id: &str) -> i16 {
+    broker
+        .groups
+        .check_coordinator(group_id)
+        .err()
+        .map_or(0, |e| group_error_code(&e))
+}
+
 fn offset_fetch(broker: &Broker, v: i16, r: OffsetFetchRequest) -> OffsetFetchResponse {
     let metadata = |o: &Option<CommittedOffset>| {
         Some(str_bytes(
@@ -616,6 +629,8 @@ fn offset_fetch(broker: &Broker, v: i16, r: OffsetFetchRequest) -> OffsetFetchRe
                         .map(|t| (t.name, t.partition_indexes))
                         .collect()
                 });
+                // In a cluster: NOT_COORDINATOR / COORDINATOR_LOAD_IN_PROGRESS, with no offsets.
+                let refused = coordinator_refusal(broker, &g.group_id);
                 let fetched = fetch_group(broker, &g.group_id, topics);
                 build!(OffsetFetchResponseGroup {
                     group_id: g.group_id,
@@ -632,12 +647,12 @@ fn offset_fetch(broker: &Broker, v: i16, r: OffsetFetchRequest) -> OffsetFetchRe
                                         .as_ref()
                                         .map_or(-1, |o| o.leader_epoch),
                                     metadata: metadata(&o),
-                                    error_code: 0,
+                                    error_code: refused,
                                 }))
                                 .collect(),
                         }))
                         .collect(),
-                    error_code: 0,
+                    error_code: refused,
                 })
             })
             .collect();
@@ -648,6 +663,7 @@ fn offset_fetch(broker: &Broker, v: i16, r: OffsetFetchRequest) -> OffsetFetchRe
             .map(|t| (t.name, t.partition_indexes))
             .collect()
     });
+    let refused = coordinator_refusal(broker, &r.group_id);
     let fetched = fetch_group(broker, &r.group_id, topics);
     build!(OffsetFetchResponse {
         topics: fetched
@@ -665,12 +681,12 @@ fn offset_fetch(broker: &Broker, v: i16, r: OffsetFetchRequest) -> OffsetFetchRe
                             -1
                         },
                         metadata: metadata(&o),
-                        error_code: 0,
+                        error_code: refused,
                     }))
                     .collect(),
             }))
             .collect(),
-        error_code: 0,
+        error_code: if v >= 2 { refused } else { 0 },
     })
 }
 
@@ -786,7 +802,7 @@ fn describe_groups(
         .map(
             |(group_id, operations)| match broker.groups.describe(&group_id) {
                 None => build!(DescribedGroup {
-                    error_code: 0,
+                    error_code: coordinator_refusal(broker, &group_id),
                     group_id: group_id,
                     group_state: StrBytes::from_static_str("Dead"),
                     protocol_type: StrBytes::default(),

@@ -256,6 +256,11 @@ impl Broker {
         let groups = GroupCoordinator::start(&config, log.clone(), &group_session_timeout).await?;
         let txn =
             crate::txn::TransactionCoordinator::start(&config, log.clone(), groups.clone()).await?;
+        // In a cluster the groups move with the leadership of `__consumer_offsets`.
+        if let Some(cluster) = &cluster {
+            crate::cluster::coordination::follow_leadership(cluster.clone(), &groups);
+            crate::cluster::coordination::follow_leadership(cluster.clone(), &txn);
+        }
         let versions = version_table(config.consumer_group_protocol_enabled());
         let fetch_sessions =
             fetch_sessions::FetchSessions::new(config.max_incremental_fetch_session_cache_slots());

@@ -45,6 +45,8 @@ pub(super) fn txn_error_code(e: TxnError, fenced_known: bool) -> i16 {
         TxnError::InvalidTxnState => ResponseError::InvalidTxnState,
         TxnError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
         TxnError::CoordinatorFenced => ResponseError::TransactionCoordinatorFenced,
+        TxnError::NotCoordinator => ResponseError::NotCoordinator,
+        TxnError::CoordinatorLoadInProgress => ResponseError::CoordinatorLoadInProgress,
     };
     e.code()
 }

@@ -21,6 +21,7 @@
 //! ElectLeaders and automatic preferred-leader rebalancing are `election.rs`.
 
 pub mod access;
+pub mod coordination;
 mod election;
 pub mod etcd;
 mod fetcher;
@@ -618,14 +619,25 @@ impl Cluster {
         }
     }
 
-    /// Creates the internal topic `name` in etcd unless it is there.
+    /// Creates the internal topic `name` in etcd unless it is there, with
+    /// `replication_factor` replicas (`offsets.topic.replication.factor` for
+    /// `__consumer_offsets`), or as many as there are live brokers when there are fewer.
     pub async fn ensure_internal_topic(
         &self,
         name: &str,
         partitions: i32,
+        replication_factor: i32,
         configs: BTreeMap<String, String>,
     ) -> Result<(), ClusterError> {
-        match self.create_topic(name, partitions, 1, configs, true).await {
+        if self.view().topics.contains_key(name) {
+            return Ok(());
+        }
+        let live = self.view().brokers.len() as i32;
+        let replication_factor = replication_factor.min(live).max(1);
+        match self
+            .create_topic(name, partitions, replication_factor, configs, true)
+            .await
+        {
             Ok(_) | Err(ClusterError::TopicExists(_)) => Ok(()),
             Err(e) => Err(e),
         }

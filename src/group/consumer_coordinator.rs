@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use super::consumer::{ConsumerError, ConsumerGroup, Heartbeat, HeartbeatResponse, Topics};
 use super::coordinator::{now_ms, Inner};
-use super::state::GroupState;
+use super::state::{GroupError, GroupState};
 use super::GroupCoordinator;
 use crate::log::Partition;
 use tracing::{info, warn};
@@ -36,6 +36,13 @@ impl GroupCoordinator {
                 // A retriable error: members keep their epoch and look for the coordinator
                 // again, as Kafka's coordinator answers while it unloads.
                 return Err(ConsumerError::CoordinatorNotAvailable);
+            }
+            match self.owner(&inner, group_id) {
+                Err(GroupError::CoordinatorLoadInProgress) => {
+                    return Err(ConsumerError::CoordinatorLoadInProgress)
+                }
+                Err(_) => return Err(ConsumerError::NotCoordinator),
+                Ok(_) => {}
             }
             let mut waits = Vec::new();
             if inner.consumer.group(group_id).is_none() {

@@ -14,13 +14,16 @@ use std::time::Duration;
 use tokio::sync::{oneshot, Notify};
 use tracing::{error, info};
 
+mod election;
 mod txn;
 
+use crate::cluster::coordination::Ownership;
+use election::install;
 pub use txn::TxnCommitMember;
 
 use super::consumer::stored::StoredGroup as StoredConsumerGroup;
 use super::consumer::{ConsumerConfig, ConsumerError, ConsumerGroups, Topics};
-use super::offsets::{OffsetsError, OffsetsRecord, OffsetsTopic};
+use super::offsets::{Loaded, OffsetsError, OffsetsRecord, OffsetsTopic};
 use super::state::{
     CommittedOffset, Effect, GroupConfig, GroupError, GroupState, Groups, JoinRequest,
     JoinResponse, PartitionResults, SyncRequest, SyncResponse, TopicPartition, Waiter,
@@ -99,6 +102,9 @@ pub(super) struct Inner {
     /// Offsets of open transactions (TxnOffsetCommit), by producer id: applied at COMMIT.
     pending_txn: HashMap<i64, Vec<(String, TopicPartition, CommittedOffset)>>,
     pub(super) shutting_down: bool,
+    /// In a cluster, the `__consumer_offsets` partitions this broker coordinates (it leads
+    /// them); `None` on a single node, which coordinates every group.
+    pub(super) owned: Option<HashMap<i32, Ownership>>,
 }
 
 /// Coordinates every consumer group of this broker.
@@ -132,63 +138,52 @@ impl GroupCoordinator {
     ) -> Result<Arc<GroupCoordinator>, CoordinatorError> {
         let started = std::time::Instant::now();
         let offsets = OffsetsTopic::open(config, log.clone());
-        let loaded = offsets.load()?;
-        let now = now_ms();
-        let mut groups = Groups::new(GroupConfig {
+        // In a cluster a group is loaded when this broker is elected leader of its partition
+        // (`election.rs`); on a single node every group is this broker's from the start.
+        let clustered = !config.cluster_etcd_endpoints().is_empty();
+        let loaded = if clustered {
+            Loaded::default()
+        } else {
+            offsets.load()?
+        };
+        let groups = Groups::new(GroupConfig {
             initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms(),
             min_session_timeout_ms: config.group_min_session_timeout_ms(),
             max_session_timeout_ms: config.group_max_session_timeout_ms(),
             max_size: usize::try_from(config.group_max_size()).unwrap_or(usize::MAX),
         });
-        let (group_count, offset_count) = (loaded.groups.len(), loaded.offsets.len());
-        for (group_id, offsets) in loaded.offsets {
-            groups.apply_commit(&group_id, offsets, now);
-        }
-        for (group_id, stored) in loaded.groups {
-            groups.restore_group(&group_id, stored, now);
-        }
-        let mut consumer = ConsumerGroups::new(ConsumerConfig {
+        let consumer = ConsumerGroups::new(ConsumerConfig {
             session_timeout_ms: config.group_consumer_session_timeout_ms(),
             heartbeat_interval_ms: config.group_consumer_heartbeat_interval_ms(),
             max_size: usize::try_from(config.group_consumer_max_size()).unwrap_or(usize::MAX),
             migration: config.group_consumer_migration_policy(),
             classic_max_size: usize::try_from(config.group_max_size()).unwrap_or(usize::MAX),
         });
-        let topics: Topics = log
-            .topics()
-            .into_iter()
-            .filter(|t| !t.internal)
-            .map(|t| (t.name, (t.topic_id, t.partitions)))
-            .collect();
-        let mut persisted = HashMap::new();
-        for (group_id, stored) in loaded.consumer {
-            let session =
-                group_session_timeout(&group_id).unwrap_or(consumer.config().session_timeout_ms);
-            if let Some(group) = stored.restore(&group_id, &topics, session, now) {
-                consumer.restore(group);
-                persisted.insert(group_id, stored);
-            }
+        let mut inner = Inner {
+            groups,
+            consumer,
+            persisted: HashMap::new(),
+            parked: HashMap::new(),
+            next_waiter: 1,
+            applied: HashMap::new(),
+            pending_txn: HashMap::new(),
+            shutting_down: false,
+            owned: clustered.then(HashMap::new),
+        };
+        let records = loaded.records;
+        let counts = install(&mut inner, loaded, &log, group_session_timeout, now_ms());
+        if !clustered {
+            info!(
+                groups = counts.groups,
+                consumer_groups = counts.consumer_groups,
+                groups_with_offsets = counts.offsets,
+                records,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "loaded consumer groups from __consumer_offsets"
+            );
         }
-        let consumer_count = persisted.len();
-        info!(
-            groups = group_count,
-            consumer_groups = consumer_count,
-            groups_with_offsets = offset_count,
-            records = loaded.records,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "loaded consumer groups from __consumer_offsets"
-        );
         let coordinator = Arc::new(GroupCoordinator {
-            inner: Mutex::new(Inner {
-                groups,
-                consumer,
-                persisted,
-                parked: HashMap::new(),
-                next_waiter: 1,
-                applied: HashMap::new(),
-                pending_txn: loaded.pending_txn,
-                shutting_down: false,
-            }),
+            inner: Mutex::new(inner),
             offsets,
             retention_ms: config.offsets_retention_ms(),
             retention_check_interval_ms: config.offsets_retention_check_interval_ms(),
@@ -252,6 +247,7 @@ impl GroupCoordinator {
             if inner.shutting_down {
                 return Err(GroupError::CoordinatorNotAvailable);
             }
+            self.owner(&inner, group_id)?;
             // A consumer-protocol group becomes classic on a JoinGroup only while it is empty.
             if inner.consumer.group(group_id).is_some() {
                 if !inner.consumer.remove_if_empty(group_id) {
@@ -297,6 +293,7 @@ impl GroupCoordinator {
             if inner.shutting_down {
                 return Err(GroupError::CoordinatorNotAvailable);
             }
+            self.owner(&inner, group_id)?;
             if inner.consumer.group(group_id).is_some() {
                 return inner.consumer.classic_sync(group_id, &request, now_ms());
             }
@@ -321,6 +318,7 @@ impl GroupCoordinator {
         generation_id: i32,
     ) -> Result<(), GroupError> {
         let mut inner = self.lock();
+        self.owner(&inner, group_id)?;
         if inner.consumer.group(group_id).is_some() {
             return inner.consumer.classic_heartbeat(
                 group_id,
@@ -348,6 +346,7 @@ impl GroupCoordinator {
     ) -> Result<PartitionResults, GroupError> {
         let results = {
             let mut inner = self.lock();
+            self.owner(&inner, group_id)?;
             if inner.consumer.group(group_id).is_some() {
                 let results = inner.consumer.classic_leave(group_id, members);
                 self.settle_consumer(&mut inner, group_id);
@@ -375,6 +374,7 @@ impl GroupCoordinator {
         offsets: Vec<(TopicPartition, CommittedOffset)>,
     ) -> Result<(), CoordinatorError> {
         let check = |inner: &mut Inner, now| {
+            self.owner(inner, group_id)?;
             if inner.consumer.group(group_id).is_some() {
                 inner
                     .consumer
@@ -390,7 +390,7 @@ impl GroupCoordinator {
             check(&mut inner, now_ms())?;
             return Ok(());
         }
-        let (partition, end) = {
+        let (partition, end, epoch) = {
             // Commits are still taken while shutting down: the log stays open until the
             // broker closes it, and a commit that arrives in time should not be lost.
             let mut inner = self.lock();
@@ -409,7 +409,8 @@ impl GroupCoordinator {
             let partitions: Vec<TopicPartition> =
                 offsets.iter().map(|(tp, _)| tp.clone()).collect();
             inner.groups.begin_commit(group_id, &partitions, now);
-            appended
+            let epoch = self.owner(&inner, group_id)?;
+            (appended.0, appended.1, epoch)
         };
         // Ends the in-flight mark however this future finishes (durable, failed or dropped).
         let mut in_flight = InFlightCommit {
@@ -417,7 +418,7 @@ impl GroupCoordinator {
             group_id,
             partitions: offsets.iter().map(|(tp, _)| tp.clone()).collect(),
         };
-        let durable = partition.wait_durable(end).await;
+        let durable = self.wait_stored(group_id, epoch, &partition, end).await;
         // The mark ends under the same lock that applies the offsets, so expiry never sees
         // the partition unmarked and not yet applied.
         let mut inner = self.lock();
@@ -537,8 +538,9 @@ impl GroupCoordinator {
 
     /// DeleteGroups for one group: removes it and its offsets, durably.
     pub async fn delete_group(&self, group_id: &str) -> Result<(), CoordinatorError> {
-        let waits = {
+        let (waits, epoch) = {
             let mut inner = self.lock();
+            let epoch = self.owner(&inner, group_id)?;
             let mut tombstones = None;
             let fx = if inner.consumer.group(group_id).is_some() {
                 if !inner.consumer.remove_if_empty(group_id) {
@@ -556,10 +558,10 @@ impl GroupCoordinator {
             inner.applied.retain(|(g, _), _| g != group_id);
             let mut waits = self.deliver(&mut inner, fx);
             waits.extend(tombstones);
-            waits
+            (waits, epoch)
         };
         for (partition, end) in waits {
-            partition.wait_durable(end).await?;
+            self.wait_stored(group_id, epoch, &partition, end).await?;
         }
         Ok(())
     }
@@ -570,13 +572,14 @@ impl GroupCoordinator {
         group_id: &str,
         partitions: &[TopicPartition],
     ) -> Result<PartitionResults, CoordinatorError> {
-        let (results, waits) = {
+        let (results, waits, epoch) = {
             let mut inner = self.lock();
+            let epoch = self.owner(&inner, group_id)?;
             let (results, fx) = inner.groups.delete_offsets(group_id, partitions)?;
-            (results, self.deliver(&mut inner, fx))
+            (results, self.deliver(&mut inner, fx), epoch)
         };
         for (partition, end) in waits {
-            partition.wait_durable(end).await?;
+            self.wait_stored(group_id, epoch, &partition, end).await?;
         }
         Ok(results)
     }

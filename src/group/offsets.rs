@@ -400,6 +400,33 @@ impl OffsetsTopic {
 
     /// Reads every partition from its log start to its log end; later records win.
     pub fn load(&self) -> Result<Loaded, OffsetsError> {
+        self.load_partitions(0..self.partitions.get().copied().unwrap_or(0))
+    }
+
+    /// [`OffsetsTopic::load`] of one partition (a coordinator elected for it in a cluster).
+    pub fn load_partition(&self, partition: i32) -> Result<Loaded, OffsetsError> {
+        self.load_partitions(partition..partition + 1)
+    }
+
+    /// The log the topic lives in.
+    pub fn log(&self) -> &LogManager {
+        &self.log
+    }
+
+    /// Resolves when data arrives in any partition or a high watermark moves.
+    pub fn data_arrived(&self) -> tokio::sync::futures::Notified<'_> {
+        self.log.data_arrived()
+    }
+
+    /// The partition count, when the topic exists.
+    pub fn partition_count(&self) -> Option<i32> {
+        match self.partitions.get() {
+            Some(n) => Some(*n),
+            None => self.log.topic(OFFSETS_TOPIC).map(|t| t.partitions),
+        }
+    }
+
+    fn load_partitions(&self, partitions: std::ops::Range<i32>) -> Result<Loaded, OffsetsError> {
         let mut offsets: HashMap<(String, TopicPartition), Option<CommittedOffset>> =
             HashMap::new();
         let mut groups: HashMap<String, Option<StoredGroup>> = HashMap::new();
@@ -407,8 +434,7 @@ impl OffsetsTopic {
         let mut pending_txn: HashMap<i64, Vec<(String, TopicPartition, CommittedOffset)>> =
             HashMap::new();
         let mut records = 0u64;
-        let existing = self.partitions.get().copied().unwrap_or(0);
-        for p in 0..existing {
+        for p in partitions {
             let partition = self
                 .log
                 .partition(OFFSETS_TOPIC, p)

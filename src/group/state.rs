@@ -63,6 +63,12 @@ pub enum GroupError {
     GroupMaxSizeReached,
     #[error("the group is being removed")]
     CoordinatorNotAvailable,
+    /// Another broker coordinates the group (in a cluster).
+    #[error("this broker is not the group's coordinator")]
+    NotCoordinator,
+    /// This broker has just become the group's coordinator and is loading it.
+    #[error("the group's coordinator is loading it")]
+    CoordinatorLoadInProgress,
     #[error("group not found")]
     GroupIdNotFound,
     #[error("the group has members")]
@@ -755,6 +761,31 @@ impl Groups {
                 .or_else(|| group.members.keys().next().cloned());
         }
         self.groups.insert(group_id.to_string(), group);
+    }
+
+    /// Forgets a group (its coordinator moved to another broker): parked JoinGroup and
+    /// SyncGroup requests are answered NOT_COORDINATOR, so their members find the new
+    /// coordinator. Returns those replies.
+    pub fn unload(&mut self, group_id: &str) -> Vec<Effect> {
+        let Some(old) = self.groups.remove(group_id) else {
+            return Vec::new();
+        };
+        let mut fx = Vec::new();
+        for m in old.members.values() {
+            if let Some(waiter) = m.awaiting_join {
+                fx.push(Effect::JoinReply {
+                    waiter,
+                    result: Err(GroupError::NotCoordinator),
+                });
+            }
+            if let Some(waiter) = m.awaiting_sync {
+                fx.push(Effect::SyncReply {
+                    waiter,
+                    result: Err(GroupError::NotCoordinator),
+                });
+            }
+        }
+        fx
     }
 
     /// Hands a group's members over to a consumer group (an online upgrade, KIP-848): parked

@@ -10,6 +10,9 @@
 //! start-up writes the markers again (a repeated marker is harmless: it finds no ongoing
 //! transaction). Aborts take the same path.
 
+mod election;
+
+use crate::cluster::coordination::Ownership;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -54,6 +57,9 @@ pub struct TransactionCoordinator {
     max_timeout_ms: i32,
     expiration_ms: i64,
     timer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// In a cluster, the `__transaction_state` partitions this broker coordinates (it leads
+    /// them; `election.rs`); `None` on a single node, which coordinates every id.
+    owned: Option<Mutex<HashMap<i32, Ownership>>>,
 }
 
 impl From<TopicError> for TxnError {
@@ -80,11 +86,19 @@ impl TransactionCoordinator {
     ) -> Result<Arc<TransactionCoordinator>, TopicError> {
         crash::init();
         let topic = StateTopic::open(config, log.clone());
-        let loaded = topic.load()?;
-        info!(
-            transactional_ids = loaded.len(),
-            "loaded transactions from __transaction_state"
-        );
+        // In a cluster an id is loaded when this broker is elected leader of its partition.
+        let clustered = !config.cluster_etcd_endpoints().is_empty();
+        let loaded = if clustered {
+            HashMap::new()
+        } else {
+            topic.load()?
+        };
+        if !clustered {
+            info!(
+                transactional_ids = loaded.len(),
+                "loaded transactions from __transaction_state"
+            );
+        }
         let coordinator = Arc::new(TransactionCoordinator {
             log,
             groups,
@@ -94,6 +108,7 @@ impl TransactionCoordinator {
             max_timeout_ms: config.transaction_max_timeout_ms(),
             expiration_ms: config.transactional_id_expiration_ms(),
             timer: Mutex::new(None),
+            owned: clustered.then(|| Mutex::new(HashMap::new())),
         });
         coordinator.finish_prepared().await;
         let interval = Duration::from_millis(config.transaction_abort_interval_ms().max(1) as u64);
@@ -124,6 +139,7 @@ impl TransactionCoordinator {
     /// Appends `next` as `id`'s record and makes it the current metadata, under the lock (so
     /// a produce verified against the old state cannot interleave); then waits for durability.
     async fn persist(&self, id: &str, next: TxnMetadata) -> Result<(), TxnError> {
+        let epoch = self.owner(id)?;
         let (partition, end) = {
             let mut txns = self.lock();
             let appended = self.topic.append(id, Some(&next), now_ms())?;
@@ -131,7 +147,7 @@ impl TransactionCoordinator {
             appended
         };
         partition.wait_durable(end).await?;
-        Ok(())
+        self.wait_replicated(id, epoch, &partition, end).await
     }
 
     /// InitProducerId with a transactional id: a new or bumped epoch, after finishing (or
@@ -146,6 +162,7 @@ impl TransactionCoordinator {
             return Err(TxnError::InvalidTransactionTimeout);
         }
         self.ensure_topic()?;
+        self.owner(id)?;
         let _transition = self.transitions.lock().await;
         let now = now_ms();
         let existing = self.lock().get(id).cloned();
@@ -199,6 +216,7 @@ impl TransactionCoordinator {
         epoch: i16,
         partitions: &[(String, i32)],
     ) -> Result<(), TxnError> {
+        self.owner(id)?;
         let _transition = self.transitions.lock().await;
         let next = {
             let txns = self.lock();
@@ -219,6 +237,7 @@ impl TransactionCoordinator {
         epoch: i16,
         commit: bool,
     ) -> Result<(), TxnError> {
+        self.owner(id)?;
         let _transition = self.transitions.lock().await;
         let prepared = {
             let txns = self.lock();

@@ -8,7 +8,8 @@
 //! the log engine and aborts timed-out transactions. Nothing here knows Kafka request types or
 //! error codes: `broker/txn.rs` translates. [`crash`] names the steps of a commit a test can
 //! kill the broker at. Depends on the log engine's contract, the group coordinator (offsets
-//! committed inside a transaction) and the config.
+//! committed inside a transaction) and the config; in a cluster it implements the cluster's
+//! `PartitionCoordinator` hook (`coordinator/election.rs`).
 
 pub mod coordinator;
 pub mod crash;

@@ -75,6 +75,12 @@ pub enum TxnError {
     CoordinatorNotAvailable,
     #[error("a marker from a coordinator epoch older than the one that last wrote here")]
     CoordinatorFenced,
+    /// Another broker coordinates the transactional id (in a cluster).
+    #[error("this broker is not the transactional id's coordinator")]
+    NotCoordinator,
+    /// This broker has just become the id's coordinator and is loading it.
+    #[error("the transactional id's coordinator is loading it")]
+    CoordinatorLoadInProgress,
 }
 
 /// What the coordinator knows of one transactional id.

@@ -246,8 +246,34 @@ impl StateTopic {
     /// Every transactional id's latest metadata (tombstoned ids left out). An undecodable
     /// record is skipped with a warning.
     pub fn load(&self) -> Result<HashMap<String, TxnMetadata>, TopicError> {
+        self.load_partitions(0..self.partitions.get().copied().unwrap_or(0))
+    }
+
+    /// [`StateTopic::load`] of one partition (a coordinator elected for it in a cluster).
+    pub fn load_partition(
+        &self,
+        partition: i32,
+    ) -> Result<HashMap<String, TxnMetadata>, TopicError> {
+        self.load_partitions(partition..partition + 1)
+    }
+
+    /// The partition count, when the topic exists.
+    pub fn partition_count(&self) -> Option<i32> {
+        match self.partitions.get() {
+            Some(n) => Some(*n),
+            None => self
+                .log
+                .topic(TRANSACTION_STATE_TOPIC)
+                .map(|t| t.partitions),
+        }
+    }
+
+    fn load_partitions(
+        &self,
+        partitions: std::ops::Range<i32>,
+    ) -> Result<HashMap<String, TxnMetadata>, TopicError> {
         let mut latest: HashMap<String, Option<TxnMetadata>> = HashMap::new();
-        for p in 0..self.partitions.get().copied().unwrap_or(0) {
+        for p in partitions {
             let partition = self
                 .log
                 .partition(TRANSACTION_STATE_TOPIC, p)

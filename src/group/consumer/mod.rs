@@ -135,6 +135,10 @@ pub enum ConsumerError {
     InvalidRegularExpression(String),
     #[error("the coordinator is not available")]
     CoordinatorNotAvailable,
+    #[error("this broker is not the group's coordinator")]
+    NotCoordinator,
+    #[error("the group's coordinator is loading it")]
+    CoordinatorLoadInProgress,
     #[error("the received generation id does not match the member epoch")]
     IllegalGeneration,
 }
@@ -212,6 +216,13 @@ impl ConsumerGroups {
             }
             _ => false,
         }
+    }
+
+    /// Forgets a group whatever its members (its coordinator moved to another broker, which
+    /// loads it from `__consumer_offsets`).
+    pub fn unload(&mut self, group_id: &str) {
+        self.groups.remove(group_id);
+        self.downgraded.retain(|d| d.group_id != group_id);
     }
 
     /// ConsumerGroupHeartbeat. `new_member_id` names a member that joins without an id (v0).

@@ -29,6 +29,7 @@ impl GroupCoordinator {
         offsets: Vec<(TopicPartition, CommittedOffset)>,
     ) -> Result<(), CoordinatorError> {
         let check = |inner: &mut super::Inner| {
+            self.owner(inner, group_id)?;
             if inner.consumer.group(group_id).is_some() {
                 // Kafka: TxnOffsetCommit has no STALE_MEMBER_EPOCH; a stale epoch is an
                 // illegal generation.
@@ -56,9 +57,10 @@ impl GroupCoordinator {
         if offsets.is_empty() {
             return check(&mut self.lock());
         }
-        let (partition, end) = {
+        let (partition, end, epoch) = {
             let mut inner = self.lock();
             check(&mut inner)?;
+            let epoch = self.owner(&inner, group_id)?;
             let records: Vec<OffsetsRecord> = offsets
                 .iter()
                 .map(|(tp, o)| OffsetsRecord::Offset {
@@ -76,9 +78,9 @@ impl GroupCoordinator {
                     .into_iter()
                     .map(|(tp, o)| (group_id.to_string(), tp, o)),
             );
-            appended
+            (appended.0, appended.1, epoch)
         };
-        partition.wait_durable(end).await?;
+        self.wait_stored(group_id, epoch, &partition, end).await?;
         Ok(())
     }
 
