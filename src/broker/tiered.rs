@@ -57,9 +57,8 @@ pub(super) async fn read(
 
 /// The aborted transactions a `read_committed` consumer must skip in records read from the tier
 /// at `from` up to `last_offset`: the tier's transaction indexes, then the local log's (no
-/// partition lock is held across the store's answer). A retriable KAFKA_STORAGE_ERROR when a
-/// segment's index object is missing or damaged: its records are not served rather than served
-/// unfiltered.
+/// partition lock is held across the store's answer). An error when the tier cannot answer
+/// (a damaged log object, an outage): the records are not served rather than served unfiltered.
 pub(super) async fn aborted_transactions(
     broker: &Broker,
     log: &Partition,
@@ -77,16 +76,7 @@ pub(super) async fn aborted_transactions(
         .aborted_transactions(topic, partition, (from, upper), local_start)
         .await;
     let (mut aborted, complete) = match found {
-        Ok(Some(found)) => found,
-        Ok(None) => {
-            tracing::debug!(
-                topic,
-                partition,
-                from,
-                "a tiered segment has no usable transaction index"
-            );
-            return Err(code(ResponseError::KafkaStorageError));
-        }
+        Ok(found) => found,
         Err(e) => {
             tracing::debug!(topic, partition, from, error = %e, "cannot read the tier's transaction index");
             return Err(tier_error_code(&e));

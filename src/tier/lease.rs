@@ -371,11 +371,14 @@ mod tests {
     async fn a_dead_holders_claim_expires_after_the_configured_timeout_not_before() {
         let b = bucket();
         let timeout = Duration::from_millis(1000);
-        // A holder killed with -9: it never renews nor releases.
+        // A holder killed with -9: it never renews nor releases. Its last renewal is inside
+        // acquire, so time is counted from before it, on the lease's own clock.
+        let killed = std::time::Instant::now();
+        let killed_ms = now_ms();
+        let since_killed_ms = || now_ms() - killed_ms;
         let dead = Lease::acquire_with_timeout(&b, "broker-a", timeout)
             .await
             .unwrap();
-        let killed = std::time::Instant::now();
         let err = Lease::acquire_with_timeout(&b, "broker-b", timeout)
             .await
             .unwrap_err();
@@ -398,7 +401,8 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert!(killed.elapsed() >= timeout - timeout / RENEWALS_PER_TIMEOUT);
+        let stale_after = (timeout - timeout / RENEWALS_PER_TIMEOUT).as_millis() as i64;
+        assert!(since_killed_ms() >= stale_after, "{}", since_killed_ms());
         let taken = loop {
             match Lease::acquire_with_timeout(&b, "broker-b", timeout).await {
                 Ok(lease) => break lease,
@@ -412,7 +416,8 @@ mod tests {
                 Err(e) => panic!("{e}"),
             }
         };
-        assert!(killed.elapsed() >= timeout, "{:?}", killed.elapsed());
+        let expired_after = timeout.as_millis() as i64;
+        assert!(since_killed_ms() >= expired_after, "{}", since_killed_ms());
         assert_eq!(taken.epoch(), 2);
         taken.check().unwrap();
         assert!(matches!(

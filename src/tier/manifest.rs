@@ -193,24 +193,27 @@ impl Manifest {
         true
     }
 
-    /// Gives the segment of `log_key` covering [`base_offset`, `end_offset`) its transaction
-    /// index (one uploaded before they were has none); false when the manifest no longer names
-    /// that segment or it has one already.
+    /// Gives the segment of `log_key` covering [`base_offset`, `end_offset`) a transaction
+    /// index built again from its log objects (one uploaded before they were has none; a damaged
+    /// one is retired); false when the manifest no longer names that segment.
     pub fn set_txn_index(
         &mut self,
         (base_offset, end_offset): (i64, i64),
         log_key: &str,
         txn_index: RemoteObject,
+        now_ms: i64,
     ) -> bool {
         let Some(s) = self.segments.iter_mut().find(|s| {
             s.base_offset == base_offset && s.end_offset == end_offset && s.log.key == log_key
         }) else {
             return false;
         };
-        if s.txn_index.is_some() {
-            return false;
+        if let Some(old) = s.txn_index.replace(txn_index) {
+            self.retired.push(Retired {
+                key: old.key,
+                since_ms: now_ms,
+            });
         }
-        s.txn_index = Some(txn_index);
         true
     }
 

@@ -459,18 +459,18 @@ impl RemoteLog {
     /// The aborted transactions a `read_committed` fetch at `from` returning records below
     /// `upper` must skip, from the transaction indexes of the tier's segments below `local_start`
     /// (the local log answers from there), as (entries, complete: no later entry can concern the
-    /// range). A segment uploaded before transaction indexes were has its entries built from the
-    /// log objects ([`txn_rebuild`]). `None` when one of those segments' index object is missing
-    /// or damaged: the caller must not serve the records.
+    /// range). A segment uploaded before transaction indexes were, or whose index object is
+    /// missing or damaged, has its entries built from the log objects ([`txn_rebuild`]) until the
+    /// scrub puts a sound index into the manifest.
     pub async fn aborted_transactions(
         &self,
         topic: &str,
         partition: i32,
         (from, upper): (i64, i64),
         local_start: i64,
-    ) -> Result<Option<(Vec<AbortedTxn>, bool)>, TierError> {
+    ) -> Result<(Vec<AbortedTxn>, bool), TierError> {
         let Some(m) = self.manifest(topic, partition) else {
-            return Ok(Some((Vec::new(), false)));
+            return Ok((Vec::new(), false));
         };
         let first = m.segments.partition_point(|s| s.end_offset <= from);
         let mut out = Vec::new();
@@ -478,30 +478,28 @@ impl RemoteLog {
             if seg.base_offset >= local_start {
                 break;
             }
-            let Some(object) = &seg.txn_index else {
-                // Uploaded before transaction indexes were: built from the log objects until
-                // the scrub puts one into the manifest.
-                let entries = txn_rebuild::rebuild(&self.bucket, &m.segments, i).await?;
-                if remote_txn::collect(&entries, from, upper, &mut out) {
-                    return Ok(Some((out, true)));
-                }
-                continue;
+            let entries = match self.txn_index(seg).await? {
+                Some(bytes) => AbortedTxn::decode_all(&bytes),
+                None => txn_rebuild::rebuild(&self.bucket, &m.segments, i).await?,
             };
-            let bytes = if object.size == 0 {
-                Bytes::new()
-            } else {
-                let check = |b: &[u8]| remote_index::check_object(object, b);
-                match self.index_object(object, check).await? {
-                    Some(b) => b,
-                    None => return Ok(None),
-                }
-            };
-            let entries = AbortedTxn::decode_all(&bytes);
             if remote_txn::collect(&entries, from, upper, &mut out) {
-                return Ok(Some((out, true)));
+                return Ok((out, true));
             }
         }
-        Ok(Some((out, false)))
+        Ok((out, false))
+    }
+
+    /// The transaction index object of `seg`, checked; `None` when it has none (uploaded before
+    /// they were) or it is missing or damaged (noted for the scrub).
+    pub(crate) async fn txn_index(&self, seg: &RemoteSegment) -> Result<Option<Bytes>, TierError> {
+        match &seg.txn_index {
+            None => Ok(None),
+            Some(object) if object.size == 0 => Ok(Some(Bytes::new())),
+            Some(object) => {
+                let check = |b: &[u8]| remote_index::check_object(object, b);
+                self.index_object(object, check).await
+            }
+        }
     }
 
     /// Starts fetching, in the background, the chunk a sequential reader needs next: the one
@@ -766,9 +764,11 @@ impl RemoteLog {
     /// True when a read found one of `seg`'s index objects missing or damaged (the scrub builds
     /// them again next).
     pub(crate) fn index_found_bad(&self, seg: &RemoteSegment) -> bool {
-        seg.indexes.as_ref().is_some_and(|ix| {
-            self.index_known_bad(&ix.offset_index.key) || self.index_known_bad(&ix.time_index.key)
-        })
+        let bad = |o: &RemoteObject| self.index_known_bad(&o.key);
+        seg.indexes
+            .as_ref()
+            .is_some_and(|ix| bad(&ix.offset_index) || bad(&ix.time_index))
+            || seg.txn_index.as_ref().is_some_and(bad)
     }
 
     /// Notes that every offset from `offset` on lies at or after `position` of object `key`.
@@ -1374,7 +1374,6 @@ mod tests {
                 let (aborted, complete) = remote
                     .aborted_transactions("t", 0, (base + 5, base + 15), i64::MAX)
                     .await
-                    .unwrap()
                     .unwrap();
                 let producers: Vec<i64> = aborted.iter().map(|a| a.producer_id).collect();
                 assert_eq!((producers, complete), (vec![s], true));
@@ -1528,14 +1527,14 @@ mod tests {
         };
         // t1 began before 10 and aborted after it; its stable offset (13) shows the rest of
         // the tier cannot concern [0, 10).
-        assert_eq!(found(0, 10, 100).await, Some((vec![t1], true)));
+        assert_eq!(found(0, 10, 100).await, (vec![t1], true));
         // An empty index is never fetched; a fetched one is kept in the cache.
         assert!(store.take("s0.txnindex").is_empty());
         assert_eq!(store.take("s10.txnindex").len(), 1);
-        assert_eq!(found(13, 30, 100).await, Some((vec![t2, t3], true)));
+        assert_eq!(found(13, 30, 100).await, (vec![t2, t3], true));
         assert!(store.take("s10.txnindex").is_empty());
         // Up to the local log start only: the local log answers for the rest.
-        assert_eq!(found(28, 50, 30).await, Some((vec![], false)));
+        assert_eq!(found(28, 50, 30).await, (vec![], false));
         // A segment without an index is read to build one: here its log object is missing.
         assert!(remote
             .aborted_transactions("t", 0, (30, 35), 100)
@@ -1546,6 +1545,7 @@ mod tests {
             crc32c: one.crc32c ^ 1,
             ..one
         });
+        let damaged_segment = damaged[1].clone();
         remote.publish(&Manifest {
             topic: "t".into(),
             segments: damaged,
@@ -1553,6 +1553,12 @@ mod tests {
             ..Manifest::default()
         });
         clear_cache(&remote);
-        assert_eq!(found(0, 10, 100).await, None);
+        // A damaged index is never followed: its entries are built from the log objects
+        // instead (missing here, so the tier cannot answer), and the scrub is told.
+        assert!(remote
+            .aborted_transactions("t", 0, (0, 10), 100)
+            .await
+            .is_err());
+        assert!(remote.index_found_bad(&damaged_segment));
     }
 }

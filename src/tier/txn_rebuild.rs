@@ -201,7 +201,7 @@ mod tests {
             .aborted_transactions("t", 0, (4, 16), 100)
             .await
             .unwrap();
-        assert_eq!(found, Some((expected.clone(), false)));
+        assert_eq!(found, (expected.clone(), false));
         // A damaged earlier segment is an error, never an index missing its entries.
         let mut damaged = segments.clone();
         damaged[0].log.crc32c ^= 1;

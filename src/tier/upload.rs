@@ -719,10 +719,10 @@ impl Uploader {
         Ok(true)
     }
 
-    /// Gives `m.segments[i]`, a sound segment uploaded before transaction indexes were, the
-    /// index built again from the log objects ([`txn_rebuild`]), uploaded under a new name; true
-    /// when `m` changed. A damaged earlier segment it must read leaves it without one (that
-    /// segment's scrub reports it).
+    /// Gives `m.segments[i]`, a sound segment, a transaction index built again from the log
+    /// objects ([`txn_rebuild`]) when it has none (uploaded before they were) or its index object
+    /// is missing or damaged, uploaded under a new name; true when `m` changed. A damaged
+    /// earlier segment it must read leaves it as it is (that segment's scrub reports it).
     async fn add_txn_index(
         &self,
         part: &Partition,
@@ -730,7 +730,7 @@ impl Uploader {
         m: &mut Manifest,
         i: usize,
     ) -> Result<bool, TierError> {
-        if m.segments[i].txn_index.is_some() {
+        if self.remote.txn_index(&m.segments[i]).await?.is_some() {
             return Ok(false);
         }
         let entries = match txn_rebuild::rebuild(&self.bucket, &m.segments, i).await {
@@ -751,12 +751,12 @@ impl Uploader {
         let stem = format!("{}/segments/{:020}-{uid}", copy.dir, seg.base_offset);
         let object = remote_txn::upload(&self.bucket, &self.pacer, &stem, &entries).await?;
         let (range, key) = ((seg.base_offset, seg.end_offset), seg.log.key.clone());
-        if !m.set_txn_index(range, &key, object) {
+        if !m.set_txn_index(range, &key, object, now_ms()) {
             return Ok(false);
         }
         tracing::debug!(topic = %part.topic(), partition = part.partition_index(),
             base_offset = range.0, aborted = entries.len(),
-            "transaction index added to a segment uploaded without one");
+            "transaction index built again for a segment without a sound one");
         Ok(true)
     }
 
@@ -1082,6 +1082,34 @@ mod tests {
             assert!(
                 Instant::now() < deadline,
                 "the scrub added no transaction index"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tier.shutdown().await;
+
+        // A damaged transaction index (here its object is missing) is built again and the
+        // manifest names the new one; the old key is retired.
+        let (latest, top) = manifest::read_latest(&bucket, &dir_key).await.unwrap();
+        let mut damaged = latest.unwrap();
+        damaged.segments[0].txn_index = Some(RemoteObject {
+            key: format!("{dir_key}/segments/lost.txnindex"),
+            size: 12,
+            crc32c: 1,
+        });
+        damaged.version = top + 1;
+        manifest::write(&bucket, &dir_key, &damaged).await.unwrap();
+        let tier = start_tier(&bucket, &log, dir.path()).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let m = manifest::read_latest(&bucket, &dir_key).await.unwrap().0;
+            let m = m.unwrap();
+            if m.segments[0].txn_index.as_ref().unwrap().size == 0 {
+                assert!(m.retired.iter().any(|r| r.key.ends_with("lost.txnindex")));
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the scrub did not replace the damaged transaction index"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
