@@ -117,8 +117,9 @@ def run(bench, h):
         f"per read; produce {prof['produce_records']['file']} records (file://) and {prof['produce_records']['s3']} (moto S3); {prof['rounds']} rounds (medians); "
         f"remote reads: 1 MiB ranged GETs into the remote cache (`cairn.remote.cache.bytes`), "
         f"batches found through the uploaded offset indexes and written to the socket from the "
-        f"cached chunks; Cairn starts a scrub cycle (every remote object read back) at each "
-        f"restart, so both columns' reads run beside it")
+        f"cached chunks; a partition's first scrub cycle (every remote object read back) runs "
+        f"once after its upload, the next one a day later (`cairn.remote.scrub.interval.ms`, "
+        f"remembered across restarts in the manifest)")
     for store in ("file", "s3"):
         store_dir = os.path.join(bench.workdir, "cairn", f"store-{store}")
         os.makedirs(store_dir, exist_ok=True)

@@ -111,6 +111,11 @@ pub struct Manifest {
     /// then.
     #[serde(default)]
     pub tombstone_horizon: Option<i64>,
+    /// When the last scrub cycle over the segments finished (ms since the epoch), so that a
+    /// restart does not read the whole partition back again before the scrub interval is up. 0
+    /// before any.
+    #[serde(default)]
+    pub scrubbed_ms: i64,
 }
 
 impl Manifest {

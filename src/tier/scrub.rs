@@ -1,5 +1,6 @@
 //! Scrub: the tier checked against its manifests. Every segment a manifest names is read back
-//! in full once per `cairn.remote.scrub.interval.ms` (a few per partition per upload pass), and
+//! in full once per `cairn.remote.scrub.interval.ms` (a few per partition per upload pass; the
+//! manifest remembers when a partition's cycle finished, across restarts), and
 //! at once when a remote read found it damaged: its log object batch by batch (each batch's CRC,
 //! then the object's size and CRC-32C against the manifest) and its producer snapshot. A missing
 //! or damaged object is re-uploaded by the uploader from the local copy when the local log still

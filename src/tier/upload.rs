@@ -145,8 +145,8 @@ struct Copy {
     clean_retry_at: Option<Instant>,
     /// The next segment (by index in the manifest) the scrub cycle checks.
     scrub_cursor: usize,
-    /// When the next scrub cycle starts.
-    scrub_at: Instant,
+    /// When the next scrub cycle starts: `None` until the manifest's `scrubbed_ms` set it.
+    scrub_at: Option<Instant>,
     /// Damaged objects without a local copy, already reported.
     unrepairable: BTreeSet<String>,
     /// DeleteRecords markers at or below this were deleted (a written manifest holds them).
@@ -351,7 +351,7 @@ impl Uploader {
                         collected: false,
                         clean_retry_at: None,
                         scrub_cursor: 0,
-                        scrub_at: Instant::now(),
+                        scrub_at: None,
                         unrepairable: BTreeSet::new(),
                         markers_cleared_to: i64::MIN,
                     });
@@ -612,11 +612,19 @@ impl Uploader {
                 .filter(|&i| !copy.unrepairable.contains(&m.segments[i].log.key))
                 .take(scrub::SEGMENTS_PER_PASS),
         );
-        if Instant::now() >= copy.scrub_at {
+        // The first cycle after a start is due an interval after the last one finished.
+        let since_last = Duration::from_millis((now_ms() - m.scrubbed_ms).max(0) as u64);
+        let scrub_at = *copy
+            .scrub_at
+            .get_or_insert_with(|| Instant::now() + self.scrub_interval.saturating_sub(since_last));
+        let mut changed = false;
+        if Instant::now() >= scrub_at {
             for _ in 0..scrub::SEGMENTS_PER_PASS {
                 if copy.scrub_cursor >= m.segments.len() {
                     copy.scrub_cursor = 0;
-                    copy.scrub_at = Instant::now() + self.scrub_interval;
+                    copy.scrub_at = Some(Instant::now() + self.scrub_interval);
+                    m.scrubbed_ms = now_ms();
+                    changed = true;
                     break;
                 }
                 todo.push(copy.scrub_cursor);
@@ -625,7 +633,6 @@ impl Uploader {
         }
         todo.sort_unstable();
         todo.dedup();
-        let mut changed = false;
         for i in todo {
             let seg = m.segments[i].clone();
             ScrubStats::add(&self.scrub.checked);
@@ -1087,7 +1094,8 @@ mod tests {
         }
         tier.shutdown().await;
 
-        // A damaged transaction index (here its object is missing) is built again and the
+        // A damaged transaction index (here its object is missing), found by a read_committed
+        // read (answered from the log objects meanwhile), is built again by the scrub and the
         // manifest names the new one; the old key is retired.
         let (latest, top) = manifest::read_latest(&bucket, &dir_key).await.unwrap();
         let mut damaged = latest.unwrap();
@@ -1099,6 +1107,12 @@ mod tests {
         damaged.version = top + 1;
         manifest::write(&bucket, &dir_key, &damaged).await.unwrap();
         let tier = start_tier(&bucket, &log, dir.path()).await;
+        let (aborted, _) = tier
+            .remote
+            .aborted_transactions("t", 0, (0, 1), i64::MAX)
+            .await
+            .unwrap();
+        assert!(aborted.is_empty());
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let m = manifest::read_latest(&bucket, &dir_key).await.unwrap().0;
@@ -1113,6 +1127,22 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        // A finished scrub cycle is remembered in the manifest: a restart does not read the
+        // partition back again before the scrub interval (a day here) is up.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let m = manifest::read_latest(&bucket, &dir_key).await.unwrap().0;
+            if m.unwrap().scrubbed_ms > 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no scrub cycle finished");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tier.shutdown().await;
+        let tier = start_tier(&bucket, &log, dir.path()).await;
+        tokio::time::sleep(PASS_INTERVAL * 4).await;
+        let checked = tier.scrub.checked.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(checked, 0, "the restart began a scrub cycle");
         tier.shutdown().await;
 
         // Copying stopped (`remote.log.copy.disable`): the data in the tier stays readable
