@@ -770,22 +770,7 @@ impl Groups {
         let Some(old) = self.groups.remove(group_id) else {
             return Vec::new();
         };
-        let mut fx = Vec::new();
-        for m in old.members.values() {
-            if let Some(waiter) = m.awaiting_join {
-                fx.push(Effect::JoinReply {
-                    waiter,
-                    result: Err(GroupError::NotCoordinator),
-                });
-            }
-            if let Some(waiter) = m.awaiting_sync {
-                fx.push(Effect::SyncReply {
-                    waiter,
-                    result: Err(GroupError::NotCoordinator),
-                });
-            }
-        }
-        fx
+        answer_parked(&old, GroupError::NotCoordinator)
     }
 
     /// Hands a group's members over to a consumer group (an online upgrade, KIP-848): parked
@@ -796,21 +781,7 @@ impl Groups {
         let Some(old) = self.groups.remove(group_id) else {
             return Vec::new();
         };
-        let mut fx = Vec::new();
-        for m in old.members.values() {
-            if let Some(waiter) = m.awaiting_join {
-                fx.push(Effect::JoinReply {
-                    waiter,
-                    result: Err(GroupError::RebalanceInProgress),
-                });
-            }
-            if let Some(waiter) = m.awaiting_sync {
-                fx.push(Effect::SyncReply {
-                    waiter,
-                    result: Err(GroupError::RebalanceInProgress),
-                });
-            }
-        }
+        let mut fx = answer_parked(&old, GroupError::RebalanceInProgress);
         let mut group = Group::new(group_id, now);
         group.offsets = old.offsets;
         group.pending_commits = old.pending_commits;
@@ -887,6 +858,22 @@ impl Groups {
 mod group;
 
 pub use group::{parse_consumer_subscription, Group};
+
+/// Answers the JoinGroup and SyncGroup requests `group`'s members have parked with `error`.
+fn answer_parked(group: &Group, error: GroupError) -> Vec<Effect> {
+    let mut fx = Vec::new();
+    for m in group.members.values() {
+        if let Some(waiter) = m.awaiting_join {
+            let result = Err(error.clone());
+            fx.push(Effect::JoinReply { waiter, result });
+        }
+        if let Some(waiter) = m.awaiting_sync {
+            let result = Err(error.clone());
+            fx.push(Effect::SyncReply { waiter, result });
+        }
+    }
+    fx
+}
 
 #[cfg(test)]
 #[path = "state_tests.rs"]

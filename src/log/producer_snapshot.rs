@@ -278,25 +278,11 @@ fn restore_companion(dir: &Path, offset: i64, state: &mut ProducerStateManager) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::batch::BatchHeader;
+    use crate::log::producer_state::tests::header;
     use crate::log::producer_state::PendingUpdates;
 
     fn append(state: &mut ProducerStateManager, pid: i64, seq: i32, count: i32, offset: i64) {
-        let h = BatchHeader {
-            base_offset: offset,
-            batch_length: 100,
-            partition_leader_epoch: 0,
-            magic: 2,
-            crc: 0,
-            attributes: 0,
-            last_offset_delta: count - 1,
-            base_timestamp: 0,
-            max_timestamp: 0,
-            producer_id: pid,
-            producer_epoch: 0,
-            base_sequence: seq,
-            records_count: count,
-        };
+        let h = header(pid, 0, seq, count, offset);
         let mut pending = PendingUpdates::default();
         state.check(&pending, &h).unwrap();
         state.record(&mut pending, &h, 1_000);

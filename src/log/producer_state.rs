@@ -363,10 +363,18 @@ pub fn snapshot_path(dir: &Path, offset: i64) -> PathBuf {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn header(pid: i64, epoch: i16, seq: i32, count: i32, base_offset: i64) -> BatchHeader {
+    /// The header of a batch of `count` records of producer `pid` at `epoch`, first sequence
+    /// `seq`, at `base_offset`.
+    pub(crate) fn header(
+        pid: i64,
+        epoch: i16,
+        seq: i32,
+        count: i32,
+        base_offset: i64,
+    ) -> BatchHeader {
         BatchHeader {
             base_offset,
             batch_length: 100,

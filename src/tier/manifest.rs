@@ -164,10 +164,26 @@ impl Manifest {
     }
 
     fn retire(&mut self, s: RemoteSegment, now_ms: i64) {
-        self.retired.extend(s.objects().map(|o| Retired {
-            key: o.key.clone(),
+        self.retire_objects(s.objects().cloned(), now_ms);
+    }
+
+    fn retire_objects(&mut self, objects: impl IntoIterator<Item = RemoteObject>, now_ms: i64) {
+        let retired = objects.into_iter().map(|o| Retired {
+            key: o.key,
             since_ms: now_ms,
-        }));
+        });
+        self.retired.extend(retired);
+    }
+
+    /// The segment at exactly [base_offset, end_offset) whose log object is `log_key`.
+    fn segment_mut(
+        &mut self,
+        (base_offset, end_offset): (i64, i64),
+        log_key: &str,
+    ) -> Option<&mut RemoteSegment> {
+        self.segments.iter_mut().find(|s| {
+            s.base_offset == base_offset && s.end_offset == end_offset && s.log.key == log_key
+        })
     }
 
     /// Gives the segment at exactly [base_offset, end_offset) whose log object is `log_key` new
@@ -181,9 +197,7 @@ impl Manifest {
         leader_epochs: Vec<EpochStart>,
         now_ms: i64,
     ) -> bool {
-        let Some(s) = self.segments.iter_mut().find(|s| {
-            s.base_offset == base_offset && s.end_offset == end_offset && s.log.key == log_key
-        }) else {
+        let Some(s) = self.segment_mut((base_offset, end_offset), log_key) else {
             return false;
         };
         let old = s.indexes.replace(indexes);
@@ -191,10 +205,7 @@ impl Manifest {
         let old = old
             .into_iter()
             .flat_map(|ix| [ix.offset_index, ix.time_index]);
-        self.retired.extend(old.map(|o| Retired {
-            key: o.key,
-            since_ms: now_ms,
-        }));
+        self.retire_objects(old, now_ms);
         true
     }
 
@@ -208,17 +219,11 @@ impl Manifest {
         txn_index: RemoteObject,
         now_ms: i64,
     ) -> bool {
-        let Some(s) = self.segments.iter_mut().find(|s| {
-            s.base_offset == base_offset && s.end_offset == end_offset && s.log.key == log_key
-        }) else {
+        let Some(s) = self.segment_mut((base_offset, end_offset), log_key) else {
             return false;
         };
-        if let Some(old) = s.txn_index.replace(txn_index) {
-            self.retired.push(Retired {
-                key: old.key,
-                since_ms: now_ms,
-            });
-        }
+        let old = s.txn_index.replace(txn_index);
+        self.retire_objects(old, now_ms);
         true
     }
 
