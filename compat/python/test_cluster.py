@@ -192,7 +192,8 @@ def test_replication_factor_above_the_live_brokers_is_refused(cluster):
 
 def describe(nodes, topic: str) -> dict[int, tuple[int, list[int], list[int]]]:
     """kafka-topics --describe: partition -> (leader, replicas, isr)."""
-    live = [n for n in nodes if n.proc and n.proc.poll() is None]
+    # A stopped (SIGSTOP) broker still runs but answers nothing: ask another.
+    live = [n for n in nodes if n.proc and n.proc.poll() is None and not getattr(n, "paused", False)]
     out = kafka_tool("kafka-topics", "--bootstrap-server", live[0].bootstrap,
                      "--describe", "--topic", topic).stdout
     parts = {}
@@ -334,8 +335,10 @@ def test_a_stalled_follower_leaves_the_isr_and_rejoins(tmp_path):
         leader = describe(nodes, "lag")[0][0]
         stalled = next(n for n in nodes if n.node_id != leader)
         stalled.proc.send_signal(signal.SIGSTOP)
+        stalled.paused = True
         try:
-            wait_until(lambda: stalled.node_id not in describe(nodes, "lag")[0][2], timeout=30,
+            # Each poll starts a JVM (kafka-topics): on a loaded machine a few seconds each.
+            wait_until(lambda: stalled.node_id not in describe(nodes, "lag")[0][2], timeout=60,
                        what="the stalled follower to leave the ISR")
             assert describe(nodes, "lag")[0][0] == leader
             producer = Producer({"bootstrap.servers": nodes[leader - 1].bootstrap,
@@ -348,7 +351,8 @@ def test_a_stalled_follower_leaves_the_isr_and_rejoins(tmp_path):
             assert not errors, errors
         finally:
             stalled.proc.send_signal(signal.SIGCONT)
-        wait_until(lambda: sorted(describe(nodes, "lag")[0][2]) == [1, 2, 3], timeout=30,
+            stalled.paused = False
+        wait_until(lambda: sorted(describe(nodes, "lag")[0][2]) == [1, 2, 3], timeout=90,
                    what="the follower to rejoin the ISR")
     finally:
         for n in nodes:
